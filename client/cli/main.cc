@@ -1,0 +1,426 @@
+// rawfeat: the command-line client of rawfeatd.
+//
+//   rawfeat apply schemas/ [--dry-run]
+//   rawfeat ingest --stream orders orders.csv [--batch-size N] [--skip-invalid
+//                  --reject-file F] [--time-unit s|ms|us]
+//   rawfeat replay --stream orders [--from T] [--to T] [--after-seq N]
+//                  [--watermark N] [--entity E] --out events.jsonl
+//   rawfeat status
+//
+// Every command takes --server HOST:PORT and exits non-zero with a one-line
+// reason on failure.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/client.h"
+#include "client/progress.h"
+#include "client/records.h"
+#include "server/common/definitions_text.h"
+#include "server/common/time_util.h"
+
+namespace rawfeat {
+namespace {
+
+// A failure reported as one line on stderr, exit code 1.
+int Fail(const absl::Status& s) {
+  std::string msg(s.message());
+  for (char& c : msg) {
+    if (c == '\n') c = ' ';
+  }
+  std::fprintf(stderr, "rawfeat: %s: %s\n",
+               absl::StatusCodeToString(s.code()).c_str(), msg.c_str());
+  return 1;
+}
+
+int Fail(absl::string_view msg) {
+  std::fprintf(stderr, "rawfeat: %s\n", std::string(msg).c_str());
+  return 1;
+}
+
+// ----------------------------------------------------------------- apply
+
+struct ApplyArgs {
+  std::string path;
+  bool dry_run = false;
+};
+
+int RunApply(Client& client, const ApplyArgs& args) {
+  auto files = ListDefinitionFiles(args.path);
+  if (!files.ok()) return Fail(files.status());
+  // One request for the whole folder: it is applied all or nothing, and a
+  // view may use a stream defined in another file.
+  v1::ApplyDefinitionsRequest request;
+  for (const auto& file : *files) {
+    auto defs = ReadDefinitionsFile(file);
+    if (!defs.ok()) return Fail(defs.status());
+    request.mutable_definitions()->MergeFrom(*defs);
+  }
+  request.set_dry_run(args.dry_run);
+  request.set_source(args.path);
+  auto response = client.ApplyDefinitions(request);
+  if (!response.ok()) return Fail(response.status());
+  const char* verb = args.dry_run ? "would " : "";
+  for (const auto& c : response->changes()) {
+    std::printf("%s%s\n", verb, c.c_str());
+  }
+  if (response->changes().empty()) std::printf("no changes\n");
+  for (const auto& p : response->problems()) {
+    std::printf("problem: %s\n", p.c_str());
+  }
+  if (!response->problems().empty()) {
+    return Fail(absl::StrCat(response->problems_size(),
+                             " problem(s); nothing would be applied"));
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- ingest
+
+struct IngestArgs {
+  std::string stream;
+  std::string file;
+  std::string format;  // csv | jsonl; default from the extension
+  int batch_size = 1000;
+  bool skip_invalid = false;
+  std::string reject_file;
+  std::string time_unit = "none";
+  int retries = 8;
+};
+
+bool Retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+}
+
+// Sends one batch, retrying transient failures with exponential backoff and
+// full jitter. Safe because ingest is idempotent by event id.
+absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
+                                                   const v1::IngestRequest& req,
+                                                   int retries,
+                                                   std::mt19937_64& rng) {
+  std::chrono::milliseconds backoff(100);
+  for (int attempt = 0;; ++attempt) {
+    auto r = client.Ingest(req);
+    if (r.ok() || !Retryable(r.status()) || attempt >= retries) return r;
+    std::uniform_int_distribution<int64_t> jitter(0, backoff.count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
+  }
+}
+
+int RunIngest(Client& client, const IngestArgs& args) {
+  auto unit = ParseTimeUnit(args.time_unit);
+  if (!unit.ok()) return Fail(unit.status());
+  if (args.batch_size < 1) return Fail("--batch-size must be >= 1");
+  if (!args.reject_file.empty() && !args.skip_invalid) {
+    return Fail("--reject-file needs --skip-invalid");
+  }
+  std::string format = args.format;
+  if (format.empty()) {
+    format = absl::EndsWith(args.file, ".csv") ? "csv" : "jsonl";
+  }
+  if (format != "csv" && format != "jsonl") {
+    return Fail("--format must be csv or jsonl");
+  }
+  std::ifstream in(args.file, std::ios::binary);
+  if (!in) return Fail(absl::StrCat(args.file, ": cannot open"));
+  in.seekg(0, std::ios::end);
+  const int64_t total_bytes = static_cast<int64_t>(in.tellg());
+  in.seekg(0);
+
+  auto stream = client.FindStream(args.stream);
+  if (!stream.ok()) return Fail(stream.status());
+  RecordMapper mapper(*stream, *unit);
+
+  std::ofstream rejects;
+  if (!args.reject_file.empty()) {
+    rejects.open(args.reject_file, std::ios::trunc);
+    if (!rejects) return Fail(absl::StrCat(args.reject_file, ": cannot write"));
+  }
+  int64_t rejected = 0;
+  auto reject = [&](int64_t line, absl::string_view reason) {
+    ++rejected;
+    if (rejects.is_open()) rejects << "line " << line << ": " << reason << "\n";
+  };
+
+  CsvReader csv(&in);
+  std::vector<std::string> cells;
+  if (format == "csv") {
+    if (!csv.Next(&cells)) {
+      return Fail(csv.error().ok() ? absl::StrCat(args.file, ": empty file")
+                                   : std::string(csv.error().message()));
+    }
+    absl::Status s = mapper.SetHeader(cells);
+    if (!s.ok()) return Fail(s);
+  }
+
+  Progress progress("ingest", total_bytes);
+  std::mt19937_64 rng(std::random_device{}());
+  v1::IngestRequest batch;
+  batch.set_stream(args.stream);
+  batch.set_on_invalid(args.skip_invalid ? v1::SKIP_ROW : v1::REJECT_BATCH);
+  std::vector<int64_t> lines;  // line of each row in `batch`
+  int64_t rows = 0, accepted = 0, duplicates = 0;
+  uint64_t watermark = 0;
+
+  auto flush = [&]() -> absl::Status {
+    if (batch.events().empty()) return absl::OkStatus();
+    auto r = SendWithRetries(client, batch, args.retries, rng);
+    if (!r.ok()) {
+      return absl::Status(
+          r.status().code(),
+          absl::StrCat("batch of lines ", lines.front(), "-", lines.back(),
+                       " (row i is the i-th record of the batch): ",
+                       r.status().message()));
+    }
+    accepted += r->accepted();
+    duplicates += r->duplicates();
+    watermark = r->watermark();
+    for (const auto& e : r->rejected()) {
+      reject(lines[e.row()],
+             absl::StrCat(e.field().empty() ? "" : "field ", e.field(),
+                          e.field().empty() ? "" : ": ", e.reason()));
+    }
+    batch.clear_events();
+    lines.clear();
+    return absl::OkStatus();
+  };
+
+  std::string text;
+  int64_t line = 0;
+  while (true) {
+    absl::StatusOr<v1::Event> event;
+    if (format == "csv") {
+      if (!csv.Next(&cells)) {
+        if (!csv.error().ok()) {
+          if (!args.skip_invalid) return Fail(csv.error());
+          reject(csv.record_line(), csv.error().message());
+        }
+        break;
+      }
+      line = csv.record_line();
+      if (cells.size() == 1 && cells[0].empty()) continue;  // blank line
+      event = mapper.FromCsv(cells, line);
+    } else {
+      if (!std::getline(in, text)) break;
+      ++line;
+      if (text.empty() || text == "\r") continue;
+      event = mapper.FromJson(text, line);
+    }
+    ++rows;
+    if (!event.ok()) {
+      if (!args.skip_invalid) return Fail(event.status());
+      reject(line, event.status().message());
+      continue;
+    }
+    *batch.add_events() = std::move(*event);
+    lines.push_back(line);
+    if (batch.events_size() >= args.batch_size) {
+      absl::Status s = flush();
+      if (!s.ok()) return Fail(s);
+      const int64_t pos = in.tellg();
+      progress.Update(pos < 0 ? total_bytes : pos, rows);
+    }
+  }
+  absl::Status s = flush();
+  if (!s.ok()) return Fail(s);
+  progress.Update(total_bytes, rows);
+  progress.Done();
+  std::printf(
+      "%s: %lld rows read, %lld accepted, %lld duplicates, %lld rejected; "
+      "watermark %llu\n",
+      args.file.c_str(), static_cast<long long>(rows),
+      static_cast<long long>(accepted), static_cast<long long>(duplicates),
+      static_cast<long long>(rejected),
+      static_cast<unsigned long long>(watermark));
+  return 0;
+}
+
+// ---------------------------------------------------------------- replay
+
+struct ReplayArgs {
+  std::string stream;
+  std::string from;
+  std::string to;
+  std::string entity;
+  uint64_t after_seq = 0;
+  uint64_t watermark = 0;
+  std::string out = "-";
+  std::string format;  // jsonl | csv
+};
+
+int RunReplay(Client& client, const ReplayArgs& args) {
+  auto stream = client.FindStream(args.stream);
+  if (!stream.ok()) return Fail(stream.status());
+  RecordMapper mapper(*stream, TimeUnit::kNone);
+  v1::ReadEventsRequest request;
+  request.set_stream(args.stream);
+  request.set_after_seq(args.after_seq);
+  request.set_watermark(args.watermark);
+  request.set_entity(args.entity);
+  if (!args.from.empty()) {
+    auto t = ParseTime(args.from);
+    if (!t.ok()) return Fail(absl::StrCat("--from: ", t.status().message()));
+    *request.mutable_from_time() = MicrosToTimestamp(*t);
+  }
+  if (!args.to.empty()) {
+    auto t = ParseTime(args.to);
+    if (!t.ok()) return Fail(absl::StrCat("--to: ", t.status().message()));
+    *request.mutable_to_time() = MicrosToTimestamp(*t);
+  }
+  std::string format = args.format;
+  if (format.empty()) format = absl::EndsWith(args.out, ".csv") ? "csv" : "jsonl";
+  if (format != "csv" && format != "jsonl") {
+    return Fail("--format must be csv or jsonl");
+  }
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  const std::string tmp = args.out + ".partial";
+  if (args.out != "-") {
+    file.open(tmp, std::ios::trunc | std::ios::binary);
+    if (!file) return Fail(absl::StrCat(args.out, ": cannot write"));
+    out = &file;
+  }
+  if (format == "csv") {
+    std::string header;
+    for (const auto& h : mapper.CsvHeader()) {
+      absl::StrAppend(&header, header.empty() ? "" : ",", CsvEscape(h));
+    }
+    *out << header << "\n";
+  }
+  Progress progress("replay", 0);
+  int64_t n = 0;
+  uint64_t watermark = 0;
+  absl::Status s = client.ReadEvents(request, [&](const auto& chunk) {
+    watermark = chunk.watermark();
+    for (const auto& e : chunk.events()) {
+      *out << (format == "csv" ? mapper.CsvRow(e) : mapper.JsonLine(e))
+           << "\n";
+    }
+    n += chunk.events_size();
+    progress.Update(0, n);
+    return static_cast<bool>(*out);
+  });
+  if (!s.ok()) return Fail(s);
+  if (!*out) return Fail(absl::StrCat(args.out, ": write failed"));
+  progress.Done();
+  if (file.is_open()) {
+    file.close();
+    if (!file || std::rename(tmp.c_str(), args.out.c_str()) != 0) {
+      return Fail(absl::StrCat(args.out, ": cannot finish writing"));
+    }
+  }
+  std::fprintf(stderr, "replayed %lld events of '%s' at watermark %llu\n",
+               static_cast<long long>(n), args.stream.c_str(),
+               static_cast<unsigned long long>(watermark));
+  return 0;
+}
+
+// ---------------------------------------------------------------- status
+
+int RunStatus(Client& client) {
+  auto st = client.GetStatus();
+  if (!st.ok()) return Fail(st.status());
+  std::printf("rawfeatd %s\n", st->version().c_str());
+  std::printf("watermark  %llu\n",
+              static_cast<unsigned long long>(st->watermark()));
+  std::printf("data dir   %s (%s, sync %s)\n", st->data_dir().c_str(),
+              HumanBytes(st->disk_bytes()).c_str(), st->sync() ? "on" : "off");
+  for (const auto& s : st->streams()) {
+    std::printf("stream     %-24s %llu events\n", s.name().c_str(),
+                static_cast<unsigned long long>(s.events()));
+  }
+  auto defs = client.ListDefinitions();
+  if (defs.ok()) {
+    for (const auto& v : defs->views()) {
+      std::printf("view       %-24s v%u over %s, %d features\n",
+                  v.definition().name().c_str(), v.definition().version(),
+                  v.definition().stream().c_str(),
+                  v.definition().features_size());
+    }
+  }
+  for (const auto& p : st->definition_problems()) {
+    std::printf("problem    %s\n", p.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace rawfeat
+
+int main(int argc, char** argv) {
+  using namespace rawfeat;  // NOLINT: main only
+  CLI::App app{"rawfeat: command-line client of the rawfeatd feature store"};
+  app.require_subcommand(1);
+  std::string server = "127.0.0.1:7070";
+  app.add_option("--server", server, "rawfeatd address HOST:PORT")
+      ->capture_default_str();
+
+  ApplyArgs apply;
+  auto* apply_cmd = app.add_subcommand(
+      "apply", "validate and register definitions (a .textproto or a folder)");
+  apply_cmd->add_option("path", apply.path, "file or folder")->required();
+  apply_cmd->add_flag("--dry-run", apply.dry_run, "show the diff only");
+
+  IngestArgs ingest;
+  auto* ingest_cmd =
+      app.add_subcommand("ingest", "write raw events from CSV or JSON Lines");
+  ingest_cmd->add_option("--stream", ingest.stream, "stream name")->required();
+  ingest_cmd->add_option("file", ingest.file, "input .csv or .jsonl")
+      ->required();
+  ingest_cmd->add_option("--format", ingest.format, "csv or jsonl");
+  ingest_cmd->add_option("--batch-size", ingest.batch_size, "rows per batch")
+      ->capture_default_str();
+  ingest_cmd->add_flag("--skip-invalid", ingest.skip_invalid,
+                       "write valid rows, skip and report invalid ones");
+  ingest_cmd->add_option("--reject-file", ingest.reject_file,
+                         "with --skip-invalid: where rejected rows are listed");
+  ingest_cmd->add_option("--time-unit", ingest.time_unit,
+                         "unit of bare integer times: s, ms or us")
+      ->capture_default_str();
+  ingest_cmd->add_option("--retries", ingest.retries,
+                         "retries of a batch on UNAVAILABLE/DEADLINE_EXCEEDED")
+      ->capture_default_str();
+
+  ReplayArgs replay;
+  auto* replay_cmd =
+      app.add_subcommand("replay", "read raw events back in ingest order");
+  replay_cmd->add_option("--stream", replay.stream, "stream name")->required();
+  replay_cmd->add_option("--from", replay.from, "event time >= T (RFC 3339)");
+  replay_cmd->add_option("--to", replay.to, "event time < T (RFC 3339)");
+  replay_cmd->add_option("--after-seq", replay.after_seq, "only seq > N");
+  replay_cmd->add_option("--watermark", replay.watermark, "only seq <= N");
+  replay_cmd->add_option("--entity", replay.entity, "one entity only");
+  replay_cmd->add_option("--out", replay.out, "output file (- = stdout)")
+      ->capture_default_str();
+  replay_cmd->add_option("--format", replay.format, "jsonl or csv");
+
+  app.add_subcommand("status", "server version, counts, watermark, problems");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "rawfeat: %s (see --help)\n", e.what());
+    return 2;
+  }
+  Client client(server);
+  if (*apply_cmd) return RunApply(client, apply);
+  if (*ingest_cmd) return RunIngest(client, ingest);
+  if (*replay_cmd) return RunReplay(client, replay);
+  return RunStatus(client);
+}

@@ -1,0 +1,123 @@
+#include "client/client.h"
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace rawfeat {
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+Client::Client(const std::string& address, ClientOptions options)
+    : options_(options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  channel_ = grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args);
+  stub_ = v1::FeatureStore::NewStub(channel_);
+}
+
+void Client::SetDeadline(grpc::ClientContext* context, bool streaming) const {
+  context->set_deadline(std::chrono::system_clock::now() +
+                        (streaming ? options_.stream_timeout
+                                   : options_.timeout));
+}
+
+bool Client::WaitForConnected(std::chrono::milliseconds timeout) {
+  return channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                    timeout);
+}
+
+absl::StatusOr<v1::ApplyDefinitionsResponse> Client::ApplyDefinitions(
+    const v1::ApplyDefinitionsRequest& request) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  v1::ApplyDefinitionsResponse response;
+  grpc::Status s = stub_->ApplyDefinitions(&ctx, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::StatusOr<v1::ListDefinitionsResponse> Client::ListDefinitions() {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  v1::ListDefinitionsResponse response;
+  grpc::Status s =
+      stub_->ListDefinitions(&ctx, v1::ListDefinitionsRequest(), &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::StatusOr<v1::StreamDef> Client::FindStream(const std::string& name) {
+  auto defs = ListDefinitions();
+  if (!defs.ok()) return defs.status();
+  for (const auto& s : defs->streams()) {
+    if (s.definition().name() == name) return s.definition();
+  }
+  return absl::NotFoundError(absl::StrCat("stream '", name,
+                                          "' is not defined on the server"));
+}
+
+absl::StatusOr<v1::IngestResponse> Client::Ingest(
+    const v1::IngestRequest& request) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  v1::IngestResponse response;
+  grpc::Status s = stub_->Ingest(&ctx, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::StatusOr<v1::IngestResponse> Client::IngestStream(
+    const std::function<bool(v1::IngestRequest*)>& next) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  v1::IngestResponse response;
+  auto writer = stub_->IngestStream(&ctx, &response);
+  v1::IngestRequest request;
+  while (next(&request)) {
+    if (!writer->Write(request)) break;  // the server ended the call early
+    request.Clear();
+  }
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+absl::Status Client::ReadEvents(
+    const v1::ReadEventsRequest& request,
+    const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  auto reader = stub_->ReadEvents(&ctx, request);
+  v1::ReadEventsResponse chunk;
+  bool stopped = false;
+  while (reader->Read(&chunk)) {
+    if (!on_chunk(chunk)) {
+      stopped = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
+    return absl::OkStatus();
+  }
+  return FromGrpcStatus(s);
+}
+
+absl::StatusOr<v1::GetStatusResponse> Client::GetStatus() {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  v1::GetStatusResponse response;
+  grpc::Status s = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
+}  // namespace rawfeat

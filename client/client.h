@@ -1,0 +1,65 @@
+#ifndef RAWFEAT_CLIENT_CLIENT_H_
+#define RAWFEAT_CLIENT_CLIENT_H_
+
+// C++ client of rawfeat.v1.FeatureStore. Every call has a deadline and
+// returns absl::Status / absl::StatusOr (the gRPC code and message are kept).
+// Thread-safe: one Client may be shared by many threads.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "rawfeat/v1/rawfeat.grpc.pb.h"
+
+namespace rawfeat {
+
+struct ClientOptions {
+  // Deadline of unary calls. Default: 30 s.
+  std::chrono::milliseconds timeout{30000};
+  // Deadline of streaming calls (replay, bulk ingest). Default: 1 h.
+  std::chrono::milliseconds stream_timeout{3600 * 1000};
+  // Largest message sent or received. Default: 64 MiB.
+  int max_message_bytes = 64 << 20;
+};
+
+class Client {
+ public:
+  // Creates a channel to `address` (host:port). Connects lazily.
+  explicit Client(const std::string& address, ClientOptions options = {});
+
+  absl::StatusOr<v1::ApplyDefinitionsResponse> ApplyDefinitions(
+      const v1::ApplyDefinitionsRequest& request);
+  absl::StatusOr<v1::ListDefinitionsResponse> ListDefinitions();
+  absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& request);
+  // Sends every batch produced by `next` (which fills its argument and
+  // returns false when done) in one IngestStream call.
+  absl::StatusOr<v1::IngestResponse> IngestStream(
+      const std::function<bool(v1::IngestRequest*)>& next);
+  // Calls `on_chunk` per received chunk; stops early if it returns false.
+  absl::Status ReadEvents(
+      const v1::ReadEventsRequest& request,
+      const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk);
+  absl::StatusOr<v1::GetStatusResponse> GetStatus();
+
+  // Blocks until the channel is connected or `timeout` passes.
+  bool WaitForConnected(std::chrono::milliseconds timeout);
+
+  // The stream definition named `name`. Errors: NOT_FOUND.
+  absl::StatusOr<v1::StreamDef> FindStream(const std::string& name);
+
+ private:
+  void SetDeadline(grpc::ClientContext* context, bool streaming) const;
+
+  const ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::FeatureStore::Stub> stub_;
+};
+
+// grpc::Status -> absl::Status (same code and message).
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_CLIENT_CLIENT_H_

@@ -1,0 +1,395 @@
+#include "client/records.h"
+
+#include <charconv>
+#include <limits>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace rawfeat {
+
+// ------------------------------------------------------------------ CSV
+
+bool CsvReader::Next(std::vector<std::string>* fields) {
+  fields->clear();
+  if (!error_.ok()) return false;
+  int c = in_->get();
+  if (c == EOF) return false;
+  record_line_ = line_;
+  std::string field;
+  enum { kStart, kUnquoted, kQuoted, kAfterQuote } state = kStart;
+  while (true) {
+    if (c == EOF) {
+      if (state == kQuoted) {
+        error_ = absl::InvalidArgumentError(absl::StrCat(
+            "line ", record_line_, ": unterminated quoted field"));
+        return false;
+      }
+      fields->push_back(std::move(field));
+      return true;
+    }
+    const char ch = static_cast<char>(c);
+    switch (state) {
+      case kStart:
+      case kUnquoted:
+        if (ch == '"' && state == kStart) {
+          state = kQuoted;
+        } else if (ch == ',') {
+          fields->push_back(std::move(field));
+          field.clear();
+          state = kStart;
+        } else if (ch == '\n' || ch == '\r') {
+          if (ch == '\r' && in_->peek() == '\n') in_->get();
+          ++line_;
+          fields->push_back(std::move(field));
+          return true;
+        } else {
+          field.push_back(ch);
+          state = kUnquoted;
+        }
+        break;
+      case kQuoted:
+        if (ch == '"') {
+          if (in_->peek() == '"') {
+            in_->get();
+            field.push_back('"');
+          } else {
+            state = kAfterQuote;
+          }
+        } else {
+          if (ch == '\n') ++line_;
+          field.push_back(ch);
+        }
+        break;
+      case kAfterQuote:
+        if (ch == ',') {
+          fields->push_back(std::move(field));
+          field.clear();
+          state = kStart;
+        } else if (ch == '\n' || ch == '\r') {
+          if (ch == '\r' && in_->peek() == '\n') in_->get();
+          ++line_;
+          fields->push_back(std::move(field));
+          return true;
+        } else {
+          error_ = absl::InvalidArgumentError(absl::StrCat(
+              "line ", line_, ": text after a closing quote"));
+          return false;
+        }
+        break;
+    }
+    c = in_->get();
+  }
+}
+
+std::string CsvEscape(absl::string_view s) {
+  if (s.find_first_of(",\"\r\n") == absl::string_view::npos) {
+    return std::string(s);
+  }
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string FormatDouble(double d) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), d);
+  if (ec != std::errc()) return absl::StrCat(d);
+  return std::string(buf, end);
+}
+
+// --------------------------------------------------------------- mapping
+
+namespace {
+constexpr int kEntityColumn = -1;
+constexpr int kTimeColumn = -2;
+constexpr int kIdColumn = -3;
+
+std::string LineError(int64_t line, absl::string_view column,
+                      absl::string_view reason) {
+  return absl::StrCat("line ", line, ": column '", column, "': ", reason);
+}
+}  // namespace
+
+RecordMapper::RecordMapper(v1::StreamDef stream, TimeUnit time_unit)
+    : stream_(std::move(stream)), time_unit_(time_unit) {}
+
+absl::Status RecordMapper::SetHeader(const std::vector<std::string>& header) {
+  absl::flat_hash_map<std::string, int> by_name;
+  by_name[stream_.entity_field()] = kEntityColumn;
+  by_name[stream_.time_field()] = kTimeColumn;
+  by_name["event_id"] = kIdColumn;
+  for (int i = 0; i < stream_.fields_size(); ++i) {
+    by_name[stream_.fields(i).name()] = i;
+  }
+  columns_.clear();
+  absl::flat_hash_map<int, bool> seen;
+  for (const auto& raw : header) {
+    const std::string name(absl::StripAsciiWhitespace(raw));
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "header: column '", name, "' is not a field of stream '",
+          stream_.name(), "'"));
+    }
+    if (seen[it->second]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("header: column '", name, "' appears twice"));
+    }
+    seen[it->second] = true;
+    columns_.push_back(it->second);
+  }
+  if (!seen[kEntityColumn] || !seen[kTimeColumn]) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "header: needs the entity column '", stream_.entity_field(),
+        "' and the time column '", stream_.time_field(), "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Value> RecordMapper::ParseCell(
+    const v1::FieldDef& field, absl::string_view cell) const {
+  v1::Value v;
+  switch (field.type()) {
+    case v1::INT64: {
+      int64_t i;
+      if (!absl::SimpleAtoi(cell, &i)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", cell, "' is not an INT64"));
+      }
+      v.set_int64_value(i);
+      break;
+    }
+    case v1::DOUBLE: {
+      double d;
+      if (!absl::SimpleAtod(cell, &d)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", cell, "' is not a DOUBLE"));
+      }
+      v.set_double_value(d);
+      break;
+    }
+    case v1::STRING:
+      v.set_string_value(std::string(cell));
+      break;
+    case v1::BOOL: {
+      const std::string lower = absl::AsciiStrToLower(cell);
+      if (lower == "true" || lower == "1") {
+        v.set_bool_value(true);
+      } else if (lower == "false" || lower == "0") {
+        v.set_bool_value(false);
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", cell, "' is not a BOOL (true/false/1/0)"));
+      }
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("field has no type");
+  }
+  return v;
+}
+
+absl::StatusOr<v1::Event> RecordMapper::FromCsv(
+    const std::vector<std::string>& cells, int64_t line) const {
+  if (cells.size() != columns_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", line, ": has ", cells.size(),
+                     " columns, the header has ", columns_.size()));
+  }
+  v1::Event e;
+  for (size_t c = 0; c < cells.size(); ++c) {
+    const std::string& cell = cells[c];
+    const int col = columns_[c];
+    if (col == kEntityColumn) {
+      e.set_entity(cell);
+    } else if (col == kIdColumn) {
+      e.set_event_id(cell);
+    } else if (col == kTimeColumn) {
+      auto t = ParseTime(cell, time_unit_);
+      if (!t.ok()) {
+        return absl::InvalidArgumentError(
+            LineError(line, stream_.time_field(), t.status().message()));
+      }
+      *e.mutable_event_time() = MicrosToTimestamp(*t);
+    } else {
+      const v1::FieldDef& f = stream_.fields(col);
+      if (cell.empty()) {
+        if (!f.required()) continue;  // null
+        if (f.type() == v1::STRING) {
+          (*e.mutable_fields())[f.name()].set_string_value("");
+          continue;
+        }
+        return absl::InvalidArgumentError(
+            LineError(line, f.name(), "required field is empty"));
+      }
+      auto v = ParseCell(f, cell);
+      if (!v.ok()) {
+        return absl::InvalidArgumentError(
+            LineError(line, f.name(), v.status().message()));
+      }
+      (*e.mutable_fields())[f.name()] = std::move(*v);
+    }
+  }
+  return e;
+}
+
+absl::StatusOr<v1::Event> RecordMapper::FromJson(absl::string_view text,
+                                                 int64_t line) const {
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr,
+                                           /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", line, ": not a JSON object"));
+  }
+  absl::flat_hash_map<std::string, int> fields;
+  for (int i = 0; i < stream_.fields_size(); ++i) {
+    fields[stream_.fields(i).name()] = i;
+  }
+  v1::Event e;
+  for (const auto& [key, val] : j.items()) {
+    if (key == stream_.entity_field()) {
+      if (!val.is_string()) {
+        return absl::InvalidArgumentError(
+            LineError(line, key, "entity must be a string"));
+      }
+      e.set_entity(val.get<std::string>());
+    } else if (key == stream_.time_field()) {
+      absl::StatusOr<int64_t> t;
+      if (val.is_string()) {
+        t = ParseTime(val.get<std::string>(), time_unit_);
+      } else if (val.is_number_integer()) {
+        t = ParseTime(absl::StrCat(val.get<int64_t>()), time_unit_);
+      } else {
+        t = absl::InvalidArgumentError("time must be a string or integer");
+      }
+      if (!t.ok()) {
+        return absl::InvalidArgumentError(
+            LineError(line, key, t.status().message()));
+      }
+      *e.mutable_event_time() = MicrosToTimestamp(*t);
+    } else if (key == "event_id") {
+      if (!val.is_string()) {
+        return absl::InvalidArgumentError(
+            LineError(line, key, "event_id must be a string"));
+      }
+      e.set_event_id(val.get<std::string>());
+    } else if (key == "seq") {
+      continue;  // written by `replay`; the server assigns its own
+    } else {
+      auto it = fields.find(key);
+      if (it == fields.end()) {
+        return absl::InvalidArgumentError(LineError(
+            line, key,
+            absl::StrCat("not a field of stream '", stream_.name(), "'")));
+      }
+      if (val.is_null()) continue;
+      const v1::FieldDef& f = stream_.fields(it->second);
+      v1::Value v;
+      bool ok = true;
+      switch (f.type()) {
+        case v1::INT64:
+          ok = val.is_number_integer();
+          if (ok) v.set_int64_value(val.get<int64_t>());
+          break;
+        case v1::DOUBLE:
+          ok = val.is_number();
+          if (ok) v.set_double_value(val.get<double>());
+          break;
+        case v1::STRING:
+          ok = val.is_string();
+          if (ok) v.set_string_value(val.get<std::string>());
+          break;
+        case v1::BOOL:
+          ok = val.is_boolean();
+          if (ok) v.set_bool_value(val.get<bool>());
+          break;
+        default:
+          ok = false;
+      }
+      if (!ok) {
+        return absl::InvalidArgumentError(LineError(
+            line, key,
+            absl::StrCat("want ", v1::FieldType_Name(f.type()), ", got ",
+                         val.type_name())));
+      }
+      (*e.mutable_fields())[key] = std::move(v);
+    }
+  }
+  return e;
+}
+
+std::vector<std::string> RecordMapper::CsvHeader() const {
+  std::vector<std::string> h = {"event_id", stream_.entity_field(),
+                                stream_.time_field()};
+  for (const auto& f : stream_.fields()) h.push_back(f.name());
+  return h;
+}
+
+namespace {
+std::string ValueText(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kInt64Value:
+      return absl::StrCat(v.int64_value());
+    case v1::Value::kDoubleValue:
+      return FormatDouble(v.double_value());
+    case v1::Value::kStringValue:
+      return v.string_value();
+    case v1::Value::kBoolValue:
+      return v.bool_value() ? "true" : "false";
+    default:
+      return "";
+  }
+}
+
+nlohmann::json ValueJson(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kInt64Value:
+      return v.int64_value();
+    case v1::Value::kDoubleValue:
+      return v.double_value();
+    case v1::Value::kStringValue:
+      return v.string_value();
+    case v1::Value::kBoolValue:
+      return v.bool_value();
+    default:
+      return nullptr;
+  }
+}
+}  // namespace
+
+std::string RecordMapper::CsvRow(const v1::Event& e) const {
+  std::string row = CsvEscape(e.event_id());
+  absl::StrAppend(&row, ",", CsvEscape(e.entity()), ",");
+  auto t = TimestampToMicros(e.event_time());
+  absl::StrAppend(&row, t.ok() ? FormatMicros(*t) : "");
+  for (const auto& f : stream_.fields()) {
+    row.push_back(',');
+    auto it = e.fields().find(f.name());
+    if (it != e.fields().end()) row += CsvEscape(ValueText(it->second));
+  }
+  return row;
+}
+
+std::string RecordMapper::JsonLine(const v1::Event& e) const {
+  nlohmann::ordered_json j;
+  j["event_id"] = e.event_id();
+  j["seq"] = e.seq();
+  j[stream_.entity_field()] = e.entity();
+  auto t = TimestampToMicros(e.event_time());
+  j[stream_.time_field()] = t.ok() ? FormatMicros(*t) : "";
+  for (const auto& f : stream_.fields()) {
+    auto it = e.fields().find(f.name());
+    if (it != e.fields().end()) j[f.name()] = ValueJson(it->second);
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,89 @@
+#ifndef RAWFEAT_CLIENT_RECORDS_H_
+#define RAWFEAT_CLIENT_RECORDS_H_
+
+// File formats of the CLI: CSV (RFC 4180, header row) and JSON Lines, to and
+// from rawfeat events, typed by the stream definition. Column names: the
+// stream's entity_field and time_field, an optional `event_id`, and the
+// stream's fields. Not thread-safe per object; functions are pure.
+
+#include <cstdint>
+#include <istream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "rawfeat/v1/rawfeat.pb.h"
+#include "server/common/time_util.h"
+
+namespace rawfeat {
+
+// Reads RFC 4180 records: comma-separated, double-quoted fields with ""
+// escapes, embedded commas and newlines, LF or CRLF line ends.
+class CsvReader {
+ public:
+  explicit CsvReader(std::istream* in) : in_(in) {}
+  // Reads the next record into `fields`. Returns false at end of input.
+  // On a malformed record (unterminated quote, text after a closing quote)
+  // sets error() and returns false.
+  bool Next(std::vector<std::string>* fields);
+  // Line number (1-based) where the last record returned started.
+  int64_t record_line() const { return record_line_; }
+  const absl::Status& error() const { return error_; }
+
+ private:
+  std::istream* in_;
+  int64_t line_ = 1;
+  int64_t record_line_ = 0;
+  absl::Status error_;
+};
+
+// Quotes `s` for CSV when it holds a comma, quote, CR or LF.
+std::string CsvEscape(absl::string_view s);
+
+// Maps CSV/JSON columns onto an event of one stream.
+class RecordMapper {
+ public:
+  // `time_unit` is how bare integers in the time column are read (kNone:
+  // they are refused).
+  RecordMapper(v1::StreamDef stream, TimeUnit time_unit);
+
+  // Binds a CSV header. Errors: INVALID_ARGUMENT naming an unknown column, a
+  // duplicate one, or a missing entity/time column.
+  absl::Status SetHeader(const std::vector<std::string>& header);
+
+  // One CSV record -> event. Empty cell: null for an optional field, "" for
+  // a required STRING, an error for any other required field.
+  // Errors: INVALID_ARGUMENT "line N: column C: reason".
+  absl::StatusOr<v1::Event> FromCsv(const std::vector<std::string>& cells,
+                                    int64_t line) const;
+
+  // One JSON Lines object -> event (null = absent).
+  // Errors: INVALID_ARGUMENT "line N: ...".
+  absl::StatusOr<v1::Event> FromJson(absl::string_view text,
+                                     int64_t line) const;
+
+  // Column names of CsvRow: event_id, entity, time, then the fields.
+  std::vector<std::string> CsvHeader() const;
+  std::string CsvRow(const v1::Event& e) const;
+  // One JSON object with the same names, plus "seq".
+  std::string JsonLine(const v1::Event& e) const;
+
+  const v1::StreamDef& stream() const { return stream_; }
+
+ private:
+  absl::StatusOr<v1::Value> ParseCell(const v1::FieldDef& field,
+                                      absl::string_view cell) const;
+
+  v1::StreamDef stream_;
+  TimeUnit time_unit_;
+  // For each CSV column: -1 entity, -2 time, -3 event_id, else field index.
+  std::vector<int> columns_;
+};
+
+// Shortest text that reads back as the same double.
+std::string FormatDouble(double d);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_CLIENT_RECORDS_H_

@@ -1,0 +1,204 @@
+#include "server/events/replayer.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/hash.h"
+#include "server/common/time_util.h"
+#include "server/storage/event_codec.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+
+absl::Status DecodeStoredEvent(const StreamSchema& schema,
+                               absl::string_view key, absl::string_view value,
+                               v1::Event* out) {
+  ParsedEventKey k;
+  EventValueReader reader;
+  if (!ParseEventKey(key, &k) || !reader.Parse(value, schema.types)) {
+    return absl::DataLossError(absl::StrCat(
+        "stored event of stream '", schema.name, "' is corrupt (key ",
+        HexEncode(key), ")"));
+  }
+  out->set_event_id(reader.event_id());
+  out->set_entity(std::string(k.entity));
+  *out->mutable_event_time() = MicrosToTimestamp(k.time_us);
+  out->set_seq(k.seq);
+  const auto& fields = reader.fields();
+  auto* map = out->mutable_fields();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (!fields[i].present()) continue;
+    FieldValueToProto(fields[i],
+                      &(*map)[schema.def().fields(static_cast<int>(i)).name()]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Replayer::ReadEvents(
+    const v1::ReadEventsRequest& request,
+    const std::function<bool(v1::ReadEventsResponse&)>& emit) const {
+  auto schema = registry_->FindStream(request.stream());
+  if (schema == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("stream '", request.stream(), "' is not defined"));
+  }
+  const uint64_t latest = store_->watermark();
+  if (request.watermark() > latest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("watermark ", request.watermark(),
+                     " is above the latest (", latest, ")"));
+  }
+  const uint64_t watermark =
+      request.watermark() == 0 ? latest : request.watermark();
+  int64_t from_us = std::numeric_limits<int64_t>::min();
+  int64_t to_us = std::numeric_limits<int64_t>::max();
+  if (request.has_from_time()) {
+    auto t = TimestampToMicros(request.from_time());
+    if (!t.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("from_time: ", t.status().message()));
+    }
+    from_us = *t;
+  }
+  if (request.has_to_time()) {
+    auto t = TimestampToMicros(request.to_time());
+    if (!t.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("to_time: ", t.status().message()));
+    }
+    to_us = *t;
+  }
+  if (from_us > to_us) {
+    return absl::InvalidArgumentError("from_time is after to_time");
+  }
+  const uint32_t pcount = request.partition().count();
+  const uint32_t pindex = request.partition().index();
+  if (pcount > 0 && pindex >= pcount) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "partition index ", pindex, " must be below count ", pcount));
+  }
+  const uint64_t limit = request.limit() == 0
+                             ? std::numeric_limits<uint64_t>::max()
+                             : request.limit();
+  auto view = store_->NewReadView();
+
+  v1::ReadEventsResponse chunk;
+  size_t chunk_bytes = 0;
+  uint64_t emitted = 0;
+  bool stopped = false;
+  auto flush = [&]() {
+    if (chunk.events_size() == 0) return;
+    chunk.set_watermark(watermark);
+    if (!emit(chunk)) stopped = true;
+    chunk.Clear();
+    chunk_bytes = 0;
+  };
+  // Decodes (key, value) pairs into the chunk, flushing as it fills.
+  auto add = [&](absl::string_view key, absl::string_view value) {
+    v1::Event* e = chunk.add_events();
+    absl::Status s = DecodeStoredEvent(*schema, key, value, e);
+    if (!s.ok()) return s;
+    chunk_bytes += key.size() + value.size();
+    ++emitted;
+    if (static_cast<size_t>(chunk.events_size()) >= options_.chunk_events ||
+        chunk_bytes >= options_.chunk_bytes) {
+      flush();
+    }
+    return absl::OkStatus();
+  };
+
+  if (!request.entity().empty()) {
+    if (!InPartition(request.entity(), pindex, pcount)) {
+      chunk.set_watermark(watermark);
+      emit(chunk);
+      return absl::OkStatus();
+    }
+    // One entity: a bounded scan of its time range, then seq order.
+    const std::string lower =
+        from_us == std::numeric_limits<int64_t>::min()
+            ? EntityPrefix(schema->stream_id, request.entity())
+            : EntityTimeKey(schema->stream_id, request.entity(), from_us);
+    const std::string upper =
+        to_us == std::numeric_limits<int64_t>::max()
+            ? PrefixSuccessor(EntityPrefix(schema->stream_id, request.entity()))
+            : EntityTimeKey(schema->stream_id, request.entity(), to_us);
+    std::vector<std::pair<uint64_t, std::pair<std::string, std::string>>> found;
+    auto it = store_->ScanEvents(lower, upper, view.get());
+    for (; it->Valid(); it->Next()) {
+      ParsedEventKey k;
+      if (!ParseEventKey(it->key(), &k)) {
+        return absl::DataLossError("malformed event key");
+      }
+      if (k.seq <= request.after_seq() || k.seq > watermark) continue;
+      found.push_back({k.seq, {std::string(it->key()), std::string(it->value())}});
+    }
+    if (!it->status().ok()) return it->status();
+    std::sort(found.begin(), found.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [seq, kv] : found) {
+      if (emitted >= limit || stopped) break;
+      absl::Status s = add(kv.first, kv.second);
+      if (!s.ok()) return s;
+    }
+  } else {
+    // Whole stream: walk the log in seq order, fetch matching events in
+    // batches.
+    constexpr size_t kFetch = 1024;
+    std::vector<std::string> keys;
+    std::vector<std::string> values;
+    absl::Status inner;
+    auto drain = [&]() {
+      if (keys.empty()) return absl::OkStatus();
+      absl::Status s = store_->MultiGetEvents(keys, view.get(), &values);
+      if (!s.ok()) return s;
+      for (size_t i = 0; i < keys.size() && !stopped; ++i) {
+        if (values[i].empty()) {
+          return absl::DataLossError(absl::StrCat(
+              "log points at a missing event (key ", HexEncode(keys[i]), ")"));
+        }
+        s = add(keys[i], values[i]);
+        if (!s.ok()) return s;
+      }
+      keys.clear();
+      return absl::OkStatus();
+    };
+    uint64_t selected = 0;
+    absl::Status s = store_->ScanLog(
+        request.after_seq(), watermark, view.get(),
+        [&](uint64_t, absl::string_view event_key) {
+          ParsedEventKey k;
+          if (!ParseEventKey(event_key, &k)) {
+            inner = absl::DataLossError("malformed log entry");
+            return false;
+          }
+          if (k.stream_id != schema->stream_id || k.time_us < from_us ||
+              k.time_us >= to_us || !InPartition(k.entity, pindex, pcount)) {
+            return true;
+          }
+          keys.emplace_back(event_key);
+          ++selected;
+          if (keys.size() >= kFetch) {
+            inner = drain();
+            if (!inner.ok() || stopped) return false;
+          }
+          return selected < limit;
+        });
+    if (!s.ok()) return s;
+    if (!inner.ok()) return inner;
+    if (!stopped) {
+      s = drain();
+      if (!s.ok()) return s;
+    }
+  }
+  if (stopped) return absl::CancelledError("client went away");
+  if (chunk.events_size() > 0 || emitted == 0) {
+    chunk.set_watermark(watermark);
+    if (!emit(chunk)) return absl::CancelledError("client went away");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rawfeat

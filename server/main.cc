@@ -1,0 +1,79 @@
+// rawfeatd: the rawfeat feature store server.
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
+          "host:port to serve gRPC on (port 0 = any free port)");
+ABSL_FLAG(std::string, data_dir, "./data", "RocksDB data directory");
+ABSL_FLAG(std::string, schemas, "",
+          "folder of *.textproto definitions to apply at start-up");
+ABSL_FLAG(bool, sync, true,
+          "sync the write-ahead log before acknowledging an ingest; false "
+          "trades durability of the last acks on power loss for speed");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "largest gRPC message in bytes");
+ABSL_FLAG(int, max_batch_rows, 100000, "most rows in one ingest batch");
+ABSL_FLAG(int, max_entity_bytes, 1024, "longest entity key in bytes");
+ABSL_FLAG(int, max_string_bytes, 64 << 10, "longest STRING value in bytes");
+ABSL_FLAG(int, max_event_id_bytes, 512, "longest event_id in bytes");
+ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
+ABSL_FLAG(std::string, port_file, "",
+          "if set, write the bound port to this file once serving");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "rawfeatd --listen 127.0.0.1:7070 --data_dir ./data --schemas schemas/");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  rawfeat::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.schemas_dir = absl::GetFlag(FLAGS_schemas);
+  options.store.sync = absl::GetFlag(FLAGS_sync);
+  options.store.block_cache_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_block_cache_mb)) << 20;
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
+  options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
+  options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);
+  options.limits.max_event_id_bytes = absl::GetFlag(FLAGS_max_event_id_bytes);
+
+  auto server = rawfeat::Server::Start(options);
+  if (!server.ok()) {
+    rawfeat::LogError(absl::StrCat("cannot start: ", server.status().ToString()));
+    return 1;
+  }
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "w");
+    if (f == nullptr || fprintf(f, "%d\n", (*server)->port()) < 0 ||
+        fclose(f) != 0 || rename(tmp.c_str(), port_file.c_str()) != 0) {
+      rawfeat::LogError(absl::StrCat("cannot write ", port_file));
+      return 1;
+    }
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  rawfeat::LogInfo(absl::StrCat("signal ", sig, ": shutting down"));
+  (*server)->Shutdown();
+  server->reset();
+  rawfeat::LogInfo("stopped cleanly");
+  return 0;
+}

@@ -1,0 +1,321 @@
+#include "server/schema/registry.h"
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "rawfeat/internal/meta.pb.h"
+#include "server/common/coding.h"
+#include "server/common/definitions_text.h"
+#include "server/schema/validation.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+
+Registry::Registry(EventStore* store) : store_(store) {}
+
+std::shared_ptr<const StreamSchema> Registry::MakeSchema(
+    uint32_t id, std::vector<v1::StreamDef> versions) {
+  auto s = std::make_shared<StreamSchema>();
+  s->stream_id = id;
+  s->name = versions.back().name();
+  s->versions = std::move(versions);
+  const v1::StreamDef& def = s->def();
+  for (int i = 0; i < def.fields_size(); ++i) {
+    s->types.push_back(def.fields(i).type());
+    s->position[def.fields(i).name()] = i;
+    s->by_name.push_back(i);
+  }
+  std::sort(s->by_name.begin(), s->by_name.end(), [&def](int a, int b) {
+    return def.fields(a).name() < def.fields(b).name();
+  });
+  return s;
+}
+
+absl::Status Registry::Load() {
+  std::vector<std::string> problems;
+  std::map<std::string, std::shared_ptr<const StreamSchema>> streams;
+  std::map<ViewKey, std::shared_ptr<const v1::FeatureViewDef>> views;
+  uint32_t max_id = 0;
+  absl::Status s = store_->ScanMeta(
+      kMetaStreamPrefix, [&](absl::string_view key, absl::string_view value) {
+        internal::StoredStream stored;
+        if (!stored.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size())) ||
+            stored.versions().empty() || stored.stream_id() == 0) {
+          problems.push_back(absl::StrCat("stored definition '", key,
+                                          "': corrupt record, skipped"));
+          return;
+        }
+        max_id = std::max(max_id, stored.stream_id());
+        const auto invalid = ValidateStream(stored.versions().rbegin()[0]);
+        if (!invalid.empty()) {
+          problems.push_back(absl::StrCat("stored definition '", key, "': ",
+                                          absl::StrJoin(invalid, "; ")));
+          return;
+        }
+        std::vector<v1::StreamDef> versions(stored.versions().begin(),
+                                            stored.versions().end());
+        auto schema = MakeSchema(stored.stream_id(), std::move(versions));
+        streams[schema->name] = schema;
+      });
+  if (!s.ok()) return s;
+  // Ids of counters too, so a stream whose record is corrupt never has its
+  // id reused by another stream.
+  s = store_->ScanMeta(kMetaCountPrefix,
+                       [&](absl::string_view key, absl::string_view) {
+                         const size_t p = strlen(kMetaCountPrefix);
+                         if (key.size() == p + 4) {
+                           max_id = std::max(max_id,
+                                             DecodeBigEndian32(key.data() + p));
+                         }
+                       });
+  if (!s.ok()) return s;
+  s = store_->ScanMeta(
+      kMetaViewPrefix, [&](absl::string_view key, absl::string_view value) {
+        auto view = std::make_shared<v1::FeatureViewDef>();
+        if (!view->ParseFromArray(value.data(),
+                                  static_cast<int>(value.size()))) {
+          problems.push_back(absl::StrCat("stored definition '",
+                                          absl::CHexEscape(key),
+                                          "': corrupt record, skipped"));
+          return;
+        }
+        auto it = streams.find(view->stream());
+        if (it == streams.end()) {
+          problems.push_back(absl::StrCat(
+              "stored view '", view->name(), "' version ", view->version(),
+              ": stream '", view->stream(), "' is not loaded, skipped"));
+          return;
+        }
+        const auto invalid = ValidateView(*view, it->second->def());
+        if (!invalid.empty()) {
+          problems.push_back(absl::StrCat("stored ",
+                                          absl::StrJoin(invalid, "; ")));
+          return;
+        }
+        views[{view->name(), view->version()}] = view;
+      });
+  if (!s.ok()) return s;
+  absl::MutexLock l(&mu_);
+  streams_ = std::move(streams);
+  views_ = std::move(views);
+  next_stream_id_ = max_id + 1;
+  for (auto& p : problems) problems_.push_back(std::move(p));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
+                                             bool dry_run,
+                                             absl::string_view source) {
+  absl::MutexLock apply_lock(&apply_mu_);
+  ApplyOutcome out;
+  std::vector<std::string> problems;
+  bool incompatible = false;
+  const std::string prefix = source.empty() ? "" : absl::StrCat(source, ": ");
+
+  std::map<std::string, std::shared_ptr<const StreamSchema>> streams;
+  std::map<ViewKey, std::shared_ptr<const v1::FeatureViewDef>> views;
+  uint32_t next_id;
+  {
+    absl::MutexLock l(&mu_);
+    streams = streams_;
+    views = views_;
+    next_id = next_stream_id_;
+  }
+  std::vector<std::pair<std::string, std::string>> writes;
+
+  std::map<std::string, int> seen_streams;
+  for (const auto& def : defs.streams()) {
+    if (seen_streams[def.name()]++ == 1) {
+      problems.push_back(absl::StrCat("stream '", def.name(),
+                                      "': defined twice in one apply"));
+      continue;
+    }
+    auto invalid = ValidateStream(def);
+    if (!invalid.empty()) {
+      problems.insert(problems.end(), invalid.begin(), invalid.end());
+      continue;
+    }
+    std::vector<v1::StreamDef> versions;
+    uint32_t id;
+    auto it = streams.find(def.name());
+    if (it == streams.end()) {
+      id = next_id++;
+      versions.push_back(def);
+      out.changes.push_back(absl::StrCat("add stream '", def.name(), "' (",
+                                         def.fields_size(), " fields)"));
+    } else {
+      auto ev = EvolveStream(it->second->def(), def);
+      if (!ev.ok()) {
+        incompatible = true;
+        problems.push_back(std::string(ev.status().message()));
+        continue;
+      }
+      if (!ev->changed) continue;
+      id = it->second->stream_id;
+      versions = it->second->versions;
+      if (ev->new_schema_version) {
+        versions.push_back(ev->merged);
+      } else {
+        versions.back() = ev->merged;  // descriptions only
+      }
+      out.changes.insert(out.changes.end(), ev->changes.begin(),
+                         ev->changes.end());
+    }
+    internal::StoredStream stored;
+    stored.set_stream_id(id);
+    for (const auto& v : versions) *stored.add_versions() = v;
+    writes.emplace_back(MetaStreamKey(def.name()),
+                        stored.SerializeAsString());
+    streams[def.name()] = MakeSchema(id, std::move(versions));
+  }
+
+  for (const auto& view : defs.views()) {
+    auto sit = streams.find(view.stream());
+    if (sit == streams.end()) {
+      problems.push_back(absl::StrCat("view '", view.name(), "' version ",
+                                      view.version(), ": stream '",
+                                      view.stream(), "' is not defined"));
+      continue;
+    }
+    auto invalid = ValidateView(view, sit->second->def());
+    if (!invalid.empty()) {
+      problems.insert(problems.end(), invalid.begin(), invalid.end());
+      continue;
+    }
+    const ViewKey key{view.name(), view.version()};
+    auto vit = views.find(key);
+    if (vit != views.end()) {
+      if (google::protobuf::util::MessageDifferencer::Equals(*vit->second,
+                                                             view)) {
+        continue;  // identical: no-op
+      }
+      incompatible = true;
+      problems.push_back(absl::StrCat(
+          "view '", view.name(), "' version ", view.version(),
+          ": already exists with a different definition; (name, version) is "
+          "immutable, publish the change as a new version"));
+      continue;
+    }
+    out.changes.push_back(absl::StrCat("add view '", view.name(),
+                                       "' version ", view.version(), " (",
+                                       view.features_size(), " features)"));
+    writes.emplace_back(MetaViewKey(view.name(), view.version()),
+                        view.SerializeAsString());
+    views[key] = std::make_shared<v1::FeatureViewDef>(view);
+  }
+
+  for (auto& p : problems) p = absl::StrCat(prefix, p);
+  if (dry_run) {
+    out.problems = std::move(problems);
+    return out;
+  }
+  if (!problems.empty()) {
+    const std::string msg = absl::StrJoin(problems, "; ");
+    return incompatible ? absl::FailedPreconditionError(msg)
+                        : absl::InvalidArgumentError(msg);
+  }
+  if (!writes.empty()) {
+    absl::Status s = store_->PutMeta(writes);
+    if (!s.ok()) return s;
+  }
+  absl::MutexLock l(&mu_);
+  streams_ = std::move(streams);
+  views_ = std::move(views);
+  next_stream_id_ = next_id;
+  return out;
+}
+
+std::shared_ptr<const StreamSchema> Registry::FindStream(
+    absl::string_view name) const {
+  absl::MutexLock l(&mu_);
+  auto it = streams_.find(std::string(name));
+  return it == streams_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<std::shared_ptr<const v1::FeatureViewDef>> Registry::FindView(
+    absl::string_view name, uint32_t version) const {
+  absl::MutexLock l(&mu_);
+  if (version == 0) {
+    // The highest version: the last key with this name.
+    auto it = views_.lower_bound({std::string(name), UINT32_MAX});
+    if (it != views_.end() && it->first.first == name) return it->second;
+    if (it != views_.begin()) {
+      --it;
+      if (it->first.first == name) return it->second;
+    }
+    return absl::NotFoundError(absl::StrCat("view '", name, "' not found"));
+  }
+  auto it = views_.find({std::string(name), version});
+  if (it == views_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("view '", name, "' version ", version, " not found"));
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<const StreamSchema>> Registry::Streams() const {
+  absl::MutexLock l(&mu_);
+  std::vector<std::shared_ptr<const StreamSchema>> out;
+  for (const auto& [name, s] : streams_) out.push_back(s);
+  return out;
+}
+
+std::vector<std::shared_ptr<const v1::FeatureViewDef>> Registry::Views() const {
+  absl::MutexLock l(&mu_);
+  std::vector<std::shared_ptr<const v1::FeatureViewDef>> out;
+  for (const auto& [key, v] : views_) out.push_back(v);
+  return out;
+}
+
+std::vector<std::string> Registry::problems() const {
+  absl::MutexLock l(&mu_);
+  return problems_;
+}
+
+void Registry::AddProblem(std::string problem) {
+  absl::MutexLock l(&mu_);
+  problems_.push_back(std::move(problem));
+}
+
+std::vector<std::string> ApplySchemasDir(const std::string& dir,
+                                         Registry* registry) {
+  std::vector<std::string> problems;
+  auto report = [&](std::string p) {
+    problems.push_back(p);
+    registry->AddProblem(std::move(p));
+  };
+  auto files = ListDefinitionFiles(dir);
+  if (!files.ok()) {
+    report(std::string(files.status().message()));
+    return problems;
+  }
+  std::vector<std::pair<std::string, v1::Definitions>> parsed;
+  for (const auto& file : *files) {
+    auto defs = ReadDefinitionsFile(file);
+    if (!defs.ok()) {
+      report(std::string(defs.status().message()));
+      continue;
+    }
+    parsed.emplace_back(file, std::move(*defs));
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [file, defs] : parsed) {
+      v1::Definitions part;
+      if (pass == 0) {
+        *part.mutable_streams() = defs.streams();
+      } else {
+        *part.mutable_views() = defs.views();
+      }
+      if (part.streams().empty() && part.views().empty()) continue;
+      auto applied = registry->Apply(part, /*dry_run=*/false, file);
+      if (!applied.ok()) report(std::string(applied.status().message()));
+    }
+  }
+  return problems;
+}
+
+}  // namespace rawfeat

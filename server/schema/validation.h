@@ -1,0 +1,57 @@
+#ifndef RAWFEAT_SERVER_SCHEMA_VALIDATION_H_
+#define RAWFEAT_SERVER_SCHEMA_VALIDATION_H_
+
+// Static checks of stream and feature-view definitions, and the rules of
+// stream evolution. Pure functions; thread-safe.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "rawfeat/v1/rawfeat.pb.h"
+
+namespace rawfeat {
+
+// A feature window: a positive duration, or lifetime (unbounded).
+struct Window {
+  bool lifetime = false;
+  int64_t micros = 0;  // > 0 unless lifetime
+};
+
+// Parses "30s", "30m", "1h", "1d", "7d", "2w", or "lifetime".
+// Errors: INVALID_ARGUMENT naming the text and the accepted forms.
+absl::StatusOr<Window> ParseWindow(absl::string_view text);
+
+// True for [A-Za-z_][A-Za-z0-9_]{0,63}.
+bool IsValidName(absl::string_view name);
+
+// Problems with one stream definition, each a sentence naming the field
+// ("stream orders: field amount: type is unspecified"). Empty = valid.
+std::vector<std::string> ValidateStream(const v1::StreamDef& def);
+
+// Problems with one view over `stream` (already valid). Empty = valid.
+std::vector<std::string> ValidateView(const v1::FeatureViewDef& view,
+                                      const v1::StreamDef& stream);
+
+// Outcome of comparing a stored stream with a newly applied definition.
+struct StreamEvolution {
+  bool changed = false;
+  bool new_schema_version = false;  // fields were added
+  // The definition to store: the old fields in their old order, then the
+  // added ones (so field positions never move), with updated descriptions.
+  v1::StreamDef merged;
+  std::vector<std::string> changes;  // human-readable diff lines
+};
+
+// Additive-only evolution. Errors: FAILED_PRECONDITION naming the stream,
+// the field and why (field removed, type changed, optional made required,
+// new required field, entity/time field changed).
+absl::StatusOr<StreamEvolution> EvolveStream(const v1::StreamDef& current,
+                                             const v1::StreamDef& proposed);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_SCHEMA_VALIDATION_H_

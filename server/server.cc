@@ -1,0 +1,87 @@
+#include "server/server.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/common/log.h"
+#include "server/events/ingester.h"
+#include "server/events/replayer.h"
+#include "server/rpc/service.h"
+#include "server/schema/registry.h"
+
+namespace rawfeat {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    const ServerOptions& options) {
+  std::unique_ptr<Server> server(new Server());
+  auto store = EventStore::Open(options.data_dir, options.store);
+  if (!store.ok()) return store.status();
+  server->store_ = std::move(*store);
+  server->registry_ = std::make_unique<Registry>(server->store_.get());
+  absl::Status s = server->registry_->Load();
+  if (!s.ok()) return s;
+  if (!options.schemas_dir.empty()) {
+    for (const auto& p :
+         ApplySchemasDir(options.schemas_dir, server->registry_.get())) {
+      LogWarning(absl::StrCat("definition problem: ", p));
+    }
+  }
+  for (const auto& p : server->registry_->problems()) {
+    LogWarning(absl::StrCat("definition not loaded: ", p));
+  }
+  server->ingester_ = std::make_unique<Ingester>(
+      server->store_.get(), server->registry_.get(), options.limits);
+  server->replayer_ = std::make_unique<Replayer>(
+      server->store_.get(), server->registry_.get(), Replayer::Options());
+  server->service_ = std::make_unique<FeatureStoreService>(
+      server->store_.get(), server->registry_.get(), server->ingester_.get(),
+      server->replayer_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  server->grpc_server_ = builder.BuildAndStart();
+  if (server->grpc_server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen));
+  }
+  server->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  LogInfo(absl::StrCat("serving on ", server->address(), ", data in ",
+                       options.data_dir, ", watermark ",
+                       server->store_->watermark(),
+                       options.store.sync ? "" : ", sync=false"));
+  return server;
+}
+
+std::string Server::address() const { return absl::StrCat(host_, ":", port_); }
+
+void Server::Shutdown() {
+  if (grpc_server_ != nullptr) {
+    grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::seconds(5));
+  }
+}
+
+void Server::Wait() {
+  if (grpc_server_ != nullptr) grpc_server_->Wait();
+}
+
+Server::~Server() {
+  Shutdown();
+  Wait();
+  grpc_server_.reset();
+  service_.reset();
+  replayer_.reset();
+  ingester_.reset();
+  registry_.reset();
+  store_.reset();
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,75 @@
+#ifndef RAWFEAT_SERVER_SERVER_H_
+#define RAWFEAT_SERVER_SERVER_H_
+
+// rawfeatd as a library: opens the store, loads and applies definitions,
+// and serves rawfeat.v1.FeatureStore over gRPC. Tests embed it on
+// 127.0.0.1:0; main.cc wraps it with flags and signals.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/schema/event_validator.h"
+#include "server/storage/event_store.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace rawfeat {
+
+class Registry;
+class Ingester;
+class Replayer;
+class FeatureStoreService;
+
+struct ServerOptions {
+  // host:port to listen on; port 0 picks a free one. Default: 127.0.0.1:7070.
+  std::string listen = "127.0.0.1:7070";
+  // RocksDB directory. Default: ./data.
+  std::string data_dir = "./data";
+  // A folder of *.textproto definitions applied at start-up; empty = none.
+  std::string schemas_dir;
+  // Storage settings (sync: WAL synced before an ingest ack).
+  EventStoreOptions store;
+  IngestLimits limits;
+  // Largest request/response message in bytes. Default: 64 MiB.
+  int max_message_bytes = 64 << 20;
+};
+
+class Server {
+ public:
+  // Opens the data dir, loads stored definitions, applies schemas_dir (a
+  // broken definition is reported by GetStatus, never fatal) and starts
+  // serving. Errors: the store cannot be opened, or the address cannot be
+  // bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options);
+
+  ~Server();  // Shutdown() then release everything.
+
+  // The port actually bound.
+  int port() const { return port_; }
+  std::string address() const;
+
+  // Stops accepting RPCs, waits for running ones (up to a deadline), and
+  // closes the store. Idempotent; thread-safe.
+  void Shutdown();
+  // Blocks until Shutdown() completes.
+  void Wait();
+
+ private:
+  Server() = default;
+  int port_ = 0;
+  std::string host_;
+  std::unique_ptr<EventStore> store_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<Ingester> ingester_;
+  std::unique_ptr<Replayer> replayer_;
+  std::unique_ptr<FeatureStoreService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+};
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_SERVER_H_

@@ -1,0 +1,77 @@
+#ifndef RAWFEAT_SERVER_STORAGE_EVENT_CODEC_H_
+#define RAWFEAT_SERVER_STORAGE_EVENT_CODEC_H_
+
+// Compact encoding of a stored event's value (the `events` column family).
+// Entity, event time and seq live in the key; the value holds:
+//
+//   byte   format (1)
+//   varint schema version (index into the stream's StoredStream.versions)
+//   byte   id kind: 0 = given by the writer, 1 = derived from content
+//   id     kind 0: varint length + bytes; kind 1: 32 raw SHA-256 bytes
+//   varint n = number of fields in that schema version
+//   bitmap ceil(n/8) bytes, bit i set = field i present
+//   values of present fields by position:
+//          INT64 zigzag varint, DOUBLE 8 bytes, STRING varint length + bytes,
+//          BOOL one byte
+//
+// Evolution is additive and appends fields, so a value encoded under any
+// schema version decodes against the newest field list. Pure functions;
+// thread-safe.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "rawfeat/v1/rawfeat.pb.h"
+#include "server/common/hash.h"
+
+namespace rawfeat {
+
+// One typed field value without protobuf overhead. For STRING, `s` points
+// into memory owned elsewhere (the encoded value, or the request).
+struct FieldValue {
+  v1::FieldType type = v1::FIELD_TYPE_UNSPECIFIED;  // UNSPECIFIED = absent
+  int64_t i = 0;
+  double d = 0;
+  bool b = false;
+  absl::string_view s;
+
+  bool present() const { return type != v1::FIELD_TYPE_UNSPECIFIED; }
+};
+
+// `id` is the writer's event id, or empty with `derived_id` set when the id
+// is the content hash. `values` are by position; absent ones have type
+// UNSPECIFIED. Appends to `*out`.
+void EncodeEventValue(uint32_t schema_version, absl::string_view id,
+                      const Sha256Digest* derived_id,
+                      const std::vector<FieldValue>& values, std::string* out);
+
+// Decodes values encoded by EncodeEventValue. `types` is the newest field
+// list of the stream (it must have at least as many fields as the schema
+// version the value was written under). Views into `value` stay valid while
+// it does.
+class EventValueReader {
+ public:
+  // False if the value is corrupt or has more fields than `types`.
+  bool Parse(absl::string_view value, const std::vector<v1::FieldType>& types);
+
+  uint32_t schema_version() const { return schema_version_; }
+  // The event id: the writer's, or the lower-case hex of the derived digest.
+  std::string event_id() const;
+  // Fields by position (size = number of fields the value was written with).
+  const std::vector<FieldValue>& fields() const { return fields_; }
+
+ private:
+  uint32_t schema_version_ = 0;
+  bool derived_id_ = false;
+  absl::string_view id_;
+  std::vector<FieldValue> fields_;
+};
+
+// Proto conversions used at the API edge.
+void FieldValueToProto(const FieldValue& fv, v1::Value* out);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_STORAGE_EVENT_CODEC_H_

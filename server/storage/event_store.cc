@@ -1,0 +1,457 @@
+#include "server/storage/event_store.h"
+
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "server/common/coding.h"
+#include "server/common/log.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+namespace {
+
+// The one place rocksdb::Status becomes absl::Status.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsIOError()) {
+    return absl::UnavailableError(msg);
+  }
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  return absl::InternalError(msg);
+}
+
+rocksdb::Slice ToSlice(absl::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
+absl::string_view ToView(const rocksdb::Slice& s) {
+  return absl::string_view(s.data(), s.size());
+}
+
+// ids value: be64(seq) | 32-byte content hash.
+std::string EncodeIdRecord(uint64_t seq, const Sha256Digest& hash) {
+  std::string v;
+  v.reserve(40);
+  PutBigEndian64(&v, seq);
+  v.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  return v;
+}
+
+bool DecodeIdRecord(absl::string_view v, uint64_t* seq, Sha256Digest* hash) {
+  if (v.size() != 40) return false;
+  *seq = DecodeBigEndian64(v.data());
+  std::memcpy(hash->data(), v.data() + 8, 32);
+  return true;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------- ReadView
+
+ReadView::~ReadView() { db_->ReleaseSnapshot(snapshot_); }
+
+const rocksdb::Snapshot* EventStore::SnapshotOf(const ReadView* view) {
+  return view == nullptr ? nullptr : view->snapshot_;
+}
+
+// -------------------------------------------------------- EventIterator
+
+struct EventIterator::Rep {
+  std::string lower;
+  std::string upper;
+  rocksdb::Slice upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it;
+};
+
+EventIterator::EventIterator(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
+EventIterator::~EventIterator() = default;
+bool EventIterator::Valid() const { return rep_->it->Valid(); }
+void EventIterator::Next() { rep_->it->Next(); }
+absl::string_view EventIterator::key() const { return ToView(rep_->it->key()); }
+absl::string_view EventIterator::value() const {
+  return ToView(rep_->it->value());
+}
+absl::Status EventIterator::status() const {
+  return FromRocks(rep_->it->status(), "scan events");
+}
+
+// ----------------------------------------------------------- EventStore
+
+struct EventStore::Writer {
+  explicit Writer(AppendRequest* r) : request(r) {}
+  AppendRequest* request;
+  AppendResult result;
+  absl::Status status;
+  bool done = false;
+  absl::CondVar cv;
+};
+
+EventStore::EventStore(std::string dir, EventStoreOptions options)
+    : dir_(std::move(dir)), options_(options) {}
+
+EventStore::~EventStore() {
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  handles_.clear();
+  if (db_ != nullptr) db_->Close();
+}
+
+absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
+    const std::string& dir, const EventStoreOptions& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot create data dir ", dir, ": ", ec.message()));
+  }
+  std::unique_ptr<EventStore> store(new EventStore(dir, options));
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1 << 20;
+  db_options.keep_log_file_num = 5;
+
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  auto make_cf = [&](bool bloom) {
+    rocksdb::ColumnFamilyOptions cf;
+    cf.write_buffer_size = options.write_buffer_bytes;
+    cf.max_write_buffer_number = 3;
+    cf.level_compaction_dynamic_level_bytes = true;
+    cf.compression = rocksdb::kLZ4Compression;
+    cf.bottommost_compression = rocksdb::kZSTD;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache;
+    table.block_size = 16 << 10;
+    table.cache_index_and_filter_blocks = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = true;
+    table.format_version = 5;
+    if (bloom) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    return cf;
+  };
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, make_cf(false)},
+      {kEventsColumnFamily, make_cf(false)},
+      {kIdsColumnFamily, make_cf(true)},
+      {kLogColumnFamily, make_cf(false)},
+      {kMetaColumnFamily, make_cf(false)},
+  };
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_options, dir, cfs, &store->handles_, &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("open ", dir));
+  store->db_.reset(raw);
+  store->events_cf_ = store->handles_[1];
+  store->ids_cf_ = store->handles_[2];
+  store->log_cf_ = store->handles_[3];
+  store->meta_cf_ = store->handles_[4];
+  absl::Status rs = store->Recover();
+  if (!rs.ok()) return rs;
+  return store;
+}
+
+absl::Status EventStore::Recover() {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), log_cf_));
+  it->SeekToLast();
+  if (it->Valid()) {
+    if (it->key().size() != 8) {
+      return absl::DataLossError("log column family holds a malformed key");
+    }
+    const uint64_t last = ParseLogKey(ToView(it->key()));
+    next_seq_ = last + 1;
+    watermark_.store(last, std::memory_order_release);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "recover log");
+  absl::MutexLock l(&mu_);
+  return ScanMeta(kMetaCountPrefix, [this](absl::string_view k,
+                                           absl::string_view v) {
+    mu_.AssertHeld();
+    const absl::string_view id = k.substr(strlen(kMetaCountPrefix));
+    if (id.size() == 4 && v.size() == 8) {
+      counts_[DecodeBigEndian32(id.data())] = DecodeBigEndian64(v.data());
+    }
+  });
+}
+
+absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
+  Writer w(request);
+  mu_.Lock();
+  writers_.push_back(&w);
+  while (!w.done && writers_.front() != &w) w.cv.Wait(&mu_);
+  if (w.done) {
+    mu_.Unlock();
+    if (!w.status.ok()) return w.status;
+    return std::move(w.result);
+  }
+  // This writer leads: take a group from the front of the queue.
+  std::vector<Writer*> group;
+  size_t events = 0;
+  for (Writer* other : writers_) {
+    const size_t n = other->request->events.size();
+    if (!group.empty() && events + n > options_.max_group_events) break;
+    group.push_back(other);
+    events += n;
+  }
+  mu_.Unlock();
+
+  const absl::Status status = CommitGroup(group);
+
+  mu_.Lock();
+  for (Writer* done : group) {
+    writers_.pop_front();
+    if (!status.ok()) done->status = status;
+    if (done != &w) {
+      done->done = true;
+      done->cv.Signal();
+    }
+  }
+  if (!writers_.empty()) writers_.front()->cv.Signal();
+  mu_.Unlock();
+  if (!status.ok()) return status;
+  return std::move(w.result);
+}
+
+absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
+  rocksdb::WriteBatch batch;
+  uint64_t seq = next_seq_;
+  // Ids written by earlier writers of this group, with their content hash.
+  absl::flat_hash_map<std::string, Sha256Digest> group_ids;
+  absl::flat_hash_map<uint32_t, uint64_t> added;
+
+  for (Writer* w : group) {
+    AppendRequest& req = *w->request;
+    AppendResult& res = w->result;
+    const size_t n = req.events.size();
+    std::vector<std::string> keys(n);
+    std::vector<rocksdb::Slice> slices(n);
+    for (size_t i = 0; i < n; ++i) {
+      keys[i] = IdKey(req.stream_id, req.events[i].event_id);
+      slices[i] = ToSlice(keys[i]);
+    }
+    std::vector<rocksdb::PinnableSlice> found(n);
+    std::vector<rocksdb::Status> statuses(n);
+    if (n > 0) {
+      db_->MultiGet(rocksdb::ReadOptions(), ids_cf_, n, slices.data(),
+                    found.data(), statuses.data());
+    }
+    // Ids first seen in this request, by key -> index of the event.
+    absl::flat_hash_map<absl::string_view, size_t> local;
+    std::vector<size_t> to_write;
+    int64_t duplicates = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const PendingEvent& e = req.events[i];
+      const Sha256Digest* existing = nullptr;
+      Sha256Digest stored_hash;
+      std::string where;
+      if (auto it = local.find(keys[i]); it != local.end()) {
+        existing = &req.events[it->second].content_hash;
+        where = absl::StrCat("row ", req.events[it->second].row,
+                             " of this batch");
+      } else if (auto git = group_ids.find(keys[i]); git != group_ids.end()) {
+        existing = &git->second;
+        where = "a concurrent batch";
+      } else if (statuses[i].ok()) {
+        uint64_t stored_seq = 0;
+        if (!DecodeIdRecord(ToView(found[i]), &stored_seq, &stored_hash)) {
+          return absl::DataLossError(
+              absl::StrCat("corrupt id record for event_id ", e.event_id));
+        }
+        existing = &stored_hash;
+        where = absl::StrCat("seq ", stored_seq);
+      } else if (!statuses[i].IsNotFound()) {
+        return FromRocks(statuses[i], "id lookup");
+      }
+      if (existing == nullptr) {
+        local.emplace(keys[i], i);
+        to_write.push_back(i);
+      } else if (*existing == e.content_hash) {
+        ++duplicates;
+      } else {
+        res.conflicts.push_back(
+            {e.row, e.event_id,
+             absl::StrCat("conflict: event_id '", e.event_id,
+                          "' is already stored (", where,
+                          ") with different content; the original is kept")});
+      }
+    }
+    if (req.atomic && !res.conflicts.empty()) continue;  // write nothing
+    res.duplicates = duplicates;
+    res.accepted = static_cast<int64_t>(to_write.size());
+    for (size_t i : to_write) {
+      const PendingEvent& e = req.events[i];
+      const uint64_t s = seq++;
+      const std::string event_key =
+          EventKey(req.stream_id, e.entity, e.time_us, s);
+      batch.Put(events_cf_, ToSlice(event_key), ToSlice(e.value));
+      batch.Put(ids_cf_, ToSlice(keys[i]),
+                ToSlice(EncodeIdRecord(s, e.content_hash)));
+      batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(event_key));
+      group_ids.emplace(std::move(keys[i]), e.content_hash);
+    }
+    added[req.stream_id] += to_write.size();
+  }
+
+  absl::flat_hash_map<uint32_t, uint64_t> new_counts;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [stream, n] : added) {
+      if (n == 0) continue;
+      const uint64_t total = counts_[stream] + n;
+      new_counts[stream] = total;
+      std::string v;
+      PutBigEndian64(&v, total);
+      batch.Put(meta_cf_, ToSlice(MetaCountKey(stream)), ToSlice(v));
+    }
+  }
+  if (batch.Count() > 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    const rocksdb::Status s = db_->Write(wo, &batch);
+    if (!s.ok()) {
+      // The WAL may hold part of what failed; burn the seqs so they are
+      // never reused, and leave the watermark where it was.
+      next_seq_ = seq;
+      LogError(absl::StrCat("event write failed: ", s.ToString()));
+      return FromRocks(s, "write events");
+    }
+  }
+  next_seq_ = seq;
+  const uint64_t watermark = seq - 1;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [stream, total] : new_counts) counts_[stream] = total;
+    watermark_.store(watermark, std::memory_order_release);
+  }
+  for (Writer* w : group) w->result.watermark = watermark;
+  return absl::OkStatus();
+}
+
+absl::flat_hash_map<uint32_t, uint64_t> EventStore::StreamCounts() const {
+  absl::MutexLock l(&mu_);
+  return counts_;
+}
+
+std::unique_ptr<ReadView> EventStore::NewReadView() const {
+  return std::unique_ptr<ReadView>(new ReadView(db_.get(), db_->GetSnapshot()));
+}
+
+std::unique_ptr<EventIterator> EventStore::ScanEvents(
+    absl::string_view lower, absl::string_view upper,
+    const ReadView* view) const {
+  auto rep = std::make_unique<EventIterator::Rep>();
+  rep->lower = std::string(lower);
+  rep->upper = std::string(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = SnapshotOf(view);
+  if (!rep->upper.empty()) {
+    rep->upper_slice = ToSlice(rep->upper);
+    ro.iterate_upper_bound = &rep->upper_slice;
+  }
+  rep->it.reset(db_->NewIterator(ro, events_cf_));
+  rep->it->Seek(ToSlice(rep->lower));
+  return std::unique_ptr<EventIterator>(new EventIterator(std::move(rep)));
+}
+
+absl::Status EventStore::ScanLog(
+    uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
+    const std::function<bool(uint64_t, absl::string_view)>& fn) const {
+  if (up_to_seq <= after_seq) return absl::OkStatus();
+  const std::string upper = LogKey(up_to_seq + 1);
+  const rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = SnapshotOf(view);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
+  for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid(); it->Next()) {
+    if (!fn(ParseLogKey(ToView(it->key())), ToView(it->value()))) break;
+  }
+  return FromRocks(it->status(), "scan log");
+}
+
+absl::Status EventStore::MultiGetEvents(const std::vector<std::string>& keys,
+                                        const ReadView* view,
+                                        std::vector<std::string>* values) const {
+  const size_t n = keys.size();
+  values->assign(n, std::string());
+  if (n == 0) return absl::OkStatus();
+  std::vector<rocksdb::Slice> slices(n);
+  for (size_t i = 0; i < n; ++i) slices[i] = ToSlice(keys[i]);
+  std::vector<rocksdb::PinnableSlice> found(n);
+  std::vector<rocksdb::Status> statuses(n);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = SnapshotOf(view);
+  db_->MultiGet(ro, events_cf_, n, slices.data(), found.data(),
+                statuses.data());
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].ok()) {
+      (*values)[i].assign(found[i].data(), found[i].size());
+    } else if (!statuses[i].IsNotFound()) {
+      return FromRocks(statuses[i], "read events");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EventStore::GetMeta(absl::string_view key) const {
+  std::string value;
+  const rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), meta_cf_, ToSlice(key), &value);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("meta ", key));
+  return value;
+}
+
+absl::Status EventStore::PutMeta(
+    const std::vector<std::pair<std::string, std::string>>& kvs) {
+  absl::MutexLock l(&meta_mu_);
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : kvs) batch.Put(meta_cf_, ToSlice(k), ToSlice(v));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Write(wo, &batch), "write definitions");
+}
+
+absl::Status EventStore::ScanMeta(
+    absl::string_view prefix,
+    const std::function<void(absl::string_view, absl::string_view)>& fn)
+    const {
+  const std::string upper = PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions ro;
+  if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_cf_));
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    fn(ToView(it->key()), ToView(it->value()));
+  }
+  return FromRocks(it->status(), "scan meta");
+}
+
+uint64_t EventStore::DiskBytes() const {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) {
+      const auto size = it->file_size(size_ec);
+      if (!size_ec) total += size;
+    }
+  }
+  return total;
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,205 @@
+#ifndef RAWFEAT_SERVER_STORAGE_EVENT_STORE_H_
+#define RAWFEAT_SERVER_STORAGE_EVENT_STORE_H_
+
+// EventStore: the RocksDB database behind rawfeatd. It owns the column
+// families of keys.h, assigns ingest sequence numbers, enforces event-id
+// idempotency, and publishes the watermark. rocksdb::Status never leaves
+// this directory; every method returns absl::Status.
+//
+// Thread-safety: all methods are safe to call concurrently.
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "server/common/hash.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class Iterator;
+class Snapshot;
+}  // namespace rocksdb
+
+namespace rawfeat {
+
+struct EventStoreOptions {
+  // Sync the write-ahead log before an append returns (an ack is durable).
+  // Default: true.
+  bool sync = true;
+  // Memtable size per column family. Default: 64 MiB.
+  size_t write_buffer_bytes = 64 << 20;
+  // Shared block cache. Default: 256 MiB.
+  size_t block_cache_bytes = 256 << 20;
+  // Most events one group commit writes. Default: 200,000.
+  size_t max_group_events = 200000;
+};
+
+// One validated, encoded event waiting to be appended.
+struct PendingEvent {
+  int row = 0;               // row index in the caller's batch (for errors)
+  std::string event_id;      // as the caller sees it (given or hex digest)
+  Sha256Digest content_hash{};
+  std::string entity;        // no NUL bytes
+  int64_t time_us = 0;
+  std::string value;         // EncodeEventValue output
+};
+
+struct AppendRequest {
+  uint32_t stream_id = 0;
+  std::vector<PendingEvent> events;
+  // All-or-nothing: if any event conflicts, nothing is written.
+  bool atomic = true;
+};
+
+struct AppendConflict {
+  int row = 0;
+  std::string event_id;
+  std::string reason;
+};
+
+struct AppendResult {
+  int64_t accepted = 0;
+  int64_t duplicates = 0;
+  std::vector<AppendConflict> conflicts;
+  // The published watermark after this append (every seq <= it is durable
+  // and visible).
+  uint64_t watermark = 0;
+};
+
+// A consistent point-in-time view for reads (a RocksDB snapshot).
+class ReadView {
+ public:
+  ReadView(const ReadView&) = delete;
+  ReadView& operator=(const ReadView&) = delete;
+  ~ReadView();
+
+ private:
+  friend class EventStore;
+  ReadView(rocksdb::DB* db, const rocksdb::Snapshot* snapshot)
+      : db_(db), snapshot_(snapshot) {}
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_;
+};
+
+// A forward iterator over one key range of the events column family.
+class EventIterator {
+ public:
+  ~EventIterator();
+  bool Valid() const;
+  void Next();
+  absl::string_view key() const;
+  absl::string_view value() const;
+  // Non-OK if the scan stopped on an error (then Valid() is false).
+  absl::Status status() const;
+
+ private:
+  friend class EventStore;
+  struct Rep;
+  explicit EventIterator(std::unique_ptr<Rep> rep);
+  std::unique_ptr<Rep> rep_;
+};
+
+class EventStore {
+ public:
+  // Opens (creating if needed) the database in `dir`. Recovers the next seq
+  // from the log and the per-stream counters from meta.
+  // Errors: INTERNAL / UNAVAILABLE with RocksDB's message (e.g. the
+  // directory is locked by another rawfeatd).
+  static absl::StatusOr<std::unique_ptr<EventStore>> Open(
+      const std::string& dir, const EventStoreOptions& options);
+
+  ~EventStore();
+  EventStore(const EventStore&) = delete;
+  EventStore& operator=(const EventStore&) = delete;
+
+  // Appends events with idempotency by (stream, event_id): an id already
+  // stored with the same content hash, or repeated within the request with
+  // the same content, counts as a duplicate and is not written; the same id
+  // with another content is a conflict (the original stays). Concurrent
+  // callers are grouped into one WriteBatch and one WAL sync (group commit).
+  // Each written event gets the next seq; the watermark moves past it only
+  // after the write is durable (with options.sync) and visible.
+  // Errors: UNAVAILABLE if the write failed (nothing of the request written).
+  absl::StatusOr<AppendResult> Append(AppendRequest* request);
+
+  // Highest seq a read may see. Monotonic.
+  uint64_t watermark() const {
+    return watermark_.load(std::memory_order_acquire);
+  }
+
+  // Events stored per stream id (as of the watermark).
+  absl::flat_hash_map<uint32_t, uint64_t> StreamCounts() const;
+
+  std::unique_ptr<ReadView> NewReadView() const;
+
+  // Iterates the events column family over [lower, upper) (upper empty =
+  // unbounded) as of `view` (nullptr = latest).
+  std::unique_ptr<EventIterator> ScanEvents(absl::string_view lower,
+                                            absl::string_view upper,
+                                            const ReadView* view) const;
+
+  // Calls fn(seq, event_key) for each log entry with after_seq < seq <=
+  // up_to_seq in seq order, until fn returns false.
+  absl::Status ScanLog(
+      uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
+      const std::function<bool(uint64_t, absl::string_view)>& fn) const;
+
+  // Point reads of events by key; values[i] is empty if keys[i] is missing.
+  absl::Status MultiGetEvents(const std::vector<std::string>& keys,
+                              const ReadView* view,
+                              std::vector<std::string>* values) const;
+
+  // Metadata. Writes are synced (definitions must survive a crash).
+  absl::StatusOr<std::string> GetMeta(absl::string_view key) const;  // NOT_FOUND
+  absl::Status PutMeta(const std::vector<std::pair<std::string, std::string>>& kvs);
+  absl::Status ScanMeta(
+      absl::string_view prefix,
+      const std::function<void(absl::string_view, absl::string_view)>& fn) const;
+
+  // Bytes used by the data directory on disk.
+  uint64_t DiskBytes() const;
+  const std::string& dir() const { return dir_; }
+  bool sync() const { return options_.sync; }
+
+ private:
+  struct Writer;
+  EventStore(std::string dir, EventStoreOptions options);
+  absl::Status Recover();
+  static const rocksdb::Snapshot* SnapshotOf(const ReadView* view);
+  // Leader-only: decides and writes one group. Returns the result status.
+  absl::Status CommitGroup(const std::vector<Writer*>& group);
+
+  const std::string dir_;
+  const EventStoreOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* events_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* ids_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* log_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+
+  std::atomic<uint64_t> watermark_{0};
+
+  mutable absl::Mutex mu_;
+  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, uint64_t> counts_ ABSL_GUARDED_BY(mu_);
+  // Only the group leader touches next_seq_ (leadership is exclusive).
+  uint64_t next_seq_ = 1;
+  absl::Mutex meta_mu_;  // serializes PutMeta
+};
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_STORAGE_EVENT_STORE_H_

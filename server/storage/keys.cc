@@ -1,0 +1,96 @@
+#include "server/storage/keys.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/common/coding.h"
+
+namespace rawfeat {
+
+std::string StreamPrefix(uint32_t stream_id) {
+  std::string k;
+  PutBigEndian32(&k, stream_id);
+  return k;
+}
+
+std::string EntityPrefix(uint32_t stream_id, absl::string_view entity) {
+  std::string k;
+  k.reserve(4 + entity.size() + 1 + 16);
+  PutBigEndian32(&k, stream_id);
+  k.append(entity.data(), entity.size());
+  k.push_back('\0');
+  return k;
+}
+
+std::string EntityTimeKey(uint32_t stream_id, absl::string_view entity,
+                          int64_t time_us) {
+  std::string k = EntityPrefix(stream_id, entity);
+  PutBigEndian64(&k, OrderedFromSigned(time_us));
+  return k;
+}
+
+std::string EventKey(uint32_t stream_id, absl::string_view entity,
+                     int64_t time_us, uint64_t seq) {
+  std::string k = EntityTimeKey(stream_id, entity, time_us);
+  PutBigEndian64(&k, seq);
+  return k;
+}
+
+std::string PrefixSuccessor(absl::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty()) {
+    auto& c = reinterpret_cast<unsigned char&>(s.back());
+    if (c != 0xff) {
+      ++c;
+      return s;
+    }
+    s.pop_back();
+  }
+  return s;
+}
+
+bool ParseEventKey(absl::string_view key, ParsedEventKey* out) {
+  // 4 (stream) + entity + 1 (NUL) + 8 (time) + 8 (seq).
+  if (key.size() < 4 + 1 + 16) return false;
+  const size_t entity_end = key.size() - 17;
+  if (key[entity_end] != '\0') return false;
+  out->stream_id = DecodeBigEndian32(key.data());
+  out->entity = key.substr(4, entity_end - 4);
+  out->time_us = SignedFromOrdered(DecodeBigEndian64(key.data() + entity_end + 1));
+  out->seq = DecodeBigEndian64(key.data() + entity_end + 9);
+  return true;
+}
+
+std::string IdKey(uint32_t stream_id, absl::string_view event_id) {
+  std::string k;
+  k.reserve(4 + event_id.size());
+  PutBigEndian32(&k, stream_id);
+  k.append(event_id.data(), event_id.size());
+  return k;
+}
+
+std::string LogKey(uint64_t seq) {
+  std::string k;
+  PutBigEndian64(&k, seq);
+  return k;
+}
+
+uint64_t ParseLogKey(absl::string_view key) {
+  return DecodeBigEndian64(key.data());
+}
+
+std::string MetaStreamKey(absl::string_view name) {
+  return absl::StrCat(kMetaStreamPrefix, name);
+}
+
+std::string MetaViewKey(absl::string_view name, uint32_t version) {
+  std::string k = absl::StrCat(kMetaViewPrefix, name, "/");
+  PutBigEndian32(&k, version);
+  return k;
+}
+
+std::string MetaCountKey(uint32_t stream_id) {
+  std::string k = kMetaCountPrefix;
+  PutBigEndian32(&k, stream_id);
+  return k;
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,64 @@
+#ifndef RAWFEAT_SERVER_STORAGE_KEYS_H_
+#define RAWFEAT_SERVER_STORAGE_KEYS_H_
+
+// Column family names and key encodings, in one place. Integers are
+// big-endian (signed ones with the sign bit flipped) so byte order is numeric
+// order. Entities must not contain NUL: the entity is terminated by one 0x00
+// byte, which keeps entity byte order and makes "a" and "ab" distinct
+// prefixes. All functions are pure and thread-safe.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace rawfeat {
+
+inline constexpr char kEventsColumnFamily[] = "events";
+inline constexpr char kIdsColumnFamily[] = "ids";
+inline constexpr char kLogColumnFamily[] = "log";
+inline constexpr char kMetaColumnFamily[] = "meta";
+
+// events: be32(stream_id) | entity | 0x00 | be64(time_us ^ signbit) | be64(seq)
+std::string EventKey(uint32_t stream_id, absl::string_view entity,
+                     int64_t time_us, uint64_t seq);
+// be32(stream_id): every event of a stream.
+std::string StreamPrefix(uint32_t stream_id);
+// be32(stream_id) | entity | 0x00: one entity's history.
+std::string EntityPrefix(uint32_t stream_id, absl::string_view entity);
+// Appends be64(time_us ^ signbit) to an entity prefix: seek target for
+// "events of the entity at or after time_us".
+std::string EntityTimeKey(uint32_t stream_id, absl::string_view entity,
+                          int64_t time_us);
+// The smallest key greater than every key starting with `prefix`
+// (an exclusive upper bound); empty if none exists (all 0xff).
+std::string PrefixSuccessor(absl::string_view prefix);
+
+struct ParsedEventKey {
+  uint32_t stream_id = 0;
+  absl::string_view entity;  // points into the parsed key
+  int64_t time_us = 0;
+  uint64_t seq = 0;
+};
+// False if `key` is not a well-formed event key.
+bool ParseEventKey(absl::string_view key, ParsedEventKey* out);
+
+// ids: be32(stream_id) | event_id  ->  IdRecord
+std::string IdKey(uint32_t stream_id, absl::string_view event_id);
+
+// log: be64(seq)  ->  the event's key in `events`
+std::string LogKey(uint64_t seq);
+// REQUIRES: key.size() == 8.
+uint64_t ParseLogKey(absl::string_view key);
+
+// meta keys.
+inline constexpr char kMetaStreamPrefix[] = "stream/";    // + name
+inline constexpr char kMetaViewPrefix[] = "view/";        // + name/be32(ver)
+inline constexpr char kMetaCountPrefix[] = "count/";      // + be32(stream_id)
+std::string MetaStreamKey(absl::string_view name);
+std::string MetaViewKey(absl::string_view name, uint32_t version);
+std::string MetaCountKey(uint32_t stream_id);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_STORAGE_KEYS_H_
