@@ -42,7 +42,10 @@ google::protobuf::Timestamp MicrosToTimestamp(int64_t micros) {
 
 std::string FormatMicros(int64_t micros) {
   const absl::Time t = absl::FromUnixMicros(micros);
-  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", t, absl::UTCTimeZone());
+  const bool whole_second = micros % 1000000 == 0;
+  return absl::FormatTime(
+      whole_second ? "%Y-%m-%d%ET%H:%M:%SZ" : "%Y-%m-%d%ET%H:%M:%E6SZ", t,
+      absl::UTCTimeZone());
 }
 
 absl::StatusOr<TimeUnit> ParseTimeUnit(absl::string_view s) {

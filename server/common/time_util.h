@@ -26,7 +26,8 @@ absl::StatusOr<int64_t> TimestampToMicros(const google::protobuf::Timestamp& ts)
 // REQUIRES: kMinMicros <= micros <= kMaxMicros.
 google::protobuf::Timestamp MicrosToTimestamp(int64_t micros);
 
-// "2026-08-01T09:30:00.123456Z" (fraction only when non-zero).
+// "2026-08-01T09:30:00Z", or "2026-08-01T09:30:00.123400Z" (always six
+// fraction digits) when the time is not a whole second.
 std::string FormatMicros(int64_t micros);
 
 // Unit of a bare integer time.

@@ -1,0 +1,138 @@
+#include "client/records.h"
+
+#include <sstream>
+
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+std::vector<std::vector<std::string>> ReadAll(const std::string& text,
+                                              absl::Status* error = nullptr) {
+  std::istringstream in(text);
+  CsvReader r(&in);
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  while (r.Next(&row)) rows.push_back(row);
+  if (error != nullptr) *error = r.error();
+  return rows;
+}
+
+using Rows = std::vector<std::vector<std::string>>;
+
+TEST(CsvReaderTest, Rfc4180Cases) {
+  EXPECT_EQ(ReadAll("a,b\n1,2\n"), (Rows{{"a", "b"}, {"1", "2"}}));
+  EXPECT_EQ(ReadAll("a,b\r\n1,2\r\n"), (Rows{{"a", "b"}, {"1", "2"}}));
+  EXPECT_EQ(ReadAll("a,b"), (Rows{{"a", "b"}}));  // no final newline
+  EXPECT_EQ(ReadAll("\"x,y\",z\n"), (Rows{{"x,y", "z"}}));
+  EXPECT_EQ(ReadAll("\"say \"\"hi\"\"\",2\n"), (Rows{{"say \"hi\"", "2"}}));
+  EXPECT_EQ(ReadAll("\"two\nlines\",2\n"), (Rows{{"two\nlines", "2"}}));
+  EXPECT_EQ(ReadAll(",,\n"), (Rows{{"", "", ""}}));
+  EXPECT_EQ(ReadAll("\"\",x\n"), (Rows{{"", "x"}}));
+}
+
+TEST(CsvReaderTest, TracksRecordLines) {
+  std::istringstream in("h\n\"a\nb\"\nc\n");
+  CsvReader r(&in);
+  std::vector<std::string> row;
+  ASSERT_TRUE(r.Next(&row));
+  EXPECT_EQ(r.record_line(), 1);
+  ASSERT_TRUE(r.Next(&row));
+  EXPECT_EQ(r.record_line(), 2);
+  ASSERT_TRUE(r.Next(&row));
+  EXPECT_EQ(r.record_line(), 4);
+}
+
+TEST(CsvReaderTest, MalformedRecords) {
+  absl::Status err;
+  ReadAll("a,\"open\n", &err);
+  EXPECT_FALSE(err.ok());
+  EXPECT_NE(err.message().find("line 1"), std::string::npos);
+  ReadAll("ok\n\"x\"y,1\n", &err);
+  EXPECT_FALSE(err.ok());
+  EXPECT_NE(err.message().find("line 2"), std::string::npos) << err.message();
+}
+
+TEST(CsvEscapeTest, RoundTrips) {
+  for (const std::string s : {"plain", "a,b", "q\"q", "multi\nline", ""}) {
+    auto rows = ReadAll(CsvEscape(s) + ",x\n");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0][0], s);
+  }
+}
+
+TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kNone);
+  ASSERT_TRUE(m.SetHeader({"user_id", "order_time", "amount", "quantity",
+                           "category", "coupon", "is_gift"})
+                  .ok());
+  auto e = m.FromCsv({"u1", "2026-11-24T09:00:00+09:00", "1.5", "2", "", "",
+                      "TRUE"},
+                     7);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->entity(), "u1");
+  EXPECT_EQ(e->event_time().seconds(), 1795478400);
+  EXPECT_EQ(e->fields().at("amount").double_value(), 1.5);
+  EXPECT_EQ(e->fields().at("quantity").int64_value(), 2);
+  // Required STRING: empty string. Optional: absent.
+  EXPECT_EQ(e->fields().at("category").string_value(), "");
+  EXPECT_FALSE(e->fields().contains("coupon"));
+  EXPECT_TRUE(e->fields().at("is_gift").bool_value());
+
+  auto bad = m.FromCsv({"u1", "2026-11-24T09:00:00Z", "", "2", "c", "", ""}, 9);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("line 9: column 'amount': required"),
+            std::string::npos)
+      << bad.status().message();
+  bad = m.FromCsv({"u1", "2026-11-24T09:00:00Z", "x", "2", "c", "", ""}, 3);
+  EXPECT_NE(bad.status().message().find("'x' is not a DOUBLE"),
+            std::string::npos);
+  bad = m.FromCsv({"u1", "1700000000", "1", "2", "c", "", ""}, 3);
+  EXPECT_NE(bad.status().message().find("column 'order_time'"),
+            std::string::npos);
+  bad = m.FromCsv({"u1", "2026-11-24T09:00:00Z"}, 4);
+  EXPECT_NE(bad.status().message().find("line 4: has 2 columns"),
+            std::string::npos);
+}
+
+TEST(RecordMapperTest, HeaderErrors) {
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kNone);
+  EXPECT_NE(m.SetHeader({"user_id", "order_time", "price"}).message().find(
+                "column 'price'"),
+            std::string::npos);
+  EXPECT_NE(m.SetHeader({"user_id", "amount"}).message().find("time column"),
+            std::string::npos);
+  EXPECT_NE(m.SetHeader({"user_id", "order_time", "amount", "amount"})
+                .message()
+                .find("twice"),
+            std::string::npos);
+}
+
+TEST(RecordMapperTest, JsonLinesRoundTrip) {
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kSeconds);
+  auto e = m.FromJson(
+      R"({"event_id":"o1","user_id":"u","order_time":1700000000,)"
+      R"("amount":3,"quantity":1,"category":"c","coupon":null})",
+      1);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->fields().at("amount").double_value(), 3.0);
+  EXPECT_FALSE(e->fields().contains("coupon"));
+  auto back = m.FromJson(m.JsonLine(*e), 2);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(testing::Canonical(*back), testing::Canonical(*e));
+  EXPECT_NE(m.FromJson("{not json", 5).status().message().find("line 5"),
+            std::string::npos);
+  EXPECT_NE(m.FromJson(R"({"quantity":"1"})", 6).status().message().find(
+                "want INT64"),
+            std::string::npos);
+}
+
+TEST(FormatDoubleTest, ShortestRoundTrip) {
+  EXPECT_EQ(FormatDouble(0.1), "0.1");
+  EXPECT_EQ(FormatDouble(100), "100");
+  EXPECT_EQ(std::stod(FormatDouble(1.0 / 3)), 1.0 / 3);
+}
+
+}  // namespace
+}  // namespace rawfeat

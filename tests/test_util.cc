@@ -1,0 +1,125 @@
+#include "tests/test_util.h"
+
+#include <stdlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "gtest/gtest.h"
+#include "server/common/time_util.h"
+
+namespace rawfeat {
+namespace testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base != nullptr ? base : "/tmp") +
+                     "/rawfeat-test-XXXXXX";
+  char* made = mkdtemp(tmpl.data());
+  if (made == nullptr) std::abort();
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+v1::StreamDef OrdersStream() {
+  v1::StreamDef s;
+  s.set_name("orders");
+  s.set_entity_field("user_id");
+  s.set_time_field("order_time");
+  auto add = [&](const char* name, v1::FieldType t, bool required) {
+    auto* f = s.add_fields();
+    f->set_name(name);
+    f->set_type(t);
+    f->set_required(required);
+  };
+  add("amount", v1::DOUBLE, true);
+  add("quantity", v1::INT64, true);
+  add("category", v1::STRING, true);
+  add("coupon", v1::STRING, false);
+  add("is_gift", v1::BOOL, false);
+  return s;
+}
+
+v1::Definitions OrdersDefinitions() {
+  v1::Definitions d;
+  *d.add_streams() = OrdersStream();
+  return d;
+}
+
+v1::Event Order(const std::string& id, const std::string& user,
+                int64_t time_us, double amount, int64_t quantity,
+                const std::string& category, const std::string& coupon) {
+  v1::Event e;
+  e.set_event_id(id);
+  e.set_entity(user);
+  *e.mutable_event_time() = MicrosToTimestamp(time_us);
+  auto& f = *e.mutable_fields();
+  f["amount"].set_double_value(amount);
+  f["quantity"].set_int64_value(quantity);
+  f["category"].set_string_value(category);
+  if (!coupon.empty()) f["coupon"].set_string_value(coupon);
+  return e;
+}
+
+std::string Canonical(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream raw(&out);
+    google::protobuf::io::CodedOutputStream coded(&raw);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+TestServer::TestServer(std::string data_dir, bool apply_orders,
+                       ServerOptions base)
+    : options_(std::move(base)) {
+  if (data_dir.empty()) {
+    owned_dir_ = std::make_unique<TempDir>();
+    data_dir = owned_dir_->Sub("data");
+  }
+  data_dir_ = data_dir;
+  options_.listen = "127.0.0.1:0";
+  options_.data_dir = data_dir_;
+  Start();
+  if (apply_orders) {
+    v1::ApplyDefinitionsRequest req;
+    *req.mutable_definitions() = OrdersDefinitions();
+    auto r = client_->ApplyDefinitions(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+}
+
+TestServer::~TestServer() {
+  client_.reset();
+  server_.reset();
+}
+
+void TestServer::Start() {
+  auto s = Server::Start(options_);
+  if (!s.ok()) {
+    ADD_FAILURE() << "server start: " << s.status();
+    std::abort();
+  }
+  server_ = std::move(*s);
+  ClientOptions co;
+  co.timeout = std::chrono::seconds(30);
+  co.stream_timeout = std::chrono::seconds(120);
+  client_ = std::make_unique<Client>(server_->address(), co);
+}
+
+void TestServer::Restart() {
+  client_.reset();
+  server_.reset();
+  Start();
+}
+
+}  // namespace testing
+}  // namespace rawfeat
