@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "client/local_server.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -20,54 +21,6 @@ namespace rawfeat {
 namespace {
 
 constexpr int64_t kT0 = 1795478400LL * 1000000;
-
-class ChildServer {
- public:
-  ChildServer(const std::string& data_dir, const std::string& schemas,
-              const std::string& port_file) {
-    std::remove(port_file.c_str());
-    pid_ = fork();
-    if (pid_ == 0) {
-      execl(RAWFEATD_PATH, RAWFEATD_PATH, "--listen=127.0.0.1:0",
-            ("--data_dir=" + data_dir).c_str(),
-            ("--schemas=" + schemas).c_str(),
-            ("--port_file=" + port_file).c_str(), nullptr);
-      _exit(127);
-    }
-    // Wait (bounded) for the port file.
-    for (int i = 0; i < 600 && port_ == 0; ++i) {
-      std::ifstream in(port_file);
-      if (!(in >> port_)) {
-        port_ = 0;
-        usleep(50 * 1000);
-      }
-    }
-  }
-  ~ChildServer() {
-    if (pid_ > 0) Kill();
-  }
-  void Kill() {
-    kill(pid_, SIGKILL);
-    int status;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-  int Terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-  int port() const { return port_; }
-  std::string address() const {
-    return "127.0.0.1:" + std::to_string(port_);
-  }
-
- private:
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
 
 TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
   testing::TempDir dir;
@@ -84,7 +37,6 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
            "fields { name: 'is_gift' type: BOOL } }";
   }
   const std::string data = dir.Sub("data");
-  const std::string port_file = dir.Sub("port");
 
   std::mutex mu;
   std::map<std::string, v1::IngestRequest> acked;  // first id -> batch
@@ -93,8 +45,9 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
   constexpr int kAcksBeforeKill = 15;
 
   for (int round = 0; round < kRounds; ++round) {
-    ChildServer child(data, schemas, port_file);
-    ASSERT_GT(child.port(), 0) << "rawfeatd did not start";
+    LocalServer child(RAWFEATD_PATH, data, dir.path(),
+                      {"--schemas=" + schemas});
+    ASSERT_TRUE(child.ok()) << "rawfeatd did not start";
     std::atomic<int> acks{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> writers;
@@ -128,8 +81,8 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
     for (auto& t : writers) t.join();
   }
 
-  ChildServer child(data, schemas, port_file);
-  ASSERT_GT(child.port(), 0);
+  LocalServer child(RAWFEATD_PATH, data, dir.path(), {"--schemas=" + schemas});
+  ASSERT_TRUE(child.ok());
   Client client(child.address());
   std::map<std::string, int> seen;
   uint64_t expect_seq = 1;
@@ -152,7 +105,9 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
     EXPECT_EQ(r->accepted(), 0) << name;
     EXPECT_EQ(r->duplicates(), 200) << name;
     for (const auto& e : batch.events()) {
-      if (!e.event_id().empty()) EXPECT_EQ(seen[e.event_id()], 1) << e.event_id();
+      if (!e.event_id().empty()) {
+        EXPECT_EQ(seen[e.event_id()], 1) << e.event_id();
+      }
     }
   }
   for (const auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;

@@ -1,0 +1,232 @@
+// End-to-end ingest load tool.
+//
+// Starts rawfeatd on a loopback port with a temp data dir, streams N events
+// (about 100 bytes of fields each, over E entities, in batches of B) through
+// IngestStream from C concurrent clients, and reports events/s for
+// --sync=false and for the default durable mode, plus the server's peak RSS.
+// In the same run it runs RocksDB's db_bench fillrandom with the same count,
+// 100-byte values and batch size, and prints our rate as a ratio of its.
+//
+//   ingest_load --rawfeatd build/server/rawfeatd [--events 2000000]
+//               [--entities 10000] [--batch 1000] [--clients 2]
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/client.h"
+#include "client/local_server.h"
+#include "server/common/time_util.h"
+
+ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
+ABSL_FLAG(std::string, db_bench, "/usr/bin/db_bench", "RocksDB db_bench");
+ABSL_FLAG(int64_t, events, 2000000, "events to ingest (and db_bench --num)");
+ABSL_FLAG(int, entities, 10000, "distinct entities");
+ABSL_FLAG(int, batch, 1000, "events per batch (and db_bench --batch_size)");
+ABSL_FLAG(int, clients, 2, "concurrent IngestStream clients");
+ABSL_FLAG(std::string, modes, "nosync,sync", "which of nosync,sync to run");
+ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: a temp dir)");
+
+namespace rawfeat {
+namespace {
+
+constexpr char kSchema[] = R"(
+streams {
+  name: "orders"
+  entity_field: "user_id"
+  time_field: "order_time"
+  fields { name: "amount"   type: DOUBLE required: true }
+  fields { name: "quantity" type: INT64  required: true }
+  fields { name: "category" type: STRING required: true }
+  fields { name: "coupon"   type: STRING }
+  fields { name: "note"     type: STRING }
+  fields { name: "is_gift"  type: BOOL }
+}
+)";
+
+// Pre-built batches, so the load generator costs little while timing.
+std::vector<v1::IngestRequest> MakeBatches(int64_t n, int entities, int batch) {
+  std::mt19937_64 rng(42);
+  const int64_t t0 = 1795478400LL * 1000000;
+  std::vector<v1::IngestRequest> batches;
+  static const char* kCategories[] = {"books", "toys", "food", "garden",
+                                      "electronics", "fashion"};
+  for (int64_t i = 0; i < n; i += batch) {
+    v1::IngestRequest req;
+    req.set_stream("orders");
+    for (int64_t j = i; j < std::min(n, i + batch); ++j) {
+      v1::Event* e = req.add_events();
+      e->set_event_id(absl::StrCat("ev-", j));
+      e->set_entity(absl::StrCat("user-", rng() % entities));
+      *e->mutable_event_time() =
+          MicrosToTimestamp(t0 - static_cast<int64_t>(rng() % (90LL * 86400000000LL)));
+      auto& f = *e->mutable_fields();
+      f["amount"].set_double_value(static_cast<double>(rng() % 100000) / 100);
+      f["quantity"].set_int64_value(static_cast<int64_t>(rng() % 10));
+      f["category"].set_string_value(kCategories[rng() % 6]);
+      f["coupon"].set_string_value(absl::StrFormat("CPN-%012d", rng() % 1000000));
+      f["note"].set_string_value(
+          absl::StrFormat("gift wrap %08x, leave at door %08x, %010d",
+                          static_cast<unsigned>(rng()),
+                          static_cast<unsigned>(rng()),
+                          static_cast<int>(rng() % 1000000000)));
+      f["is_gift"].set_bool_value(rng() % 2);
+    }
+    batches.push_back(std::move(req));
+  }
+  return batches;
+}
+
+struct RunResult {
+  double events_per_sec = 0;
+  double seconds = 0;
+  long long peak_rss = 0;
+  int64_t accepted = 0;
+  uint64_t disk_bytes = 0;
+};
+
+bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
+                const std::string& work, RunResult* out) {
+  const std::string dir = absl::StrCat(work, "/rawfeat-", sync ? "sync" : "nosync");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir + "/orders.textproto") << kSchema;
+  }
+  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), dir + "/data", dir,
+                     {"--schemas=" + dir, absl::StrCat("--sync=", sync)});
+  if (!server.ok()) {
+    std::fprintf(stderr, "rawfeatd did not start\n");
+    return false;
+  }
+  const int clients = absl::GetFlag(FLAGS_clients);
+  // A private copy made before the clock starts; sending swaps batches out
+  // of it, so the load generator does not deep-copy events while timed.
+  std::vector<v1::IngestRequest> work_batches = batches;
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> accepted{0};
+  std::atomic<bool> failed{false};
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      Client client(server.address());
+      auto r = client.IngestStream([&](v1::IngestRequest* req) {
+        const size_t i = next++;
+        if (i >= work_batches.size()) return false;
+        req->Swap(&work_batches[i]);
+        return true;
+      });
+      if (!r.ok()) {
+        std::fprintf(stderr, "ingest failed: %s\n", r.status().ToString().c_str());
+        failed = true;
+        return;
+      }
+      accepted += r->accepted();
+    });
+  }
+  for (auto& t : threads) t.join();
+  out->seconds = std::chrono::duration<double>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+  out->accepted = accepted;
+  out->events_per_sec = accepted / out->seconds;
+  out->peak_rss = server.PeakRssBytes();
+  Client client(server.address());
+  auto st = client.GetStatus();
+  if (st.ok()) out->disk_bytes = st->disk_bytes();
+  server.Terminate();
+  return !failed;
+}
+
+// db_bench fillrandom; returns ops/s or -1.
+double RunDbBench(int64_t n, int batch, bool sync, const std::string& work) {
+  const std::string dir = absl::StrCat(work, "/dbbench-", sync ? "sync" : "nosync");
+  std::filesystem::remove_all(dir);
+  const std::string cmd = absl::StrCat(
+      absl::GetFlag(FLAGS_db_bench), " --benchmarks=fillrandom --num=", n,
+      " --value_size=100 --batch_size=", batch, " --sync=", sync ? 1 : 0,
+      " --threads=1 --compression_type=lz4 --db=", dir, " 2>&1");
+  std::fprintf(stderr, "  $ %s\n", cmd.c_str());
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string output;
+  char buf[4096];
+  size_t got;
+  while ((got = fread(buf, 1, sizeof(buf), p)) > 0) output.append(buf, got);
+  pclose(p);
+  std::smatch m;
+  const std::regex re(R"(fillrandom\s*:\s*([\d.]+) micros/op\s+(\d+) ops/sec)");
+  if (!std::regex_search(output, m, re)) {
+    std::fprintf(stderr, "cannot parse db_bench output:\n%s\n", output.c_str());
+    return -1;
+  }
+  std::fprintf(stderr, "  %s\n", m[0].str().c_str());
+  return std::stod(m[2].str());
+}
+
+int Main() {
+  const int64_t n = absl::GetFlag(FLAGS_events);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  std::string work = absl::GetFlag(FLAGS_work_dir);
+  bool own_work = false;
+  if (work.empty()) {
+    char tmpl[] = "/tmp/rawfeat-bench-XXXXXX";
+    work = mkdtemp(tmpl);
+    own_work = true;
+  }
+  std::fprintf(stderr, "generating %lld events over %d entities...\n",
+               static_cast<long long>(n), absl::GetFlag(FLAGS_entities));
+  const auto batches = MakeBatches(n, absl::GetFlag(FLAGS_entities), batch);
+  size_t field_bytes = 0;
+  for (const auto& [k, v] : batches[0].events(0).fields()) {
+    field_bytes += v.ByteSizeLong();
+  }
+  std::printf("ingest_load: %lld events, %d entities, batch %d, %d clients, "
+              "~%zu bytes of fields per event\n",
+              static_cast<long long>(n), absl::GetFlag(FLAGS_entities), batch,
+              absl::GetFlag(FLAGS_clients), field_bytes);
+  const std::vector<std::string> modes =
+      absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
+  for (const bool sync : {false, true}) {
+    if (std::find(modes.begin(), modes.end(), sync ? "sync" : "nosync") ==
+        modes.end()) {
+      continue;
+    }
+    RunResult r;
+    if (!RunRawfeat(batches, sync, work, &r)) return 1;
+    const double ref = RunDbBench(n, batch, sync, work);
+    std::printf(
+        "%-7s rawfeat %9.0f events/s (%.2f s, %lld accepted, peak RSS %.0f "
+        "MiB, disk %.0f MiB) | db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
+        sync ? "sync" : "nosync", r.events_per_sec, r.seconds,
+        static_cast<long long>(r.accepted), r.peak_rss / 1048576.0,
+        r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
+    std::fflush(stdout);
+  }
+  if (own_work) std::filesystem::remove_all(work);
+  return 0;
+}
+
+}  // namespace
+}  // namespace rawfeat
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return rawfeat::Main();
+}

@@ -1,0 +1,79 @@
+#include "client/local_server.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace rawfeat {
+
+LocalServer::LocalServer(const std::string& binary,
+                         const std::string& data_dir,
+                         const std::string& work_dir,
+                         const std::vector<std::string>& extra_flags) {
+  const std::string port_file = work_dir + "/rawfeatd.port";
+  std::remove(port_file.c_str());
+  std::vector<std::string> args = {binary, "--listen=127.0.0.1:0",
+                                   "--data_dir=" + data_dir,
+                                   "--port_file=" + port_file};
+  args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ == 0) {
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  for (int i = 0; i < 600 && port_ == 0; ++i) {
+    std::ifstream in(port_file);
+    if (!(in >> port_)) {
+      port_ = 0;
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {  // died at start-up
+        pid_ = -1;
+        return;
+      }
+      usleep(50 * 1000);
+    }
+  }
+}
+
+LocalServer::~LocalServer() {
+  if (pid_ > 0) Kill();
+}
+
+std::string LocalServer::address() const {
+  return "127.0.0.1:" + std::to_string(port_);
+}
+
+long long LocalServer::PeakRssBytes() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+void LocalServer::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int LocalServer::Terminate() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
+}  // namespace rawfeat
