@@ -34,7 +34,8 @@
 #include "server/common/time_util.h"
 
 ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
-ABSL_FLAG(std::string, db_bench, "/usr/bin/db_bench", "RocksDB db_bench");
+ABSL_FLAG(std::string, db_bench, "/usr/bin/db_bench",
+          "RocksDB db_bench (empty: skip the reference run)");
 ABSL_FLAG(int64_t, events, 2000000, "events to ingest (and db_bench --num)");
 ABSL_FLAG(int, entities, 10000, "distinct entities");
 ABSL_FLAG(int, batch, 1000, "events per batch (and db_bench --batch_size)");
@@ -210,7 +211,9 @@ int Main() {
     }
     RunResult r;
     if (!RunRawfeat(batches, sync, work, &r)) return 1;
-    const double ref = RunDbBench(n, batch, sync, work);
+    const double ref = absl::GetFlag(FLAGS_db_bench).empty()
+                           ? -1
+                           : RunDbBench(n, batch, sync, work);
     std::printf(
         "%-7s rawfeat %9.0f events/s (%.2f s, %lld accepted, peak RSS %.0f "
         "MiB, disk %.0f MiB) | db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",

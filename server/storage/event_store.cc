@@ -157,7 +157,13 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
     cf.max_write_buffer_number = 3;
     cf.level_compaction_dynamic_level_bytes = true;
     cf.compression = rocksdb::kLZ4Compression;
-    cf.bottommost_compression = rocksdb::kZSTD;
+    // Ingest competes with compaction for 2 cores: fewer, larger
+    // compactions and cheap compression keep the write path fed.
+    cf.level0_file_num_compaction_trigger = 8;
+    cf.level0_slowdown_writes_trigger = 40;
+    cf.level0_stop_writes_trigger = 56;
+    cf.max_bytes_for_level_base = 512 << 20;
+    cf.target_file_size_base = 64 << 20;
     rocksdb::BlockBasedTableOptions table;
     table.block_cache = cache;
     table.block_size = 16 << 10;
