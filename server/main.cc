@@ -25,6 +25,7 @@ ABSL_FLAG(int, max_batch_rows, 100000, "most rows in one ingest batch");
 ABSL_FLAG(int, max_entity_bytes, 1024, "longest entity key in bytes");
 ABSL_FLAG(int, max_string_bytes, 64 << 10, "longest STRING value in bytes");
 ABSL_FLAG(int, max_event_id_bytes, 512, "longest event_id in bytes");
+ABSL_FLAG(int, max_entities, 1000, "most entities per GetFeatures call");
 ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   options.store.block_cache_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_block_cache_mb)) << 20;
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_entities = absl::GetFlag(FLAGS_max_entities);
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
   options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

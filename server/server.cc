@@ -11,6 +11,7 @@
 #include "server/events/replayer.h"
 #include "server/rpc/service.h"
 #include "server/schema/registry.h"
+#include "server/views/view_engine.h"
 
 namespace rawfeat {
 
@@ -36,9 +37,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       server->store_.get(), server->registry_.get(), options.limits);
   server->replayer_ = std::make_unique<Replayer>(
       server->store_.get(), server->registry_.get(), Replayer::Options());
+  ViewEngine::Options view_options;
+  view_options.max_entities = options.max_entities;
+  server->views_ = std::make_unique<ViewEngine>(
+      server->store_.get(), server->registry_.get(), view_options);
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
-      server->replayer_.get());
+      server->replayer_.get(), server->views_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -78,6 +83,7 @@ Server::~Server() {
   Wait();
   grpc_server_.reset();
   service_.reset();
+  views_.reset();
   replayer_.reset();
   ingester_.reset();
   registry_.reset();

@@ -22,6 +22,7 @@ class Registry;
 class Ingester;
 class Replayer;
 class FeatureStoreService;
+class ViewEngine;
 
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free one. Default: 127.0.0.1:7070.
@@ -33,6 +34,8 @@ struct ServerOptions {
   // Storage settings (sync: WAL synced before an ingest ack).
   EventStoreOptions store;
   IngestLimits limits;
+  // Most entities per GetFeatures call. Default: 1,000.
+  int max_entities = 1000;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
 };
@@ -66,6 +69,7 @@ class Server {
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<Ingester> ingester_;
   std::unique_ptr<Replayer> replayer_;
+  std::unique_ptr<ViewEngine> views_;
   std::unique_ptr<FeatureStoreService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
 };

@@ -2,41 +2,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/aggregation/aggregator.h"
 
 namespace rawfeat {
 namespace {
-
 constexpr uint32_t kMaxK = 1000;
-
-std::vector<AggregationSpec> MakeBuiltins() {
-  using FU = AggregationSpec::FieldUse;
-  const std::vector<v1::FieldType> numeric = {v1::INT64, v1::DOUBLE};
-  std::vector<AggregationSpec> specs;
-  specs.push_back({"count", FU::kOptional, {}, false});
-  specs.push_back({"sum", FU::kRequired, numeric, false});
-  specs.push_back({"avg", FU::kRequired, numeric, false});
-  specs.push_back({"min", FU::kRequired, {}, false});
-  specs.push_back({"max", FU::kRequired, {}, false});
-  specs.push_back({"first", FU::kRequired, {}, false});
-  specs.push_back({"last", FU::kRequired, {}, false});
-  specs.push_back({"last_k", FU::kRequired, {}, true});
-  specs.push_back({"count_distinct", FU::kRequired, {}, false});
-  specs.push_back({"stddev", FU::kRequired, numeric, false});
-  return specs;
-}
-
 }  // namespace
 
-const std::vector<AggregationSpec>& BuiltinAggregations() {
-  static const auto* specs = new std::vector<AggregationSpec>(MakeBuiltins());
-  return *specs;
-}
-
 const AggregationSpec* FindAggregation(absl::string_view name) {
-  for (const auto& spec : BuiltinAggregations()) {
-    if (spec.name == name) return &spec;
-  }
-  return nullptr;
+  const auto* entry = BuiltinAggregators().Find(name);
+  return entry == nullptr ? nullptr : &entry->spec;
 }
 
 absl::Status CheckAggregationFits(const v1::FeatureDef& feature,
@@ -44,7 +19,9 @@ absl::Status CheckAggregationFits(const v1::FeatureDef& feature,
   const AggregationSpec* spec = FindAggregation(feature.aggregation());
   if (spec == nullptr) {
     std::vector<std::string> names;
-    for (const auto& s : BuiltinAggregations()) names.push_back(s.name);
+    for (const auto& e : BuiltinAggregators().entries()) {
+      names.push_back(e.spec.name);
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("unknown aggregation '", feature.aggregation(),
                      "' (known: ", absl::StrJoin(names, ", "), ")"));

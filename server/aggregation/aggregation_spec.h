@@ -1,10 +1,9 @@
 #ifndef RAWFEAT_SERVER_AGGREGATION_AGGREGATION_SPEC_H_
 #define RAWFEAT_SERVER_AGGREGATION_AGGREGATION_SPEC_H_
 
-// The static description of each aggregation: its name, whether it reads a
+// The static description of an aggregation: its name, whether it reads a
 // source field, which field types it accepts, and whether it takes `k`.
-// The table is filled explicitly (no static registration tricks) and is
-// immutable after construction, so it is safe to share between threads.
+// Specs live in the aggregator registry (aggregator.h). Thread-safe.
 
 #include <string>
 #include <vector>
@@ -25,10 +24,7 @@ struct AggregationSpec {
   bool takes_k = false;
 };
 
-// The ten aggregations of the design, in a fixed order.
-const std::vector<AggregationSpec>& BuiltinAggregations();
-
-// nullptr if unknown.
+// The spec of a builtin aggregation (see aggregator.h); nullptr if unknown.
 const AggregationSpec* FindAggregation(absl::string_view name);
 
 // Checks that `feature` (aggregation, field presence, `k`) fits; `field_type`

@@ -80,6 +80,15 @@ grpc::Status FeatureStoreService::IngestStream(
   return grpc::Status::OK;
 }
 
+grpc::Status FeatureStoreService::GetFeatures(
+    grpc::ServerContext*, const v1::GetFeaturesRequest* request,
+    v1::GetFeaturesResponse* response) {
+  auto result = views_->GetFeatures(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
 grpc::Status FeatureStoreService::ReadEvents(
     grpc::ServerContext* context, const v1::ReadEventsRequest* request,
     grpc::ServerWriter<v1::ReadEventsResponse>* writer) {

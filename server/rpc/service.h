@@ -3,8 +3,8 @@
 
 // The gRPC adapter of rawfeat.v1.FeatureStore: converts messages and status
 // codes, checks cancellation, and calls the core. No business logic here.
-// RPCs that later issues implement answer UNIMPLEMENTED (the generated
-// base class does that). Thread-safe.
+// RPCs not implemented yet answer UNIMPLEMENTED (the generated base class
+// does that). Thread-safe.
 
 #include <string>
 
@@ -13,6 +13,7 @@
 #include "server/events/replayer.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
+#include "server/views/view_engine.h"
 
 namespace rawfeat {
 
@@ -20,11 +21,13 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
  public:
   // REQUIRES: every pointer outlives the service.
   FeatureStoreService(EventStore* store, Registry* registry,
-                      const Ingester* ingester, const Replayer* replayer)
+                      const Ingester* ingester, const Replayer* replayer,
+                      const ViewEngine* views)
       : store_(store),
         registry_(registry),
         ingester_(ingester),
-        replayer_(replayer) {}
+        replayer_(replayer),
+        views_(views) {}
 
   grpc::Status ApplyDefinitions(grpc::ServerContext* context,
                                 const v1::ApplyDefinitionsRequest* request,
@@ -38,6 +41,9 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
   grpc::Status IngestStream(grpc::ServerContext* context,
                             grpc::ServerReader<v1::IngestRequest>* reader,
                             v1::IngestResponse* response) override;
+  grpc::Status GetFeatures(grpc::ServerContext* context,
+                           const v1::GetFeaturesRequest* request,
+                           v1::GetFeaturesResponse* response) override;
   grpc::Status ReadEvents(
       grpc::ServerContext* context, const v1::ReadEventsRequest* request,
       grpc::ServerWriter<v1::ReadEventsResponse>* writer) override;
@@ -50,6 +56,7 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
   Registry* const registry_;
   const Ingester* const ingester_;
   const Replayer* const replayer_;
+  const ViewEngine* const views_;
 };
 
 }  // namespace rawfeat

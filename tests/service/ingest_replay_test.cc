@@ -309,7 +309,7 @@ TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
   struct Filter {
     uint64_t after = 0, watermark = 0;
     int64_t from = INT64_MIN, to = INT64_MAX;
-    std::string entity;
+    std::string entity = "";
     uint64_t limit = 0;
   };
   std::vector<Filter> filters = {
@@ -500,9 +500,10 @@ TEST(UnimplementedTest, LaterRpcsAnswerUnimplemented) {
   auto stub = v1::FeatureStore::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  v1::GetFeaturesResponse resp;
-  auto s = stub->GetFeatures(&ctx, v1::GetFeaturesRequest(), &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  auto reader = stub->Snapshot(&ctx, v1::SnapshotRequest());
+  v1::SnapshotChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 }  // namespace

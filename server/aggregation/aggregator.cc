@@ -1,0 +1,385 @@
+#include "server/aggregation/aggregator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <tuple>
+
+#include "absl/container/flat_hash_set.h"
+#include "server/aggregation/exact_sum.h"
+
+namespace rawfeat {
+
+int CompareValues(const FieldValue& a, const FieldValue& b) {
+  switch (a.type) {
+    case v1::INT64:
+      return a.i < b.i ? -1 : a.i > b.i ? 1 : 0;
+    case v1::DOUBLE:
+      return a.d < b.d ? -1 : a.d > b.d ? 1 : 0;
+    case v1::STRING: {
+      const int c = a.s.compare(b.s);
+      return c < 0 ? -1 : c > 0 ? 1 : 0;
+    }
+    case v1::BOOL:
+      return static_cast<int>(a.b) - static_cast<int>(b.b);
+    default:
+      return 0;
+  }
+}
+
+namespace {
+
+using Order = std::pair<int64_t, uint64_t>;  // (event time, seq)
+
+// Down-casts the other state of a Merge (same factory by contract).
+template <typename T>
+const T& Same(const Aggregator& other) {
+  return static_cast<const T&>(other);
+}
+
+class CountAggregator final : public Aggregator {
+ public:
+  void Add(const FieldValue&, int64_t, uint64_t) override { ++n_; }
+  void Merge(const Aggregator& o) override { n_ += Same<CountAggregator>(o).n_; }
+  absl::Status Finalize(v1::Value* out) const override {
+    out->set_int64_value(n_);
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<CountAggregator>(*this);
+  }
+
+ private:
+  int64_t n_ = 0;
+};
+
+absl::Status IntOverflow() {
+  return absl::OutOfRangeError("INT64 sum overflows int64");
+}
+
+// sum and avg. INT64 sums are exact in 128 bits (no overflow for < 2^64
+// events); DOUBLE sums use ExactSum.
+class SumAggregator final : public Aggregator {
+ public:
+  SumAggregator(v1::FieldType type, bool average)
+      : type_(type), average_(average) {}
+  void Add(const FieldValue& v, int64_t, uint64_t) override {
+    ++n_;
+    if (type_ == v1::INT64) {
+      isum_ += v.i;
+    } else {
+      dsum_.Add(v.d);
+    }
+  }
+  void Merge(const Aggregator& o) override {
+    const auto& other = Same<SumAggregator>(o);
+    n_ += other.n_;
+    isum_ += other.isum_;
+    dsum_.Merge(other.dsum_);
+  }
+  absl::Status Finalize(v1::Value* out) const override {
+    if (average_ && n_ == 0) {
+      out->Clear();
+      return absl::OkStatus();
+    }
+    if (type_ == v1::INT64) {
+      if (average_) {
+        // The exact sum, rounded once to double, divided by the count.
+        out->set_double_value(static_cast<double>(isum_) /
+                              static_cast<double>(n_));
+        return absl::OkStatus();
+      }
+      if (isum_ > std::numeric_limits<int64_t>::max() ||
+          isum_ < std::numeric_limits<int64_t>::min()) {
+        return IntOverflow();
+      }
+      out->set_int64_value(static_cast<int64_t>(isum_));
+      return absl::OkStatus();
+    }
+    auto sum = dsum_.Round();
+    if (!sum.ok()) return sum.status();
+    out->set_double_value(average_ ? *sum / static_cast<double>(n_) : *sum);
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<SumAggregator>(*this);
+  }
+
+ private:
+  v1::FieldType type_;
+  bool average_;
+  int64_t n_ = 0;
+  __int128 isum_ = 0;
+  ExactSum dsum_;
+};
+
+// min / max: ties keep the earliest event in (time, seq) order.
+class ExtremeAggregator final : public Aggregator {
+ public:
+  explicit ExtremeAggregator(bool max) : max_(max) {}
+  void Add(const FieldValue& v, int64_t t, uint64_t seq) override {
+    Offer(v, {t, seq});
+  }
+  void Merge(const Aggregator& o) override {
+    const auto& other = Same<ExtremeAggregator>(o);
+    if (other.has_) Offer(other.best_.v, other.order_);
+  }
+  absl::Status Finalize(v1::Value* out) const override {
+    if (has_) {
+      FieldValueToProto(best_.v, out);
+    } else {
+      out->Clear();
+    }
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<ExtremeAggregator>(*this);
+  }
+
+ private:
+  void Offer(const FieldValue& v, Order order) {
+    if (has_) {
+      int c = CompareValues(v, best_.v);
+      if (max_) c = -c;
+      if (c > 0 || (c == 0 && order >= order_)) return;
+    }
+    has_ = true;
+    best_.Set(v);
+    order_ = order;
+  }
+  bool max_;
+  bool has_ = false;
+  OwnedValue best_;
+  Order order_{};
+};
+
+// first / last by (time, seq).
+class EdgeAggregator final : public Aggregator {
+ public:
+  explicit EdgeAggregator(bool last) : last_(last) {}
+  void Add(const FieldValue& v, int64_t t, uint64_t seq) override {
+    Offer(v, {t, seq});
+  }
+  void Merge(const Aggregator& o) override {
+    const auto& other = Same<EdgeAggregator>(o);
+    if (other.has_) Offer(other.value_.v, other.order_);
+  }
+  absl::Status Finalize(v1::Value* out) const override {
+    if (has_) {
+      FieldValueToProto(value_.v, out);
+    } else {
+      out->Clear();
+    }
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<EdgeAggregator>(*this);
+  }
+
+ private:
+  void Offer(const FieldValue& v, Order order) {
+    if (has_ && (last_ ? order <= order_ : order >= order_)) return;
+    has_ = true;
+    value_.Set(v);
+    order_ = order;
+  }
+  bool last_;
+  bool has_ = false;
+  OwnedValue value_;
+  Order order_{};
+};
+
+// last_k: up to k values, most recent first.
+class LastKAggregator final : public Aggregator {
+ public:
+  explicit LastKAggregator(uint32_t k) : k_(k) {}
+  void Add(const FieldValue& v, int64_t t, uint64_t seq) override {
+    Offer(Order{t, seq}, v);
+  }
+  void Merge(const Aggregator& o) override {
+    for (const auto& [order, value] : Same<LastKAggregator>(o).items_) {
+      Offer(order, value.v);
+    }
+  }
+  absl::Status Finalize(v1::Value* out) const override {
+    out->Clear();
+    if (items_.empty()) return absl::OkStatus();
+    auto* list = out->mutable_list_value();
+    for (const auto& [order, value] : items_) {
+      FieldValueToProto(value.v, list->add_values());
+    }
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<LastKAggregator>(*this);
+  }
+
+ private:
+  // items_ is sorted by order, descending (most recent first).
+  void Offer(Order order, const FieldValue& v) {
+    if (items_.size() == k_ && order <= items_.back().first) return;
+    auto at = std::find_if(items_.begin(), items_.end(),
+                           [&](const auto& it) { return it.first < order; });
+    items_.insert(at, {order, OwnedValue(v)});
+    if (items_.size() > k_) items_.pop_back();
+  }
+  uint32_t k_;
+  std::vector<std::pair<Order, OwnedValue>> items_;
+};
+
+// count_distinct: exact, by value (-0.0 and 0.0 are one value).
+class CountDistinctAggregator final : public Aggregator {
+ public:
+  void Add(const FieldValue& v, int64_t, uint64_t) override {
+    seen_.insert(Key(v));
+  }
+  void Merge(const Aggregator& o) override {
+    const auto& other = Same<CountDistinctAggregator>(o);
+    seen_.insert(other.seen_.begin(), other.seen_.end());
+  }
+  absl::Status Finalize(v1::Value* out) const override {
+    out->set_int64_value(static_cast<int64_t>(seen_.size()));
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<CountDistinctAggregator>(*this);
+  }
+
+ private:
+  static std::string Key(const FieldValue& v) {
+    switch (v.type) {
+      case v1::INT64:
+        return std::string(reinterpret_cast<const char*>(&v.i), sizeof(v.i));
+      case v1::DOUBLE: {
+        const double d = v.d == 0 ? 0.0 : v.d;
+        return std::string(reinterpret_cast<const char*>(&d), sizeof(d));
+      }
+      case v1::STRING:
+        return std::string(v.s);
+      case v1::BOOL:
+        return v.b ? "1" : "0";
+      default:
+        return "";
+    }
+  }
+  absl::flat_hash_set<std::string> seen_;
+};
+
+// stddev (sample, n-1) from the exact sums of x and x^2:
+//   S1 = round(sum x), S2 = round(sum x^2)   (each correctly rounded once)
+//   var = (S2 - S1 * S1 / n) / (n - 1), clamped at 0;  stddev = sqrt(var)
+// evaluated left to right in double arithmetic. Null for fewer than two.
+class StddevAggregator final : public Aggregator {
+ public:
+  explicit StddevAggregator(v1::FieldType type) : type_(type) {}
+  void Add(const FieldValue& v, int64_t, uint64_t) override {
+    const double x = type_ == v1::INT64 ? static_cast<double>(v.i) : v.d;
+    ++n_;
+    s1_.Add(x);
+    // x*x exactly, as hi + lo.
+    const double hi = x * x;
+    const double lo = std::fma(x, x, -hi);
+    s2_.Add(hi);
+    s2_.Add(lo);
+  }
+  void Merge(const Aggregator& o) override {
+    const auto& other = Same<StddevAggregator>(o);
+    n_ += other.n_;
+    s1_.Merge(other.s1_);
+    s2_.Merge(other.s2_);
+  }
+  absl::Status Finalize(v1::Value* out) const override {
+    out->Clear();
+    if (n_ < 2) return absl::OkStatus();
+    auto s1 = s1_.Round();
+    if (!s1.ok()) return s1.status();
+    auto s2 = s2_.Round();
+    if (!s2.ok()) return s2.status();
+    const double n = static_cast<double>(n_);
+    double var = (*s2 - *s1 * *s1 / n) / (n - 1);
+    if (!(var > 0)) var = 0;
+    out->set_double_value(std::sqrt(var));
+    return absl::OkStatus();
+  }
+  std::unique_ptr<Aggregator> Clone() const override {
+    return std::make_unique<StddevAggregator>(*this);
+  }
+
+ private:
+  v1::FieldType type_;
+  int64_t n_ = 0;
+  ExactSum s1_;
+  ExactSum s2_;
+};
+
+}  // namespace
+
+void AggregatorRegistry::Register(AggregationSpec spec,
+                                  AggregatorFactory create) {
+  entries_.push_back({std::move(spec), std::move(create)});
+}
+
+const AggregatorRegistry::Entry* AggregatorRegistry::Find(
+    absl::string_view name) const {
+  for (const auto& e : entries_) {
+    if (e.spec.name == name) return &e;
+  }
+  return nullptr;
+}
+
+void RegisterBuiltinAggregators(AggregatorRegistry* r) {
+  using FU = AggregationSpec::FieldUse;
+  const std::vector<v1::FieldType> numeric = {v1::INT64, v1::DOUBLE};
+  r->Register({"count", FU::kOptional, {}, false},
+              [](const v1::FeatureDef&, v1::FieldType) {
+                return std::make_unique<CountAggregator>();
+              });
+  r->Register({"sum", FU::kRequired, numeric, false},
+              [](const v1::FeatureDef&, v1::FieldType t) {
+                return std::make_unique<SumAggregator>(t, false);
+              });
+  r->Register({"avg", FU::kRequired, numeric, false},
+              [](const v1::FeatureDef&, v1::FieldType t) {
+                return std::make_unique<SumAggregator>(t, true);
+              });
+  r->Register({"min", FU::kRequired, {}, false},
+              [](const v1::FeatureDef&, v1::FieldType) {
+                return std::make_unique<ExtremeAggregator>(false);
+              });
+  r->Register({"max", FU::kRequired, {}, false},
+              [](const v1::FeatureDef&, v1::FieldType) {
+                return std::make_unique<ExtremeAggregator>(true);
+              });
+  r->Register({"first", FU::kRequired, {}, false},
+              [](const v1::FeatureDef&, v1::FieldType) {
+                return std::make_unique<EdgeAggregator>(false);
+              });
+  r->Register({"last", FU::kRequired, {}, false},
+              [](const v1::FeatureDef&, v1::FieldType) {
+                return std::make_unique<EdgeAggregator>(true);
+              });
+  r->Register({"last_k", FU::kRequired, {}, true},
+              [](const v1::FeatureDef& f, v1::FieldType) {
+                return std::make_unique<LastKAggregator>(f.k());
+              });
+  r->Register({"count_distinct", FU::kRequired, {}, false},
+              [](const v1::FeatureDef&, v1::FieldType) {
+                return std::make_unique<CountDistinctAggregator>();
+              });
+  r->Register({"stddev", FU::kRequired, numeric, false},
+              [](const v1::FeatureDef&, v1::FieldType t) {
+                return std::make_unique<StddevAggregator>(t);
+              });
+}
+
+const AggregatorRegistry& BuiltinAggregators() {
+  static const AggregatorRegistry* registry = [] {
+    auto* r = new AggregatorRegistry();
+    RegisterBuiltinAggregators(r);
+    return r;
+  }();
+  return *registry;
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,265 @@
+#include "server/views/view_engine.h"
+
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/time_util.h"
+#include "server/schema/validation.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+namespace {
+
+absl::StatusOr<CompiledFilter::Op> ParseOp(const std::string& op) {
+  using Op = CompiledFilter::Op;
+  if (op == "=") return Op::kEq;
+  if (op == "!=") return Op::kNe;
+  if (op == "<") return Op::kLt;
+  if (op == "<=") return Op::kLe;
+  if (op == ">") return Op::kGt;
+  if (op == ">=") return Op::kGe;
+  if (op == "in") return Op::kIn;
+  return absl::InvalidArgumentError(absl::StrCat("unknown filter op '", op, "'"));
+}
+
+// A filter literal in the field's type (INT64 literals widen for DOUBLE).
+OwnedValue Literal(const v1::Value& v, v1::FieldType type) {
+  FieldValue f;
+  f.type = type;
+  switch (type) {
+    case v1::INT64:
+      f.i = v.int64_value();
+      break;
+    case v1::DOUBLE:
+      f.d = v.kind_case() == v1::Value::kInt64Value
+                ? static_cast<double>(v.int64_value())
+                : v.double_value();
+      break;
+    case v1::STRING:
+      f.s = v.string_value();
+      break;
+    case v1::BOOL:
+      f.b = v.bool_value();
+      break;
+    default:
+      break;
+  }
+  return OwnedValue(f);
+}
+
+int64_t SaturatingSub(int64_t a, int64_t b) {
+  if (b > 0 && a < std::numeric_limits<int64_t>::min() + b) {
+    return std::numeric_limits<int64_t>::min();
+  }
+  return a - b;
+}
+
+}  // namespace
+
+bool CompiledFilter::Matches(const std::vector<FieldValue>& fields) const {
+  if (position >= static_cast<int>(fields.size())) return false;
+  const FieldValue& v = fields[position];
+  if (!v.present()) return false;
+  if (op == Op::kIn) {
+    for (const auto& lit : values) {
+      if (CompareValues(v, lit.v) == 0) return true;
+    }
+    return false;
+  }
+  const int c = CompareValues(v, values[0].v);
+  switch (op) {
+    case Op::kEq: return c == 0;
+    case Op::kNe: return c != 0;
+    case Op::kLt: return c < 0;
+    case Op::kLe: return c <= 0;
+    case Op::kGt: return c > 0;
+    case Op::kGe: return c >= 0;
+    default: return false;
+  }
+}
+
+absl::StatusOr<CompiledView> CompiledView::Compile(
+    std::shared_ptr<const v1::FeatureViewDef> def,
+    std::shared_ptr<const StreamSchema> stream) {
+  CompiledView view;
+  view.def = def;
+  view.stream = stream;
+  for (const auto& f : def->features()) {
+    CompiledFeature cf;
+    cf.name = f.name();
+    cf.def = f;
+    cf.aggregation = BuiltinAggregators().Find(f.aggregation());
+    if (cf.aggregation == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "feature '", f.name(), "': unknown aggregation '", f.aggregation(),
+          "'"));
+    }
+    if (!f.field().empty()) {
+      auto it = stream->position.find(f.field());
+      if (it == stream->position.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "feature '", f.name(), "': field '", f.field(), "' is unknown"));
+      }
+      cf.field_position = it->second;
+      cf.field_type = stream->types[it->second];
+    }
+    auto window = ParseWindow(f.window());
+    if (!window.ok()) return window.status();
+    cf.lifetime = window->lifetime;
+    cf.window_us = window->micros;
+    if (f.has_filter()) {
+      auto it = stream->position.find(f.filter().field());
+      if (it == stream->position.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "feature '", f.name(), "': filter field '", f.filter().field(),
+            "' is unknown"));
+      }
+      auto op = ParseOp(f.filter().op());
+      if (!op.ok()) return op.status();
+      cf.has_filter = true;
+      cf.filter.position = it->second;
+      cf.filter.type = stream->types[it->second];
+      cf.filter.op = *op;
+      for (const auto& v : f.filter().values()) {
+        cf.filter.values.push_back(Literal(v, cf.filter.type));
+      }
+      if (cf.filter.values.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("feature '", f.name(), "': filter has no value"));
+      }
+    }
+    view.any_lifetime = view.any_lifetime || cf.lifetime;
+    view.max_window_us = std::max(view.max_window_us, cf.window_us);
+    view.features.push_back(std::move(cf));
+  }
+  return view;
+}
+
+absl::StatusOr<CompiledView> ViewEngine::Resolve(const std::string& name,
+                                                 uint32_t version) const {
+  auto def = registry_->FindView(name, version);
+  if (!def.ok()) return def.status();
+  auto stream = registry_->FindStream((*def)->stream());
+  if (stream == nullptr) {
+    return absl::NotFoundError(absl::StrCat("stream '", (*def)->stream(),
+                                            "' of view '", name,
+                                            "' is not loaded"));
+  }
+  return CompiledView::Compile(*def, stream);
+}
+
+absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
+                                       absl::string_view entity,
+                                       int64_t as_of_us, uint64_t watermark,
+                                       const ReadView* read_view,
+                                       v1::FeatureRow* row) const {
+  const StreamSchema& stream = *view.stream;
+  std::vector<std::unique_ptr<Aggregator>> states;
+  states.reserve(view.features.size());
+  std::vector<int64_t> starts;
+  for (const auto& f : view.features) {
+    states.push_back(f.aggregation->create(f.def, f.field_type));
+    starts.push_back(f.lifetime ? std::numeric_limits<int64_t>::min()
+                                : SaturatingSub(as_of_us, f.window_us));
+  }
+  const std::string lower =
+      view.any_lifetime
+          ? EntityPrefix(stream.stream_id, entity)
+          : EntityTimeKey(stream.stream_id, entity,
+                          std::max(kMinMicros,
+                                   SaturatingSub(as_of_us, view.max_window_us)));
+  // Keys of events stamped exactly as_of sort after this bound: excluded.
+  const std::string upper = EntityTimeKey(stream.stream_id, entity, as_of_us);
+  EventValueReader reader;
+  auto it = store_->ScanEvents(lower, upper, read_view);
+  for (; it->Valid(); it->Next()) {
+    ParsedEventKey key;
+    if (!ParseEventKey(it->key(), &key) ||
+        !reader.Parse(it->value(), stream.types)) {
+      return absl::DataLossError(absl::StrCat(
+          "corrupt stored event of entity '", entity, "'"));
+    }
+    if (key.seq > watermark) continue;
+    const auto& fields = reader.fields();
+    for (size_t i = 0; i < view.features.size(); ++i) {
+      const CompiledFeature& f = view.features[i];
+      if (key.time_us < starts[i]) continue;
+      if (f.has_filter && !f.filter.Matches(fields)) continue;
+      if (f.field_position < 0) {
+        states[i]->Add(FieldValue(), key.time_us, key.seq);
+        continue;
+      }
+      if (f.field_position >= static_cast<int>(fields.size()) ||
+          !fields[f.field_position].present()) {
+        continue;  // optional field missing: skipped
+      }
+      states[i]->Add(fields[f.field_position], key.time_us, key.seq);
+    }
+  }
+  if (!it->status().ok()) return it->status();
+  row->set_entity(std::string(entity));
+  for (size_t i = 0; i < states.size(); ++i) {
+    absl::Status s = states[i]->Finalize(row->add_values());
+    if (!s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("feature '", view.features[i].name,
+                                       "' of entity '", entity, "': ",
+                                       s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
+    const v1::GetFeaturesRequest& request) const {
+  auto view = Resolve(request.view(), request.version());
+  if (!view.ok()) return view.status();
+  if (request.entities().empty()) {
+    return absl::InvalidArgumentError("no entities requested");
+  }
+  if (request.entities_size() > options_.max_entities) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        request.entities_size(), " entities requested; the limit is ",
+        options_.max_entities, " per call (use Snapshot for all entities)"));
+  }
+  for (int i = 0; i < request.entities_size(); ++i) {
+    const std::string& e = request.entities(i);
+    if (e.empty() || e.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entity ", i, " is empty or contains NUL"));
+    }
+  }
+  // The watermark first, then the snapshot: every seq <= the watermark was
+  // durable and visible before it was published, so the snapshot holds it.
+  const uint64_t latest = store_->watermark();
+  auto read_view = store_->NewReadView();
+  if (request.watermark() > latest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("watermark ", request.watermark(),
+                     " is above the latest (", latest, ")"));
+  }
+  const uint64_t watermark =
+      request.watermark() == 0 ? latest : request.watermark();
+  int64_t as_of = NowMicros();
+  if (request.has_as_of()) {
+    auto t = TimestampToMicros(request.as_of());
+    if (!t.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("as_of: ", t.status().message()));
+    }
+    as_of = *t;
+  }
+  v1::GetFeaturesResponse response;
+  for (const auto& f : view->features) response.add_feature_names(f.name);
+  for (const auto& entity : request.entities()) {
+    absl::Status s = ComputeEntity(*view, entity, as_of, watermark,
+                                   read_view.get(), response.add_rows());
+    if (!s.ok()) return s;
+  }
+  response.set_watermark(watermark);
+  response.set_version(view->def->version());
+  *response.mutable_as_of() = MicrosToTimestamp(as_of);
+  return response;
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,201 @@
+#include "server/aggregation/aggregator.h"
+
+#include <algorithm>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+struct Ev {
+  FieldValue v;
+  std::string s;  // backing store for strings
+  int64_t t;
+  uint64_t seq;
+};
+
+std::vector<Ev> RandomEvents(v1::FieldType type, std::mt19937_64& rng, int n) {
+  std::vector<Ev> evs(n);
+  for (int i = 0; i < n; ++i) {
+    Ev& e = evs[i];
+    e.v.type = type;
+    switch (type) {
+      case v1::INT64:
+        e.v.i = static_cast<int64_t>(rng() % 2000) - 1000;
+        break;
+      case v1::DOUBLE: {
+        const int kind = rng() % 4;
+        e.v.d = kind == 0   ? std::ldexp(1.0, 100) * (rng() % 2 ? 1 : -1)
+                : kind == 1 ? static_cast<double>(rng() % 7) / 3
+                            : static_cast<double>(rng() % 100) - 50.5;
+        break;
+      }
+      case v1::STRING:
+        e.s = std::string(1 + rng() % 3, static_cast<char>('a' + rng() % 4));
+        break;
+      case v1::BOOL:
+        e.v.b = rng() % 2;
+        break;
+      default:
+        break;
+    }
+    // Few distinct times so ties (broken by seq) happen.
+    e.t = static_cast<int64_t>(rng() % 10);
+    e.seq = static_cast<uint64_t>(i + 1);
+  }
+  for (auto& e : evs) {
+    if (type == v1::STRING) e.v.s = e.s;
+  }
+  return evs;
+}
+
+std::string Final(const Aggregator& a) {
+  v1::Value v;
+  EXPECT_TRUE(a.Finalize(&v).ok());
+  return testing::Canonical(v);
+}
+
+struct Case {
+  const char* agg;
+  v1::FieldType type;
+};
+
+class AggregatorPropertyTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
+  const Case c = GetParam();
+  const auto* entry = BuiltinAggregators().Find(c.agg);
+  ASSERT_NE(entry, nullptr);
+  v1::FeatureDef def;
+  def.set_aggregation(c.agg);
+  def.set_k(3);
+  std::mt19937_64 rng(std::hash<std::string>()(c.agg) + c.type);
+  for (int trial = 0; trial < 30; ++trial) {
+    auto evs = RandomEvents(c.type, rng, static_cast<int>(rng() % 40));
+    auto all = entry->create(def, c.type);
+    for (const auto& e : evs) all->Add(e.v, e.t, e.seq);
+    const std::string want = Final(*all);
+    for (int order = 0; order < 20; ++order) {
+      std::shuffle(evs.begin(), evs.end(), rng);
+      // Moving an Ev moves its string: point the views at the new homes.
+      for (auto& e : evs) {
+        if (c.type == v1::STRING) e.v.s = e.s;
+      }
+      // Random split into parts; parts merged in random order.
+      std::vector<std::unique_ptr<Aggregator>> parts;
+      for (const auto& e : evs) {
+        if (parts.empty() || rng() % 4 == 0) {
+          parts.push_back(entry->create(def, c.type));
+        }
+        parts[rng() % parts.size()]->Add(e.v, e.t, e.seq);
+      }
+      std::shuffle(parts.begin(), parts.end(), rng);
+      auto merged = entry->create(def, c.type);
+      for (const auto& p : parts) {
+        auto copy = p->Clone();
+        merged->Merge(*copy);
+      }
+      EXPECT_EQ(Final(*merged), want) << c.agg << " trial " << trial;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, AggregatorPropertyTest,
+    ::testing::Values(
+        Case{"count", v1::INT64}, Case{"sum", v1::INT64},
+        Case{"sum", v1::DOUBLE}, Case{"avg", v1::INT64},
+        Case{"avg", v1::DOUBLE}, Case{"min", v1::DOUBLE},
+        Case{"min", v1::STRING}, Case{"max", v1::INT64},
+        Case{"max", v1::BOOL}, Case{"first", v1::STRING},
+        Case{"last", v1::DOUBLE}, Case{"last_k", v1::INT64},
+        Case{"last_k", v1::STRING}, Case{"count_distinct", v1::STRING},
+        Case{"count_distinct", v1::DOUBLE}, Case{"stddev", v1::DOUBLE},
+        Case{"stddev", v1::INT64}),
+    [](const auto& info) {
+      return std::string(info.param.agg) + "_" +
+             v1::FieldType_Name(info.param.type);
+    });
+
+TEST(AggregatorTest, EmptyWindowValues) {
+  v1::FeatureDef def;
+  def.set_k(2);
+  for (const auto& e : BuiltinAggregators().entries()) {
+    def.set_aggregation(e.spec.name);
+    auto a = e.create(def, v1::DOUBLE);
+    v1::Value v;
+    ASSERT_TRUE(a->Finalize(&v).ok());
+    if (e.spec.name == "count" || e.spec.name == "count_distinct") {
+      EXPECT_EQ(v.int64_value(), 0) << e.spec.name;
+      EXPECT_EQ(v.kind_case(), v1::Value::kInt64Value);
+    } else if (e.spec.name == "sum") {
+      EXPECT_EQ(v.kind_case(), v1::Value::kDoubleValue);
+      EXPECT_EQ(v.double_value(), 0.0);
+    } else {
+      EXPECT_EQ(v.kind_case(), v1::Value::KIND_NOT_SET) << e.spec.name;
+    }
+  }
+  def.set_aggregation("sum");
+  auto isum = BuiltinAggregators().Find("sum")->create(def, v1::INT64);
+  v1::Value v;
+  ASSERT_TRUE(isum->Finalize(&v).ok());
+  EXPECT_EQ(v.kind_case(), v1::Value::kInt64Value);
+}
+
+TEST(AggregatorTest, IntSumOverflowIsOutOfRange) {
+  v1::FeatureDef def;
+  def.set_aggregation("sum");
+  auto a = BuiltinAggregators().Find("sum")->create(def, v1::INT64);
+  FieldValue big;
+  big.type = v1::INT64;
+  big.i = std::numeric_limits<int64_t>::max();
+  a->Add(big, 1, 1);
+  a->Add(big, 2, 2);
+  v1::Value v;
+  EXPECT_EQ(a->Finalize(&v).code(), absl::StatusCode::kOutOfRange);
+  // Coming back into range is fine: the sum is exact, not wrapped.
+  big.i = -std::numeric_limits<int64_t>::max();
+  a->Add(big, 3, 3);
+  ASSERT_TRUE(a->Finalize(&v).ok());
+  EXPECT_EQ(v.int64_value(), std::numeric_limits<int64_t>::max());
+}
+
+TEST(AggregatorTest, TiesAndOrder) {
+  v1::FeatureDef def;
+  def.set_k(2);
+  auto make = [&](const char* name) {
+    def.set_aggregation(name);
+    return BuiltinAggregators().Find(name)->create(def, v1::DOUBLE);
+  };
+  auto first = make("first"), last = make("last"), lastk = make("last_k"),
+       mn = make("min");
+  auto add = [&](double d, int64_t t, uint64_t seq) {
+    FieldValue v;
+    v.type = v1::DOUBLE;
+    v.d = d;
+    for (auto* a : {first.get(), last.get(), lastk.get(), mn.get()}) {
+      a->Add(v, t, seq);
+    }
+  };
+  add(2.0, 5, 9);   // same time, later seq
+  add(-0.0, 5, 3);  // same time, earlier seq
+  add(0.0, 4, 10);  // earlier time, latest seq
+  v1::Value v;
+  ASSERT_TRUE(first->Finalize(&v).ok());
+  EXPECT_EQ(v.double_value(), 0.0);
+  EXPECT_FALSE(std::signbit(v.double_value()));  // (4, 10) is first
+  ASSERT_TRUE(last->Finalize(&v).ok());
+  EXPECT_EQ(v.double_value(), 2.0);  // (5, 9) is last
+  ASSERT_TRUE(lastk->Finalize(&v).ok());
+  ASSERT_EQ(v.list_value().values_size(), 2);
+  EXPECT_EQ(v.list_value().values(0).double_value(), 2.0);
+  EXPECT_TRUE(std::signbit(v.list_value().values(1).double_value()));
+  // min: 0.0 and -0.0 tie; the earliest event (4, 10) wins.
+  ASSERT_TRUE(mn->Finalize(&v).ok());
+  EXPECT_FALSE(std::signbit(v.double_value()));
+}
+
+}  // namespace
+}  // namespace rawfeat

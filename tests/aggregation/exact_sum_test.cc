@@ -1,0 +1,98 @@
+#include "server/aggregation/exact_sum.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace rawfeat {
+namespace {
+
+double SumOf(const std::vector<double>& xs) {
+  ExactSum s;
+  for (double x : xs) s.Add(x);
+  return *s.Round();
+}
+
+TEST(ExactSumTest, KnownCases) {
+  EXPECT_EQ(SumOf({}), 0.0);
+  EXPECT_EQ(SumOf({1e100, 1.0, -1e100}), 1.0);
+  EXPECT_EQ(SumOf(std::vector<double>(10, 0.1)), 1.0);  // as math.fsum
+  EXPECT_EQ(SumOf({0.1, 0.2, 0.3}), 0.6);
+  EXPECT_EQ(SumOf({1.0, 1e-16, -1.0}), 1e-16);
+  EXPECT_EQ(SumOf({std::ldexp(1.0, 100), 1.0, -std::ldexp(1.0, 100)}), 1.0);
+  const double tiny = std::numeric_limits<double>::denorm_min();
+  EXPECT_EQ(SumOf({tiny, tiny, tiny}), 3 * tiny);
+  EXPECT_EQ(SumOf({-2.5, -2.5}), -5.0);
+  const double big = std::numeric_limits<double>::max();
+  EXPECT_EQ(SumOf({big, -big, big}), big);
+  ExactSum overflow;
+  overflow.Add(big);
+  overflow.Add(big);
+  EXPECT_EQ(overflow.Round().status().code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST(ExactSumTest, RoundsHalfToEven) {
+  // 2^53 + 1 is a tie between 2^53 and 2^53 + 2: even wins.
+  EXPECT_EQ(SumOf({std::ldexp(1.0, 53), 1.0}), std::ldexp(1.0, 53));
+  // 2^53 + 3 ties between 2^53 + 2 and 2^53 + 4: even mantissa is + 4.
+  EXPECT_EQ(SumOf({std::ldexp(1.0, 53), 3.0}), std::ldexp(1.0, 53) + 4);
+  // Just above the tie rounds up.
+  EXPECT_EQ(SumOf({std::ldexp(1.0, 53), 1.0, std::ldexp(1.0, -60)}),
+            std::ldexp(1.0, 53) + 2);
+}
+
+// Values k * 2^-20 with integer k: the exact sum is an integer we can form
+// in 128 bits and round with one correctly rounded conversion.
+TEST(ExactSumTest, MatchesExactIntegerArithmetic) {
+  std::mt19937_64 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<double> xs;
+    __int128 exact = 0;
+    const int n = 1 + rng() % 200;
+    for (int i = 0; i < n; ++i) {
+      const int64_t k = static_cast<int64_t>(rng() >> (rng() % 40 + 12)) *
+                        (rng() % 2 ? 1 : -1);
+      exact += k;
+      xs.push_back(std::ldexp(static_cast<double>(k), -20));
+      ASSERT_EQ(std::ldexp(xs.back(), 20), static_cast<double>(k));
+    }
+    const double want = std::ldexp(static_cast<double>(exact), -20);
+    EXPECT_EQ(SumOf(xs), want) << trial;
+  }
+}
+
+TEST(ExactSumTest, OrderAndGroupingIndependent) {
+  std::mt19937_64 rng(5);
+  std::vector<double> xs;
+  for (int i = 0; i < 500; ++i) {
+    const double mag = std::ldexp(1.0, static_cast<int>(rng() % 200) - 100);
+    xs.push_back((rng() % 2 ? 1 : -1) * mag *
+                 std::uniform_real_distribution<double>(1, 2)(rng));
+  }
+  xs.push_back(std::ldexp(1.0, 100));
+  xs.push_back(-std::ldexp(1.0, 100));
+  xs.push_back(std::ldexp(1.0, 100));
+  const double reference = SumOf(xs);
+  for (int order = 0; order < 20; ++order) {
+    std::shuffle(xs.begin(), xs.end(), rng);
+    EXPECT_EQ(SumOf(xs), reference);
+    // Random split into parts, merged.
+    ExactSum total;
+    size_t i = 0;
+    while (i < xs.size()) {
+      const size_t len = 1 + rng() % 50;
+      ExactSum part;
+      for (size_t j = i; j < std::min(xs.size(), i + len); ++j) part.Add(xs[j]);
+      total.Merge(part);
+      i += len;
+    }
+    EXPECT_EQ(*total.Round(), reference);
+  }
+}
+
+}  // namespace
+}  // namespace rawfeat
