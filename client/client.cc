@@ -111,6 +111,16 @@ absl::Status Client::ReadEvents(
   return FromGrpcStatus(s);
 }
 
+absl::StatusOr<v1::GetFeaturesResponse> Client::GetFeatures(
+    const v1::GetFeaturesRequest& request) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  v1::GetFeaturesResponse response;
+  grpc::Status s = stub_->GetFeatures(&ctx, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
+}
+
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus() {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, false);

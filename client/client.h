@@ -41,6 +41,8 @@ class Client {
   absl::Status ReadEvents(
       const v1::ReadEventsRequest& request,
       const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk);
+  absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
+      const v1::GetFeaturesRequest& request);
   absl::StatusOr<v1::GetStatusResponse> GetStatus();
 
   // Blocks until the channel is connected or `timeout` passes.

@@ -351,6 +351,13 @@ std::string ValueText(const v1::Value& v) {
 
 nlohmann::json ValueJson(const v1::Value& v) {
   switch (v.kind_case()) {
+    case v1::Value::kListValue: {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& item : v.list_value().values()) {
+        arr.push_back(ValueJson(item));
+      }
+      return arr;
+    }
     case v1::Value::kInt64Value:
       return v.int64_value();
     case v1::Value::kDoubleValue:
@@ -364,6 +371,33 @@ nlohmann::json ValueJson(const v1::Value& v) {
   }
 }
 }  // namespace
+
+std::string ValueToJson(const v1::Value& v) {
+  return ValueJson(v).dump(-1, ' ', false,
+                           nlohmann::json::error_handler_t::replace);
+}
+
+std::string FeatureRowToJson(
+    const google::protobuf::RepeatedPtrField<std::string>& names,
+    const v1::FeatureRow& row) {
+  nlohmann::ordered_json j;
+  j["entity"] = row.entity();
+  for (int i = 0; i < row.values_size() && i < names.size(); ++i) {
+    j[names[i]] = ValueJson(row.values(i));
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string ValueToCell(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::KIND_NOT_SET:
+      return "";
+    case v1::Value::kListValue:
+      return ValueToJson(v);
+    default:
+      return ValueText(v);
+  }
+}
 
 std::string RecordMapper::CsvRow(const v1::Event& e) const {
   std::string row = CsvEscape(e.event_id());

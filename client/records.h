@@ -84,6 +84,17 @@ class RecordMapper {
 // Shortest text that reads back as the same double.
 std::string FormatDouble(double d);
 
+// A feature value as JSON text: numbers, strings, booleans, lists as
+// arrays, null for absent.
+std::string ValueToJson(const v1::Value& v);
+// One feature row as a JSON object: {"entity": ..., name: value, ...}.
+std::string FeatureRowToJson(
+    const google::protobuf::RepeatedPtrField<std::string>& names,
+    const v1::FeatureRow& row);
+// A feature value for a CSV cell: like ValueToJson but null is empty and a
+// string is bare.
+std::string ValueToCell(const v1::Value& v);
+
 }  // namespace rawfeat
 
 #endif  // RAWFEAT_CLIENT_RECORDS_H_

@@ -5,6 +5,8 @@
 //                  --reject-file F] [--time-unit s|ms|us]
 //   rawfeat replay --stream orders [--from T] [--to T] [--after-seq N]
 //                  [--watermark N] [--entity E] --out events.jsonl
+//   rawfeat get --view user_orders --entity u1,u2 [--as-of T] [--watermark N]
+//               [--format table|json|csv]
 //   rawfeat status
 //
 // Every command takes --server HOST:PORT and exits non-zero with a one-line
@@ -12,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -330,6 +333,70 @@ int RunReplay(Client& client, const ReplayArgs& args) {
   return 0;
 }
 
+// ------------------------------------------------------------------- get
+
+struct GetArgs {
+  std::string view;
+  uint32_t version = 0;
+  std::vector<std::string> entities;
+  std::string as_of;
+  uint64_t watermark = 0;
+  std::string format = "table";
+};
+
+int RunGet(Client& client, const GetArgs& args) {
+  if (args.format != "table" && args.format != "json" &&
+      args.format != "csv") {
+    return Fail("--format must be table, json or csv");
+  }
+  v1::GetFeaturesRequest request;
+  request.set_view(args.view);
+  request.set_version(args.version);
+  for (const auto& e : args.entities) request.add_entities(e);
+  if (!args.as_of.empty()) {
+    auto t = ParseTime(args.as_of);
+    if (!t.ok()) return Fail(absl::StrCat("--as-of: ", t.status().message()));
+    *request.mutable_as_of() = MicrosToTimestamp(*t);
+  }
+  request.set_watermark(args.watermark);
+  auto r = client.GetFeatures(request);
+  if (!r.ok()) return Fail(r.status());
+  const std::string as_of = FormatMicros(*TimestampToMicros(r->as_of()));
+  if (args.format == "csv") {
+    std::string line = "entity";
+    for (const auto& n : r->feature_names()) absl::StrAppend(&line, ",", CsvEscape(n));
+    std::printf("%s\n", line.c_str());
+    for (const auto& row : r->rows()) {
+      line = CsvEscape(row.entity());
+      for (const auto& v : row.values()) {
+        absl::StrAppend(&line, ",", CsvEscape(ValueToCell(v)));
+      }
+      std::printf("%s\n", line.c_str());
+    }
+  } else if (args.format == "json") {
+    for (const auto& row : r->rows()) {
+      std::printf("%s\n", FeatureRowToJson(r->feature_names(), row).c_str());
+    }
+  } else {
+    std::printf("view %s v%u as of %s, watermark %llu\n", args.view.c_str(),
+                r->version(), as_of.c_str(),
+                static_cast<unsigned long long>(r->watermark()));
+    size_t width = 6;
+    for (const auto& n : r->feature_names()) width = std::max(width, n.size());
+    for (const auto& row : r->rows()) {
+      std::printf("\n%s\n", row.entity().c_str());
+      for (int i = 0; i < row.values_size(); ++i) {
+        std::printf("  %-*s  %s\n", static_cast<int>(width),
+                    r->feature_names(i).c_str(),
+                    ValueToJson(row.values(i)).c_str());
+      }
+    }
+  }
+  std::fprintf(stderr, "as of %s, watermark %llu\n", as_of.c_str(),
+               static_cast<unsigned long long>(r->watermark()));
+  return 0;
+}
+
 // ---------------------------------------------------------------- status
 
 int RunStatus(Client& client) {
@@ -409,6 +476,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   replay_cmd->add_option("--format", replay.format, "jsonl or csv");
 
+  GetArgs get;
+  auto* get_cmd = app.add_subcommand("get", "features of a view for entities");
+  get_cmd->add_option("--view", get.view, "view name")->required();
+  get_cmd->add_option("--version", get.version, "view version (0 = latest)");
+  get_cmd->add_option("--entity", get.entities, "entities, comma-separated")
+      ->required()
+      ->delimiter(',');
+  get_cmd->add_option("--as-of", get.as_of,
+                      "RFC 3339, or epoch with a unit suffix (s, ms, us); "
+                      "default now");
+  get_cmd->add_option("--watermark", get.watermark, "0 = latest");
+  get_cmd->add_option("--format", get.format, "table, json or csv")
+      ->capture_default_str();
+
   app.add_subcommand("status", "server version, counts, watermark, problems");
 
   try {
@@ -422,5 +503,6 @@ int main(int argc, char** argv) {
   if (*apply_cmd) return RunApply(client, apply);
   if (*ingest_cmd) return RunIngest(client, ingest);
   if (*replay_cmd) return RunReplay(client, replay);
+  if (*get_cmd) return RunGet(client, get);
   return RunStatus(client);
 }
