@@ -151,7 +151,8 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   db_options.allow_concurrent_memtable_write = false;
 
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-  auto make_cf = [&](bool bloom) {
+  enum class Bloom { kNone, kWholeKey, kPrefix };
+  auto make_cf = [&](Bloom bloom) {
     rocksdb::ColumnFamilyOptions cf;
     cf.write_buffer_size = options.write_buffer_bytes;
     cf.max_write_buffer_number = 3;
@@ -170,14 +171,17 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
     table.cache_index_and_filter_blocks = true;
     table.pin_l0_filter_and_index_blocks_in_cache = true;
     table.format_version = 5;
-    if (bloom) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    if (bloom != Bloom::kNone) {
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      table.whole_key_filtering = bloom == Bloom::kWholeKey;
+    }
     cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     return cf;
   };
   // ids is only ever read by point lookups, so its memtable is a hash table
   // keyed by the whole key (the capped "prefix" is the full key) instead of
   // a skiplist: O(1) inserts and lookups on the hottest part of ingest.
-  rocksdb::ColumnFamilyOptions ids_cf = make_cf(true);
+  rocksdb::ColumnFamilyOptions ids_cf = make_cf(Bloom::kWholeKey);
   ids_cf.prefix_extractor.reset(rocksdb::NewCappedPrefixTransform(1 << 12));
   ids_cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 20));
   // events: inserts land all over the key space (one entity after another),
@@ -185,15 +189,18 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   // skiplists keyed by the entity prefix keeps each insert's search within
   // one entity's recent events. Entity scans (the read path) stay prefix
   // seeks; whole-stream scans ask for total order (see ScanEvents).
-  rocksdb::ColumnFamilyOptions events_cf = make_cf(false);
+  // Prefix blooms (per SST file and per memtable) let an entity lookup skip
+  // every file and memtable that holds none of its events.
+  rocksdb::ColumnFamilyOptions events_cf = make_cf(Bloom::kPrefix);
   events_cf.prefix_extractor = std::make_shared<EntityPrefixTransform>();
+  events_cf.memtable_prefix_bloom_size_ratio = 0.05;
   events_cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 20));
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, make_cf(false)},
+      {rocksdb::kDefaultColumnFamilyName, make_cf(Bloom::kNone)},
       {kEventsColumnFamily, events_cf},
       {kIdsColumnFamily, ids_cf},
-      {kLogColumnFamily, make_cf(false)},
-      {kMetaColumnFamily, make_cf(false)},
+      {kLogColumnFamily, make_cf(Bloom::kNone)},
+      {kMetaColumnFamily, make_cf(Bloom::kNone)},
   };
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =

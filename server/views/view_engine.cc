@@ -135,8 +135,8 @@ absl::StatusOr<CompiledView> CompiledView::Compile(
   return view;
 }
 
-absl::StatusOr<CompiledView> ViewEngine::Resolve(const std::string& name,
-                                                 uint32_t version) const {
+absl::StatusOr<std::shared_ptr<const CompiledView>> ViewEngine::Resolve(
+    const std::string& name, uint32_t version) const {
   auto def = registry_->FindView(name, version);
   if (!def.ok()) return def.status();
   auto stream = registry_->FindStream((*def)->stream());
@@ -145,7 +145,23 @@ absl::StatusOr<CompiledView> ViewEngine::Resolve(const std::string& name,
                                             "' of view '", name,
                                             "' is not loaded"));
   }
-  return CompiledView::Compile(*def, stream);
+  const auto key = std::make_pair(name, (*def)->version());
+  {
+    absl::MutexLock l(&cache_mu_);
+    auto it = cache_.find(key);
+    // The registry hands out new objects on every change, so pointer
+    // equality means "unchanged".
+    if (it != cache_.end() && it->second->def == *def &&
+        it->second->stream == stream) {
+      return it->second;
+    }
+  }
+  auto compiled = CompiledView::Compile(*def, stream);
+  if (!compiled.ok()) return compiled.status();
+  auto shared = std::make_shared<const CompiledView>(std::move(*compiled));
+  absl::MutexLock l(&cache_mu_);
+  cache_[key] = shared;
+  return shared;
 }
 
 absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
@@ -250,14 +266,14 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
     as_of = *t;
   }
   v1::GetFeaturesResponse response;
-  for (const auto& f : view->features) response.add_feature_names(f.name);
+  for (const auto& f : (*view)->features) response.add_feature_names(f.name);
   for (const auto& entity : request.entities()) {
-    absl::Status s = ComputeEntity(*view, entity, as_of, watermark,
+    absl::Status s = ComputeEntity(**view, entity, as_of, watermark,
                                    read_view.get(), response.add_rows());
     if (!s.ok()) return s;
   }
   response.set_watermark(watermark);
-  response.set_version(view->def->version());
+  response.set_version((*view)->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
   return response;
 }

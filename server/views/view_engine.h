@@ -9,11 +9,14 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/aggregation/aggregator.h"
 #include "server/schema/registry.h"
@@ -86,14 +89,20 @@ class ViewEngine {
                              const ReadView* read_view,
                              v1::FeatureRow* row) const;
 
-  // Resolves and compiles (name, version 0 = latest).
-  absl::StatusOr<CompiledView> Resolve(const std::string& name,
-                                       uint32_t version) const;
+  // Resolves (name, version 0 = latest) and returns its compiled form,
+  // cached until the view or its stream definition changes.
+  absl::StatusOr<std::shared_ptr<const CompiledView>> Resolve(
+      const std::string& name, uint32_t version) const;
 
  private:
   EventStore* const store_;
   const Registry* const registry_;
   const Options options_;
+  mutable absl::Mutex cache_mu_;
+  // By (view name, resolved version).
+  mutable std::map<std::pair<std::string, uint32_t>,
+                   std::shared_ptr<const CompiledView>>
+      cache_ ABSL_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace rawfeat

@@ -1,0 +1,382 @@
+// End-to-end GetFeatures load tool.
+//
+// Loads a workload into a fresh rawfeatd (E entities with Zipf-skewed
+// activity, N `orders` events over D days, a view of 8 features over
+// 1h/1d/7d/30d/lifetime windows), then drives GetFeatures from closed-loop
+// clients on loopback and reports p50/p99/p99.9 latency and QPS for 1-entity
+// and 100-entity requests, for median entities and for the heaviest 1%. In
+// the same run it starts redis-server on a loopback port, stores one
+// precomputed 8-field row per entity, and measures HGETALL with the same
+// client concurrency, printing our latency as a ratio of Redis's.
+// Every phase is bounded in request count and in time.
+//
+//   features_load --rawfeatd build/server/rawfeatd [--events 10000000]
+
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/client.h"
+#include "client/local_server.h"
+#include "server/common/time_util.h"
+
+ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
+ABSL_FLAG(std::string, redis_server, "/usr/bin/redis-server",
+          "redis-server binary (empty: skip the reference)");
+ABSL_FLAG(int64_t, events, 10000000, "events to load");
+ABSL_FLAG(int, entities, 100000, "distinct entities");
+ABSL_FLAG(int, days, 90, "days of history");
+ABSL_FLAG(double, zipf, 1.15, "Zipf exponent of entity activity");
+ABSL_FLAG(int, clients, 4, "closed-loop client threads");
+ABSL_FLAG(int, requests, 20000, "most requests per scenario (all clients)");
+ABSL_FLAG(double, seconds, 10, "most seconds per scenario");
+ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
+ABSL_FLAG(std::string, scenarios, "0,1,2,3",
+          "which scenarios to run: 0/1 = 1 entity median/heavy, 2/3 = 100");
+
+namespace rawfeat {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int64_t kEnd = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
+
+constexpr char kDefinitions[] = R"(
+streams {
+  name: "orders"
+  entity_field: "user_id"
+  time_field: "order_time"
+  fields { name: "amount"   type: DOUBLE required: true }
+  fields { name: "quantity" type: INT64  required: true }
+  fields { name: "category" type: STRING required: true }
+  fields { name: "coupon"   type: STRING }
+  fields { name: "is_gift"  type: BOOL }
+}
+views {
+  name: "bench" version: 1 stream: "orders"
+  features { name: "orders_1h"     aggregation: "count"          window: "1h" }
+  features { name: "spend_1d"      aggregation: "sum"            field: "amount"   window: "1d" }
+  features { name: "avg_7d"        aggregation: "avg"            field: "amount"   window: "7d" }
+  features { name: "items_7d"      aggregation: "sum"            field: "quantity" window: "7d" }
+  features { name: "max_30d"       aggregation: "max"            field: "amount"   window: "30d" }
+  features { name: "categories_30d" aggregation: "count_distinct" field: "category" window: "30d" }
+  features { name: "orders_life"   aggregation: "count"          window: "lifetime" }
+  features { name: "last_category" aggregation: "last"           field: "category" window: "lifetime" }
+}
+)";
+
+std::string Entity(int rank) { return absl::StrCat("user-", rank); }
+
+// Zipf ranks by inverse CDF.
+class Zipf {
+ public:
+  Zipf(int n, double s) : cdf_(n) {
+    double total = 0;
+    for (int i = 0; i < n; ++i) total += 1.0 / std::pow(i + 1, s);
+    double acc = 0;
+    for (int i = 0; i < n; ++i) {
+      acc += 1.0 / std::pow(i + 1, s) / total;
+      cdf_[i] = acc;
+    }
+  }
+  int Sample(std::mt19937_64& rng) const {
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    return static_cast<int>(std::lower_bound(cdf_.begin(), cdf_.end(), u) -
+                            cdf_.begin());
+  }
+  double Share(int rank) const {
+    return rank == 0 ? cdf_[0] : cdf_[rank] - cdf_[rank - 1];
+  }
+
+ private:
+  std::vector<double> cdf_;
+};
+
+bool Load(const std::string& address, const Zipf& zipf) {
+  const int64_t n = absl::GetFlag(FLAGS_events);
+  const int64_t span = absl::GetFlag(FLAGS_days) * 86400LL * 1000000;
+  constexpr int kThreads = 2;
+  constexpr int kBatch = 1000;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> threads;
+  static const char* kCategories[] = {"books", "toys", "food", "garden",
+                                      "electronics", "fashion", "sports",
+                                      "music", "beauty", "auto"};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(1000 + t);
+      Client client(address);
+      auto r = client.IngestStream([&](v1::IngestRequest* req) {
+        const int64_t start = next.fetch_add(kBatch);
+        if (start >= n) return false;
+        req->set_stream("orders");
+        for (int64_t i = start; i < std::min(n, start + kBatch); ++i) {
+          v1::Event* e = req->add_events();
+          e->set_event_id(absl::StrCat("e", i));
+          e->set_entity(Entity(zipf.Sample(rng)));
+          *e->mutable_event_time() = MicrosToTimestamp(
+              kEnd - 1 - static_cast<int64_t>(rng() % static_cast<uint64_t>(span)));
+          auto& f = *e->mutable_fields();
+          f["amount"].set_double_value(static_cast<double>(rng() % 50000) / 100);
+          f["quantity"].set_int64_value(1 + static_cast<int64_t>(rng() % 5));
+          f["category"].set_string_value(kCategories[rng() % 10]);
+          if (rng() % 4 == 0) f["coupon"].set_string_value("SAVE10");
+          if (rng() % 8 == 0) f["is_gift"].set_bool_value(true);
+        }
+        return true;
+      });
+      if (!r.ok()) {
+        std::fprintf(stderr, "load failed: %s\n", r.status().ToString().c_str());
+        ok = false;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  return ok;
+}
+
+struct Stats {
+  double p50 = 0, p99 = 0, p999 = 0, qps = 0;
+  int64_t n = 0;
+};
+
+// Runs `call` from every client thread until the request or time bound.
+Stats ClosedLoop(const std::function<std::function<bool(std::mt19937_64&)>()>&
+                     make_caller) {
+  const int clients = absl::GetFlag(FLAGS_clients);
+  const int64_t max_requests = absl::GetFlag(FLAGS_requests);
+  const auto deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+  std::atomic<int64_t> issued{0};
+  std::vector<std::vector<double>> lat(clients);
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto call = make_caller();
+      std::mt19937_64 rng(c + 7);
+      while (issued++ < max_requests && Clock::now() < deadline) {
+        const auto t0 = Clock::now();
+        if (!call(rng)) return;
+        lat[c].push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  Stats s;
+  if (all.empty()) return s;
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) {
+    return all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))];
+  };
+  s.p50 = pct(0.50);
+  s.p99 = pct(0.99);
+  s.p999 = pct(0.999);
+  s.n = static_cast<int64_t>(all.size());
+  s.qps = all.size() / secs;
+  return s;
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+struct Scenario {
+  const char* name;
+  int first_rank;
+  int ranks;
+  int batch;
+};
+
+int Main() {
+  const int entities = absl::GetFlag(FLAGS_entities);
+  std::string work = absl::GetFlag(FLAGS_work_dir);
+  bool own = false;
+  if (work.empty()) {
+    char tmpl[] = "/tmp/rawfeat-flbench-XXXXXX";
+    work = mkdtemp(tmpl);
+    own = true;
+  }
+  const Zipf zipf(entities, absl::GetFlag(FLAGS_zipf));
+  std::printf("features_load: %lld events, %d entities (hottest has %.1f%% of "
+              "events), %d days, %d clients\n",
+              static_cast<long long>(absl::GetFlag(FLAGS_events)), entities,
+              100 * zipf.Share(0), absl::GetFlag(FLAGS_days),
+              absl::GetFlag(FLAGS_clients));
+  std::ofstream(work + "/defs.textproto") << kDefinitions;
+  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), work + "/data", work,
+                     {"--schemas=" + work, "--sync=false"});
+  if (!server.ok()) {
+    std::fprintf(stderr, "rawfeatd did not start\n");
+    return 1;
+  }
+  const auto load_start = Clock::now();
+  if (!Load(server.address(), zipf)) return 1;
+  const double load_secs =
+      std::chrono::duration<double>(Clock::now() - load_start).count();
+  std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
+              absl::GetFlag(FLAGS_events) / load_secs);
+  std::fflush(stdout);
+
+  const int median_rank = entities / 2;
+  const std::vector<Scenario> scenarios = {
+      {"1 entity, median", median_rank - 500, 1000, 1},
+      {"1 entity, heaviest 1%", 0, std::max(1, entities / 100), 1},
+      {"100 entities, median", median_rank - 500, 1000, 100},
+      {"100 entities, heaviest 1%", 0, std::max(1, entities / 100), 100},
+  };
+  const std::vector<std::string> chosen =
+      absl::StrSplit(absl::GetFlag(FLAGS_scenarios), ',');
+  auto enabled = [&](size_t i) {
+    return std::find(chosen.begin(), chosen.end(), std::to_string(i)) !=
+           chosen.end();
+  };
+  std::vector<Stats> ours(scenarios.size());
+  for (size_t i = 0; i < scenarios.size(); ++i) {
+    if (!enabled(i)) continue;
+    const Scenario& sc = scenarios[i];
+    ours[i] = ClosedLoop([&] {
+      auto client = std::make_shared<Client>(server.address());
+      return [client, sc](std::mt19937_64& rng) {
+        v1::GetFeaturesRequest req;
+        req.set_view("bench");
+        *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+        for (int i = 0; i < sc.batch; ++i) {
+          req.add_entities(Entity(sc.first_rank + rng() % sc.ranks));
+        }
+        auto r = client->GetFeatures(req);
+        if (!r.ok()) {
+          std::fprintf(stderr, "GetFeatures: %s\n", r.status().ToString().c_str());
+          return false;
+        }
+        return true;
+      };
+    });
+  }
+  const long long rss = server.PeakRssBytes();
+  server.Terminate();
+
+  std::vector<Stats> redis(scenarios.size());
+  const std::string redis_bin = absl::GetFlag(FLAGS_redis_server);
+  if (!redis_bin.empty()) {
+    const int port = FreePort();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      freopen("/dev/null", "w", stdout);
+      execl(redis_bin.c_str(), redis_bin.c_str(), "--port",
+            std::to_string(port).c_str(), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", work.c_str(), nullptr);
+      _exit(127);
+    }
+    redisContext* setup = nullptr;
+    for (int i = 0; i < 100; ++i) {
+      setup = redisConnect("127.0.0.1", port);
+      if (setup != nullptr && setup->err == 0) break;
+      if (setup != nullptr) redisFree(setup);
+      setup = nullptr;
+      usleep(50000);
+    }
+    if (setup == nullptr) {
+      std::fprintf(stderr, "redis-server did not start\n");
+    } else {
+      // One precomputed 8-field row per entity that the scenarios read.
+      std::vector<int> ranks;
+      for (const auto& sc : scenarios) {
+        for (int r = sc.first_rank; r < sc.first_rank + sc.ranks; ++r) {
+          ranks.push_back(r);
+        }
+      }
+      for (int r : ranks) {
+        redisAppendCommand(setup,
+                           "HSET %s orders_1h 1 spend_1d 123.45 avg_7d 61.7 "
+                           "items_7d 4 max_30d 480.5 categories_30d 6 "
+                           "orders_life 1234 last_category electronics",
+                           Entity(r).c_str());
+      }
+      for (size_t i = 0; i < ranks.size(); ++i) {
+        void* reply = nullptr;
+        redisGetReply(setup, &reply);
+        freeReplyObject(reply);
+      }
+      redisFree(setup);
+      for (size_t i = 0; i < scenarios.size(); ++i) {
+        if (!enabled(i)) continue;
+        const Scenario sc = scenarios[i];
+        redis[i] = ClosedLoop([&] {
+          std::shared_ptr<redisContext> ctx(redisConnect("127.0.0.1", port),
+                                            redisFree);
+          return [ctx, sc](std::mt19937_64& rng) {
+            for (int b = 0; b < sc.batch; ++b) {
+              redisAppendCommand(ctx.get(), "HGETALL %s",
+                                 Entity(sc.first_rank + rng() % sc.ranks).c_str());
+            }
+            for (int b = 0; b < sc.batch; ++b) {
+              void* reply = nullptr;
+              if (redisGetReply(ctx.get(), &reply) != REDIS_OK) return false;
+              freeReplyObject(reply);
+            }
+            return true;
+          };
+        });
+      }
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+  }
+
+  std::printf("\n%-27s %10s %10s %10s %9s | %9s %9s | %7s %7s\n", "scenario",
+              "p50 us", "p99 us", "p99.9 us", "QPS", "redis p50", "redis p99",
+              "x p50", "x p99");
+  for (size_t i = 0; i < scenarios.size(); ++i) {
+    const Stats& o = ours[i];
+    const Stats& r = redis[i];
+    std::printf("%-27s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f\n",
+                scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
+                r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
+  }
+  std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
+  if (own) std::filesystem::remove_all(work);
+  return 0;
+}
+
+}  // namespace
+}  // namespace rawfeat
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return rawfeat::Main();
+}
