@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, redis_server, "/usr/bin/redis-server",
 ABSL_FLAG(int64_t, events, 10000000, "events to load");
 ABSL_FLAG(int, entities, 100000, "distinct entities");
 ABSL_FLAG(int, days, 90, "days of history");
-ABSL_FLAG(double, zipf, 1.15, "Zipf exponent of entity activity");
+ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of entity activity");
 ABSL_FLAG(int, clients, 4, "closed-loop client threads");
 ABSL_FLAG(int, requests, 20000, "most requests per scenario (all clients)");
 ABSL_FLAG(double, seconds, 10, "most seconds per scenario");

@@ -64,6 +64,25 @@ fi
 want=$(awk -F, 'NR>1 && $2=="u5" && $3>="2026-11-10"' "$IN" | wc -l)
 [ "$(wc -l < "$WORK/u5.jsonl")" -eq "$want" ] || fail "entity/time filter"
 
+# get: the view's features for entities as of a time; counts are exact.
+"${CLI[@]}" get --view user_orders --entity u5,nobody --as-of 2026-12-01T00:00:00Z \
+  --format csv > "$WORK/get.csv" 2>/dev/null
+want=$(awk -F, 'NR>1 && $2=="u5" && $3>="2026-11-24"' "$IN" | wc -l)
+awk -F, -v w="$want" 'NR==2 && $1=="u5" && $3==w {ok=1} END {exit !ok}' "$WORK/get.csv" \
+  || fail "get orders_7d for u5 (want $want): $(cat "$WORK/get.csv")"
+grep -q "^nobody,0,0,0," "$WORK/get.csv" || fail "get for an unknown entity: $(cat "$WORK/get.csv")"
+"${CLI[@]}" get --view user_orders --entity u5 --as-of 1796083200s --format json 2>/dev/null \
+  | grep -q '"entity":"u5"' || fail "get with an epoch-seconds as-of"
+for bad in yesterday 1796083200 2026-13-01T00:00:00Z; do
+  if "${CLI[@]}" get --view user_orders --entity u5 --as-of "$bad" 2> "$WORK/asof.err"; then
+    fail "bad --as-of '$bad' accepted"
+  fi
+  grep -q -- "--as-of" "$WORK/asof.err" || fail "bad as-of message: $(cat "$WORK/asof.err")"
+  [ "$(wc -l < "$WORK/asof.err")" -eq 1 ] || fail "as-of error is not one line"
+done
+if "${CLI[@]}" get --view nope --entity u5 2> "$WORK/nope.err"; then fail "unknown view accepted"; fi
+grep -q "NOT_FOUND" "$WORK/nope.err" || fail "unknown view: $(cat "$WORK/nope.err")"
+
 # A malformed line fails with its line number and writes nothing.
 BAD="$WORK/bad.csv"
 printf 'user_id,order_time,amount,quantity,category\nu1,2026-11-01T00:00:00Z,1,1,a\nu2,2026-11-01T00:00:00Z,notanumber,1,b\n' > "$BAD"
