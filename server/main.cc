@@ -26,6 +26,11 @@ ABSL_FLAG(int, max_entity_bytes, 1024, "longest entity key in bytes");
 ABSL_FLAG(int, max_string_bytes, 64 << 10, "longest STRING value in bytes");
 ABSL_FLAG(int, max_event_id_bytes, 512, "longest event_id in bytes");
 ABSL_FLAG(int, max_entities, 1000, "most entities per GetFeatures call");
+ABSL_FLAG(bool, tiles, true,
+          "keep per-day partial aggregates of heavy entities so long windows "
+          "do not rescan history (values are identical either way)");
+ABSL_FLAG(int, tile_min_events, 256,
+          "events a day needs before a lookup tiles it");
 ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
@@ -51,6 +56,8 @@ int main(int argc, char** argv) {
       static_cast<size_t>(absl::GetFlag(FLAGS_block_cache_mb)) << 20;
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_entities = absl::GetFlag(FLAGS_max_entities);
+  options.tiles = absl::GetFlag(FLAGS_tiles);
+  options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
   options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

@@ -39,6 +39,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       server->store_.get(), server->registry_.get(), Replayer::Options());
   ViewEngine::Options view_options;
   view_options.max_entities = options.max_entities;
+  view_options.tiles = options.tiles;
+  view_options.tile_min_events = options.tile_min_events;
   server->views_ = std::make_unique<ViewEngine>(
       server->store_.get(), server->registry_.get(), view_options);
   server->service_ = std::make_unique<FeatureStoreService>(

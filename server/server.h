@@ -36,6 +36,9 @@ struct ServerOptions {
   IngestLimits limits;
   // Most entities per GetFeatures call. Default: 1,000.
   int max_entities = 1000;
+  // Day tiles for heavy entities (see ViewEngine::Options). Default: on.
+  bool tiles = true;
+  int tile_min_events = 256;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
 };

@@ -407,6 +407,7 @@ int RunStatus(Client& client) {
               static_cast<unsigned long long>(st->watermark()));
   std::printf("data dir   %s (%s, sync %s)\n", st->data_dir().c_str(),
               HumanBytes(st->disk_bytes()).c_str(), st->sync() ? "on" : "off");
+  std::printf("tiles      %llu\n", static_cast<unsigned long long>(st->tiles()));
   for (const auto& s : st->streams()) {
     std::printf("stream     %-24s %llu events\n", s.name().c_str(),
                 static_cast<unsigned long long>(s.events()));

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "server/aggregation/exact_sum.h"
+#include "server/common/coding.h"
 
 namespace rawfeat {
 
@@ -32,6 +33,78 @@ namespace {
 
 using Order = std::pair<int64_t, uint64_t>;  // (event time, seq)
 
+// ---- state encoding helpers (tiles store serialized states)
+
+void PutValue(std::string* out, const FieldValue& v) {
+  out->push_back(static_cast<char>(v.type));
+  switch (v.type) {
+    case v1::INT64:
+      PutVarint64(out, ZigZagEncode(v.i));
+      break;
+    case v1::DOUBLE:
+      PutFixedDouble(out, v.d);
+      break;
+    case v1::STRING:
+      PutLengthPrefixed(out, v.s);
+      break;
+    case v1::BOOL:
+      out->push_back(v.b ? 1 : 0);
+      break;
+    default:
+      break;
+  }
+}
+
+bool GetValue(absl::string_view* in, OwnedValue* out) {
+  if (in->empty()) return false;
+  FieldValue v;
+  v.type = static_cast<v1::FieldType>(static_cast<unsigned char>((*in)[0]));
+  in->remove_prefix(1);
+  switch (v.type) {
+    case v1::INT64: {
+      uint64_t z;
+      if (!GetVarint64(in, &z)) return false;
+      v.i = ZigZagDecode(z);
+      break;
+    }
+    case v1::DOUBLE:
+      if (!GetFixedDouble(in, &v.d)) return false;
+      break;
+    case v1::STRING:
+      if (!GetLengthPrefixed(in, &v.s)) return false;
+      break;
+    case v1::BOOL:
+      if (in->empty()) return false;
+      v.b = (*in)[0] != 0;
+      in->remove_prefix(1);
+      break;
+    default:
+      return false;
+  }
+  out->Set(v);
+  return true;
+}
+
+void PutOrder(std::string* out, Order o) {
+  PutBigEndian64(out, OrderedFromSigned(o.first));
+  PutBigEndian64(out, o.second);
+}
+
+bool GetOrder(absl::string_view* in, Order* o) {
+  if (in->size() < 16) return false;
+  o->first = SignedFromOrdered(DecodeBigEndian64(in->data()));
+  o->second = DecodeBigEndian64(in->data() + 8);
+  in->remove_prefix(16);
+  return true;
+}
+
+bool GetCount(absl::string_view* in, int64_t* n) {
+  uint64_t v;
+  if (!GetVarint64(in, &v)) return false;
+  *n = static_cast<int64_t>(v);
+  return true;
+}
+
 // Down-casts the other state of a Merge (same factory by contract).
 template <typename T>
 const T& Same(const Aggregator& other) {
@@ -48,6 +121,10 @@ class CountAggregator final : public Aggregator {
   }
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<CountAggregator>(*this);
+  }
+  void Serialize(std::string* out) const override { PutVarint64(out, n_); }
+  bool Deserialize(absl::string_view in) override {
+    return GetCount(&in, &n_) && in.empty();
   }
 
  private:
@@ -105,6 +182,20 @@ class SumAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<SumAggregator>(*this);
   }
+  void Serialize(std::string* out) const override {
+    PutVarint64(out, n_);
+    PutBigEndian64(out, static_cast<uint64_t>(isum_ >> 64));
+    PutBigEndian64(out, static_cast<uint64_t>(isum_));
+    dsum_.Serialize(out);
+  }
+  bool Deserialize(absl::string_view in) override {
+    if (!GetCount(&in, &n_) || in.size() < 16) return false;
+    const unsigned __int128 hi = DecodeBigEndian64(in.data());
+    const unsigned __int128 lo = DecodeBigEndian64(in.data() + 8);
+    isum_ = static_cast<__int128>((hi << 64) | lo);
+    in.remove_prefix(16);
+    return dsum_.Deserialize(&in) && in.empty();
+  }
 
  private:
   v1::FieldType type_;
@@ -135,6 +226,21 @@ class ExtremeAggregator final : public Aggregator {
   }
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<ExtremeAggregator>(*this);
+  }
+  void Serialize(std::string* out) const override {
+    out->push_back(has_ ? 1 : 0);
+    if (!has_) return;
+    PutValue(out, best_.v);
+    PutOrder(out, order_);
+  }
+  bool Deserialize(absl::string_view in) override {
+    if (in.empty()) return false;
+    has_ = in[0] != 0;
+    in.remove_prefix(1);
+    if (has_ && (!GetValue(&in, &best_) || !GetOrder(&in, &order_))) {
+      return false;
+    }
+    return in.empty();
   }
 
  private:
@@ -176,6 +282,21 @@ class EdgeAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<EdgeAggregator>(*this);
   }
+  void Serialize(std::string* out) const override {
+    out->push_back(has_ ? 1 : 0);
+    if (!has_) return;
+    PutValue(out, value_.v);
+    PutOrder(out, order_);
+  }
+  bool Deserialize(absl::string_view in) override {
+    if (in.empty()) return false;
+    has_ = in[0] != 0;
+    in.remove_prefix(1);
+    if (has_ && (!GetValue(&in, &value_) || !GetOrder(&in, &order_))) {
+      return false;
+    }
+    return in.empty();
+  }
 
  private:
   void Offer(const FieldValue& v, Order order) {
@@ -214,6 +335,25 @@ class LastKAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<LastKAggregator>(*this);
   }
+  void Serialize(std::string* out) const override {
+    PutVarint64(out, items_.size());
+    for (const auto& [order, value] : items_) {
+      PutOrder(out, order);
+      PutValue(out, value.v);
+    }
+  }
+  bool Deserialize(absl::string_view in) override {
+    int64_t n;
+    if (!GetCount(&in, &n) || n > static_cast<int64_t>(k_)) return false;
+    items_.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      Order order;
+      OwnedValue value;
+      if (!GetOrder(&in, &order) || !GetValue(&in, &value)) return false;
+      items_.emplace_back(order, value);
+    }
+    return in.empty();
+  }
 
  private:
   // items_ is sorted by order, descending (most recent first).
@@ -244,6 +384,24 @@ class CountDistinctAggregator final : public Aggregator {
   }
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<CountDistinctAggregator>(*this);
+  }
+  void Serialize(std::string* out) const override {
+    // Sorted, so equal states serialize to equal bytes.
+    std::vector<absl::string_view> keys(seen_.begin(), seen_.end());
+    std::sort(keys.begin(), keys.end());
+    PutVarint64(out, keys.size());
+    for (absl::string_view k : keys) PutLengthPrefixed(out, k);
+  }
+  bool Deserialize(absl::string_view in) override {
+    int64_t n;
+    if (!GetCount(&in, &n)) return false;
+    seen_.clear();
+    for (int64_t i = 0; i < n; ++i) {
+      absl::string_view k;
+      if (!GetLengthPrefixed(&in, &k)) return false;
+      seen_.emplace(k);
+    }
+    return in.empty();
   }
 
  private:
@@ -304,6 +462,15 @@ class StddevAggregator final : public Aggregator {
   }
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<StddevAggregator>(*this);
+  }
+  void Serialize(std::string* out) const override {
+    PutVarint64(out, n_);
+    s1_.Serialize(out);
+    s2_.Serialize(out);
+  }
+  bool Deserialize(absl::string_view in) override {
+    return GetCount(&in, &n_) && s1_.Deserialize(&in) &&
+           s2_.Deserialize(&in) && in.empty();
   }
 
  private:

@@ -45,6 +45,14 @@ class Aggregator {
   virtual absl::Status Finalize(v1::Value* out) const = 0;
 
   virtual std::unique_ptr<Aggregator> Clone() const = 0;
+
+  // An exact encoding of the state (appended to *out), so partial states
+  // can be stored (tiles) and merged later; Deserialize replaces this
+  // state with a decoded one. REQUIRES for Deserialize: the bytes came from
+  // Serialize of a state made by the same factory for the same feature.
+  // False on malformed input.
+  virtual void Serialize(std::string* out) const = 0;
+  virtual bool Deserialize(absl::string_view in) = 0;
 };
 
 // Makes an empty state for one feature. `field_type` is the source field's

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "server/common/coding.h"
+
 namespace rawfeat {
 namespace {
 constexpr uint32_t kNormalizeEvery = 1u << 30;
@@ -114,6 +116,28 @@ absl::StatusOr<double> ExactSum::Round() const {
     }
   }
   return negative ? -result : result;
+}
+
+void ExactSum::Serialize(std::string* out) const {
+  ExactSum n = *this;
+  n.Normalize();
+  int top = kSlots - 1;
+  while (top >= 0 && n.slots_[top] == 0) --top;
+  PutVarint64(out, static_cast<uint64_t>(top + 1));
+  for (int i = 0; i <= top; ++i) PutVarint64(out, ZigZagEncode(n.slots_[i]));
+}
+
+bool ExactSum::Deserialize(absl::string_view* in) {
+  slots_.fill(0);
+  pending_ = 0;
+  uint64_t count;
+  if (!GetVarint64(in, &count) || count > kSlots) return false;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t z;
+    if (!GetVarint64(in, &z)) return false;
+    slots_[i] = ZigZagDecode(z);
+  }
+  return true;
 }
 
 }  // namespace rawfeat

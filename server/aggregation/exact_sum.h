@@ -14,7 +14,10 @@
 #include <array>
 #include <cstdint>
 
+#include <string>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace rawfeat {
 
@@ -27,6 +30,11 @@ class ExactSum {
   // The exact sum rounded to the nearest double (ties to even).
   // Errors: OUT_OF_RANGE if its magnitude exceeds the largest double.
   absl::StatusOr<double> Round() const;
+
+  // A compact, exact encoding of the state (appended to *out), and its
+  // inverse (false on malformed input).
+  void Serialize(std::string* out) const;
+  bool Deserialize(absl::string_view* in);
 
  private:
   // 2^-1074 .. 2^1024 needs 2098 bits, plus headroom for 2^64 addends.

@@ -117,6 +117,7 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,
   }
   response->set_data_dir(store_->dir());
   response->set_sync(store_->sync());
+  response->set_tiles(store_->TileCount());
   return grpc::Status::OK;
 }
 

@@ -101,6 +101,9 @@ EventIterator::EventIterator(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 EventIterator::~EventIterator() = default;
 bool EventIterator::Valid() const { return rep_->it->Valid(); }
 void EventIterator::Next() { rep_->it->Next(); }
+void EventIterator::Seek(absl::string_view target) {
+  rep_->it->Seek(ToSlice(target));
+}
 absl::string_view EventIterator::key() const { return ToView(rep_->it->key()); }
 absl::string_view EventIterator::value() const {
   return ToView(rep_->it->value());
@@ -201,6 +204,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
       {kIdsColumnFamily, ids_cf},
       {kLogColumnFamily, make_cf(Bloom::kNone)},
       {kMetaColumnFamily, make_cf(Bloom::kNone)},
+      {kTilesColumnFamily, make_cf(Bloom::kNone)},
   };
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
@@ -211,6 +215,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   store->ids_cf_ = store->handles_[2];
   store->log_cf_ = store->handles_[3];
   store->meta_cf_ = store->handles_[4];
+  store->tiles_cf_ = store->handles_[5];
   absl::Status rs = store->Recover();
   if (!rs.ok()) return rs;
   return store;
@@ -229,6 +234,18 @@ absl::Status EventStore::Recover() {
     watermark_.store(last, std::memory_order_release);
   }
   if (!it->status().ok()) return FromRocks(it->status(), "recover log");
+  {
+    absl::MutexLock tl(&commit_mu_);
+    std::unique_ptr<rocksdb::Iterator> tiles(
+        db_->NewIterator(rocksdb::ReadOptions(), tiles_cf_));
+    std::string day_key;
+    for (tiles->SeekToFirst(); tiles->Valid(); tiles->Next()) {
+      if (TileDayKey(ToView(tiles->key()), &day_key)) {
+        tiled_[day_key].emplace_back(ToView(tiles->key()));
+      }
+    }
+    if (!tiles->status().ok()) return FromRocks(tiles->status(), "load tiles");
+  }
   absl::MutexLock l(&mu_);
   return ScanMeta(kMetaCountPrefix, [this](absl::string_view k,
                                            absl::string_view v) {
@@ -279,7 +296,10 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
 }
 
 absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
+  absl::MutexLock commit_lock(&commit_mu_);
   rocksdb::WriteBatch batch;
+  // Days whose tiles this commit deletes (an event landed in them).
+  std::vector<std::string> untiled;
   uint64_t seq = next_seq_;
   // Ids written by earlier writers of this group, with their content hash.
   absl::flat_hash_map<std::string, Sha256Digest> group_ids;
@@ -351,6 +371,17 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       const uint64_t s = seq++;
       std::string event_key = EventKey(req.stream_id, e.entity, e.time_us, s);
       batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(event_key));
+      if (!tiled_.empty()) {
+        std::string day = EntityTimeKey(req.stream_id, e.entity,
+                                        DayStart(e.time_us));
+        auto tiles = tiled_.find(day);
+        if (tiles != tiled_.end()) {
+          for (const auto& tile : tiles->second) {
+            batch.Delete(tiles_cf_, ToSlice(tile));
+          }
+          untiled.push_back(std::move(day));
+        }
+      }
       event_puts.push_back({std::move(event_key), &e.value});
       id_puts.push_back({keys[i], EncodeIdRecord(s, e.content_hash)});
       group_ids.emplace(std::move(keys[i]), e.content_hash);
@@ -394,6 +425,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   next_seq_ = seq;
+  for (const auto& day : untiled) tiled_.erase(day);
   const uint64_t watermark = seq - 1;
   {
     absl::MutexLock l(&mu_);
@@ -413,9 +445,9 @@ std::unique_ptr<ReadView> EventStore::NewReadView() const {
   return std::unique_ptr<ReadView>(new ReadView(db_.get(), db_->GetSnapshot()));
 }
 
-std::unique_ptr<EventIterator> EventStore::ScanEvents(
-    absl::string_view lower, absl::string_view upper,
-    const ReadView* view) const {
+std::unique_ptr<EventIterator> EventStore::Scan(
+    rocksdb::ColumnFamilyHandle* cf, absl::string_view lower,
+    absl::string_view upper, const ReadView* view, bool total_order) const {
   auto rep = std::make_unique<EventIterator::Rep>();
   rep->lower = std::string(lower);
   rep->upper = std::string(upper);
@@ -425,6 +457,16 @@ std::unique_ptr<EventIterator> EventStore::ScanEvents(
     rep->upper_slice = ToSlice(rep->upper);
     ro.iterate_upper_bound = &rep->upper_slice;
   }
+  ro.total_order_seek = total_order;
+  ro.prefix_same_as_start = !total_order;
+  rep->it.reset(db_->NewIterator(ro, cf));
+  rep->it->Seek(ToSlice(rep->lower));
+  return std::unique_ptr<EventIterator>(new EventIterator(std::move(rep)));
+}
+
+std::unique_ptr<EventIterator> EventStore::ScanEvents(
+    absl::string_view lower, absl::string_view upper,
+    const ReadView* view) const {
   // Within one entity a prefix seek suffices (and is what the hash memtable
   // is fast at); anything wider needs total order.
   const size_t plen = EntityPrefixTransform::PrefixLength(ToSlice(lower));
@@ -432,11 +474,42 @@ std::unique_ptr<EventIterator> EventStore::ScanEvents(
       plen > 0 && !upper.empty() && upper.size() >= plen &&
       (upper.compare(0, plen, lower.substr(0, plen)) == 0 ||
        upper == PrefixSuccessor(lower.substr(0, plen)));
-  ro.total_order_seek = !one_entity;
-  ro.prefix_same_as_start = one_entity;
-  rep->it.reset(db_->NewIterator(ro, events_cf_));
-  rep->it->Seek(ToSlice(rep->lower));
-  return std::unique_ptr<EventIterator>(new EventIterator(std::move(rep)));
+  return Scan(events_cf_, lower, upper, view, !one_entity);
+}
+
+std::unique_ptr<EventIterator> EventStore::ScanTiles(
+    absl::string_view lower, absl::string_view upper,
+    const ReadView* view) const {
+  return Scan(tiles_cf_, lower, upper, view, /*total_order=*/true);
+}
+
+absl::Status EventStore::RunExclusive(
+    const std::function<absl::Status(
+        uint64_t, std::vector<std::pair<std::string, std::string>>*)>& fn) {
+  absl::MutexLock commit_lock(&commit_mu_);
+  std::vector<std::pair<std::string, std::string>> tiles;
+  absl::Status s = fn(watermark(), &tiles);
+  if (!s.ok() || tiles.empty()) return s;
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : tiles) batch.Put(tiles_cf_, ToSlice(k), ToSlice(v));
+  s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles");
+  if (!s.ok()) return s;
+  std::string day_key;
+  for (const auto& [k, v] : tiles) {
+    if (!TileDayKey(k, &day_key)) continue;
+    auto& keys = tiled_[day_key];
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
+      keys.push_back(k);
+    }
+  }
+  return absl::OkStatus();
+}
+
+size_t EventStore::TileCount() const {
+  absl::MutexLock l(&commit_mu_);
+  size_t n = 0;
+  for (const auto& [day, keys] : tiled_) n += keys.size();
+  return n;
 }
 
 absl::Status EventStore::ScanLog(

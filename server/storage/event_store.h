@@ -99,6 +99,8 @@ class EventIterator {
   ~EventIterator();
   bool Valid() const;
   void Next();
+  // Moves to the first key >= target (within the scan's bounds).
+  void Seek(absl::string_view target);
   absl::string_view key() const;
   absl::string_view value() const;
   // Non-OK if the scan stopped on an error (then Valid() is false).
@@ -150,6 +152,25 @@ class EventStore {
                                             absl::string_view upper,
                                             const ReadView* view) const;
 
+  // Iterates the tiles column family over [lower, upper).
+  std::unique_ptr<EventIterator> ScanTiles(absl::string_view lower,
+                                           absl::string_view upper,
+                                           const ReadView* view) const;
+
+  // Runs `fn` while no append can commit, with the current watermark (so
+  // every event it reads is final at that watermark), then writes the tile
+  // (key, value) pairs `fn` returns. A tile stays valid until an event is
+  // appended to the (stream, entity, day) it covers: that append deletes it
+  // in the same atomic write. Tiles are a cache: they are not synced.
+  // Keep `fn` short: ingest waits for it.
+  absl::Status RunExclusive(
+      const std::function<absl::Status(
+          uint64_t watermark,
+          std::vector<std::pair<std::string, std::string>>* tiles)>& fn);
+
+  // Number of tiles stored.
+  size_t TileCount() const;
+
   // Calls fn(seq, event_key) for each log entry with after_seq < seq <=
   // up_to_seq in seq order, until fn returns false.
   absl::Status ScanLog(
@@ -180,6 +201,11 @@ class EventStore {
   static const rocksdb::Snapshot* SnapshotOf(const ReadView* view);
   // Leader-only: decides and writes one group. Returns the result status.
   absl::Status CommitGroup(const std::vector<Writer*>& group);
+  std::unique_ptr<EventIterator> Scan(rocksdb::ColumnFamilyHandle* cf,
+                                      absl::string_view lower,
+                                      absl::string_view upper,
+                                      const ReadView* view,
+                                      bool total_order) const;
 
   const std::string dir_;
   const EventStoreOptions options_;
@@ -189,6 +215,7 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* ids_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* log_cf_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_cf_ = nullptr;
+  rocksdb::ColumnFamilyHandle* tiles_cf_ = nullptr;
 
   std::atomic<uint64_t> watermark_{0};
 
@@ -198,6 +225,11 @@ class EventStore {
   // Only the group leader touches next_seq_ (leadership is exclusive).
   uint64_t next_seq_ = 1;
   absl::Mutex meta_mu_;  // serializes PutMeta
+  // Held while a group commits or an exclusive section runs.
+  mutable absl::Mutex commit_mu_;
+  // Stored tiles by the day they cover (EntityTimeKey of the day start).
+  absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
+      ABSL_GUARDED_BY(commit_mu_);
 };
 
 }  // namespace rawfeat

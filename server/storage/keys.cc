@@ -77,6 +77,38 @@ uint64_t ParseLogKey(absl::string_view key) {
   return DecodeBigEndian64(key.data());
 }
 
+int64_t DayStart(int64_t time_us) {
+  int64_t d = time_us / kDayMicros;
+  if (time_us % kDayMicros < 0) --d;
+  return d * kDayMicros;
+}
+
+std::string TilePrefix(uint32_t stream_id, absl::string_view entity,
+                       absl::string_view view, uint32_t version) {
+  std::string k = EntityPrefix(stream_id, entity);
+  PutLengthPrefixed(&k, view);
+  PutBigEndian32(&k, version);
+  return k;
+}
+
+std::string TileKey(absl::string_view tile_prefix, int64_t day_start) {
+  std::string k(tile_prefix);
+  PutBigEndian64(&k, OrderedFromSigned(day_start));
+  return k;
+}
+
+bool TileDayKey(absl::string_view key, std::string* day_key) {
+  if (key.size() < 5) return false;
+  const size_t nul = key.find('\0', 4);
+  if (nul == absl::string_view::npos) return false;
+  absl::string_view rest = key.substr(nul + 1);
+  absl::string_view view;
+  if (!GetLengthPrefixed(&rest, &view) || rest.size() != 12) return false;
+  day_key->assign(key.data(), nul + 1);
+  day_key->append(rest.data() + 4, 8);
+  return true;
+}
+
 std::string MetaStreamKey(absl::string_view name) {
   return absl::StrCat(kMetaStreamPrefix, name);
 }

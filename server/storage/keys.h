@@ -18,6 +18,7 @@ inline constexpr char kEventsColumnFamily[] = "events";
 inline constexpr char kIdsColumnFamily[] = "ids";
 inline constexpr char kLogColumnFamily[] = "log";
 inline constexpr char kMetaColumnFamily[] = "meta";
+inline constexpr char kTilesColumnFamily[] = "tiles";
 
 // events: be32(stream_id) | entity | 0x00 | be64(time_us ^ signbit) | be64(seq)
 std::string EventKey(uint32_t stream_id, absl::string_view entity,
@@ -50,6 +51,22 @@ std::string IdKey(uint32_t stream_id, absl::string_view event_id);
 std::string LogKey(uint64_t seq);
 // REQUIRES: key.size() == 8.
 uint64_t ParseLogKey(absl::string_view key);
+
+// Day buckets of tiles, UTC.
+inline constexpr int64_t kDayMicros = 86400LL * 1000000;
+// The start of the UTC day holding `time_us` (floor).
+int64_t DayStart(int64_t time_us);
+
+// tiles: be32(stream_id) | entity | 0x00 | lp(view name) | be32(version) |
+// be64(day_start ^ signbit)  ->  tile (see views/tiles.h). One view's tiles
+// of one entity are contiguous and in day order.
+std::string TilePrefix(uint32_t stream_id, absl::string_view entity,
+                       absl::string_view view, uint32_t version);
+std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
+// The (stream, entity, day) a tile key covers, as EntityTimeKey(stream,
+// entity, day_start): the key ingest uses to find tiles to invalidate.
+// False if malformed.
+bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 
 // meta keys.
 inline constexpr char kMetaStreamPrefix[] = "stream/";    // + name

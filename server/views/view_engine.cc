@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/coding.h"
 #include "server/common/time_util.h"
 #include "server/schema/validation.h"
 #include "server/storage/keys.h"
@@ -164,55 +165,178 @@ absl::StatusOr<std::shared_ptr<const CompiledView>> ViewEngine::Resolve(
   return shared;
 }
 
+namespace {
+
+std::string TilePrefixOf(const CompiledView& view, absl::string_view entity) {
+  return TilePrefix(view.stream->stream_id, entity, view.def->name(),
+                    view.def->version());
+}
+
+// Adds one stored event to every state it belongs to. `starts` (window
+// starts) may be null: then windows are ignored (tiles hold whole days).
+void AddEvent(const CompiledView& view, const ParsedEventKey& key,
+              const std::vector<FieldValue>& fields,
+              const std::vector<int64_t>* starts,
+              std::vector<std::unique_ptr<Aggregator>>* states) {
+  for (size_t i = 0; i < view.features.size(); ++i) {
+    const CompiledFeature& f = view.features[i];
+    if (starts != nullptr && key.time_us < (*starts)[i]) continue;
+    if (f.has_filter && !f.filter.Matches(fields)) continue;
+    if (f.field_position < 0) {
+      (*states)[i]->Add(FieldValue(), key.time_us, key.seq);
+      continue;
+    }
+    if (f.field_position >= static_cast<int>(fields.size()) ||
+        !fields[f.field_position].present()) {
+      continue;  // optional field missing: skipped
+    }
+    (*states)[i]->Add(fields[f.field_position], key.time_us, key.seq);
+  }
+}
+
+std::vector<std::unique_ptr<Aggregator>> NewStates(const CompiledView& view) {
+  std::vector<std::unique_ptr<Aggregator>> states;
+  states.reserve(view.features.size());
+  for (const auto& f : view.features) {
+    states.push_back(f.aggregation->create(f.def, f.field_type));
+  }
+  return states;
+}
+
+// Tile value: be64(build watermark) | varint n | n x lp(serialized state).
+std::string EncodeTile(uint64_t watermark,
+                       const std::vector<std::unique_ptr<Aggregator>>& states) {
+  std::string v;
+  PutBigEndian64(&v, watermark);
+  PutVarint64(&v, states.size());
+  std::string state;
+  for (const auto& st : states) {
+    state.clear();
+    st->Serialize(&state);
+    PutLengthPrefixed(&v, state);
+  }
+  return v;
+}
+
+}  // namespace
+
 absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                        absl::string_view entity,
                                        int64_t as_of_us, uint64_t watermark,
                                        const ReadView* read_view,
                                        v1::FeatureRow* row) const {
   const StreamSchema& stream = *view.stream;
-  std::vector<std::unique_ptr<Aggregator>> states;
-  states.reserve(view.features.size());
+  auto states = NewStates(view);
   std::vector<int64_t> starts;
   for (const auto& f : view.features) {
-    states.push_back(f.aggregation->create(f.def, f.field_type));
     starts.push_back(f.lifetime ? std::numeric_limits<int64_t>::min()
                                 : SaturatingSub(as_of_us, f.window_us));
   }
-  const std::string lower =
+  const int64_t lo =
       view.any_lifetime
+          ? std::numeric_limits<int64_t>::min()
+          : std::max(kMinMicros, SaturatingSub(as_of_us, view.max_window_us));
+  const int64_t as_of_day = DayStart(as_of_us);
+
+  // Whole days before the as-of day that every window covers entirely or
+  // not at all can come from tiles.
+  auto servable = [&](int64_t day) {
+    for (int64_t start : starts) {
+      const bool outside = day + kDayMicros <= start;
+      const bool inside = day >= start;
+      if (!outside && !inside) return false;
+    }
+    return day + kDayMicros <= as_of_us;
+  };
+  std::vector<int64_t> covered;  // day starts served by tiles, ascending
+  if (options_.tiles) {
+    const std::string prefix = TilePrefixOf(view, entity);
+    const std::string lower =
+        lo == std::numeric_limits<int64_t>::min() ? prefix
+                                                  : TileKey(prefix, DayStart(lo));
+    auto tiles = store_->ScanTiles(lower, TileKey(prefix, as_of_day), read_view);
+    auto scratch = NewStates(view);
+    for (; tiles->Valid(); tiles->Next()) {
+      absl::string_view k = tiles->key();
+      absl::string_view v = tiles->value();
+      if (k.size() != prefix.size() + 8 || v.size() < 8) {
+        return absl::DataLossError("malformed tile");
+      }
+      const int64_t day = SignedFromOrdered(DecodeBigEndian64(k.data() + prefix.size()));
+      // A tile holds every event of its day up to its build watermark;
+      // read at an older watermark it would hold too much.
+      if (!servable(day) || DecodeBigEndian64(v.data()) > watermark) continue;
+      v.remove_prefix(8);
+      uint64_t n;
+      if (!GetVarint64(&v, &n) || n != states.size()) {
+        return absl::DataLossError("malformed tile");
+      }
+      for (size_t i = 0; i < states.size(); ++i) {
+        absl::string_view bytes;
+        if (!GetLengthPrefixed(&v, &bytes) || !scratch[i]->Deserialize(bytes)) {
+          return absl::DataLossError("malformed tile state");
+        }
+        if (day >= starts[i]) states[i]->Merge(*scratch[i]);
+      }
+      covered.push_back(day);
+    }
+    if (!tiles->status().ok()) return tiles->status();
+  }
+
+  const std::string lower =
+      lo == std::numeric_limits<int64_t>::min()
           ? EntityPrefix(stream.stream_id, entity)
-          : EntityTimeKey(stream.stream_id, entity,
-                          std::max(kMinMicros,
-                                   SaturatingSub(as_of_us, view.max_window_us)));
+          : EntityTimeKey(stream.stream_id, entity, lo);
   // Keys of events stamped exactly as_of sort after this bound: excluded.
   const std::string upper = EntityTimeKey(stream.stream_id, entity, as_of_us);
   EventValueReader reader;
   auto it = store_->ScanEvents(lower, upper, read_view);
-  for (; it->Valid(); it->Next()) {
+  size_t next_covered = 0;
+  int64_t day = std::numeric_limits<int64_t>::min();
+  int64_t day_events = 0;
+  std::vector<int64_t> heavy_days;  // scanned whole days worth a tile
+  const int64_t tile_horizon = DayStart(NowMicros()) - kDayMicros;
+  auto close_day = [&]() {
+    if (options_.tiles && day_events >= options_.tile_min_events &&
+        day + kDayMicros <= as_of_day && day < tile_horizon &&
+        (lo == std::numeric_limits<int64_t>::min() || day >= lo)) {
+      heavy_days.push_back(day);
+    }
+  };
+  while (it->Valid()) {
     ParsedEventKey key;
-    if (!ParseEventKey(it->key(), &key) ||
-        !reader.Parse(it->value(), stream.types)) {
+    if (!ParseEventKey(it->key(), &key)) {
       return absl::DataLossError(absl::StrCat(
           "corrupt stored event of entity '", entity, "'"));
     }
-    if (key.seq > watermark) continue;
-    const auto& fields = reader.fields();
-    for (size_t i = 0; i < view.features.size(); ++i) {
-      const CompiledFeature& f = view.features[i];
-      if (key.time_us < starts[i]) continue;
-      if (f.has_filter && !f.filter.Matches(fields)) continue;
-      if (f.field_position < 0) {
-        states[i]->Add(FieldValue(), key.time_us, key.seq);
-        continue;
-      }
-      if (f.field_position >= static_cast<int>(fields.size()) ||
-          !fields[f.field_position].present()) {
-        continue;  // optional field missing: skipped
-      }
-      states[i]->Add(fields[f.field_position], key.time_us, key.seq);
+    const int64_t event_day = DayStart(key.time_us);
+    if (event_day != day) {
+      close_day();
+      day = event_day;
+      day_events = 0;
     }
+    while (next_covered < covered.size() && covered[next_covered] < event_day) {
+      ++next_covered;
+    }
+    if (next_covered < covered.size() && covered[next_covered] == event_day) {
+      // The tile has this day: skip to the next one.
+      day_events = 0;
+      it->Seek(EntityTimeKey(stream.stream_id, entity, event_day + kDayMicros));
+      continue;
+    }
+    ++day_events;
+    if (key.seq <= watermark) {
+      if (!reader.Parse(it->value(), stream.types)) {
+        return absl::DataLossError(absl::StrCat(
+            "corrupt stored event of entity '", entity, "'"));
+      }
+      AddEvent(view, key, reader.fields(), &starts, &states);
+    }
+    it->Next();
   }
   if (!it->status().ok()) return it->status();
+  close_day();
+
   row->set_entity(std::string(entity));
   for (size_t i = 0; i < states.size(); ++i) {
     absl::Status s = states[i]->Finalize(row->add_values());
@@ -223,7 +347,45 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                        s.message()));
     }
   }
+  if (!heavy_days.empty()) {
+    if (static_cast<int>(heavy_days.size()) > options_.max_tiles_per_lookup) {
+      heavy_days.resize(options_.max_tiles_per_lookup);
+    }
+    // A cache fill: failing to build tiles never fails the lookup.
+    (void)BuildTiles(view, entity, heavy_days);
+  }
   return absl::OkStatus();
+}
+
+absl::Status ViewEngine::BuildTiles(const CompiledView& view,
+                                    absl::string_view entity,
+                                    const std::vector<int64_t>& days) const {
+  const std::string prefix = TilePrefixOf(view, entity);
+  const uint32_t stream_id = view.stream->stream_id;
+  return store_->RunExclusive(
+      [&](uint64_t watermark,
+          std::vector<std::pair<std::string, std::string>>* tiles) {
+        EventValueReader reader;
+        for (int64_t day : days) {
+          auto states = NewStates(view);
+          // No append commits meanwhile: this is the day's final content
+          // at `watermark`.
+          auto it = store_->ScanEvents(
+              EntityTimeKey(stream_id, entity, day),
+              EntityTimeKey(stream_id, entity, day + kDayMicros), nullptr);
+          for (; it->Valid(); it->Next()) {
+            ParsedEventKey key;
+            if (!ParseEventKey(it->key(), &key) ||
+                !reader.Parse(it->value(), view.stream->types)) {
+              return absl::DataLossError("corrupt stored event");
+            }
+            AddEvent(view, key, reader.fields(), nullptr, &states);
+          }
+          if (!it->status().ok()) return it->status();
+          tiles->emplace_back(TileKey(prefix, day), EncodeTile(watermark, states));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(

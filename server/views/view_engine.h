@@ -66,6 +66,16 @@ class ViewEngine {
   struct Options {
     // Most entities one GetFeatures call may ask for. Default: 1,000.
     int max_entities = 1000;
+    // Day tiles: per (view, entity, UTC day) partial aggregation states, so
+    // long windows of heavy entities do not rescan history. Values are
+    // bit-identical with or without them. Default: on.
+    bool tiles = true;
+    // A day gets a tile once a lookup scans at least this many of its
+    // events. Default: 256.
+    int tile_min_events = 256;
+    // Most days tiled by one lookup (tiles are built while ingest waits).
+    // Default: 8.
+    int max_tiles_per_lookup = 8;
   };
 
   // REQUIRES: `store` and `registry` outlive the engine.
@@ -83,7 +93,9 @@ class ViewEngine {
       const v1::GetFeaturesRequest& request) const;
 
   // Computes every feature of `view` for one entity. Appends values (aligned
-  // with view.features) to `row`.
+  // with view.features) to `row`. Uses the tiles valid at `watermark` for
+  // whole days inside every window (or outside it), scans the rest, and may
+  // build tiles for heavy days it scanned.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,
                              int64_t as_of_us, uint64_t watermark,
                              const ReadView* read_view,
@@ -95,6 +107,10 @@ class ViewEngine {
       const std::string& name, uint32_t version) const;
 
  private:
+  // Builds and stores tiles for `days` (day starts) of one entity.
+  absl::Status BuildTiles(const CompiledView& view, absl::string_view entity,
+                          const std::vector<int64_t>& days) const;
+
   EventStore* const store_;
   const Registry* const registry_;
   const Options options_;

@@ -93,8 +93,21 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
       }
       std::shuffle(parts.begin(), parts.end(), rng);
       auto merged = entry->create(def, c.type);
-      for (const auto& p : parts) {
-        auto copy = p->Clone();
+      for (size_t pi = 0; pi < parts.size(); ++pi) {
+        // Half the parts travel through Serialize/Deserialize (as tiles
+        // do), half are cloned.
+        std::unique_ptr<Aggregator> copy;
+        if (pi % 2 == 0) {
+          std::string bytes;
+          parts[pi]->Serialize(&bytes);
+          copy = entry->create(def, c.type);
+          ASSERT_TRUE(copy->Deserialize(bytes)) << c.agg;
+          std::string again;
+          copy->Serialize(&again);
+          EXPECT_EQ(again, bytes) << c.agg;
+        } else {
+          copy = parts[pi]->Clone();
+        }
         merged->Merge(*copy);
       }
       EXPECT_EQ(Final(*merged), want) << c.agg << " trial " << trial;

@@ -1,0 +1,158 @@
+// Day tiles: a server with tiles must answer bit-identically to a server
+// without, however late events arrive, at any watermark, across restarts.
+
+#include <random>
+
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "server/common/definitions_text.h"
+#include "server/common/time_util.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+using testing::TestServer;
+
+constexpr int64_t kDay = 86400LL * 1000000;
+constexpr int64_t kHour = 3600LL * 1000000;
+// 2026-10-01T00:00:00Z: old enough to be tiled.
+constexpr int64_t kStart = 1790812800LL * 1000000;
+
+constexpr char kView[] = R"(
+views {
+  name: "tv" version: 1 stream: "orders"
+  features { name: "n_1h"   aggregation: "count" window: "1h" }
+  features { name: "s_1d"   aggregation: "sum" field: "amount" window: "1d" }
+  features { name: "q_7d"   aggregation: "sum" field: "quantity" window: "7d" }
+  features { name: "avg_7d" aggregation: "avg" field: "amount" window: "7d" }
+  features { name: "min_30d" aggregation: "min" field: "amount" window: "30d" }
+  features { name: "max_life" aggregation: "max" field: "category" window: "lifetime" }
+  features { name: "first_life" aggregation: "first" field: "amount" window: "lifetime" }
+  features { name: "last_life" aggregation: "last" field: "coupon" window: "lifetime" }
+  features { name: "last3" aggregation: "last_k" field: "amount" window: "30d" k: 3 }
+  features { name: "cats" aggregation: "count_distinct" field: "category" window: "lifetime" }
+  features { name: "sd" aggregation: "stddev" field: "amount" window: "lifetime" }
+  features {
+    name: "big" aggregation: "count" window: "lifetime"
+    filter { field: "amount" op: ">=" values { double_value: 50 } }
+  }
+}
+)";
+
+class TilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions with;
+    with.tile_min_events = 20;
+    tiled_ = std::make_unique<TestServer>(dir_.Sub("tiled"), true, with);
+    ServerOptions without;
+    without.tiles = false;
+    plain_ = std::make_unique<TestServer>(dir_.Sub("plain"), true, without);
+    for (auto* s : {tiled_.get(), plain_.get()}) Apply(*s);
+  }
+
+  static void Apply(TestServer& s) {
+    auto defs = ParseDefinitionsText(kView, "tv");
+    ASSERT_TRUE(defs.ok());
+    v1::ApplyDefinitionsRequest req;
+    *req.mutable_definitions() = *defs;
+    ASSERT_TRUE(s.client().ApplyDefinitions(req).ok());
+  }
+
+  // The same batch to both servers.
+  void Ingest(int n, int64_t from, int64_t span) {
+    v1::IngestRequest req;
+    req.set_stream("orders");
+    for (int i = 0; i < n; ++i) {
+      const std::string user = rng_() % 4 == 0 ? "light" : "heavy";
+      *req.add_events() = testing::Order(
+          "", user, from + static_cast<int64_t>(rng_() % span),
+          static_cast<double>(rng_() % 10000) / 7, rng_() % 9,
+          "c" + std::to_string(rng_() % 6), rng_() % 3 ? "" : "K");
+    }
+    for (auto* s : {tiled_.get(), plain_.get()}) {
+      auto r = s->client().Ingest(req);
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  }
+
+  // Compares both servers at `as_of` / `watermark` for both entities.
+  void Compare(int64_t as_of, uint64_t watermark) {
+    v1::GetFeaturesRequest req;
+    req.set_view("tv");
+    req.add_entities("heavy");
+    req.add_entities("light");
+    *req.mutable_as_of() = MicrosToTimestamp(as_of);
+    req.set_watermark(watermark);
+    auto a = tiled_->client().GetFeatures(req);
+    auto b = plain_->client().GetFeatures(req);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(testing::Canonical(*a), testing::Canonical(*b))
+        << "as_of " << FormatMicros(as_of) << " watermark " << watermark;
+    ++compared_;
+  }
+
+  uint64_t Tiles() { return tiled_->client().GetStatus()->tiles(); }
+  uint64_t Watermark() { return tiled_->client().GetStatus()->watermark(); }
+
+  int64_t RandomAsOf() {
+    // Day boundaries, window boundaries and arbitrary times.
+    const int64_t day = kStart + static_cast<int64_t>(rng_() % 40) * kDay;
+    switch (rng_() % 4) {
+      case 0: return day;
+      case 1: return day + 1;
+      case 2: return day - 1;
+      default: return day + static_cast<int64_t>(rng_() % kDay);
+    }
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<TestServer> tiled_;
+  std::unique_ptr<TestServer> plain_;
+  std::mt19937_64 rng_{99};
+  int compared_ = 0;
+};
+
+TEST_F(TilesTest, BitIdenticalToPlainScans) {
+  Ingest(4000, kStart, 30 * kDay);
+  for (int i = 0; i < 40; ++i) Compare(RandomAsOf(), 0);
+  ASSERT_GT(Tiles(), 0u) << "lookups should have built tiles";
+  const uint64_t before_late = Watermark();
+
+  // Late events into tiled days, and new ones: tiles must be invalidated.
+  Ingest(600, kStart, 30 * kDay);
+  for (int i = 0; i < 40; ++i) Compare(RandomAsOf(), 0);
+  // Reads at the older watermark see neither the late events nor tiles
+  // built after it.
+  for (int i = 0; i < 30; ++i) Compare(RandomAsOf(), before_late);
+  for (int i = 0; i < 10; ++i) Compare(RandomAsOf(), 1 + rng_() % before_late);
+
+  // Tiles survive a restart and are still invalidated afterwards.
+  const uint64_t tiles = Tiles();
+  tiled_->Restart();
+  EXPECT_EQ(Tiles(), tiles);
+  Ingest(300, kStart, 30 * kDay);
+  for (int i = 0; i < 40; ++i) Compare(RandomAsOf(), 0);
+  EXPECT_GT(compared_, 150);
+}
+
+TEST_F(TilesTest, LateEventInvalidatesItsDay) {
+  Ingest(3000, kStart, 10 * kDay);
+  Compare(kStart + 20 * kDay, 0);
+  const uint64_t tiles = Tiles();
+  ASSERT_GT(tiles, 0u);
+  // One late event for "heavy" into the first day drops that day's tile.
+  v1::IngestRequest req;
+  req.set_stream("orders");
+  *req.add_events() = testing::Order("late", "heavy", kStart + kHour, 1e6);
+  for (auto* s : {tiled_.get(), plain_.get()}) {
+    ASSERT_TRUE(s->client().Ingest(req).ok());
+  }
+  EXPECT_EQ(Tiles(), tiles - 1);
+  Compare(kStart + 20 * kDay, 0);
+}
+
+}  // namespace
+}  // namespace rawfeat
