@@ -47,12 +47,14 @@ ABSL_FLAG(int64_t, events, 10000000, "events to load");
 ABSL_FLAG(int, entities, 100000, "distinct entities");
 ABSL_FLAG(int, days, 90, "days of history");
 ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of entity activity");
-ABSL_FLAG(int, clients, 4, "closed-loop client threads");
+ABSL_FLAG(int, clients, 2, "closed-loop client threads (per side)");
 ABSL_FLAG(int, requests, 20000, "most requests per scenario (all clients)");
 ABSL_FLAG(double, seconds, 10, "most seconds per scenario");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
-ABSL_FLAG(std::string, scenarios, "0,1,2,3",
-          "which scenarios to run: 0/1 = 1 entity median/heavy, 2/3 = 100");
+ABSL_FLAG(std::string, scenarios, "0,1,2,3,4",
+          "which scenarios to run (see the table)");
+ABSL_FLAG(double, warmup_seconds, 120,
+          "most seconds spent tiling the heavy entities before warm runs");
 
 namespace rawfeat {
 namespace {
@@ -253,11 +255,16 @@ int Main() {
   std::fflush(stdout);
 
   const int median_rank = entities / 2;
+  const int heavy = std::max(1, entities / 100);
+  // Scenario 2 runs on a cold server (heavy entities untiled); then every
+  // heavy entity is looked up until its history is tiled (bounded), and the
+  // rest run warm.
   const std::vector<Scenario> scenarios = {
       {"1 entity, median", median_rank - 500, 1000, 1},
-      {"1 entity, heaviest 1%", 0, std::max(1, entities / 100), 1},
       {"100 entities, median", median_rank - 500, 1000, 100},
-      {"100 entities, heaviest 1%", 0, std::max(1, entities / 100), 100},
+      {"1 entity, heaviest 1%, cold", 0, heavy, 1},
+      {"1 entity, heaviest 1%", 0, heavy, 1},
+      {"100 entities, heaviest 1%", 0, heavy, 100},
   };
   const std::vector<std::string> chosen =
       absl::StrSplit(absl::GetFlag(FLAGS_scenarios), ',');
@@ -267,6 +274,36 @@ int Main() {
   };
   std::vector<Stats> ours(scenarios.size());
   for (size_t i = 0; i < scenarios.size(); ++i) {
+    if (i == 3) {
+      // Warm-up: look every heavy entity up a few times (each lookup tiles
+      // up to 16 of its days).
+      const auto start = Clock::now();
+      const auto until = start + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(
+                                         absl::GetFlag(FLAGS_warmup_seconds)));
+      std::atomic<int> next{0};
+      std::vector<std::thread> threads;
+      for (int c = 0; c < absl::GetFlag(FLAGS_clients); ++c) {
+        threads.emplace_back([&] {
+          Client client(server.address());
+          for (int k = next++; k < heavy * 7 && Clock::now() < until;
+               k = next++) {
+            v1::GetFeaturesRequest req;
+            req.set_view("bench");
+            *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+            req.add_entities(Entity(k % heavy));
+            (void)client.GetFeatures(req);
+          }
+        });
+      }
+      for (auto& th : threads) th.join();
+      Client client(server.address());
+      auto st = client.GetStatus();
+      std::printf("warm-up: %.1f s, %llu tiles\n",
+                  std::chrono::duration<double>(Clock::now() - start).count(),
+                  st.ok() ? static_cast<unsigned long long>(st->tiles()) : 0ULL);
+      std::fflush(stdout);
+    }
     if (!enabled(i)) continue;
     const Scenario& sc = scenarios[i];
     ours[i] = ClosedLoop([&] {
@@ -358,13 +395,13 @@ int Main() {
     waitpid(pid, nullptr, 0);
   }
 
-  std::printf("\n%-27s %10s %10s %10s %9s | %9s %9s | %7s %7s\n", "scenario",
+  std::printf("\n%-30s %10s %10s %10s %9s | %9s %9s | %7s %7s\n", "scenario",
               "p50 us", "p99 us", "p99.9 us", "QPS", "redis p50", "redis p99",
               "x p50", "x p99");
   for (size_t i = 0; i < scenarios.size(); ++i) {
     const Stats& o = ours[i];
     const Stats& r = redis[i];
-    std::printf("%-27s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f\n",
+    std::printf("%-30s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f\n",
                 scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
                 r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
   }

@@ -1,9 +1,14 @@
-// Google Benchmark microbenchmarks of the ingest hot path: key encoding,
-// event value encoding/decoding, validation + content hash.
+// Google Benchmark microbenchmarks: the ingest hot path (key encoding,
+// validation + content hash, event decoding) and every aggregator's Add and
+// Merge, with the exact sum against a naive one.
 
 #include <random>
 
+#include <cmath>
+
 #include "benchmark/benchmark.h"
+#include "server/aggregation/aggregator.h"
+#include "server/aggregation/exact_sum.h"
 #include "server/common/time_util.h"
 #include "server/schema/event_validator.h"
 #include "server/storage/event_codec.h"
@@ -99,6 +104,83 @@ void BM_DecodeEventValue(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_DecodeEventValue);
+
+// ---- aggregation
+
+std::vector<FieldValue> Doubles(int n) {
+  std::mt19937_64 rng(3);
+  std::vector<FieldValue> v(n);
+  for (auto& f : v) {
+    f.type = v1::DOUBLE;
+    f.d = std::ldexp(static_cast<double>(rng() % 1000000) - 500000,
+                     static_cast<int>(rng() % 40) - 20);
+  }
+  return v;
+}
+
+void BM_ExactSumAdd(benchmark::State& state) {
+  const auto values = Doubles(4096);
+  for (auto _ : state) {
+    ExactSum s;
+    for (const auto& v : values) s.Add(v.d);
+    benchmark::DoNotOptimize(s.Round());
+  }
+  state.SetItemsProcessed(state.iterations() * values.size());
+}
+BENCHMARK(BM_ExactSumAdd);
+
+void BM_NaiveSumAdd(benchmark::State& state) {
+  const auto values = Doubles(4096);
+  for (auto _ : state) {
+    double s = 0;
+    for (const auto& v : values) s += v.d;
+    benchmark::DoNotOptimize(s);
+  }
+  state.SetItemsProcessed(state.iterations() * values.size());
+}
+BENCHMARK(BM_NaiveSumAdd);
+
+// Add of 4096 DOUBLE values, for each aggregator (arg = registry index).
+void BM_AggregatorAdd(benchmark::State& state) {
+  const auto& entry = BuiltinAggregators().entries()[state.range(0)];
+  state.SetLabel(entry.spec.name);
+  v1::FeatureDef def;
+  def.set_aggregation(entry.spec.name);
+  def.set_k(10);
+  const auto values = Doubles(4096);
+  for (auto _ : state) {
+    auto a = entry.create(def, v1::DOUBLE);
+    uint64_t seq = 0;
+    for (const auto& v : values) {
+      a->Add(v, static_cast<int64_t>(seq), seq);
+      ++seq;
+    }
+    benchmark::DoNotOptimize(a.get());
+  }
+  state.SetItemsProcessed(state.iterations() * values.size());
+}
+BENCHMARK(BM_AggregatorAdd)->DenseRange(0, 9);
+
+// Merge of two states of 512 values each.
+void BM_AggregatorMerge(benchmark::State& state) {
+  const auto& entry = BuiltinAggregators().entries()[state.range(0)];
+  state.SetLabel(entry.spec.name);
+  v1::FeatureDef def;
+  def.set_aggregation(entry.spec.name);
+  def.set_k(10);
+  const auto values = Doubles(1024);
+  auto a = entry.create(def, v1::DOUBLE);
+  auto b = entry.create(def, v1::DOUBLE);
+  for (size_t i = 0; i < values.size(); ++i) {
+    (i % 2 ? a : b)->Add(values[i], static_cast<int64_t>(i), i);
+  }
+  for (auto _ : state) {
+    auto c = a->Clone();
+    c->Merge(*b);
+    benchmark::DoNotOptimize(c.get());
+  }
+}
+BENCHMARK(BM_AggregatorMerge)->DenseRange(0, 9);
 
 }  // namespace
 }  // namespace rawfeat

@@ -29,7 +29,7 @@ ABSL_FLAG(int, max_entities, 1000, "most entities per GetFeatures call");
 ABSL_FLAG(bool, tiles, true,
           "keep per-day partial aggregates of heavy entities so long windows "
           "do not rescan history (values are identical either way)");
-ABSL_FLAG(int, tile_min_events, 256,
+ABSL_FLAG(int, tile_min_events, 32,
           "events a day needs before a lookup tiles it");
 ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
 ABSL_FLAG(std::string, port_file, "",

@@ -38,7 +38,7 @@ struct ServerOptions {
   int max_entities = 1000;
   // Day tiles for heavy entities (see ViewEngine::Options). Default: on.
   bool tiles = true;
-  int tile_min_events = 256;
+  int tile_min_events = 32;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
 };

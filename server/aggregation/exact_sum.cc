@@ -48,11 +48,18 @@ void ExactSum::Normalize() {
 }
 
 void ExactSum::Merge(const ExactSum& other) {
-  ExactSum o = other;
-  o.Normalize();
-  Normalize();
-  for (int i = 0; i < kSlots; ++i) slots_[i] += o.slots_[i];
-  Normalize();
+  // A slot grows by less than 2^32 per addition since the last Normalize,
+  // so slot-wise addition is safe while the combined count stays small.
+  if (uint64_t{pending_} + other.pending_ + 2 >= kNormalizeEvery) {
+    ExactSum o = other;
+    o.Normalize();
+    Normalize();
+    for (int i = 0; i < kSlots; ++i) slots_[i] += o.slots_[i];
+    Normalize();
+    return;
+  }
+  for (int i = 0; i < kSlots; ++i) slots_[i] += other.slots_[i];
+  pending_ += other.pending_ + 1;
 }
 
 absl::StatusOr<double> ExactSum::Round() const {

@@ -1,5 +1,6 @@
 #include "server/views/view_engine.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -249,6 +250,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     return day + kDayMicros <= as_of_us;
   };
   std::vector<int64_t> covered;  // day starts served by tiles, ascending
+  std::vector<int64_t> existing;  // every tiled day in range, ascending
   if (options_.tiles) {
     const std::string prefix = TilePrefixOf(view, entity);
     const std::string lower =
@@ -263,6 +265,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
         return absl::DataLossError("malformed tile");
       }
       const int64_t day = SignedFromOrdered(DecodeBigEndian64(k.data() + prefix.size()));
+      existing.push_back(day);
       // A tile holds every event of its day up to its build watermark;
       // read at an older watermark it would hold too much.
       if (!servable(day) || DecodeBigEndian64(v.data()) > watermark) continue;
@@ -299,7 +302,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   auto close_day = [&]() {
     if (options_.tiles && day_events >= options_.tile_min_events &&
         day + kDayMicros <= as_of_day && day < tile_horizon &&
-        (lo == std::numeric_limits<int64_t>::min() || day >= lo)) {
+        (lo == std::numeric_limits<int64_t>::min() || day >= lo) &&
+        !std::binary_search(existing.begin(), existing.end(), day)) {
       heavy_days.push_back(day);
     }
   };
@@ -319,9 +323,15 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       ++next_covered;
     }
     if (next_covered < covered.size() && covered[next_covered] == event_day) {
-      // The tile has this day: skip to the next one.
+      // Tiles have this day (and maybe the next ones): skip the whole run.
+      int64_t run_end = event_day + kDayMicros;
+      while (next_covered + 1 < covered.size() &&
+             covered[next_covered + 1] == run_end) {
+        ++next_covered;
+        run_end += kDayMicros;
+      }
       day_events = 0;
-      it->Seek(EntityTimeKey(stream.stream_id, entity, event_day + kDayMicros));
+      it->Seek(EntityTimeKey(stream.stream_id, entity, run_end));
       continue;
     }
     ++day_events;

@@ -71,11 +71,12 @@ class ViewEngine {
     // bit-identical with or without them. Default: on.
     bool tiles = true;
     // A day gets a tile once a lookup scans at least this many of its
-    // events. Default: 256.
-    int tile_min_events = 256;
+    // events (reading a tile costs about as much as scanning ~20 events).
+    // Default: 32.
+    int tile_min_events = 32;
     // Most days tiled by one lookup (tiles are built while ingest waits).
-    // Default: 8.
-    int max_tiles_per_lookup = 8;
+    // Default: 16.
+    int max_tiles_per_lookup = 16;
   };
 
   // REQUIRES: `store` and `registry` outlive the engine.
