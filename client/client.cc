@@ -22,34 +22,39 @@ Client::Client(const std::string& address, ClientOptions options)
 }
 
 void Client::SetDeadline(grpc::ClientContext* context, bool streaming) const {
-  context->set_deadline(std::chrono::system_clock::now() +
-                        (streaming ? options_.stream_timeout
-                                   : options_.timeout));
+  context->set_deadline(
+      std::chrono::system_clock::now() +
+      (streaming ? options_.stream_timeout : options_.timeout));
+}
+
+template <typename Response, typename Call>
+absl::StatusOr<Response> Client::Unary(const Call& call) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  Response response;
+  grpc::Status s = call(&ctx, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
 }
 
 bool Client::WaitForConnected(std::chrono::milliseconds timeout) {
-  return channel_->WaitForConnected(std::chrono::system_clock::now() +
-                                    timeout);
+  return channel_->WaitForConnected(std::chrono::system_clock::now() + timeout);
 }
 
 absl::StatusOr<v1::ApplyDefinitionsResponse> Client::ApplyDefinitions(
     const v1::ApplyDefinitionsRequest& request) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, false);
-  v1::ApplyDefinitionsResponse response;
-  grpc::Status s = stub_->ApplyDefinitions(&ctx, request, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return response;
+  return Unary<v1::ApplyDefinitionsResponse>(
+      [&](grpc::ClientContext* ctx, v1::ApplyDefinitionsResponse* response) {
+        return stub_->ApplyDefinitions(ctx, request, response);
+      });
 }
 
 absl::StatusOr<v1::ListDefinitionsResponse> Client::ListDefinitions() {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, false);
-  v1::ListDefinitionsResponse response;
-  grpc::Status s =
-      stub_->ListDefinitions(&ctx, v1::ListDefinitionsRequest(), &response);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return response;
+  return Unary<v1::ListDefinitionsResponse>(
+      [&](grpc::ClientContext* ctx, v1::ListDefinitionsResponse* response) {
+        return stub_->ListDefinitions(ctx, v1::ListDefinitionsRequest(),
+                                      response);
+      });
 }
 
 absl::StatusOr<v1::StreamDef> Client::FindStream(const std::string& name) {
@@ -58,18 +63,16 @@ absl::StatusOr<v1::StreamDef> Client::FindStream(const std::string& name) {
   for (const auto& s : defs->streams()) {
     if (s.definition().name() == name) return s.definition();
   }
-  return absl::NotFoundError(absl::StrCat("stream '", name,
-                                          "' is not defined on the server"));
+  return absl::NotFoundError(
+      absl::StrCat("stream '", name, "' is not defined on the server"));
 }
 
 absl::StatusOr<v1::IngestResponse> Client::Ingest(
     const v1::IngestRequest& request) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, false);
-  v1::IngestResponse response;
-  grpc::Status s = stub_->Ingest(&ctx, request, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return response;
+  return Unary<v1::IngestResponse>(
+      [&](grpc::ClientContext* ctx, v1::IngestResponse* response) {
+        return stub_->Ingest(ctx, request, response);
+      });
 }
 
 absl::StatusOr<v1::IngestResponse> Client::IngestStream(
@@ -113,21 +116,17 @@ absl::Status Client::ReadEvents(
 
 absl::StatusOr<v1::GetFeaturesResponse> Client::GetFeatures(
     const v1::GetFeaturesRequest& request) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, false);
-  v1::GetFeaturesResponse response;
-  grpc::Status s = stub_->GetFeatures(&ctx, request, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return response;
+  return Unary<v1::GetFeaturesResponse>(
+      [&](grpc::ClientContext* ctx, v1::GetFeaturesResponse* response) {
+        return stub_->GetFeatures(ctx, request, response);
+      });
 }
 
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus() {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, false);
-  v1::GetStatusResponse response;
-  grpc::Status s = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &response);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return response;
+  return Unary<v1::GetStatusResponse>(
+      [&](grpc::ClientContext* ctx, v1::GetStatusResponse* response) {
+        return stub_->GetStatus(ctx, v1::GetStatusRequest(), response);
+      });
 }
 
 }  // namespace rawfeat

@@ -53,6 +53,9 @@ class Client {
 
  private:
   void SetDeadline(grpc::ClientContext* context, bool streaming) const;
+  // One unary call with the unary deadline; `call(context, response)`.
+  template <typename Response, typename Call>
+  absl::StatusOr<Response> Unary(const Call& call);
 
   const ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -35,24 +35,10 @@ using Order = std::pair<int64_t, uint64_t>;  // (event time, seq)
 
 // ---- state encoding helpers (tiles store serialized states)
 
+// A typed value: type byte, then its payload.
 void PutValue(std::string* out, const FieldValue& v) {
   out->push_back(static_cast<char>(v.type));
-  switch (v.type) {
-    case v1::INT64:
-      PutVarint64(out, ZigZagEncode(v.i));
-      break;
-    case v1::DOUBLE:
-      PutFixedDouble(out, v.d);
-      break;
-    case v1::STRING:
-      PutLengthPrefixed(out, v.s);
-      break;
-    case v1::BOOL:
-      out->push_back(v.b ? 1 : 0);
-      break;
-    default:
-      break;
-  }
+  PutFieldPayload(out, v);
 }
 
 bool GetValue(absl::string_view* in, OwnedValue* out) {
@@ -60,27 +46,7 @@ bool GetValue(absl::string_view* in, OwnedValue* out) {
   FieldValue v;
   v.type = static_cast<v1::FieldType>(static_cast<unsigned char>((*in)[0]));
   in->remove_prefix(1);
-  switch (v.type) {
-    case v1::INT64: {
-      uint64_t z;
-      if (!GetVarint64(in, &z)) return false;
-      v.i = ZigZagDecode(z);
-      break;
-    }
-    case v1::DOUBLE:
-      if (!GetFixedDouble(in, &v.d)) return false;
-      break;
-    case v1::STRING:
-      if (!GetLengthPrefixed(in, &v.s)) return false;
-      break;
-    case v1::BOOL:
-      if (in->empty()) return false;
-      v.b = (*in)[0] != 0;
-      in->remove_prefix(1);
-      break;
-    default:
-      return false;
-  }
+  if (!GetFieldPayload(in, &v)) return false;
   out->Set(v);
   return true;
 }
@@ -114,7 +80,9 @@ const T& Same(const Aggregator& other) {
 class CountAggregator final : public Aggregator {
  public:
   void Add(const FieldValue&, int64_t, uint64_t) override { ++n_; }
-  void Merge(const Aggregator& o) override { n_ += Same<CountAggregator>(o).n_; }
+  void Merge(const Aggregator& o) override {
+    n_ += Same<CountAggregator>(o).n_;
+  }
   absl::Status Finalize(v1::Value* out) const override {
     out->set_int64_value(n_);
     return absl::OkStatus();
@@ -205,70 +173,17 @@ class SumAggregator final : public Aggregator {
   ExactSum dsum_;
 };
 
-// min / max: ties keep the earliest event in (time, seq) order.
-class ExtremeAggregator final : public Aggregator {
+// min, max, first, last: keeps one event's value. min/max compare values
+// and keep the earliest event on ties; first/last go by (time, seq).
+class PickAggregator final : public Aggregator {
  public:
-  explicit ExtremeAggregator(bool max) : max_(max) {}
+  enum class Mode { kMin, kMax, kFirst, kLast };
+  explicit PickAggregator(Mode mode) : mode_(mode) {}
   void Add(const FieldValue& v, int64_t t, uint64_t seq) override {
     Offer(v, {t, seq});
   }
   void Merge(const Aggregator& o) override {
-    const auto& other = Same<ExtremeAggregator>(o);
-    if (other.has_) Offer(other.best_.v, other.order_);
-  }
-  absl::Status Finalize(v1::Value* out) const override {
-    if (has_) {
-      FieldValueToProto(best_.v, out);
-    } else {
-      out->Clear();
-    }
-    return absl::OkStatus();
-  }
-  std::unique_ptr<Aggregator> Clone() const override {
-    return std::make_unique<ExtremeAggregator>(*this);
-  }
-  void Serialize(std::string* out) const override {
-    out->push_back(has_ ? 1 : 0);
-    if (!has_) return;
-    PutValue(out, best_.v);
-    PutOrder(out, order_);
-  }
-  bool Deserialize(absl::string_view in) override {
-    if (in.empty()) return false;
-    has_ = in[0] != 0;
-    in.remove_prefix(1);
-    if (has_ && (!GetValue(&in, &best_) || !GetOrder(&in, &order_))) {
-      return false;
-    }
-    return in.empty();
-  }
-
- private:
-  void Offer(const FieldValue& v, Order order) {
-    if (has_) {
-      int c = CompareValues(v, best_.v);
-      if (max_) c = -c;
-      if (c > 0 || (c == 0 && order >= order_)) return;
-    }
-    has_ = true;
-    best_.Set(v);
-    order_ = order;
-  }
-  bool max_;
-  bool has_ = false;
-  OwnedValue best_;
-  Order order_{};
-};
-
-// first / last by (time, seq).
-class EdgeAggregator final : public Aggregator {
- public:
-  explicit EdgeAggregator(bool last) : last_(last) {}
-  void Add(const FieldValue& v, int64_t t, uint64_t seq) override {
-    Offer(v, {t, seq});
-  }
-  void Merge(const Aggregator& o) override {
-    const auto& other = Same<EdgeAggregator>(o);
+    const auto& other = Same<PickAggregator>(o);
     if (other.has_) Offer(other.value_.v, other.order_);
   }
   absl::Status Finalize(v1::Value* out) const override {
@@ -280,7 +195,7 @@ class EdgeAggregator final : public Aggregator {
     return absl::OkStatus();
   }
   std::unique_ptr<Aggregator> Clone() const override {
-    return std::make_unique<EdgeAggregator>(*this);
+    return std::make_unique<PickAggregator>(*this);
   }
   void Serialize(std::string* out) const override {
     out->push_back(has_ ? 1 : 0);
@@ -299,13 +214,27 @@ class EdgeAggregator final : public Aggregator {
   }
 
  private:
+  // True if (v, order) replaces the kept value.
+  bool Better(const FieldValue& v, Order order) const {
+    switch (mode_) {
+      case Mode::kFirst:
+        return order < order_;
+      case Mode::kLast:
+        return order > order_;
+      default: {
+        int c = CompareValues(v, value_.v);
+        if (mode_ == Mode::kMax) c = -c;
+        return c < 0 || (c == 0 && order < order_);
+      }
+    }
+  }
   void Offer(const FieldValue& v, Order order) {
-    if (has_ && (last_ ? order <= order_ : order >= order_)) return;
+    if (has_ && !Better(v, order)) return;
     has_ = true;
     value_.Set(v);
     order_ = order;
   }
-  bool last_;
+  Mode mode_;
   bool has_ = false;
   OwnedValue value_;
   Order order_{};
@@ -469,8 +398,8 @@ class StddevAggregator final : public Aggregator {
     s2_.Serialize(out);
   }
   bool Deserialize(absl::string_view in) override {
-    return GetCount(&in, &n_) && s1_.Deserialize(&in) &&
-           s2_.Deserialize(&in) && in.empty();
+    return GetCount(&in, &n_) && s1_.Deserialize(&in) && s2_.Deserialize(&in) &&
+           in.empty();
   }
 
  private:
@@ -510,22 +439,22 @@ void RegisterBuiltinAggregators(AggregatorRegistry* r) {
               [](const v1::FeatureDef&, v1::FieldType t) {
                 return std::make_unique<SumAggregator>(t, true);
               });
-  r->Register({"min", FU::kRequired, {}, false},
-              [](const v1::FeatureDef&, v1::FieldType) {
-                return std::make_unique<ExtremeAggregator>(false);
-              });
-  r->Register({"max", FU::kRequired, {}, false},
-              [](const v1::FeatureDef&, v1::FieldType) {
-                return std::make_unique<ExtremeAggregator>(true);
-              });
-  r->Register({"first", FU::kRequired, {}, false},
-              [](const v1::FeatureDef&, v1::FieldType) {
-                return std::make_unique<EdgeAggregator>(false);
-              });
-  r->Register({"last", FU::kRequired, {}, false},
-              [](const v1::FeatureDef&, v1::FieldType) {
-                return std::make_unique<EdgeAggregator>(true);
-              });
+  r->Register({"min", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
+                                                    v1::FieldType) {
+    return std::make_unique<PickAggregator>(PickAggregator::Mode::kMin);
+  });
+  r->Register({"max", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
+                                                    v1::FieldType) {
+    return std::make_unique<PickAggregator>(PickAggregator::Mode::kMax);
+  });
+  r->Register({"first", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
+                                                      v1::FieldType) {
+    return std::make_unique<PickAggregator>(PickAggregator::Mode::kFirst);
+  });
+  r->Register({"last", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
+                                                     v1::FieldType) {
+    return std::make_unique<PickAggregator>(PickAggregator::Mode::kLast);
+  });
   r->Register({"last_k", FU::kRequired, {}, true},
               [](const v1::FeatureDef& f, v1::FieldType) {
                 return std::make_unique<LastKAggregator>(f.k());

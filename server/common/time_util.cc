@@ -20,11 +20,20 @@ absl::StatusOr<int64_t> TimestampToMicros(
   const int64_t min_s = kMinMicros / 1000000;
   const int64_t max_s = kMaxMicros / 1000000;
   if (ts.seconds() < min_s || ts.seconds() > max_s) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("timestamp ", ts.seconds(),
-                     "s is outside 0001-01-01..9999-12-31"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "timestamp ", ts.seconds(), "s is outside 0001-01-01..9999-12-31"));
   }
   return ts.seconds() * 1000000 + ts.nanos() / 1000;
+}
+
+absl::StatusOr<int64_t> RequestTimeToMicros(
+    const google::protobuf::Timestamp& ts, absl::string_view field) {
+  auto t = TimestampToMicros(ts);
+  if (!t.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", t.status().message()));
+  }
+  return t;
 }
 
 google::protobuf::Timestamp MicrosToTimestamp(int64_t micros) {

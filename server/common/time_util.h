@@ -21,7 +21,13 @@ inline constexpr int64_t kMaxMicros = 253402300799LL * 1000000 + 999999;
 
 // Floors to microseconds. Errors: INVALID_ARGUMENT if out of range or if
 // nanos is not in [0, 1e9).
-absl::StatusOr<int64_t> TimestampToMicros(const google::protobuf::Timestamp& ts);
+absl::StatusOr<int64_t> TimestampToMicros(
+    const google::protobuf::Timestamp& ts);
+
+// TimestampToMicros for a request field: errors name the field
+// ("as_of: timestamp ... is outside ...").
+absl::StatusOr<int64_t> RequestTimeToMicros(
+    const google::protobuf::Timestamp& ts, absl::string_view field);
 
 // REQUIRES: kMinMicros <= micros <= kMaxMicros.
 google::protobuf::Timestamp MicrosToTimestamp(int64_t micros);

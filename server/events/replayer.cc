@@ -19,9 +19,9 @@ absl::Status DecodeStoredEvent(const StreamSchema& schema,
   ParsedEventKey k;
   EventValueReader reader;
   if (!ParseEventKey(key, &k) || !reader.Parse(value, schema.types)) {
-    return absl::DataLossError(absl::StrCat(
-        "stored event of stream '", schema.name, "' is corrupt (key ",
-        HexEncode(key), ")"));
+    return absl::DataLossError(absl::StrCat("stored event of stream '",
+                                            schema.name, "' is corrupt (key ",
+                                            HexEncode(key), ")"));
   }
   out->set_event_id(reader.event_id());
   out->set_entity(std::string(k.entity));
@@ -45,30 +45,20 @@ absl::Status Replayer::ReadEvents(
     return absl::NotFoundError(
         absl::StrCat("stream '", request.stream(), "' is not defined"));
   }
-  const uint64_t latest = store_->watermark();
-  if (request.watermark() > latest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("watermark ", request.watermark(),
-                     " is above the latest (", latest, ")"));
-  }
-  const uint64_t watermark =
-      request.watermark() == 0 ? latest : request.watermark();
+  auto pinned = store_->PinRead(request.watermark());
+  if (!pinned.ok()) return pinned.status();
+  const uint64_t watermark = pinned->watermark;
+  const ReadView* view = pinned->view.get();
   int64_t from_us = std::numeric_limits<int64_t>::min();
   int64_t to_us = std::numeric_limits<int64_t>::max();
   if (request.has_from_time()) {
-    auto t = TimestampToMicros(request.from_time());
-    if (!t.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("from_time: ", t.status().message()));
-    }
+    auto t = RequestTimeToMicros(request.from_time(), "from_time");
+    if (!t.ok()) return t.status();
     from_us = *t;
   }
   if (request.has_to_time()) {
-    auto t = TimestampToMicros(request.to_time());
-    if (!t.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("to_time: ", t.status().message()));
-    }
+    auto t = RequestTimeToMicros(request.to_time(), "to_time");
+    if (!t.ok()) return t.status();
     to_us = *t;
   }
   if (from_us > to_us) {
@@ -83,8 +73,6 @@ absl::Status Replayer::ReadEvents(
   const uint64_t limit = request.limit() == 0
                              ? std::numeric_limits<uint64_t>::max()
                              : request.limit();
-  auto view = store_->NewReadView();
-
   v1::ReadEventsResponse chunk;
   size_t chunk_bytes = 0;
   uint64_t emitted = 0;
@@ -126,14 +114,15 @@ absl::Status Replayer::ReadEvents(
             ? PrefixSuccessor(EntityPrefix(schema->stream_id, request.entity()))
             : EntityTimeKey(schema->stream_id, request.entity(), to_us);
     std::vector<std::pair<uint64_t, std::pair<std::string, std::string>>> found;
-    auto it = store_->ScanEvents(lower, upper, view.get());
+    auto it = store_->ScanEvents(lower, upper, view);
     for (; it->Valid(); it->Next()) {
       ParsedEventKey k;
       if (!ParseEventKey(it->key(), &k)) {
         return absl::DataLossError("malformed event key");
       }
       if (k.seq <= request.after_seq() || k.seq > watermark) continue;
-      found.push_back({k.seq, {std::string(it->key()), std::string(it->value())}});
+      found.push_back(
+          {k.seq, {std::string(it->key()), std::string(it->value())}});
     }
     if (!it->status().ok()) return it->status();
     std::sort(found.begin(), found.end(),
@@ -152,7 +141,7 @@ absl::Status Replayer::ReadEvents(
     absl::Status inner;
     auto drain = [&]() {
       if (keys.empty()) return absl::OkStatus();
-      absl::Status s = store_->MultiGetEvents(keys, view.get(), &values);
+      absl::Status s = store_->MultiGetEvents(keys, view, &values);
       if (!s.ok()) return s;
       for (size_t i = 0; i < keys.size() && !stopped; ++i) {
         if (values[i].empty()) {
@@ -167,7 +156,7 @@ absl::Status Replayer::ReadEvents(
     };
     uint64_t selected = 0;
     absl::Status s = store_->ScanLog(
-        request.after_seq(), watermark, view.get(),
+        request.after_seq(), watermark, view,
         [&](uint64_t, absl::string_view event_key) {
           ParsedEventKey k;
           if (!ParseEventKey(event_key, &k)) {

@@ -30,22 +30,48 @@ void EncodeEventValue(uint32_t schema_version, absl::string_view id,
     const FieldValue& v = values[i];
     if (!v.present()) continue;
     (*out)[bitmap_at + i / 8] |= static_cast<char>(1u << (i % 8));
-    switch (v.type) {
-      case v1::INT64:
-        PutVarint64(out, ZigZagEncode(v.i));
-        break;
-      case v1::DOUBLE:
-        PutFixedDouble(out, v.d);
-        break;
-      case v1::STRING:
-        PutLengthPrefixed(out, v.s);
-        break;
-      case v1::BOOL:
-        out->push_back(v.b ? 1 : 0);
-        break;
-      default:
-        break;
+    PutFieldPayload(out, v);
+  }
+}
+
+void PutFieldPayload(std::string* out, const FieldValue& v) {
+  switch (v.type) {
+    case v1::INT64:
+      PutVarint64(out, ZigZagEncode(v.i));
+      break;
+    case v1::DOUBLE:
+      PutFixedDouble(out, v.d);
+      break;
+    case v1::STRING:
+      PutLengthPrefixed(out, v.s);
+      break;
+    case v1::BOOL:
+      out->push_back(v.b ? 1 : 0);
+      break;
+    default:
+      break;
+  }
+}
+
+bool GetFieldPayload(absl::string_view* in, FieldValue* f) {
+  switch (f->type) {
+    case v1::INT64: {
+      uint64_t z;
+      if (!GetVarint64(in, &z)) return false;
+      f->i = ZigZagDecode(z);
+      return true;
     }
+    case v1::DOUBLE:
+      return GetFixedDouble(in, &f->d);
+    case v1::STRING:
+      return GetLengthPrefixed(in, &f->s);
+    case v1::BOOL:
+      if (in->empty()) return false;
+      f->b = (*in)[0] != 0;
+      in->remove_prefix(1);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -82,27 +108,7 @@ bool EventValueReader::Parse(absl::string_view in,
     }
     FieldValue& f = fields_[i];
     f.type = types[i];
-    switch (f.type) {
-      case v1::INT64: {
-        uint64_t z;
-        if (!GetVarint64(&in, &z)) return false;
-        f.i = ZigZagDecode(z);
-        break;
-      }
-      case v1::DOUBLE:
-        if (!GetFixedDouble(&in, &f.d)) return false;
-        break;
-      case v1::STRING:
-        if (!GetLengthPrefixed(&in, &f.s)) return false;
-        break;
-      case v1::BOOL:
-        if (in.empty()) return false;
-        f.b = in[0] != 0;
-        in.remove_prefix(1);
-        break;
-      default:
-        return false;
-    }
+    if (!GetFieldPayload(&in, &f)) return false;
   }
   return in.empty();
 }

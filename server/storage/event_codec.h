@@ -40,6 +40,13 @@ struct FieldValue {
   bool present() const { return type != v1::FIELD_TYPE_UNSPECIFIED; }
 };
 
+// One value's payload for its (known) type, no tag: INT64 zigzag varint,
+// DOUBLE 8 bytes, STRING varint length + bytes, BOOL one byte.
+void PutFieldPayload(std::string* out, const FieldValue& v);
+// Reads a payload of type out->type from the front of *in (STRING points
+// into *in). False on truncation or an unknown type.
+bool GetFieldPayload(absl::string_view* in, FieldValue* out);
+
 // `id` is the writer's event id, or empty with `derived_id` set when the id
 // is the content hash. `values` are by position; absent ones have type
 // UNSPECIFIED. Appends to `*out`.

@@ -247,14 +247,14 @@ absl::Status EventStore::Recover() {
     if (!tiles->status().ok()) return FromRocks(tiles->status(), "load tiles");
   }
   absl::MutexLock l(&mu_);
-  return ScanMeta(kMetaCountPrefix, [this](absl::string_view k,
-                                           absl::string_view v) {
-    mu_.AssertHeld();
-    const absl::string_view id = k.substr(strlen(kMetaCountPrefix));
-    if (id.size() == 4 && v.size() == 8) {
-      counts_[DecodeBigEndian32(id.data())] = DecodeBigEndian64(v.data());
-    }
-  });
+  return ScanMeta(
+      kMetaCountPrefix, [this](absl::string_view k, absl::string_view v) {
+        mu_.AssertHeld();
+        const absl::string_view id = k.substr(strlen(kMetaCountPrefix));
+        if (id.size() == 4 && v.size() == 8) {
+          counts_[DecodeBigEndian32(id.data())] = DecodeBigEndian64(v.data());
+        }
+      });
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
@@ -334,8 +334,8 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       std::string where;
       if (auto it = local.find(keys[i]); it != local.end()) {
         existing = &req.events[it->second].content_hash;
-        where = absl::StrCat("row ", req.events[it->second].row,
-                             " of this batch");
+        where =
+            absl::StrCat("row ", req.events[it->second].row, " of this batch");
       } else if (auto git = group_ids.find(keys[i]); git != group_ids.end()) {
         existing = &git->second;
         where = "a concurrent batch";
@@ -372,8 +372,8 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       std::string event_key = EventKey(req.stream_id, e.entity, e.time_us, s);
       batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(event_key));
       if (!tiled_.empty()) {
-        std::string day = EntityTimeKey(req.stream_id, e.entity,
-                                        DayStart(e.time_us));
+        std::string day =
+            EntityTimeKey(req.stream_id, e.entity, DayStart(e.time_us));
         auto tiles = tiled_.find(day);
         if (tiles != tiled_.end()) {
           for (const auto& tile : tiles->second) {
@@ -445,9 +445,26 @@ std::unique_ptr<ReadView> EventStore::NewReadView() const {
   return std::unique_ptr<ReadView>(new ReadView(db_.get(), db_->GetSnapshot()));
 }
 
-std::unique_ptr<EventIterator> EventStore::Scan(
-    rocksdb::ColumnFamilyHandle* cf, absl::string_view lower,
-    absl::string_view upper, const ReadView* view, bool total_order) const {
+absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
+    uint64_t requested) const {
+  // The watermark first, then the snapshot: every seq <= the watermark was
+  // durable and visible before it was published, so the snapshot holds it.
+  const uint64_t latest = watermark();
+  if (requested > latest) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "watermark ", requested, " is above the latest (", latest, ")"));
+  }
+  PinnedRead pinned;
+  pinned.watermark = requested == 0 ? latest : requested;
+  pinned.view = NewReadView();
+  return pinned;
+}
+
+std::unique_ptr<EventIterator> EventStore::Scan(rocksdb::ColumnFamilyHandle* cf,
+                                                absl::string_view lower,
+                                                absl::string_view upper,
+                                                const ReadView* view,
+                                                bool total_order) const {
   auto rep = std::make_unique<EventIterator::Rep>();
   rep->lower = std::string(lower);
   rep->upper = std::string(upper);
@@ -470,10 +487,9 @@ std::unique_ptr<EventIterator> EventStore::ScanEvents(
   // Within one entity a prefix seek suffices (and is what the hash memtable
   // is fast at); anything wider needs total order.
   const size_t plen = EntityPrefixTransform::PrefixLength(ToSlice(lower));
-  const bool one_entity =
-      plen > 0 && !upper.empty() && upper.size() >= plen &&
-      (upper.compare(0, plen, lower.substr(0, plen)) == 0 ||
-       upper == PrefixSuccessor(lower.substr(0, plen)));
+  const bool one_entity = plen > 0 && !upper.empty() && upper.size() >= plen &&
+                          (upper.compare(0, plen, lower.substr(0, plen)) == 0 ||
+                           upper == PrefixSuccessor(lower.substr(0, plen)));
   return Scan(events_cf_, lower, upper, view, !one_entity);
 }
 
@@ -528,9 +544,9 @@ absl::Status EventStore::ScanLog(
   return FromRocks(it->status(), "scan log");
 }
 
-absl::Status EventStore::MultiGetEvents(const std::vector<std::string>& keys,
-                                        const ReadView* view,
-                                        std::vector<std::string>* values) const {
+absl::Status EventStore::MultiGetEvents(
+    const std::vector<std::string>& keys, const ReadView* view,
+    std::vector<std::string>* values) const {
   const size_t n = keys.size();
   values->assign(n, std::string());
   if (n == 0) return absl::OkStatus();
@@ -572,8 +588,7 @@ absl::Status EventStore::PutMeta(
 
 absl::Status EventStore::ScanMeta(
     absl::string_view prefix,
-    const std::function<void(absl::string_view, absl::string_view)>& fn)
-    const {
+    const std::function<void(absl::string_view, absl::string_view)>& fn) const {
   const std::string upper = PrefixSuccessor(prefix);
   const rocksdb::Slice upper_slice = ToSlice(upper);
   rocksdb::ReadOptions ro;

@@ -48,12 +48,12 @@ struct EventStoreOptions {
 
 // One validated, encoded event waiting to be appended.
 struct PendingEvent {
-  int row = 0;               // row index in the caller's batch (for errors)
-  std::string event_id;      // as the caller sees it (given or hex digest)
+  int row = 0;           // row index in the caller's batch (for errors)
+  std::string event_id;  // as the caller sees it (given or hex digest)
   Sha256Digest content_hash{};
-  std::string entity;        // no NUL bytes
+  std::string entity;  // no NUL bytes
   int64_t time_us = 0;
-  std::string value;         // EncodeEventValue output
+  std::string value;  // EncodeEventValue output
 };
 
 struct AppendRequest {
@@ -146,6 +146,15 @@ class EventStore {
 
   std::unique_ptr<ReadView> NewReadView() const;
 
+  // A reproducible read: the watermark it uses (`requested`, or the latest
+  // when 0) and a snapshot that holds every seq up to it.
+  // Errors: INVALID_ARGUMENT if `requested` is above the latest.
+  struct PinnedRead {
+    uint64_t watermark = 0;
+    std::unique_ptr<ReadView> view;
+  };
+  absl::StatusOr<PinnedRead> PinRead(uint64_t requested) const;
+
   // Iterates the events column family over [lower, upper) (upper empty =
   // unbounded) as of `view` (nullptr = latest).
   std::unique_ptr<EventIterator> ScanEvents(absl::string_view lower,
@@ -183,11 +192,13 @@ class EventStore {
                               std::vector<std::string>* values) const;
 
   // Metadata. Writes are synced (definitions must survive a crash).
-  absl::StatusOr<std::string> GetMeta(absl::string_view key) const;  // NOT_FOUND
-  absl::Status PutMeta(const std::vector<std::pair<std::string, std::string>>& kvs);
-  absl::Status ScanMeta(
-      absl::string_view prefix,
-      const std::function<void(absl::string_view, absl::string_view)>& fn) const;
+  absl::StatusOr<std::string> GetMeta(
+      absl::string_view key) const;  // NOT_FOUND
+  absl::Status PutMeta(
+      const std::vector<std::pair<std::string, std::string>>& kvs);
+  absl::Status ScanMeta(absl::string_view prefix,
+                        const std::function<void(absl::string_view,
+                                                 absl::string_view)>& fn) const;
 
   // Bytes used by the data directory on disk.
   uint64_t DiskBytes() const;

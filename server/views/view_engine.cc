@@ -21,7 +21,8 @@ absl::StatusOr<CompiledFilter::Op> ParseOp(const std::string& op) {
   if (op == ">") return Op::kGt;
   if (op == ">=") return Op::kGe;
   if (op == "in") return Op::kIn;
-  return absl::InvalidArgumentError(absl::StrCat("unknown filter op '", op, "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown filter op '", op, "'"));
 }
 
 // A filter literal in the field's type (INT64 literals widen for DOUBLE).
@@ -70,13 +71,20 @@ bool CompiledFilter::Matches(const std::vector<FieldValue>& fields) const {
   }
   const int c = CompareValues(v, values[0].v);
   switch (op) {
-    case Op::kEq: return c == 0;
-    case Op::kNe: return c != 0;
-    case Op::kLt: return c < 0;
-    case Op::kLe: return c <= 0;
-    case Op::kGt: return c > 0;
-    case Op::kGe: return c >= 0;
-    default: return false;
+    case Op::kEq:
+      return c == 0;
+    case Op::kNe:
+      return c != 0;
+    case Op::kLt:
+      return c < 0;
+    case Op::kLe:
+      return c <= 0;
+    case Op::kGt:
+      return c > 0;
+    case Op::kGe:
+      return c >= 0;
+    default:
+      return false;
   }
 }
 
@@ -92,9 +100,9 @@ absl::StatusOr<CompiledView> CompiledView::Compile(
     cf.def = f;
     cf.aggregation = BuiltinAggregators().Find(f.aggregation());
     if (cf.aggregation == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "feature '", f.name(), "': unknown aggregation '", f.aggregation(),
-          "'"));
+      return absl::InvalidArgumentError(absl::StrCat("feature '", f.name(),
+                                                     "': unknown aggregation '",
+                                                     f.aggregation(), "'"));
     }
     if (!f.field().empty()) {
       auto it = stream->position.find(f.field());
@@ -112,9 +120,9 @@ absl::StatusOr<CompiledView> CompiledView::Compile(
     if (f.has_filter()) {
       auto it = stream->position.find(f.filter().field());
       if (it == stream->position.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "feature '", f.name(), "': filter field '", f.filter().field(),
-            "' is unknown"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("feature '", f.name(), "': filter field '",
+                         f.filter().field(), "' is unknown"));
       }
       auto op = ParseOp(f.filter().op());
       if (!op.ok()) return op.status();
@@ -143,9 +151,8 @@ absl::StatusOr<std::shared_ptr<const CompiledView>> ViewEngine::Resolve(
   if (!def.ok()) return def.status();
   auto stream = registry_->FindStream((*def)->stream());
   if (stream == nullptr) {
-    return absl::NotFoundError(absl::StrCat("stream '", (*def)->stream(),
-                                            "' of view '", name,
-                                            "' is not loaded"));
+    return absl::NotFoundError(absl::StrCat(
+        "stream '", (*def)->stream(), "' of view '", name, "' is not loaded"));
   }
   const auto key = std::make_pair(name, (*def)->version());
   {
@@ -249,14 +256,15 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     }
     return day + kDayMicros <= as_of_us;
   };
-  std::vector<int64_t> covered;  // day starts served by tiles, ascending
+  std::vector<int64_t> covered;   // day starts served by tiles, ascending
   std::vector<int64_t> existing;  // every tiled day in range, ascending
   if (options_.tiles) {
     const std::string prefix = TilePrefixOf(view, entity);
-    const std::string lower =
-        lo == std::numeric_limits<int64_t>::min() ? prefix
-                                                  : TileKey(prefix, DayStart(lo));
-    auto tiles = store_->ScanTiles(lower, TileKey(prefix, as_of_day), read_view);
+    const std::string lower = lo == std::numeric_limits<int64_t>::min()
+                                  ? prefix
+                                  : TileKey(prefix, DayStart(lo));
+    auto tiles =
+        store_->ScanTiles(lower, TileKey(prefix, as_of_day), read_view);
     auto scratch = NewStates(view);
     for (; tiles->Valid(); tiles->Next()) {
       absl::string_view k = tiles->key();
@@ -264,7 +272,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       if (k.size() != prefix.size() + 8 || v.size() < 8) {
         return absl::DataLossError("malformed tile");
       }
-      const int64_t day = SignedFromOrdered(DecodeBigEndian64(k.data() + prefix.size()));
+      const int64_t day =
+          SignedFromOrdered(DecodeBigEndian64(k.data() + prefix.size()));
       existing.push_back(day);
       // A tile holds every event of its day up to its build watermark;
       // read at an older watermark it would hold too much.
@@ -286,10 +295,9 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     if (!tiles->status().ok()) return tiles->status();
   }
 
-  const std::string lower =
-      lo == std::numeric_limits<int64_t>::min()
-          ? EntityPrefix(stream.stream_id, entity)
-          : EntityTimeKey(stream.stream_id, entity, lo);
+  const std::string lower = lo == std::numeric_limits<int64_t>::min()
+                                ? EntityPrefix(stream.stream_id, entity)
+                                : EntityTimeKey(stream.stream_id, entity, lo);
   // Keys of events stamped exactly as_of sort after this bound: excluded.
   const std::string upper = EntityTimeKey(stream.stream_id, entity, as_of_us);
   EventValueReader reader;
@@ -310,8 +318,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   while (it->Valid()) {
     ParsedEventKey key;
     if (!ParseEventKey(it->key(), &key)) {
-      return absl::DataLossError(absl::StrCat(
-          "corrupt stored event of entity '", entity, "'"));
+      return absl::DataLossError(
+          absl::StrCat("corrupt stored event of entity '", entity, "'"));
     }
     const int64_t event_day = DayStart(key.time_us);
     if (event_day != day) {
@@ -337,8 +345,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     ++day_events;
     if (key.seq <= watermark) {
       if (!reader.Parse(it->value(), stream.types)) {
-        return absl::DataLossError(absl::StrCat(
-            "corrupt stored event of entity '", entity, "'"));
+        return absl::DataLossError(
+            absl::StrCat("corrupt stored event of entity '", entity, "'"));
       }
       AddEvent(view, key, reader.fields(), &starts, &states);
     }
@@ -351,10 +359,9 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   for (size_t i = 0; i < states.size(); ++i) {
     absl::Status s = states[i]->Finalize(row->add_values());
     if (!s.ok()) {
-      return absl::Status(s.code(),
-                          absl::StrCat("feature '", view.features[i].name,
-                                       "' of entity '", entity, "': ",
-                                       s.message()));
+      return absl::Status(
+          s.code(), absl::StrCat("feature '", view.features[i].name,
+                                 "' of entity '", entity, "': ", s.message()));
     }
   }
   if (!heavy_days.empty()) {
@@ -392,7 +399,8 @@ absl::Status ViewEngine::BuildTiles(const CompiledView& view,
             AddEvent(view, key, reader.fields(), nullptr, &states);
           }
           if (!it->status().ok()) return it->status();
-          tiles->emplace_back(TileKey(prefix, day), EncodeTile(watermark, states));
+          tiles->emplace_back(TileKey(prefix, day),
+                              EncodeTile(watermark, states));
         }
         return absl::OkStatus();
       });
@@ -417,34 +425,22 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
           absl::StrCat("entity ", i, " is empty or contains NUL"));
     }
   }
-  // The watermark first, then the snapshot: every seq <= the watermark was
-  // durable and visible before it was published, so the snapshot holds it.
-  const uint64_t latest = store_->watermark();
-  auto read_view = store_->NewReadView();
-  if (request.watermark() > latest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("watermark ", request.watermark(),
-                     " is above the latest (", latest, ")"));
-  }
-  const uint64_t watermark =
-      request.watermark() == 0 ? latest : request.watermark();
+  auto pinned = store_->PinRead(request.watermark());
+  if (!pinned.ok()) return pinned.status();
   int64_t as_of = NowMicros();
   if (request.has_as_of()) {
-    auto t = TimestampToMicros(request.as_of());
-    if (!t.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("as_of: ", t.status().message()));
-    }
+    auto t = RequestTimeToMicros(request.as_of(), "as_of");
+    if (!t.ok()) return t.status();
     as_of = *t;
   }
   v1::GetFeaturesResponse response;
   for (const auto& f : (*view)->features) response.add_feature_names(f.name);
   for (const auto& entity : request.entities()) {
-    absl::Status s = ComputeEntity(**view, entity, as_of, watermark,
-                                   read_view.get(), response.add_rows());
+    absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
+                                   pinned->view.get(), response.add_rows());
     if (!s.ok()) return s;
   }
-  response.set_watermark(watermark);
+  response.set_watermark(pinned->watermark);
   response.set_version((*view)->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
   return response;
