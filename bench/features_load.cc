@@ -121,9 +121,9 @@ bool Load(const std::string& address, const Zipf& zipf) {
   std::atomic<int64_t> next{0};
   std::atomic<bool> ok{true};
   std::vector<std::thread> threads;
-  static const char* kCategories[] = {"books", "toys", "food", "garden",
-                                      "electronics", "fashion", "sports",
-                                      "music", "beauty", "auto"};
+  static const char* kCategories[] = {
+      "books",   "toys",   "food",  "garden", "electronics",
+      "fashion", "sports", "music", "beauty", "auto"};
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937_64 rng(1000 + t);
@@ -137,9 +137,11 @@ bool Load(const std::string& address, const Zipf& zipf) {
           e->set_event_id(absl::StrCat("e", i));
           e->set_entity(Entity(zipf.Sample(rng)));
           *e->mutable_event_time() = MicrosToTimestamp(
-              kEnd - 1 - static_cast<int64_t>(rng() % static_cast<uint64_t>(span)));
+              kEnd - 1 -
+              static_cast<int64_t>(rng() % static_cast<uint64_t>(span)));
           auto& f = *e->mutable_fields();
-          f["amount"].set_double_value(static_cast<double>(rng() % 50000) / 100);
+          f["amount"].set_double_value(static_cast<double>(rng() % 50000) /
+                                       100);
           f["quantity"].set_int64_value(1 + static_cast<int64_t>(rng() % 5));
           f["category"].set_string_value(kCategories[rng() % 10]);
           if (rng() % 4 == 0) f["coupon"].set_string_value("SAVE10");
@@ -148,7 +150,8 @@ bool Load(const std::string& address, const Zipf& zipf) {
         return true;
       });
       if (!r.ok()) {
-        std::fprintf(stderr, "load failed: %s\n", r.status().ToString().c_str());
+        std::fprintf(stderr, "load failed: %s\n",
+                     r.status().ToString().c_str());
         ok = false;
       }
     });
@@ -163,13 +166,14 @@ struct Stats {
 };
 
 // Runs `call` from every client thread until the request or time bound.
-Stats ClosedLoop(const std::function<std::function<bool(std::mt19937_64&)>()>&
-                     make_caller) {
+Stats ClosedLoop(
+    const std::function<std::function<bool(std::mt19937_64&)>()>& make_caller) {
   const int clients = absl::GetFlag(FLAGS_clients);
   const int64_t max_requests = absl::GetFlag(FLAGS_requests);
   const auto deadline =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+      Clock::now() +
+      std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
   std::atomic<int64_t> issued{0};
   std::vector<std::vector<double>> lat(clients);
   std::vector<std::thread> threads;
@@ -182,12 +186,14 @@ Stats ClosedLoop(const std::function<std::function<bool(std::mt19937_64&)>()>&
         const auto t0 = Clock::now();
         if (!call(rng)) return;
         lat[c].push_back(
-            std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+            std::chrono::duration<double, std::micro>(Clock::now() - t0)
+                .count());
       }
     });
   }
   for (auto& th : threads) th.join();
-  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(Clock::now() - start).count();
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   Stats s;
@@ -234,11 +240,12 @@ int Main() {
     own = true;
   }
   const Zipf zipf(entities, absl::GetFlag(FLAGS_zipf));
-  std::printf("features_load: %lld events, %d entities (hottest has %.1f%% of "
-              "events), %d days, %d clients\n",
-              static_cast<long long>(absl::GetFlag(FLAGS_events)), entities,
-              100 * zipf.Share(0), absl::GetFlag(FLAGS_days),
-              absl::GetFlag(FLAGS_clients));
+  std::printf(
+      "features_load: %lld events, %d entities (hottest has %.1f%% of "
+      "events), %d days, %d clients\n",
+      static_cast<long long>(absl::GetFlag(FLAGS_events)), entities,
+      100 * zipf.Share(0), absl::GetFlag(FLAGS_days),
+      absl::GetFlag(FLAGS_clients));
   std::ofstream(work + "/defs.textproto") << kDefinitions;
   LocalServer server(absl::GetFlag(FLAGS_rawfeatd), work + "/data", work,
                      {"--schemas=" + work, "--sync=false"});
@@ -299,9 +306,10 @@ int Main() {
       for (auto& th : threads) th.join();
       Client client(server.address());
       auto st = client.GetStatus();
-      std::printf("warm-up: %.1f s, %llu tiles\n",
-                  std::chrono::duration<double>(Clock::now() - start).count(),
-                  st.ok() ? static_cast<unsigned long long>(st->tiles()) : 0ULL);
+      std::printf(
+          "warm-up: %.1f s, %llu tiles\n",
+          std::chrono::duration<double>(Clock::now() - start).count(),
+          st.ok() ? static_cast<unsigned long long>(st->tiles()) : 0ULL);
       std::fflush(stdout);
     }
     if (!enabled(i)) continue;
@@ -317,7 +325,8 @@ int Main() {
         }
         auto r = client->GetFeatures(req);
         if (!r.ok()) {
-          std::fprintf(stderr, "GetFeatures: %s\n", r.status().ToString().c_str());
+          std::fprintf(stderr, "GetFeatures: %s\n",
+                       r.status().ToString().c_str());
           return false;
         }
         return true;
@@ -378,8 +387,9 @@ int Main() {
                                             redisFree);
           return [ctx, sc](std::mt19937_64& rng) {
             for (int b = 0; b < sc.batch; ++b) {
-              redisAppendCommand(ctx.get(), "HGETALL %s",
-                                 Entity(sc.first_rank + rng() % sc.ranks).c_str());
+              redisAppendCommand(
+                  ctx.get(), "HGETALL %s",
+                  Entity(sc.first_rank + rng() % sc.ranks).c_str());
             }
             for (int b = 0; b < sc.batch; ++b) {
               void* reply = nullptr;
@@ -401,9 +411,10 @@ int Main() {
   for (size_t i = 0; i < scenarios.size(); ++i) {
     const Stats& o = ours[i];
     const Stats& r = redis[i];
-    std::printf("%-30s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f\n",
-                scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
-                r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
+    std::printf(
+        "%-30s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f\n",
+        scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
+        r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
   if (own) std::filesystem::remove_all(work);

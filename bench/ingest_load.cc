@@ -65,8 +65,8 @@ std::vector<v1::IngestRequest> MakeBatches(int64_t n, int entities, int batch) {
   std::mt19937_64 rng(42);
   const int64_t t0 = 1795478400LL * 1000000;
   std::vector<v1::IngestRequest> batches;
-  static const char* kCategories[] = {"books", "toys", "food", "garden",
-                                      "electronics", "fashion"};
+  static const char* kCategories[] = {"books",  "toys",        "food",
+                                      "garden", "electronics", "fashion"};
   for (int64_t i = 0; i < n; i += batch) {
     v1::IngestRequest req;
     req.set_stream("orders");
@@ -74,18 +74,18 @@ std::vector<v1::IngestRequest> MakeBatches(int64_t n, int entities, int batch) {
       v1::Event* e = req.add_events();
       e->set_event_id(absl::StrCat("ev-", j));
       e->set_entity(absl::StrCat("user-", rng() % entities));
-      *e->mutable_event_time() =
-          MicrosToTimestamp(t0 - static_cast<int64_t>(rng() % (90LL * 86400000000LL)));
+      *e->mutable_event_time() = MicrosToTimestamp(
+          t0 - static_cast<int64_t>(rng() % (90LL * 86400000000LL)));
       auto& f = *e->mutable_fields();
       f["amount"].set_double_value(static_cast<double>(rng() % 100000) / 100);
       f["quantity"].set_int64_value(static_cast<int64_t>(rng() % 10));
       f["category"].set_string_value(kCategories[rng() % 6]);
-      f["coupon"].set_string_value(absl::StrFormat("CPN-%012d", rng() % 1000000));
-      f["note"].set_string_value(
-          absl::StrFormat("gift wrap %08x, leave at door %08x, %010d",
-                          static_cast<unsigned>(rng()),
-                          static_cast<unsigned>(rng()),
-                          static_cast<int>(rng() % 1000000000)));
+      f["coupon"].set_string_value(
+          absl::StrFormat("CPN-%012d", rng() % 1000000));
+      f["note"].set_string_value(absl::StrFormat(
+          "gift wrap %08x, leave at door %08x, %010d",
+          static_cast<unsigned>(rng()), static_cast<unsigned>(rng()),
+          static_cast<int>(rng() % 1000000000)));
       f["is_gift"].set_bool_value(rng() % 2);
     }
     batches.push_back(std::move(req));
@@ -103,12 +103,11 @@ struct RunResult {
 
 bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
                 const std::string& work, RunResult* out) {
-  const std::string dir = absl::StrCat(work, "/rawfeat-", sync ? "sync" : "nosync");
+  const std::string dir =
+      absl::StrCat(work, "/rawfeat-", sync ? "sync" : "nosync");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  {
-    std::ofstream(dir + "/orders.textproto") << kSchema;
-  }
+  { std::ofstream(dir + "/orders.textproto") << kSchema; }
   LocalServer server(absl::GetFlag(FLAGS_rawfeatd), dir + "/data", dir,
                      {"--schemas=" + dir, absl::StrCat("--sync=", sync)});
   if (!server.ok()) {
@@ -134,7 +133,8 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
         return true;
       });
       if (!r.ok()) {
-        std::fprintf(stderr, "ingest failed: %s\n", r.status().ToString().c_str());
+        std::fprintf(stderr, "ingest failed: %s\n",
+                     r.status().ToString().c_str());
         failed = true;
         return;
       }
@@ -142,9 +142,9 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
     });
   }
   for (auto& t : threads) t.join();
-  out->seconds = std::chrono::duration<double>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
+  out->seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   out->accepted = accepted;
   out->events_per_sec = accepted / out->seconds;
   out->peak_rss = server.PeakRssBytes();
@@ -157,7 +157,8 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
 
 // db_bench fillrandom; returns ops/s or -1.
 double RunDbBench(int64_t n, int batch, bool sync, const std::string& work) {
-  const std::string dir = absl::StrCat(work, "/dbbench-", sync ? "sync" : "nosync");
+  const std::string dir =
+      absl::StrCat(work, "/dbbench-", sync ? "sync" : "nosync");
   std::filesystem::remove_all(dir);
   const std::string cmd = absl::StrCat(
       absl::GetFlag(FLAGS_db_bench), " --benchmarks=fillrandom --num=", n,
@@ -198,10 +199,11 @@ int Main() {
   for (const auto& [k, v] : batches[0].events(0).fields()) {
     field_bytes += v.ByteSizeLong();
   }
-  std::printf("ingest_load: %lld events, %d entities, batch %d, %d clients, "
-              "~%zu bytes of fields per event\n",
-              static_cast<long long>(n), absl::GetFlag(FLAGS_entities), batch,
-              absl::GetFlag(FLAGS_clients), field_bytes);
+  std::printf(
+      "ingest_load: %lld events, %d entities, batch %d, %d clients, "
+      "~%zu bytes of fields per event\n",
+      static_cast<long long>(n), absl::GetFlag(FLAGS_entities), batch,
+      absl::GetFlag(FLAGS_clients), field_bytes);
   const std::vector<std::string> modes =
       absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
   for (const bool sync : {false, true}) {

@@ -2,9 +2,8 @@
 // validation + content hash, event decoding) and every aggregator's Add and
 // Merge, with the exact sum against a naive one.
 
-#include <random>
-
 #include <cmath>
+#include <random>
 
 #include "benchmark/benchmark.h"
 #include "server/aggregation/aggregator.h"
@@ -23,9 +22,8 @@ v1::StreamDef Orders() {
   s.set_entity_field("user_id");
   s.set_time_field("order_time");
   const std::pair<const char*, v1::FieldType> fields[] = {
-      {"amount", v1::DOUBLE}, {"quantity", v1::INT64},
-      {"category", v1::STRING}, {"coupon", v1::STRING},
-      {"note", v1::STRING}, {"is_gift", v1::BOOL}};
+      {"amount", v1::DOUBLE}, {"quantity", v1::INT64}, {"category", v1::STRING},
+      {"coupon", v1::STRING}, {"note", v1::STRING},    {"is_gift", v1::BOOL}};
   for (const auto& [name, type] : fields) {
     auto* f = s.add_fields();
     f->set_name(name);

@@ -10,8 +10,7 @@
 
 namespace rawfeat {
 
-LocalServer::LocalServer(const std::string& binary,
-                         const std::string& data_dir,
+LocalServer::LocalServer(const std::string& binary, const std::string& data_dir,
                          const std::string& work_dir,
                          const std::vector<std::string>& extra_flags) {
   const std::string port_file = work_dir + "/rawfeatd.port";

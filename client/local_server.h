@@ -29,8 +29,8 @@ class LocalServer {
   // Peak resident set size of the child so far, in bytes (VmHWM).
   long long PeakRssBytes() const;
 
-  void Kill();       // SIGKILL and reap
-  int Terminate();   // SIGTERM, reap, return the wait status
+  void Kill();      // SIGKILL and reap
+  int Terminate();  // SIGTERM, reap, return the wait status
 
  private:
   pid_t pid_ = -1;

@@ -31,13 +31,13 @@ void Progress::Draw(int64_t done_bytes, int64_t rows) {
   std::string line;
   if (total_ > 0) {
     constexpr int kWidth = 30;
-    const double frac =
-        std::min(1.0, static_cast<double>(done_bytes) / static_cast<double>(total_));
+    const double frac = std::min(
+        1.0, static_cast<double>(done_bytes) / static_cast<double>(total_));
     const int filled = static_cast<int>(frac * kWidth);
-    line = absl::StrFormat("\r%s [%s%s] %3.0f%%  %d rows  %.0f rows/s ",
-                           label_, std::string(filled, '#'),
-                           std::string(kWidth - filled, '.'), frac * 100,
-                           rows, rate);
+    line = absl::StrFormat("\r%s [%s%s] %3.0f%%  %d rows  %.0f rows/s ", label_,
+                           std::string(filled, '#'),
+                           std::string(kWidth - filled, '.'), frac * 100, rows,
+                           rate);
   } else {
     line = absl::StrFormat("\r%s  %d rows  %.0f rows/s ", label_, rows, rate);
   }

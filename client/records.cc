@@ -24,8 +24,8 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
   while (true) {
     if (c == EOF) {
       if (state == kQuoted) {
-        error_ = absl::InvalidArgumentError(absl::StrCat(
-            "line ", record_line_, ": unterminated quoted field"));
+        error_ = absl::InvalidArgumentError(
+            absl::StrCat("line ", record_line_, ": unterminated quoted field"));
         return false;
       }
       fields->push_back(std::move(field));
@@ -75,8 +75,8 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
           fields->push_back(std::move(field));
           return true;
         } else {
-          error_ = absl::InvalidArgumentError(absl::StrCat(
-              "line ", line_, ": text after a closing quote"));
+          error_ = absl::InvalidArgumentError(
+              absl::StrCat("line ", line_, ": text after a closing quote"));
           return false;
         }
         break;
@@ -135,9 +135,9 @@ absl::Status RecordMapper::SetHeader(const std::vector<std::string>& header) {
     const std::string name(absl::StripAsciiWhitespace(raw));
     auto it = by_name.find(name);
     if (it == by_name.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "header: column '", name, "' is not a field of stream '",
-          stream_.name(), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("header: column '", name, "' is not a field of stream '",
+                       stream_.name(), "'"));
     }
     if (seen[it->second]) {
       return absl::InvalidArgumentError(
@@ -315,10 +315,10 @@ absl::StatusOr<v1::Event> RecordMapper::FromJson(absl::string_view text,
           ok = false;
       }
       if (!ok) {
-        return absl::InvalidArgumentError(LineError(
-            line, key,
-            absl::StrCat("want ", v1::FieldType_Name(f.type()), ", got ",
-                         val.type_name())));
+        return absl::InvalidArgumentError(
+            LineError(line, key,
+                      absl::StrCat("want ", v1::FieldType_Name(f.type()),
+                                   ", got ", val.type_name())));
       }
       (*e.mutable_fields())[key] = std::move(v);
     }

@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
 
   auto server = rawfeat::Server::Start(options);
   if (!server.ok()) {
-    rawfeat::LogError(absl::StrCat("cannot start: ", server.status().ToString()));
+    rawfeat::LogError(
+        absl::StrCat("cannot start: ", server.status().ToString()));
     return 1;
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);

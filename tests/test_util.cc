@@ -15,8 +15,8 @@ namespace testing {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base != nullptr ? base : "/tmp") +
-                     "/rawfeat-test-XXXXXX";
+  std::string tmpl =
+      std::string(base != nullptr ? base : "/tmp") + "/rawfeat-test-XXXXXX";
   char* made = mkdtemp(tmpl.data());
   if (made == nullptr) std::abort();
   path_ = made;
@@ -52,9 +52,9 @@ v1::Definitions OrdersDefinitions() {
   return d;
 }
 
-v1::Event Order(const std::string& id, const std::string& user,
-                int64_t time_us, double amount, int64_t quantity,
-                const std::string& category, const std::string& coupon) {
+v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
+                double amount, int64_t quantity, const std::string& category,
+                const std::string& coupon) {
   v1::Event e;
   e.set_event_id(id);
   e.set_entity(user);

@@ -33,8 +33,8 @@ v1::StreamDef OrdersStream();
 v1::Definitions OrdersDefinitions();
 
 // An orders event with every required field; `coupon` set when non-empty.
-v1::Event Order(const std::string& id, const std::string& user,
-                int64_t time_us, double amount, int64_t quantity = 1,
+v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
+                double amount, int64_t quantity = 1,
                 const std::string& category = "books",
                 const std::string& coupon = "");
 

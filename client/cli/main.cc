@@ -286,7 +286,8 @@ int RunReplay(Client& client, const ReplayArgs& args) {
     *request.mutable_to_time() = MicrosToTimestamp(*t);
   }
   std::string format = args.format;
-  if (format.empty()) format = absl::EndsWith(args.out, ".csv") ? "csv" : "jsonl";
+  if (format.empty())
+    format = absl::EndsWith(args.out, ".csv") ? "csv" : "jsonl";
   if (format != "csv" && format != "jsonl") {
     return Fail("--format must be csv or jsonl");
   }
@@ -311,8 +312,7 @@ int RunReplay(Client& client, const ReplayArgs& args) {
   absl::Status s = client.ReadEvents(request, [&](const auto& chunk) {
     watermark = chunk.watermark();
     for (const auto& e : chunk.events()) {
-      *out << (format == "csv" ? mapper.CsvRow(e) : mapper.JsonLine(e))
-           << "\n";
+      *out << (format == "csv" ? mapper.CsvRow(e) : mapper.JsonLine(e)) << "\n";
     }
     n += chunk.events_size();
     progress.Update(0, n);
@@ -345,8 +345,7 @@ struct GetArgs {
 };
 
 int RunGet(Client& client, const GetArgs& args) {
-  if (args.format != "table" && args.format != "json" &&
-      args.format != "csv") {
+  if (args.format != "table" && args.format != "json" && args.format != "csv") {
     return Fail("--format must be table, json or csv");
   }
   v1::GetFeaturesRequest request;
@@ -364,7 +363,8 @@ int RunGet(Client& client, const GetArgs& args) {
   const std::string as_of = FormatMicros(*TimestampToMicros(r->as_of()));
   if (args.format == "csv") {
     std::string line = "entity";
-    for (const auto& n : r->feature_names()) absl::StrAppend(&line, ",", CsvEscape(n));
+    for (const auto& n : r->feature_names())
+      absl::StrAppend(&line, ",", CsvEscape(n));
     std::printf("%s\n", line.c_str());
     for (const auto& row : r->rows()) {
       line = CsvEscape(row.entity());
@@ -407,7 +407,8 @@ int RunStatus(Client& client) {
               static_cast<unsigned long long>(st->watermark()));
   std::printf("data dir   %s (%s, sync %s)\n", st->data_dir().c_str(),
               HumanBytes(st->disk_bytes()).c_str(), st->sync() ? "on" : "off");
-  std::printf("tiles      %llu\n", static_cast<unsigned long long>(st->tiles()));
+  std::printf("tiles      %llu\n",
+              static_cast<unsigned long long>(st->tiles()));
   for (const auto& s : st->streams()) {
     std::printf("stream     %-24s %llu events\n", s.name().c_str(),
                 static_cast<unsigned long long>(s.events()));
@@ -457,11 +458,13 @@ int main(int argc, char** argv) {
                        "write valid rows, skip and report invalid ones");
   ingest_cmd->add_option("--reject-file", ingest.reject_file,
                          "with --skip-invalid: where rejected rows are listed");
-  ingest_cmd->add_option("--time-unit", ingest.time_unit,
-                         "unit of bare integer times: s, ms or us")
+  ingest_cmd
+      ->add_option("--time-unit", ingest.time_unit,
+                   "unit of bare integer times: s, ms or us")
       ->capture_default_str();
-  ingest_cmd->add_option("--retries", ingest.retries,
-                         "retries of a batch on UNAVAILABLE/DEADLINE_EXCEEDED")
+  ingest_cmd
+      ->add_option("--retries", ingest.retries,
+                   "retries of a batch on UNAVAILABLE/DEADLINE_EXCEEDED")
       ->capture_default_str();
 
   ReplayArgs replay;

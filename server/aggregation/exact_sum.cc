@@ -78,7 +78,8 @@ absl::StatusOr<double> ExactSum::Round() const {
       carry = v >> 32;
     }
   } else {
-    for (int i = 0; i < kSlots; ++i) mag[i] = static_cast<uint32_t>(n.slots_[i]);
+    for (int i = 0; i < kSlots; ++i)
+      mag[i] = static_cast<uint32_t>(n.slots_[i]);
   }
   int top = kSlots - 1;
   while (top >= 0 && mag[top] == 0) --top;

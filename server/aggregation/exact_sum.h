@@ -13,7 +13,6 @@
 
 #include <array>
 #include <cstdint>
-
 #include <string>
 
 #include "absl/status/statusor.h"

@@ -61,7 +61,8 @@ absl::StatusOr<std::vector<std::string>> ListDefinitionFiles(
     return std::vector<std::string>{path};
   }
   if (!std::filesystem::is_directory(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
+    return absl::NotFoundError(
+        absl::StrCat(path, ": no such file or directory"));
   }
   std::vector<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {

@@ -10,8 +10,8 @@ namespace {
 constexpr int kMaxErrorsInMessage = 20;
 
 std::string DescribeRowErrors(const std::vector<v1::RowError>& errors) {
-  std::string msg = absl::StrCat("batch rejected, nothing written: ",
-                                 errors.size(), " row error(s): ");
+  std::string msg = absl::StrCat(
+      "batch rejected, nothing written: ", errors.size(), " row error(s): ");
   for (int i = 0; i < static_cast<int>(errors.size()); ++i) {
     if (i == kMaxErrorsInMessage) {
       absl::StrAppend(&msg, "; and ", errors.size() - i, " more");
@@ -31,9 +31,9 @@ absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
     const v1::IngestRequest& request, int batch_index) const {
   auto schema = registry_->FindStream(request.stream());
   if (schema == nullptr) {
-    return absl::NotFoundError(absl::StrCat(
-        "stream '", request.stream(),
-        "' is not defined (apply its definition first)"));
+    return absl::NotFoundError(
+        absl::StrCat("stream '", request.stream(),
+                     "' is not defined (apply its definition first)"));
   }
   if (request.events_size() > limits_.max_batch_rows) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -63,9 +63,9 @@ absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
     return absl::InvalidArgumentError(DescribeRowErrors(errors));
   }
   std::stable_sort(errors.begin(), errors.end(),
-            [](const v1::RowError& a, const v1::RowError& b) {
-              return a.row() < b.row();
-            });
+                   [](const v1::RowError& a, const v1::RowError& b) {
+                     return a.row() < b.row();
+                   });
   v1::IngestResponse response;
   response.set_accepted(result->accepted);
   response.set_duplicates(result->duplicates);

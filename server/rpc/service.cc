@@ -64,9 +64,9 @@ grpc::Status FeatureStoreService::IngestStream(
       // Earlier batches are durable; resending them is a counted no-op.
       return ToGrpcStatus(absl::Status(
           result.status().code(),
-          absl::StrCat("batch ", batch, " (", response->accepted(),
-                       " events accepted before it): ",
-                       result.status().message())));
+          absl::StrCat(
+              "batch ", batch, " (", response->accepted(),
+              " events accepted before it): ", result.status().message())));
     }
     response->set_accepted(response->accepted() + result->accepted());
     response->set_duplicates(response->duplicates() + result->duplicates());
@@ -92,8 +92,8 @@ grpc::Status FeatureStoreService::GetFeatures(
 grpc::Status FeatureStoreService::ReadEvents(
     grpc::ServerContext* context, const v1::ReadEventsRequest* request,
     grpc::ServerWriter<v1::ReadEventsResponse>* writer) {
-  absl::Status s = replayer_->ReadEvents(
-      *request, [&](v1::ReadEventsResponse& chunk) {
+  absl::Status s =
+      replayer_->ReadEvents(*request, [&](v1::ReadEventsResponse& chunk) {
         return !context->IsCancelled() && writer->Write(chunk);
       });
   return ToGrpcStatus(s);

@@ -29,9 +29,9 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
         replayer_(replayer),
         views_(views) {}
 
-  grpc::Status ApplyDefinitions(grpc::ServerContext* context,
-                                const v1::ApplyDefinitionsRequest* request,
-                                v1::ApplyDefinitionsResponse* response) override;
+  grpc::Status ApplyDefinitions(
+      grpc::ServerContext* context, const v1::ApplyDefinitionsRequest* request,
+      v1::ApplyDefinitionsResponse* response) override;
   grpc::Status ListDefinitions(grpc::ServerContext* context,
                                const v1::ListDefinitionsRequest* request,
                                v1::ListDefinitionsResponse* response) override;

@@ -13,12 +13,18 @@ constexpr char kHashDomain[] = "rawfeat.event.v1";
 
 const char* KindName(const v1::Value& v) {
   switch (v.kind_case()) {
-    case v1::Value::kInt64Value: return "INT64";
-    case v1::Value::kDoubleValue: return "DOUBLE";
-    case v1::Value::kStringValue: return "STRING";
-    case v1::Value::kBoolValue: return "BOOL";
-    case v1::Value::kListValue: return "a list";
-    default: return "null";
+    case v1::Value::kInt64Value:
+      return "INT64";
+    case v1::Value::kDoubleValue:
+      return "DOUBLE";
+    case v1::Value::kStringValue:
+      return "STRING";
+    case v1::Value::kBoolValue:
+      return "BOOL";
+    case v1::Value::kListValue:
+      return "a list";
+    default:
+      return "null";
   }
 }
 
@@ -80,9 +86,9 @@ void PrepareEvents(const StreamSchema& schema,
       ok = false;
     };
     if (e.event_id().size() > limits.max_event_id_bytes) {
-      fail("event_id", absl::StrCat("event_id is ", e.event_id().size(),
-                                    " bytes; the limit is ",
-                                    limits.max_event_id_bytes));
+      fail("event_id",
+           absl::StrCat("event_id is ", e.event_id().size(),
+                        " bytes; the limit is ", limits.max_event_id_bytes));
     }
     if (e.entity().empty()) {
       fail(def.entity_field(), "entity is empty");
@@ -115,9 +121,9 @@ void PrepareEvents(const StreamSchema& schema,
       const auto kind = value.kind_case();
       if (kind == v1::Value::KIND_NOT_SET) continue;  // null = absent
       auto wrong_type = [&]() {
-        fail(name, absl::StrCat("field '", name, "' is ",
-                                v1::FieldType_Name(type), ", got ",
-                                KindName(value)));
+        fail(name,
+             absl::StrCat("field '", name, "' is ", v1::FieldType_Name(type),
+                          ", got ", KindName(value)));
       };
       switch (type) {
         case v1::INT64:
@@ -179,13 +185,12 @@ void PrepareEvents(const StreamSchema& schema,
       const v1::FieldDef& f = def.fields(static_cast<int>(pos));
       if (f.required() && !values[pos].present() &&
           !e.fields().contains(f.name())) {
-        fail(f.name(), absl::StrCat("required field '", f.name(),
-                                    "' is missing"));
+        fail(f.name(),
+             absl::StrCat("required field '", f.name(), "' is missing"));
       } else if (f.required() && !values[pos].present() &&
                  e.fields().at(f.name()).kind_case() ==
                      v1::Value::KIND_NOT_SET) {
-        fail(f.name(), absl::StrCat("required field '", f.name(),
-                                    "' is null"));
+        fail(f.name(), absl::StrCat("required field '", f.name(), "' is null"));
       }
     }
     if (!ok) continue;

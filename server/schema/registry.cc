@@ -52,8 +52,8 @@ absl::Status Registry::Load() {
         max_id = std::max(max_id, stored.stream_id());
         const auto invalid = ValidateStream(stored.versions().rbegin()[0]);
         if (!invalid.empty()) {
-          problems.push_back(absl::StrCat("stored definition '", key, "': ",
-                                          absl::StrJoin(invalid, "; ")));
+          problems.push_back(absl::StrCat("stored definition '", key,
+                                          "': ", absl::StrJoin(invalid, "; ")));
           return;
         }
         std::vector<v1::StreamDef> versions(stored.versions().begin(),
@@ -64,40 +64,37 @@ absl::Status Registry::Load() {
   if (!s.ok()) return s;
   // Ids of counters too, so a stream whose record is corrupt never has its
   // id reused by another stream.
-  s = store_->ScanMeta(kMetaCountPrefix,
-                       [&](absl::string_view key, absl::string_view) {
-                         const size_t p = strlen(kMetaCountPrefix);
-                         if (key.size() == p + 4) {
-                           max_id = std::max(max_id,
-                                             DecodeBigEndian32(key.data() + p));
-                         }
-                       });
-  if (!s.ok()) return s;
   s = store_->ScanMeta(
-      kMetaViewPrefix, [&](absl::string_view key, absl::string_view value) {
-        auto view = std::make_shared<v1::FeatureViewDef>();
-        if (!view->ParseFromArray(value.data(),
-                                  static_cast<int>(value.size()))) {
-          problems.push_back(absl::StrCat("stored definition '",
-                                          absl::CHexEscape(key),
-                                          "': corrupt record, skipped"));
-          return;
+      kMetaCountPrefix, [&](absl::string_view key, absl::string_view) {
+        const size_t p = strlen(kMetaCountPrefix);
+        if (key.size() == p + 4) {
+          max_id = std::max(max_id, DecodeBigEndian32(key.data() + p));
         }
-        auto it = streams.find(view->stream());
-        if (it == streams.end()) {
-          problems.push_back(absl::StrCat(
-              "stored view '", view->name(), "' version ", view->version(),
-              ": stream '", view->stream(), "' is not loaded, skipped"));
-          return;
-        }
-        const auto invalid = ValidateView(*view, it->second->def());
-        if (!invalid.empty()) {
-          problems.push_back(absl::StrCat("stored ",
-                                          absl::StrJoin(invalid, "; ")));
-          return;
-        }
-        views[{view->name(), view->version()}] = view;
       });
+  if (!s.ok()) return s;
+  s = store_->ScanMeta(kMetaViewPrefix, [&](absl::string_view key,
+                                            absl::string_view value) {
+    auto view = std::make_shared<v1::FeatureViewDef>();
+    if (!view->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      problems.push_back(absl::StrCat("stored definition '",
+                                      absl::CHexEscape(key),
+                                      "': corrupt record, skipped"));
+      return;
+    }
+    auto it = streams.find(view->stream());
+    if (it == streams.end()) {
+      problems.push_back(absl::StrCat(
+          "stored view '", view->name(), "' version ", view->version(),
+          ": stream '", view->stream(), "' is not loaded, skipped"));
+      return;
+    }
+    const auto invalid = ValidateView(*view, it->second->def());
+    if (!invalid.empty()) {
+      problems.push_back(absl::StrCat("stored ", absl::StrJoin(invalid, "; ")));
+      return;
+    }
+    views[{view->name(), view->version()}] = view;
+  });
   if (!s.ok()) return s;
   absl::MutexLock l(&mu_);
   streams_ = std::move(streams);
@@ -168,8 +165,7 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     internal::StoredStream stored;
     stored.set_stream_id(id);
     for (const auto& v : versions) *stored.add_versions() = v;
-    writes.emplace_back(MetaStreamKey(def.name()),
-                        stored.SerializeAsString());
+    writes.emplace_back(MetaStreamKey(def.name()), stored.SerializeAsString());
     streams[def.name()] = MakeSchema(id, std::move(versions));
   }
 
@@ -200,8 +196,8 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
           "immutable, publish the change as a new version"));
       continue;
     }
-    out.changes.push_back(absl::StrCat("add view '", view.name(),
-                                       "' version ", view.version(), " (",
+    out.changes.push_back(absl::StrCat("add view '", view.name(), "' version ",
+                                       view.version(), " (",
                                        view.features_size(), " features)"));
     writes.emplace_back(MetaViewKey(view.name(), view.version()),
                         view.SerializeAsString());

@@ -55,20 +55,30 @@ absl::StatusOr<Window> ParseWindow(absl::string_view text) {
   if (text.size() < 2) return bad();
   int64_t unit = 0;
   switch (text.back()) {
-    case 's': unit = 1000000; break;
-    case 'm': unit = 60LL * 1000000; break;
-    case 'h': unit = 3600LL * 1000000; break;
-    case 'd': unit = 86400LL * 1000000; break;
-    case 'w': unit = 7 * 86400LL * 1000000; break;
-    default: return bad();
+    case 's':
+      unit = 1000000;
+      break;
+    case 'm':
+      unit = 60LL * 1000000;
+      break;
+    case 'h':
+      unit = 3600LL * 1000000;
+      break;
+    case 'd':
+      unit = 86400LL * 1000000;
+      break;
+    case 'w':
+      unit = 7 * 86400LL * 1000000;
+      break;
+    default:
+      return bad();
   }
   const absl::string_view digits = text.substr(0, text.size() - 1);
   for (char c : digits) {
     if (!absl::ascii_isdigit(c)) return bad();
   }
   int64_t n;
-  if (!absl::SimpleAtoi(digits, &n) || n <= 0 ||
-      n > kMaxWindowMicros / unit) {
+  if (!absl::SimpleAtoi(digits, &n) || n <= 0 || n > kMaxWindowMicros / unit) {
     return bad();
   }
   return Window{false, n * unit};
@@ -148,8 +158,8 @@ std::vector<std::string> ValidateView(const v1::FeatureViewDef& view,
     if (!feature.field().empty()) {
       auto it = types.find(feature.field());
       if (it == types.end()) {
-        add(absl::StrCat(fw, "field '", feature.field(),
-                         "' is not in stream '", stream.name(), "'"));
+        add(absl::StrCat(fw, "field '", feature.field(), "' is not in stream '",
+                         stream.name(), "'"));
         continue;
       }
       field_type = it->second;
@@ -176,9 +186,9 @@ std::vector<std::string> ValidateView(const v1::FeatureViewDef& view,
       } else if (filter.op() == "in" ? (filter.values().empty() ||
                                         filter.values_size() > kMaxFilterValues)
                                      : filter.values_size() != 1) {
-        add(absl::StrCat(fw, "filter op '", filter.op(), "' needs ",
-                         filter.op() == "in" ? "1 to 1000 values"
-                                             : "exactly one value"));
+        add(absl::StrCat(
+            fw, "filter op '", filter.op(), "' needs ",
+            filter.op() == "in" ? "1 to 1000 values" : "exactly one value"));
       } else {
         for (const auto& v : filter.values()) {
           if (!ValueFits(v, it->second)) {
@@ -198,9 +208,10 @@ absl::StatusOr<StreamEvolution> EvolveStream(const v1::StreamDef& current,
                                              const v1::StreamDef& proposed) {
   const std::string where = absl::StrCat("stream '", current.name(), "'");
   auto refuse = [&](absl::string_view what) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        where, ": ", what, " (streams evolve additively: only new optional "
-                           "fields may be added)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": ", what,
+                     " (streams evolve additively: only new optional "
+                     "fields may be added)"));
   };
   if (proposed.entity_field() != current.entity_field()) {
     return refuse(absl::StrCat("entity_field cannot change from '",
@@ -251,9 +262,8 @@ absl::StatusOr<StreamEvolution> EvolveStream(const v1::StreamDef& current,
     }
     *ev.merged.add_fields() = f;
     ev.new_schema_version = true;
-    ev.changes.push_back(absl::StrCat(where, ": add optional field '",
-                                      f.name(), "' ",
-                                      v1::FieldType_Name(f.type())));
+    ev.changes.push_back(absl::StrCat(where, ": add optional field '", f.name(),
+                                      "' ", v1::FieldType_Name(f.type())));
   }
   if (proposed.description() != current.description()) {
     ev.merged.set_description(proposed.description());

@@ -54,7 +54,8 @@ bool ParseEventKey(absl::string_view key, ParsedEventKey* out) {
   if (key[entity_end] != '\0') return false;
   out->stream_id = DecodeBigEndian32(key.data());
   out->entity = key.substr(4, entity_end - 4);
-  out->time_us = SignedFromOrdered(DecodeBigEndian64(key.data() + entity_end + 1));
+  out->time_us =
+      SignedFromOrdered(DecodeBigEndian64(key.data() + entity_end + 1));
   out->seq = DecodeBigEndian64(key.data() + entity_end + 9);
   return true;
 }

@@ -69,9 +69,9 @@ std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
 bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 
 // meta keys.
-inline constexpr char kMetaStreamPrefix[] = "stream/";    // + name
-inline constexpr char kMetaViewPrefix[] = "view/";        // + name/be32(ver)
-inline constexpr char kMetaCountPrefix[] = "count/";      // + be32(stream_id)
+inline constexpr char kMetaStreamPrefix[] = "stream/";  // + name
+inline constexpr char kMetaViewPrefix[] = "view/";      // + name/be32(ver)
+inline constexpr char kMetaCountPrefix[] = "count/";    // + be32(stream_id)
 std::string MetaStreamKey(absl::string_view name);
 std::string MetaViewKey(absl::string_view name, uint32_t version);
 std::string MetaCountKey(uint32_t stream_id);

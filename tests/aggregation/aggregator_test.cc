@@ -117,16 +117,16 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, AggregatorPropertyTest,
-    ::testing::Values(
-        Case{"count", v1::INT64}, Case{"sum", v1::INT64},
-        Case{"sum", v1::DOUBLE}, Case{"avg", v1::INT64},
-        Case{"avg", v1::DOUBLE}, Case{"min", v1::DOUBLE},
-        Case{"min", v1::STRING}, Case{"max", v1::INT64},
-        Case{"max", v1::BOOL}, Case{"first", v1::STRING},
-        Case{"last", v1::DOUBLE}, Case{"last_k", v1::INT64},
-        Case{"last_k", v1::STRING}, Case{"count_distinct", v1::STRING},
-        Case{"count_distinct", v1::DOUBLE}, Case{"stddev", v1::DOUBLE},
-        Case{"stddev", v1::INT64}),
+    ::testing::Values(Case{"count", v1::INT64}, Case{"sum", v1::INT64},
+                      Case{"sum", v1::DOUBLE}, Case{"avg", v1::INT64},
+                      Case{"avg", v1::DOUBLE}, Case{"min", v1::DOUBLE},
+                      Case{"min", v1::STRING}, Case{"max", v1::INT64},
+                      Case{"max", v1::BOOL}, Case{"first", v1::STRING},
+                      Case{"last", v1::DOUBLE}, Case{"last_k", v1::INT64},
+                      Case{"last_k", v1::STRING},
+                      Case{"count_distinct", v1::STRING},
+                      Case{"count_distinct", v1::DOUBLE},
+                      Case{"stddev", v1::DOUBLE}, Case{"stddev", v1::INT64}),
     [](const auto& info) {
       return std::string(info.param.agg) + "_" +
              v1::FieldType_Name(info.param.type);

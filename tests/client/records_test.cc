@@ -67,9 +67,8 @@ TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
   ASSERT_TRUE(m.SetHeader({"user_id", "order_time", "amount", "quantity",
                            "category", "coupon", "is_gift"})
                   .ok());
-  auto e = m.FromCsv({"u1", "2026-11-24T09:00:00+09:00", "1.5", "2", "", "",
-                      "TRUE"},
-                     7);
+  auto e = m.FromCsv(
+      {"u1", "2026-11-24T09:00:00+09:00", "1.5", "2", "", "", "TRUE"}, 7);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->entity(), "u1");
   EXPECT_EQ(e->event_time().seconds(), 1795478400);
@@ -98,8 +97,9 @@ TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
 
 TEST(RecordMapperTest, HeaderErrors) {
   RecordMapper m(testing::OrdersStream(), TimeUnit::kNone);
-  EXPECT_NE(m.SetHeader({"user_id", "order_time", "price"}).message().find(
-                "column 'price'"),
+  EXPECT_NE(m.SetHeader({"user_id", "order_time", "price"})
+                .message()
+                .find("column 'price'"),
             std::string::npos);
   EXPECT_NE(m.SetHeader({"user_id", "amount"}).message().find("time column"),
             std::string::npos);
@@ -111,10 +111,10 @@ TEST(RecordMapperTest, HeaderErrors) {
 
 TEST(RecordMapperTest, JsonLinesRoundTrip) {
   RecordMapper m(testing::OrdersStream(), TimeUnit::kSeconds);
-  auto e = m.FromJson(
-      R"({"event_id":"o1","user_id":"u","order_time":1700000000,)"
-      R"("amount":3,"quantity":1,"category":"c","coupon":null})",
-      1);
+  auto e =
+      m.FromJson(R"({"event_id":"o1","user_id":"u","order_time":1700000000,)"
+                 R"("amount":3,"quantity":1,"category":"c","coupon":null})",
+                 1);
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->fields().at("amount").double_value(), 3.0);
   EXPECT_FALSE(e->fields().contains("coupon"));
@@ -123,8 +123,10 @@ TEST(RecordMapperTest, JsonLinesRoundTrip) {
   EXPECT_EQ(testing::Canonical(*back), testing::Canonical(*e));
   EXPECT_NE(m.FromJson("{not json", 5).status().message().find("line 5"),
             std::string::npos);
-  EXPECT_NE(m.FromJson(R"({"quantity":"1"})", 6).status().message().find(
-                "want INT64"),
+  EXPECT_NE(m.FromJson(R"({"quantity":"1"})", 6)
+                .status()
+                .message()
+                .find("want INT64"),
             std::string::npos);
 }
 

@@ -24,8 +24,9 @@ TEST(CodingTest, BigEndianRoundTripAndOrder) {
 }
 
 TEST(CodingTest, SignedOrderPreserved) {
-  const int64_t values[] = {std::numeric_limits<int64_t>::min(), -1000000, -1,
-                            0, 1, 1000000, std::numeric_limits<int64_t>::max()};
+  const int64_t values[] = {
+      std::numeric_limits<int64_t>::min(), -1000000, -1, 0, 1, 1000000,
+      std::numeric_limits<int64_t>::max()};
   std::string prev;
   for (int64_t v : values) {
     std::string e;
@@ -37,7 +38,12 @@ TEST(CodingTest, SignedOrderPreserved) {
 }
 
 TEST(CodingTest, VarintAndZigZag) {
-  const int64_t values[] = {0, 1, -1, 63, -64, 1 << 20,
+  const int64_t values[] = {0,
+                            1,
+                            -1,
+                            63,
+                            -64,
+                            1 << 20,
                             std::numeric_limits<int64_t>::min(),
                             std::numeric_limits<int64_t>::max()};
   std::string buf;

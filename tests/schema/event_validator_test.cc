@@ -116,7 +116,9 @@ TEST_F(EventValidatorTest, EachBadInputNamesRowFieldAndReason) {
       {"event_id", "limit is 8",
        [](v1::Event* e) { e->set_event_id("123456789"); }},
       {"price", "unknown field 'price'",
-       [](v1::Event* e) { (*e->mutable_fields())["price"].set_int64_value(1); }},
+       [](v1::Event* e) {
+         (*e->mutable_fields())["price"].set_int64_value(1);
+       }},
       {"quantity", "is INT64, got DOUBLE",
        [](v1::Event* e) {
          (*e->mutable_fields())["quantity"].set_double_value(1.5);
@@ -126,7 +128,9 @@ TEST_F(EventValidatorTest, EachBadInputNamesRowFieldAndReason) {
          (*e->mutable_fields())["amount"].set_string_value("1");
        }},
       {"is_gift", "is BOOL, got INT64",
-       [](v1::Event* e) { (*e->mutable_fields())["is_gift"].set_int64_value(1); }},
+       [](v1::Event* e) {
+         (*e->mutable_fields())["is_gift"].set_int64_value(1);
+       }},
       {"amount", "not finite",
        [](v1::Event* e) {
          (*e->mutable_fields())["amount"].set_double_value(std::nan(""));

@@ -115,15 +115,17 @@ TEST_F(RegistryTest, EvolutionKeepsSchemaVersions) {
 
 TEST_F(RegistryTest, CorruptStoredDefinitionIsReportedNotFatal) {
   ASSERT_TRUE(registry_->Apply(testing::OrdersDefinitions(), false, "").ok());
-  ASSERT_TRUE(store_->PutMeta({{MetaStreamKey("clicks"), "\xff\xff garbage"},
-                               {MetaViewKey("ghost", 1), "\x01"}})
+  ASSERT_TRUE(store_
+                  ->PutMeta({{MetaStreamKey("clicks"), "\xff\xff garbage"},
+                             {MetaViewKey("ghost", 1), "\x01"}})
                   .ok());
   Reopen();
   EXPECT_NE(registry_->FindStream("orders"), nullptr);
   EXPECT_EQ(registry_->FindStream("clicks"), nullptr);
   const auto problems = registry_->problems();
   ASSERT_EQ(problems.size(), 2u);
-  EXPECT_NE(problems[0].find("stream/clicks"), std::string::npos) << problems[0];
+  EXPECT_NE(problems[0].find("stream/clicks"), std::string::npos)
+      << problems[0];
 }
 
 TEST_F(RegistryTest, SchemasDirAppliesGoodFilesAndReportsBadOnes) {

@@ -66,19 +66,25 @@ v1::FeatureViewDef View(const std::string& agg, const std::string& field,
 }
 
 TEST(ValidateViewTest, AggregationTypeFit) {
-  EXPECT_TRUE(ValidateView(View("sum", "amount", "7d"), OrdersStream()).empty());
+  EXPECT_TRUE(
+      ValidateView(View("sum", "amount", "7d"), OrdersStream()).empty());
   EXPECT_TRUE(ValidateView(View("count", "", "1h"), OrdersStream()).empty());
-  EXPECT_TRUE(ValidateView(View("max", "category", "1h"), OrdersStream()).empty());
-  EXPECT_TRUE(Mentions(ValidateView(View("sum", "category", "7d"), OrdersStream()),
-                       "feature 'f': sum needs a numeric field"));
-  EXPECT_TRUE(Mentions(ValidateView(View("stddev", "is_gift", "7d"), OrdersStream()),
-                       "numeric"));
-  EXPECT_TRUE(Mentions(ValidateView(View("median", "amount", "7d"), OrdersStream()),
-                       "unknown aggregation 'median'"));
+  EXPECT_TRUE(
+      ValidateView(View("max", "category", "1h"), OrdersStream()).empty());
+  EXPECT_TRUE(
+      Mentions(ValidateView(View("sum", "category", "7d"), OrdersStream()),
+               "feature 'f': sum needs a numeric field"));
+  EXPECT_TRUE(
+      Mentions(ValidateView(View("stddev", "is_gift", "7d"), OrdersStream()),
+               "numeric"));
+  EXPECT_TRUE(
+      Mentions(ValidateView(View("median", "amount", "7d"), OrdersStream()),
+               "unknown aggregation 'median'"));
   EXPECT_TRUE(Mentions(ValidateView(View("sum", "price", "7d"), OrdersStream()),
                        "field 'price' is not in stream"));
-  EXPECT_TRUE(Mentions(ValidateView(View("sum", "amount", "7x"), OrdersStream()),
-                       "bad window '7x'"));
+  EXPECT_TRUE(
+      Mentions(ValidateView(View("sum", "amount", "7x"), OrdersStream()),
+               "bad window '7x'"));
   EXPECT_TRUE(Mentions(ValidateView(View("last", "", "7d"), OrdersStream()),
                        "needs a source field"));
   auto lk = View("last_k", "amount", "7d");
@@ -137,7 +143,11 @@ TEST(EvolveStreamTest, RefusesIncompatibleChanges) {
   };
   const std::vector<Case> cases = {
       {"field 'coupon' cannot be removed",
-       [](v1::StreamDef* s) { s->mutable_fields()->RemoveLast(); s->mutable_fields()->RemoveLast(); *s->add_fields() = OrdersStream().fields(4); }},
+       [](v1::StreamDef* s) {
+         s->mutable_fields()->RemoveLast();
+         s->mutable_fields()->RemoveLast();
+         *s->add_fields() = OrdersStream().fields(4);
+       }},
       {"field 'quantity' cannot change type from INT64 to DOUBLE",
        [](v1::StreamDef* s) { s->mutable_fields(1)->set_type(v1::DOUBLE); }},
       {"field 'coupon' cannot change from optional to required",

@@ -88,13 +88,16 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
   uint64_t expect_seq = 1;
   v1::ReadEventsRequest req;
   req.set_stream("orders");
-  ASSERT_TRUE(client.ReadEvents(req, [&](const auto& chunk) {
-    for (const auto& e : chunk.events()) {
-      ++seen[e.event_id()];
-      EXPECT_EQ(e.seq(), expect_seq++);
-    }
-    return true;
-  }).ok());
+  ASSERT_TRUE(client
+                  .ReadEvents(req,
+                              [&](const auto& chunk) {
+                                for (const auto& e : chunk.events()) {
+                                  ++seen[e.event_id()];
+                                  EXPECT_EQ(e.seq(), expect_seq++);
+                                }
+                                return true;
+                              })
+                  .ok());
   size_t acked_events = 0;
   for (const auto& [name, batch] : acked) {
     acked_events += batch.events_size();

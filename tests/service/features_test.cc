@@ -63,8 +63,8 @@ absl::StatusOr<v1::GetFeaturesResponse> Get(TestServer& ts,
   *req.mutable_as_of() = MicrosToTimestamp(as_of);
   req.set_watermark(watermark);
   grpc::ClientContext ctx;
-  auto channel = grpc::CreateChannel(ts.address(),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(ts.address(), grpc::InsecureChannelCredentials());
   auto stub = v1::FeatureStore::NewStub(channel);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   v1::GetFeaturesResponse resp;
@@ -178,7 +178,7 @@ TEST(FeaturesTest, FiltersAndMissingOptionalFields) {
                  Feature("coupons_seen", "count", "coupon", "1d"),
                  Feature("last_coupon", "last", "coupon", "1d")});
   Ingest(ts, {Order("1", "u", kT - 50, 100, 1, "books", "X"),
-              Order("2", "u", kT - 40, 99.5, 2, "toys"),      // no coupon
+              Order("2", "u", kT - 40, 99.5, 2, "toys"),  // no coupon
               Order("3", "u", kT - 30, 150, 4, "food", "NONE"),
               Order("4", "u", kT - 20, 5, 8, "toys", "Y")});
   auto r = Get(ts, {"u"}, kT);
@@ -207,16 +207,17 @@ TEST(FeaturesTest, IntOverflowIsOutOfRangeNamingFeatureAndEntity) {
 
 TEST(FeaturesTest, ReproducibleAtAWatermark) {
   TestServer ts;
-  ApplyView(ts, {Feature("n", "count", "", "1d"),
-                 Feature("s", "sum", "amount", "1d"),
-                 Feature("l", "last", "amount", "1d")});
+  ApplyView(
+      ts, {Feature("n", "count", "", "1d"), Feature("s", "sum", "amount", "1d"),
+           Feature("l", "last", "amount", "1d")});
   Ingest(ts, {Order("a", "u", kT - 100, 1.5), Order("b", "u", kT - 50, 2.5)});
   auto first = Get(ts, {"u"}, kT);
   ASSERT_TRUE(first.ok());
   const uint64_t w = first->watermark();
   EXPECT_EQ(w, 2u);
   // Late events inside the window arrive.
-  Ingest(ts, {Order("late1", "u", kT - 75, 10.0), Order("late2", "u", kT - 1, 20.0)});
+  Ingest(ts, {Order("late1", "u", kT - 75, 10.0),
+              Order("late2", "u", kT - 1, 20.0)});
   auto again = Get(ts, {"u"}, kT, w);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(testing::Canonical(again->rows(0)),

@@ -62,8 +62,9 @@ uint64_t Count(Client& client) {
 
 TEST(IngestTest, SameBatchThreeTimesIsStoredOnce) {
   TestServer ts;
-  auto batch = Batch({Order("o1", "u1", kT0, 10), Order("o2", "u2", kT0 + 1, 20),
-                      Order("", "u3", kT0 + 2, 30)});  // derived id
+  auto batch =
+      Batch({Order("o1", "u1", kT0, 10), Order("o2", "u2", kT0 + 1, 20),
+             Order("", "u3", kT0 + 2, 30)});  // derived id
   for (int i = 0; i < 3; ++i) {
     auto r = ts.client().Ingest(batch);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -169,7 +170,9 @@ TEST(IngestTest, EveryBadInputGetsItsErrorAndWritesNothing) {
        }},
       {"missing required", absl::StatusCode::kInvalidArgument,
        "row 1 field category: required field 'category' is missing",
-       [&](v1::IngestRequest* r) { ev(r)->mutable_fields()->erase("category"); }},
+       [&](v1::IngestRequest* r) {
+         ev(r)->mutable_fields()->erase("category");
+       }},
       {"empty entity", absl::StatusCode::kInvalidArgument,
        "row 1 field user_id: entity is empty",
        [&](v1::IngestRequest* r) { ev(r)->clear_entity(); }},
@@ -198,8 +201,8 @@ TEST(IngestTest, EveryBadInputGetsItsErrorAndWritesNothing) {
        "batch has 11 rows; the limit is 10",
        [](v1::IngestRequest* r) {
          while (r->events_size() < 11) {
-           *r->add_events() = Order("x" + std::to_string(r->events_size()),
-                                    "u", kT0, 1);
+           *r->add_events() =
+               Order("x" + std::to_string(r->events_size()), "u", kT0, 1);
          }
        }},
       {"message too big", absl::StatusCode::kResourceExhausted, "",
@@ -208,7 +211,8 @@ TEST(IngestTest, EveryBadInputGetsItsErrorAndWritesNothing) {
        }},
   };
   for (const auto& c : cases) {
-    auto batch = Batch({Order("ok1", "u1", kT0, 1), Order("ok2", "u2", kT0, 2)});
+    auto batch =
+        Batch({Order("ok1", "u1", kT0, 1), Order("ok2", "u2", kT0, 2)});
     c.spoil(&batch);
     auto r = ts.client().Ingest(batch);
     ASSERT_FALSE(r.ok()) << c.name;
@@ -266,8 +270,8 @@ TEST(IngestTest, IngestStreamSummarizesBatches) {
   auto bad = ts.client().IngestStream([&](v1::IngestRequest* req) {
     if (sent == 2) return false;
     req->set_stream("orders");
-    *req->add_events() = Order(sent == 0 ? "n1" : "", sent == 0 ? "u" : "",
-                               kT0, 1);
+    *req->add_events() =
+        Order(sent == 0 ? "n1" : "", sent == 0 ? "u" : "", kT0, 1);
     ++sent;
     return true;
   });
@@ -286,13 +290,11 @@ TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
     std::vector<v1::Event> batch;
     for (int i = 0; i < 100; ++i) {
       const int n = b * 100 + i;
-      v1::Event e = Order("e" + std::to_string(n),
-                          "user" + std::to_string(rng() % 13),
-                          kT0 + static_cast<int64_t>(rng() % (30 * kDay)) -
-                              15 * kDay,
-                          static_cast<double>(rng() % 10000) / 100, rng() % 5,
-                          "cat" + std::to_string(rng() % 4),
-                          rng() % 3 ? "" : "C");
+      v1::Event e =
+          Order("e" + std::to_string(n), "user" + std::to_string(rng() % 13),
+                kT0 + static_cast<int64_t>(rng() % (30 * kDay)) - 15 * kDay,
+                static_cast<double>(rng() % 10000) / 100, rng() % 5,
+                "cat" + std::to_string(rng() % 4), rng() % 3 ? "" : "C");
       if (rng() % 4 == 0) (*e.mutable_fields())["is_gift"].set_bool_value(true);
       batch.push_back(e);
     }
@@ -320,7 +322,9 @@ TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
       {.from = kT0},
       {.to = kT0},
       {.entity = "user3"},
-      {.after = 400, .from = kT0 - 5 * kDay, .to = kT0 + kDay,
+      {.after = 400,
+       .from = kT0 - 5 * kDay,
+       .to = kT0 + kDay,
        .entity = "user5"},
       {.watermark = 500, .entity = "user7"},
       {.limit = 42},
@@ -331,7 +335,8 @@ TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
     v1::ReadEventsRequest req;
     req.set_after_seq(f.after);
     req.set_watermark(f.watermark);
-    if (f.from != INT64_MIN) *req.mutable_from_time() = MicrosToTimestamp(f.from);
+    if (f.from != INT64_MIN)
+      *req.mutable_from_time() = MicrosToTimestamp(f.from);
     if (f.to != INT64_MAX) *req.mutable_to_time() = MicrosToTimestamp(f.to);
     req.set_entity(f.entity);
     req.set_limit(f.limit);
@@ -381,10 +386,13 @@ TEST(ReplayTest, WatermarkMakesReadsReproducible) {
   v1::ReadEventsRequest req;
   req.set_stream("orders");
   uint64_t used = 0;
-  ASSERT_TRUE(ts.client().ReadEvents(req, [&](const auto& c) {
-    used = c.watermark();
-    return true;
-  }).ok());
+  ASSERT_TRUE(ts.client()
+                  .ReadEvents(req,
+                              [&](const auto& c) {
+                                used = c.watermark();
+                                return true;
+                              })
+                  .ok());
   EXPECT_EQ(used, 1u);
   // A late event inside the same time range arrives.
   ASSERT_TRUE(ts.client().Ingest(Batch({Order("b", "u", kT0 - 1, 2)})).ok());
@@ -495,8 +503,8 @@ TEST(StatusTest, ReportsCountsWatermarkDiskAndProblems) {
 
 TEST(UnimplementedTest, LaterRpcsAnswerUnimplemented) {
   TestServer ts;
-  auto channel = grpc::CreateChannel(ts.address(),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(ts.address(), grpc::InsecureChannelCredentials());
   auto stub = v1::FeatureStore::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));

@@ -101,10 +101,14 @@ class TilesTest : public ::testing::Test {
     // Day boundaries, window boundaries and arbitrary times.
     const int64_t day = kStart + static_cast<int64_t>(rng_() % 40) * kDay;
     switch (rng_() % 4) {
-      case 0: return day;
-      case 1: return day + 1;
-      case 2: return day - 1;
-      default: return day + static_cast<int64_t>(rng_() % kDay);
+      case 0:
+        return day;
+      case 1:
+        return day + 1;
+      case 2:
+        return day - 1;
+      default:
+        return day + static_cast<int64_t>(rng_() % kDay);
     }
   }
 

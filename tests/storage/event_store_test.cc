@@ -56,14 +56,16 @@ TEST_F(EventStoreTest, AssignsIncreasingSeqAndCountsDuplicates) {
 
   // Log order is seq order; it points at the events.
   std::vector<uint64_t> seqs;
-  ASSERT_TRUE(store_->ScanLog(0, 10, nullptr, [&](uint64_t s,
-                                                  absl::string_view key) {
-    ParsedEventKey k;
-    EXPECT_TRUE(ParseEventKey(key, &k));
-    EXPECT_EQ(k.seq, s);
-    seqs.push_back(s);
-    return true;
-  }).ok());
+  ASSERT_TRUE(store_
+                  ->ScanLog(0, 10, nullptr,
+                            [&](uint64_t s, absl::string_view key) {
+                              ParsedEventKey k;
+                              EXPECT_TRUE(ParseEventKey(key, &k));
+                              EXPECT_EQ(k.seq, s);
+                              seqs.push_back(s);
+                              return true;
+                            })
+                  .ok());
   EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2}));
 }
 
@@ -115,9 +117,8 @@ TEST_F(EventStoreTest, ConcurrentWritersLeaveNoGapsAndNoDuplicates) {
         req.stream_id = 1;
         // Every thread sends the same ids: each must be stored once.
         for (int i = 0; i < 10; ++i) {
-          req.events.push_back(Pending(
-              i, "id" + std::to_string(b * 10 + i), "u" + std::to_string(i),
-              b, 1));
+          req.events.push_back(Pending(i, "id" + std::to_string(b * 10 + i),
+                                       "u" + std::to_string(i), b, 1));
         }
         auto r = store_->Append(&req);
         ASSERT_TRUE(r.ok());
@@ -130,11 +131,13 @@ TEST_F(EventStoreTest, ConcurrentWritersLeaveNoGapsAndNoDuplicates) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(store_->watermark(), static_cast<uint64_t>(kBatches * 10));
   uint64_t expect = 1;
-  ASSERT_TRUE(store_->ScanLog(0, store_->watermark(), nullptr,
-                              [&](uint64_t s, absl::string_view) {
-                                EXPECT_EQ(s, expect++);
-                                return true;
-                              }).ok());
+  ASSERT_TRUE(store_
+                  ->ScanLog(0, store_->watermark(), nullptr,
+                            [&](uint64_t s, absl::string_view) {
+                              EXPECT_EQ(s, expect++);
+                              return true;
+                            })
+                  .ok());
   EXPECT_EQ(expect, kBatches * 10 + 1u);
 }
 
@@ -165,8 +168,8 @@ TEST_F(EventStoreTest, ReadViewIsStable) {
   more.events = {Pending(0, "b", "u", 2, 2)};
   ASSERT_TRUE(store_->Append(&more).ok());
   int seen = 0;
-  auto it = store_->ScanEvents(StreamPrefix(1), PrefixSuccessor(StreamPrefix(1)),
-                               view.get());
+  auto it = store_->ScanEvents(StreamPrefix(1),
+                               PrefixSuccessor(StreamPrefix(1)), view.get());
   for (; it->Valid(); it->Next()) ++seen;
   EXPECT_EQ(seen, 1);
 }

@@ -23,8 +23,8 @@ TEST(KeysTest, EventKeyRoundTrip) {
 
 TEST(KeysTest, ByteOrderIsStreamEntityTimeSeqOrder) {
   std::mt19937 rng(3);
-  const std::vector<std::string> entities = {"", "a", "ab", "b", "a\x7f",
-                                             "\xff", "ba"};
+  const std::vector<std::string> entities = {"",      "a",    "ab", "b",
+                                             "a\x7f", "\xff", "ba"};
   using Tuple = std::tuple<uint32_t, std::string, int64_t, uint64_t>;
   std::vector<Tuple> tuples;
   for (int i = 0; i < 2000; ++i) {
