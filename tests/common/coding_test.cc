@@ -32,7 +32,9 @@ TEST(CodingTest, SignedOrderPreserved) {
     std::string e;
     PutBigEndian64(&e, OrderedFromSigned(v));
     EXPECT_EQ(SignedFromOrdered(DecodeBigEndian64(e.data())), v);
-    if (!prev.empty()) EXPECT_LT(prev, e) << v;
+    if (!prev.empty()) {
+      EXPECT_LT(prev, e) << v;
+    }
     prev = e;
   }
 }
