@@ -265,7 +265,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                   : TileKey(prefix, DayStart(lo));
     auto tiles =
         store_->ScanTiles(lower, TileKey(prefix, as_of_day), read_view);
-    auto scratch = NewStates(view);
+    std::vector<std::unique_ptr<Aggregator>> scratch;  // made on first tile
     for (; tiles->Valid(); tiles->Next()) {
       absl::string_view k = tiles->key();
       absl::string_view v = tiles->value();
@@ -283,6 +283,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       if (!GetVarint64(&v, &n) || n != states.size()) {
         return absl::DataLossError("malformed tile");
       }
+      if (scratch.empty()) scratch = NewStates(view);
       for (size_t i = 0; i < states.size(); ++i) {
         absl::string_view bytes;
         if (!GetLengthPrefixed(&v, &bytes) || !scratch[i]->Deserialize(bytes)) {
