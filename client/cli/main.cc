@@ -155,9 +155,10 @@ int RunIngest(Client& client, const IngestArgs& args) {
     if (!rejects) return Fail(absl::StrCat(args.reject_file, ": cannot write"));
   }
   int64_t rejected = 0;
-  auto reject = [&](int64_t line, absl::string_view reason) {
+  // `text` starts with "line N: ".
+  auto reject = [&](absl::string_view text) {
     ++rejected;
-    if (rejects.is_open()) rejects << "line " << line << ": " << reason << "\n";
+    if (rejects.is_open()) rejects << text << "\n";
   };
 
   CsvReader csv(&in);
@@ -194,8 +195,8 @@ int RunIngest(Client& client, const IngestArgs& args) {
     duplicates += r->duplicates();
     watermark = r->watermark();
     for (const auto& e : r->rejected()) {
-      reject(lines[e.row()],
-             absl::StrCat(e.field().empty() ? "" : "field ", e.field(),
+      reject(absl::StrCat("line ", lines[e.row()], ": ",
+                          e.field().empty() ? "" : "field ", e.field(),
                           e.field().empty() ? "" : ": ", e.reason()));
     }
     batch.clear_events();
@@ -211,7 +212,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
       if (!csv.Next(&cells)) {
         if (!csv.error().ok()) {
           if (!args.skip_invalid) return Fail(csv.error());
-          reject(csv.record_line(), csv.error().message());
+          reject(csv.error().message());
         }
         break;
       }
@@ -227,7 +228,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
     ++rows;
     if (!event.ok()) {
       if (!args.skip_invalid) return Fail(event.status());
-      reject(line, event.status().message());
+      reject(event.status().message());
       continue;
     }
     *batch.add_events() = std::move(*event);
