@@ -53,6 +53,8 @@ ABSL_FLAG(double, seconds, 10, "most seconds per scenario");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
 ABSL_FLAG(std::string, scenarios, "0,1,2,3,4",
           "which scenarios to run (see the table)");
+ABSL_FLAG(int, settle_seconds, 180,
+          "most seconds to wait for compactions after loading");
 ABSL_FLAG(double, warmup_seconds, 120,
           "most seconds spent tiling the heavy entities before warm runs");
 
@@ -259,6 +261,20 @@ int Main() {
       std::chrono::duration<double>(Clock::now() - load_start).count();
   std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
               absl::GetFlag(FLAGS_events) / load_secs);
+  // Measure the steady state: wait (bounded) for the load's compactions.
+  {
+    Client client(server.address());
+    const auto settle_start = Clock::now();
+    while (Clock::now() - settle_start <
+           std::chrono::seconds(absl::GetFlag(FLAGS_settle_seconds))) {
+      auto st = client.GetStatus();
+      if (!st.ok() || !st->compacting()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    std::printf(
+        "compactions settled after %.1f s\n",
+        std::chrono::duration<double>(Clock::now() - settle_start).count());
+  }
   std::fflush(stdout);
 
   const int median_rank = entities / 2;

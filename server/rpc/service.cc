@@ -118,6 +118,7 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,
   response->set_data_dir(store_->dir());
   response->set_sync(store_->sync());
   response->set_tiles(store_->TileCount());
+  response->set_compacting(store_->Compacting());
   return grpc::Status::OK;
 }
 

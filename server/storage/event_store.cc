@@ -600,6 +600,16 @@ absl::Status EventStore::ScanMeta(
   return FromRocks(it->status(), "scan meta");
 }
 
+bool EventStore::Compacting() const {
+  for (auto* cf : handles_) {
+    uint64_t running = 0, pending = 0;
+    db_->GetIntProperty(cf, "rocksdb.num-running-compactions", &running);
+    db_->GetIntProperty(cf, "rocksdb.compaction-pending", &pending);
+    if (running > 0 || pending > 0) return true;
+  }
+  return false;
+}
+
 uint64_t EventStore::DiskBytes() const {
   uint64_t total = 0;
   std::error_code ec;

@@ -200,6 +200,9 @@ class EventStore {
                         const std::function<void(absl::string_view,
                                                  absl::string_view)>& fn) const;
 
+  // True while RocksDB has compactions running or pending.
+  bool Compacting() const;
+
   // Bytes used by the data directory on disk.
   uint64_t DiskBytes() const;
   const std::string& dir() const { return dir_; }
