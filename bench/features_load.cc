@@ -53,6 +53,8 @@ ABSL_FLAG(double, seconds, 10, "most seconds per scenario");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
 ABSL_FLAG(std::string, scenarios, "0,1,2,3,4",
           "which scenarios to run (see the table)");
+ABSL_FLAG(std::string, server_flags, "",
+          "extra rawfeatd flags, comma-separated (e.g. --block_cache_mb=1024)");
 ABSL_FLAG(int, settle_seconds, 180,
           "most seconds to wait for compactions after loading");
 ABSL_FLAG(double, warmup_seconds, 120,
@@ -249,8 +251,13 @@ int Main() {
       100 * zipf.Share(0), absl::GetFlag(FLAGS_days),
       absl::GetFlag(FLAGS_clients));
   std::ofstream(work + "/defs.textproto") << kDefinitions;
+  std::vector<std::string> server_flags = {"--schemas=" + work, "--sync=false"};
+  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_server_flags),
+                                            ',', absl::SkipEmpty())) {
+    server_flags.emplace_back(f);
+  }
   LocalServer server(absl::GetFlag(FLAGS_rawfeatd), work + "/data", work,
-                     {"--schemas=" + work, "--sync=false"});
+                     server_flags);
   if (!server.ok()) {
     std::fprintf(stderr, "rawfeatd did not start\n");
     return 1;
