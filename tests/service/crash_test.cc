@@ -50,6 +50,7 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
     ASSERT_TRUE(child.ok()) << "rawfeatd did not start";
     std::atomic<int> acks{0};
     std::atomic<bool> stop{false};
+    std::atomic<int> running{3};
     std::vector<std::thread> writers;
     for (int w = 0; w < 3; ++w) {
       writers.emplace_back([&] {
@@ -73,9 +74,12 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
           acked["b" + std::to_string(b)] = req;
           ++acks;
         }
+        --running;
       });
     }
-    while (acks < kAcksBeforeKill) usleep(1000);
+    // Until enough acks, or every writer failed (then the test fails below).
+    while (acks < kAcksBeforeKill && running > 0) usleep(1000);
+    EXPECT_GE(acks.load(), kAcksBeforeKill) << "writers failed before the kill";
     child.Kill();  // mid-stream: writers are still sending
     stop = true;
     for (auto& t : writers) t.join();
