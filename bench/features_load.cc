@@ -36,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/scratch_dir.h"
 #include "client/client.h"
 #include "client/local_server.h"
 #include "server/common/time_util.h"
@@ -236,13 +237,8 @@ struct Scenario {
 
 int Main() {
   const int entities = absl::GetFlag(FLAGS_entities);
-  std::string work = absl::GetFlag(FLAGS_work_dir);
-  bool own = false;
-  if (work.empty()) {
-    char tmpl[] = "/tmp/rawfeat-flbench-XXXXXX";
-    work = mkdtemp(tmpl);
-    own = true;
-  }
+  const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "flbench");
+  const std::string& work = scratch.path();
   const Zipf zipf(entities, absl::GetFlag(FLAGS_zipf));
   std::printf(
       "features_load: %lld events, %d entities (hottest has %.1f%% of "
@@ -440,7 +436,6 @@ int Main() {
         r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
-  if (own) std::filesystem::remove_all(work);
   return 0;
 }
 

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/scratch_dir.h"
 #include "client/client.h"
 #include "client/local_server.h"
 #include "server/common/time_util.h"
@@ -185,13 +186,8 @@ double RunDbBench(int64_t n, int batch, bool sync, const std::string& work) {
 int Main() {
   const int64_t n = absl::GetFlag(FLAGS_events);
   const int batch = absl::GetFlag(FLAGS_batch);
-  std::string work = absl::GetFlag(FLAGS_work_dir);
-  bool own_work = false;
-  if (work.empty()) {
-    char tmpl[] = "/tmp/rawfeat-bench-XXXXXX";
-    work = mkdtemp(tmpl);
-    own_work = true;
-  }
+  const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "bench");
+  const std::string& work = scratch.path();
   std::fprintf(stderr, "generating %lld events over %d entities...\n",
                static_cast<long long>(n), absl::GetFlag(FLAGS_entities));
   const auto batches = MakeBatches(n, absl::GetFlag(FLAGS_entities), batch);
@@ -224,7 +220,6 @@ int Main() {
         r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
     std::fflush(stdout);
   }
-  if (own_work) std::filesystem::remove_all(work);
   return 0;
 }
 
