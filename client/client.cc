@@ -1,5 +1,7 @@
 #include "client/client.h"
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 
@@ -108,6 +110,71 @@ absl::Status Client::ReadEvents(
     }
   }
   grpc::Status s = reader->Finish();
+  if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
+    return absl::OkStatus();
+  }
+  return FromGrpcStatus(s);
+}
+
+absl::Status Client::Snapshot(
+    const v1::SnapshotRequest& request,
+    const std::function<bool(const v1::SnapshotChunk&)>& on_chunk) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  auto reader = stub_->Snapshot(&ctx, request);
+  v1::SnapshotChunk chunk;
+  bool stopped = false;
+  while (reader->Read(&chunk)) {
+    if (!on_chunk(chunk)) {
+      stopped = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
+    return absl::OkStatus();
+  }
+  return FromGrpcStatus(s);
+}
+
+absl::Status Client::JoinFeatures(
+    const v1::JoinFeaturesRequest& first,
+    const std::function<absl::StatusOr<bool>(v1::JoinFeaturesRequest*)>& next,
+    const std::function<bool(const v1::JoinFeaturesResponse&)>& on_response) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  auto stream = stub_->JoinFeatures(&ctx);
+  absl::Status input_status;
+  std::thread writer([&] {
+    if (!stream->Write(first)) return;  // the call ended: Finish says why
+    v1::JoinFeaturesRequest message;
+    while (true) {
+      message.Clear();
+      absl::StatusOr<bool> more = next(&message);
+      if (!more.ok()) {
+        input_status = more.status();
+        ctx.TryCancel();
+        return;
+      }
+      if (!*more) break;
+      if (!stream->Write(message)) return;
+    }
+    stream->WritesDone();
+  });
+  v1::JoinFeaturesResponse response;
+  bool stopped = false;
+  while (stream->Read(&response)) {
+    if (!on_response(response)) {
+      stopped = true;
+      ctx.TryCancel();  // also unblocks a writer waiting on flow control
+      break;
+    }
+  }
+  // A failing `next` cancelled the call, which ended the reads too.
+  writer.join();
+  grpc::Status s = stream->Finish();
+  if (!input_status.ok()) return input_status;
   if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
     return absl::OkStatus();
   }

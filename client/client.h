@@ -43,6 +43,21 @@ class Client {
       const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk);
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request);
+  // Calls `on_chunk` per received chunk; stops early if it returns false.
+  absl::Status Snapshot(
+      const v1::SnapshotRequest& request,
+      const std::function<bool(const v1::SnapshotChunk&)>& on_chunk);
+  // One JoinFeatures call. Sends `first` (view, version, watermark, maybe
+  // rows), then from a writer thread every message `next` fills until it
+  // returns false, while this thread hands each response to `on_response`
+  // (returning false cancels the call). An error from `next` cancels the
+  // call and is returned. `next` runs on the writer thread.
+  absl::Status JoinFeatures(
+      const v1::JoinFeaturesRequest& first,
+      const std::function<absl::StatusOr<bool>(v1::JoinFeaturesRequest*)>&
+          next,
+      const std::function<bool(const v1::JoinFeaturesResponse&)>&
+          on_response);
   absl::StatusOr<v1::GetStatusResponse> GetStatus();
 
   // Blocks until the channel is connected or `timeout` passes.

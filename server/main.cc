@@ -31,6 +31,8 @@ ABSL_FLAG(bool, tiles, true,
           "do not rescan history (values are identical either way)");
 ABSL_FLAG(int, tile_min_events, 32,
           "events a day needs before a lookup tiles it");
+ABSL_FLAG(int64_t, join_run_rows, 1000000,
+          "most label rows one JoinFeatures call holds in memory");
 ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
@@ -58,6 +60,12 @@ int main(int argc, char** argv) {
   options.max_entities = absl::GetFlag(FLAGS_max_entities);
   options.tiles = absl::GetFlag(FLAGS_tiles);
   options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
+  if (absl::GetFlag(FLAGS_join_run_rows) < 1) {
+    std::fprintf(stderr, "rawfeatd: --join_run_rows must be at least 1\n");
+    return 2;
+  }
+  options.join_run_rows =
+      static_cast<size_t>(absl::GetFlag(FLAGS_join_run_rows));
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
   options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

@@ -43,9 +43,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   view_options.tile_min_events = options.tile_min_events;
   server->views_ = std::make_unique<ViewEngine>(
       server->store_.get(), server->registry_.get(), view_options);
+  JoinSession::Options join_options;
+  join_options.max_run_rows = options.join_run_rows;
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
-      server->replayer_.get(), server->views_.get());
+      server->replayer_.get(), server->views_.get(), join_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -39,6 +39,9 @@ struct ServerOptions {
   // Day tiles for heavy entities (see ViewEngine::Options). Default: on.
   bool tiles = true;
   int tile_min_events = 32;
+  // Most label rows a JoinFeatures call holds at once (see JoinSession).
+  // Default: 1,000,000.
+  size_t join_run_rows = 1000000;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
 };

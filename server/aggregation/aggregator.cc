@@ -6,7 +6,7 @@
 #include <limits>
 #include <tuple>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "server/aggregation/exact_sum.h"
 #include "server/common/coding.h"
 
@@ -80,6 +80,10 @@ const T& Same(const Aggregator& other) {
 class CountAggregator final : public Aggregator {
  public:
   void Add(const FieldValue&, int64_t, uint64_t) override { ++n_; }
+  bool Remove(const FieldValue&, int64_t, uint64_t) override {
+    --n_;
+    return true;
+  }
   void Merge(const Aggregator& o) override {
     n_ += Same<CountAggregator>(o).n_;
   }
@@ -116,6 +120,16 @@ class SumAggregator final : public Aggregator {
     } else {
       dsum_.Add(v.d);
     }
+  }
+  // Exact arithmetic: adding -x cancels x exactly.
+  bool Remove(const FieldValue& v, int64_t, uint64_t) override {
+    --n_;
+    if (type_ == v1::INT64) {
+      isum_ -= v.i;
+    } else {
+      dsum_.Add(-v.d);
+    }
+    return true;
   }
   void Merge(const Aggregator& o) override {
     const auto& other = Same<SumAggregator>(o);
@@ -301,11 +315,17 @@ class LastKAggregator final : public Aggregator {
 class CountDistinctAggregator final : public Aggregator {
  public:
   void Add(const FieldValue& v, int64_t, uint64_t) override {
-    seen_.insert(Key(v));
+    ++seen_[Key(v)];
+  }
+  bool Remove(const FieldValue& v, int64_t, uint64_t) override {
+    auto it = seen_.find(Key(v));
+    if (it != seen_.end() && --it->second == 0) seen_.erase(it);
+    return true;
   }
   void Merge(const Aggregator& o) override {
-    const auto& other = Same<CountDistinctAggregator>(o);
-    seen_.insert(other.seen_.begin(), other.seen_.end());
+    for (const auto& [key, n] : Same<CountDistinctAggregator>(o).seen_) {
+      seen_[key] += n;
+    }
   }
   absl::Status Finalize(v1::Value* out) const override {
     out->set_int64_value(static_cast<int64_t>(seen_.size()));
@@ -316,7 +336,9 @@ class CountDistinctAggregator final : public Aggregator {
   }
   void Serialize(std::string* out) const override {
     // Sorted, so equal states serialize to equal bytes.
-    std::vector<absl::string_view> keys(seen_.begin(), seen_.end());
+    std::vector<absl::string_view> keys;
+    keys.reserve(seen_.size());
+    for (const auto& [key, n] : seen_) keys.push_back(key);
     std::sort(keys.begin(), keys.end());
     PutVarint64(out, keys.size());
     for (absl::string_view k : keys) PutLengthPrefixed(out, k);
@@ -328,7 +350,7 @@ class CountDistinctAggregator final : public Aggregator {
     for (int64_t i = 0; i < n; ++i) {
       absl::string_view k;
       if (!GetLengthPrefixed(&in, &k)) return false;
-      seen_.emplace(k);
+      seen_.emplace(k, 1);
     }
     return in.empty();
   }
@@ -350,7 +372,9 @@ class CountDistinctAggregator final : public Aggregator {
         return "";
     }
   }
-  absl::flat_hash_set<std::string> seen_;
+  // Value -> how many added events carry it (for Remove); serialized as
+  // the set of keys.
+  absl::flat_hash_map<std::string, int64_t> seen_;
 };
 
 // stddev (sample, n-1) from the exact sums of x and x^2:
@@ -369,6 +393,16 @@ class StddevAggregator final : public Aggregator {
     const double lo = std::fma(x, x, -hi);
     s2_.Add(hi);
     s2_.Add(lo);
+  }
+  bool Remove(const FieldValue& v, int64_t, uint64_t) override {
+    const double x = type_ == v1::INT64 ? static_cast<double>(v.i) : v.d;
+    --n_;
+    s1_.Add(-x);
+    const double hi = x * x;
+    const double lo = std::fma(x, x, -hi);
+    s2_.Add(-hi);
+    s2_.Add(-lo);
+    return true;
   }
   void Merge(const Aggregator& o) override {
     const auto& other = Same<StddevAggregator>(o);

@@ -35,6 +35,20 @@ class Aggregator {
   // events for first/last/last_k and breaks ties for min/max.
   virtual void Add(const FieldValue& v, int64_t time_us, uint64_t seq) = 0;
 
+  // Undoes one earlier Add of the same (v, time_us, seq), for sliding
+  // windows (point-in-time joins). Returns false, changing nothing, for
+  // aggregations that cannot forget (min, max, first, last, last_k): the
+  // caller keeps the window's events itself for those. After Remove the
+  // state finalizes to the same bits as if the event had never been added.
+  // REQUIRES: the state was built by Add only (not Merge/Deserialize), and
+  // the event was added and not yet removed.
+  virtual bool Remove(const FieldValue& v, int64_t time_us, uint64_t seq) {
+    (void)v;
+    (void)time_us;
+    (void)seq;
+    return false;
+  }
+
   // Adds everything `other` has seen. REQUIRES: `other` was made by the same
   // factory for the same feature.
   virtual void Merge(const Aggregator& other) = 0;

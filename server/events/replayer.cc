@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/hash.h"
+#include "server/common/status_macros.h"
 #include "server/common/time_util.h"
+#include "server/schema/validation.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/keys.h"
 
@@ -64,12 +66,9 @@ absl::Status Replayer::ReadEvents(
   if (from_us > to_us) {
     return absl::InvalidArgumentError("from_time is after to_time");
   }
+  RETURN_IF_ERROR(ValidatePartition(request.partition()));
   const uint32_t pcount = request.partition().count();
   const uint32_t pindex = request.partition().index();
-  if (pcount > 0 && pindex >= pcount) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "partition index ", pindex, " must be below count ", pcount));
-  }
   const uint64_t limit = request.limit() == 0
                              ? std::numeric_limits<uint64_t>::max()
                              : request.limit();

@@ -89,6 +89,45 @@ grpc::Status FeatureStoreService::GetFeatures(
   return grpc::Status::OK;
 }
 
+grpc::Status FeatureStoreService::Snapshot(
+    grpc::ServerContext* context, const v1::SnapshotRequest* request,
+    grpc::ServerWriter<v1::SnapshotChunk>* writer) {
+  absl::Status s = views_->Snapshot(*request, [&](v1::SnapshotChunk* chunk) {
+    if (context->IsCancelled() || !writer->Write(*chunk)) {
+      return absl::CancelledError("the client went away");
+    }
+    return absl::OkStatus();
+  });
+  return ToGrpcStatus(s);
+}
+
+grpc::Status FeatureStoreService::JoinFeatures(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::JoinFeaturesResponse,
+                             v1::JoinFeaturesRequest>* stream) {
+  const JoinSession::Emit emit = [&](v1::JoinFeaturesResponse* response) {
+    if (context->IsCancelled() || !stream->Write(*response)) {
+      return absl::CancelledError("the client went away");
+    }
+    return absl::OkStatus();
+  };
+  v1::JoinFeaturesRequest message;
+  if (!stream->Read(&message)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "JoinFeatures: no request message");
+  }
+  auto session = JoinSession::Start(views_, message, join_options_);
+  if (!session.ok()) return ToGrpcStatus(session.status());
+  do {
+    if (context->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    absl::Status s = (*session)->Add(&message, emit);
+    if (!s.ok()) return ToGrpcStatus(s);
+  } while (stream->Read(&message));
+  return ToGrpcStatus((*session)->Finish(emit));
+}
+
 grpc::Status FeatureStoreService::ReadEvents(
     grpc::ServerContext* context, const v1::ReadEventsRequest* request,
     grpc::ServerWriter<v1::ReadEventsResponse>* writer) {

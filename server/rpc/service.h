@@ -3,8 +3,7 @@
 
 // The gRPC adapter of rawfeat.v1.FeatureStore: converts messages and status
 // codes, checks cancellation, and calls the core. No business logic here.
-// RPCs not implemented yet answer UNIMPLEMENTED (the generated base class
-// does that). Thread-safe.
+// Thread-safe.
 
 #include <string>
 
@@ -13,6 +12,7 @@
 #include "server/events/replayer.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
+#include "server/views/join.h"
 #include "server/views/view_engine.h"
 
 namespace rawfeat {
@@ -22,12 +22,14 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
   // REQUIRES: every pointer outlives the service.
   FeatureStoreService(EventStore* store, Registry* registry,
                       const Ingester* ingester, const Replayer* replayer,
-                      const ViewEngine* views)
+                      const ViewEngine* views,
+                      JoinSession::Options join_options)
       : store_(store),
         registry_(registry),
         ingester_(ingester),
         replayer_(replayer),
-        views_(views) {}
+        views_(views),
+        join_options_(join_options) {}
 
   grpc::Status ApplyDefinitions(
       grpc::ServerContext* context, const v1::ApplyDefinitionsRequest* request,
@@ -44,6 +46,13 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
   grpc::Status GetFeatures(grpc::ServerContext* context,
                            const v1::GetFeaturesRequest* request,
                            v1::GetFeaturesResponse* response) override;
+  grpc::Status Snapshot(grpc::ServerContext* context,
+                        const v1::SnapshotRequest* request,
+                        grpc::ServerWriter<v1::SnapshotChunk>* writer) override;
+  grpc::Status JoinFeatures(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::JoinFeaturesResponse,
+                               v1::JoinFeaturesRequest>* stream) override;
   grpc::Status ReadEvents(
       grpc::ServerContext* context, const v1::ReadEventsRequest* request,
       grpc::ServerWriter<v1::ReadEventsResponse>* writer) override;
@@ -57,6 +66,7 @@ class FeatureStoreService final : public v1::FeatureStore::Service {
   const Ingester* const ingester_;
   const Replayer* const replayer_;
   const ViewEngine* const views_;
+  const JoinSession::Options join_options_;
 };
 
 }  // namespace rawfeat

@@ -44,6 +44,15 @@ bool IsValidName(absl::string_view name) {
   return true;
 }
 
+absl::Status ValidatePartition(const v1::Partition& partition) {
+  if (partition.count() > 0 && partition.index() >= partition.count()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("partition index ", partition.index(),
+                     " must be below count ", partition.count()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Window> ParseWindow(absl::string_view text) {
   if (text == "lifetime") return Window{true, 0};
   const auto bad = [&]() {

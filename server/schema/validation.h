@@ -28,6 +28,10 @@ absl::StatusOr<Window> ParseWindow(absl::string_view text);
 // True for [A-Za-z_][A-Za-z0-9_]{0,63}.
 bool IsValidName(absl::string_view name);
 
+// A request's entity-hash partition: count 0 means "everything"; otherwise
+// index must be below count. Errors: INVALID_ARGUMENT.
+absl::Status ValidatePartition(const v1::Partition& partition);
+
 // Problems with one stream definition, each a sentence naming the field
 // ("stream orders: field amount: type is unspecified"). Empty = valid.
 std::vector<std::string> ValidateStream(const v1::StreamDef& def);

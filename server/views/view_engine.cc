@@ -5,9 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
+#include "server/common/hash.h"
+#include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 #include "server/schema/validation.h"
 #include "server/storage/keys.h"
+#include "server/views/sweep.h"
 
 namespace rawfeat {
 namespace {
@@ -145,6 +148,11 @@ absl::StatusOr<CompiledView> CompiledView::Compile(
   return view;
 }
 
+int64_t CompiledView::ScanStart(int64_t as_of_us) const {
+  if (any_lifetime) return std::numeric_limits<int64_t>::min();
+  return std::max(kMinMicros, SaturatingSub(as_of_us, max_window_us));
+}
+
 absl::StatusOr<std::shared_ptr<const CompiledView>> ViewEngine::Resolve(
     const std::string& name, uint32_t version) const {
   auto def = registry_->FindView(name, version);
@@ -186,19 +194,12 @@ void AddEvent(const CompiledView& view, const ParsedEventKey& key,
               const std::vector<FieldValue>& fields,
               const std::vector<int64_t>* starts,
               std::vector<std::unique_ptr<Aggregator>>* states) {
+  FieldValue value;
   for (size_t i = 0; i < view.features.size(); ++i) {
-    const CompiledFeature& f = view.features[i];
     if (starts != nullptr && key.time_us < (*starts)[i]) continue;
-    if (f.has_filter && !f.filter.Matches(fields)) continue;
-    if (f.field_position < 0) {
-      (*states)[i]->Add(FieldValue(), key.time_us, key.seq);
-      continue;
+    if (view.features[i].Accepts(fields, &value)) {
+      (*states)[i]->Add(value, key.time_us, key.seq);
     }
-    if (f.field_position >= static_cast<int>(fields.size()) ||
-        !fields[f.field_position].present()) {
-      continue;  // optional field missing: skipped
-    }
-    (*states)[i]->Add(fields[f.field_position], key.time_us, key.seq);
   }
 }
 
@@ -237,13 +238,9 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   auto states = NewStates(view);
   std::vector<int64_t> starts;
   for (const auto& f : view.features) {
-    starts.push_back(f.lifetime ? std::numeric_limits<int64_t>::min()
-                                : SaturatingSub(as_of_us, f.window_us));
+    starts.push_back(f.WindowStart(as_of_us));
   }
-  const int64_t lo =
-      view.any_lifetime
-          ? std::numeric_limits<int64_t>::min()
-          : std::max(kMinMicros, SaturatingSub(as_of_us, view.max_window_us));
+  const int64_t lo = view.ScanStart(as_of_us);
   const int64_t as_of_day = DayStart(as_of_us);
 
   // Whole days before the as-of day that every window covers entirely or
@@ -445,6 +442,86 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   response.set_version((*view)->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
   return response;
+}
+
+absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
+                                  const SnapshotEmit& emit,
+                                  int chunk_rows) const {
+  auto view = Resolve(request.view(), request.version());
+  if (!view.ok()) return view.status();
+  RETURN_IF_ERROR(ValidatePartition(request.partition()));
+  const uint32_t pindex = request.partition().index();
+  const uint32_t pcount = request.partition().count();
+  auto pinned = store_->PinRead(request.watermark());
+  if (!pinned.ok()) return pinned.status();
+  int64_t as_of = NowMicros();
+  if (request.has_as_of()) {
+    auto t = RequestTimeToMicros(request.as_of(), "as_of");
+    if (!t.ok()) return t.status();
+    as_of = *t;
+  }
+  const CompiledView& cv = **view;
+  const uint64_t watermark = pinned->watermark;
+  const ReadView* read_view = pinned->view.get();
+
+  v1::SnapshotChunk chunk;
+  bool first = true;
+  auto flush = [&]() {
+    if (first) {
+      for (const auto& f : cv.features) chunk.add_feature_names(f.name);
+      first = false;
+    }
+    chunk.set_watermark(watermark);
+    chunk.set_version(cv.def->version());
+    *chunk.mutable_as_of() = MicrosToTimestamp(as_of);
+    absl::Status s = emit(&chunk);
+    chunk.Clear();
+    return s;
+  };
+
+  // One total-order pass over the stream's keys finds the entities (one
+  // Seek skips the rest of each); each entity is then computed with its
+  // own bounded scan.
+  const std::string prefix = StreamPrefix(cv.stream->stream_id);
+  auto it = store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view);
+  std::string entity;
+  while (it->Valid()) {
+    ParsedEventKey key;
+    if (!ParseEventKey(it->key(), &key)) {
+      return absl::DataLossError("corrupt stored event key");
+    }
+    entity.assign(key.entity.data(), key.entity.size());
+    const std::string next =
+        PrefixSuccessor(EntityPrefix(cv.stream->stream_id, entity));
+    bool visible = false;
+    if (InPartition(entity, pindex, pcount)) {
+      // Usually the first key decides; late events above the watermark
+      // are skipped.
+      for (; it->Valid(); it->Next()) {
+        if (!ParseEventKey(it->key(), &key)) {
+          return absl::DataLossError("corrupt stored event key");
+        }
+        if (key.entity != entity || key.time_us >= as_of) break;
+        if (key.seq <= watermark) {
+          visible = true;
+          break;
+        }
+      }
+      if (!it->status().ok()) return it->status();
+    }
+    if (visible) {
+      v1::FeatureRow* row = chunk.add_rows();
+      row->set_entity(entity);
+      RETURN_IF_ERROR(SweepEntity(
+          cv, *store_, entity, absl::MakeConstSpan(&as_of, 1), watermark,
+          read_view, [&](size_t) { return row->mutable_values(); }));
+      if (chunk.rows_size() >= chunk_rows) RETURN_IF_ERROR(flush());
+    }
+    it->Seek(next);
+  }
+  if (!it->status().ok()) return it->status();
+  if (first || chunk.rows_size() > 0) RETURN_IF_ERROR(flush());
+  return absl::OkStatus();
 }
 
 }  // namespace rawfeat

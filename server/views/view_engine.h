@@ -9,6 +9,8 @@
 // Thread-safe.
 
 #include <cstdint>
+#include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +47,32 @@ struct CompiledFeature {
   int64_t window_us = 0;
   bool has_filter = false;
   CompiledFilter filter;
+
+  // The first event time inside the window as of `as_of_us` (the lowest
+  // int64 for lifetime; saturating).
+  int64_t WindowStart(int64_t as_of_us) const {
+    if (lifetime ||
+        as_of_us < std::numeric_limits<int64_t>::min() + window_us) {
+      return std::numeric_limits<int64_t>::min();
+    }
+    return as_of_us - window_us;
+  }
+
+  // The value an event contributes: false if the filter rejects it or it
+  // lacks the source field; count without a field gets an empty value.
+  bool Accepts(const std::vector<FieldValue>& fields, FieldValue* value) const {
+    if (has_filter && !filter.Matches(fields)) return false;
+    if (field_position < 0) {
+      *value = FieldValue();
+      return true;
+    }
+    if (field_position >= static_cast<int>(fields.size()) ||
+        !fields[field_position].present()) {
+      return false;  // optional field missing: skipped
+    }
+    *value = fields[field_position];
+    return true;
+  }
 };
 
 // A view bound to its stream's field positions.
@@ -54,6 +82,11 @@ struct CompiledView {
   std::vector<CompiledFeature> features;
   bool any_lifetime = false;
   int64_t max_window_us = 0;
+
+  // Where one entity's scan for as-of `as_of_us` starts: the start of the
+  // longest window (clamped to the earliest valid time), or the lowest
+  // int64 when a feature is lifetime (scan from the entity's first event).
+  int64_t ScanStart(int64_t as_of_us) const;
 
   // Errors: INVALID_ARGUMENT if the view does not fit the stream.
   static absl::StatusOr<CompiledView> Compile(
@@ -93,6 +126,19 @@ class ViewEngine {
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request) const;
 
+  // Every entity of the view's stream with at least one event before
+  // `as_of` (default: now) visible at `watermark` (default: latest), in
+  // entity byte order, as of `as_of`, optionally only entity-hash partition
+  // `index` of `count`. One pass over the stream in key order from one
+  // consistent snapshot; memory is one entity's window plus one chunk.
+  // Calls `emit` with chunks of up to `chunk_rows` rows (the first with the
+  // feature names; at least one chunk, even when no entity qualifies); an
+  // error from `emit` stops the scan and is returned.
+  // Errors: those of GetFeatures, INVALID_ARGUMENT (bad partition).
+  using SnapshotEmit = std::function<absl::Status(v1::SnapshotChunk*)>;
+  absl::Status Snapshot(const v1::SnapshotRequest& request,
+                        const SnapshotEmit& emit, int chunk_rows = 1000) const;
+
   // Computes every feature of `view` for one entity. Appends values (aligned
   // with view.features) to `row`. Uses the tiles valid at `watermark` for
   // whole days inside every window (or outside it), scans the rest, and may
@@ -101,6 +147,8 @@ class ViewEngine {
                              int64_t as_of_us, uint64_t watermark,
                              const ReadView* read_view,
                              v1::FeatureRow* row) const;
+
+  const EventStore& store() const { return *store_; }
 
   // Resolves (name, version 0 = latest) and returns its compiled form,
   // cached until the view or its stream definition changes.

@@ -1,0 +1,98 @@
+#ifndef RAWFEAT_SERVER_VIEWS_JOIN_H_
+#define RAWFEAT_SERVER_VIEWS_JOIN_H_
+
+// Point-in-time correct training-set joins: label rows (entity, time,
+// passthrough) in, each row with its features as of its own time out, in
+// input order. A label at t sees exactly the events GetFeatures as of t
+// would (window [t - W, t), seq <= the join's watermark): never one stamped
+// t or later.
+//
+// Rows are buffered into runs. A run is sorted by (entity, time) and each
+// entity's events are swept once (SweepEntity), then the run's rows go back
+// in input order. A run ends at `max_run_rows` (bounding memory whatever the
+// input), at the end of the input, or -- when the input so far arrives
+// grouped by entity -- as soon as `grouped_flush_rows` rows of finished
+// entities are waiting, so grouped input streams back while it is sent.
+// Unsorted input larger than one run is answered run by run; an entity
+// spread over several runs is swept once per run.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rawfeat/v1/rawfeat.pb.h"
+#include "server/views/view_engine.h"
+
+namespace rawfeat {
+
+class JoinSession {
+ public:
+  struct Options {
+    // Most label rows held at once (memory bound). Default: 1,000,000.
+    size_t max_run_rows = 1000000;
+    // Grouped input is answered once this many rows wait. Default: 4,096.
+    size_t grouped_flush_rows = 4096;
+    // Rows per response message. Default: 1,000.
+    int chunk_rows = 1000;
+  };
+  using Emit = std::function<absl::Status(v1::JoinFeaturesResponse*)>;
+
+  // Starts a join from its first message (view, version 0 = latest,
+  // watermark 0 = latest; its rows are not taken here: pass the message to
+  // Add too). Pins one read snapshot for the whole join.
+  // Errors: NOT_FOUND (view/version), INVALID_ARGUMENT (watermark above
+  // the latest).
+  static absl::StatusOr<std::unique_ptr<JoinSession>> Start(
+      const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
+      Options options);
+
+  // Takes one message's rows (moved out of it); may answer rows through
+  // `emit`. Errors: INVALID_ARGUMENT naming the row (0-based index in the
+  // whole input) for an empty/NUL entity or a missing/out-of-range time;
+  // OUT_OF_RANGE (int overflow); any error of `emit`.
+  absl::Status Add(v1::JoinFeaturesRequest* message, const Emit& emit);
+
+  // The input is complete: answers every remaining row. Always emits at
+  // least one response (with the feature names and watermark).
+  absl::Status Finish(const Emit& emit);
+
+  uint64_t watermark() const { return pinned_.watermark; }
+
+  // Not thread-safe: one caller at a time (a gRPC handler).
+ private:
+  struct Pending {
+    uint64_t index;  // in the whole input
+    int64_t time_us;
+    v1::LabelRow row;
+  };
+  JoinSession(std::shared_ptr<const CompiledView> view,
+              EventStore::PinnedRead pinned, const EventStore* store,
+              Options options)
+      : view_(std::move(view)),
+        pinned_(std::move(pinned)),
+        store_(store),
+        options_(options) {}
+
+  // Answers every buffered row, in input order.
+  absl::Status Flush(const Emit& emit);
+
+  const std::shared_ptr<const CompiledView> view_;
+  const EventStore::PinnedRead pinned_;
+  const EventStore* const store_;
+  const Options options_;
+  uint64_t next_index_ = 0;  // input index of the next row taken
+  std::vector<Pending> buffer_;
+  // Grouping of the buffered rows: entities whose run of rows ended.
+  bool grouped_ = true;
+  absl::flat_hash_set<std::string> finished_entities_;
+  bool sent_header_ = false;
+};
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_VIEWS_JOIN_H_

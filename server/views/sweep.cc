@@ -1,0 +1,194 @@
+#include "server/views/sweep.h"
+
+#include <deque>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/time_util.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+namespace {
+
+// One accepted event's contribution to a feature.
+struct Item {
+  int64_t t;
+  uint64_t seq;
+  OwnedValue v;
+};
+
+// One feature's window as it slides forward.
+class FeatureWindow {
+ public:
+  explicit FeatureWindow(const CompiledFeature& f)
+      : f_(f), state_(NewState()) {
+    const std::string& agg = f.def.aggregation();
+    if (f.lifetime) {
+      kind_ = Kind::kGrowing;
+    } else if (agg == "first") {
+      kind_ = Kind::kFirst;
+    } else if (agg == "last") {
+      kind_ = Kind::kLast;
+    } else if (agg == "last_k") {
+      kind_ = Kind::kLastK;
+    } else if (agg == "min") {
+      kind_ = Kind::kMin;
+    } else if (agg == "max") {
+      kind_ = Kind::kMax;
+    } else if (NewState()->Remove(FieldValue(), 0, 0)) {
+      kind_ = Kind::kRunning;
+    } else {
+      kind_ = Kind::kRecompute;  // an aggregation that cannot forget
+    }
+  }
+
+  // An event with time < the current as-of and >= the current window start.
+  void Offer(const FieldValue& v, int64_t t, uint64_t seq) {
+    switch (kind_) {
+      case Kind::kGrowing:
+        state_->Add(v, t, seq);
+        return;
+      case Kind::kRunning:
+        state_->Add(v, t, seq);
+        break;
+      case Kind::kLast:
+        items_.clear();
+        break;
+      case Kind::kLastK:
+        if (items_.size() == f_.def.k() && !items_.empty()) items_.pop_front();
+        break;
+      case Kind::kMin:
+      case Kind::kMax:
+        // Whatever is worse than v and older can never be the answer again;
+        // equal older values stay (ties keep the earliest event).
+        while (!items_.empty()) {
+          int c = CompareValues(items_.back().v.v, v);
+          if (kind_ == Kind::kMax) c = -c;
+          if (c <= 0) break;
+          items_.pop_back();
+        }
+        break;
+      default:
+        break;
+    }
+    items_.push_back(Item{t, seq, OwnedValue(v)});
+  }
+
+  // Forgets events before `start`.
+  void Evict(int64_t start) {
+    while (!items_.empty() && items_.front().t < start) {
+      const Item& front = items_.front();
+      if (kind_ == Kind::kRunning) {
+        state_->Remove(front.v.v, front.t, front.seq);
+      }
+      items_.pop_front();
+    }
+  }
+
+  absl::Status Value(v1::Value* out) const {
+    if (kind_ == Kind::kGrowing || kind_ == Kind::kRunning) {
+      return state_->Finalize(out);
+    }
+    // The kept events decide the value; a fresh state given exactly those
+    // finalizes as the full window would.
+    auto fresh = NewState();
+    if (kind_ == Kind::kFirst || kind_ == Kind::kMin || kind_ == Kind::kMax) {
+      if (!items_.empty()) {
+        const Item& it = items_.front();
+        fresh->Add(it.v.v, it.t, it.seq);
+      }
+    } else {
+      for (const Item& it : items_) fresh->Add(it.v.v, it.t, it.seq);
+    }
+    return fresh->Finalize(out);
+  }
+
+ private:
+  enum class Kind {
+    kGrowing,    // lifetime: nothing ever leaves
+    kRunning,    // invertible: Add on enter, Remove on leave
+    kFirst,      // items_: the window, front is first
+    kLast,       // items_: the newest accepted event
+    kLastK,      // items_: the newest k
+    kMin,        // items_: monotonic deque, front is the answer
+    kMax,        //
+    kRecompute,  // items_: the window, re-added for every as-of
+  };
+  std::unique_ptr<Aggregator> NewState() const {
+    return f_.aggregation->create(f_.def, f_.field_type);
+  }
+
+  const CompiledFeature& f_;
+  std::unique_ptr<Aggregator> state_;
+  Kind kind_ = Kind::kRecompute;
+  std::deque<Item> items_;
+};
+
+}  // namespace
+
+absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
+                         absl::string_view entity,
+                         absl::Span<const int64_t> as_of, uint64_t watermark,
+                         const ReadView* read_view, ValuesSink sink) {
+  if (as_of.empty()) return absl::OkStatus();
+  const StreamSchema& stream = *view.stream;
+  const size_t nf = view.features.size();
+  std::vector<FeatureWindow> windows;
+  windows.reserve(nf);
+  for (const auto& f : view.features) windows.emplace_back(f);
+
+  const int64_t lo = view.ScanStart(as_of.front());
+  const std::string lower = lo == std::numeric_limits<int64_t>::min()
+                                ? EntityPrefix(stream.stream_id, entity)
+                                : EntityTimeKey(stream.stream_id, entity, lo);
+  // Events stamped exactly at the last as-of sort after this bound.
+  auto it = store.ScanEvents(
+      lower, EntityTimeKey(stream.stream_id, entity, as_of.back()), read_view);
+  EventValueReader reader;
+  std::vector<int64_t> starts(nf);
+  FieldValue value;
+  for (size_t i = 0; i < as_of.size(); ++i) {
+    const int64_t t = as_of[i];
+    int64_t min_start = std::numeric_limits<int64_t>::max();
+    for (size_t f = 0; f < nf; ++f) {
+      starts[f] = view.features[f].WindowStart(t);
+      min_start = std::min(min_start, starts[f]);
+    }
+    for (; it->Valid(); it->Next()) {
+      ParsedEventKey key;
+      if (!ParseEventKey(it->key(), &key)) {
+        return absl::DataLossError(
+            absl::StrCat("corrupt stored event of entity '", entity, "'"));
+      }
+      if (key.time_us >= t) break;
+      if (key.seq > watermark || key.time_us < min_start) continue;
+      if (!reader.Parse(it->value(), stream.types)) {
+        return absl::DataLossError(
+            absl::StrCat("corrupt stored event of entity '", entity, "'"));
+      }
+      for (size_t f = 0; f < nf; ++f) {
+        if (key.time_us >= starts[f] &&
+            view.features[f].Accepts(reader.fields(), &value)) {
+          windows[f].Offer(value, key.time_us, key.seq);
+        }
+      }
+    }
+    if (!it->status().ok()) return it->status();
+    auto* out = sink(i);
+    for (size_t f = 0; f < nf; ++f) {
+      windows[f].Evict(starts[f]);
+      absl::Status s = windows[f].Value(out->Add());
+      if (!s.ok()) {
+        return absl::Status(
+            s.code(), absl::StrCat("feature '", view.features[f].name,
+                                   "' of entity '", entity, "' as of ",
+                                   FormatMicros(t), ": ", s.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace rawfeat

@@ -1,0 +1,47 @@
+#ifndef RAWFEAT_SERVER_VIEWS_SWEEP_H_
+#define RAWFEAT_SERVER_VIEWS_SWEEP_H_
+
+// Point-in-time evaluation of a view for one entity at many as-of times in
+// one pass over its events (snapshots and training-set joins). Every
+// feature's window [t - W, t) slides forward with t: events are added as
+// they enter and forgotten as they leave, so an entity with L labels and N
+// events costs O(N + L * features), not O(N * L).
+//
+// Invertible aggregations (count, sum, avg, stddev, count_distinct) keep a
+// running state and Remove what leaves (exact arithmetic makes that cancel
+// exactly); first/last/last_k keep the window's values; min/max keep a
+// monotonic deque. Values are bit-identical to ViewEngine::ComputeEntity at
+// the same (entity, time, watermark).
+
+#include <cstdint>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "rawfeat/v1/rawfeat.pb.h"
+#include "server/storage/event_store.h"
+#include "server/views/view_engine.h"
+
+namespace rawfeat {
+
+// Where the values for as-of time i go (appended, aligned with the view's
+// features).
+using ValuesSink =
+    absl::FunctionRef<google::protobuf::RepeatedPtrField<v1::Value>*(size_t)>;
+
+// Computes every feature of `view` for `entity` as of each time in `as_of`
+// (ascending; repeats allowed) at `watermark`, reading `store` through
+// `read_view` with one bounded scan. Memory: the accepted values of the
+// longest finite window of the entity (lifetime features keep only a state).
+// Errors: DATA_LOSS (a corrupt stored event), OUT_OF_RANGE (an INT64 sum
+// overflows; names the feature, entity and time).
+// Thread-safe (touches no shared state besides the read-only store).
+absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
+                         absl::string_view entity,
+                         absl::Span<const int64_t> as_of, uint64_t watermark,
+                         const ReadView* read_view, ValuesSink sink);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_VIEWS_SWEEP_H_
