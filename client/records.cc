@@ -388,6 +388,21 @@ std::string FeatureRowToJson(
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+std::string LabeledRowToJson(
+    const std::vector<std::string>& columns,
+    const std::vector<std::string>& cells,
+    const google::protobuf::RepeatedPtrField<std::string>& names,
+    const google::protobuf::RepeatedPtrField<v1::Value>& values) {
+  nlohmann::ordered_json j;
+  for (size_t i = 0; i < columns.size() && i < cells.size(); ++i) {
+    j[columns[i]] = cells[i];
+  }
+  for (int i = 0; i < values.size() && i < names.size(); ++i) {
+    j[names[i]] = ValueJson(values[i]);
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string ValueToCell(const v1::Value& v) {
   switch (v.kind_case()) {
     case v1::Value::KIND_NOT_SET:

@@ -91,6 +91,13 @@ std::string ValueToJson(const v1::Value& v);
 std::string FeatureRowToJson(
     const google::protobuf::RepeatedPtrField<std::string>& names,
     const v1::FeatureRow& row);
+// A label row with its features as one JSON object: label columns as
+// strings (in order), then the features typed.
+std::string LabeledRowToJson(
+    const std::vector<std::string>& columns,
+    const std::vector<std::string>& cells,
+    const google::protobuf::RepeatedPtrField<std::string>& names,
+    const google::protobuf::RepeatedPtrField<v1::Value>& values);
 // A feature value for a CSV cell: like ValueToJson but null is empty and a
 // string is bare.
 std::string ValueToCell(const v1::Value& v);

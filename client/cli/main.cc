@@ -7,6 +7,8 @@
 //                  [--watermark N] [--entity E] --out events.jsonl
 //   rawfeat get --view user_orders --entity u1,u2 [--as-of T] [--watermark N]
 //               [--format table|json|csv]
+//   rawfeat snapshot --view V --as-of T --out snap.csv   (see analyst.h)
+//   rawfeat join --view V --labels labels.csv --out train.csv
 //   rawfeat status
 //
 // Every command takes --server HOST:PORT and exits non-zero with a one-line
@@ -30,7 +32,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/cli/analyst.h"
+#include "client/cli/cli_util.h"
 #include "client/client.h"
+#include "client/output_file.h"
 #include "client/progress.h"
 #include "client/records.h"
 #include "server/common/definitions_text.h"
@@ -38,22 +43,6 @@
 
 namespace rawfeat {
 namespace {
-
-// A failure reported as one line on stderr, exit code 1.
-int Fail(const absl::Status& s) {
-  std::string msg(s.message());
-  for (char& c : msg) {
-    if (c == '\n') c = ' ';
-  }
-  std::fprintf(stderr, "rawfeat: %s: %s\n",
-               absl::StatusCodeToString(s.code()).c_str(), msg.c_str());
-  return 1;
-}
-
-int Fail(absl::string_view msg) {
-  std::fprintf(stderr, "rawfeat: %s\n", std::string(msg).c_str());
-  return 1;
-}
 
 // ----------------------------------------------------------------- apply
 
@@ -292,14 +281,10 @@ int RunReplay(Client& client, const ReplayArgs& args) {
   if (format != "csv" && format != "jsonl") {
     return Fail("--format must be csv or jsonl");
   }
-  std::ofstream file;
-  std::ostream* out = &std::cout;
-  const std::string tmp = args.out + ".partial";
-  if (args.out != "-") {
-    file.open(tmp, std::ios::trunc | std::ios::binary);
-    if (!file) return Fail(absl::StrCat(args.out, ": cannot write"));
-    out = &file;
-  }
+  OutputFile file;
+  absl::Status opened = file.Open(args.out);
+  if (!opened.ok()) return Fail(opened.message());
+  std::ostream* out = &file.out();
   if (format == "csv") {
     std::string header;
     for (const auto& h : mapper.CsvHeader()) {
@@ -320,14 +305,9 @@ int RunReplay(Client& client, const ReplayArgs& args) {
     return static_cast<bool>(*out);
   });
   if (!s.ok()) return Fail(s);
-  if (!*out) return Fail(absl::StrCat(args.out, ": write failed"));
   progress.Done();
-  if (file.is_open()) {
-    file.close();
-    if (!file || std::rename(tmp.c_str(), args.out.c_str()) != 0) {
-      return Fail(absl::StrCat(args.out, ": cannot finish writing"));
-    }
-  }
+  s = file.Commit();
+  if (!s.ok()) return Fail(s.message());
   std::fprintf(stderr, "replayed %lld events of '%s' at watermark %llu\n",
                static_cast<long long>(n), args.stream.c_str(),
                static_cast<unsigned long long>(watermark));
@@ -495,6 +475,11 @@ int main(int argc, char** argv) {
   get_cmd->add_option("--format", get.format, "table, json or csv")
       ->capture_default_str();
 
+  SnapshotArgs snapshot;
+  auto* snapshot_cmd = AddSnapshotCommand(&app, &snapshot);
+  JoinArgs join;
+  auto* join_cmd = AddJoinCommand(&app, &join);
+
   app.add_subcommand("status", "server version, counts, watermark, problems");
 
   try {
@@ -509,5 +494,7 @@ int main(int argc, char** argv) {
   if (*ingest_cmd) return RunIngest(client, ingest);
   if (*replay_cmd) return RunReplay(client, replay);
   if (*get_cmd) return RunGet(client, get);
+  if (*snapshot_cmd) return RunSnapshot(client, snapshot);
+  if (*join_cmd) return RunJoin(client, join);
   return RunStatus(client);
 }

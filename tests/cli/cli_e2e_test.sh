@@ -96,6 +96,76 @@ grep -q "line 3: column 'amount'" "$WORK/bad.err" || fail "bad CSV message: $(ca
 grep -q "1 accepted" "$WORK/skip.txt" || fail "skip-invalid: $(cat "$WORK/skip.txt")"
 grep -q "^line 3: " "$WORK/rejects.txt" || fail "reject file: $(cat "$WORK/rejects.txt")"
 
+# snapshot: every entity with an event before T, the view's features, and
+# a sidecar with the watermark.
+T=2026-11-20T00:00:00Z
+"${CLI[@]}" snapshot --view user_orders --as-of "$T" --out "$WORK/snap.csv" 2>/dev/null
+want=$(awk -F, 'NR>1 && $3<"2026-11-20" {print $2}' "$IN" | sort -u | wc -l)
+[ "$(($(wc -l < "$WORK/snap.csv") - 1))" -eq "$want" ] || fail "snapshot rows (want $want)"
+head -1 "$WORK/snap.csv" | grep -q "^entity,orders_1h,orders_7d," || fail "snapshot header: $(head -1 "$WORK/snap.csv")"
+W=$(sed -n 's/.*"watermark": \([0-9]*\).*/\1/p' "$WORK/snap.csv.meta.json")
+[ -n "$W" ] && [ "$W" -gt 0 ] || fail "snapshot meta: $(cat "$WORK/snap.csv.meta.json")"
+[ ! -e "$WORK/snap.csv.partial" ] || fail "partial snapshot file left behind"
+"${CLI[@]}" snapshot --view user_orders --as-of "$T" --out "$WORK/snap.jsonl" 2>/dev/null
+[ "$(wc -l < "$WORK/snap.jsonl")" -eq "$want" ] || fail "snapshot jsonl rows"
+
+# join: label rows keep their columns (and order), features as of each row's
+# time; a label at T equals the snapshot at T.
+LABELS="$WORK/labels.csv"
+{
+  echo 'label_id,user_id,ts,note'
+  echo "l1,u5,$T,\"a, \"\"quoted\"\" note\""
+  echo 'l2,nobody,2026-11-20T00:00:00Z,'
+  echo 'l3,u1,2026-11-05T09:00:00+09:00,x'
+  echo "l4,u5,$T,dup"
+  echo 'l5,u2,1795000000s,epoch'
+} > "$LABELS"
+"${CLI[@]}" join --view user_orders --labels "$LABELS" --time-column ts \
+  --out "$WORK/train.csv" 2>/dev/null
+[ "$(wc -l < "$WORK/train.csv")" -eq 6 ] || fail "join rows: $(cat "$WORK/train.csv")"
+head -1 "$WORK/train.csv" | grep -q "^label_id,user_id,ts,note,orders_1h," || fail "join header"
+grep -q '^l1,u5,2026-11-20T00:00:00Z,"a, ""quoted"" note",' "$WORK/train.csv" || fail "join passthrough: $(sed -n 2p "$WORK/train.csv")"
+awk -F, 'NR>1 {print $1}' "$WORK/train.csv" | tr '\n' ' ' | grep -q "^l1 l2 l3 l4 l5 $" || fail "join order"
+snap_u5=$(grep '^u5,' "$WORK/snap.csv" | cut -d, -f2-)
+join_u5=$(grep '^l4,' "$WORK/train.csv" | cut -d, -f5-)
+[ "$snap_u5" = "$join_u5" ] || fail "join at T differs from snapshot at T: '$join_u5' vs '$snap_u5'"
+grep -q '^l2,nobody,2026-11-20T00:00:00Z,,0,0,0,' "$WORK/train.csv" || fail "join for an unknown entity"
+grep -q '"watermark": '"$W" "$WORK/train.csv.meta.json" || fail "join meta: $(cat "$WORK/train.csv.meta.json")"
+
+# Late events for u5 before T: at the recorded watermark both files come
+# back byte for byte; at the latest they change.
+printf 'event_id,user_id,order_time,amount,quantity,category\nlate1,u5,2026-11-19T12:00:00Z,999,1,late\n' > "$WORK/late.csv"
+"${CLI[@]}" ingest --stream orders "$WORK/late.csv" > /dev/null
+"${CLI[@]}" snapshot --view user_orders --as-of "$T" --watermark "$W" --out "$WORK/snap2.csv" 2>/dev/null
+cmp -s "$WORK/snap.csv" "$WORK/snap2.csv" || fail "snapshot at watermark $W is not byte-identical"
+"${CLI[@]}" join --view user_orders --labels "$LABELS" --time-column ts --watermark "$W" \
+  --out "$WORK/train2.csv" 2>/dev/null
+cmp -s "$WORK/train.csv" "$WORK/train2.csv" || fail "join at watermark $W is not byte-identical"
+"${CLI[@]}" snapshot --view user_orders --as-of "$T" --out "$WORK/snap3.csv" 2>/dev/null
+! cmp -s "$WORK/snap.csv" "$WORK/snap3.csv" || fail "late event not visible at the latest watermark"
+
+# Bad label files: one line naming the file and line, nothing written.
+printf 'user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,2026-11-20T00:00:00Z,extra\n' > "$WORK/ragged.csv"
+if "${CLI[@]}" join --view user_orders --labels "$WORK/ragged.csv" --time-column ts \
+  --out "$WORK/bad.out" 2> "$WORK/ragged.err"; then fail "ragged labels accepted"; fi
+grep -q "ragged.csv line 3: 3 cells, the header has 2" "$WORK/ragged.err" || fail "ragged: $(cat "$WORK/ragged.err")"
+[ ! -e "$WORK/bad.out" ] || fail "a failed join left its output"
+printf 'user_id,ts\nu1,yesterday\n' > "$WORK/badtime.csv"
+if "${CLI[@]}" join --view user_orders --labels "$WORK/badtime.csv" --time-column ts \
+  --out "$WORK/bad.out" 2> "$WORK/badtime.err"; then fail "bad label time accepted"; fi
+grep -q "line 2: column 'ts'" "$WORK/badtime.err" || fail "bad time: $(cat "$WORK/badtime.err")"
+if "${CLI[@]}" join --view user_orders --labels "$WORK/badtime.csv" \
+  --out "$WORK/bad.out" 2> "$WORK/nocol.err"; then fail "missing time column accepted"; fi
+grep -q "no column 'order_time' (set --time-column)" "$WORK/nocol.err" || fail "no column: $(cat "$WORK/nocol.err")"
+if "${CLI[@]}" join --view nope --labels "$LABELS" --out "$WORK/bad.out" 2> "$WORK/nope2.err"; then
+  fail "join of an unknown view"
+fi
+grep -q "NOT_FOUND" "$WORK/nope2.err" || fail "unknown view: $(cat "$WORK/nope2.err")"
+"${CLI[@]}" join --view user_orders --labels "$WORK/ragged.csv" --time-column ts \
+  --skip-invalid --reject-file "$WORK/label-rejects.txt" --out "$WORK/skip.csv" 2>/dev/null
+[ "$(wc -l < "$WORK/skip.csv")" -eq 2 ] || fail "skip-invalid join rows"
+grep -q "^line 3: 3 cells" "$WORK/label-rejects.txt" || fail "label reject file: $(cat "$WORK/label-rejects.txt")"
+
 # Unknown server: one line, non-zero.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
 [ "$(wc -l < "$WORK/down.err")" -eq 1 ] || fail "down error is not one line"

@@ -1,0 +1,402 @@
+#include "client/cli/analyst.h"
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/cli/cli_util.h"
+#include "client/output_file.h"
+#include "client/progress.h"
+#include "client/records.h"
+#include "nlohmann/json.hpp"
+#include "server/common/time_util.h"
+
+namespace rawfeat {
+namespace {
+
+// The definition of (view, version 0 = latest) and its stream.
+absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindView(
+    Client& client, const std::string& name, uint32_t version) {
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return defs.status();
+  const v1::FeatureViewDef* found = nullptr;
+  for (const auto& v : defs->views()) {
+    const auto& d = v.definition();
+    if (d.name() != name || (version != 0 && d.version() != version)) continue;
+    if (found == nullptr || d.version() > found->version()) found = &d;
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(
+        version == 0 ? absl::StrCat("view '", name, "' is not defined")
+                     : absl::StrCat("view '", name, "' has no version ",
+                                    version));
+  }
+  for (const auto& s : defs->streams()) {
+    if (s.definition().name() == found->stream()) {
+      return std::make_pair(*found, s.definition());
+    }
+  }
+  return absl::NotFoundError(
+      absl::StrCat("stream '", found->stream(), "' is not defined"));
+}
+
+absl::StatusOr<std::string> OutputFormat(const std::string& format,
+                                         const std::string& out) {
+  std::string f = format;
+  if (f.empty()) f = absl::EndsWith(out, ".jsonl") ? "jsonl" : "csv";
+  if (f != "csv" && f != "jsonl") {
+    return absl::InvalidArgumentError("--format must be csv or jsonl");
+  }
+  return f;
+}
+
+std::string CsvLine(const std::vector<std::string>& cells) {
+  std::string line;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (i > 0) line.push_back(',');
+    line += CsvEscape(cells[i]);
+  }
+  return line;
+}
+
+std::string ServerVersion(Client& client) {
+  auto st = client.GetStatus();
+  return st.ok() ? st->version() : "";
+}
+
+// The sidecar FILE.meta.json: everything needed to rebuild FILE.
+absl::Status WriteMeta(const std::string& out, nlohmann::ordered_json meta) {
+  if (out == "-") return absl::OkStatus();
+  return WriteFileAtomically(out + ".meta.json", meta.dump(2) + "\n");
+}
+
+}  // namespace
+
+// -------------------------------------------------------------- snapshot
+
+CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args) {
+  auto* cmd = app->add_subcommand(
+      "snapshot", "features of every entity of a view as of one time");
+  cmd->add_option("--view", args->view, "view name")->required();
+  cmd->add_option("--version", args->version, "view version (0 = latest)");
+  cmd->add_option("--as-of", args->as_of,
+                  "RFC 3339, or epoch with a unit suffix (s, ms, us)")
+      ->required();
+  cmd->add_option("--watermark", args->watermark,
+                  "0 = latest; pass a file's watermark to rebuild it");
+  cmd->add_option("--partition", args->partition,
+                  "K/N: only entity-hash partition K of N");
+  cmd->add_option("--out", args->out, "output file (- = stdout)")->required();
+  cmd->add_option("--format", args->format, "csv or jsonl (default: by name)");
+  return cmd;
+}
+
+int RunSnapshot(Client& client, const SnapshotArgs& args) {
+  auto format = OutputFormat(args.format, args.out);
+  if (!format.ok()) return Fail(format.status().message());
+  auto as_of = ParseTime(args.as_of);
+  if (!as_of.ok()) {
+    return Fail(absl::StrCat("--as-of: ", as_of.status().message()));
+  }
+  v1::SnapshotRequest request;
+  request.set_view(args.view);
+  request.set_version(args.version);
+  *request.mutable_as_of() = MicrosToTimestamp(*as_of);
+  request.set_watermark(args.watermark);
+  if (!args.partition.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(args.partition, '/');
+    uint32_t k = 0, n = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &k) ||
+        !absl::SimpleAtoi(parts[1], &n) || n == 0 || k >= n) {
+      return Fail("--partition must be K/N with 0 <= K < N");
+    }
+    request.mutable_partition()->set_index(k);
+    request.mutable_partition()->set_count(n);
+  }
+
+  OutputFile file;
+  absl::Status s = file.Open(args.out);
+  if (!s.ok()) return Fail(s.message());
+  std::ostream& out = file.out();
+  Progress progress("snapshot", 0);
+  int64_t rows = 0;
+  uint64_t watermark = 0;
+  uint32_t version = 0;
+  google::protobuf::RepeatedPtrField<std::string> names;
+  std::vector<std::string> cells;
+  s = client.Snapshot(request, [&](const v1::SnapshotChunk& chunk) {
+    if (names.empty() && chunk.feature_names_size() > 0) {
+      names = chunk.feature_names();
+      if (*format == "csv") {
+        cells.assign({"entity"});
+        cells.insert(cells.end(), names.begin(), names.end());
+        out << CsvLine(cells) << "\n";
+      }
+    }
+    watermark = chunk.watermark();
+    version = chunk.version();
+    for (const auto& row : chunk.rows()) {
+      if (*format == "csv") {
+        cells.assign({row.entity()});
+        for (const auto& v : row.values()) cells.push_back(ValueToCell(v));
+        out << CsvLine(cells) << "\n";
+      } else {
+        out << FeatureRowToJson(names, row) << "\n";
+      }
+    }
+    rows += chunk.rows_size();
+    progress.Update(0, rows);
+    return static_cast<bool>(out);
+  });
+  if (!s.ok()) return Fail(s);
+  progress.Done();
+  s = file.Commit();
+  if (!s.ok()) return Fail(s.message());
+  nlohmann::ordered_json meta;
+  meta["command"] = "snapshot";
+  meta["view"] = args.view;
+  meta["version"] = version;
+  meta["as_of"] = FormatMicros(*as_of);
+  meta["watermark"] = watermark;
+  if (request.has_partition()) meta["partition"] = args.partition;
+  meta["format"] = *format;
+  meta["rows"] = rows;
+  meta["features"] = std::vector<std::string>(names.begin(), names.end());
+  meta["server_version"] = ServerVersion(client);
+  s = WriteMeta(args.out, meta);
+  if (!s.ok()) return Fail(s.message());
+  std::fprintf(stderr,
+               "snapshot of view %s v%u as of %s: %lld entities, watermark "
+               "%llu\n",
+               args.view.c_str(), version, FormatMicros(*as_of).c_str(),
+               static_cast<long long>(rows),
+               static_cast<unsigned long long>(watermark));
+  return 0;
+}
+
+// ------------------------------------------------------------------ join
+
+CLI::App* AddJoinCommand(CLI::App* app, JoinArgs* args) {
+  auto* cmd = app->add_subcommand(
+      "join", "point-in-time correct features for every row of a label file");
+  cmd->add_option("--view", args->view, "view name")->required();
+  cmd->add_option("--version", args->version, "view version (0 = latest)");
+  cmd->add_option("--watermark", args->watermark,
+                  "0 = latest; pass a file's watermark to rebuild it");
+  cmd->add_option("--labels", args->labels, "label rows, CSV with a header")
+      ->required();
+  cmd->add_option("--out", args->out, "output file (- = stdout)")->required();
+  cmd->add_option("--entity-column", args->entity_column,
+                  "label column with the entity (default: the stream's)");
+  cmd->add_option("--time-column", args->time_column,
+                  "label column with the time (default: the stream's)");
+  cmd->add_option("--time-unit", args->time_unit,
+                  "unit of bare integer times: s, ms or us")
+      ->capture_default_str();
+  cmd->add_flag("--skip-invalid", args->skip_invalid,
+                "skip invalid label rows (listed in --reject-file)");
+  cmd->add_option("--reject-file", args->reject_file,
+                  "with --skip-invalid: where skipped rows are listed");
+  cmd->add_option("--format", args->format, "csv or jsonl (default: by name)");
+  return cmd;
+}
+
+int RunJoin(Client& client, const JoinArgs& args) {
+  auto format = OutputFormat(args.format, args.out);
+  if (!format.ok()) return Fail(format.status().message());
+  auto unit = ParseTimeUnit(args.time_unit);
+  if (!unit.ok()) return Fail(unit.status());
+  if (!args.reject_file.empty() && !args.skip_invalid) {
+    return Fail("--reject-file needs --skip-invalid");
+  }
+  auto defs = FindView(client, args.view, args.version);
+  if (!defs.ok()) return Fail(defs.status());
+  const v1::StreamDef& stream = defs->second;
+  const std::string entity_column = args.entity_column.empty()
+                                        ? stream.entity_field()
+                                        : args.entity_column;
+  const std::string time_column =
+      args.time_column.empty() ? stream.time_field() : args.time_column;
+
+  std::ifstream in(args.labels, std::ios::binary);
+  if (!in) return Fail(absl::StrCat(args.labels, ": cannot open"));
+  in.seekg(0, std::ios::end);
+  const int64_t total_bytes = static_cast<int64_t>(in.tellg());
+  in.seekg(0);
+  CsvReader csv(&in);
+  std::vector<std::string> header;
+  if (!csv.Next(&header)) {
+    return Fail(csv.error().ok() ? absl::StrCat(args.labels, ": empty file")
+                                 : absl::StrCat(args.labels, ": ",
+                                                csv.error().message()));
+  }
+  int entity_at = -1, time_at = -1;
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (header[i] == entity_column) entity_at = static_cast<int>(i);
+    if (header[i] == time_column) time_at = static_cast<int>(i);
+  }
+  if (entity_at < 0) {
+    return Fail(absl::StrCat(args.labels, ": no column '", entity_column,
+                             "' (set --entity-column)"));
+  }
+  if (time_at < 0) {
+    return Fail(absl::StrCat(args.labels, ": no column '", time_column,
+                             "' (set --time-column)"));
+  }
+  std::ofstream rejects;
+  if (!args.reject_file.empty()) {
+    rejects.open(args.reject_file, std::ios::trunc);
+    if (!rejects) return Fail(absl::StrCat(args.reject_file, ": cannot write"));
+  }
+
+  OutputFile file;
+  absl::Status s = file.Open(args.out);
+  if (!s.ok()) return Fail(s.message());
+  std::ostream& out = file.out();
+
+  // Writer thread: label file -> request messages. Every row is checked
+  // here so a bad one is reported with its line number.
+  int64_t sent = 0, rejected = 0;
+  std::atomic<int64_t> read_bytes{0};
+  bool eof = false;
+  std::vector<std::string> cells;
+  auto next = [&](v1::JoinFeaturesRequest* m) -> absl::StatusOr<bool> {
+    while (!eof && m->rows_size() < 1000) {
+      if (!csv.Next(&cells)) {
+        eof = true;
+        if (!csv.error().ok()) {
+          const std::string msg =
+              absl::StrCat(args.labels, ": ", csv.error().message());
+          if (!args.skip_invalid) return absl::InvalidArgumentError(msg);
+          ++rejected;
+          if (rejects.is_open()) rejects << csv.error().message() << "\n";
+        }
+        break;
+      }
+      const int64_t line = csv.record_line();
+      if (cells.size() == 1 && cells[0].empty()) continue;  // blank line
+      std::string problem;
+      absl::StatusOr<int64_t> t;
+      if (cells.size() != header.size()) {
+        problem = absl::StrCat(cells.size(), " cells, the header has ",
+                               header.size());
+      } else if (cells[entity_at].empty()) {
+        problem = absl::StrCat("column '", entity_column, "' is empty");
+      } else if (cells[entity_at].find('\0') != std::string::npos) {
+        problem = absl::StrCat("column '", entity_column, "' contains NUL");
+      } else if (t = ParseTime(cells[time_at], *unit); !t.ok()) {
+        problem = absl::StrCat("column '", time_column,
+                               "': ", t.status().message());
+      }
+      if (!problem.empty()) {
+        if (!args.skip_invalid) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(args.labels, " line ", line, ": ", problem));
+        }
+        ++rejected;
+        if (rejects.is_open()) {
+          rejects << "line " << line << ": " << problem << "\n";
+        }
+        continue;
+      }
+      v1::LabelRow* row = m->add_rows();
+      row->set_entity(cells[entity_at]);
+      *row->mutable_time() = MicrosToTimestamp(*t);
+      for (size_t i = 0; i < cells.size(); ++i) {
+        if (static_cast<int>(i) != entity_at) {
+          row->add_passthrough(std::move(cells[i]));
+        }
+      }
+      ++sent;
+    }
+    const int64_t pos = in.tellg();
+    read_bytes.store(pos < 0 ? total_bytes : pos, std::memory_order_relaxed);
+    return m->rows_size() > 0;
+  };
+
+  // This thread: responses (in input order) -> output file.
+  Progress progress("join", total_bytes);
+  int64_t rows = 0;
+  uint64_t watermark = 0;
+  uint32_t version = 0;
+  google::protobuf::RepeatedPtrField<std::string> names;
+  std::vector<std::string> out_cells;
+  std::vector<std::string> label_cells(header.size());
+  v1::JoinFeaturesRequest first;
+  first.set_view(args.view);
+  first.set_version(args.version);
+  first.set_watermark(args.watermark);
+  s = client.JoinFeatures(
+      first, next, [&](const v1::JoinFeaturesResponse& r) {
+        if (names.empty() && r.feature_names_size() > 0) {
+          names = r.feature_names();
+          if (*format == "csv") {
+            out_cells = header;
+            out_cells.insert(out_cells.end(), names.begin(), names.end());
+            out << CsvLine(out_cells) << "\n";
+          }
+        }
+        watermark = r.watermark();
+        version = r.version();
+        for (const auto& row : r.rows()) {
+          int k = 0;
+          for (size_t i = 0; i < header.size(); ++i) {
+            label_cells[i] = static_cast<int>(i) == entity_at
+                                 ? row.entity()
+                                 : (k < row.passthrough_size()
+                                        ? row.passthrough(k++)
+                                        : std::string());
+          }
+          if (*format == "csv") {
+            out_cells = label_cells;
+            for (const auto& v : row.values()) {
+              out_cells.push_back(ValueToCell(v));
+            }
+            out << CsvLine(out_cells) << "\n";
+          } else {
+            out << LabeledRowToJson(header, label_cells, names, row.values())
+                << "\n";
+          }
+        }
+        rows += r.rows_size();
+        progress.Update(read_bytes.load(std::memory_order_relaxed), rows);
+        return static_cast<bool>(out);
+      });
+  if (!s.ok()) return Fail(s);
+  progress.Done();
+  if (rows != sent) {
+    return Fail(absl::StrCat("sent ", sent, " label rows but received ", rows));
+  }
+  s = file.Commit();
+  if (!s.ok()) return Fail(s.message());
+  nlohmann::ordered_json meta;
+  meta["command"] = "join";
+  meta["view"] = args.view;
+  meta["version"] = version;
+  meta["watermark"] = watermark;
+  meta["labels"] = args.labels;
+  meta["entity_column"] = entity_column;
+  meta["time_column"] = time_column;
+  meta["format"] = *format;
+  meta["rows"] = rows;
+  meta["rejected"] = rejected;
+  meta["features"] = std::vector<std::string>(names.begin(), names.end());
+  meta["server_version"] = ServerVersion(client);
+  s = WriteMeta(args.out, meta);
+  if (!s.ok()) return Fail(s.message());
+  std::fprintf(stderr,
+               "joined %lld label rows (%lld rejected) with view %s v%u, "
+               "watermark %llu\n",
+               static_cast<long long>(rows), static_cast<long long>(rejected),
+               args.view.c_str(), version,
+               static_cast<unsigned long long>(watermark));
+  return 0;
+}
+
+}  // namespace rawfeat

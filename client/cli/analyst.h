@@ -1,0 +1,61 @@
+#ifndef RAWFEAT_CLIENT_CLI_ANALYST_H_
+#define RAWFEAT_CLIENT_CLI_ANALYST_H_
+
+// The analyst commands of the rawfeat CLI:
+//
+//   rawfeat snapshot --view V [--version N] --as-of T [--watermark N]
+//                    [--partition K/N] --out FILE [--format csv|jsonl]
+//   rawfeat join --view V [--version N] [--watermark N] --labels FILE
+//                --out FILE [--entity-column C] [--time-column C]
+//                [--time-unit s|ms|us] [--skip-invalid --reject-file F]
+//                [--format csv|jsonl]
+//
+// Both write FILE atomically (FILE.partial, renamed when complete) and a
+// sidecar FILE.meta.json with the view, version, as-of, watermark, server
+// version and row count, so the file can be rebuilt byte for byte by
+// passing that watermark back.
+
+#include <cstdint>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "client/client.h"
+
+namespace rawfeat {
+
+struct SnapshotArgs {
+  std::string view;
+  uint32_t version = 0;
+  std::string as_of;
+  uint64_t watermark = 0;
+  std::string partition;  // "K/N"
+  std::string out;
+  std::string format;  // csv | jsonl (default: by extension)
+};
+
+struct JoinArgs {
+  std::string view;
+  uint32_t version = 0;
+  uint64_t watermark = 0;
+  std::string labels;
+  std::string out;
+  std::string entity_column;  // default: the stream's entity field
+  std::string time_column;    // default: the stream's time field
+  std::string time_unit = "none";
+  bool skip_invalid = false;
+  std::string reject_file;
+  std::string format;
+};
+
+// Registers the subcommands on `app`, filling `*args`.
+CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args);
+CLI::App* AddJoinCommand(CLI::App* app, JoinArgs* args);
+
+// Run a command; return the process exit code (0 ok, 1 failure with a
+// one-line reason on stderr).
+int RunSnapshot(Client& client, const SnapshotArgs& args);
+int RunJoin(Client& client, const JoinArgs& args);
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_CLIENT_CLI_ANALYST_H_
