@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Randomized differential test of GetFeatures against a plain-Python oracle.
+"""Randomized differential test of GetFeatures, Snapshot and JoinFeatures
+against a plain-Python oracle.
 
 Starts a real rawfeatd, ingests random events through the real gRPC API, and
 compares every feature value with an independent reference written here in
@@ -292,18 +293,39 @@ def main():
         for ev in accepted:
             by_entity.setdefault(ev["entity"], []).append(ev)
         times = [ev["t"] for ev in accepted]
-        failures, checked = 0, 0
+        counts = {"checked": 0, "failures": 0}
+
+        def compare(want_status, got_values, where):
+            for f, (status, want), got in zip(features, want_status,
+                                             got_values):
+                counts["checked"] += 1
+                if status == "ok" and same(want, from_proto(got),
+                                           FIELDS.get(f[2]), f[1]):
+                    continue
+                counts["failures"] += 1
+                if counts["failures"] <= 20:
+                    print(f"MISMATCH {f[0]} {where}: want "
+                          f"{want if status == 'ok' else status!r}, "
+                          f"got {from_proto(got)!r}")
+
+        def visible_events(entity, watermark):
+            return [e for e in by_entity.get(entity, [])
+                    if not watermark or e["seq"] <= watermark]
+
+        def set_time(ts, micros):
+            ts.seconds = micros // 10**6
+            ts.nanos = (micros % 10**6) * 1000
+
+        # GetFeatures, one entity at a time.
         for q in range(args.queries):
             entity = rng.choice(entities + ["nobody"])
             as_of = rng.choice(times) + rng.choice([0, 0, 1, -1, HOUR])
             watermark = checkpoint if q % 3 == 0 else 0
             req = pb.GetFeaturesRequest(view="dv", entities=[entity],
                                         watermark=watermark)
-            req.as_of.seconds = as_of // 10**6
-            req.as_of.nanos = (as_of % 10**6) * 1000
-            visible = [e for e in by_entity.get(entity, [])
-                       if not watermark or e["seq"] <= watermark]
-            want_status = [oracle(f, visible, as_of) for f in features]
+            set_time(req.as_of, as_of)
+            want_status = [oracle(f, visible_events(entity, watermark), as_of)
+                           for f in features]
             try:
                 resp = stub.GetFeatures(req, timeout=30)
             except grpc.RpcError as err:
@@ -312,20 +334,72 @@ def main():
                     continue
                 raise
             assert list(resp.feature_names) == [f[0] for f in features]
-            for f, (status, want), got in zip(features, want_status,
-                                             resp.rows[0].values):
-                checked += 1
-                if status != "ok":
-                    failures += 1
-                    print(f"MISMATCH {f[0]} {entity} as_of={as_of}: "
-                          f"want {status}, got {from_proto(got)!r}")
-                    continue
-                if not same(want, from_proto(got), FIELDS.get(f[2]), f[1]):
-                    failures += 1
-                    if failures <= 20:
-                        print(f"MISMATCH {f[0]} entity={entity} "
-                              f"as_of={as_of} W={watermark}: "
-                              f"want {want!r}, got {from_proto(got)!r}")
+            compare(want_status, resp.rows[0].values,
+                    f"get entity={entity} as_of={as_of} W={watermark}")
+
+        # Snapshot: exactly the entities with a visible event before T, in
+        # UTF-8 byte order, each equal to the oracle.
+        snapshot_times = [rng.choice(times) for _ in range(3)] + [
+            T0 - 5 * DAY, T0 - 10 * DAY - HOUR]
+        for n, as_of in enumerate(snapshot_times):
+            watermark = checkpoint if n % 2 else 0
+            req = pb.SnapshotRequest(view="dv", watermark=watermark)
+            set_time(req.as_of, as_of)
+            rows = []
+            for chunk in stub.Snapshot(req, timeout=120):
+                assert chunk.watermark == (watermark or len(accepted))
+                rows.extend(chunk.rows)
+            want_entities = sorted(
+                {e for e in by_entity
+                 if any(ev["t"] < as_of
+                        for ev in visible_events(e, watermark))},
+                key=lambda e: e.encode("utf-8"))
+            got_entities = [r.entity for r in rows]
+            if got_entities != want_entities:
+                counts["failures"] += 1
+                print(f"MISMATCH snapshot entities as_of={as_of}: want "
+                      f"{want_entities}, got {got_entities}")
+            for row in rows:
+                want_status = [oracle(f, visible_events(row.entity, watermark),
+                                      as_of) for f in features]
+                compare(want_status, row.values,
+                        f"snapshot entity={row.entity} as_of={as_of}")
+
+        # JoinFeatures: unsorted labels (duplicates, exact event times,
+        # before the first event, unknown entities) in several messages;
+        # rows come back in input order with their passthrough.
+        labels = []
+        for n in range(400):
+            entity = rng.choice(entities + ["nobody"])
+            t = rng.choice([rng.choice(times), rng.choice(times) + 1,
+                            T0 - 11 * DAY, T0 + DAY])
+            labels.append((entity, t, f"row{n}"))
+            if rng.random() < 0.1:
+                labels.append((entity, t, f"dup{n}"))
+        for watermark in (checkpoint, 0):
+            def requests():
+                for start in range(0, len(labels), 64):
+                    msg = pb.JoinFeaturesRequest()
+                    if start == 0:
+                        msg.view, msg.watermark = "dv", watermark
+                    for entity, t, tag in labels[start:start + 64]:
+                        row = msg.rows.add(entity=entity, passthrough=[tag])
+                        set_time(row.time, t)
+                    yield msg
+            got_rows = []
+            for resp in stub.JoinFeatures(requests(), timeout=120):
+                assert resp.watermark == (watermark or len(accepted))
+                got_rows.extend(resp.rows)
+            assert len(got_rows) == len(labels), (len(got_rows), len(labels))
+            for n, (row, (entity, t, tag)) in enumerate(zip(got_rows, labels)):
+                assert row.row_index == n and row.entity == entity
+                assert list(row.passthrough) == [tag]
+                want_status = [oracle(f, visible_events(entity, watermark), t)
+                               for f in features]
+                compare(want_status, row.values,
+                        f"join row {n} entity={entity} t={t} W={watermark}")
+
+        checked, failures = counts["checked"], counts["failures"]
         print(f"differential: {checked} feature values compared, "
               f"{failures} mismatches")
         return 1 if failures or checked == 0 else 0
