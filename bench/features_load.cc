@@ -37,6 +37,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/scratch_dir.h"
+#include "bench/workload.h"
 #include "client/client.h"
 #include "client/local_server.h"
 #include "server/common/time_util.h"
@@ -65,105 +66,8 @@ namespace rawfeat {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int64_t kEnd = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
-
-constexpr char kDefinitions[] = R"(
-streams {
-  name: "orders"
-  entity_field: "user_id"
-  time_field: "order_time"
-  fields { name: "amount"   type: DOUBLE required: true }
-  fields { name: "quantity" type: INT64  required: true }
-  fields { name: "category" type: STRING required: true }
-  fields { name: "coupon"   type: STRING }
-  fields { name: "is_gift"  type: BOOL }
-}
-views {
-  name: "bench" version: 1 stream: "orders"
-  features { name: "orders_1h"     aggregation: "count"          window: "1h" }
-  features { name: "spend_1d"      aggregation: "sum"            field: "amount"   window: "1d" }
-  features { name: "avg_7d"        aggregation: "avg"            field: "amount"   window: "7d" }
-  features { name: "items_7d"      aggregation: "sum"            field: "quantity" window: "7d" }
-  features { name: "max_30d"       aggregation: "max"            field: "amount"   window: "30d" }
-  features { name: "categories_30d" aggregation: "count_distinct" field: "category" window: "30d" }
-  features { name: "orders_life"   aggregation: "count"          window: "lifetime" }
-  features { name: "last_category" aggregation: "last"           field: "category" window: "lifetime" }
-}
-)";
-
-std::string Entity(int rank) { return absl::StrCat("user-", rank); }
-
-// Zipf ranks by inverse CDF.
-class Zipf {
- public:
-  Zipf(int n, double s) : cdf_(n) {
-    double total = 0;
-    for (int i = 0; i < n; ++i) total += 1.0 / std::pow(i + 1, s);
-    double acc = 0;
-    for (int i = 0; i < n; ++i) {
-      acc += 1.0 / std::pow(i + 1, s) / total;
-      cdf_[i] = acc;
-    }
-  }
-  int Sample(std::mt19937_64& rng) const {
-    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-    return static_cast<int>(std::lower_bound(cdf_.begin(), cdf_.end(), u) -
-                            cdf_.begin());
-  }
-  double Share(int rank) const {
-    return rank == 0 ? cdf_[0] : cdf_[rank] - cdf_[rank - 1];
-  }
-
- private:
-  std::vector<double> cdf_;
-};
-
-bool Load(const std::string& address, const Zipf& zipf) {
-  const int64_t n = absl::GetFlag(FLAGS_events);
-  const int64_t span = absl::GetFlag(FLAGS_days) * 86400LL * 1000000;
-  constexpr int kThreads = 2;
-  constexpr int kBatch = 1000;
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> ok{true};
-  std::vector<std::thread> threads;
-  static const char* kCategories[] = {
-      "books",   "toys",   "food",  "garden", "electronics",
-      "fashion", "sports", "music", "beauty", "auto"};
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937_64 rng(1000 + t);
-      Client client(address);
-      auto r = client.IngestStream([&](v1::IngestRequest* req) {
-        const int64_t start = next.fetch_add(kBatch);
-        if (start >= n) return false;
-        req->set_stream("orders");
-        for (int64_t i = start; i < std::min(n, start + kBatch); ++i) {
-          v1::Event* e = req->add_events();
-          e->set_event_id(absl::StrCat("e", i));
-          e->set_entity(Entity(zipf.Sample(rng)));
-          *e->mutable_event_time() = MicrosToTimestamp(
-              kEnd - 1 -
-              static_cast<int64_t>(rng() % static_cast<uint64_t>(span)));
-          auto& f = *e->mutable_fields();
-          f["amount"].set_double_value(static_cast<double>(rng() % 50000) /
-                                       100);
-          f["quantity"].set_int64_value(1 + static_cast<int64_t>(rng() % 5));
-          f["category"].set_string_value(kCategories[rng() % 10]);
-          if (rng() % 4 == 0) f["coupon"].set_string_value("SAVE10");
-          if (rng() % 8 == 0) f["is_gift"].set_bool_value(true);
-        }
-        return true;
-      });
-      if (!r.ok()) {
-        std::fprintf(stderr, "load failed: %s\n",
-                     r.status().ToString().c_str());
-        ok = false;
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  return ok;
-}
+using bench::Entity;
+using bench::kEnd;
 
 struct Stats {
   double p50 = 0, p99 = 0, p999 = 0, qps = 0;
@@ -239,14 +143,16 @@ int Main() {
   const int entities = absl::GetFlag(FLAGS_entities);
   const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "flbench");
   const std::string& work = scratch.path();
-  const Zipf zipf(entities, absl::GetFlag(FLAGS_zipf));
+  const bench::Workload workload(absl::GetFlag(FLAGS_events), entities,
+                                 absl::GetFlag(FLAGS_days),
+                                 absl::GetFlag(FLAGS_zipf));
   std::printf(
       "features_load: %lld events, %d entities (hottest has %.1f%% of "
       "events), %d days, %d clients\n",
       static_cast<long long>(absl::GetFlag(FLAGS_events)), entities,
-      100 * zipf.Share(0), absl::GetFlag(FLAGS_days),
+      100 * workload.zipf.Share(0), absl::GetFlag(FLAGS_days),
       absl::GetFlag(FLAGS_clients));
-  std::ofstream(work + "/defs.textproto") << kDefinitions;
+  std::ofstream(work + "/defs.textproto") << bench::kDefinitions;
   std::vector<std::string> server_flags = {"--schemas=" + work, "--sync=false"};
   for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_server_flags),
                                             ',', absl::SkipEmpty())) {
@@ -259,7 +165,7 @@ int Main() {
     return 1;
   }
   const auto load_start = Clock::now();
-  if (!Load(server.address(), zipf)) return 1;
+  if (!workload.Load(server.address())) return 1;
   const double load_secs =
       std::chrono::duration<double>(Clock::now() - load_start).count();
   std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,

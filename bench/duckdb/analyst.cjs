@@ -1,0 +1,95 @@
+// The DuckDB reference of bench/analyst_load: the same snapshot and
+// point-in-time join answered with SQL window aggregates over [t - W, t).
+//
+//   node analyst.cjs NODE_MODULES_DIR WORK_DIR AS_OF_US
+//
+// Reads WORK_DIR/orders.csv, labels.csv, sample_entities.txt and
+// sample_labels.txt; writes WORK_DIR/duckdb.json with timings (seconds) and
+// the sample rows.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+async function main() {
+  const [modules, work, asOfText] = process.argv.slice(2);
+  const { DuckDBInstance } = require(path.resolve(modules, '@duckdb/node-api'));
+  const T = BigInt(asOfText);
+  const H = 3600n * 1000000n;
+  const D = 24n * H;
+  const instance = await DuckDBInstance.create(':memory:', { threads: '2' });
+  const con = await instance.connect();
+  const timed = async (sql) => {
+    const start = performance.now();
+    await con.run(sql);
+    return (performance.now() - start) / 1000;
+  };
+
+  const load = await timed(`
+    CREATE TABLE orders AS SELECT * FROM read_csv('${work}/orders.csv',
+      header = true, columns = {'user_id': 'VARCHAR', 't': 'BIGINT',
+      'amount': 'DOUBLE', 'quantity': 'BIGINT', 'category': 'VARCHAR'});
+    CREATE TABLE labels AS SELECT * FROM read_csv('${work}/labels.csv',
+      header = true, columns = {'label_id': 'BIGINT', 'user_id': 'VARCHAR',
+      'ts': 'BIGINT'});`);
+
+  // Snapshot: every entity with an event before T, as of T.
+  const snapshot = await timed(`
+    CREATE TEMP TABLE snap AS
+    SELECT user_id,
+      count(*) FILTER (WHERE t >= ${T - H}) AS orders_1h,
+      coalesce(sum(amount) FILTER (WHERE t >= ${T - D}), 0) AS spend_1d,
+      avg(amount) FILTER (WHERE t >= ${T - 7n * D}) AS avg_7d,
+      coalesce(sum(quantity) FILTER (WHERE t >= ${T - 7n * D}), 0) AS items_7d,
+      max(amount) FILTER (WHERE t >= ${T - 30n * D}) AS max_30d,
+      count(DISTINCT category) FILTER (WHERE t >= ${T - 30n * D})
+        AS categories_30d,
+      count(*) AS orders_life,
+      arg_max(category, t) AS last_category
+    FROM orders WHERE t < ${T} GROUP BY user_id`);
+
+  // Point-in-time join: labels and events on one timeline per entity;
+  // each label's frame is [ts - W, ts - 1us] = [ts - W, ts).
+  const frame = (w) => `OVER (PARTITION BY user_id ORDER BY t RANGE BETWEEN ` +
+      `${w} PRECEDING AND 1 PRECEDING)`;
+  const join = await timed(`
+    CREATE TEMP TABLE joined AS
+    WITH u AS (
+      SELECT user_id, t, amount, quantity, category, NULL::BIGINT AS label_id
+      FROM orders
+      UNION ALL
+      SELECT user_id, ts, NULL, NULL, NULL, label_id FROM labels),
+    w AS (
+      SELECT label_id,
+        count(amount) ${frame(H)} AS orders_1h,
+        coalesce(sum(amount) ${frame(D)}, 0) AS spend_1d,
+        avg(amount) ${frame(7n * D)} AS avg_7d,
+        coalesce(sum(quantity) ${frame(7n * D)}, 0) AS items_7d,
+        max(amount) ${frame(30n * D)} AS max_30d,
+        count(DISTINCT category) ${frame(30n * D)} AS categories_30d,
+        count(amount) ${frame('UNBOUNDED')} AS orders_life,
+        last_value(category IGNORE NULLS) ${frame('UNBOUNDED')}
+          AS last_category
+      FROM u)
+    SELECT * FROM w WHERE label_id IS NOT NULL`);
+
+  const list = (file) => fs.readFileSync(path.join(work, file), 'utf8')
+      .split('\n').filter((s) => s.length > 0);
+  const quoted = list('sample_entities.txt').map((e) => `'${e}'`).join(',');
+  const snapRows = await (await con.runAndReadAll(
+      `SELECT * FROM snap WHERE user_id IN (${quoted})`)).getRowObjectsJson();
+  const joinRows = await (await con.runAndReadAll(
+      `SELECT * FROM joined WHERE label_id IN (${list('sample_labels.txt')})`))
+      .getRowObjectsJson();
+  const count = async (table) => Number((await (await con.runAndReadAll(
+      `SELECT count(*) AS n FROM ${table}`)).getRowObjectsJson())[0].n);
+  fs.writeFileSync(path.join(work, 'duckdb.json'), JSON.stringify({
+    load, snapshot, join,
+    snapshot_rows: await count('snap'), join_rows: await count('joined'),
+    snapshot_sample: snapRows, join_sample: joinRows,
+  }));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,134 @@
+#include "bench/workload.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "server/common/time_util.h"
+
+namespace rawfeat {
+namespace bench {
+
+const char kDefinitions[] = R"(
+streams {
+  name: "orders"
+  entity_field: "user_id"
+  time_field: "order_time"
+  fields { name: "amount"   type: DOUBLE required: true }
+  fields { name: "quantity" type: INT64  required: true }
+  fields { name: "category" type: STRING required: true }
+  fields { name: "coupon"   type: STRING }
+  fields { name: "is_gift"  type: BOOL }
+}
+views {
+  name: "bench" version: 1 stream: "orders"
+  features { name: "orders_1h"     aggregation: "count"          window: "1h" }
+  features { name: "spend_1d"      aggregation: "sum"            field: "amount"   window: "1d" }
+  features { name: "avg_7d"        aggregation: "avg"            field: "amount"   window: "7d" }
+  features { name: "items_7d"      aggregation: "sum"            field: "quantity" window: "7d" }
+  features { name: "max_30d"       aggregation: "max"            field: "amount"   window: "30d" }
+  features { name: "categories_30d" aggregation: "count_distinct" field: "category" window: "30d" }
+  features { name: "orders_life"   aggregation: "count"          window: "lifetime" }
+  features { name: "last_category" aggregation: "last"           field: "category" window: "lifetime" }
+}
+)";
+
+std::string Entity(int rank) { return absl::StrCat("user-", rank); }
+
+Zipf::Zipf(int n, double s) : cdf_(n) {
+  double total = 0;
+  for (int i = 0; i < n; ++i) total += 1.0 / std::pow(i + 1, s);
+  double acc = 0;
+  for (int i = 0; i < n; ++i) {
+    acc += 1.0 / std::pow(i + 1, s) / total;
+    cdf_[i] = acc;
+  }
+}
+
+int Zipf::Sample(double u) const {
+  const auto it = std::lower_bound(cdf_.begin(), cdf_.end(), u);
+  return static_cast<int>(std::min<ptrdiff_t>(it - cdf_.begin(),
+                                              cdf_.size() - 1));
+}
+
+int Zipf::Sample(std::mt19937_64& rng) const {
+  return Sample(std::uniform_real_distribution<double>(0, 1)(rng));
+}
+
+double Zipf::Share(int rank) const {
+  return rank == 0 ? cdf_[0] : cdf_[rank] - cdf_[rank - 1];
+}
+
+namespace {
+// SplitMix64: a stateless, well-mixed stream of draws per event.
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+Order Workload::Event(int64_t i) const {
+  static const char* kCategories[] = {
+      "books",   "toys",   "food",  "garden", "electronics",
+      "fashion", "sports", "music", "beauty", "auto"};
+  uint64_t s = static_cast<uint64_t>(i) * 0x2545f4914f6cdd1dULL + 12345;
+  auto draw = [&]() { return s = Mix(s); };
+  const uint64_t span = static_cast<uint64_t>(days) * 86400ULL * 1000000;
+  Order o;
+  o.rank = zipf.Sample(static_cast<double>(draw() >> 11) * 0x1.0p-53);
+  o.time_us = kEnd - 1 - static_cast<int64_t>(draw() % span);
+  o.amount = static_cast<double>(draw() % 50000) / 100;
+  o.quantity = 1 + static_cast<int64_t>(draw() % 5);
+  o.category = kCategories[draw() % 10];
+  o.coupon = draw() % 4 == 0;
+  o.gift = draw() % 8 == 0;
+  return o;
+}
+
+bool Workload::Load(const std::string& address) const {
+  constexpr int kThreads = 2;
+  constexpr int kBatch = 1000;
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      Client client(address);
+      auto r = client.IngestStream([&](v1::IngestRequest* req) {
+        const int64_t start = next.fetch_add(kBatch);
+        if (start >= events) return false;
+        req->set_stream("orders");
+        for (int64_t i = start; i < std::min(events, start + kBatch); ++i) {
+          const Order o = Event(i);
+          v1::Event* e = req->add_events();
+          e->set_event_id(absl::StrCat("e", i));
+          e->set_entity(Entity(o.rank));
+          *e->mutable_event_time() = MicrosToTimestamp(o.time_us);
+          auto& f = *e->mutable_fields();
+          f["amount"].set_double_value(o.amount);
+          f["quantity"].set_int64_value(o.quantity);
+          f["category"].set_string_value(o.category);
+          if (o.coupon) f["coupon"].set_string_value("SAVE10");
+          if (o.gift) f["is_gift"].set_bool_value(true);
+        }
+        return true;
+      });
+      if (!r.ok()) {
+        std::fprintf(stderr, "load failed: %s\n",
+                     r.status().ToString().c_str());
+        ok = false;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  return ok;
+}
+
+}  // namespace bench
+}  // namespace rawfeat

@@ -1,0 +1,64 @@
+#ifndef RAWFEAT_BENCH_WORKLOAD_H_
+#define RAWFEAT_BENCH_WORKLOAD_H_
+
+// The benchmark workload shared by the load tools: E entities with
+// Zipf-skewed activity, N `orders` events over D days ending at kEnd, and a
+// view of 8 features over 1h/1d/7d/30d/lifetime windows. Event i is a pure
+// function of (i, options), so the same data can be loaded into rawfeatd
+// and written to CSV for a reference engine.
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace rawfeat {
+namespace bench {
+
+inline constexpr int64_t kEnd = 1795478400LL * 1000000;  // 2026-11-24T00:00Z
+
+// The `orders` stream and the `bench` view, as a schemas/ file.
+extern const char kDefinitions[];
+
+std::string Entity(int rank);
+
+// Zipf ranks by inverse CDF.
+class Zipf {
+ public:
+  Zipf(int n, double s);
+  int Sample(double u) const;  // u uniform in [0, 1)
+  int Sample(std::mt19937_64& rng) const;
+  double Share(int rank) const;
+
+ private:
+  std::vector<double> cdf_;
+};
+
+struct Order {
+  int rank = 0;  // entity rank
+  int64_t time_us = 0;
+  double amount = 0;
+  int64_t quantity = 0;
+  const char* category = "";
+  bool coupon = false;
+  bool gift = false;
+};
+
+struct Workload {
+  Workload(int64_t events, int entities, int days, double zipf_s)
+      : events(events), entities(entities), days(days), zipf(entities, zipf_s) {}
+  int64_t events;
+  int entities;
+  int days;
+  Zipf zipf;
+
+  Order Event(int64_t i) const;
+  // Loads every event into the rawfeatd at `address` (2 IngestStream
+  // clients, batches of 1,000). False on failure (printed).
+  bool Load(const std::string& address) const;
+};
+
+}  // namespace bench
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_BENCH_WORKLOAD_H_
