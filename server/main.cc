@@ -33,6 +33,8 @@ ABSL_FLAG(int, tile_min_events, 32,
           "events a day needs before a lookup tiles it");
 ABSL_FLAG(int64_t, join_run_rows, 1000000,
           "most label rows one JoinFeatures call holds in memory");
+ABSL_FLAG(int, analyst_threads, 0,
+          "threads one Snapshot/JoinFeatures call uses (0 = one per CPU)");
 ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
   }
   options.join_run_rows =
       static_cast<size_t>(absl::GetFlag(FLAGS_join_run_rows));
+  options.analyst_threads = absl::GetFlag(FLAGS_analyst_threads);
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
   options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

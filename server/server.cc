@@ -1,6 +1,8 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -37,7 +39,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       server->store_.get(), server->registry_.get(), options.limits);
   server->replayer_ = std::make_unique<Replayer>(
       server->store_.get(), server->registry_.get(), Replayer::Options());
+  const int analyst_threads =
+      options.analyst_threads > 0
+          ? options.analyst_threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   ViewEngine::Options view_options;
+  view_options.analyst_threads = analyst_threads;
   view_options.max_entities = options.max_entities;
   view_options.tiles = options.tiles;
   view_options.tile_min_events = options.tile_min_events;
@@ -45,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       server->store_.get(), server->registry_.get(), view_options);
   JoinSession::Options join_options;
   join_options.max_run_rows = options.join_run_rows;
+  join_options.threads = analyst_threads;
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
       server->replayer_.get(), server->views_.get(), join_options);

@@ -42,6 +42,9 @@ struct ServerOptions {
   // Most label rows a JoinFeatures call holds at once (see JoinSession).
   // Default: 1,000,000.
   size_t join_run_rows = 1000000;
+  // Threads one Snapshot or JoinFeatures call computes with; 0 = one per
+  // CPU. Default: 0.
+  int analyst_threads = 0;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
 };

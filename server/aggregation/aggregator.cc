@@ -315,10 +315,18 @@ class LastKAggregator final : public Aggregator {
 class CountDistinctAggregator final : public Aggregator {
  public:
   void Add(const FieldValue& v, int64_t, uint64_t) override {
-    ++seen_[Key(v)];
+    char buf[8];
+    const absl::string_view key = Key(v, buf);
+    auto it = seen_.find(key);  // no allocation for a value already seen
+    if (it == seen_.end()) {
+      seen_.emplace(std::string(key), 1);
+    } else {
+      ++it->second;
+    }
   }
   bool Remove(const FieldValue& v, int64_t, uint64_t) override {
-    auto it = seen_.find(Key(v));
+    char buf[8];
+    auto it = seen_.find(Key(v, buf));
     if (it != seen_.end() && --it->second == 0) seen_.erase(it);
     return true;
   }
@@ -356,16 +364,19 @@ class CountDistinctAggregator final : public Aggregator {
   }
 
  private:
-  static std::string Key(const FieldValue& v) {
+  // The value's identity as bytes (numbers are written into `buf`).
+  static absl::string_view Key(const FieldValue& v, char (&buf)[8]) {
     switch (v.type) {
       case v1::INT64:
-        return std::string(reinterpret_cast<const char*>(&v.i), sizeof(v.i));
+        std::memcpy(buf, &v.i, sizeof(v.i));
+        return absl::string_view(buf, sizeof(v.i));
       case v1::DOUBLE: {
         const double d = v.d == 0 ? 0.0 : v.d;
-        return std::string(reinterpret_cast<const char*>(&d), sizeof(d));
+        std::memcpy(buf, &d, sizeof(d));
+        return absl::string_view(buf, sizeof(d));
       }
       case v1::STRING:
-        return std::string(v.s);
+        return v.s;
       case v1::BOOL:
         return v.b ? "1" : "0";
       default:

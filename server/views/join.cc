@@ -1,10 +1,12 @@
 #include "server/views/join.h"
 
 #include <algorithm>
-#include <numeric>
+#include <iterator>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/parallel.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 #include "server/views/sweep.h"
@@ -76,32 +78,35 @@ absl::Status JoinSession::Finish(const Emit& emit) {
 absl::Status JoinSession::Flush(const Emit& emit) {
   const size_t n = buffer_.size();
   if (n == 0) return absl::OkStatus();
-  // Sweep order: by entity, then time (then input order).
-  std::vector<uint32_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    const Pending& pa = buffer_[a];
-    const Pending& pb = buffer_[b];
-    const int c = pa.row.entity().compare(pb.row.entity());
-    if (c != 0) return c < 0;
-    if (pa.time_us != pb.time_us) return pa.time_us < pb.time_us;
-    return a < b;
+  // Group rows by entity (any entity order will do), then each group by
+  // time (then input order).
+  absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> groups;
+  for (size_t i = 0; i < n; ++i) {
+    groups[buffer_[i].row.entity()].push_back(static_cast<uint32_t>(i));
+  }
+  // Entities with the most labels first, so threads finish together.
+  std::vector<std::pair<absl::string_view, std::vector<uint32_t>>> work(
+      std::make_move_iterator(groups.begin()),
+      std::make_move_iterator(groups.end()));
+  groups.clear();
+  std::sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
+    return a.second.size() > b.second.size();
   });
   std::vector<google::protobuf::RepeatedPtrField<v1::Value>> values(n);
-  std::vector<int64_t> times;
-  for (size_t g = 0; g < n;) {
-    const std::string& entity = buffer_[order[g]].row.entity();
-    size_t end = g;
-    times.clear();
-    while (end < n && buffer_[order[end]].row.entity() == entity) {
-      times.push_back(buffer_[order[end]].time_us);
-      ++end;
-    }
-    RETURN_IF_ERROR(SweepEntity(*view_, *store_, entity, times,
-                                pinned_.watermark, pinned_.view.get(),
-                                [&](size_t j) { return &values[order[g + j]]; }));
-    g = end;
-  }
+  RETURN_IF_ERROR(
+      ParallelFor(work.size(), options_.threads, [&](size_t g) {
+        auto& [entity, rows] = work[g];
+        std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
+          const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
+          return ta != tb ? ta < tb : a < b;
+        });
+        std::vector<int64_t> times;
+        times.reserve(rows.size());
+        for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
+        return SweepEntity(*view_, *store_, entity, times, pinned_.watermark,
+                           pinned_.view.get(),
+                           [&](size_t j) { return &values[rows[j]]; });
+      }));
 
   v1::JoinFeaturesResponse response;
   auto send = [&]() {

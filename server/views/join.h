@@ -39,6 +39,8 @@ class JoinSession {
     size_t grouped_flush_rows = 4096;
     // Rows per response message. Default: 1,000.
     int chunk_rows = 1000;
+    // Threads sweeping one run's entities. Default: 1.
+    int threads = 1;
   };
   using Emit = std::function<absl::Status(v1::JoinFeaturesResponse*)>;
 

@@ -23,7 +23,7 @@ struct Item {
 class FeatureWindow {
  public:
   explicit FeatureWindow(const CompiledFeature& f)
-      : f_(f), state_(NewState()) {
+      : f_(f), state_(f.aggregation->create(f.def, f.field_type)) {
     const std::string& agg = f.def.aggregation();
     if (f.lifetime) {
       kind_ = Kind::kGrowing;
@@ -37,7 +37,7 @@ class FeatureWindow {
       kind_ = Kind::kMin;
     } else if (agg == "max") {
       kind_ = Kind::kMax;
-    } else if (NewState()->Remove(FieldValue(), 0, 0)) {
+    } else if (f.invertible) {
       kind_ = Kind::kRunning;
     } else {
       kind_ = Kind::kRecompute;  // an aggregation that cannot forget
@@ -45,13 +45,19 @@ class FeatureWindow {
   }
 
   // An event with time < the current as-of and >= the current window start.
-  void Offer(const FieldValue& v, int64_t t, uint64_t seq) {
+  // `final`: no later as-of follows, so nothing will be evicted again and
+  // only what decides the value needs keeping.
+  void Offer(const FieldValue& v, int64_t t, uint64_t seq, bool final) {
     switch (kind_) {
       case Kind::kGrowing:
         state_->Add(v, t, seq);
         return;
       case Kind::kRunning:
         state_->Add(v, t, seq);
+        if (final) return;
+        break;
+      case Kind::kFirst:
+        if (final && !items_.empty()) return;
         break;
       case Kind::kLast:
         items_.clear();
@@ -88,21 +94,39 @@ class FeatureWindow {
   }
 
   absl::Status Value(v1::Value* out) const {
-    if (kind_ == Kind::kGrowing || kind_ == Kind::kRunning) {
-      return state_->Finalize(out);
-    }
-    // The kept events decide the value; a fresh state given exactly those
-    // finalizes as the full window would.
-    auto fresh = NewState();
-    if (kind_ == Kind::kFirst || kind_ == Kind::kMin || kind_ == Kind::kMax) {
-      if (!items_.empty()) {
-        const Item& it = items_.front();
-        fresh->Add(it.v.v, it.t, it.seq);
+    switch (kind_) {
+      case Kind::kGrowing:
+      case Kind::kRunning:
+        return state_->Finalize(out);
+      case Kind::kFirst:
+      case Kind::kMin:
+      case Kind::kMax:
+      case Kind::kLast:
+        // The kept event is the value, as PickAggregator::Finalize gives it.
+        out->Clear();
+        if (!items_.empty()) {
+          FieldValueToProto(kind_ == Kind::kLast ? items_.back().v.v
+                                                 : items_.front().v.v,
+                            out);
+        }
+        return absl::OkStatus();
+      case Kind::kLastK:
+        // Most recent first, as LastKAggregator::Finalize lists them.
+        out->Clear();
+        if (!items_.empty()) {
+          auto* list = out->mutable_list_value();
+          for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
+            FieldValueToProto(it->v.v, list->add_values());
+          }
+        }
+        return absl::OkStatus();
+      default: {
+        // A fresh state given exactly the window's events.
+        auto fresh = f_.aggregation->create(f_.def, f_.field_type);
+        for (const Item& it : items_) fresh->Add(it.v.v, it.t, it.seq);
+        return fresh->Finalize(out);
       }
-    } else {
-      for (const Item& it : items_) fresh->Add(it.v.v, it.t, it.seq);
     }
-    return fresh->Finalize(out);
   }
 
  private:
@@ -116,10 +140,6 @@ class FeatureWindow {
     kMax,        //
     kRecompute,  // items_: the window, re-added for every as-of
   };
-  std::unique_ptr<Aggregator> NewState() const {
-    return f_.aggregation->create(f_.def, f_.field_type);
-  }
-
   const CompiledFeature& f_;
   std::unique_ptr<Aggregator> state_;
   Kind kind_ = Kind::kRecompute;
@@ -151,10 +171,13 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
   FieldValue value;
   for (size_t i = 0; i < as_of.size(); ++i) {
     const int64_t t = as_of[i];
+    const bool final = i + 1 == as_of.size();
     int64_t min_start = std::numeric_limits<int64_t>::max();
     for (size_t f = 0; f < nf; ++f) {
       starts[f] = view.features[f].WindowStart(t);
       min_start = std::min(min_start, starts[f]);
+      // Forget first, so what is offered below is never evicted at this t.
+      windows[f].Evict(starts[f]);
     }
     for (; it->Valid(); it->Next()) {
       ParsedEventKey key;
@@ -171,14 +194,13 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
       for (size_t f = 0; f < nf; ++f) {
         if (key.time_us >= starts[f] &&
             view.features[f].Accepts(reader.fields(), &value)) {
-          windows[f].Offer(value, key.time_us, key.seq);
+          windows[f].Offer(value, key.time_us, key.seq, final);
         }
       }
     }
     if (!it->status().ok()) return it->status();
     auto* out = sink(i);
     for (size_t f = 0; f < nf; ++f) {
-      windows[f].Evict(starts[f]);
       absl::Status s = windows[f].Value(out->Add());
       if (!s.ok()) {
         return absl::Status(

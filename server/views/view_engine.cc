@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 #include "server/common/hash.h"
+#include "server/common/parallel.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 #include "server/schema/validation.h"
@@ -107,6 +108,8 @@ absl::StatusOr<CompiledView> CompiledView::Compile(
                                                      "': unknown aggregation '",
                                                      f.aggregation(), "'"));
     }
+    cf.invertible = cf.aggregation->create(f, v1::FIELD_TYPE_UNSPECIFIED)
+                        ->Remove(FieldValue(), 0, 0);
     if (!f.field().empty()) {
       auto it = stream->position.find(f.field());
       if (it == stream->position.end()) {
@@ -486,38 +489,44 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   auto it = store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view);
   std::string entity;
   while (it->Valid()) {
-    ParsedEventKey key;
-    if (!ParseEventKey(it->key(), &key)) {
-      return absl::DataLossError("corrupt stored event key");
-    }
-    entity.assign(key.entity.data(), key.entity.size());
-    const std::string next =
-        PrefixSuccessor(EntityPrefix(cv.stream->stream_id, entity));
-    bool visible = false;
-    if (InPartition(entity, pindex, pcount)) {
-      // Usually the first key decides; late events above the watermark
-      // are skipped.
-      for (; it->Valid(); it->Next()) {
-        if (!ParseEventKey(it->key(), &key)) {
-          return absl::DataLossError("corrupt stored event key");
-        }
-        if (key.entity != entity || key.time_us >= as_of) break;
-        if (key.seq <= watermark) {
-          visible = true;
-          break;
-        }
+    // The next chunk's entities, then their rows in parallel.
+    while (it->Valid() && chunk.rows_size() < chunk_rows) {
+      ParsedEventKey key;
+      if (!ParseEventKey(it->key(), &key)) {
+        return absl::DataLossError("corrupt stored event key");
       }
-      if (!it->status().ok()) return it->status();
+      entity.assign(key.entity.data(), key.entity.size());
+      const std::string next =
+          PrefixSuccessor(EntityPrefix(cv.stream->stream_id, entity));
+      bool visible = false;
+      if (InPartition(entity, pindex, pcount)) {
+        // Usually the first key decides; late events above the watermark
+        // are skipped.
+        for (; it->Valid(); it->Next()) {
+          if (!ParseEventKey(it->key(), &key)) {
+            return absl::DataLossError("corrupt stored event key");
+          }
+          if (key.entity != entity || key.time_us >= as_of) break;
+          if (key.seq <= watermark) {
+            visible = true;
+            break;
+          }
+        }
+        if (!it->status().ok()) return it->status();
+      }
+      if (visible) chunk.add_rows()->set_entity(entity);
+      it->Seek(next);
     }
-    if (visible) {
-      v1::FeatureRow* row = chunk.add_rows();
-      row->set_entity(entity);
-      RETURN_IF_ERROR(SweepEntity(
-          cv, *store_, entity, absl::MakeConstSpan(&as_of, 1), watermark,
-          read_view, [&](size_t) { return row->mutable_values(); }));
-      if (chunk.rows_size() >= chunk_rows) RETURN_IF_ERROR(flush());
-    }
-    it->Seek(next);
+    if (chunk.rows_size() == 0) break;
+    RETURN_IF_ERROR(ParallelFor(
+        chunk.rows_size(), options_.analyst_threads, [&](size_t i) {
+          v1::FeatureRow* row = chunk.mutable_rows(static_cast<int>(i));
+          return SweepEntity(cv, *store_, row->entity(),
+                             absl::MakeConstSpan(&as_of, 1), watermark,
+                             read_view,
+                             [&](size_t) { return row->mutable_values(); });
+        }));
+    RETURN_IF_ERROR(flush());
   }
   if (!it->status().ok()) return it->status();
   if (first || chunk.rows_size() > 0) RETURN_IF_ERROR(flush());

@@ -47,6 +47,8 @@ struct CompiledFeature {
   int64_t window_us = 0;
   bool has_filter = false;
   CompiledFilter filter;
+  // The aggregation can forget an event (Aggregator::Remove).
+  bool invertible = false;
 
   // The first event time inside the window as of `as_of_us` (the lowest
   // int64 for lifetime; saturating).
@@ -110,6 +112,8 @@ class ViewEngine {
     // Most days tiled by one lookup (tiles are built while ingest waits).
     // Default: 16.
     int max_tiles_per_lookup = 16;
+    // Threads computing one Snapshot's entities. Default: 1.
+    int analyst_threads = 1;
   };
 
   // REQUIRES: `store` and `registry` outlive the engine.
