@@ -149,7 +149,8 @@ int Main() {
     if (!st.ok() || !st->compacting()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  std::printf("compactions settled after %.1f s\n", Since(start));
+  std::printf("compactions settled after %.1f s; rawfeatd RSS %.0f MiB\n",
+              Since(start), server.RssBytes() / 1048576.0);
   std::fflush(stdout);
 
   // Samples compared with DuckDB: the 5 heaviest entities and 45 others;
@@ -184,8 +185,9 @@ int Main() {
       std::fprintf(stderr, "Snapshot: %s\n", s.ToString().c_str());
       return 1;
     }
-    std::printf("snapshot run %d: %lld entities in %.2f s\n", run + 1,
-                static_cast<long long>(snap_rows), snap_secs[run]);
+    std::printf("snapshot run %d: %lld entities in %.2f s (RSS %.0f MiB)\n",
+                run + 1, static_cast<long long>(snap_rows), snap_secs[run],
+                server.RssBytes() / 1048576.0);
     std::fflush(stdout);
   }
 
@@ -228,10 +230,13 @@ int Main() {
     return 1;
   }
   const long long rss = server.PeakRssBytes();
+  const long long rss_now = server.RssBytes();
   std::printf(
       "join: %lld rows in %.2f s (labels sent after %.2f s, first row back "
       "after %.2f s)\n",
       static_cast<long long>(received), join_secs, sent_secs, first_row_secs);
+  std::printf("rawfeatd RSS after the join %.0f MiB, peak %.0f MiB\n",
+              rss_now / 1048576.0, rss / 1048576.0);
   std::fflush(stdout);
   server.Terminate();
 

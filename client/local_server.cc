@@ -49,14 +49,25 @@ std::string LocalServer::address() const {
   return "127.0.0.1:" + std::to_string(port_);
 }
 
-long long LocalServer::PeakRssBytes() const {
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+namespace {
+// A "Name:   N kB" line of /proc/PID/status, in bytes; -1 if absent.
+long long StatusBytes(pid_t pid, const std::string& name) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    if (line.rfind(name, 0) == 0) {
+      return std::stoll(line.substr(name.size())) * 1024;
+    }
   }
   return -1;
 }
+}  // namespace
+
+long long LocalServer::PeakRssBytes() const {
+  return StatusBytes(pid_, "VmHWM:");
+}
+
+long long LocalServer::RssBytes() const { return StatusBytes(pid_, "VmRSS:"); }
 
 void LocalServer::Kill() {
   if (pid_ <= 0) return;

@@ -28,6 +28,8 @@ class LocalServer {
 
   // Peak resident set size of the child so far, in bytes (VmHWM).
   long long PeakRssBytes() const;
+  // Resident set size now, in bytes (VmRSS).
+  long long RssBytes() const;
 
   void Kill();      // SIGKILL and reap
   int Terminate();  // SIGTERM, reap, return the wait status

@@ -17,6 +17,7 @@
 // spread over several runs is swept once per run.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -68,9 +69,10 @@ class JoinSession {
   // Not thread-safe: one caller at a time (a gRPC handler).
  private:
   struct Pending {
-    uint64_t index;  // in the whole input
-    int64_t time_us;
-    v1::LabelRow row;
+    uint64_t index = 0;  // in the whole input
+    int64_t time_us = 0;
+    std::string entity;
+    std::vector<std::string> passthrough;
   };
   JoinSession(std::shared_ptr<const CompiledView> view,
               EventStore::PinnedRead pinned, const EventStore* store,
@@ -88,7 +90,7 @@ class JoinSession {
   const EventStore* const store_;
   const Options options_;
   uint64_t next_index_ = 0;  // input index of the next row taken
-  std::vector<Pending> buffer_;
+  std::deque<Pending> buffer_;  // a deque: growing never copies it
   // Grouping of the buffered rows: entities whose run of rows ended.
   bool grouped_ = true;
   absl::flat_hash_set<std::string> finished_entities_;

@@ -169,6 +169,7 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
   EventValueReader reader;
   std::vector<int64_t> starts(nf);
   FieldValue value;
+  google::protobuf::RepeatedPtrField<v1::Value> values;
   for (size_t i = 0; i < as_of.size(); ++i) {
     const int64_t t = as_of[i];
     const bool final = i + 1 == as_of.size();
@@ -199,9 +200,10 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
       }
     }
     if (!it->status().ok()) return it->status();
-    auto* out = sink(i);
+    // Cleared elements stay allocated, so values are reused, not re-made.
+    values.Clear();
     for (size_t f = 0; f < nf; ++f) {
-      absl::Status s = windows[f].Value(out->Add());
+      absl::Status s = windows[f].Value(values.Add());
       if (!s.ok()) {
         return absl::Status(
             s.code(), absl::StrCat("feature '", view.features[f].name,
@@ -209,6 +211,7 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
                                    FormatMicros(t), ": ", s.message()));
       }
     }
+    sink(i, &values);
   }
   return absl::OkStatus();
 }

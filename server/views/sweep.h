@@ -25,10 +25,11 @@
 
 namespace rawfeat {
 
-// Where the values for as-of time i go (appended, aligned with the view's
-// features).
-using ValuesSink =
-    absl::FunctionRef<google::protobuf::RepeatedPtrField<v1::Value>*(size_t)>;
+// Receives the values for as-of time i (aligned with the view's features);
+// `values` is scratch space reused for the next time: copy or swap out what
+// is kept.
+using ValuesSink = absl::FunctionRef<void(
+    size_t i, google::protobuf::RepeatedPtrField<v1::Value>* values)>;
 
 // Computes every feature of `view` for `entity` as of each time in `as_of`
 // (ascending; repeats allowed) at `watermark`, reading `store` through

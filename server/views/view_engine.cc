@@ -524,7 +524,9 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
           return SweepEntity(cv, *store_, row->entity(),
                              absl::MakeConstSpan(&as_of, 1), watermark,
                              read_view,
-                             [&](size_t) { return row->mutable_values(); });
+                             [&](size_t, auto* values) {
+                               row->mutable_values()->Swap(values);
+                             });
         }));
     RETURN_IF_ERROR(flush());
   }
