@@ -10,12 +10,13 @@
 
 namespace rawfeat {
 
-// Calls fn(i) for every i in [0, n) on up to `threads` threads (the caller
-// is one of them; items are handed out one at a time, so uneven items
-// balance). After the first error no new item starts; that error is
-// returned. fn must be safe to call concurrently for different i.
+// Calls fn(i, worker) for every i in [0, n) on up to `threads` threads
+// (the caller is worker 0; items are handed out one at a time, so uneven
+// items balance). `worker` < threads identifies the calling thread, for
+// per-thread scratch state. After the first error no new item starts; that
+// error is returned. fn must be safe to call concurrently for different i.
 absl::Status ParallelFor(size_t n, int threads,
-                         absl::FunctionRef<absl::Status(size_t)> fn);
+                         absl::FunctionRef<absl::Status(size_t, int)> fn);
 
 }  // namespace rawfeat
 

@@ -493,6 +493,16 @@ std::unique_ptr<EventIterator> EventStore::ScanEvents(
   return Scan(events_cf_, lower, upper, view, !one_entity);
 }
 
+std::unique_ptr<EventIterator> EventStore::NewEntityCursor(
+    const ReadView* view) const {
+  auto rep = std::make_unique<EventIterator::Rep>();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = SnapshotOf(view);
+  ro.prefix_same_as_start = true;
+  rep->it.reset(db_->NewIterator(ro, events_cf_));
+  return std::unique_ptr<EventIterator>(new EventIterator(std::move(rep)));
+}
+
 std::unique_ptr<EventIterator> EventStore::ScanTiles(
     absl::string_view lower, absl::string_view upper,
     const ReadView* view) const {

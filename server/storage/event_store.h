@@ -161,6 +161,12 @@ class EventStore {
                                             absl::string_view upper,
                                             const ReadView* view) const;
 
+  // An unpositioned iterator over one entity's events at a time: Seek to a
+  // key of the entity (EntityPrefix / EntityTimeKey) and it stays within
+  // that entity's prefix. Re-seekable to other entities, so one cursor can
+  // serve many entities (saves creating an iterator per entity).
+  std::unique_ptr<EventIterator> NewEntityCursor(const ReadView* view) const;
+
   // Iterates the tiles column family over [lower, upper).
   std::unique_ptr<EventIterator> ScanTiles(absl::string_view lower,
                                            absl::string_view upper,

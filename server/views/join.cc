@@ -30,6 +30,7 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
   if (!pinned.ok()) return pinned.status();
   options.max_run_rows = std::max<size_t>(options.max_run_rows, 1);
   options.chunk_rows = std::max(options.chunk_rows, 1);
+  options.threads = std::max(options.threads, 1);
   return std::unique_ptr<JoinSession>(new JoinSession(
       *std::move(view), *std::move(pinned), &engine->store(), options));
 }
@@ -111,8 +112,13 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   // bytes a row instead of eight heap messages, and parsed into the
   // response only when their chunk is sent.
   std::vector<std::string> encoded(n);
+  std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
   RETURN_IF_ERROR(
-      ParallelFor(work.size(), options_.threads, [&](size_t g) {
+      ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
+        auto& cursor = cursors[worker];
+        if (cursor == nullptr) {
+          cursor = store_->NewEntityCursor(pinned_.view.get());
+        }
         auto& [entity, rows] = work[g];
         std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
           const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
@@ -122,8 +128,8 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         times.reserve(rows.size());
         for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
         return SweepEntity(
-            *view_, *store_, entity, times, pinned_.watermark,
-            pinned_.view.get(), [&](size_t j, auto* values) {
+            *view_, cursor.get(), entity, times, pinned_.watermark,
+            [&](size_t j, auto* values) {
               std::string& bytes = encoded[rows[j]];
               for (const v1::Value& v : *values) {
                 bytes.push_back(kValuesTag);

@@ -148,10 +148,10 @@ class FeatureWindow {
 
 }  // namespace
 
-absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
+absl::Status SweepEntity(const CompiledView& view, EventIterator* it,
                          absl::string_view entity,
                          absl::Span<const int64_t> as_of, uint64_t watermark,
-                         const ReadView* read_view, ValuesSink sink) {
+                         ValuesSink sink) {
   if (as_of.empty()) return absl::OkStatus();
   const StreamSchema& stream = *view.stream;
   const size_t nf = view.features.size();
@@ -163,9 +163,7 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
   const std::string lower = lo == std::numeric_limits<int64_t>::min()
                                 ? EntityPrefix(stream.stream_id, entity)
                                 : EntityTimeKey(stream.stream_id, entity, lo);
-  // Events stamped exactly at the last as-of sort after this bound.
-  auto it = store.ScanEvents(
-      lower, EntityTimeKey(stream.stream_id, entity, as_of.back()), read_view);
+  it->Seek(lower);  // the cursor stays within the entity's prefix
   EventValueReader reader;
   std::vector<int64_t> starts(nf);
   FieldValue value;
@@ -186,7 +184,8 @@ absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
         return absl::DataLossError(
             absl::StrCat("corrupt stored event of entity '", entity, "'"));
       }
-      if (key.time_us >= t) break;
+      // Events stamped exactly t are not part of the value as of t.
+      if (key.time_us >= t || key.entity != entity) break;
       if (key.seq > watermark || key.time_us < min_start) continue;
       if (!reader.Parse(it->value(), stream.types)) {
         return absl::DataLossError(

@@ -32,16 +32,17 @@ using ValuesSink = absl::FunctionRef<void(
     size_t i, google::protobuf::RepeatedPtrField<v1::Value>* values)>;
 
 // Computes every feature of `view` for `entity` as of each time in `as_of`
-// (ascending; repeats allowed) at `watermark`, reading `store` through
-// `read_view` with one bounded scan. Memory: the accepted values of the
+// (ascending; repeats allowed) at `watermark`, with one scan of `cursor`
+// (from EventStore::NewEntityCursor; it is re-seeked here, so one cursor
+// may serve many entities in turn). Memory: the accepted values of the
 // longest finite window of the entity (lifetime features keep only a state).
 // Errors: DATA_LOSS (a corrupt stored event), OUT_OF_RANGE (an INT64 sum
 // overflows; names the feature, entity and time).
-// Thread-safe (touches no shared state besides the read-only store).
-absl::Status SweepEntity(const CompiledView& view, const EventStore& store,
+// Thread-safe for distinct cursors.
+absl::Status SweepEntity(const CompiledView& view, EventIterator* cursor,
                          absl::string_view entity,
                          absl::Span<const int64_t> as_of, uint64_t watermark,
-                         const ReadView* read_view, ValuesSink sink);
+                         ValuesSink sink);
 
 }  // namespace rawfeat
 

@@ -487,6 +487,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   // own bounded scan.
   const std::string prefix = StreamPrefix(cv.stream->stream_id);
   auto it = store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view);
+  std::vector<std::unique_ptr<EventIterator>> cursors(
+      std::max(1, options_.analyst_threads));
   std::string entity;
   while (it->Valid()) {
     // The next chunk's entities, then their rows in parallel.
@@ -519,11 +521,13 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     }
     if (chunk.rows_size() == 0) break;
     RETURN_IF_ERROR(ParallelFor(
-        chunk.rows_size(), options_.analyst_threads, [&](size_t i) {
+        chunk.rows_size(), options_.analyst_threads,
+        [&](size_t i, int worker) {
+          auto& cursor = cursors[worker];
+          if (cursor == nullptr) cursor = store_->NewEntityCursor(read_view);
           v1::FeatureRow* row = chunk.mutable_rows(static_cast<int>(i));
-          return SweepEntity(cv, *store_, row->entity(),
+          return SweepEntity(cv, cursor.get(), row->entity(),
                              absl::MakeConstSpan(&as_of, 1), watermark,
-                             read_view,
                              [&](size_t, auto* values) {
                                row->mutable_values()->Swap(values);
                              });
