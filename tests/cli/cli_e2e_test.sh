@@ -157,6 +157,9 @@ grep -q "line 2: column 'ts'" "$WORK/badtime.err" || fail "bad time: $(cat "$WOR
 if "${CLI[@]}" join --view user_orders --labels "$WORK/badtime.csv" \
   --out "$WORK/bad.out" 2> "$WORK/nocol.err"; then fail "missing time column accepted"; fi
 grep -q "no column 'order_time' (set --time-column)" "$WORK/nocol.err" || fail "no column: $(cat "$WORK/nocol.err")"
+if "${CLI[@]}" join --view user_orders --labels "$LABELS" --time-column ts --entity-column uid \
+  --out "$WORK/bad.out" 2> "$WORK/noent.err"; then fail "missing entity column accepted"; fi
+grep -q "no column 'uid' (set --entity-column)" "$WORK/noent.err" || fail "no entity column: $(cat "$WORK/noent.err")"
 if "${CLI[@]}" join --view nope --labels "$LABELS" --out "$WORK/bad.out" 2> "$WORK/nope2.err"; then
   fail "join of an unknown view"
 fi
