@@ -80,13 +80,19 @@ grpc::Status FeatureStoreService::IngestStream(
   return grpc::Status::OK;
 }
 
-grpc::Status FeatureStoreService::GetFeatures(
-    grpc::ServerContext*, const v1::GetFeaturesRequest* request,
+grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
+    grpc::CallbackServerContext* context,
+    const v1::GetFeaturesRequest* request,
     v1::GetFeaturesResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto result = views_->GetFeatures(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
+  if (!result.ok()) {
+    reactor->Finish(ToGrpcStatus(result.status()));
+  } else {
+    *response = std::move(*result);
+    reactor->Finish(grpc::Status::OK);
+  }
+  return reactor;
 }
 
 grpc::Status FeatureStoreService::Snapshot(

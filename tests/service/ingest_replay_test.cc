@@ -501,18 +501,5 @@ TEST(StatusTest, ReportsCountsWatermarkDiskAndProblems) {
       << st->definition_problems(0);
 }
 
-TEST(UnimplementedTest, LaterRpcsAnswerUnimplemented) {
-  TestServer ts;
-  auto channel =
-      grpc::CreateChannel(ts.address(), grpc::InsecureChannelCredentials());
-  auto stub = v1::FeatureStore::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto reader = stub->Snapshot(&ctx, v1::SnapshotRequest());
-  v1::SnapshotChunk chunk;
-  EXPECT_FALSE(reader->Read(&chunk));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
-}
-
 }  // namespace
 }  // namespace rawfeat
