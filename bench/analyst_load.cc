@@ -127,31 +127,13 @@ int Main() {
       static_cast<long long>(workload.events), workload.entities,
       100 * workload.zipf.Share(0), workload.days,
       static_cast<long long>(n_labels));
-  std::ofstream(work + "/defs.textproto") << bench::kDefinitions;
-  std::vector<std::string> flags = {"--schemas=" + work, "--sync=false"};
-  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_server_flags),
-                                            ',', absl::SkipEmpty())) {
-    flags.emplace_back(f);
-  }
-  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), work + "/data", work,
-                     flags);
-  if (!server.ok()) {
-    std::fprintf(stderr, "rawfeatd did not start\n");
-    return 1;
-  }
-  auto start = Clock::now();
-  if (!workload.Load(server.address())) return 1;
-  std::printf("loaded in %.1f s\n", Since(start));
+  const auto loaded = workload.StartLoaded(
+      absl::GetFlag(FLAGS_rawfeatd), work, absl::GetFlag(FLAGS_server_flags),
+      absl::GetFlag(FLAGS_settle_seconds));
+  if (loaded == nullptr) return 1;
+  LocalServer& server = *loaded;
   Client client(server.address());
-  start = Clock::now();
-  while (Since(start) < absl::GetFlag(FLAGS_settle_seconds)) {
-    auto st = client.GetStatus();
-    if (!st.ok() || !st->compacting()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  std::printf("compactions settled after %.1f s; rawfeatd RSS %.0f MiB\n",
-              Since(start), server.RssBytes() / 1048576.0);
-  std::fflush(stdout);
+  auto start = Clock::now();
 
   // Samples compared with DuckDB: the 5 heaviest entities and 45 others;
   // every (L/200)-th label.
@@ -312,10 +294,10 @@ int Main() {
         example.empty() ? "" : absl::StrCat(" (e.g. ", example, ")"));
   }
 
-  std::printf("\n%-34s %10s %10s %8s\n", "question", "rawfeat s", "duckdb s",
-              "ratio");
+  std::printf("\n%-34s %10s %10s %14s\n", "question", "rawfeat s",
+              "duckdb s", "rawfeat/duckdb");
   auto line = [](const char* what, double ours, double theirs) {
-    std::printf("%-34s %10.2f %10.2f %8.2f\n", what, ours, theirs,
+    std::printf("%-34s %10.2f %10.2f %14.2f\n", what, ours, theirs,
                 theirs > 0 ? ours / theirs : 0.0);
   };
   line("snapshot, all entities (1st run)", snap_secs[0], duck_snap);

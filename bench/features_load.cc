@@ -152,39 +152,11 @@ int Main() {
       static_cast<long long>(absl::GetFlag(FLAGS_events)), entities,
       100 * workload.zipf.Share(0), absl::GetFlag(FLAGS_days),
       absl::GetFlag(FLAGS_clients));
-  std::ofstream(work + "/defs.textproto") << bench::kDefinitions;
-  std::vector<std::string> server_flags = {"--schemas=" + work, "--sync=false"};
-  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_server_flags),
-                                            ',', absl::SkipEmpty())) {
-    server_flags.emplace_back(f);
-  }
-  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), work + "/data", work,
-                     server_flags);
-  if (!server.ok()) {
-    std::fprintf(stderr, "rawfeatd did not start\n");
-    return 1;
-  }
-  const auto load_start = Clock::now();
-  if (!workload.Load(server.address())) return 1;
-  const double load_secs =
-      std::chrono::duration<double>(Clock::now() - load_start).count();
-  std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
-              absl::GetFlag(FLAGS_events) / load_secs);
-  // Measure the steady state: wait (bounded) for the load's compactions.
-  {
-    Client client(server.address());
-    const auto settle_start = Clock::now();
-    while (Clock::now() - settle_start <
-           std::chrono::seconds(absl::GetFlag(FLAGS_settle_seconds))) {
-      auto st = client.GetStatus();
-      if (!st.ok() || !st->compacting()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    }
-    std::printf(
-        "compactions settled after %.1f s\n",
-        std::chrono::duration<double>(Clock::now() - settle_start).count());
-  }
-  std::fflush(stdout);
+  const auto loaded = workload.StartLoaded(
+      absl::GetFlag(FLAGS_rawfeatd), work, absl::GetFlag(FLAGS_server_flags),
+      absl::GetFlag(FLAGS_settle_seconds));
+  if (loaded == nullptr) return 1;
+  LocalServer& server = *loaded;
 
   const int median_rank = entities / 2;
   const int heavy = std::max(1, entities / 100);

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/client.h"
 #include "server/common/time_util.h"
 
@@ -128,6 +131,42 @@ bool Workload::Load(const std::string& address) const {
   }
   for (auto& th : threads) th.join();
   return ok;
+}
+
+std::unique_ptr<LocalServer> Workload::StartLoaded(
+    const std::string& rawfeatd, const std::string& work,
+    const std::string& extra_flags, int settle_seconds) const {
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  std::ofstream(work + "/defs.textproto") << kDefinitions;
+  std::vector<std::string> flags = {"--schemas=" + work, "--sync=false"};
+  for (absl::string_view f : absl::StrSplit(extra_flags, ',', absl::SkipEmpty())) {
+    flags.emplace_back(f);
+  }
+  auto server =
+      std::make_unique<LocalServer>(rawfeatd, work + "/data", work, flags);
+  if (!server->ok()) {
+    std::fprintf(stderr, "rawfeatd did not start\n");
+    return nullptr;
+  }
+  auto start = Clock::now();
+  if (!Load(server->address())) return nullptr;
+  const double load_secs = since(start);
+  std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
+              static_cast<double>(events) / load_secs);
+  Client client(server->address());
+  start = Clock::now();
+  while (since(start) < settle_seconds) {
+    auto st = client.GetStatus();
+    if (!st.ok() || !st->compacting()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  std::printf("compactions settled after %.1f s; rawfeatd RSS %.0f MiB\n",
+              since(start), server->RssBytes() / 1048576.0);
+  std::fflush(stdout);
+  return server;
 }
 
 }  // namespace bench

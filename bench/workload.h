@@ -8,9 +8,12 @@
 // and written to CSV for a reference engine.
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "client/local_server.h"
 
 namespace rawfeat {
 namespace bench {
@@ -56,6 +59,16 @@ struct Workload {
   // Loads every event into the rawfeatd at `address` (2 IngestStream
   // clients, batches of 1,000). False on failure (printed).
   bool Load(const std::string& address) const;
+
+  // Starts `rawfeatd` on a data dir in `work` with the workload's
+  // definitions, --sync=false (loading only) and `extra_flags`
+  // (comma-separated), loads every event, then waits up to
+  // `settle_seconds` for the load's compactions so reads measure a steady
+  // state. Prints each phase. nullptr (printed) on failure.
+  std::unique_ptr<LocalServer> StartLoaded(const std::string& rawfeatd,
+                                           const std::string& work,
+                                           const std::string& extra_flags,
+                                           int settle_seconds) const;
 };
 
 }  // namespace bench

@@ -94,18 +94,19 @@ absl::StatusOr<v1::IngestResponse> Client::IngestStream(
   return response;
 }
 
-absl::Status Client::ReadEvents(
-    const v1::ReadEventsRequest& request,
-    const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, true);
-  auto reader = stub_->ReadEvents(&ctx, request);
-  v1::ReadEventsResponse chunk;
+namespace {
+
+// Hands every message of a server stream to `on_chunk`; cancels the call
+// (and reports success) if it returns false.
+template <typename Chunk>
+absl::Status ReadAll(grpc::ClientContext* ctx, grpc::ClientReader<Chunk>* reader,
+                     const std::function<bool(const Chunk&)>& on_chunk) {
+  Chunk chunk;
   bool stopped = false;
   while (reader->Read(&chunk)) {
     if (!on_chunk(chunk)) {
       stopped = true;
-      ctx.TryCancel();
+      ctx->TryCancel();
       break;
     }
   }
@@ -116,26 +117,24 @@ absl::Status Client::ReadEvents(
   return FromGrpcStatus(s);
 }
 
+}  // namespace
+
+absl::Status Client::ReadEvents(
+    const v1::ReadEventsRequest& request,
+    const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  auto reader = stub_->ReadEvents(&ctx, request);
+  return ReadAll(&ctx, reader.get(), on_chunk);
+}
+
 absl::Status Client::Snapshot(
     const v1::SnapshotRequest& request,
     const std::function<bool(const v1::SnapshotChunk&)>& on_chunk) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx, true);
   auto reader = stub_->Snapshot(&ctx, request);
-  v1::SnapshotChunk chunk;
-  bool stopped = false;
-  while (reader->Read(&chunk)) {
-    if (!on_chunk(chunk)) {
-      stopped = true;
-      ctx.TryCancel();
-      break;
-    }
-  }
-  grpc::Status s = reader->Finish();
-  if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
-    return absl::OkStatus();
-  }
-  return FromGrpcStatus(s);
+  return ReadAll(&ctx, reader.get(), on_chunk);
 }
 
 absl::Status Client::JoinFeatures(

@@ -67,6 +67,18 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
   return e;
 }
 
+v1::FeatureDef Feature(const std::string& name, const std::string& agg,
+                       const std::string& field, const std::string& window,
+                       uint32_t k) {
+  v1::FeatureDef f;
+  f.set_name(name);
+  f.set_aggregation(agg);
+  f.set_field(field);
+  f.set_window(window);
+  f.set_k(k);
+  return f;
+}
+
 std::string Canonical(const google::protobuf::Message& m) {
   std::string out;
   {

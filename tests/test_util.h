@@ -38,6 +38,11 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
                 const std::string& category = "books",
                 const std::string& coupon = "");
 
+// A feature definition (k only for last_k).
+v1::FeatureDef Feature(const std::string& name, const std::string& agg,
+                       const std::string& field, const std::string& window,
+                       uint32_t k = 0);
+
 // Deterministic serialization (map fields sorted), for comparing messages.
 std::string Canonical(const google::protobuf::Message& m);
 

@@ -61,6 +61,13 @@ int64_t SaturatingSub(int64_t a, int64_t b) {
   return a - b;
 }
 
+// A request's as-of time in microseconds; now when unset.
+template <typename Request>
+absl::StatusOr<int64_t> AsOf(const Request& request) {
+  if (!request.has_as_of()) return NowMicros();
+  return RequestTimeToMicros(request.as_of(), "as_of");
+}
+
 }  // namespace
 
 bool CompiledFilter::Matches(const std::vector<FieldValue>& fields) const {
@@ -428,12 +435,9 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   }
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();
-  int64_t as_of = NowMicros();
-  if (request.has_as_of()) {
-    auto t = RequestTimeToMicros(request.as_of(), "as_of");
-    if (!t.ok()) return t.status();
-    as_of = *t;
-  }
+  auto as_of_or = AsOf(request);
+  if (!as_of_or.ok()) return as_of_or.status();
+  const int64_t as_of = *as_of_or;
   v1::GetFeaturesResponse response;
   for (const auto& f : (*view)->features) response.add_feature_names(f.name);
   for (const auto& entity : request.entities()) {
@@ -457,12 +461,9 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   const uint32_t pcount = request.partition().count();
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();
-  int64_t as_of = NowMicros();
-  if (request.has_as_of()) {
-    auto t = RequestTimeToMicros(request.as_of(), "as_of");
-    if (!t.ok()) return t.status();
-    as_of = *t;
-  }
+  auto as_of_or = AsOf(request);
+  if (!as_of_or.ok()) return as_of_or.status();
+  const int64_t as_of = *as_of_or;
   const CompiledView& cv = **view;
   const uint64_t watermark = pinned->watermark;
   const ReadView* read_view = pinned->view.get();
@@ -483,8 +484,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   };
 
   // One total-order pass over the stream's keys finds the entities (one
-  // Seek skips the rest of each); each entity is then computed with its
-  // own bounded scan.
+  // Seek skips the rest of each); each entity is then swept by a worker
+  // with that worker's entity cursor.
   const std::string prefix = StreamPrefix(cv.stream->stream_id);
   auto it = store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view);
   std::vector<std::unique_ptr<EventIterator>> cursors(

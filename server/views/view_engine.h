@@ -134,7 +134,9 @@ class ViewEngine {
   // `as_of` (default: now) visible at `watermark` (default: latest), in
   // entity byte order, as of `as_of`, optionally only entity-hash partition
   // `index` of `count`. One pass over the stream in key order from one
-  // consistent snapshot; memory is one entity's window plus one chunk.
+  // consistent snapshot finds the entities; each chunk's entities are then
+  // computed on `analyst_threads` threads (SweepEntity). Memory: one chunk
+  // plus one entity's window per thread.
   // Calls `emit` with chunks of up to `chunk_rows` rows (the first with the
   // feature names; at least one chunk, even when no entity qualifies); an
   // error from `emit` stops the scan and is returned.

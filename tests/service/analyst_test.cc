@@ -19,24 +19,13 @@ namespace rawfeat {
 namespace {
 
 using testing::Canonical;
+using testing::Feature;
 using testing::Order;
 using testing::TestServer;
 
 constexpr int64_t kHour = 3600LL * 1000000;
 constexpr int64_t kDay = 24 * kHour;
 constexpr int64_t kT0 = 1795478400LL * 1000000;  // a UTC midnight
-
-v1::FeatureDef Feature(const std::string& name, const std::string& agg,
-                       const std::string& field, const std::string& window,
-                       uint32_t k = 0) {
-  v1::FeatureDef f;
-  f.set_name(name);
-  f.set_aggregation(agg);
-  f.set_field(field);
-  f.set_window(window);
-  f.set_k(k);
-  return f;
-}
 
 // Every aggregation, several windows, a filter and an optional field.
 void ApplyView(TestServer& ts, const std::string& name = "v") {

@@ -12,23 +12,12 @@
 namespace rawfeat {
 namespace {
 
+using testing::Feature;
 using testing::Order;
 using testing::TestServer;
 
 constexpr int64_t kHour = 3600LL * 1000000;
 constexpr int64_t kT = 1795478400LL * 1000000;  // as-of time used below
-
-v1::FeatureDef Feature(const std::string& name, const std::string& agg,
-                       const std::string& field, const std::string& window,
-                       uint32_t k = 0) {
-  v1::FeatureDef f;
-  f.set_name(name);
-  f.set_aggregation(agg);
-  f.set_field(field);
-  f.set_window(window);
-  f.set_k(k);
-  return f;
-}
 
 void ApplyView(TestServer& ts, const std::vector<v1::FeatureDef>& features,
                uint32_t version = 1, const std::string& name = "v") {
