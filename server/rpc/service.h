@@ -6,7 +6,9 @@
 // GetFeatures is served with gRPC's callback API: a lookup is a few tens
 // of microseconds of CPU-bound reads, and running it on the thread that
 // received it saves the sync server's hand-off to a worker thread (the
-// largest part of a small lookup's latency). Everything else is sync.
+// largest part of a small lookup's latency). The one wait it can have is a
+// tile build taking the commit lock behind one group commit. Everything
+// else is sync.
 // Thread-safe.
 
 #include <string>
