@@ -110,14 +110,9 @@ int RunSnapshot(Client& client, const SnapshotArgs& args) {
   *request.mutable_as_of() = MicrosToTimestamp(*as_of);
   request.set_watermark(args.watermark);
   if (!args.partition.empty()) {
-    std::vector<std::string> parts = absl::StrSplit(args.partition, '/');
-    uint32_t k = 0, n = 0;
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &k) ||
-        !absl::SimpleAtoi(parts[1], &n) || n == 0 || k >= n) {
-      return Fail("--partition must be K/N with 0 <= K < N");
-    }
-    request.mutable_partition()->set_index(k);
-    request.mutable_partition()->set_count(n);
+    auto partition = ParsePartitionFlag(args.partition);
+    if (!partition.ok()) return Fail(partition.status().message());
+    *request.mutable_partition() = *partition;
   }
 
   OutputFile file;

@@ -1,13 +1,17 @@
 #ifndef RAWFEAT_CLIENT_CLI_CLI_UTIL_H_
 #define RAWFEAT_CLIENT_CLI_CLI_UTIL_H_
 
-// What every rawfeat command shares: one-line failures on stderr.
+// What every rawfeat command shares: one-line failures on stderr, and
+// retried ingest batches.
 
 #include <cstdio>
+#include <random>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/client.h"
 
 namespace rawfeat {
 
@@ -26,6 +30,17 @@ inline int Fail(absl::string_view msg) {
   std::fprintf(stderr, "rawfeat: %s\n", std::string(msg).c_str());
   return 1;
 }
+
+// Sends one batch, retrying UNAVAILABLE / DEADLINE_EXCEEDED up to
+// `retries` times with exponential backoff (100 ms doubling to 10 s) and
+// full jitter. Safe because ingest is idempotent by event id.
+absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
+                                                   const v1::IngestRequest& req,
+                                                   int retries,
+                                                   std::mt19937_64& rng);
+
+// Parses a --partition flag "K/N" (0 <= K < N). Errors: INVALID_ARGUMENT.
+absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text);
 
 }  // namespace rawfeat
 

@@ -9,6 +9,8 @@
 //               [--format table|json|csv]
 //   rawfeat snapshot --view V --as-of T --out snap.csv   (see analyst.h)
 //   rawfeat join --view V --labels labels.csv --out train.csv
+//   rawfeat copy --from HOST:PORT --to HOST:PORT     (see replay_jobs.h)
+//   rawfeat diff --view V --versions 1,2 --as-of T
 //   rawfeat status
 //
 // Every command takes --server HOST:PORT and exits non-zero with a one-line
@@ -34,6 +36,7 @@
 #include "absl/strings/str_format.h"
 #include "client/cli/analyst.h"
 #include "client/cli/cli_util.h"
+#include "client/cli/replay_jobs.h"
 #include "client/client.h"
 #include "client/output_file.h"
 #include "client/progress.h"
@@ -93,26 +96,6 @@ struct IngestArgs {
   std::string time_unit = "none";
   int retries = 8;
 };
-
-bool Retryable(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
-}
-
-// Sends one batch, retrying transient failures with exponential backoff and
-// full jitter. Safe because ingest is idempotent by event id.
-absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
-                                                   const v1::IngestRequest& req,
-                                                   int retries,
-                                                   std::mt19937_64& rng) {
-  std::chrono::milliseconds backoff(100);
-  for (int attempt = 0;; ++attempt) {
-    auto r = client.Ingest(req);
-    if (r.ok() || !Retryable(r.status()) || attempt >= retries) return r;
-    std::uniform_int_distribution<int64_t> jitter(0, backoff.count());
-    std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
-  }
-}
 
 int RunIngest(Client& client, const IngestArgs& args) {
   auto unit = ParseTimeUnit(args.time_unit);
@@ -479,6 +462,10 @@ int main(int argc, char** argv) {
   auto* snapshot_cmd = AddSnapshotCommand(&app, &snapshot);
   JoinArgs join;
   auto* join_cmd = AddJoinCommand(&app, &join);
+  CopyArgs copy;
+  auto* copy_cmd = AddCopyCommand(&app, &copy);
+  DiffArgs diff;
+  auto* diff_cmd = AddDiffCommand(&app, &diff);
 
   app.add_subcommand("status", "server version, counts, watermark, problems");
 
@@ -496,5 +483,7 @@ int main(int argc, char** argv) {
   if (*get_cmd) return RunGet(client, get);
   if (*snapshot_cmd) return RunSnapshot(client, snapshot);
   if (*join_cmd) return RunJoin(client, join);
+  if (*copy_cmd) return RunCopy(copy);
+  if (*diff_cmd) return RunDiff(server, diff);
   return RunStatus(client);
 }

@@ -169,6 +169,76 @@ grep -q "NOT_FOUND" "$WORK/nope2.err" || fail "unknown view: $(cat "$WORK/nope2.
 [ "$(wc -l < "$WORK/skip.csv")" -eq 2 ] || fail "skip-invalid join rows"
 grep -q "^line 3: 3 cells" "$WORK/label-rejects.txt" || fail "label reject file: $(cat "$WORK/label-rejects.txt")"
 
+# copy: raw history into a second server, ids kept; twice = no duplicates;
+# a copy stopped midway resumes from the seq it printed.
+start_server() {  # $1: name; sets PORT_<name>
+  "$RAWFEATD" --listen=127.0.0.1:0 --data_dir="$WORK/data-$1" \
+    --port_file="$WORK/port-$1" 2>"$WORK/server-$1.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do [ -s "$WORK/port-$1" ] && break; sleep 0.05; done
+  [ -s "$WORK/port-$1" ] || fail "server $1 did not start"
+}
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; cleanup' EXIT
+start_server b
+start_server c
+SRC="127.0.0.1:$(cat "$WORK/port")"
+DST="127.0.0.1:$(cat "$WORK/port-b")"
+"$RAWFEAT" copy --from "$SRC" --to "$DST" --definitions > "$WORK/copy1.txt" 2>/dev/null
+total=$("${CLI[@]}" status | awk '$1=="stream" && $2=="orders" {print $3}')
+grep -q "copied $total events ($total new on the target, 0 already there)" "$WORK/copy1.txt" \
+  || fail "copy: $(cat "$WORK/copy1.txt") (source has $total)"
+"${CLI[@]}" replay --stream orders --out "$WORK/src.csv" 2>/dev/null
+"$RAWFEAT" --server "$DST" replay --stream orders --out "$WORK/dst.csv" 2>/dev/null
+cmp -s "$WORK/src.csv" "$WORK/dst.csv" || fail "copied events differ from the source"
+"$RAWFEAT" copy --from "$SRC" --to "$DST" > "$WORK/copy2.txt" 2>/dev/null
+grep -q "(0 new on the target, $total already there)" "$WORK/copy2.txt" || fail "second copy: $(cat "$WORK/copy2.txt")"
+DST2="127.0.0.1:$(cat "$WORK/port-c")"
+"$RAWFEAT" copy --from "$SRC" --to "$DST2" --definitions --max-events 300 --batch-size 64 \
+  > "$WORK/copy3.txt" 2>/dev/null
+grep -q "^copied 300 events" "$WORK/copy3.txt" || fail "partial copy: $(cat "$WORK/copy3.txt")"
+resume=$(sed -n 's/.*through source seq \([0-9]*\).*/\1/p' "$WORK/copy3.txt")
+"$RAWFEAT" copy --from "$SRC" --to "$DST2" --after-seq "$resume" > "$WORK/copy4.txt" 2>/dev/null
+grep -q "($((total - 300)) new on the target, 0 already there)" "$WORK/copy4.txt" \
+  || fail "resumed copy: $(cat "$WORK/copy4.txt")"
+"$RAWFEAT" --server "$DST2" replay --stream orders --out "$WORK/dst2.csv" 2>/dev/null
+cmp -s "$WORK/src.csv" "$WORK/dst2.csv" || fail "resumed copy differs from the source"
+
+# diff: identical versions exit 0; a changed window is reported with the
+# right counts and exit 1; errors exit 2.
+sed -e 's/version: 1/version: 2/' \
+    -e 's/name: "orders_7d"         aggregation: "count"          window: "7d"/name: "orders_7d" aggregation: "count" window: "3d"/' \
+    "$SCHEMAS/user_orders.textproto" > "$WORK/user_orders_v2.textproto"
+printf 'views { name: "user_orders" version: 3 stream: "orders" features { name: "orders_7d" aggregation: "count" window: "7d" } features { name: "extra" aggregation: "count" window: "1d" } }\n' \
+  > "$WORK/user_orders_v3.textproto"
+"${CLI[@]}" apply "$WORK/user_orders_v2.textproto" > /dev/null
+"${CLI[@]}" apply "$WORK/user_orders_v3.textproto" > /dev/null
+"${CLI[@]}" diff --view user_orders --versions 1,1 --as-of "$T" > "$WORK/diff11.txt" \
+  || fail "diff of a version with itself: exit $? $(cat "$WORK/diff11.txt")"
+grep -q "^identical" "$WORK/diff11.txt" || fail "diff 1,1: $(cat "$WORK/diff11.txt")"
+set +e
+"${CLI[@]}" diff --view user_orders --versions 1,2 --as-of "$T" --out "$WORK/diff12.txt"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "diff 1,2 exit $rc: $(cat "$WORK/diff12.txt")"
+entities=$(awk -F, 'NR>1 && $3<"2026-11-20" {print $2}' "$WORK/src.csv" | sort -u | wc -l)
+changed=$(awk -F, 'NR>1 && $3>="2026-11-13" && $3<"2026-11-17" {print $2}' "$WORK/src.csv" | sort -u | wc -l)
+awk -v n="$entities" -v d="$changed" '$1=="orders_7d" && $2==n && $3==d {ok=1} END {exit !ok}' "$WORK/diff12.txt" \
+  || fail "diff 1,2 orders_7d (want $entities compared, $changed differing): $(cat "$WORK/diff12.txt")"
+awk '$1=="spend_7d" && $3==0 {ok=1} END {exit !ok}' "$WORK/diff12.txt" || fail "diff 1,2 spend_7d: $(cat "$WORK/diff12.txt")"
+set +e
+"${CLI[@]}" diff --view user_orders --versions 1,3 --as-of "$T" > "$WORK/diff13.txt"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "diff 1,3 exit $rc"
+grep -q "^only in v3: extra" "$WORK/diff13.txt" || fail "diff 1,3 features: $(cat "$WORK/diff13.txt")"
+grep -q "^only in v1: spend_7d" "$WORK/diff13.txt" || fail "diff 1,3 features: $(cat "$WORK/diff13.txt")"
+set +e
+"${CLI[@]}" diff --view user_orders --versions 1,9 --as-of "$T" > /dev/null 2> "$WORK/diff19.err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "diff with an unknown version exit $rc"
+
 # Unknown server: one line, non-zero.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
 [ "$(wc -l < "$WORK/down.err")" -eq 1 ] || fail "down error is not one line"

@@ -1,0 +1,48 @@
+#include "client/cli/cli_util.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
+namespace rawfeat {
+namespace {
+
+bool Retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
+                                                   const v1::IngestRequest& req,
+                                                   int retries,
+                                                   std::mt19937_64& rng) {
+  std::chrono::milliseconds backoff(100);
+  for (int attempt = 0;; ++attempt) {
+    auto r = client.Ingest(req);
+    if (r.ok() || !Retryable(r.status()) || attempt >= retries) return r;
+    std::uniform_int_distribution<int64_t> jitter(0, backoff.count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
+  }
+}
+
+absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(text, '/');
+  uint32_t k = 0, n = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &k) ||
+      !absl::SimpleAtoi(parts[1], &n) || n == 0 || k >= n) {
+    return absl::InvalidArgumentError(
+        "--partition must be K/N with 0 <= K < N");
+  }
+  v1::Partition p;
+  p.set_index(k);
+  p.set_count(n);
+  return p;
+}
+
+}  // namespace rawfeat

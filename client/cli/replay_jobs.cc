@@ -1,0 +1,359 @@
+#include "client/cli/replay_jobs.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "client/cli/cli_util.h"
+#include "client/client.h"
+#include "client/progress.h"
+#include "client/records.h"
+#include "server/common/time_util.h"
+
+namespace rawfeat {
+
+// ------------------------------------------------------------------ copy
+
+CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args) {
+  auto* cmd = app->add_subcommand(
+      "copy", "replay raw events from one server into another (ids kept)");
+  cmd->add_option("--from", args->from, "source rawfeatd HOST:PORT")
+      ->required();
+  cmd->add_option("--to", args->to, "target rawfeatd HOST:PORT")->required();
+  cmd->add_option("--stream", args->stream, "one stream (default: all)");
+  cmd->add_option("--from-time", args->from_time, "event time >= T");
+  cmd->add_option("--to-time", args->to_time, "event time < T");
+  cmd->add_option("--after-seq", args->after_seq,
+                  "only source seq > N (resume a copy from its last seq)");
+  cmd->add_option("--partition", args->partition,
+                  "K/N: only entity-hash partition K of N (parallel workers)");
+  cmd->add_flag("--definitions", args->definitions,
+                "first apply the source's stream and view definitions");
+  cmd->add_option("--max-events", args->max_events,
+                  "stop after N events (copy in slices)");
+  cmd->add_option("--batch-size", args->batch_size, "events per batch")
+      ->capture_default_str();
+  cmd->add_option("--retries", args->retries,
+                  "retries of a batch on UNAVAILABLE/DEADLINE_EXCEEDED")
+      ->capture_default_str();
+  return cmd;
+}
+
+int RunCopy(const CopyArgs& args) {
+  if (args.batch_size < 1) return Fail("--batch-size must be >= 1");
+  Client source(args.from);
+  Client target(args.to);
+  v1::ReadEventsRequest read;
+  read.set_after_seq(args.after_seq);
+  if (!args.from_time.empty()) {
+    auto t = ParseTime(args.from_time);
+    if (!t.ok()) return Fail(absl::StrCat("--from-time: ", t.status().message()));
+    *read.mutable_from_time() = MicrosToTimestamp(*t);
+  }
+  if (!args.to_time.empty()) {
+    auto t = ParseTime(args.to_time);
+    if (!t.ok()) return Fail(absl::StrCat("--to-time: ", t.status().message()));
+    *read.mutable_to_time() = MicrosToTimestamp(*t);
+  }
+  if (!args.partition.empty()) {
+    auto partition = ParsePartitionFlag(args.partition);
+    if (!partition.ok()) return Fail(partition.status().message());
+    *read.mutable_partition() = *partition;
+  }
+  auto defs = source.ListDefinitions();
+  if (!defs.ok()) return Fail(defs.status());
+  if (args.definitions) {
+    v1::ApplyDefinitionsRequest apply;
+    for (const auto& s : defs->streams()) {
+      *apply.mutable_definitions()->add_streams() = s.definition();
+    }
+    for (const auto& v : defs->views()) {
+      *apply.mutable_definitions()->add_views() = v.definition();
+    }
+    auto r = target.ApplyDefinitions(apply);
+    if (!r.ok()) return Fail(r.status());
+    std::fprintf(stderr, "definitions: %d changes on the target\n",
+                 r->changes_size());
+  }
+  std::vector<std::string> streams;
+  for (const auto& s : defs->streams()) {
+    if (args.stream.empty() || s.definition().name() == args.stream) {
+      streams.push_back(s.definition().name());
+    }
+  }
+  if (streams.empty()) {
+    return Fail(absl::StrCat("stream '", args.stream,
+                             "' is not defined on the source"));
+  }
+
+  std::mt19937_64 rng(std::random_device{}());
+  Progress progress("copy", 0);
+  int64_t copied = 0, accepted = 0, duplicates = 0;
+  uint64_t last_seq = args.after_seq;  // every source seq <= this is copied
+  uint64_t watermark = 0;
+  for (const std::string& stream : streams) {
+    read.set_stream(stream);
+    read.set_watermark(watermark);  // all streams at the first one's
+    v1::IngestRequest batch;
+    batch.set_stream(stream);
+    uint64_t batch_last_seq = last_seq;
+    absl::Status failed;
+    auto flush = [&]() {
+      if (batch.events().empty()) return true;
+      auto r = SendWithRetries(target, batch, args.retries, rng);
+      if (!r.ok()) {
+        failed = r.status();
+        return false;
+      }
+      if (r->rejected_size() > 0) {
+        const auto& e = r->rejected(0);
+        failed = absl::FailedPreconditionError(absl::StrCat(
+            "the target refused event '", e.event_id(), "' of stream '",
+            stream, "': ", e.field(), e.field().empty() ? "" : ": ",
+            e.reason()));
+        return false;
+      }
+      accepted += r->accepted();
+      duplicates += r->duplicates();
+      copied += batch.events_size();
+      last_seq = batch_last_seq;
+      batch.clear_events();
+      progress.Update(0, copied);
+      return true;
+    };
+    bool limit_hit = false;
+    absl::Status s = source.ReadEvents(read, [&](const auto& chunk) {
+      watermark = chunk.watermark();
+      for (const auto& e : chunk.events()) {
+        if (args.max_events > 0 &&
+            copied + batch.events_size() >= args.max_events) {
+          limit_hit = true;
+          return false;
+        }
+        v1::Event* out = batch.add_events();
+        *out = e;
+        out->clear_seq();
+        batch_last_seq = e.seq();
+        if (batch.events_size() >= args.batch_size && !flush()) return false;
+      }
+      return true;
+    });
+    if (s.ok() && failed.ok()) flush();
+    progress.Done();
+    if (!s.ok()) return Fail(s);
+    if (!failed.ok()) {
+      return Fail(absl::Status(
+          failed.code(),
+          absl::StrCat(failed.message(), " (copied through source seq ",
+                       last_seq, "; resume with --after-seq ", last_seq,
+                       ")")));
+    }
+    if (limit_hit) break;
+  }
+  std::printf(
+      "copied %lld events (%lld new on the target, %lld already there) "
+      "through source seq %llu; source watermark %llu\n",
+      static_cast<long long>(copied), static_cast<long long>(accepted),
+      static_cast<long long>(duplicates),
+      static_cast<unsigned long long>(last_seq),
+      static_cast<unsigned long long>(watermark));
+  return 0;
+}
+
+// ------------------------------------------------------------------ diff
+
+CLI::App* AddDiffCommand(CLI::App* app, DiffArgs* args) {
+  auto* cmd = app->add_subcommand(
+      "diff", "compare two versions of a view entity by entity (exit 0/1/2)");
+  cmd->add_option("--view", args->view, "view name")->required();
+  cmd->add_option("--versions", args->versions, "A,B")->required();
+  cmd->add_option("--as-of", args->as_of,
+                  "RFC 3339, or epoch with a unit suffix (s, ms, us)")
+      ->required();
+  cmd->add_option("--watermark", args->watermark, "0 = latest (pinned once)");
+  cmd->add_option("--out", args->out, "report file (default: stdout)");
+  cmd->add_option("--examples", args->examples,
+                  "differing entities listed per feature")
+      ->capture_default_str();
+  return cmd;
+}
+
+namespace {
+
+struct FeatureDiff {
+  std::string name;
+  int a = -1, b = -1;  // positions in each version
+  int64_t compared = 0, differing = 0;
+  double max_abs = 0, max_rel = 0;
+  std::vector<std::string> examples;
+};
+
+bool Numeric(const v1::Value& v, double* out) {
+  if (v.kind_case() == v1::Value::kInt64Value) {
+    *out = static_cast<double>(v.int64_value());
+    return true;
+  }
+  if (v.kind_case() == v1::Value::kDoubleValue) {
+    *out = v.double_value();
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int RunDiff(const std::string& server, const DiffArgs& args) {
+  constexpr int kError = 2;
+  std::vector<std::string> parts = absl::StrSplit(args.versions, ',');
+  uint32_t va = 0, vb = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &va) ||
+      !absl::SimpleAtoi(parts[1], &vb) || va == 0 || vb == 0) {
+    Fail("--versions must be A,B (two version numbers)");
+    return kError;
+  }
+  auto as_of = ParseTime(args.as_of);
+  if (!as_of.ok()) {
+    Fail(absl::StrCat("--as-of: ", as_of.status().message()));
+    return kError;
+  }
+  Client client(server);
+  v1::SnapshotRequest req;
+  req.set_view(args.view);
+  *req.mutable_as_of() = MicrosToTimestamp(*as_of);
+  req.set_watermark(args.watermark);
+
+  // Version A in memory (entity -> values), then B streamed against it.
+  std::vector<std::string> names_a, names_b;
+  uint64_t watermark = 0;
+  absl::flat_hash_map<std::string, std::vector<v1::Value>> rows_a;
+  req.set_version(va);
+  absl::Status s = client.Snapshot(req, [&](const v1::SnapshotChunk& c) {
+    if (names_a.empty()) {
+      names_a.assign(c.feature_names().begin(), c.feature_names().end());
+    }
+    watermark = c.watermark();
+    for (const auto& row : c.rows()) {
+      rows_a[row.entity()].assign(row.values().begin(), row.values().end());
+    }
+    return true;
+  });
+  if (!s.ok()) {
+    Fail(s);
+    return kError;
+  }
+  std::vector<FeatureDiff> shared;
+  std::vector<std::string> only_a, only_b;
+  int64_t entities = 0, only_in_a = 0, only_in_b = 0;
+  req.set_version(vb);
+  req.set_watermark(watermark);  // both versions at one watermark
+  s = client.Snapshot(req, [&](const v1::SnapshotChunk& c) {
+    if (names_b.empty()) {
+      names_b.assign(c.feature_names().begin(), c.feature_names().end());
+      for (size_t i = 0; i < names_a.size(); ++i) {
+        auto it = std::find(names_b.begin(), names_b.end(), names_a[i]);
+        if (it == names_b.end()) {
+          only_a.push_back(names_a[i]);
+          continue;
+        }
+        FeatureDiff d;
+        d.name = names_a[i];
+        d.a = static_cast<int>(i);
+        d.b = static_cast<int>(it - names_b.begin());
+        shared.push_back(d);
+      }
+      for (const auto& n : names_b) {
+        if (std::find(names_a.begin(), names_a.end(), n) == names_a.end()) {
+          only_b.push_back(n);
+        }
+      }
+    }
+    for (const auto& row : c.rows()) {
+      auto it = rows_a.find(row.entity());
+      if (it == rows_a.end()) {
+        ++only_in_b;
+        continue;
+      }
+      ++entities;
+      for (FeatureDiff& d : shared) {
+        const v1::Value& x = it->second[d.a];
+        const v1::Value& y = row.values(d.b);
+        ++d.compared;
+        if (x.SerializeAsString() == y.SerializeAsString()) continue;
+        ++d.differing;
+        double dx, dy;
+        if (Numeric(x, &dx) && Numeric(y, &dy)) {
+          const double abs = std::fabs(dx - dy);
+          const double scale = std::max(std::fabs(dx), std::fabs(dy));
+          d.max_abs = std::max(d.max_abs, abs);
+          d.max_rel = std::max(d.max_rel, scale > 0 ? abs / scale : 0.0);
+        }
+        if (static_cast<int>(d.examples.size()) < args.examples) {
+          d.examples.push_back(absl::StrCat(row.entity(), " (",
+                                            ValueToJson(x), " -> ",
+                                            ValueToJson(y), ")"));
+        }
+      }
+      rows_a.erase(it);
+    }
+    return true;
+  });
+  if (!s.ok()) {
+    Fail(s);
+    return kError;
+  }
+  only_in_a = static_cast<int64_t>(rows_a.size());
+
+  std::ofstream file;
+  if (!args.out.empty()) {
+    file.open(args.out, std::ios::trunc);
+    if (!file) {
+      Fail(absl::StrCat(args.out, ": cannot write"));
+      return kError;
+    }
+  }
+  std::ostream& out = args.out.empty() ? std::cout : file;
+  bool different = !only_a.empty() || !only_b.empty() || only_in_a > 0 ||
+                   only_in_b > 0;
+  out << absl::StrFormat(
+      "view %s v%u vs v%u as of %s at watermark %llu: %lld entities\n",
+      args.view, va, vb, FormatMicros(*as_of),
+      static_cast<unsigned long long>(watermark),
+      static_cast<long long>(entities));
+  out << absl::StrFormat("%-28s %10s %10s %12s %12s  %s\n", "feature",
+                         "compared", "differing", "max abs", "max rel",
+                         "examples");
+  for (const FeatureDiff& d : shared) {
+    different = different || d.differing > 0;
+    std::string examples;
+    for (const auto& e : d.examples) {
+      absl::StrAppend(&examples, examples.empty() ? "" : "; ", e);
+    }
+    out << absl::StrFormat("%-28s %10d %10d %12g %12g  %s\n", d.name,
+                           d.compared, d.differing, d.max_abs, d.max_rel,
+                           examples);
+  }
+  for (const auto& n : only_a) out << "only in v" << va << ": " << n << "\n";
+  for (const auto& n : only_b) out << "only in v" << vb << ": " << n << "\n";
+  if (only_in_a + only_in_b > 0) {
+    out << "entities in one version only: " << only_in_a + only_in_b << "\n";
+  }
+  out << (different ? "different\n" : "identical\n");
+  out.flush();
+  if (!out) {
+    Fail("cannot write the report");
+    return kError;
+  }
+  return different ? 1 : 0;
+}
+
+}  // namespace rawfeat
