@@ -20,32 +20,6 @@
 namespace rawfeat {
 namespace {
 
-// The definition of (view, version 0 = latest) and its stream.
-absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindView(
-    Client& client, const std::string& name, uint32_t version) {
-  auto defs = client.ListDefinitions();
-  if (!defs.ok()) return defs.status();
-  const v1::FeatureViewDef* found = nullptr;
-  for (const auto& v : defs->views()) {
-    const auto& d = v.definition();
-    if (d.name() != name || (version != 0 && d.version() != version)) continue;
-    if (found == nullptr || d.version() > found->version()) found = &d;
-  }
-  if (found == nullptr) {
-    return absl::NotFoundError(
-        version == 0 ? absl::StrCat("view '", name, "' is not defined")
-                     : absl::StrCat("view '", name, "' has no version ",
-                                    version));
-  }
-  for (const auto& s : defs->streams()) {
-    if (s.definition().name() == found->stream()) {
-      return std::make_pair(*found, s.definition());
-    }
-  }
-  return absl::NotFoundError(
-      absl::StrCat("stream '", found->stream(), "' is not defined"));
-}
-
 absl::StatusOr<std::string> OutputFormat(const std::string& format,
                                          const std::string& out) {
   std::string f = format;
@@ -97,6 +71,63 @@ CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args) {
   return cmd;
 }
 
+absl::StatusOr<SnapshotFile> WriteSnapshotFile(
+    Client& client, const v1::SnapshotRequest& request,
+    const std::string& path, const std::string& format, Progress* progress,
+    int64_t rows_before) {
+  OutputFile file;
+  absl::Status s = file.Open(path);
+  if (!s.ok()) return s;
+  std::ostream& out = file.out();
+  SnapshotFile result;
+  google::protobuf::RepeatedPtrField<std::string> names;
+  std::vector<std::string> cells;
+  s = client.Snapshot(request, [&](const v1::SnapshotChunk& chunk) {
+    if (names.empty() && chunk.feature_names_size() > 0) {
+      names = chunk.feature_names();
+      if (format == "csv") {
+        cells.assign({"entity"});
+        cells.insert(cells.end(), names.begin(), names.end());
+        out << CsvLine(cells) << "\n";
+      }
+    }
+    result.watermark = chunk.watermark();
+    result.version = chunk.version();
+    for (const auto& row : chunk.rows()) {
+      if (format == "csv") {
+        cells.assign({row.entity()});
+        for (const auto& v : row.values()) cells.push_back(ValueToCell(v));
+        out << CsvLine(cells) << "\n";
+      } else {
+        out << FeatureRowToJson(names, row) << "\n";
+      }
+    }
+    result.rows += chunk.rows_size();
+    if (progress != nullptr) progress->Update(0, rows_before + result.rows);
+    return static_cast<bool>(out);
+  });
+  if (!s.ok()) return s;
+  s = file.Commit();
+  if (!s.ok()) return s;
+  nlohmann::ordered_json meta;
+  meta["command"] = "snapshot";
+  meta["view"] = request.view();
+  meta["version"] = result.version;
+  meta["as_of"] = FormatMicros(*TimestampToMicros(request.as_of()));
+  meta["watermark"] = result.watermark;
+  if (request.has_partition()) {
+    meta["partition"] = absl::StrCat(request.partition().index(), "/",
+                                     request.partition().count());
+  }
+  meta["format"] = format;
+  meta["rows"] = result.rows;
+  meta["features"] = std::vector<std::string>(names.begin(), names.end());
+  meta["server_version"] = ServerVersion(client);
+  s = WriteMeta(path, meta);
+  if (!s.ok()) return s;
+  return result;
+}
+
 int RunSnapshot(Client& client, const SnapshotArgs& args) {
   auto format = OutputFormat(args.format, args.out);
   if (!format.ok()) return Fail(format.status().message());
@@ -114,64 +145,17 @@ int RunSnapshot(Client& client, const SnapshotArgs& args) {
     if (!partition.ok()) return Fail(partition.status().message());
     *request.mutable_partition() = *partition;
   }
-
-  OutputFile file;
-  absl::Status s = file.Open(args.out);
-  if (!s.ok()) return Fail(s.message());
-  std::ostream& out = file.out();
   Progress progress("snapshot", 0);
-  int64_t rows = 0;
-  uint64_t watermark = 0;
-  uint32_t version = 0;
-  google::protobuf::RepeatedPtrField<std::string> names;
-  std::vector<std::string> cells;
-  s = client.Snapshot(request, [&](const v1::SnapshotChunk& chunk) {
-    if (names.empty() && chunk.feature_names_size() > 0) {
-      names = chunk.feature_names();
-      if (*format == "csv") {
-        cells.assign({"entity"});
-        cells.insert(cells.end(), names.begin(), names.end());
-        out << CsvLine(cells) << "\n";
-      }
-    }
-    watermark = chunk.watermark();
-    version = chunk.version();
-    for (const auto& row : chunk.rows()) {
-      if (*format == "csv") {
-        cells.assign({row.entity()});
-        for (const auto& v : row.values()) cells.push_back(ValueToCell(v));
-        out << CsvLine(cells) << "\n";
-      } else {
-        out << FeatureRowToJson(names, row) << "\n";
-      }
-    }
-    rows += chunk.rows_size();
-    progress.Update(0, rows);
-    return static_cast<bool>(out);
-  });
-  if (!s.ok()) return Fail(s);
+  auto file = WriteSnapshotFile(client, request, args.out, *format, &progress,
+                                0);
+  if (!file.ok()) return Fail(file.status());
   progress.Done();
-  s = file.Commit();
-  if (!s.ok()) return Fail(s.message());
-  nlohmann::ordered_json meta;
-  meta["command"] = "snapshot";
-  meta["view"] = args.view;
-  meta["version"] = version;
-  meta["as_of"] = FormatMicros(*as_of);
-  meta["watermark"] = watermark;
-  if (request.has_partition()) meta["partition"] = args.partition;
-  meta["format"] = *format;
-  meta["rows"] = rows;
-  meta["features"] = std::vector<std::string>(names.begin(), names.end());
-  meta["server_version"] = ServerVersion(client);
-  s = WriteMeta(args.out, meta);
-  if (!s.ok()) return Fail(s.message());
   std::fprintf(stderr,
                "snapshot of view %s v%u as of %s: %lld entities, watermark "
                "%llu\n",
-               args.view.c_str(), version, FormatMicros(*as_of).c_str(),
-               static_cast<long long>(rows),
-               static_cast<unsigned long long>(watermark));
+               args.view.c_str(), file->version, FormatMicros(*as_of).c_str(),
+               static_cast<long long>(file->rows),
+               static_cast<unsigned long long>(file->watermark));
   return 0;
 }
 
@@ -210,7 +194,7 @@ int RunJoin(Client& client, const JoinArgs& args) {
   if (!args.reject_file.empty() && !args.skip_invalid) {
     return Fail("--reject-file needs --skip-invalid");
   }
-  auto defs = FindView(client, args.view, args.version);
+  auto defs = FindViewDefinition(client, args.view, args.version);
   if (!defs.ok()) return Fail(defs.status());
   const v1::StreamDef& stream = defs->second;
   const std::string entity_column = args.entity_column.empty()

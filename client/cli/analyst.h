@@ -47,6 +47,21 @@ struct JoinArgs {
   std::string format;
 };
 
+class Progress;
+
+// One snapshot written to `path` (atomically, "-" = stdout) as CSV or JSON
+// Lines with its FILE.meta.json. `progress` (may be null) counts rows from
+// `rows_before`. Errors: the RPC's, or the file cannot be written.
+struct SnapshotFile {
+  int64_t rows = 0;
+  uint64_t watermark = 0;
+  uint32_t version = 0;
+};
+absl::StatusOr<SnapshotFile> WriteSnapshotFile(
+    Client& client, const v1::SnapshotRequest& request,
+    const std::string& path, const std::string& format, Progress* progress,
+    int64_t rows_before);
+
 // Registers the subcommands on `app`, filling `*args`.
 CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args);
 CLI::App* AddJoinCommand(CLI::App* app, JoinArgs* args);

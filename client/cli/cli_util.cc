@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
 namespace rawfeat {
@@ -29,6 +30,32 @@ absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
     std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
     backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
   }
+}
+
+// The definition of (view, version 0 = latest) and its stream.
+absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindViewDefinition(
+    Client& client, const std::string& name, uint32_t version) {
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return defs.status();
+  const v1::FeatureViewDef* found = nullptr;
+  for (const auto& v : defs->views()) {
+    const auto& d = v.definition();
+    if (d.name() != name || (version != 0 && d.version() != version)) continue;
+    if (found == nullptr || d.version() > found->version()) found = &d;
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(
+        version == 0 ? absl::StrCat("view '", name, "' is not defined")
+                     : absl::StrCat("view '", name, "' has no version ",
+                                    version));
+  }
+  for (const auto& s : defs->streams()) {
+    if (s.definition().name() == found->stream()) {
+      return std::make_pair(*found, s.definition());
+    }
+  }
+  return absl::NotFoundError(
+      absl::StrCat("stream '", found->stream(), "' is not defined"));
 }
 
 absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text) {

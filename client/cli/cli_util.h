@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,6 +39,11 @@ absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
                                                    const v1::IngestRequest& req,
                                                    int retries,
                                                    std::mt19937_64& rng);
+
+// The definition of (view, version 0 = latest) and its stream, from the
+// server's ListDefinitions. Errors: NOT_FOUND naming the view/version.
+absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>>
+FindViewDefinition(Client& client, const std::string& name, uint32_t version);
 
 // Parses a --partition flag "K/N" (0 <= K < N). Errors: INVALID_ARGUMENT.
 absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text);

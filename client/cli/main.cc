@@ -11,6 +11,7 @@
 //   rawfeat join --view V --labels labels.csv --out train.csv
 //   rawfeat copy --from HOST:PORT --to HOST:PORT     (see replay_jobs.h)
 //   rawfeat diff --view V --versions 1,2 --as-of T
+//   rawfeat backfill --view V --from 2026-11-01 --to 2026-11-30 --tz Asia/Seoul --out DIR
 //   rawfeat status
 //
 // Every command takes --server HOST:PORT and exits non-zero with a one-line
@@ -466,6 +467,8 @@ int main(int argc, char** argv) {
   auto* copy_cmd = AddCopyCommand(&app, &copy);
   DiffArgs diff;
   auto* diff_cmd = AddDiffCommand(&app, &diff);
+  BackfillArgs backfill;
+  auto* backfill_cmd = AddBackfillCommand(&app, &backfill);
 
   app.add_subcommand("status", "server version, counts, watermark, problems");
 
@@ -485,5 +488,6 @@ int main(int argc, char** argv) {
   if (*join_cmd) return RunJoin(client, join);
   if (*copy_cmd) return RunCopy(copy);
   if (*diff_cmd) return RunDiff(server, diff);
+  if (*backfill_cmd) return RunBackfill(server, backfill);
   return RunStatus(client);
 }

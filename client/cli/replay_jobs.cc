@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -10,14 +11,19 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "client/cli/analyst.h"
 #include "client/cli/cli_util.h"
 #include "client/client.h"
 #include "client/progress.h"
+#include "client/output_file.h"
 #include "client/records.h"
+#include "nlohmann/json.hpp"
 #include "server/common/time_util.h"
 
 namespace rawfeat {
@@ -354,6 +360,236 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
     return kError;
   }
   return different ? 1 : 0;
+}
+
+// -------------------------------------------------------------- backfill
+
+CLI::App* AddBackfillCommand(CLI::App* app, BackfillArgs* args) {
+  auto* cmd = app->add_subcommand(
+      "backfill", "one snapshot file per as-of time (local midnights), "
+                  "restartable, all at one watermark");
+  cmd->add_option("--view", args->view, "view name")->required();
+  cmd->add_option("--version", args->version, "view version (0 = latest)");
+  cmd->add_option("--from", args->from,
+                  "first as-of: a local date YYYY-MM-DD (midnight in --tz) "
+                  "or a time")
+      ->required();
+  cmd->add_option("--to", args->to, "last as-of (inclusive), same forms")
+      ->required();
+  cmd->add_option("--every", args->every,
+                  "step: Nd/Nw in local calendar days, or Nh/Nm/Ns")
+      ->capture_default_str();
+  cmd->add_option("--tz", args->tz, "IANA time zone of the dates")
+      ->capture_default_str();
+  cmd->add_option("--watermark", args->watermark,
+                  "0 = the latest when the backfill starts");
+  cmd->add_option("--out", args->out, "output directory")->required();
+  cmd->add_option("--format", args->format, "csv or jsonl")
+      ->capture_default_str();
+  return cmd;
+}
+
+namespace {
+
+// A local civil time in `tz` as an instant: a skipped time (DST gap) maps
+// to the instant the gap ends, a repeated one (DST overlap) to its first
+// occurrence.
+absl::Time LocalToUtc(const absl::CivilSecond& cs, const absl::TimeZone& tz) {
+  const absl::TimeZone::TimeInfo info = tz.At(cs);
+  return info.kind == absl::TimeZone::TimeInfo::SKIPPED ? info.trans
+                                                        : info.pre;
+}
+
+// The as-of times of a backfill, in microseconds.
+absl::StatusOr<std::vector<int64_t>> AsOfTimes(const BackfillArgs& args,
+                                               const absl::TimeZone& tz) {
+  // --every: a positive count and a unit.
+  constexpr int64_t kDay = 86400LL * 1000000;
+  int64_t count = 0;
+  const char unit = args.every.empty() ? '\0' : args.every.back();
+  const int64_t unit_us = unit == 'w'   ? 7 * kDay
+                          : unit == 'd' ? kDay
+                          : unit == 'h' ? 3600LL * 1000000
+                          : unit == 'm' ? 60LL * 1000000
+                          : unit == 's' ? 1000000
+                                        : 0;
+  if (unit_us == 0 ||
+      !absl::SimpleAtoi(absl::string_view(args.every).substr(
+                            0, args.every.size() - 1),
+                        &count) ||
+      count <= 0 || count > 100000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--every '", args.every, "': want Nd, Nw, Nh, Nm or Ns"));
+  }
+  const int64_t every_us = count * unit_us;
+  const bool civil_days = unit == 'd' || unit == 'w';
+  auto parse = [&](const std::string& text, const char* flag,
+                   absl::CivilDay* day) -> absl::StatusOr<int64_t> {
+    if (absl::ParseCivilTime(text, day)) {
+      return absl::ToUnixMicros(LocalToUtc(absl::CivilSecond(*day), tz));
+    }
+    auto t = ParseTime(text);
+    if (!t.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, ": '", text, "' is neither a date YYYY-MM-DD nor a time"));
+    }
+    *day = absl::CivilDay(absl::ToCivilSecond(absl::FromUnixMicros(*t), tz));
+    return *t;
+  };
+  absl::CivilDay first_day, last_day;
+  auto from = parse(args.from, "--from", &first_day);
+  if (!from.ok()) return from.status();
+  auto to = parse(args.to, "--to", &last_day);
+  if (!to.ok()) return to.status();
+  if (*to < *from) return absl::InvalidArgumentError("--to is before --from");
+  constexpr size_t kMaxFiles = 100000;
+  std::vector<int64_t> times;
+  if (civil_days) {
+    // Calendar days: the same local time of day, whatever DST does.
+    const absl::CivilSecond start =
+        absl::ToCivilSecond(absl::FromUnixMicros(*from), tz);
+    const int64_t step = every_us / kDay;
+    for (int64_t k = 0;; ++k) {
+      const int64_t t =
+          absl::ToUnixMicros(LocalToUtc(start + k * step * 86400, tz));
+      if (t > *to) break;
+      if (times.size() == kMaxFiles) {
+        return absl::InvalidArgumentError("more than 100,000 as-of times");
+      }
+      times.push_back(t);
+    }
+  } else {
+    for (int64_t t = *from; t <= *to; t += every_us) {
+      if (times.size() == kMaxFiles) {
+        return absl::InvalidArgumentError("more than 100,000 as-of times");
+      }
+      times.push_back(t);
+    }
+  }
+  return times;
+}
+
+// 2026-11-01T04:00:00Z -> 20261101T040000Z (fractions kept as .ffffff).
+std::string FileStamp(int64_t micros) {
+  std::string s = FormatMicros(micros);
+  std::string out;
+  for (char c : s) {
+    if (c != '-' && c != ':') out.push_back(c);
+  }
+  return out;
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return nlohmann::json();
+  return nlohmann::json::parse(in, nullptr, false);
+}
+
+}  // namespace
+
+int RunBackfill(const std::string& server, const BackfillArgs& args) {
+  if (args.format != "csv" && args.format != "jsonl") {
+    return Fail("--format must be csv or jsonl");
+  }
+  absl::TimeZone tz;
+  if (!absl::LoadTimeZone(args.tz, &tz)) {
+    return Fail(absl::StrCat("--tz: unknown time zone '", args.tz,
+                             "' (want an IANA name such as Asia/Seoul)"));
+  }
+  auto times = AsOfTimes(args, tz);
+  if (!times.ok()) return Fail(times.status().message());
+  Client client(server);
+  auto defs = FindViewDefinition(client, args.view, args.version);
+  if (!defs.ok()) return Fail(defs.status());
+  const uint32_t version = defs->first.version();
+
+  // The manifest pins the set's parameters and its watermark, so a
+  // resumed or repeated backfill writes the same bytes.
+  std::error_code ec;
+  std::filesystem::create_directories(args.out, ec);
+  const std::string manifest_path = args.out + "/backfill.json";
+  nlohmann::ordered_json manifest;
+  manifest["view"] = args.view;
+  manifest["version"] = version;
+  manifest["from"] = args.from;
+  manifest["to"] = args.to;
+  manifest["every"] = args.every;
+  manifest["tz"] = args.tz;
+  manifest["format"] = args.format;
+  uint64_t watermark = args.watermark;
+  const nlohmann::json old = ReadJson(manifest_path);
+  if (old.is_object()) {
+    for (const auto& [key, value] : manifest.items()) {
+      if (!old.contains(key) || old[key].dump() != value.dump()) {
+        return Fail(absl::StrCat(args.out, " holds a different backfill (",
+                                 key, " was ", old.value(key, nlohmann::json()).dump(),
+                                 "); use another --out"));
+      }
+    }
+    const uint64_t pinned = old.value("watermark", uint64_t{0});
+    if (watermark != 0 && watermark != pinned) {
+      return Fail(absl::StrCat(args.out, " was backfilled at watermark ",
+                               pinned, ", not ", watermark));
+    }
+    watermark = pinned;
+  } else if (watermark == 0) {
+    auto st = client.GetStatus();
+    if (!st.ok()) return Fail(st.status());
+    watermark = st->watermark();
+  }
+  manifest["watermark"] = watermark;
+  manifest["as_of"] = nlohmann::json::array();
+  for (int64_t t : *times) manifest["as_of"].push_back(FormatMicros(t));
+  if (!old.is_object()) {
+    absl::Status s =
+        WriteFileAtomically(manifest_path, manifest.dump(2) + "\n");
+    if (!s.ok()) return Fail(s.message());
+  }
+
+  // The bar counts files; rows are counted beside it.
+  Progress progress("backfill", static_cast<int64_t>(times->size()));
+  int64_t rows = 0, written = 0, skipped = 0;
+  for (size_t i = 0; i < times->size(); ++i) {
+    const int64_t t = (*times)[i];
+    const std::string path =
+        absl::StrCat(args.out, "/", args.view, "-v", version, "-",
+                     FileStamp(t), ".", args.format);
+    const nlohmann::json meta = ReadJson(path + ".meta.json");
+    if (meta.is_object() && std::filesystem::exists(path) &&
+        meta.value("as_of", "") == FormatMicros(t) &&
+        meta.value("watermark", uint64_t{0}) == watermark &&
+        meta.value("version", 0u) == version &&
+        meta.value("format", "") == args.format) {
+      ++skipped;  // complete from an earlier run
+      progress.Update(static_cast<int64_t>(i + 1), rows);
+      continue;
+    }
+    v1::SnapshotRequest req;
+    req.set_view(args.view);
+    req.set_version(version);
+    *req.mutable_as_of() = MicrosToTimestamp(t);
+    req.set_watermark(watermark);
+    auto file = WriteSnapshotFile(client, req, path, args.format, nullptr, 0);
+    if (!file.ok()) {
+      return Fail(absl::Status(
+          file.status().code(),
+          absl::StrCat("as of ", FormatMicros(t), ": ",
+                       file.status().message(), " (", written,
+                       " files written; re-run the same command to resume)")));
+    }
+    rows += file->rows;
+    ++written;
+    progress.Update(static_cast<int64_t>(i + 1), rows);
+  }
+  progress.Done();
+  std::printf(
+      "backfill of view %s v%u: %zu files (%lld written, %lld already "
+      "complete), %lld rows, watermark %llu, in %s\n",
+      args.view.c_str(), version, times->size(),
+      static_cast<long long>(written), static_cast<long long>(skipped),
+      static_cast<long long>(rows), static_cast<unsigned long long>(watermark),
+      args.out.c_str());
+  return 0;
 }
 
 }  // namespace rawfeat

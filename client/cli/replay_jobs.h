@@ -8,6 +8,8 @@
 //                [--partition K/N] [--definitions] [--max-events N]
 //   rawfeat diff --view V --versions A,B --as-of T [--watermark N]
 //                [--out FILE] [--examples 3]
+//   rawfeat backfill --view V [--version N] --from D1 --to D2 [--every 1d]
+//                    [--tz ZONE] [--watermark N] --out DIR [--format csv]
 //
 // copy replays raw events of one server (ReadEvents) into another (Ingest
 // batches, each retried), keeping event ids, so copying twice or resuming
@@ -45,13 +47,27 @@ struct DiffArgs {
   int examples = 3;
 };
 
+struct BackfillArgs {
+  std::string view;
+  uint32_t version = 0;
+  std::string from;  // YYYY-MM-DD (local date in tz) or a time
+  std::string to;    // inclusive
+  std::string every = "1d";
+  std::string tz = "UTC";
+  uint64_t watermark = 0;
+  std::string out;  // a directory
+  std::string format = "csv";
+};
+
 CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args);
+CLI::App* AddBackfillCommand(CLI::App* app, BackfillArgs* args);
 CLI::App* AddDiffCommand(CLI::App* app, DiffArgs* args);
 
 // Exit codes: copy 0 ok / 1 failure; diff 0 identical / 1 different /
 // 2 error. Failures print one line on stderr.
 int RunCopy(const CopyArgs& args);
 int RunDiff(const std::string& server, const DiffArgs& args);
+int RunBackfill(const std::string& server, const BackfillArgs& args);
 
 }  // namespace rawfeat
 

@@ -239,6 +239,42 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "diff with an unknown version exit $rc"
 
+# backfill: local midnights across the New York DST change (EDT -> EST on
+# 2026-11-01), Seoul (no DST); resumable after a kill, a re-run is a no-op,
+# all files at the watermark pinned when it started.
+BF="$WORK/bf"
+"${CLI[@]}" backfill --view user_orders --version 1 --from 2026-10-31 --to 2026-11-03 \
+  --tz America/New_York --out "$BF" > "$WORK/bf1.txt" 2>/dev/null
+grep -q "4 files (4 written, 0 already complete)" "$WORK/bf1.txt" || fail "backfill: $(cat "$WORK/bf1.txt")"
+for stamp in 20261031T040000Z 20261101T040000Z 20261102T050000Z 20261103T050000Z; do
+  [ -s "$BF/user_orders-v1-$stamp.csv" ] || fail "backfill file for $stamp missing: $(ls "$BF")"
+done
+grep -q '"as_of": "2026-11-02T05:00:00Z"' "$BF/user_orders-v1-20261102T050000Z.csv.meta.json" \
+  || fail "backfill meta: $(cat "$BF/user_orders-v1-20261102T050000Z.csv.meta.json")"
+cp -r "$BF" "$WORK/bf-ref"
+# A killed run: two files missing, one half-written; late events since.
+rm "$BF/user_orders-v1-20261101T040000Z.csv" "$BF/user_orders-v1-20261103T050000Z.csv.meta.json"
+echo "garbage" > "$BF/user_orders-v1-20261101T040000Z.csv.partial"
+printf 'event_id,user_id,order_time,amount,quantity,category\nlate2,u7,2026-10-30T12:00:00Z,5,1,late\n' > "$WORK/late2.csv"
+"${CLI[@]}" ingest --stream orders "$WORK/late2.csv" > /dev/null
+"${CLI[@]}" backfill --view user_orders --version 1 --from 2026-10-31 --to 2026-11-03 \
+  --tz America/New_York --out "$BF" > "$WORK/bf2.txt" 2>/dev/null
+grep -q "4 files (2 written, 2 already complete)" "$WORK/bf2.txt" || fail "resumed backfill: $(cat "$WORK/bf2.txt")"
+diff -r "$BF" "$WORK/bf-ref" > /dev/null || fail "resumed backfill is not byte-identical: $(diff -rq "$BF" "$WORK/bf-ref")"
+"${CLI[@]}" backfill --view user_orders --version 1 --from 2026-10-31 --to 2026-11-03 \
+  --tz America/New_York --out "$BF" > "$WORK/bf3.txt" 2>/dev/null
+grep -q "4 files (0 written, 4 already complete)" "$WORK/bf3.txt" || fail "re-run backfill: $(cat "$WORK/bf3.txt")"
+if "${CLI[@]}" backfill --view user_orders --version 1 --from 2026-10-30 --to 2026-11-03 \
+  --tz America/New_York --out "$BF" 2> "$WORK/bf4.err" > /dev/null; then fail "backfill into a different backfill's dir"; fi
+grep -q "holds a different backfill" "$WORK/bf4.err" || fail "backfill dir clash: $(cat "$WORK/bf4.err")"
+"${CLI[@]}" backfill --view user_orders --version 1 --from 2026-11-10 --to 2026-11-11 --tz Asia/Seoul \
+  --out "$WORK/bf-seoul" > /dev/null 2>&1
+ls "$WORK/bf-seoul" | grep -q "^user_orders-v1-20261109T150000Z.csv$" || fail "Seoul midnight: $(ls "$WORK/bf-seoul")"
+ls "$WORK/bf-seoul" | grep -q "^user_orders-v1-20261110T150000Z.csv$" || fail "Seoul midnight 2: $(ls "$WORK/bf-seoul")"
+if "${CLI[@]}" backfill --view user_orders --from 2026-11-10 --to 2026-11-11 --tz Mars/Olympus \
+  --out "$WORK/bf-x" 2> "$WORK/bf5.err"; then fail "unknown time zone accepted"; fi
+grep -q "unknown time zone 'Mars/Olympus'" "$WORK/bf5.err" || fail "tz error: $(cat "$WORK/bf5.err")"
+
 # Unknown server: one line, non-zero.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
 [ "$(wc -l < "$WORK/down.err")" -eq 1 ] || fail "down error is not one line"
