@@ -39,10 +39,6 @@ std::string CsvLine(const std::vector<std::string>& cells) {
   return line;
 }
 
-std::string ServerVersion(Client& client) {
-  auto st = client.GetStatus();
-  return st.ok() ? st->version() : "";
-}
 
 // The sidecar FILE.meta.json: everything needed to rebuild FILE.
 absl::Status WriteMeta(const std::string& out, nlohmann::ordered_json meta) {
@@ -71,61 +67,87 @@ CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args) {
   return cmd;
 }
 
-absl::StatusOr<SnapshotFile> WriteSnapshotFile(
-    Client& client, const v1::SnapshotRequest& request,
-    const std::string& path, const std::string& format, Progress* progress,
-    int64_t rows_before) {
-  OutputFile file;
-  absl::Status s = file.Open(path);
-  if (!s.ok()) return s;
-  std::ostream& out = file.out();
-  SnapshotFile result;
-  google::protobuf::RepeatedPtrField<std::string> names;
-  std::vector<std::string> cells;
-  s = client.Snapshot(request, [&](const v1::SnapshotChunk& chunk) {
-    if (names.empty() && chunk.feature_names_size() > 0) {
-      names = chunk.feature_names();
-      if (format == "csv") {
-        cells.assign({"entity"});
-        cells.insert(cells.end(), names.begin(), names.end());
-        out << CsvLine(cells) << "\n";
-      }
+std::string ServerVersion(Client& client) {
+  auto st = client.GetStatus();
+  return st.ok() ? st->version() : "";
+}
+
+absl::Status SnapshotFileWriter::Open(const std::string& path,
+                                      const std::string& format) {
+  path_ = path;
+  format_ = format;
+  return file_.Open(path);
+}
+
+bool SnapshotFileWriter::Add(
+    const v1::SnapshotChunk& chunk,
+    const google::protobuf::RepeatedPtrField<std::string>& names) {
+  std::ostream& out = file_.out();
+  if (names_.empty()) {
+    names_ = names;
+    if (format_ == "csv") {
+      cells_.assign({"entity"});
+      cells_.insert(cells_.end(), names.begin(), names.end());
+      out << CsvLine(cells_) << "\n";
     }
-    result.watermark = chunk.watermark();
-    result.version = chunk.version();
-    for (const auto& row : chunk.rows()) {
-      if (format == "csv") {
-        cells.assign({row.entity()});
-        for (const auto& v : row.values()) cells.push_back(ValueToCell(v));
-        out << CsvLine(cells) << "\n";
-      } else {
-        out << FeatureRowToJson(names, row) << "\n";
-      }
+  }
+  result_.watermark = chunk.watermark();
+  result_.version = chunk.version();
+  for (const auto& row : chunk.rows()) {
+    if (format_ == "csv") {
+      cells_.assign({row.entity()});
+      for (const auto& v : row.values()) cells_.push_back(ValueToCell(v));
+      out << CsvLine(cells_) << "\n";
+    } else {
+      out << FeatureRowToJson(names_, row) << "\n";
     }
-    result.rows += chunk.rows_size();
-    if (progress != nullptr) progress->Update(0, rows_before + result.rows);
-    return static_cast<bool>(out);
-  });
-  if (!s.ok()) return s;
-  s = file.Commit();
+  }
+  result_.rows += chunk.rows_size();
+  return static_cast<bool>(out);
+}
+
+absl::StatusOr<SnapshotFile> SnapshotFileWriter::Finish(
+    const std::string& view, int64_t as_of, const std::string& partition,
+    const std::string& server_version) {
+  absl::Status s = file_.Commit();
   if (!s.ok()) return s;
   nlohmann::ordered_json meta;
   meta["command"] = "snapshot";
-  meta["view"] = request.view();
-  meta["version"] = result.version;
-  meta["as_of"] = FormatMicros(*TimestampToMicros(request.as_of()));
-  meta["watermark"] = result.watermark;
-  if (request.has_partition()) {
-    meta["partition"] = absl::StrCat(request.partition().index(), "/",
-                                     request.partition().count());
-  }
-  meta["format"] = format;
-  meta["rows"] = result.rows;
-  meta["features"] = std::vector<std::string>(names.begin(), names.end());
-  meta["server_version"] = ServerVersion(client);
-  s = WriteMeta(path, meta);
+  meta["view"] = view;
+  meta["version"] = result_.version;
+  meta["as_of"] = FormatMicros(as_of);
+  meta["watermark"] = result_.watermark;
+  if (!partition.empty()) meta["partition"] = partition;
+  meta["format"] = format_;
+  meta["rows"] = result_.rows;
+  meta["features"] = std::vector<std::string>(names_.begin(), names_.end());
+  meta["server_version"] = server_version;
+  s = WriteMeta(path_, meta);
   if (!s.ok()) return s;
-  return result;
+  return result_;
+}
+
+absl::StatusOr<SnapshotFile> WriteSnapshotFile(
+    Client& client, const v1::SnapshotRequest& request,
+    const std::string& path, const std::string& format, Progress* progress) {
+  SnapshotFileWriter writer;
+  absl::Status s = writer.Open(path, format);
+  if (!s.ok()) return s;
+  google::protobuf::RepeatedPtrField<std::string> names;
+  s = client.Snapshot(request, [&](const v1::SnapshotChunk& chunk) {
+    if (names.empty()) names = chunk.feature_names();
+    const bool ok = writer.Add(chunk, names);
+    if (progress != nullptr) progress->Update(0, writer.rows());
+    return ok;
+  });
+  if (!s.ok()) return s;
+  return writer.Finish(
+      request.view(), *TimestampToMicros(request.as_of()),
+      request.has_partition()
+          ? absl::StrCat(request.partition().index(), "/",
+                         request.partition().count())
+          : "",
+      ServerVersion(client));
 }
 
 int RunSnapshot(Client& client, const SnapshotArgs& args) {
@@ -146,8 +168,7 @@ int RunSnapshot(Client& client, const SnapshotArgs& args) {
     *request.mutable_partition() = *partition;
   }
   Progress progress("snapshot", 0);
-  auto file = WriteSnapshotFile(client, request, args.out, *format, &progress,
-                                0);
+  auto file = WriteSnapshotFile(client, request, args.out, *format, &progress);
   if (!file.ok()) return Fail(file.status());
   progress.Done();
   std::fprintf(stderr,

@@ -17,9 +17,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "client/client.h"
+#include "client/output_file.h"
 
 namespace rawfeat {
 
@@ -49,18 +51,45 @@ struct JoinArgs {
 
 class Progress;
 
-// One snapshot written to `path` (atomically, "-" = stdout) as CSV or JSON
-// Lines with its FILE.meta.json. `progress` (may be null) counts rows from
-// `rows_before`. Errors: the RPC's, or the file cannot be written.
 struct SnapshotFile {
   int64_t rows = 0;
   uint64_t watermark = 0;
   uint32_t version = 0;
 };
+
+// Writes snapshot chunks of one as-of time to a file (atomically: FILE is
+// renamed into place by Finish, which also writes FILE.meta.json). CSV:
+// entity then features, lists as JSON arrays, null empty; or JSON Lines.
+// Not thread-safe.
+class SnapshotFileWriter {
+ public:
+  absl::Status Open(const std::string& path, const std::string& format);
+  // Writes `chunk`'s rows (`names`: the snapshot's feature names). False if
+  // the file cannot be written.
+  bool Add(const v1::SnapshotChunk& chunk,
+           const google::protobuf::RepeatedPtrField<std::string>& names);
+  absl::StatusOr<SnapshotFile> Finish(const std::string& view, int64_t as_of,
+                                      const std::string& partition,
+                                      const std::string& server_version);
+  int64_t rows() const { return result_.rows; }
+
+ private:
+  std::string path_;
+  std::string format_;
+  OutputFile file_;
+  google::protobuf::RepeatedPtrField<std::string> names_;
+  std::vector<std::string> cells_;
+  SnapshotFile result_;
+};
+
+// One Snapshot call written to `path` ("-" = stdout) with a SnapshotFileWriter.
+// `progress` (may be null) counts rows. Errors: the RPC's, or the file's.
 absl::StatusOr<SnapshotFile> WriteSnapshotFile(
     Client& client, const v1::SnapshotRequest& request,
-    const std::string& path, const std::string& format, Progress* progress,
-    int64_t rows_before);
+    const std::string& path, const std::string& format, Progress* progress);
+
+// The server's version string ("" if it cannot be asked).
+std::string ServerVersion(Client& client);
 
 // Registers the subcommands on `app`, filling `*args`.
 CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args);

@@ -57,6 +57,7 @@ struct BackfillArgs {
   uint64_t watermark = 0;
   std::string out;  // a directory
   std::string format = "csv";
+  bool separate_passes = false;
 };
 
 CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args);

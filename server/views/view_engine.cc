@@ -459,84 +459,133 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   RETURN_IF_ERROR(ValidatePartition(request.partition()));
   const uint32_t pindex = request.partition().index();
   const uint32_t pcount = request.partition().count();
+  // The as-of times, ascending and distinct.
+  std::vector<int64_t> times;
+  if (request.as_of_times_size() > 0) {
+    if (request.has_as_of()) {
+      return absl::InvalidArgumentError("set as_of or as_of_times, not both");
+    }
+    if (request.as_of_times_size() > kMaxSnapshotTimes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(request.as_of_times_size(), " as_of_times; the limit is ",
+                       kMaxSnapshotTimes));
+    }
+    for (const auto& ts : request.as_of_times()) {
+      auto t = RequestTimeToMicros(ts, "as_of_times");
+      if (!t.ok()) return t.status();
+      times.push_back(*t);
+    }
+    std::sort(times.begin(), times.end());
+    times.erase(std::unique(times.begin(), times.end()), times.end());
+  } else {
+    auto t = AsOf(request);
+    if (!t.ok()) return t.status();
+    times.push_back(*t);
+  }
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();
-  auto as_of_or = AsOf(request);
-  if (!as_of_or.ok()) return as_of_or.status();
-  const int64_t as_of = *as_of_or;
   const CompiledView& cv = **view;
   const uint64_t watermark = pinned->watermark;
   const ReadView* read_view = pinned->view.get();
+  const size_t nt = times.size();
 
-  v1::SnapshotChunk chunk;
-  bool first = true;
-  auto flush = [&]() {
-    if (first) {
+  // One chunk under construction per as-of time.
+  std::vector<v1::SnapshotChunk> chunks(nt);
+  std::vector<bool> sent(nt, false);
+  bool names_sent = false;
+  auto flush = [&](size_t k) {
+    v1::SnapshotChunk& chunk = chunks[k];
+    if (!names_sent) {
       for (const auto& f : cv.features) chunk.add_feature_names(f.name);
-      first = false;
+      names_sent = true;
     }
     chunk.set_watermark(watermark);
     chunk.set_version(cv.def->version());
-    *chunk.mutable_as_of() = MicrosToTimestamp(as_of);
+    *chunk.mutable_as_of() = MicrosToTimestamp(times[k]);
+    sent[k] = true;
     absl::Status s = emit(&chunk);
     chunk.Clear();
     return s;
   };
 
   // One total-order pass over the stream's keys finds the entities (one
-  // Seek skips the rest of each); each entity is then swept by a worker
-  // with that worker's entity cursor.
+  // Seek skips the rest of each) and each one's first visible event time;
+  // each batch of entities is then swept by workers, with one entity
+  // cursor per worker, for every as-of time after that first event.
+  struct Found {
+    std::string entity;
+    size_t first_time = 0;  // index of the first as-of time it is part of
+    std::vector<v1::FeatureRow*> rows;  // one per time from first_time on
+  };
   const std::string prefix = StreamPrefix(cv.stream->stream_id);
   auto it = store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view);
   std::vector<std::unique_ptr<EventIterator>> cursors(
       std::max(1, options_.analyst_threads));
-  std::string entity;
+  std::vector<Found> batch;
+  const int64_t last_time = times.back();
+  // Entities per batch: a batch holds up to (entities x times) rows.
+  const size_t batch_limit = std::clamp<size_t>(
+      static_cast<size_t>(chunk_rows) * 32 / nt, 64,
+      static_cast<size_t>(std::max(chunk_rows, 64)));
   while (it->Valid()) {
-    // The next chunk's entities, then their rows in parallel.
-    while (it->Valid() && chunk.rows_size() < chunk_rows) {
+    batch.clear();
+    while (it->Valid() && batch.size() < batch_limit) {
       ParsedEventKey key;
       if (!ParseEventKey(it->key(), &key)) {
         return absl::DataLossError("corrupt stored event key");
       }
-      entity.assign(key.entity.data(), key.entity.size());
+      std::string entity(key.entity);
       const std::string next =
           PrefixSuccessor(EntityPrefix(cv.stream->stream_id, entity));
-      bool visible = false;
       if (InPartition(entity, pindex, pcount)) {
-        // Usually the first key decides; late events above the watermark
-        // are skipped.
+        // The earliest visible event: usually the first key.
         for (; it->Valid(); it->Next()) {
           if (!ParseEventKey(it->key(), &key)) {
             return absl::DataLossError("corrupt stored event key");
           }
-          if (key.entity != entity || key.time_us >= as_of) break;
+          if (key.entity != entity || key.time_us >= last_time) break;
           if (key.seq <= watermark) {
-            visible = true;
+            // Part of every as-of time after its first event.
+            const size_t first = static_cast<size_t>(
+                std::upper_bound(times.begin(), times.end(), key.time_us) -
+                times.begin());
+            batch.push_back(Found{std::move(entity), first, {}});
             break;
           }
         }
         if (!it->status().ok()) return it->status();
       }
-      if (visible) chunk.add_rows()->set_entity(entity);
       it->Seek(next);
     }
-    if (chunk.rows_size() == 0) break;
+    if (batch.empty()) break;
+    for (Found& f : batch) {
+      for (size_t k = f.first_time; k < nt; ++k) {
+        v1::FeatureRow* row = chunks[k].add_rows();
+        row->set_entity(f.entity);
+        f.rows.push_back(row);
+      }
+    }
     RETURN_IF_ERROR(ParallelFor(
-        chunk.rows_size(), options_.analyst_threads,
-        [&](size_t i, int worker) {
+        batch.size(), options_.analyst_threads, [&](size_t i, int worker) {
           auto& cursor = cursors[worker];
           if (cursor == nullptr) cursor = store_->NewEntityCursor(read_view);
-          v1::FeatureRow* row = chunk.mutable_rows(static_cast<int>(i));
-          return SweepEntity(cv, cursor.get(), row->entity(),
-                             absl::MakeConstSpan(&as_of, 1), watermark,
-                             [&](size_t, auto* values) {
-                               row->mutable_values()->Swap(values);
-                             });
+          Found& f = batch[i];
+          return SweepEntity(
+              cv, cursor.get(), f.entity,
+              absl::MakeConstSpan(times).subspan(f.first_time), watermark,
+              [&](size_t j, auto* values) {
+                f.rows[j]->mutable_values()->Swap(values);
+              });
         }));
-    RETURN_IF_ERROR(flush());
+    for (size_t k = 0; k < nt; ++k) {
+      if (chunks[k].rows_size() > 0) RETURN_IF_ERROR(flush(k));
+    }
   }
   if (!it->status().ok()) return it->status();
-  if (first || chunk.rows_size() > 0) RETURN_IF_ERROR(flush());
+  // Every as-of time gets at least one chunk, even with no entity.
+  for (size_t k = 0; k < nt; ++k) {
+    if (!sent[k]) RETURN_IF_ERROR(flush(k));
+  }
   return absl::OkStatus();
 }
 

@@ -141,7 +141,11 @@ class ViewEngine {
   // feature names; at least one chunk, even when no entity qualifies); an
   // error from `emit` stops the scan and is returned.
   // Errors: those of GetFeatures, INVALID_ARGUMENT (bad partition).
+  // With as_of_times (up to kMaxSnapshotTimes), one pass computes every
+  // time: each chunk holds rows of one time (its as_of), entity order per
+  // time, at least one chunk per time.
   using SnapshotEmit = std::function<absl::Status(v1::SnapshotChunk*)>;
+  static constexpr int kMaxSnapshotTimes = 1000;
   absl::Status Snapshot(const v1::SnapshotRequest& request,
                         const SnapshotEmit& emit, int chunk_rows = 1000) const;
 

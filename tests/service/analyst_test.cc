@@ -257,6 +257,46 @@ TEST_F(AnalystTest, SnapshotPartitionsAreDisjointAndComplete) {
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Several as-of times in one pass: each time's rows equal a snapshot of
+// that time alone, and a time before every event still gets its chunk.
+TEST_F(AnalystTest, SnapshotOfSeveralTimesEqualsSeparateSnapshots) {
+  const std::vector<int64_t> times = {kT0 + 3 * kDay, kT0 - kDay,
+                                      kT0 + 5 * kDay + 7 * kHour + 3,
+                                      kT0 + 11 * kDay};
+  v1::SnapshotRequest req;
+  req.set_view("v");
+  req.set_watermark(w1_);
+  for (int64_t t : times) *req.add_as_of_times() = MicrosToTimestamp(t);
+  std::map<int64_t, std::vector<v1::FeatureRow>> got;
+  std::map<int64_t, int> chunks;
+  ASSERT_TRUE(ts_.client()
+                  .Snapshot(req,
+                            [&](const v1::SnapshotChunk& c) {
+                              const int64_t t = *TimestampToMicros(c.as_of());
+                              ++chunks[t];
+                              EXPECT_EQ(c.watermark(), w1_);
+                              for (const auto& r : c.rows()) {
+                                got[t].push_back(r);
+                              }
+                              return true;
+                            })
+                  .ok());
+  for (int64_t t : times) {
+    EXPECT_GE(chunks[t], 1) << FormatMicros(t);
+    auto one = Snap(ts_, t, w1_);
+    ASSERT_TRUE(one.ok());
+    ASSERT_EQ(got[t].size(), one->rows.size()) << FormatMicros(t);
+    for (size_t i = 0; i < one->rows.size(); ++i) {
+      EXPECT_EQ(Canonical(got[t][i]), Canonical(one->rows[i]))
+          << FormatMicros(t) << " row " << i;
+    }
+  }
+  EXPECT_TRUE(got[kT0 - kDay].empty());
+  req.mutable_as_of()->set_seconds(1);
+  EXPECT_EQ(ts_.client().Snapshot(req, [](const auto&) { return true; }).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(AnalystTest, SnapshotErrorsAndEmptyResult) {
   auto unknown = Snap(ts_, kT0, 0, 0, 0, "nope");
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
