@@ -30,6 +30,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/scratch_dir.h"
+#include "bench/workload.h"
 #include "client/client.h"
 #include "client/local_server.h"
 #include "server/common/time_util.h"
@@ -161,26 +162,13 @@ double RunDbBench(int64_t n, int batch, bool sync, const std::string& work) {
   const std::string dir =
       absl::StrCat(work, "/dbbench-", sync ? "sync" : "nosync");
   std::filesystem::remove_all(dir);
-  const std::string cmd = absl::StrCat(
-      absl::GetFlag(FLAGS_db_bench), " --benchmarks=fillrandom --num=", n,
-      " --value_size=100 --batch_size=", batch, " --sync=", sync ? 1 : 0,
-      " --threads=1 --compression_type=lz4 --db=", dir, " 2>&1");
-  std::fprintf(stderr, "  $ %s\n", cmd.c_str());
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string output;
-  char buf[4096];
-  size_t got;
-  while ((got = fread(buf, 1, sizeof(buf), p)) > 0) output.append(buf, got);
-  pclose(p);
-  std::smatch m;
-  const std::regex re(R"(fillrandom\s*:\s*([\d.]+) micros/op\s+(\d+) ops/sec)");
-  if (!std::regex_search(output, m, re)) {
-    std::fprintf(stderr, "cannot parse db_bench output:\n%s\n", output.c_str());
-    return -1;
-  }
-  std::fprintf(stderr, "  %s\n", m[0].str().c_str());
-  return std::stod(m[2].str());
+  return bench::RunDbBench(
+      absl::GetFlag(FLAGS_db_bench),
+      absl::StrCat("--benchmarks=fillrandom --num=", n,
+                   " --value_size=100 --batch_size=", batch,
+                   " --sync=", sync ? 1 : 0,
+                   " --threads=1 --compression_type=lz4 --db=", dir),
+      "fillrandom");
 }
 
 int Main() {

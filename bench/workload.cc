@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -167,6 +168,27 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
               since(start), server->RssBytes() / 1048576.0);
   std::fflush(stdout);
   return server;
+}
+
+double RunDbBench(const std::string& db_bench, const std::string& args,
+                  const std::string& benchmark) {
+  const std::string cmd = absl::StrCat(db_bench, " ", args, " 2>&1");
+  std::fprintf(stderr, "  $ %s\n", cmd.c_str());
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string output;
+  char buf[4096];
+  size_t got;
+  while ((got = fread(buf, 1, sizeof(buf), p)) > 0) output.append(buf, got);
+  pclose(p);
+  std::smatch m;
+  const std::regex re(benchmark + R"(\s*:\s*([\d.]+) micros/op\s+(\d+) ops/sec)");
+  if (!std::regex_search(output, m, re)) {
+    std::fprintf(stderr, "cannot parse db_bench output:\n%s\n", output.c_str());
+    return -1;
+  }
+  std::fprintf(stderr, "  %s\n", m[0].str().c_str());
+  return std::stod(m[2].str());
 }
 
 }  // namespace bench

@@ -71,6 +71,12 @@ struct Workload {
                                            int settle_seconds) const;
 };
 
+// Runs RocksDB's db_bench with `args` (e.g. "--benchmarks=fillseq,readseq
+// --num=1000000 ...") and returns the ops/s it reports for `benchmark`, or
+// -1 (printed) if it cannot run or be parsed. Prints the command.
+double RunDbBench(const std::string& db_bench, const std::string& args,
+                  const std::string& benchmark);
+
 }  // namespace bench
 }  // namespace rawfeat
 
