@@ -132,8 +132,8 @@ absl::Status Replayer::ReadEvents(
       if (!s.ok()) return s;
     }
   } else {
-    // Whole stream: walk the log in seq order, fetch matching events in
-    // batches.
+    // Whole stream: walk the log in seq order; entries carry their event
+    // (older ones are fetched by key, in batches).
     constexpr size_t kFetch = 1024;
     std::vector<std::string> keys;
     std::vector<std::string> values;
@@ -156,7 +156,8 @@ absl::Status Replayer::ReadEvents(
     uint64_t selected = 0;
     absl::Status s = store_->ScanLog(
         request.after_seq(), watermark, view,
-        [&](uint64_t, absl::string_view event_key) {
+        [&](uint64_t, absl::string_view event_key,
+            absl::string_view event_value) {
           ParsedEventKey k;
           if (!ParseEventKey(event_key, &k)) {
             inner = absl::DataLossError("malformed log entry");
@@ -166,8 +167,16 @@ absl::Status Replayer::ReadEvents(
               k.time_us >= to_us || !InPartition(k.entity, pindex, pcount)) {
             return true;
           }
-          keys.emplace_back(event_key);
           ++selected;
+          if (!event_value.empty()) {
+            // The log carries the value: no point read. Older entries
+            // queued before keep their place in seq order.
+            inner = drain();
+            if (inner.ok()) inner = add(event_key, event_value);
+            if (!inner.ok() || stopped) return false;
+            return selected < limit;
+          }
+          keys.emplace_back(event_key);
           if (keys.size() >= kFetch) {
             inner = drain();
             if (!inner.ok() || stopped) return false;

@@ -370,7 +370,8 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       const PendingEvent& e = req.events[i];
       const uint64_t s = seq++;
       std::string event_key = EventKey(req.stream_id, e.entity, e.time_us, s);
-      batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(event_key));
+      batch.Put(log_cf_, ToSlice(LogKey(s)),
+                ToSlice(LogValue(event_key, e.value)));
       if (!tiled_.empty()) {
         std::string day =
             EntityTimeKey(req.stream_id, e.entity, DayStart(e.time_us));
@@ -540,7 +541,8 @@ size_t EventStore::TileCount() const {
 
 absl::Status EventStore::ScanLog(
     uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
-    const std::function<bool(uint64_t, absl::string_view)>& fn) const {
+    const std::function<bool(uint64_t, absl::string_view, absl::string_view)>&
+        fn) const {
   if (up_to_seq <= after_seq) return absl::OkStatus();
   const std::string upper = LogKey(up_to_seq + 1);
   const rocksdb::Slice upper_slice = ToSlice(upper);
@@ -549,7 +551,12 @@ absl::Status EventStore::ScanLog(
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
   for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid(); it->Next()) {
-    if (!fn(ParseLogKey(ToView(it->key())), ToView(it->value()))) break;
+    absl::string_view event_key, event_value;
+    if (!ParseLogValue(ToView(it->value()), &event_key, &event_value)) {
+      return absl::DataLossError(absl::StrCat(
+          "malformed log entry at seq ", ParseLogKey(ToView(it->key()))));
+    }
+    if (!fn(ParseLogKey(ToView(it->key())), event_key, event_value)) break;
   }
   return FromRocks(it->status(), "scan log");
 }

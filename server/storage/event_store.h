@@ -186,11 +186,14 @@ class EventStore {
   // Number of tiles stored.
   size_t TileCount() const;
 
-  // Calls fn(seq, event_key) for each log entry with after_seq < seq <=
-  // up_to_seq in seq order, until fn returns false.
+  // Calls fn(seq, event_key, event_value) for each log entry with
+  // after_seq < seq <= up_to_seq in seq order, until fn returns false.
+  // event_value is empty for entries written before the log carried values
+  // (then read the event by key). Errors: DATA_LOSS (malformed entry).
   absl::Status ScanLog(
       uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
-      const std::function<bool(uint64_t, absl::string_view)>& fn) const;
+      const std::function<bool(uint64_t, absl::string_view,
+                               absl::string_view)>& fn) const;
 
   // Point reads of events by key; values[i] is empty if keys[i] is missing.
   absl::Status MultiGetEvents(const std::vector<std::string>& keys,

@@ -47,10 +47,19 @@ bool ParseEventKey(absl::string_view key, ParsedEventKey* out);
 // ids: be32(stream_id) | event_id  ->  IdRecord
 std::string IdKey(uint32_t stream_id, absl::string_view event_id);
 
-// log: be64(seq)  ->  the event's key in `events`
+// log: be64(seq)  ->  0x01 | varint(key size) | the event's key in
+// `events` | the event's value. Carrying the value makes replay in seq
+// order one sequential scan. (Data written before this format holds the
+// bare event key, which starts with be32(stream_id), so its first byte is
+// 0x00; readers accept both.)
 std::string LogKey(uint64_t seq);
 // REQUIRES: key.size() == 8.
 uint64_t ParseLogKey(absl::string_view key);
+std::string LogValue(absl::string_view event_key, absl::string_view value);
+// Splits a log value; `event_value` is empty for the old key-only format.
+// False if malformed.
+bool ParseLogValue(absl::string_view log_value, absl::string_view* event_key,
+                   absl::string_view* event_value);
 
 // Day buckets of tiles, UTC.
 inline constexpr int64_t kDayMicros = 86400LL * 1000000;

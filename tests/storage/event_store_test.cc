@@ -54,14 +54,16 @@ TEST_F(EventStoreTest, AssignsIncreasingSeqAndCountsDuplicates) {
   EXPECT_EQ(again->watermark, 2u);
   EXPECT_EQ(store_->StreamCounts()[1], 2u);
 
-  // Log order is seq order; it points at the events.
+  // Log order is seq order; it carries each event's key and value.
   std::vector<uint64_t> seqs;
   ASSERT_TRUE(store_
                   ->ScanLog(0, 10, nullptr,
-                            [&](uint64_t s, absl::string_view key) {
+                            [&](uint64_t s, absl::string_view key,
+                                absl::string_view value) {
                               ParsedEventKey k;
                               EXPECT_TRUE(ParseEventKey(key, &k));
                               EXPECT_EQ(k.seq, s);
+                              EXPECT_FALSE(value.empty());
                               seqs.push_back(s);
                               return true;
                             })
@@ -133,7 +135,8 @@ TEST_F(EventStoreTest, ConcurrentWritersLeaveNoGapsAndNoDuplicates) {
   uint64_t expect = 1;
   ASSERT_TRUE(store_
                   ->ScanLog(0, store_->watermark(), nullptr,
-                            [&](uint64_t s, absl::string_view) {
+                            [&](uint64_t s, absl::string_view,
+                                absl::string_view) {
                               EXPECT_EQ(s, expect++);
                               return true;
                             })
