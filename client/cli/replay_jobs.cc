@@ -107,6 +107,7 @@ int RunCopy(const CopyArgs& args) {
   int64_t copied = 0, accepted = 0, duplicates = 0;
   uint64_t last_seq = args.after_seq;  // every source seq <= this is copied
   uint64_t watermark = 0;
+  std::string last_stream;
   for (const std::string& stream : streams) {
     read.set_stream(stream);
     read.set_watermark(watermark);  // all streams at the first one's
@@ -160,18 +161,22 @@ int RunCopy(const CopyArgs& args) {
     if (!failed.ok()) {
       return Fail(absl::Status(
           failed.code(),
-          absl::StrCat(failed.message(), " (copied through source seq ",
-                       last_seq, "; resume with --after-seq ", last_seq,
-                       ")")));
+          absl::StrCat(failed.message(), " (stream '", stream,
+                       "' copied through source seq ", last_seq,
+                       "; resume with --stream ", stream, " --after-seq ",
+                       last_seq, ")")));
     }
+    last_stream = stream;
     if (limit_hit) break;
   }
+  // Seqs are global, so a resume point belongs to one stream: resume with
+  // --stream and --after-seq (streams after it were not started).
   std::printf(
       "copied %lld events (%lld new on the target, %lld already there) "
-      "through source seq %llu; source watermark %llu\n",
+      "through source seq %llu of stream '%s'; source watermark %llu\n",
       static_cast<long long>(copied), static_cast<long long>(accepted),
       static_cast<long long>(duplicates),
-      static_cast<unsigned long long>(last_seq),
+      static_cast<unsigned long long>(last_seq), last_stream.c_str(),
       static_cast<unsigned long long>(watermark));
   return 0;
 }
