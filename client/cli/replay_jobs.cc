@@ -11,17 +11,17 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/time/civil_time.h"
-#include "absl/time/time.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
 #include "client/cli/analyst.h"
 #include "client/cli/cli_util.h"
 #include "client/client.h"
-#include "client/progress.h"
 #include "client/output_file.h"
+#include "client/progress.h"
 #include "client/records.h"
 #include "nlohmann/json.hpp"
 #include "server/common/time_util.h"
@@ -63,7 +63,8 @@ int RunCopy(const CopyArgs& args) {
   read.set_after_seq(args.after_seq);
   if (!args.from_time.empty()) {
     auto t = ParseTime(args.from_time);
-    if (!t.ok()) return Fail(absl::StrCat("--from-time: ", t.status().message()));
+    if (!t.ok())
+      return Fail(absl::StrCat("--from-time: ", t.status().message()));
     *read.mutable_from_time() = MicrosToTimestamp(*t);
   }
   if (!args.to_time.empty()) {
@@ -125,9 +126,8 @@ int RunCopy(const CopyArgs& args) {
       if (r->rejected_size() > 0) {
         const auto& e = r->rejected(0);
         failed = absl::FailedPreconditionError(absl::StrCat(
-            "the target refused event '", e.event_id(), "' of stream '",
-            stream, "': ", e.field(), e.field().empty() ? "" : ": ",
-            e.reason()));
+            "the target refused event '", e.event_id(), "' of stream '", stream,
+            "': ", e.field(), e.field().empty() ? "" : ": ", e.reason()));
         return false;
       }
       accepted += r->accepted();
@@ -160,11 +160,10 @@ int RunCopy(const CopyArgs& args) {
     if (!s.ok()) return Fail(s);
     if (!failed.ok()) {
       return Fail(absl::Status(
-          failed.code(),
-          absl::StrCat(failed.message(), " (stream '", stream,
-                       "' copied through source seq ", last_seq,
-                       "; resume with --stream ", stream, " --after-seq ",
-                       last_seq, ")")));
+          failed.code(), absl::StrCat(failed.message(), " (stream '", stream,
+                                      "' copied through source seq ", last_seq,
+                                      "; resume with --stream ", stream,
+                                      " --after-seq ", last_seq, ")")));
     }
     last_stream = stream;
     if (limit_hit) break;
@@ -224,18 +223,20 @@ bool Numeric(const v1::Value& v, double* out) {
 }  // namespace
 
 int RunDiff(const std::string& server, const DiffArgs& args) {
-  constexpr int kError = 2;
+  // Errors exit 2 (1 means "different").
+  const auto error = [](const auto& what) {
+    Fail(what);
+    return 2;
+  };
   std::vector<std::string> parts = absl::StrSplit(args.versions, ',');
   uint32_t va = 0, vb = 0;
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &va) ||
       !absl::SimpleAtoi(parts[1], &vb) || va == 0 || vb == 0) {
-    Fail("--versions must be A,B (two version numbers)");
-    return kError;
+    return error("--versions must be A,B (two version numbers)");
   }
   auto as_of = ParseTime(args.as_of);
   if (!as_of.ok()) {
-    Fail(absl::StrCat("--as-of: ", as_of.status().message()));
-    return kError;
+    return error(absl::StrCat("--as-of: ", as_of.status().message()));
   }
   Client client(server);
   v1::SnapshotRequest req;
@@ -259,8 +260,7 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
     return true;
   });
   if (!s.ok()) {
-    Fail(s);
-    return kError;
+    return error(s);
   }
   std::vector<FeatureDiff> shared;
   std::vector<std::string> only_a, only_b;
@@ -309,9 +309,8 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
           d.max_rel = std::max(d.max_rel, scale > 0 ? abs / scale : 0.0);
         }
         if (static_cast<int>(d.examples.size()) < args.examples) {
-          d.examples.push_back(absl::StrCat(row.entity(), " (",
-                                            ValueToJson(x), " -> ",
-                                            ValueToJson(y), ")"));
+          d.examples.push_back(absl::StrCat(row.entity(), " (", ValueToJson(x),
+                                            " -> ", ValueToJson(y), ")"));
         }
       }
       rows_a.erase(it);
@@ -319,8 +318,7 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
     return true;
   });
   if (!s.ok()) {
-    Fail(s);
-    return kError;
+    return error(s);
   }
   only_in_a = static_cast<int64_t>(rows_a.size());
 
@@ -328,13 +326,12 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
   if (!args.out.empty()) {
     file.open(args.out, std::ios::trunc);
     if (!file) {
-      Fail(absl::StrCat(args.out, ": cannot write"));
-      return kError;
+      return error(absl::StrCat(args.out, ": cannot write"));
     }
   }
   std::ostream& out = args.out.empty() ? std::cout : file;
-  bool different = !only_a.empty() || !only_b.empty() || only_in_a > 0 ||
-                   only_in_b > 0;
+  bool different =
+      !only_a.empty() || !only_b.empty() || only_in_a > 0 || only_in_b > 0;
   out << absl::StrFormat(
       "view %s v%u vs v%u as of %s at watermark %llu: %lld entities\n",
       args.view, va, vb, FormatMicros(*as_of),
@@ -361,8 +358,7 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
   out << (different ? "different\n" : "identical\n");
   out.flush();
   if (!out) {
-    Fail("cannot write the report");
-    return kError;
+    return error("cannot write the report");
   }
   return different ? 1 : 0;
 }
@@ -370,9 +366,10 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
 // -------------------------------------------------------------- backfill
 
 CLI::App* AddBackfillCommand(CLI::App* app, BackfillArgs* args) {
-  auto* cmd = app->add_subcommand(
-      "backfill", "one snapshot file per as-of time (local midnights), "
-                  "restartable, all at one watermark");
+  auto* cmd =
+      app->add_subcommand("backfill",
+                          "one snapshot file per as-of time (local midnights), "
+                          "restartable, all at one watermark");
   cmd->add_option("--view", args->view, "view name")->required();
   cmd->add_option("--version", args->version, "view version (0 = latest)");
   cmd->add_option("--from", args->from,
@@ -404,8 +401,7 @@ namespace {
 // occurrence.
 absl::Time LocalToUtc(const absl::CivilSecond& cs, const absl::TimeZone& tz) {
   const absl::TimeZone::TimeInfo info = tz.At(cs);
-  return info.kind == absl::TimeZone::TimeInfo::SKIPPED ? info.trans
-                                                        : info.pre;
+  return info.kind == absl::TimeZone::TimeInfo::SKIPPED ? info.trans : info.pre;
 }
 
 // The as-of times of a backfill, in microseconds.
@@ -422,9 +418,9 @@ absl::StatusOr<std::vector<int64_t>> AsOfTimes(const BackfillArgs& args,
                           : unit == 's' ? 1000000
                                         : 0;
   if (unit_us == 0 ||
-      !absl::SimpleAtoi(absl::string_view(args.every).substr(
-                            0, args.every.size() - 1),
-                        &count) ||
+      !absl::SimpleAtoi(
+          absl::string_view(args.every).substr(0, args.every.size() - 1),
+          &count) ||
       count <= 0 || count > 100000) {
     return absl::InvalidArgumentError(
         absl::StrCat("--every '", args.every, "': want Nd, Nw, Nh, Nm or Ns"));
@@ -529,9 +525,9 @@ int RunBackfill(const std::string& server, const BackfillArgs& args) {
   if (old.is_object()) {
     for (const auto& [key, value] : manifest.items()) {
       if (!old.contains(key) || old[key].dump() != value.dump()) {
-        return Fail(absl::StrCat(args.out, " holds a different backfill (",
-                                 key, " was ", old.value(key, nlohmann::json()).dump(),
-                                 "); use another --out"));
+        return Fail(absl::StrCat(
+            args.out, " holds a different backfill (", key, " was ",
+            old.value(key, nlohmann::json()).dump(), "); use another --out"));
       }
     }
     const uint64_t pinned = old.value("watermark", uint64_t{0});

@@ -62,6 +62,12 @@ struct Case {
   v1::FieldType type;
 };
 
+// Test names like sum_DOUBLE.
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  return std::string(info.param.agg) + "_" +
+         v1::FieldType_Name(info.param.type);
+}
+
 class AggregatorPropertyTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
@@ -162,10 +168,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"count_distinct", v1::STRING},
                       Case{"count_distinct", v1::DOUBLE},
                       Case{"stddev", v1::DOUBLE}, Case{"stddev", v1::INT64}),
-    [](const auto& info) {
-      return std::string(info.param.agg) + "_" +
-             v1::FieldType_Name(info.param.type);
-    });
+    CaseName);
 
 // The invertible aggregations (the others keep their window's events in
 // joins instead, and Remove returns false for them).
@@ -177,10 +180,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"count_distinct", v1::STRING},
                       Case{"count_distinct", v1::DOUBLE},
                       Case{"stddev", v1::DOUBLE}, Case{"stddev", v1::INT64}),
-    [](const auto& info) {
-      return std::string(info.param.agg) + "_" +
-             v1::FieldType_Name(info.param.type);
-    });
+    CaseName);
 
 TEST(AggregatorTest, NonInvertibleAggregationsRefuseRemove) {
   for (const char* agg : {"min", "max", "first", "last", "last_k"}) {
