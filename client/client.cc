@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
 
 namespace rawfeat {
@@ -97,14 +98,23 @@ absl::StatusOr<v1::IngestResponse> Client::IngestStream(
 namespace {
 
 // Hands every message of a server stream to `on_chunk`; cancels the call
-// (and reports success) if it returns false.
+// (and reports success) if it returns false. Each message is parsed into an
+// arena that is reset after it: a chunk of a thousand events with field
+// maps is thousands of small allocations otherwise.
 template <typename Chunk>
 absl::Status ReadAll(grpc::ClientContext* ctx, grpc::ClientReader<Chunk>* reader,
                      const std::function<bool(const Chunk&)>& on_chunk) {
-  Chunk chunk;
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 64 << 10;
+  arena_options.max_block_size = 1 << 20;
+  google::protobuf::Arena arena(arena_options);
   bool stopped = false;
-  while (reader->Read(&chunk)) {
-    if (!on_chunk(chunk)) {
+  while (true) {
+    auto* chunk = google::protobuf::Arena::CreateMessage<Chunk>(&arena);
+    if (!reader->Read(chunk)) break;
+    const bool more = on_chunk(*chunk);
+    arena.Reset();
+    if (!more) {
       stopped = true;
       ctx->TryCancel();
       break;

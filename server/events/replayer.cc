@@ -9,39 +9,15 @@
 #include "server/common/hash.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
+#include "server/events/event_wire.h"
 #include "server/schema/validation.h"
-#include "server/storage/event_codec.h"
 #include "server/storage/keys.h"
 
 namespace rawfeat {
 
-absl::Status DecodeStoredEvent(const StreamSchema& schema,
-                               absl::string_view key, absl::string_view value,
-                               v1::Event* out) {
-  ParsedEventKey k;
-  EventValueReader reader;
-  if (!ParseEventKey(key, &k) || !reader.Parse(value, schema.types)) {
-    return absl::DataLossError(absl::StrCat("stored event of stream '",
-                                            schema.name, "' is corrupt (key ",
-                                            HexEncode(key), ")"));
-  }
-  out->set_event_id(reader.event_id());
-  out->set_entity(std::string(k.entity));
-  *out->mutable_event_time() = MicrosToTimestamp(k.time_us);
-  out->set_seq(k.seq);
-  const auto& fields = reader.fields();
-  auto* map = out->mutable_fields();
-  for (size_t i = 0; i < fields.size(); ++i) {
-    if (!fields[i].present()) continue;
-    FieldValueToProto(fields[i],
-                      &(*map)[schema.def().fields(static_cast<int>(i)).name()]);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Replayer::ReadEvents(
     const v1::ReadEventsRequest& request,
-    const std::function<bool(v1::ReadEventsResponse&)>& emit) const {
+    const std::function<bool(std::string* chunk)>& emit) const {
   auto schema = registry_->FindStream(request.stream());
   if (schema == nullptr) {
     return absl::NotFoundError(
@@ -72,26 +48,26 @@ absl::Status Replayer::ReadEvents(
   const uint64_t limit = request.limit() == 0
                              ? std::numeric_limits<uint64_t>::max()
                              : request.limit();
-  v1::ReadEventsResponse chunk;
-  size_t chunk_bytes = 0;
+  EventChunkEncoder encoder(*schema);
+  std::string chunk;
+  size_t chunk_events = 0;
   uint64_t emitted = 0;
   bool stopped = false;
+  // Every chunk carries the watermark; an empty result is one empty chunk.
   auto flush = [&]() {
-    if (chunk.events_size() == 0) return;
-    chunk.set_watermark(watermark);
-    if (!emit(chunk)) stopped = true;
-    chunk.Clear();
-    chunk_bytes = 0;
+    EventChunkEncoder::AppendWatermark(watermark, &chunk);
+    if (!emit(&chunk)) stopped = true;
+    chunk.clear();
+    chunk_events = 0;
   };
-  // Decodes (key, value) pairs into the chunk, flushing as it fills.
+  // Encodes (key, value) into the chunk, flushing as it fills.
   auto add = [&](absl::string_view key, absl::string_view value) {
-    v1::Event* e = chunk.add_events();
-    absl::Status s = DecodeStoredEvent(*schema, key, value, e);
+    absl::Status s = encoder.AppendEvent(key, value, &chunk);
     if (!s.ok()) return s;
-    chunk_bytes += key.size() + value.size();
+    ++chunk_events;
     ++emitted;
-    if (static_cast<size_t>(chunk.events_size()) >= options_.chunk_events ||
-        chunk_bytes >= options_.chunk_bytes) {
+    if (chunk_events >= options_.chunk_events ||
+        chunk.size() >= options_.chunk_bytes) {
       flush();
     }
     return absl::OkStatus();
@@ -99,8 +75,7 @@ absl::Status Replayer::ReadEvents(
 
   if (!request.entity().empty()) {
     if (!InPartition(request.entity(), pindex, pcount)) {
-      chunk.set_watermark(watermark);
-      emit(chunk);
+      flush();
       return absl::OkStatus();
     }
     // One entity: a bounded scan of its time range, then seq order.
@@ -191,9 +166,9 @@ absl::Status Replayer::ReadEvents(
     }
   }
   if (stopped) return absl::CancelledError("client went away");
-  if (chunk.events_size() > 0 || emitted == 0) {
-    chunk.set_watermark(watermark);
-    if (!emit(chunk)) return absl::CancelledError("client went away");
+  if (chunk_events > 0 || emitted == 0) {
+    flush();
+    if (stopped) return absl::CancelledError("client went away");
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,7 @@
 // Knows nothing of gRPC. Thread-safe.
 
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "rawfeat/v1/rawfeat.pb.h"
@@ -29,25 +30,21 @@ class Replayer {
       : store_(store), registry_(registry), options_(options) {}
 
   // Streams the matching events in seq order to `emit`, one chunk at a
-  // time (each chunk carries the watermark used); stops early if `emit`
-  // returns false (client gone). Reads one consistent snapshot.
+  // time: each chunk is a serialized v1::ReadEventsResponse (events encoded
+  // straight from storage, see event_wire.h) carrying the watermark used;
+  // `emit` may take the string's contents. Stops early if `emit` returns
+  // false (client gone). Reads one consistent snapshot.
   // Errors: NOT_FOUND (unknown stream), INVALID_ARGUMENT (watermark above
   // the latest, bad time range, bad partition), DATA_LOSS (corrupt event).
   absl::Status ReadEvents(
       const v1::ReadEventsRequest& request,
-      const std::function<bool(v1::ReadEventsResponse&)>& emit) const;
+      const std::function<bool(std::string* chunk)>& emit) const;
 
  private:
   EventStore* const store_;
   const Registry* const registry_;
   const Options options_;
 };
-
-// Decodes one stored event (key + value) into `out`.
-// Errors: DATA_LOSS naming the seq.
-absl::Status DecodeStoredEvent(const StreamSchema& schema,
-                               absl::string_view key, absl::string_view value,
-                               v1::Event* out);
 
 }  // namespace rawfeat
 

@@ -1,6 +1,13 @@
 #include "server/rpc/service.h"
 
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "server/rpc/status_convert.h"
 
 namespace rawfeat {
@@ -134,14 +141,151 @@ grpc::Status FeatureStoreService::JoinFeatures(
   return ToGrpcStatus((*session)->Finish(emit));
 }
 
-grpc::Status FeatureStoreService::ReadEvents(
-    grpc::ServerContext* context, const v1::ReadEventsRequest* request,
-    grpc::ServerWriter<v1::ReadEventsResponse>* writer) {
-  absl::Status s =
-      replayer_->ReadEvents(*request, [&](v1::ReadEventsResponse& chunk) {
-        return !context->IsCancelled() && writer->Write(chunk);
-      });
-  return ToGrpcStatus(s);
+namespace {
+
+// One ReadEvents call. A producer thread runs the replay, which encodes
+// each chunk's wire bytes itself (no v1::Event objects); gRPC sends one
+// chunk while the next is encoded. At most one chunk waits behind the one
+// in flight, so a slow client slows the replay instead of filling memory.
+class ReadEventsReactor final
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request)
+      : replayer_(replayer) {
+    producer_ = std::thread(
+        [this, request = std::move(request)] { Produce(request); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      in_flight_ = false;
+      if (!ok) {
+        broken_ = true;
+        has_queued_ = false;
+      }
+      action = NextLocked();
+    }
+    Run(action);
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    broken_ = true;
+  }
+
+  void OnDone() override {
+    // Finish is called by the producer last, or after it set done_; either
+    // way it has nothing left to do with `this`.
+    if (producer_.get_id() == std::this_thread::get_id()) {
+      producer_.detach();
+    } else {
+      producer_.join();
+    }
+    delete this;
+  }
+
+ private:
+  enum class Action { kNone, kWrite, kFinish };
+
+  void Produce(const v1::ReadEventsRequest& request) {
+    absl::Status s = replayer_->ReadEvents(
+        request, [this](std::string* chunk) { return Emit(chunk); });
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      status_ = ToGrpcStatus(s);
+      action = NextLocked();
+    }
+    Run(action);  // may be the last use of `this`
+  }
+
+  bool Emit(std::string* chunk) {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](ReadEventsReactor* r) { return r->broken_ || !r->has_queued_; },
+          this));
+      if (broken_) return false;
+      // The slice owns the bytes: no copy.
+      auto* owned = new std::string(std::move(*chunk));
+      grpc::Slice slice(
+          owned->data(), owned->size(),
+          [](void* p) { delete static_cast<std::string*>(p); }, owned);
+      queued_ = grpc::ByteBuffer(&slice, 1);
+      has_queued_ = true;
+      action = NextLocked();
+    }
+    Run(action);
+    return true;
+  }
+
+  // What to start next; called with mu_ held, performed by Run without it.
+  Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (in_flight_ || finished_) return Action::kNone;
+    if (has_queued_) {
+      writing_.Swap(&queued_);
+      queued_.Clear();
+      has_queued_ = false;
+      in_flight_ = true;
+      return Action::kWrite;
+    }
+    if (done_) {
+      finished_ = true;
+      return Action::kFinish;
+    }
+    return Action::kNone;
+  }
+
+  void Run(Action action) {
+    if (action == Action::kWrite) {
+      StartWrite(&writing_);
+    } else if (action == Action::kFinish) {
+      Finish(status_);
+    }
+  }
+
+  const Replayer* const replayer_;
+  std::thread producer_;
+  absl::Mutex mu_;
+  grpc::ByteBuffer writing_;  // owned by gRPC while in_flight_
+  grpc::ByteBuffer queued_ ABSL_GUARDED_BY(mu_);
+  bool has_queued_ ABSL_GUARDED_BY(mu_) = false;
+  bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // cancelled or write failed
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_;  // set once, before done_
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* request_bytes) {
+  v1::ReadEventsRequest request;
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (request_bytes->Dump(&slices).ok()) {
+    for (const auto& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  if (!request.ParseFromString(bytes)) {
+    // A reactor that only reports the error.
+    class Failed final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+     public:
+      Failed() {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "ReadEvents: the request does not parse"));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Failed();
+  }
+  return new ReadEventsReactor(replayer_, std::move(request));
 }
 
 grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,

@@ -7,7 +7,9 @@
 // of microseconds of CPU-bound reads, and running it on the thread that
 // received it saves the sync server's hand-off to a worker thread (the
 // largest part of a small lookup's latency). The one wait it can have is a
-// tile build taking the commit lock behind one group commit. Everything
+// tile build taking the commit lock behind one group commit. ReadEvents
+// is a raw callback method: its producer thread encodes the responses'
+// wire bytes straight from storage and overlaps with sending. Everything
 // else is sync.
 // Thread-safe.
 
@@ -25,7 +27,8 @@ namespace rawfeat {
 
 class FeatureStoreService final
     : public v1::FeatureStore::WithCallbackMethod_GetFeatures<
-          v1::FeatureStore::Service> {
+          v1::FeatureStore::WithRawCallbackMethod_ReadEvents<
+              v1::FeatureStore::Service>> {
  public:
   // REQUIRES: every pointer outlives the service.
   FeatureStoreService(EventStore* store, Registry* registry,
@@ -62,9 +65,10 @@ class FeatureStoreService final
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::JoinFeaturesResponse,
                                v1::JoinFeaturesRequest>* stream) override;
-  grpc::Status ReadEvents(
-      grpc::ServerContext* context, const v1::ReadEventsRequest* request,
-      grpc::ServerWriter<v1::ReadEventsResponse>* writer) override;
+  // Raw: the replay writes each response's wire bytes itself.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ReadEvents(
+      grpc::CallbackServerContext* context,
+      const grpc::ByteBuffer* request) override;
   grpc::Status GetStatus(grpc::ServerContext* context,
                          const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;

@@ -66,6 +66,10 @@ class EventValueReader {
   uint32_t schema_version() const { return schema_version_; }
   // The event id: the writer's, or the lower-case hex of the derived digest.
   std::string event_id() const;
+  // The id as stored: the writer's bytes, or the 32 digest bytes when
+  // derived_id() (event_id() is then their lower-case hex).
+  absl::string_view raw_event_id() const { return id_; }
+  bool derived_id() const { return derived_id_; }
   // Fields by position (size = number of fields the value was written with).
   const std::vector<FieldValue>& fields() const { return fields_; }
 

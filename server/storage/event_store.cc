@@ -619,10 +619,12 @@ absl::Status EventStore::ScanMeta(
 
 bool EventStore::Compacting() const {
   for (auto* cf : handles_) {
-    uint64_t running = 0, pending = 0;
-    db_->GetIntProperty(cf, "rocksdb.num-running-compactions", &running);
-    db_->GetIntProperty(cf, "rocksdb.compaction-pending", &pending);
-    if (running > 0 || pending > 0) return true;
+    for (const char* property :
+         {"rocksdb.num-running-compactions", "rocksdb.compaction-pending",
+          "rocksdb.num-running-flushes", "rocksdb.mem-table-flush-pending"}) {
+      uint64_t n = 0;
+      if (db_->GetIntProperty(cf, property, &n) && n > 0) return true;
+    }
   }
   return false;
 }

@@ -209,7 +209,7 @@ class EventStore {
                         const std::function<void(absl::string_view,
                                                  absl::string_view)>& fn) const;
 
-  // True while RocksDB has compactions running or pending.
+  // True while RocksDB has flushes or compactions running or pending.
   bool Compacting() const;
 
   // Bytes used by the data directory on disk.

@@ -420,6 +420,49 @@ TEST(ReplayTest, BadRequests) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ReplayTest, EarlyStopsAndConcurrentSlowReadersAreServed) {
+  TestServer ts;
+  constexpr int kEvents = 5500;  // six chunks of at most 1,000
+  std::vector<v1::Event> events;
+  for (int i = 0; i < kEvents; ++i) {
+    events.push_back(Order("r" + std::to_string(i),
+                           "u" + std::to_string(i % 37), kT0 + i, i));
+  }
+  ASSERT_TRUE(ts.client().Ingest(Batch(events)).ok());
+  v1::ReadEventsRequest req;
+  req.set_stream("orders");
+  // A reader that stops after its first chunk: success, one chunk seen.
+  int chunks = 0;
+  absl::Status s = ts.client().ReadEvents(req, [&](const auto& chunk) {
+    EXPECT_GT(chunk.events_size(), 0);
+    ++chunks;
+    return false;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(chunks, 1);
+  // Two readers at once, one of them slow: each gets every event in seq
+  // order (the server holds at most one chunk back per reader).
+  std::vector<std::vector<uint64_t>> seqs(2);
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      absl::Status st = ts.client().ReadEvents(req, [&](const auto& chunk) {
+        if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        for (const auto& e : chunk.events()) seqs[r].push_back(e.seq());
+        return true;
+      });
+      EXPECT_TRUE(st.ok()) << st;
+    });
+  }
+  for (auto& t : readers) t.join();
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(seqs[r].size(), static_cast<size_t>(kEvents)) << "reader " << r;
+    for (int i = 0; i < kEvents; ++i) {
+      ASSERT_EQ(seqs[r][i], static_cast<uint64_t>(i + 1)) << "reader " << r;
+    }
+  }
+}
+
 TEST(RestartTest, DataAndDefinitionsSurviveAndReingestAddsNothing) {
   testing::TempDir dir;
   std::vector<v1::Event> dump;

@@ -1,0 +1,214 @@
+#include "server/events/event_wire.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/coding.h"
+#include "server/common/hash.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+namespace {
+
+// Wire types and tags (field << 3 | wire type).
+constexpr uint8_t kLen = 2;
+constexpr uint8_t Tag(int field, uint8_t wire_type) {
+  return static_cast<uint8_t>(field << 3 | wire_type);
+}
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// A length-delimited field of `body` bytes: tag, length, body.
+size_t LenFieldSize(size_t body) { return 1 + VarintSize(body) + body; }
+
+// Writes into a buffer already sized by the size functions above.
+class Writer {
+ public:
+  explicit Writer(char* p) : p_(p) {}
+  void Byte(uint8_t b) { *p_++ = static_cast<char>(b); }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      *p_++ = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    *p_++ = static_cast<char>(v);
+  }
+  void Bytes(absl::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  void Fixed64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) *p_++ = static_cast<char>(v >> (8 * i));
+  }
+  void Hex(absl::string_view raw) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    for (unsigned char c : raw) {
+      *p_++ = kDigits[c >> 4];
+      *p_++ = kDigits[c & 15];
+    }
+  }
+  char* position() const { return p_; }
+
+ private:
+  char* p_;
+};
+
+// v1::Value body of one present field.
+size_t ValueBodySize(const FieldValue& v) {
+  switch (v.type) {
+    case v1::INT64:
+      return 1 + VarintSize(static_cast<uint64_t>(v.i));
+    case v1::DOUBLE:
+      return 1 + 8;
+    case v1::STRING:
+      return LenFieldSize(v.s.size());
+    case v1::BOOL:
+      return 2;
+    default:
+      return 0;
+  }
+}
+
+void WriteValueBody(const FieldValue& v, Writer* w) {
+  switch (v.type) {
+    case v1::INT64:
+      w->Byte(Tag(v1::Value::kInt64ValueFieldNumber, 0));
+      w->Varint(static_cast<uint64_t>(v.i));
+      break;
+    case v1::DOUBLE: {
+      w->Byte(Tag(v1::Value::kDoubleValueFieldNumber, 1));
+      uint64_t bits;
+      std::memcpy(&bits, &v.d, 8);
+      w->Fixed64(bits);
+      break;
+    }
+    case v1::STRING:
+      w->Byte(Tag(v1::Value::kStringValueFieldNumber, kLen));
+      w->Varint(v.s.size());
+      w->Bytes(v.s);
+      break;
+    case v1::BOOL:
+      w->Byte(Tag(v1::Value::kBoolValueFieldNumber, 0));
+      w->Byte(v.b ? 1 : 0);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+EventChunkEncoder::EventChunkEncoder(const StreamSchema& schema)
+    : schema_(schema) {
+  const auto& fields = schema.def().fields();
+  entry_keys_.reserve(fields.size());
+  for (const auto& f : fields) {
+    std::string key(1, static_cast<char>(Tag(1, kLen)));
+    PutVarint64(&key, f.name().size());
+    key += f.name();
+    entry_keys_.push_back(std::move(key));
+  }
+}
+
+absl::Status EventChunkEncoder::AppendEvent(absl::string_view key,
+                                            absl::string_view value,
+                                            std::string* chunk) {
+  ParsedEventKey k;
+  if (!ParseEventKey(key, &k) || !reader_.Parse(value, schema_.types) ||
+      reader_.fields().size() > entry_keys_.size()) {
+    return absl::DataLossError(absl::StrCat("stored event of stream '",
+                                            schema_.name, "' is corrupt (key ",
+                                            HexEncode(key), ")"));
+  }
+  // Timestamp: seconds floor-divided, nanos in [0, 1e9).
+  int64_t seconds = k.time_us / 1000000;
+  int64_t rem = k.time_us % 1000000;
+  if (rem < 0) {
+    rem += 1000000;
+    --seconds;
+  }
+  const uint32_t nanos = static_cast<uint32_t>(rem * 1000);
+  const size_t time_body =
+      (seconds != 0 ? 1 + VarintSize(static_cast<uint64_t>(seconds)) : 0) +
+      (nanos != 0 ? 1 + VarintSize(nanos) : 0);
+
+  const absl::string_view id = reader_.raw_event_id();
+  const size_t id_size = reader_.derived_id() ? 2 * id.size() : id.size();
+  size_t body = (id_size != 0 ? LenFieldSize(id_size) : 0) +
+                (k.entity.empty() ? 0 : LenFieldSize(k.entity.size())) +
+                LenFieldSize(time_body) +
+                (k.seq != 0 ? 1 + VarintSize(k.seq) : 0);
+  const auto& fields = reader_.fields();
+  value_sizes_.resize(fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (!fields[i].present()) continue;
+    value_sizes_[i] = static_cast<uint32_t>(ValueBodySize(fields[i]));
+    body += LenFieldSize(entry_keys_[i].size() + LenFieldSize(value_sizes_[i]));
+  }
+
+  const size_t at = chunk->size();
+  chunk->resize(at + LenFieldSize(body));
+  Writer w(chunk->data() + at);
+  w.Byte(Tag(v1::ReadEventsResponse::kEventsFieldNumber, kLen));
+  w.Varint(body);
+  if (id_size != 0) {
+    w.Byte(Tag(v1::Event::kEventIdFieldNumber, kLen));
+    w.Varint(id_size);
+    if (reader_.derived_id()) {
+      w.Hex(id);
+    } else {
+      w.Bytes(id);
+    }
+  }
+  if (!k.entity.empty()) {
+    w.Byte(Tag(v1::Event::kEntityFieldNumber, kLen));
+    w.Varint(k.entity.size());
+    w.Bytes(k.entity);
+  }
+  w.Byte(Tag(v1::Event::kEventTimeFieldNumber, kLen));
+  w.Varint(time_body);
+  if (seconds != 0) {
+    w.Byte(Tag(1, 0));
+    w.Varint(static_cast<uint64_t>(seconds));
+  }
+  if (nanos != 0) {
+    w.Byte(Tag(2, 0));
+    w.Varint(nanos);
+  }
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (!fields[i].present()) continue;
+    const std::string& entry_key = entry_keys_[i];
+    w.Byte(Tag(v1::Event::kFieldsFieldNumber, kLen));
+    w.Varint(entry_key.size() + LenFieldSize(value_sizes_[i]));
+    w.Bytes(entry_key);
+    w.Byte(Tag(2, kLen));
+    w.Varint(value_sizes_[i]);
+    WriteValueBody(fields[i], &w);
+  }
+  if (k.seq != 0) {
+    w.Byte(Tag(v1::Event::kSeqFieldNumber, 0));
+    w.Varint(k.seq);
+  }
+  if (w.position() != chunk->data() + chunk->size()) {
+    chunk->resize(at);
+    return absl::InternalError("event wire size mismatch");
+  }
+  return absl::OkStatus();
+}
+
+void EventChunkEncoder::AppendWatermark(uint64_t watermark,
+                                        std::string* chunk) {
+  if (watermark == 0) return;
+  chunk->push_back(
+      static_cast<char>(Tag(v1::ReadEventsResponse::kWatermarkFieldNumber, 0)));
+  PutVarint64(chunk, watermark);
+}
+
+}  // namespace rawfeat
