@@ -8,6 +8,8 @@
 // the same run it starts redis-server on a loopback port, stores one
 // precomputed 8-field row per entity, and measures HGETALL with the same
 // client concurrency, printing our latency as a ratio of Redis's.
+// A last scenario measures the floor of both: GetFeatures of an unknown
+// view (NOT_FOUND after one lookup) against Redis PING.
 // Every phase is bounded in request count and in time.
 //
 //   features_load --rawfeatd build/server/rawfeatd [--events 10000000]
@@ -53,7 +55,7 @@ ABSL_FLAG(int, clients, 2, "closed-loop client threads (per side)");
 ABSL_FLAG(int, requests, 20000, "most requests per scenario (all clients)");
 ABSL_FLAG(double, seconds, 10, "most seconds per scenario");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
-ABSL_FLAG(std::string, scenarios, "0,1,2,3,4",
+ABSL_FLAG(std::string, scenarios, "0,1,2,3,4,5",
           "which scenarios to run (see the table)");
 ABSL_FLAG(std::string, server_flags, "",
           "extra rawfeatd flags, comma-separated (e.g. --block_cache_mb=1024)");
@@ -137,6 +139,9 @@ struct Scenario {
   int first_rank;
   int ranks;
   int batch;
+  // The floor: a view that does not exist, so the server answers NOT_FOUND
+  // after one registry lookup. What is left is gRPC and the loopback.
+  bool floor = false;
 };
 
 int Main() {
@@ -169,6 +174,7 @@ int Main() {
       {"1 entity, heaviest 1%, cold", 0, heavy, 1},
       {"1 entity, heaviest 1%", 0, heavy, 1},
       {"100 entities, heaviest 1%", 0, heavy, 100},
+      {"floor: unknown view (no work)", median_rank - 500, 1000, 1, true},
   };
   const std::vector<std::string> chosen =
       absl::StrSplit(absl::GetFlag(FLAGS_scenarios), ',');
@@ -215,12 +221,15 @@ int Main() {
       auto client = std::make_shared<Client>(server.address());
       return [client, sc](std::mt19937_64& rng) {
         v1::GetFeaturesRequest req;
-        req.set_view("bench");
+        req.set_view(sc.floor ? "no_such_view" : "bench");
         *req.mutable_as_of() = MicrosToTimestamp(kEnd);
         for (int i = 0; i < sc.batch; ++i) {
           req.add_entities(Entity(sc.first_rank + rng() % sc.ranks));
         }
         auto r = client->GetFeatures(req);
+        if (sc.floor && r.status().code() == absl::StatusCode::kNotFound) {
+          return true;
+        }
         if (!r.ok()) {
           std::fprintf(stderr, "GetFeatures: %s\n",
                        r.status().ToString().c_str());
@@ -284,6 +293,10 @@ int Main() {
                                             redisFree);
           return [ctx, sc](std::mt19937_64& rng) {
             for (int b = 0; b < sc.batch; ++b) {
+              if (sc.floor) {
+                redisAppendCommand(ctx.get(), "PING");  // Redis's floor
+                continue;
+              }
               redisAppendCommand(
                   ctx.get(), "HGETALL %s",
                   Entity(sc.first_rank + rng() % sc.ranks).c_str());
