@@ -3,15 +3,24 @@
 // Merge, with the exact sum against a naive one.
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <random>
 
+#include "bench/workload.h"
 #include "benchmark/benchmark.h"
 #include "server/aggregation/aggregator.h"
 #include "server/aggregation/exact_sum.h"
 #include "server/common/time_util.h"
+#include "server/events/ingester.h"
 #include "server/schema/event_validator.h"
+#include "server/schema/registry.h"
 #include "server/storage/event_codec.h"
+#include "server/storage/event_store.h"
 #include "server/storage/keys.h"
+#include "server/views/view_engine.h"
 
 namespace rawfeat {
 namespace {
@@ -179,6 +188,88 @@ void BM_AggregatorMerge(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_AggregatorMerge)->DenseRange(0, 9);
+
+// An in-process store (no gRPC) loaded once with a small features_load
+// workload: 200k events, 20k Zipf(1.1) entities, 90 days, the 8-feature
+// view. Its temp dir goes at exit.
+class LoadedViews {
+ public:
+  static LoadedViews& Get() {
+    static LoadedViews* loaded = new LoadedViews();
+    return *loaded;
+  }
+  const ViewEngine& views() const { return *views_; }
+  const bench::Workload& workload() const { return workload_; }
+
+ private:
+  LoadedViews() : workload_(200000, 20000, 90, 1.1) {
+    std::string tmpl = "/tmp/rawfeat-micro-XXXXXX";
+    dir_ = mkdtemp(tmpl.data()) != nullptr ? tmpl : "/tmp/rawfeat-micro";
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(Get().dir_, ec);
+    });
+    std::filesystem::create_directories(dir_ + "/schemas");
+    std::ofstream(dir_ + "/schemas/bench.textproto") << bench::kDefinitions;
+    EventStoreOptions store_options;
+    store_options.sync = false;
+    auto store = EventStore::Open(dir_ + "/data", store_options);
+    if (!store.ok()) std::abort();
+    store_ = std::move(*store);
+    registry_ = std::make_unique<Registry>(store_.get());
+    if (!registry_->Load().ok() ||
+        !ApplySchemasDir(dir_ + "/schemas", registry_.get()).empty()) {
+      std::abort();
+    }
+    Ingester ingester(store_.get(), registry_.get(), IngestLimits());
+    for (int64_t i = 0; i < workload_.events; i += 1000) {
+      v1::IngestRequest request;
+      workload_.FillBatch(i, std::min(workload_.events, i + 1000), &request);
+      if (!ingester.Ingest(request, 0).ok()) std::abort();
+    }
+    views_ = std::make_unique<ViewEngine>(store_.get(), registry_.get(),
+                                          ViewEngine::Options());
+  }
+
+  std::string dir_;
+  bench::Workload workload_;
+  std::unique_ptr<EventStore> store_;
+  std::unique_ptr<Registry> registry_;
+  std::unique_ptr<ViewEngine> views_;
+};
+
+// ViewEngine::GetFeatures in process: the compute part of an online
+// lookup, without gRPC. Args: entities per request; 0 = entities around the
+// median rank, 1 = the heaviest 1% (tiled as lookups go, as in the server).
+void BM_GetFeatures(benchmark::State& state) {
+  const LoadedViews& loaded = LoadedViews::Get();
+  const int batch = static_cast<int>(state.range(0));
+  const int entities = loaded.workload().entities;
+  const int first = state.range(1) == 0 ? entities / 2 - 500 : 0;
+  const int ranks = state.range(1) == 0 ? 1000 : entities / 100;
+  std::mt19937_64 rng(7);
+  for (auto _ : state) {
+    v1::GetFeaturesRequest request;
+    request.set_view("bench");
+    *request.mutable_as_of() = MicrosToTimestamp(bench::kEnd);
+    for (int i = 0; i < batch; ++i) {
+      request.add_entities(bench::Entity(first + static_cast<int>(rng() % ranks)));
+    }
+    auto response = loaded.views().GetFeatures(request);
+    if (!response.ok()) {
+      state.SkipWithError(response.status().ToString().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(response);
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_GetFeatures)
+    ->ArgNames({"entities", "heavy"})
+    ->Args({1, 0})
+    ->Args({100, 0})
+    ->Args({1, 1})
+    ->Args({100, 1});
 
 }  // namespace
 }  // namespace rawfeat

@@ -95,6 +95,24 @@ Order Workload::Event(int64_t i) const {
   return o;
 }
 
+void Workload::FillBatch(int64_t begin, int64_t end,
+                         v1::IngestRequest* request) const {
+  request->set_stream("orders");
+  for (int64_t i = begin; i < end; ++i) {
+    const Order o = Event(i);
+    v1::Event* e = request->add_events();
+    e->set_event_id(absl::StrCat("e", i));
+    e->set_entity(Entity(o.rank));
+    *e->mutable_event_time() = MicrosToTimestamp(o.time_us);
+    auto& f = *e->mutable_fields();
+    f["amount"].set_double_value(o.amount);
+    f["quantity"].set_int64_value(o.quantity);
+    f["category"].set_string_value(o.category);
+    if (o.coupon) f["coupon"].set_string_value("SAVE10");
+    if (o.gift) f["is_gift"].set_bool_value(true);
+  }
+}
+
 bool Workload::Load(const std::string& address) const {
   constexpr int kThreads = 2;
   constexpr int kBatch = 1000;
@@ -107,20 +125,7 @@ bool Workload::Load(const std::string& address) const {
       auto r = client.IngestStream([&](v1::IngestRequest* req) {
         const int64_t start = next.fetch_add(kBatch);
         if (start >= events) return false;
-        req->set_stream("orders");
-        for (int64_t i = start; i < std::min(events, start + kBatch); ++i) {
-          const Order o = Event(i);
-          v1::Event* e = req->add_events();
-          e->set_event_id(absl::StrCat("e", i));
-          e->set_entity(Entity(o.rank));
-          *e->mutable_event_time() = MicrosToTimestamp(o.time_us);
-          auto& f = *e->mutable_fields();
-          f["amount"].set_double_value(o.amount);
-          f["quantity"].set_int64_value(o.quantity);
-          f["category"].set_string_value(o.category);
-          if (o.coupon) f["coupon"].set_string_value("SAVE10");
-          if (o.gift) f["is_gift"].set_bool_value(true);
-        }
+        FillBatch(start, std::min(events, start + kBatch), req);
         return true;
       });
       if (!r.ok()) {

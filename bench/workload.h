@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "client/local_server.h"
+#include "rawfeat/v1/rawfeat.pb.h"
 
 namespace rawfeat {
 namespace bench {
@@ -56,6 +57,8 @@ struct Workload {
   Zipf zipf;
 
   Order Event(int64_t i) const;
+  // Appends events [begin, end) to `request` (stream `orders`, ids "e<i>").
+  void FillBatch(int64_t begin, int64_t end, v1::IngestRequest* request) const;
   // Loads every event into the rawfeatd at `address` (2 IngestStream
   // clients, batches of 1,000). False on failure (printed).
   bool Load(const std::string& address) const;
