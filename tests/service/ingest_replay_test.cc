@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/common/time_util.h"
@@ -461,6 +462,45 @@ TEST(ReplayTest, EarlyStopsAndConcurrentSlowReadersAreServed) {
       ASSERT_EQ(seqs[r][i], static_cast<uint64_t>(i + 1)) << "reader " << r;
     }
   }
+}
+
+TEST(ReplayTest, ShutdownEndsAReplayWhoseReaderStalled) {
+  TestServer ts;
+  // ~6 MB of responses: more than gRPC buffers for a reader that stopped.
+  constexpr int kEvents = 60000;
+  for (int b = 0; b < 2; ++b) {
+    std::vector<v1::Event> events;
+    for (int i = b * kEvents / 2; i < (b + 1) * kEvents / 2; ++i) {
+      events.push_back(Order("s" + std::to_string(i),
+                             "u" + std::to_string(i % 101), kT0 + i, i));
+    }
+    ASSERT_TRUE(ts.client().Ingest(Batch(events)).ok());
+  }
+  absl::Notification first_chunk;
+  absl::Notification shut_down;
+  absl::Status status;
+  size_t got = 0;
+  std::thread reader([&] {
+    v1::ReadEventsRequest req;
+    req.set_stream("orders");
+    status = ts.client().ReadEvents(req, [&](const auto& chunk) {
+      got += static_cast<size_t>(chunk.events_size());
+      if (!first_chunk.HasBeenNotified()) {
+        first_chunk.Notify();
+        shut_down.WaitForNotificationWithTimeout(absl::Seconds(60));
+      }
+      return true;
+    });
+  });
+  first_chunk.WaitForNotification();
+  // Returns only once the stalled call has ended (its producer thread
+  // gave up waiting for the reader).
+  ts.server().Shutdown();
+  ts.server().Wait();
+  shut_down.Notify();
+  reader.join();
+  EXPECT_FALSE(status.ok());
+  EXPECT_LT(got, static_cast<size_t>(kEvents));
 }
 
 TEST(RestartTest, DataAndDefinitionsSurviveAndReingestAddsNothing) {
