@@ -200,13 +200,20 @@ std::string TilePrefixOf(const CompiledView& view, absl::string_view entity) {
 
 // Adds one stored event to every state it belongs to. `starts` (window
 // starts) may be null: then windows are ignored (tiles hold whole days).
+// Adds the event to every feature whose window [starts[i], as-of) holds
+// it (every feature when `starts` is null). With `tiled_day` set, features
+// whose window starts at or before that day already have the day from its
+// tile and are skipped.
 void AddEvent(const CompiledView& view, const ParsedEventKey& key,
               const std::vector<FieldValue>& fields,
               const std::vector<int64_t>* starts,
-              std::vector<std::unique_ptr<Aggregator>>* states) {
+              std::vector<std::unique_ptr<Aggregator>>* states,
+              int64_t tiled_day = std::numeric_limits<int64_t>::min()) {
   FieldValue value;
+  const bool in_tile = tiled_day != std::numeric_limits<int64_t>::min();
   for (size_t i = 0; i < view.features.size(); ++i) {
     if (starts != nullptr && key.time_us < (*starts)[i]) continue;
+    if (in_tile && starts != nullptr && (*starts)[i] <= tiled_day) continue;
     if (view.features[i].Accepts(fields, &value)) {
       (*states)[i]->Add(value, key.time_us, key.seq);
     }
@@ -253,17 +260,23 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   const int64_t lo = view.ScanStart(as_of_us);
   const int64_t as_of_day = DayStart(as_of_us);
 
-  // Whole days before the as-of day that every window covers entirely or
-  // not at all can come from tiles.
-  auto servable = [&](int64_t day) {
-    for (int64_t start : starts) {
-      const bool outside = day + kDayMicros <= start;
-      const bool inside = day >= start;
-      if (!outside && !inside) return false;
-    }
-    return day + kDayMicros <= as_of_us;
+  // A whole day before the as-of day can come from its tile for every
+  // feature whose window covers the day entirely. A feature whose window
+  // starts inside the day takes that day's raw events from its start on,
+  // so the scan of a tiled day begins at the earliest such start (for a
+  // heavy entity's last day under a 1h window: one hour, not a day).
+  struct Covered {
+    int64_t day;
+    int64_t raw_from;  // day + kDayMicros when no feature needs raw events
   };
-  std::vector<int64_t> covered;   // day starts served by tiles, ascending
+  auto raw_from_of = [&](int64_t day) {
+    int64_t from = day + kDayMicros;
+    for (int64_t start : starts) {
+      if (start > day && start < from) from = start;
+    }
+    return from;
+  };
+  std::vector<Covered> covered;   // days served by tiles, ascending
   std::vector<int64_t> existing;  // every tiled day in range, ascending
   if (options_.tiles) {
     const std::string prefix = TilePrefixOf(view, entity);
@@ -284,7 +297,9 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       existing.push_back(day);
       // A tile holds every event of its day up to its build watermark;
       // read at an older watermark it would hold too much.
-      if (!servable(day) || DecodeBigEndian64(v.data()) > watermark) continue;
+      if (day + kDayMicros > as_of_us || DecodeBigEndian64(v.data()) > watermark) {
+        continue;
+      }
       v.remove_prefix(8);
       uint64_t n;
       if (!GetVarint64(&v, &n) || n != states.size()) {
@@ -298,7 +313,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
         }
         if (day >= starts[i]) states[i]->Merge(*scratch[i]);
       }
-      covered.push_back(day);
+      covered.push_back(Covered{day, raw_from_of(day)});
     }
     if (!tiles->status().ok()) return tiles->status();
   }
@@ -335,28 +350,35 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       day = event_day;
       day_events = 0;
     }
-    while (next_covered < covered.size() && covered[next_covered] < event_day) {
+    while (next_covered < covered.size() &&
+           covered[next_covered].day < event_day) {
       ++next_covered;
     }
-    if (next_covered < covered.size() && covered[next_covered] == event_day) {
-      // Tiles have this day (and maybe the next ones): skip the whole run.
-      int64_t run_end = event_day + kDayMicros;
-      while (next_covered + 1 < covered.size() &&
-             covered[next_covered + 1] == run_end) {
+    const bool tiled = next_covered < covered.size() &&
+                       covered[next_covered].day == event_day;
+    if (tiled && key.time_us < covered[next_covered].raw_from) {
+      // The tile has this part of the day: seek to where raw events are
+      // needed again, across a run of days tiles serve entirely.
+      int64_t target = covered[next_covered].raw_from;
+      while (target == covered[next_covered].day + kDayMicros &&
+             next_covered + 1 < covered.size() &&
+             covered[next_covered + 1].day == target) {
         ++next_covered;
-        run_end += kDayMicros;
+        target = covered[next_covered].raw_from;
       }
       day_events = 0;
-      it->Seek(EntityTimeKey(stream.stream_id, entity, run_end));
+      it->Seek(EntityTimeKey(stream.stream_id, entity, target));
       continue;
     }
-    ++day_events;
+    if (!tiled) ++day_events;
     if (key.seq <= watermark) {
       if (!reader.Parse(it->value(), stream.types)) {
         return absl::DataLossError(
             absl::StrCat("corrupt stored event of entity '", entity, "'"));
       }
-      AddEvent(view, key, reader.fields(), &starts, &states);
+      // In a tiled day, only features whose window starts inside it.
+      AddEvent(view, key, reader.fields(), &starts, &states,
+               tiled ? event_day : std::numeric_limits<int64_t>::min());
     }
     it->Next();
   }

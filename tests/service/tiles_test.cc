@@ -4,6 +4,7 @@
 #include <random>
 
 #include "grpcpp/grpcpp.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/common/definitions_text.h"
 #include "server/common/time_util.h"
@@ -156,6 +157,33 @@ TEST_F(TilesTest, LateEventInvalidatesItsDay) {
   }
   EXPECT_EQ(Tiles(), tiles - 1);
   Compare(kStart + 20 * kDay, 0);
+}
+
+TEST_F(TilesTest, WindowStartsInsideATiledDay) {
+  // As of 00:30 on day 8: the 1h, 1d and 7d windows start inside days 7, 7
+  // and 1, which are tiled; those features take the tile's day only if
+  // their window covers it entirely, and raw events from their start on.
+  const int64_t as_of = kStart + 8 * kDay + 30 * 60 * 1000000LL;
+  Ingest(3000, kStart, 8 * kDay);
+  v1::IngestRequest edges;
+  edges.set_stream("orders");
+  int n = 0;
+  for (int64_t w : {kHour, kDay, 7 * kDay}) {
+    for (int64_t d : {-1, 0, 1}) {
+      *edges.add_events() = testing::Order(
+          absl::StrCat("edge", n), "heavy", as_of - w + d, 1000 + n, n % 9,
+          absl::StrCat("e", n), n % 2 ? "K" : "");
+      ++n;
+    }
+  }
+  for (auto* s : {tiled_.get(), plain_.get()}) {
+    ASSERT_TRUE(s->client().Ingest(edges).ok());
+  }
+  Compare(as_of, 0);  // builds the tiles
+  ASSERT_GT(Tiles(), 0u);
+  Compare(as_of, 0);  // reads them
+  Compare(as_of + 1, 0);
+  Compare(as_of - 1, 0);
 }
 
 }  // namespace
