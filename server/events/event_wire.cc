@@ -5,28 +5,16 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 #include "server/common/hash.h"
+#include "server/common/wire.h"
 #include "server/storage/keys.h"
 
 namespace rawfeat {
 namespace {
 
-// Wire types and tags (field << 3 | wire type).
-constexpr uint8_t kLen = 2;
-constexpr uint8_t Tag(int field, uint8_t wire_type) {
-  return static_cast<uint8_t>(field << 3 | wire_type);
-}
-
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-// A length-delimited field of `body` bytes: tag, length, body.
-size_t LenFieldSize(size_t body) { return 1 + VarintSize(body) + body; }
+using wire::kLen;
+using wire::LenFieldSize;
+using wire::Tag;
+using wire::VarintSize;
 
 // Writes into a buffer already sized by the size functions above.
 class Writer {
@@ -79,11 +67,11 @@ size_t ValueBodySize(const FieldValue& v) {
 void WriteValueBody(const FieldValue& v, Writer* w) {
   switch (v.type) {
     case v1::INT64:
-      w->Byte(Tag(v1::Value::kInt64ValueFieldNumber, 0));
+      w->Byte(Tag(v1::Value::kInt64ValueFieldNumber, wire::kVarint));
       w->Varint(static_cast<uint64_t>(v.i));
       break;
     case v1::DOUBLE: {
-      w->Byte(Tag(v1::Value::kDoubleValueFieldNumber, 1));
+      w->Byte(Tag(v1::Value::kDoubleValueFieldNumber, wire::kFixed64));
       uint64_t bits;
       std::memcpy(&bits, &v.d, 8);
       w->Fixed64(bits);
@@ -95,7 +83,7 @@ void WriteValueBody(const FieldValue& v, Writer* w) {
       w->Bytes(v.s);
       break;
     case v1::BOOL:
-      w->Byte(Tag(v1::Value::kBoolValueFieldNumber, 0));
+      w->Byte(Tag(v1::Value::kBoolValueFieldNumber, wire::kVarint));
       w->Byte(v.b ? 1 : 0);
       break;
     default:
@@ -127,17 +115,8 @@ absl::Status EventChunkEncoder::AppendEvent(absl::string_view key,
                                             schema_.name, "' is corrupt (key ",
                                             HexEncode(key), ")"));
   }
-  // Timestamp: seconds floor-divided, nanos in [0, 1e9).
-  int64_t seconds = k.time_us / 1000000;
-  int64_t rem = k.time_us % 1000000;
-  if (rem < 0) {
-    rem += 1000000;
-    --seconds;
-  }
-  const uint32_t nanos = static_cast<uint32_t>(rem * 1000);
-  const size_t time_body =
-      (seconds != 0 ? 1 + VarintSize(static_cast<uint64_t>(seconds)) : 0) +
-      (nanos != 0 ? 1 + VarintSize(nanos) : 0);
+  const wire::TimestampParts time(k.time_us);
+  const size_t time_body = time.BodySize();
 
   const absl::string_view id = reader_.raw_event_id();
   const size_t id_size = reader_.derived_id() ? 2 * id.size() : id.size();
@@ -174,13 +153,13 @@ absl::Status EventChunkEncoder::AppendEvent(absl::string_view key,
   }
   w.Byte(Tag(v1::Event::kEventTimeFieldNumber, kLen));
   w.Varint(time_body);
-  if (seconds != 0) {
-    w.Byte(Tag(1, 0));
-    w.Varint(static_cast<uint64_t>(seconds));
+  if (time.seconds != 0) {
+    w.Byte(Tag(1, wire::kVarint));
+    w.Varint(static_cast<uint64_t>(time.seconds));
   }
-  if (nanos != 0) {
-    w.Byte(Tag(2, 0));
-    w.Varint(nanos);
+  if (time.nanos != 0) {
+    w.Byte(Tag(2, wire::kVarint));
+    w.Varint(time.nanos);
   }
   for (size_t i = 0; i < fields.size(); ++i) {
     if (!fields[i].present()) continue;
@@ -193,7 +172,7 @@ absl::Status EventChunkEncoder::AppendEvent(absl::string_view key,
     WriteValueBody(fields[i], &w);
   }
   if (k.seq != 0) {
-    w.Byte(Tag(v1::Event::kSeqFieldNumber, 0));
+    w.Byte(Tag(v1::Event::kSeqFieldNumber, wire::kVarint));
     w.Varint(k.seq);
   }
   if (w.position() != chunk->data() + chunk->size()) {
@@ -206,9 +185,8 @@ absl::Status EventChunkEncoder::AppendEvent(absl::string_view key,
 void EventChunkEncoder::AppendWatermark(uint64_t watermark,
                                         std::string* chunk) {
   if (watermark == 0) return;
-  chunk->push_back(
-      static_cast<char>(Tag(v1::ReadEventsResponse::kWatermarkFieldNumber, 0)));
-  PutVarint64(chunk, watermark);
+  wire::PutVarintField(chunk, v1::ReadEventsResponse::kWatermarkFieldNumber,
+                       watermark);
 }
 
 }  // namespace rawfeat

@@ -114,48 +114,29 @@ grpc::Status FeatureStoreService::Snapshot(
   return ToGrpcStatus(s);
 }
 
-grpc::Status FeatureStoreService::JoinFeatures(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::JoinFeaturesResponse,
-                             v1::JoinFeaturesRequest>* stream) {
-  const JoinSession::Emit emit = [&](v1::JoinFeaturesResponse* response) {
-    if (context->IsCancelled() || !stream->Write(*response)) {
-      return absl::CancelledError("the client went away");
-    }
-    return absl::OkStatus();
-  };
-  v1::JoinFeaturesRequest message;
-  if (!stream->Read(&message)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "JoinFeatures: no request message");
-  }
-  auto session = JoinSession::Start(views_, message, join_options_);
-  if (!session.ok()) return ToGrpcStatus(session.status());
-  do {
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-    }
-    absl::Status s = (*session)->Add(&message, emit);
-    if (!s.ok()) return ToGrpcStatus(s);
-  } while (stream->Read(&message));
-  return ToGrpcStatus((*session)->Finish(emit));
-}
-
 namespace {
 
-// One ReadEvents call. A producer thread runs the replay, which encodes
-// each chunk's wire bytes itself (no v1::Event objects); gRPC sends one
-// chunk while the next is encoded. At most one chunk waits behind the one
-// in flight, so a slow client slows the replay instead of filling memory.
-class ReadEventsReactor final
-    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
- public:
-  ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request)
-      : replayer_(replayer) {
-    producer_ = std::thread(
-        [this, request = std::move(request)] { Produce(request); });
+// Parses a request message from its raw bytes.
+bool ParseMessage(const grpc::ByteBuffer& bytes,
+                  google::protobuf::MessageLite* message) {
+  std::vector<grpc::Slice> slices;
+  if (!bytes.Dump(&slices).ok()) return false;
+  std::string joined;
+  for (const auto& slice : slices) {
+    joined.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   }
+  return message->ParseFromString(joined);
+}
 
+// A server-streaming call (`Base` is a ServerWriteReactor or
+// ServerBidiReactor of raw bytes) whose handler runs on its own thread and
+// writes messages it serialized itself: gRPC sends one while the handler
+// makes the next, and at most one waits behind the one in flight, so a
+// slow client slows the handler instead of filling memory. Subclasses
+// implement Run() and call Start() from their constructor.
+template <typename Base>
+class ThreadedStream : public Base {
+ public:
   void OnWriteDone(bool ok) override {
     Action action;
     {
@@ -167,7 +148,7 @@ class ReadEventsReactor final
       }
       action = NextLocked();
     }
-    Run(action);
+    RunAction(action);
   }
 
   void OnCancel() override {
@@ -176,42 +157,46 @@ class ReadEventsReactor final
   }
 
   void OnDone() override {
-    // Finish is called by the producer last, or after it set done_; either
-    // way it has nothing left to do with `this`.
-    if (producer_.get_id() == std::this_thread::get_id()) {
-      producer_.detach();
+    // Finish comes after the handler set done_: it has nothing left to do
+    // with `this` (it may be this very thread, inside Finish).
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
     } else {
-      producer_.join();
+      thread_.join();
     }
     delete this;
   }
 
- private:
-  enum class Action { kNone, kWrite, kFinish };
+ protected:
+  // The handler; its status ends the call.
+  virtual grpc::Status Run() = 0;
 
-  void Produce(const v1::ReadEventsRequest& request) {
-    absl::Status s = replayer_->ReadEvents(
-        request, [this](std::string* chunk) { return Emit(chunk); });
-    Action action;
-    {
-      absl::MutexLock lock(&mu_);
-      done_ = true;
-      status_ = ToGrpcStatus(s);
-      action = NextLocked();
-    }
-    Run(action);  // may be the last use of `this`
+  void Start() {
+    thread_ = std::thread([this] {
+      const grpc::Status status = Run();
+      Action action;
+      {
+        absl::MutexLock lock(&mu_);
+        done_ = true;
+        status_ = status;
+        action = NextLocked();
+      }
+      RunAction(action);  // may be the last use of `this`
+    });
   }
 
-  bool Emit(std::string* chunk) {
+  // Queues one serialized response (taking its bytes); blocks while
+  // another one waits. False once the call is broken (cancelled, or a
+  // write failed).
+  bool Emit(std::string* message) {
     Action action;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](ReadEventsReactor* r) { return r->broken_ || !r->has_queued_; },
+          +[](ThreadedStream* r) { return r->broken_ || !r->has_queued_; },
           this));
       if (broken_) return false;
-      // The slice owns the bytes: no copy.
-      auto* owned = new std::string(std::move(*chunk));
+      auto* owned = new std::string(std::move(*message));
       grpc::Slice slice(
           owned->data(), owned->size(),
           [](void* p) { delete static_cast<std::string*>(p); }, owned);
@@ -219,11 +204,22 @@ class ReadEventsReactor final
       has_queued_ = true;
       action = NextLocked();
     }
-    Run(action);
+    RunAction(action);
     return true;
   }
 
-  // What to start next; called with mu_ held, performed by Run without it.
+  bool broken() {
+    absl::MutexLock lock(&mu_);
+    return broken_;
+  }
+
+  absl::Mutex mu_;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+
+ private:
+  enum class Action { kNone, kWrite, kFinish };
+
+  // What to start next; decided under mu_, done by RunAction without it.
   Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (in_flight_ || finished_) return Action::kNone;
     if (has_queued_) {
@@ -240,50 +236,141 @@ class ReadEventsReactor final
     return Action::kNone;
   }
 
-  void Run(Action action) {
+  void RunAction(Action action) {
     if (action == Action::kWrite) {
-      StartWrite(&writing_);
+      this->StartWrite(&writing_);
     } else if (action == Action::kFinish) {
-      Finish(status_);
+      this->Finish(status_);
     }
   }
 
-  const Replayer* const replayer_;
-  std::thread producer_;
-  absl::Mutex mu_;
+  std::thread thread_;
   grpc::ByteBuffer writing_;  // owned by gRPC while in_flight_
   grpc::ByteBuffer queued_ ABSL_GUARDED_BY(mu_);
   bool has_queued_ ABSL_GUARDED_BY(mu_) = false;
   bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // cancelled or write failed
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_;  // set once, before done_
 };
 
+// One ReadEvents call: the replay encodes each chunk's wire bytes itself
+// (no v1::Event objects).
+class ReadEventsReactor final
+    : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
+ public:
+  ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request)
+      : replayer_(replayer), request_(std::move(request)) {
+    Start();
+  }
+
+ private:
+  grpc::Status Run() override {
+    return ToGrpcStatus(replayer_->ReadEvents(
+        request_, [this](std::string* chunk) { return Emit(chunk); }));
+  }
+
+  const Replayer* const replayer_;
+  const v1::ReadEventsRequest request_;
+};
+
+// One JoinFeatures call: label messages are read on the handler thread
+// (blocking until each arrives) and answers are written as the session
+// serialized them (no message objects per row).
+class JoinReactor final
+    : public ThreadedStream<
+          grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>> {
+ public:
+  JoinReactor(const ViewEngine* views, JoinSession::Options options)
+      : views_(views), options_(options) {
+    Start();
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    read_ok_ = ok;
+    reading_ = false;
+  }
+
+ private:
+  // The next request message; false at the end of the input, on a message
+  // that does not parse (*status set) or once the call is broken.
+  bool Read(v1::JoinFeaturesRequest* message, grpc::Status* status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken_) return false;
+      reading_ = true;
+    }
+    StartRead(&in_);
+    {
+      absl::MutexLock lock(&mu_);
+      // A cancelled call still completes its read (not ok): wait for it so
+      // `in_` is not in use when the call ends.
+      mu_.Await(absl::Condition(
+          +[](JoinReactor* r) { return !r->reading_; }, this));
+      if (!read_ok_ || broken_) return false;
+    }
+    if (!ParseMessage(in_, message)) {
+      *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             "JoinFeatures: a request does not parse");
+      return false;
+    }
+    return true;
+  }
+
+  grpc::Status Run() override {
+    const JoinSession::Emit emit = [this](std::string* response) {
+      return Emit(response) ? absl::OkStatus()
+                            : absl::CancelledError("the client went away");
+    };
+    grpc::Status status;
+    v1::JoinFeaturesRequest message;
+    if (!Read(&message, &status)) {
+      if (!status.ok()) return status;
+      if (broken()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "JoinFeatures: no request message");
+    }
+    auto session = JoinSession::Start(views_, message, options_);
+    if (!session.ok()) return ToGrpcStatus(session.status());
+    do {
+      absl::Status s = (*session)->Add(&message, emit);
+      if (!s.ok()) return ToGrpcStatus(s);
+      message.Clear();
+    } while (Read(&message, &status));
+    if (!status.ok()) return status;
+    if (broken()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    return ToGrpcStatus((*session)->Finish(emit));
+  }
+
+  const ViewEngine* const views_;
+  const JoinSession::Options options_;
+  grpc::ByteBuffer in_;  // the read in progress
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A call that only reports an error.
+class FailedWrite final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit FailedWrite(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
+FeatureStoreService::JoinFeatures(grpc::CallbackServerContext*) {
+  return new JoinReactor(views_, join_options_);
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
     grpc::CallbackServerContext*, const grpc::ByteBuffer* request_bytes) {
   v1::ReadEventsRequest request;
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (request_bytes->Dump(&slices).ok()) {
-    for (const auto& slice : slices) {
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-  }
-  if (!request.ParseFromString(bytes)) {
-    // A reactor that only reports the error.
-    class Failed final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
-     public:
-      Failed() {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "ReadEvents: the request does not parse"));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Failed();
+  if (!ParseMessage(*request_bytes, &request)) {
+    return new FailedWrite(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "ReadEvents: the request does not parse"));
   }
   return new ReadEventsReactor(replayer_, std::move(request));
 }

@@ -8,8 +8,9 @@
 // received it saves the sync server's hand-off to a worker thread (the
 // largest part of a small lookup's latency). The one wait it can have is a
 // tile build taking the commit lock behind one group commit. ReadEvents
-// is a raw callback method: its producer thread encodes the responses'
-// wire bytes straight from storage and overlaps with sending. Everything
+// and JoinFeatures are raw callback methods: a handler thread per call
+// writes the responses' wire bytes itself (straight from storage, or from
+// the join's encoded rows) while gRPC sends the previous one. Everything
 // else is sync.
 // Thread-safe.
 
@@ -28,7 +29,8 @@ namespace rawfeat {
 class FeatureStoreService final
     : public v1::FeatureStore::WithCallbackMethod_GetFeatures<
           v1::FeatureStore::WithRawCallbackMethod_ReadEvents<
-              v1::FeatureStore::Service>> {
+              v1::FeatureStore::WithRawCallbackMethod_JoinFeatures<
+                  v1::FeatureStore::Service>>> {
  public:
   // REQUIRES: every pointer outlives the service.
   FeatureStoreService(EventStore* store, Registry* registry,
@@ -61,10 +63,9 @@ class FeatureStoreService final
   grpc::Status Snapshot(grpc::ServerContext* context,
                         const v1::SnapshotRequest* request,
                         grpc::ServerWriter<v1::SnapshotChunk>* writer) override;
-  grpc::Status JoinFeatures(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::JoinFeaturesResponse,
-                               v1::JoinFeaturesRequest>* stream) override;
+  // Raw: the join session writes each response's wire bytes itself.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* JoinFeatures(
+      grpc::CallbackServerContext* context) override;
   // Raw: the replay writes each response's wire bytes itself.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* ReadEvents(
       grpc::CallbackServerContext* context,

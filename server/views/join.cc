@@ -10,14 +10,32 @@
 #include "server/common/parallel.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
+#include "server/common/wire.h"
 #include "server/views/sweep.h"
 
 namespace rawfeat {
 namespace {
 
-// The wire tag of JoinedRow.values (field 5, length-delimited).
-static_assert(v1::JoinedRow::kValuesFieldNumber == 5, "wire tag below");
-constexpr char kValuesTag = (5 << 3) | 2;
+// Appends one computed row as JoinedRow wire bytes.
+void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
+               const std::vector<std::string>& passthrough,
+               const google::protobuf::RepeatedPtrField<v1::Value>& values,
+               std::string* out) {
+  if (index != 0) {
+    wire::PutVarintField(out, v1::JoinedRow::kRowIndexFieldNumber, index);
+  }
+  wire::PutBytesField(out, v1::JoinedRow::kEntityFieldNumber, entity);
+  wire::PutTimestampField(out, v1::JoinedRow::kTimeFieldNumber, time_us);
+  for (const std::string& cell : passthrough) {
+    wire::PutBytesField(out, v1::JoinedRow::kPassthroughFieldNumber, cell);
+  }
+  for (const v1::Value& v : values) {
+    out->push_back(static_cast<char>(
+        wire::Tag(v1::JoinedRow::kValuesFieldNumber, wire::kLen)));
+    PutVarint64(out, v.ByteSizeLong());
+    v.AppendToString(out);
+  }
+}
 
 }  // namespace
 
@@ -81,14 +99,29 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
 absl::Status JoinSession::Finish(const Emit& emit) {
   RETURN_IF_ERROR(Flush(emit));
   if (!sent_header_) {
-    v1::JoinFeaturesResponse response;
-    for (const auto& f : view_->features) response.add_feature_names(f.name);
-    response.set_watermark(pinned_.watermark);
-    response.set_version(view_->def->version());
-    sent_header_ = true;
-    return emit(&response);
+    std::string response;
+    return Send(&response, emit);
   }
   return absl::OkStatus();
+}
+
+absl::Status JoinSession::Send(std::string* response, const Emit& emit) {
+  if (!sent_header_) {
+    for (const auto& f : view_->features) {
+      wire::PutBytesField(
+          response, v1::JoinFeaturesResponse::kFeatureNamesFieldNumber,
+          f.name);
+    }
+    sent_header_ = true;
+  }
+  wire::PutVarintField(response,
+                       v1::JoinFeaturesResponse::kWatermarkFieldNumber,
+                       pinned_.watermark);
+  wire::PutVarintField(response, v1::JoinFeaturesResponse::kVersionFieldNumber,
+                       view_->def->version());
+  absl::Status s = emit(response);
+  response->clear();
+  return s;
 }
 
 absl::Status JoinSession::Flush(const Emit& emit) {
@@ -108,9 +141,9 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   std::sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
     return a.second.size() > b.second.size();
   });
-  // Each row's values are kept as JoinedRow wire bytes (field 5), ~60
-  // bytes a row instead of eight heap messages, and parsed into the
-  // response only when their chunk is sent.
+  // Each row is kept as its JoinedRow wire bytes (values ~60 bytes, plus
+  // entity, time and passthrough, whose strings are freed as it is
+  // encoded) until its response is sent: no message objects per row.
   std::vector<std::string> encoded(n);
   std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
   RETURN_IF_ERROR(
@@ -130,43 +163,27 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         return SweepEntity(
             *view_, cursor.get(), entity, times, pinned_.watermark,
             [&](size_t j, auto* values) {
-              std::string& bytes = encoded[rows[j]];
-              for (const v1::Value& v : *values) {
-                bytes.push_back(kValuesTag);
-                PutVarint64(&bytes, v.ByteSizeLong());
-                v.AppendToString(&bytes);
-              }
+              // Rows of one entity belong to one worker. `entity` views
+              // the first row's string: entity strings stay until the end.
+              Pending& p = buffer_[rows[j]];
+              EncodeRow(p.index, entity, p.time_us, p.passthrough, *values,
+                        &encoded[rows[j]]);
+              std::vector<std::string>().swap(p.passthrough);
             });
       }));
 
-  v1::JoinFeaturesResponse response;
-  auto send = [&]() {
-    if (!sent_header_) {
-      for (const auto& f : view_->features) response.add_feature_names(f.name);
-      sent_header_ = true;
-    }
-    response.set_watermark(pinned_.watermark);
-    response.set_version(view_->def->version());
-    absl::Status s = emit(&response);
-    response.Clear();  // keeps the row objects for the next chunk
-    return s;
-  };
+  std::string response;
+  int rows_in_response = 0;
   for (size_t i = 0; i < n; ++i) {
-    Pending& p = buffer_[i];
-    v1::JoinedRow* row = response.add_rows();
-    if (!row->MergeFromString(encoded[i])) {
-      return absl::InternalError("join: cannot decode computed values");
-    }
+    wire::PutBytesField(&response, v1::JoinFeaturesResponse::kRowsFieldNumber,
+                        encoded[i]);
     std::string().swap(encoded[i]);
-    row->set_row_index(p.index);
-    row->set_entity(std::move(p.entity));
-    *row->mutable_time() = MicrosToTimestamp(p.time_us);
-    for (std::string& cell : p.passthrough) {
-      row->add_passthrough(std::move(cell));
+    if (++rows_in_response >= options_.chunk_rows) {
+      RETURN_IF_ERROR(Send(&response, emit));
+      rows_in_response = 0;
     }
-    if (response.rows_size() >= options_.chunk_rows) RETURN_IF_ERROR(send());
   }
-  if (response.rows_size() > 0) RETURN_IF_ERROR(send());
+  if (rows_in_response > 0) RETURN_IF_ERROR(Send(&response, emit));
   buffer_.clear();
   grouped_ = true;
   finished_entities_.clear();

@@ -43,7 +43,10 @@ class JoinSession {
     // Threads sweeping one run's entities. Default: 1.
     int threads = 1;
   };
-  using Emit = std::function<absl::Status(v1::JoinFeaturesResponse*)>;
+  // Receives each response as serialized v1::JoinFeaturesResponse bytes
+  // (written directly, see server/common/wire.h); may take the string's
+  // contents.
+  using Emit = std::function<absl::Status(std::string* response)>;
 
   // Starts a join from its first message (view, version 0 = latest,
   // watermark 0 = latest; its rows are not taken here: pass the message to
@@ -84,6 +87,9 @@ class JoinSession {
 
   // Answers every buffered row, in input order.
   absl::Status Flush(const Emit& emit);
+  // Completes `response` (feature names on the first one, watermark,
+  // version), emits it and clears it.
+  absl::Status Send(std::string* response, const Emit& emit);
 
   const std::shared_ptr<const CompiledView> view_;
   const EventStore::PinnedRead pinned_;

@@ -428,6 +428,53 @@ TEST_F(AnalystTest, JoinErrors) {
   EXPECT_EQ(responses, 1);
 }
 
+// A client that gives up -- while sending labels, or after the first
+// answer -- ends only its own call: the next join is answered in full.
+TEST_F(AnalystTest, AbandonedJoinsLeaveTheServerServing) {
+  v1::JoinFeaturesRequest first;
+  first.set_view("v");
+  int sent = 0;
+  auto s = ts_.client().JoinFeatures(
+      first,
+      [&](v1::JoinFeaturesRequest* m) -> absl::StatusOr<bool> {
+        if (sent++ == 3) return absl::DataLossError("label file went away");
+        for (int i = 0; i < 1000; ++i) {
+          auto* r = m->add_rows();
+          r->set_entity(i % 2 ? "u1" : "heavy0");
+          *r->mutable_time() = MicrosToTimestamp(kT0 + i);
+        }
+        return true;
+      },
+      [](const v1::JoinFeaturesResponse&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+
+  int responses = 0;
+  sent = 0;
+  s = ts_.client().JoinFeatures(
+      first,
+      [&](v1::JoinFeaturesRequest* m) -> absl::StatusOr<bool> {
+        if (sent++ == 5) return false;
+        for (int i = 0; i < 1000; ++i) {
+          auto* r = m->add_rows();
+          r->set_entity(i % 2 ? "u1" : "heavy0");
+          *r->mutable_time() = MicrosToTimestamp(kT0 + i);
+        }
+        return true;
+      },
+      [&](const v1::JoinFeaturesResponse&) {
+        ++responses;
+        return false;  // stop after the first answer
+      });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(responses, 1);
+
+  std::mt19937_64 rng(8);
+  auto labels = RandomLabels(rng, 300);
+  auto rows = Join(ts_, labels, w2_);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ExpectJoinMatchesGetFeatures(ts_, labels, *rows, w2_);
+}
+
 // Unsorted input bigger than one run is answered run by run, still in
 // input order and with the same values.
 TEST(AnalystRunsTest, SmallRunsGiveTheSameRows) {
