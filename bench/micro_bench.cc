@@ -253,7 +253,8 @@ void BM_GetFeatures(benchmark::State& state) {
     request.set_view("bench");
     *request.mutable_as_of() = MicrosToTimestamp(bench::kEnd);
     for (int i = 0; i < batch; ++i) {
-      request.add_entities(bench::Entity(first + static_cast<int>(rng() % ranks)));
+      request.add_entities(
+          bench::Entity(first + static_cast<int>(rng() % ranks)));
     }
     auto response = loaded.views().GetFeatures(request);
     if (!response.ok()) {

@@ -57,8 +57,7 @@ struct TimestampParts {
     nanos = static_cast<uint32_t>(rem * 1000);
   }
   size_t BodySize() const {
-    return (seconds != 0 ? 1 + VarintSize(static_cast<uint64_t>(seconds))
-                         : 0) +
+    return (seconds != 0 ? 1 + VarintSize(static_cast<uint64_t>(seconds)) : 0) +
            (nanos != 0 ? 1 + VarintSize(nanos) : 0);
   }
   int64_t seconds;

@@ -95,7 +95,7 @@ class JoinSession {
   const EventStore::PinnedRead pinned_;
   const EventStore* const store_;
   const Options options_;
-  uint64_t next_index_ = 0;  // input index of the next row taken
+  uint64_t next_index_ = 0;     // input index of the next row taken
   std::deque<Pending> buffer_;  // a deque: growing never copies it
   // Grouping of the buffered rows: entities whose run of rows ended.
   bool grouped_ = true;

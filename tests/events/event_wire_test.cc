@@ -64,7 +64,12 @@ struct Stored {
 
 Stored RandomEvent(std::mt19937_64& rng, uint64_t seq) {
   auto pick = [&](int n) { return static_cast<int>(rng() % n); };
-  const int64_t times[] = {0,  -1, 1, 999999, 1000000, -1000001,
+  const int64_t times[] = {0,
+                           -1,
+                           1,
+                           999999,
+                           1000000,
+                           -1000001,
                            std::numeric_limits<int64_t>::min() / 2,
                            static_cast<int64_t>(rng() % (1LL << 52))};
   const std::string entities[] = {"u1", "", std::string(200, 'e'),
@@ -83,8 +88,12 @@ Stored RandomEvent(std::mt19937_64& rng, uint64_t seq) {
         break;
       }
       case 1: {
-        const int64_t is[] = {0, -1, 1, std::numeric_limits<int64_t>::min(),
-                              std::numeric_limits<int64_t>::max(), 300};
+        const int64_t is[] = {0,
+                              -1,
+                              1,
+                              std::numeric_limits<int64_t>::min(),
+                              std::numeric_limits<int64_t>::max(),
+                              300};
         v.type = v1::INT64;
         v.i = is[pick(6)];
         break;
