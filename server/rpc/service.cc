@@ -338,8 +338,9 @@ class JoinReactor final
     v1::JoinFeaturesRequest message;
     if (!Read(&message, &status)) {
       if (!status.ok()) return status;
-      if (broken())
+      if (broken()) {
         return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      }
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "JoinFeatures: no request message");
     }

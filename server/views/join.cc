@@ -188,7 +188,8 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         if (cursor == nullptr) {
           cursor = store_->NewEntityCursor(pinned_.view.get());
         }
-        auto& [entity, rows] = work[g];
+        const absl::string_view entity = work[g].first;
+        std::vector<uint32_t>& rows = work[g].second;
         std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
           const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
           return ta != tb ? ta < tb : a < b;
@@ -196,19 +197,18 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         std::vector<int64_t> times;
         times.reserve(rows.size());
         for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
+        // Rows of one entity belong to one worker. `entity` views the first
+        // row's string: entity strings stay until the run is answered.
+        auto encode = [&](size_t j, auto* values) {
+          Pending& p = buffer_[rows[j]];
+          std::string& bytes = scratch[worker];
+          bytes.clear();
+          EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
+          encoded[rows[j]] = blocks[worker].Add(bytes);
+          std::vector<std::string>().swap(p.passthrough);
+        };
         return SweepEntity(*view_, cursor.get(), entity, times,
-                           pinned_.watermark, [&](size_t j, auto* values) {
-                             // Rows of one entity belong to one worker.
-                             // `entity` views the first row's string: entity
-                             // strings stay until the end.
-                             Pending& p = buffer_[rows[j]];
-                             std::string& bytes = scratch[worker];
-                             bytes.clear();
-                             EncodeRow(p.index, entity, p.time_us,
-                                       p.passthrough, *values, &bytes);
-                             encoded[rows[j]] = blocks[worker].Add(bytes);
-                             std::vector<std::string>().swap(p.passthrough);
-                           });
+                           pinned_.watermark, encode);
       }));
 
   std::string response;
@@ -216,8 +216,9 @@ absl::Status JoinSession::Flush(const Emit& emit) {
     const size_t end =
         std::min(n, i + static_cast<size_t>(options_.chunk_rows));
     size_t size = 64;  // the header fields, roughly
-    for (size_t k = i; k < end; ++k)
+    for (size_t k = i; k < end; ++k) {
       size += wire::LenFieldSize(encoded[k].size());
+    }
     response.reserve(size);
     for (; i < end; ++i) {
       wire::PutBytesField(&response, v1::JoinFeaturesResponse::kRowsFieldNumber,
