@@ -38,12 +38,15 @@ class Client {
   absl::StatusOr<v1::IngestResponse> IngestStream(
       const std::function<bool(v1::IngestRequest*)>& next);
   // Calls `on_chunk` per received chunk; stops early if it returns false.
+  // A chunk is valid only during its call (it lives in an arena reset after
+  // it): copy what you keep.
   absl::Status ReadEvents(
       const v1::ReadEventsRequest& request,
       const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk);
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request);
   // Calls `on_chunk` per received chunk; stops early if it returns false.
+  // A chunk is valid only during its call.
   absl::Status Snapshot(
       const v1::SnapshotRequest& request,
       const std::function<bool(const v1::SnapshotChunk&)>& on_chunk);

@@ -198,12 +198,10 @@ std::string TilePrefixOf(const CompiledView& view, absl::string_view entity) {
                     view.def->version());
 }
 
-// Adds one stored event to every state it belongs to. `starts` (window
-// starts) may be null: then windows are ignored (tiles hold whole days).
-// Adds the event to every feature whose window [starts[i], as-of) holds
-// it (every feature when `starts` is null). With `tiled_day` set, features
-// whose window starts at or before that day already have the day from its
-// tile and are skipped.
+// Adds one stored event to every feature whose window [starts[i], as-of)
+// holds it; `starts` may be null, then windows are ignored (tiles hold
+// whole days). With `tiled_day` set, features whose window starts at or
+// before that day already have the day from its tile and are skipped.
 void AddEvent(const CompiledView& view, const ParsedEventKey& key,
               const std::vector<FieldValue>& fields,
               const std::vector<int64_t>* starts,
@@ -297,7 +295,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       existing.push_back(day);
       // A tile holds every event of its day up to its build watermark;
       // read at an older watermark it would hold too much.
-      if (day + kDayMicros > as_of_us || DecodeBigEndian64(v.data()) > watermark) {
+      if (day + kDayMicros > as_of_us ||
+          DecodeBigEndian64(v.data()) > watermark) {
         continue;
       }
       v.remove_prefix(8);
@@ -354,8 +353,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
            covered[next_covered].day < event_day) {
       ++next_covered;
     }
-    const bool tiled = next_covered < covered.size() &&
-                       covered[next_covered].day == event_day;
+    const bool tiled =
+        next_covered < covered.size() && covered[next_covered].day == event_day;
     if (tiled && key.time_us < covered[next_covered].raw_from) {
       // The tile has this part of the day: seek to where raw events are
       // needed again, across a run of days tiles serve entirely.
@@ -489,8 +488,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     }
     if (request.as_of_times_size() > kMaxSnapshotTimes) {
       return absl::InvalidArgumentError(
-          absl::StrCat(request.as_of_times_size(), " as_of_times; the limit is ",
-                       kMaxSnapshotTimes));
+          absl::StrCat(request.as_of_times_size(),
+                       " as_of_times; the limit is ", kMaxSnapshotTimes));
     }
     for (const auto& ts : request.as_of_times()) {
       auto t = RequestTimeToMicros(ts, "as_of_times");
@@ -546,9 +545,9 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   std::vector<Found> batch;
   const int64_t last_time = times.back();
   // Entities per batch: a batch holds up to (entities x times) rows.
-  const size_t batch_limit = std::clamp<size_t>(
-      static_cast<size_t>(chunk_rows) * 32 / nt, 64,
-      static_cast<size_t>(std::max(chunk_rows, 64)));
+  const size_t batch_limit =
+      std::clamp<size_t>(static_cast<size_t>(chunk_rows) * 32 / nt, 64,
+                         static_cast<size_t>(std::max(chunk_rows, 64)));
   while (it->Valid()) {
     batch.clear();
     while (it->Valid() && batch.size() < batch_limit) {
@@ -592,12 +591,11 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
           auto& cursor = cursors[worker];
           if (cursor == nullptr) cursor = store_->NewEntityCursor(read_view);
           Found& f = batch[i];
-          return SweepEntity(
-              cv, cursor.get(), f.entity,
-              absl::MakeConstSpan(times).subspan(f.first_time), watermark,
-              [&](size_t j, auto* values) {
-                f.rows[j]->mutable_values()->Swap(values);
-              });
+          return SweepEntity(cv, cursor.get(), f.entity,
+                             absl::MakeConstSpan(times).subspan(f.first_time),
+                             watermark, [&](size_t j, auto* values) {
+                               f.rows[j]->mutable_values()->Swap(values);
+                             });
         }));
     for (size_t k = 0; k < nt; ++k) {
       if (chunks[k].rows_size() > 0) RETURN_IF_ERROR(flush(k));
