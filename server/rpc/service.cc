@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -170,7 +171,9 @@ class ThreadedStream : public Base {
   void OnDone() override {
     // Finish comes after the handler set done_: it has nothing left to do
     // with `this` (it may be this very thread, inside Finish).
-    if (thread_.get_id() == std::this_thread::get_id()) {
+    if (!thread_.joinable()) {
+      // The handler never started.
+    } else if (thread_.get_id() == std::this_thread::get_id()) {
       thread_.detach();
     } else {
       thread_.join();
@@ -183,17 +186,29 @@ class ThreadedStream : public Base {
   virtual grpc::Status Run() = 0;
 
   void Start() {
-    thread_ = std::thread([this] {
-      const grpc::Status status = Run();
-      Action action;
+    try {
+      thread_ = std::thread([this] {
+        const grpc::Status status = Run();
+        Action action;
+        {
+          absl::MutexLock lock(&mu_);
+          done_ = true;
+          status_ = status;
+          action = NextLocked();
+        }
+        RunAction(action);  // may be the last use of `this`
+      });
+    } catch (const std::system_error& e) {
+      // Out of threads: this call fails, the server keeps serving.
       {
         absl::MutexLock lock(&mu_);
         done_ = true;
-        status_ = status;
-        action = NextLocked();
+        finished_ = true;
       }
-      RunAction(action);  // may be the last use of `this`
-    });
+      this->Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("cannot start a thread for this call: ", e.what())));
+    }
   }
 
   // Queues one serialized response (taking its bytes); blocks while
