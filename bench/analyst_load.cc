@@ -27,26 +27,19 @@
 #include "absl/strings/str_split.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
+#include "bench/workload_flags.h"
 #include "client/client.h"
 #include "client/local_server.h"
 #include "client/records.h"
 #include "nlohmann/json.hpp"
 #include "server/common/time_util.h"
 
-ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
 ABSL_FLAG(std::string, duckdb_modules, "build/duckdb/node_modules",
           "node_modules folder holding @duckdb/node-api (empty: skip DuckDB)");
 ABSL_FLAG(std::string, node, "node", "node binary");
-ABSL_FLAG(int64_t, events, 10000000, "events to load");
-ABSL_FLAG(int, entities, 100000, "distinct entities");
-ABSL_FLAG(int, days, 90, "days of history");
-ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of entity activity");
 ABSL_FLAG(int64_t, labels, 1000000, "label rows of the join");
-ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
 ABSL_FLAG(std::string, server_flags, "",
           "extra rawfeatd flags, comma-separated");
-ABSL_FLAG(int, settle_seconds, 180,
-          "most seconds to wait for compactions after loading");
 
 namespace rawfeat {
 namespace {
@@ -115,9 +108,7 @@ int CountDisagreements(const google::protobuf::RepeatedPtrField<std::string>&
 }
 
 int Main() {
-  const bench::Workload workload(
-      absl::GetFlag(FLAGS_events), absl::GetFlag(FLAGS_entities),
-      absl::GetFlag(FLAGS_days), absl::GetFlag(FLAGS_zipf));
+  const bench::Workload workload = bench::WorkloadFromFlags();
   const int64_t n_labels = absl::GetFlag(FLAGS_labels);
   const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "albench");
   const std::string& work = scratch.path();

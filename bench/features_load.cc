@@ -40,27 +40,20 @@
 #include "absl/strings/str_split.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
+#include "bench/workload_flags.h"
 #include "client/client.h"
 #include "client/local_server.h"
 #include "server/common/time_util.h"
 
-ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
 ABSL_FLAG(std::string, redis_server, "/usr/bin/redis-server",
           "redis-server binary (empty: skip the reference)");
-ABSL_FLAG(int64_t, events, 10000000, "events to load");
-ABSL_FLAG(int, entities, 100000, "distinct entities");
-ABSL_FLAG(int, days, 90, "days of history");
-ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of entity activity");
 ABSL_FLAG(int, clients, 2, "closed-loop client threads (per side)");
 ABSL_FLAG(int, requests, 20000, "most requests per scenario (all clients)");
 ABSL_FLAG(double, seconds, 10, "most seconds per scenario");
-ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
 ABSL_FLAG(std::string, scenarios, "0,1,2,3,4,5",
           "which scenarios to run (see the table)");
 ABSL_FLAG(std::string, server_flags, "",
           "extra rawfeatd flags, comma-separated (e.g. --block_cache_mb=1024)");
-ABSL_FLAG(int, settle_seconds, 180,
-          "most seconds to wait for compactions after loading");
 ABSL_FLAG(double, warmup_seconds, 120,
           "most seconds spent tiling the heavy entities before warm runs");
 
@@ -148,9 +141,7 @@ int Main() {
   const int entities = absl::GetFlag(FLAGS_entities);
   const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "flbench");
   const std::string& work = scratch.path();
-  const bench::Workload workload(absl::GetFlag(FLAGS_events), entities,
-                                 absl::GetFlag(FLAGS_days),
-                                 absl::GetFlag(FLAGS_zipf));
+  const bench::Workload workload = bench::WorkloadFromFlags();
   std::printf(
       "features_load: %lld events, %d entities (hottest has %.1f%% of "
       "events), %d days, %d clients\n",

@@ -21,24 +21,17 @@
 #include "absl/time/time.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
+#include "bench/workload_flags.h"
 #include "client/client.h"
 #include "client/local_server.h"
 
-ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
 ABSL_FLAG(std::string, rawfeat, "build/client/rawfeat", "rawfeat CLI binary");
 ABSL_FLAG(std::string, db_bench, "/usr/bin/db_bench",
           "RocksDB db_bench (empty: skip the reference run)");
-ABSL_FLAG(int64_t, events, 10000000, "events to load");
-ABSL_FLAG(int, entities, 100000, "distinct entities");
-ABSL_FLAG(int, days, 90, "days of history");
-ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of entity activity");
 ABSL_FLAG(int64_t, copy_events, 1000000, "events copied to a second server");
 ABSL_FLAG(int, backfill_days, 30, "daily as-of times of the backfill");
-ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
 ABSL_FLAG(bool, replay_only, false,
           "measure only the ReadEvents replay (no copy, backfill, db_bench)");
-ABSL_FLAG(int, settle_seconds, 180,
-          "most seconds to wait for compactions after loading");
 
 namespace rawfeat {
 namespace {
@@ -61,9 +54,7 @@ double Timed(const std::string& cmd) {
 }
 
 int Main() {
-  const bench::Workload workload(
-      absl::GetFlag(FLAGS_events), absl::GetFlag(FLAGS_entities),
-      absl::GetFlag(FLAGS_days), absl::GetFlag(FLAGS_zipf));
+  const bench::Workload workload = bench::WorkloadFromFlags();
   const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "rlbench");
   const std::string& work = scratch.path();
   const std::string cli = absl::GetFlag(FLAGS_rawfeat);

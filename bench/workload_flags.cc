@@ -1,0 +1,23 @@
+#include "bench/workload_flags.h"
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(std::string, rawfeatd, "build/server/rawfeatd", "rawfeatd binary");
+ABSL_FLAG(int64_t, events, 10000000, "events to load");
+ABSL_FLAG(int, entities, 100000, "distinct entities");
+ABSL_FLAG(int, days, 90, "days of history");
+ABSL_FLAG(double, zipf, 1.1, "Zipf exponent of entity activity");
+ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
+ABSL_FLAG(int, settle_seconds, 180,
+          "most seconds to wait for compactions after loading");
+
+namespace rawfeat {
+namespace bench {
+
+Workload WorkloadFromFlags() {
+  return Workload(absl::GetFlag(FLAGS_events), absl::GetFlag(FLAGS_entities),
+                  absl::GetFlag(FLAGS_days), absl::GetFlag(FLAGS_zipf));
+}
+
+}  // namespace bench
+}  // namespace rawfeat
