@@ -94,6 +94,7 @@ class CountAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<CountAggregator>(*this);
   }
+  void Reset() override { n_ = 0; }
   void Serialize(std::string* out) const override { PutVarint64(out, n_); }
   bool Deserialize(absl::string_view in) override {
     return GetCount(&in, &n_) && in.empty();
@@ -164,6 +165,7 @@ class SumAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<SumAggregator>(*this);
   }
+  void Reset() override { *this = SumAggregator(type_, average_); }
   void Serialize(std::string* out) const override {
     PutVarint64(out, n_);
     PutBigEndian64(out, static_cast<uint64_t>(isum_ >> 64));
@@ -211,6 +213,7 @@ class PickAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<PickAggregator>(*this);
   }
+  void Reset() override { *this = PickAggregator(mode_); }
   void Serialize(std::string* out) const override {
     out->push_back(has_ ? 1 : 0);
     if (!has_) return;
@@ -278,6 +281,7 @@ class LastKAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<LastKAggregator>(*this);
   }
+  void Reset() override { items_.clear(); }
   void Serialize(std::string* out) const override {
     PutVarint64(out, items_.size());
     for (const auto& [order, value] : items_) {
@@ -301,6 +305,10 @@ class LastKAggregator final : public Aggregator {
  private:
   // items_ is sorted by order, descending (most recent first).
   void Offer(Order order, const FieldValue& v) {
+    if (items_.size() < k_ && (items_.empty() || order < items_.back().first)) {
+      items_.emplace_back(order, OwnedValue(v));  // offered newest first
+      return;
+    }
     if (items_.size() == k_ && order <= items_.back().first) return;
     auto at = std::find_if(items_.begin(), items_.end(),
                            [&](const auto& it) { return it.first < order; });
@@ -342,6 +350,7 @@ class CountDistinctAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<CountDistinctAggregator>(*this);
   }
+  void Reset() override { seen_.clear(); }
   void Serialize(std::string* out) const override {
     // Sorted, so equal states serialize to equal bytes.
     std::vector<absl::string_view> keys;
@@ -388,31 +397,21 @@ class CountDistinctAggregator final : public Aggregator {
   absl::flat_hash_map<std::string, int64_t> seen_;
 };
 
-// stddev (sample, n-1) from the exact sums of x and x^2:
-//   S1 = round(sum x), S2 = round(sum x^2)   (each correctly rounded once)
-//   var = (S2 - S1 * S1 / n) / (n - 1), clamped at 0;  stddev = sqrt(var)
-// evaluated left to right in double arithmetic. Null for fewer than two.
+// stddev (sample, n-1): sqrt(RN(v)) where v is the exact sample variance,
+// from the exact n, sum of x and sum of x^2 (INT64 values as exact
+// integers). Only Finalize rounds: once for v, once in the IEEE sqrt.
+// Null for fewer than two values.
 class StddevAggregator final : public Aggregator {
  public:
   explicit StddevAggregator(v1::FieldType type) : type_(type) {}
   void Add(const FieldValue& v, int64_t, uint64_t) override {
-    const double x = type_ == v1::INT64 ? static_cast<double>(v.i) : v.d;
     ++n_;
-    s1_.Add(x);
-    // x*x exactly, as hi + lo.
-    const double hi = x * x;
-    const double lo = std::fma(x, x, -hi);
-    s2_.Add(hi);
-    s2_.Add(lo);
+    Accumulate(v, /*negate=*/false);
   }
+  // Exact arithmetic: subtracting x and x^2 cancels them exactly.
   bool Remove(const FieldValue& v, int64_t, uint64_t) override {
-    const double x = type_ == v1::INT64 ? static_cast<double>(v.i) : v.d;
     --n_;
-    s1_.Add(-x);
-    const double hi = x * x;
-    const double lo = std::fma(x, x, -hi);
-    s2_.Add(-hi);
-    s2_.Add(-lo);
+    Accumulate(v, /*negate=*/true);
     return true;
   }
   void Merge(const Aggregator& o) override {
@@ -424,19 +423,15 @@ class StddevAggregator final : public Aggregator {
   absl::Status Finalize(v1::Value* out) const override {
     out->Clear();
     if (n_ < 2) return absl::OkStatus();
-    auto s1 = s1_.Round();
-    if (!s1.ok()) return s1.status();
-    auto s2 = s2_.Round();
-    if (!s2.ok()) return s2.status();
-    const double n = static_cast<double>(n_);
-    double var = (*s2 - *s1 * *s1 / n) / (n - 1);
-    if (!(var > 0)) var = 0;
-    out->set_double_value(std::sqrt(var));
+    auto var = ExactSampleVariance(n_, s1_, s2_);
+    if (!var.ok()) return var.status();
+    out->set_double_value(std::sqrt(*var));
     return absl::OkStatus();
   }
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<StddevAggregator>(*this);
   }
+  void Reset() override { *this = StddevAggregator(type_); }
   void Serialize(std::string* out) const override {
     PutVarint64(out, n_);
     s1_.Serialize(out);
@@ -448,10 +443,19 @@ class StddevAggregator final : public Aggregator {
   }
 
  private:
+  void Accumulate(const FieldValue& v, bool negate) {
+    if (type_ == v1::INT64) {
+      s1_.AddInt(v.i, negate);
+      s2_.AddSquareInt(v.i, negate);
+    } else {
+      s1_.Add(negate ? -v.d : v.d);
+      s2_.AddSquare(v.d, negate);
+    }
+  }
   v1::FieldType type_;
   int64_t n_ = 0;
   ExactSum s1_;
-  ExactSum s2_;
+  ExactSquareSum s2_;
 };
 
 }  // namespace
@@ -471,47 +475,53 @@ const AggregatorRegistry::Entry* AggregatorRegistry::Find(
 
 void RegisterBuiltinAggregators(AggregatorRegistry* r) {
   using FU = AggregationSpec::FieldUse;
+  using S = AggregationSpec::Sliding;
+  using R = AggregationSpec::Result;
+  using Mode = PickAggregator::Mode;
   const std::vector<v1::FieldType> numeric = {v1::INT64, v1::DOUBLE};
-  r->Register({"count", FU::kOptional, {}, false},
+  r->Register({"count", FU::kOptional, {}, false, S::kInvertible, R::kInt64},
               [](const v1::FeatureDef&, v1::FieldType) {
                 return std::make_unique<CountAggregator>();
               });
-  r->Register({"sum", FU::kRequired, numeric, false},
+  r->Register({"sum", FU::kRequired, numeric, false, S::kInvertible, R::kField},
               [](const v1::FeatureDef&, v1::FieldType t) {
                 return std::make_unique<SumAggregator>(t, false);
               });
-  r->Register({"avg", FU::kRequired, numeric, false},
-              [](const v1::FeatureDef&, v1::FieldType t) {
-                return std::make_unique<SumAggregator>(t, true);
-              });
-  r->Register({"min", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
-                                                    v1::FieldType) {
-    return std::make_unique<PickAggregator>(PickAggregator::Mode::kMin);
-  });
-  r->Register({"max", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
-                                                    v1::FieldType) {
-    return std::make_unique<PickAggregator>(PickAggregator::Mode::kMax);
-  });
-  r->Register({"first", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
-                                                      v1::FieldType) {
-    return std::make_unique<PickAggregator>(PickAggregator::Mode::kFirst);
-  });
-  r->Register({"last", FU::kRequired, {}, false}, [](const v1::FeatureDef&,
-                                                     v1::FieldType) {
-    return std::make_unique<PickAggregator>(PickAggregator::Mode::kLast);
-  });
-  r->Register({"last_k", FU::kRequired, {}, true},
-              [](const v1::FeatureDef& f, v1::FieldType) {
-                return std::make_unique<LastKAggregator>(f.k());
-              });
-  r->Register({"count_distinct", FU::kRequired, {}, false},
-              [](const v1::FeatureDef&, v1::FieldType) {
-                return std::make_unique<CountDistinctAggregator>();
-              });
-  r->Register({"stddev", FU::kRequired, numeric, false},
-              [](const v1::FeatureDef&, v1::FieldType t) {
-                return std::make_unique<StddevAggregator>(t);
-              });
+  r->Register(
+      {"avg", FU::kRequired, numeric, false, S::kInvertible, R::kDouble},
+      [](const v1::FeatureDef&, v1::FieldType t) {
+        return std::make_unique<SumAggregator>(t, true);
+      });
+  const struct {
+    const char* name;
+    Mode mode;
+    S sliding;
+  } picks[] = {{"min", Mode::kMin, S::kKeepMin},
+               {"max", Mode::kMax, S::kKeepMax},
+               {"first", Mode::kFirst, S::kKeepFirst},
+               {"last", Mode::kLast, S::kKeepLatest}};
+  for (const auto& p : picks) {
+    const Mode mode = p.mode;
+    r->Register({p.name, FU::kRequired, {}, false, p.sliding, R::kField},
+                [mode](const v1::FeatureDef&, v1::FieldType) {
+                  return std::make_unique<PickAggregator>(mode);
+                });
+  }
+  r->Register(
+      {"last_k", FU::kRequired, {}, true, S::kKeepLatest, R::kListOfField},
+      [](const v1::FeatureDef& f, v1::FieldType) {
+        return std::make_unique<LastKAggregator>(f.k());
+      });
+  r->Register(
+      {"count_distinct", FU::kRequired, {}, false, S::kInvertible, R::kInt64},
+      [](const v1::FeatureDef&, v1::FieldType) {
+        return std::make_unique<CountDistinctAggregator>();
+      });
+  r->Register(
+      {"stddev", FU::kRequired, numeric, false, S::kInvertible, R::kDouble},
+      [](const v1::FeatureDef&, v1::FieldType t) {
+        return std::make_unique<StddevAggregator>(t);
+      });
 }
 
 const AggregatorRegistry& BuiltinAggregators() {

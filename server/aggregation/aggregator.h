@@ -36,9 +36,10 @@ class Aggregator {
   virtual void Add(const FieldValue& v, int64_t time_us, uint64_t seq) = 0;
 
   // Undoes one earlier Add of the same (v, time_us, seq), for sliding
-  // windows (point-in-time joins). Returns false, changing nothing, for
-  // aggregations that cannot forget (min, max, first, last, last_k): the
-  // caller keeps the window's events itself for those. After Remove the
+  // windows (point-in-time joins). Only aggregations whose spec declares
+  // Sliding::kInvertible implement it; the others return false, changing
+  // nothing (the caller keeps the window's events for those, as the spec's
+  // Sliding says). After Remove the
   // state finalizes to the same bits as if the event had never been added.
   // REQUIRES: the state was built by Add only (not Merge/Deserialize), and
   // the event was added and not yet removed.
@@ -53,12 +54,16 @@ class Aggregator {
   // factory for the same feature.
   virtual void Merge(const Aggregator& other) = 0;
 
-  // The feature value; null (no kind set) where the design says so.
-  // Errors: OUT_OF_RANGE when an INT64 sum overflows or a DOUBLE sum
-  // exceeds the largest double.
+  // The feature value; null (no kind set) where the design says so. The
+  // only rounding of a numeric result happens here, once (README, "Numeric
+  // contract"). Errors: OUT_OF_RANGE when an INT64 sum leaves int64, or a
+  // rounded DOUBLE sum or a variance exceeds the largest double.
   virtual absl::Status Finalize(v1::Value* out) const = 0;
 
   virtual std::unique_ptr<Aggregator> Clone() const = 0;
+
+  // Forgets everything added: the state of a newly made aggregator.
+  virtual void Reset() = 0;
 
   // An exact encoding of the state (appended to *out), so partial states
   // can be stored (tiles) and merged later; Deserialize replaces this

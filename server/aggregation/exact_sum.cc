@@ -1,42 +1,132 @@
 #include "server/aggregation/exact_sum.h"
 
+#include <gmp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
+#include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 
 namespace rawfeat {
 namespace {
+
 constexpr uint32_t kNormalizeEvery = 1u << 30;
 constexpr int64_t kDigit = int64_t{1} << 32;
-}  // namespace
+// Fixed-point scales: ExactSum counts units of 2^-1074, ExactSquareSum
+// units of 2^-2148.
+constexpr int kSumFractionBits = 1074;
+constexpr int kSquareFractionBits = 2 * kSumFractionBits;
 
-void ExactSum::Add(double d) {
+// A finite double as sign, mantissa and the bit position of the mantissa's
+// lowest bit in units of 2^-1074: d = ±mantissa * 2^(bit - 1074).
+struct Decomposed {
+  bool negative;
+  uint64_t mantissa;  // 0 for ±0
+  int bit;
+};
+
+Decomposed Decompose(double d) {
   uint64_t bits;
   std::memcpy(&bits, &d, sizeof(bits));
-  const bool negative = (bits >> 63) != 0;
   const int biased = static_cast<int>((bits >> 52) & 0x7ff);
   uint64_t mantissa = bits & ((uint64_t{1} << 52) - 1);
-  if (biased == 0) {
-    if (mantissa == 0) return;  // ±0
-  } else {
-    mantissa |= uint64_t{1} << 52;
+  if (biased != 0) mantissa |= uint64_t{1} << 52;
+  return {(bits >> 63) != 0, mantissa, biased == 0 ? 0 : biased - 1};
+}
+
+uint64_t Magnitude(int64_t i) {
+  return i < 0 ? uint64_t{0} - static_cast<uint64_t>(i)
+               : static_cast<uint64_t>(i);
+}
+
+// RAII for the few GMP integers a rounding needs.
+class Mpz {
+ public:
+  Mpz() { mpz_init(z_); }
+  ~Mpz() { mpz_clear(z_); }
+  Mpz(const Mpz&) = delete;
+  Mpz& operator=(const Mpz&) = delete;
+  mpz_ptr get() { return z_; }
+
+ private:
+  mpz_t z_;
+};
+
+// num / den * 2^exp2 rounded once to the nearest double (ties to even;
+// subnormal results have fewer bits, as IEEE 754 says).
+// REQUIRES: num >= 0, den > 0. Errors: OUT_OF_RANGE above DBL_MAX.
+absl::StatusOr<double> RoundQuotient(mpz_ptr num, mpz_ptr den, int64_t exp2,
+                                     const char* what) {
+  if (mpz_sgn(num) == 0) return 0.0;
+  // floor(log2(num / den)) is e0 or e0 - 1.
+  const int64_t e0 = static_cast<int64_t>(mpz_sizeinbase(num, 2)) -
+                     static_cast<int64_t>(mpz_sizeinbase(den, 2)) + exp2;
+  if (e0 - 1 > 1023) {
+    return absl::OutOfRangeError(
+        absl::StrCat(what, " exceeds the largest double"));
   }
-  // d = ±mantissa * 2^(shift - 1074).
-  const int shift = biased == 0 ? 0 : biased - 1;
-  const int slot = shift / 32;
-  const unsigned __int128 wide = static_cast<unsigned __int128>(mantissa)
-                                 << (shift % 32);
-  const int64_t parts[3] = {static_cast<int64_t>(wide & 0xffffffffu),
-                            static_cast<int64_t>((wide >> 32) & 0xffffffffu),
-                            static_cast<int64_t>(wide >> 64)};
-  for (int i = 0; i < 3; ++i) {
+  // The result's unit in the last place is 2^U with U = max(E - 52, -1074)
+  // for E = floor(log2(value)) >= e0 - 1. Take the quotient two bits finer
+  // than the smallest U can be, so a round bit and a sticky bit remain.
+  const int64_t u = std::max<int64_t>(e0 - 1 - 52, -1074) - 2;
+  Mpz q, r, scaled_num, scaled_den;
+  const int64_t shift = exp2 - u;  // value / 2^u = num * 2^shift / den
+  if (shift >= 0) {
+    mpz_mul_2exp(scaled_num.get(), num, static_cast<mp_bitcnt_t>(shift));
+    mpz_set(scaled_den.get(), den);
+  } else {
+    mpz_set(scaled_num.get(), num);
+    mpz_mul_2exp(scaled_den.get(), den, static_cast<mp_bitcnt_t>(-shift));
+  }
+  mpz_tdiv_qr(q.get(), r.get(), scaled_num.get(), scaled_den.get());
+  const bool sticky = mpz_sgn(r.get()) != 0;
+  const int64_t e = static_cast<int64_t>(mpz_sizeinbase(q.get(), 2)) - 1 + u;
+  const int64_t ulp = std::max<int64_t>(e - 52, -1074);
+  const int drop = static_cast<int>(ulp - u);  // 2 or 3 bits
+  // q < 2^57 here, so it fits an unsigned long.
+  const uint64_t bits = mpz_get_ui(q.get());
+  uint64_t m = bits >> drop;
+  const uint64_t rest = bits & ((uint64_t{1} << drop) - 1);
+  const uint64_t half = uint64_t{1} << (drop - 1);
+  if (rest > half || (rest == half && (sticky || (m & 1)))) ++m;
+  const double result =
+      std::ldexp(static_cast<double>(m), static_cast<int>(ulp));
+  if (std::isinf(result)) {
+    return absl::OutOfRangeError(
+        absl::StrCat(what, " exceeds the largest double"));
+  }
+  return result;
+}
+
+}  // namespace
+
+// ---- CarrySaveInt
+
+template <int kSlots>
+void CarrySaveInt<kSlots>::Add(bool negative, unsigned __int128 magnitude,
+                               int bit) {
+  const int slot = bit / 32;
+  const int s = bit % 32;
+  const unsigned __int128 low = magnitude << s;
+  const uint64_t top =
+      s == 0 ? 0 : static_cast<uint64_t>(magnitude >> (128 - s));
+  const int64_t parts[5] = {
+      static_cast<int64_t>(static_cast<uint64_t>(low) & 0xffffffffu),
+      static_cast<int64_t>(static_cast<uint64_t>(low >> 32) & 0xffffffffu),
+      static_cast<int64_t>(static_cast<uint64_t>(low >> 64) & 0xffffffffu),
+      static_cast<int64_t>(static_cast<uint64_t>(low >> 96) & 0xffffffffu),
+      static_cast<int64_t>(top)};
+  for (int i = 0; i < 5; ++i) {
     slots_[slot + i] += negative ? -parts[i] : parts[i];
   }
   if (++pending_ >= kNormalizeEvery) Normalize();
 }
 
-void ExactSum::Normalize() {
+template <int kSlots>
+void CarrySaveInt<kSlots>::Normalize() {
   // Each slot but the top becomes a digit in [0, 2^32); the top keeps the
   // sign of the whole number.
   for (int i = 0; i < kSlots - 1; ++i) {
@@ -47,11 +137,12 @@ void ExactSum::Normalize() {
   pending_ = 0;
 }
 
-void ExactSum::Merge(const ExactSum& other) {
+template <int kSlots>
+void CarrySaveInt<kSlots>::Merge(const CarrySaveInt& other) {
   // A slot grows by less than 2^32 per addition since the last Normalize,
   // so slot-wise addition is safe while the combined count stays small.
   if (uint64_t{pending_} + other.pending_ + 2 >= kNormalizeEvery) {
-    ExactSum o = other;
+    CarrySaveInt o = other;
     o.Normalize();
     Normalize();
     for (int i = 0; i < kSlots; ++i) slots_[i] += o.slots_[i];
@@ -62,90 +153,126 @@ void ExactSum::Merge(const ExactSum& other) {
   pending_ += other.pending_ + 1;
 }
 
-absl::StatusOr<double> ExactSum::Round() const {
-  ExactSum n = *this;
+template <int kSlots>
+void CarrySaveInt<kSlots>::ToMpz(void* out) const {
+  mpz_ptr z = static_cast<mpz_ptr>(out);
+  CarrySaveInt n = *this;
   n.Normalize();
   const bool negative = n.slots_[kSlots - 1] < 0;
-  // Magnitude as 32-bit digits.
+  // Magnitude as 32-bit digits (two's complement negation when negative).
   std::array<uint32_t, kSlots> mag{};
-  if (negative) {
-    // Two's complement negation over the digits.
-    uint64_t carry = 1;
-    for (int i = 0; i < kSlots; ++i) {
-      const uint64_t digit = ~static_cast<uint32_t>(n.slots_[i]) & 0xffffffffu;
-      const uint64_t v = digit + carry;
-      mag[i] = static_cast<uint32_t>(v);
+  uint64_t carry = 1;
+  int lo = kSlots, hi = -1;
+  for (int i = 0; i < kSlots; ++i) {
+    uint32_t digit = static_cast<uint32_t>(n.slots_[i]);
+    if (negative) {
+      const uint64_t v = uint64_t{static_cast<uint32_t>(~digit)} + carry;
+      digit = static_cast<uint32_t>(v);
       carry = v >> 32;
     }
-  } else {
-    for (int i = 0; i < kSlots; ++i)
-      mag[i] = static_cast<uint32_t>(n.slots_[i]);
-  }
-  int top = kSlots - 1;
-  while (top >= 0 && mag[top] == 0) --top;
-  if (top < 0) return 0.0;
-  // p = index of the highest set bit.
-  const int p = top * 32 + (31 - __builtin_clz(mag[top]));
-  auto bit = [&](int i) -> uint64_t {
-    return i < 0 ? 0 : (mag[i / 32] >> (i % 32)) & 1u;
-  };
-  double result;
-  if (p < 53) {
-    // Fits in 53 bits: exact (a subnormal or the low normals).
-    uint64_t m = 0;
-    for (int i = p; i >= 0; --i) m = (m << 1) | bit(i);
-    result = std::ldexp(static_cast<double>(m), -1074);
-  } else {
-    uint64_t m = 0;
-    for (int i = p; i > p - 53; --i) m = (m << 1) | bit(i);
-    const uint64_t guard = bit(p - 53);
-    // Sticky: any set bit at positions q..0.
-    bool sticky = false;
-    const int q = p - 54;
-    if (q >= 0) {
-      const int digit = q / 32;
-      const int width = q % 32 + 1;
-      const uint32_t mask =
-          width == 32 ? 0xffffffffu : ((uint32_t{1} << width) - 1);
-      sticky = (mag[digit] & mask) != 0;
-      for (int i = 0; i < digit && !sticky; ++i) sticky = mag[i] != 0;
-    }
-    int exp = p - 52 - 1074;
-    if (guard && (sticky || (m & 1))) {
-      ++m;
-      if (m == (uint64_t{1} << 53)) {
-        m >>= 1;
-        ++exp;
-      }
-    }
-    result = std::ldexp(static_cast<double>(m), exp);
-    if (std::isinf(result)) {
-      return absl::OutOfRangeError("sum exceeds the largest double");
+    mag[i] = digit;
+    if (digit != 0) {
+      lo = std::min(lo, i);
+      hi = i;
     }
   }
-  return negative ? -result : result;
+  if (hi < 0) {
+    mpz_set_ui(z, 0);
+    return;
+  }
+  mpz_import(z, static_cast<size_t>(hi - lo + 1), /*order=*/-1,
+             sizeof(uint32_t), /*endian=*/0, /*nails=*/0, &mag[lo]);
+  mpz_mul_2exp(z, z, static_cast<mp_bitcnt_t>(32 * lo));
+  if (negative) mpz_neg(z, z);
 }
 
-void ExactSum::Serialize(std::string* out) const {
-  ExactSum n = *this;
+// Encoding: varint(first non-zero slot), varint(count), count x
+// zigzag-varint slots of the normalized value (empty value: 0, 0).
+template <int kSlots>
+void CarrySaveInt<kSlots>::Serialize(std::string* out) const {
+  CarrySaveInt n = *this;
   n.Normalize();
-  int top = kSlots - 1;
-  while (top >= 0 && n.slots_[top] == 0) --top;
-  PutVarint64(out, static_cast<uint64_t>(top + 1));
-  for (int i = 0; i <= top; ++i) PutVarint64(out, ZigZagEncode(n.slots_[i]));
+  int lo = 0;
+  int hi = kSlots - 1;
+  while (hi >= 0 && n.slots_[hi] == 0) --hi;
+  while (lo <= hi && n.slots_[lo] == 0) ++lo;
+  PutVarint64(out, static_cast<uint64_t>(hi < 0 ? 0 : lo));
+  PutVarint64(out, static_cast<uint64_t>(hi < 0 ? 0 : hi - lo + 1));
+  for (int i = lo; i <= hi; ++i) PutVarint64(out, ZigZagEncode(n.slots_[i]));
 }
 
-bool ExactSum::Deserialize(absl::string_view* in) {
+template <int kSlots>
+bool CarrySaveInt<kSlots>::Deserialize(absl::string_view* in) {
   slots_.fill(0);
   pending_ = 0;
-  uint64_t count;
-  if (!GetVarint64(in, &count) || count > kSlots) return false;
+  uint64_t lo, count;
+  if (!GetVarint64(in, &lo) || !GetVarint64(in, &count) || lo > kSlots ||
+      count > kSlots - lo) {
+    return false;
+  }
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t z;
     if (!GetVarint64(in, &z)) return false;
-    slots_[i] = ZigZagDecode(z);
+    slots_[lo + i] = ZigZagDecode(z);
   }
   return true;
+}
+
+template class CarrySaveInt<70>;
+template class CarrySaveInt<134>;
+
+// ---- ExactSum
+
+void ExactSum::Add(double d) {
+  const Decomposed x = Decompose(d);
+  if (x.mantissa != 0) v_.Add(x.negative, x.mantissa, x.bit);
+}
+
+void ExactSum::AddInt(int64_t i, bool negate) {
+  if (i != 0) v_.Add((i < 0) != negate, Magnitude(i), kSumFractionBits);
+}
+
+absl::StatusOr<double> ExactSum::Round() const {
+  Mpz num, den;
+  v_.ToMpz(num.get());
+  mpz_set_ui(den.get(), 1);
+  const bool negative = mpz_sgn(num.get()) < 0;
+  mpz_abs(num.get(), num.get());
+  auto r = RoundQuotient(num.get(), den.get(), -kSumFractionBits, "sum");
+  if (!r.ok()) return r.status();
+  return negative ? -*r : *r;
+}
+
+// ---- ExactSquareSum
+
+void ExactSquareSum::AddSquare(double d, bool negate) {
+  const Decomposed x = Decompose(d);
+  if (x.mantissa == 0) return;
+  // d^2 = mantissa^2 * 2^(2 * bit - 2148), mantissa^2 < 2^106.
+  v_.Add(negate, static_cast<unsigned __int128>(x.mantissa) * x.mantissa,
+         2 * x.bit);
+}
+
+void ExactSquareSum::AddSquareInt(int64_t i, bool negate) {
+  const unsigned __int128 m = Magnitude(i);
+  if (m != 0) v_.Add(negate, m * m, kSquareFractionBits);
+}
+
+absl::StatusOr<double> ExactSampleVariance(int64_t n, const ExactSum& s1,
+                                           const ExactSquareSum& s2) {
+  // var = (n * S2 - S1^2) / (n * (n - 1)); S1 in units of 2^-1074, so S1^2
+  // and S2 are both in units of 2^-2148.
+  Mpz num, sum, den;
+  s2.v_.ToMpz(num.get());
+  mpz_mul_si(num.get(), num.get(), static_cast<long>(n));
+  s1.v_.ToMpz(sum.get());
+  mpz_mul(sum.get(), sum.get(), sum.get());
+  mpz_sub(num.get(), num.get(), sum.get());
+  mpz_set_si(den.get(), static_cast<long>(n));
+  mpz_mul_si(den.get(), den.get(), static_cast<long>(n - 1));
+  // Exact arithmetic: never negative for states built from real values.
+  if (mpz_sgn(num.get()) < 0) mpz_set_ui(num.get(), 0);
+  return RoundQuotient(num.get(), den.get(), -kSquareFractionBits, "variance");
 }
 
 }  // namespace rawfeat

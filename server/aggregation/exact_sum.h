@@ -1,14 +1,16 @@
 #ifndef RAWFEAT_SERVER_AGGREGATION_EXACT_SUM_H_
 #define RAWFEAT_SERVER_AGGREGATION_EXACT_SUM_H_
 
-// ExactSum: the exact sum of finite doubles, correctly rounded once at the
-// end (what Python's math.fsum returns), independent of the order values are
-// added or partial sums merged.
+// Exact accumulators for the numeric aggregations, and the one rounding
+// each result takes at the end.
 //
-// Every finite double is an integer multiple of 2^-1074, so the state is one
-// big integer in units of 2^-1074, kept as 32-bit digits in int64 slots
-// (carry-save: a slot absorbs 2^30 additions before carries must be
-// propagated). Add is O(1); Merge and Round are O(kSlots).
+// Every finite double is an integer multiple of 2^-1074, and its square an
+// integer multiple of 2^-2148, so sums of values and of squares are kept as
+// exact fixed-point integers: 32-bit digits in int64 slots (carry-save: a
+// slot absorbs 2^30 additions before carries must be propagated). Add is
+// O(1) and allocation-free; Merge is O(slots). Only the final rounding uses
+// a big-number library (GMP), once per Finalize.
+//
 // Not thread-safe.
 
 #include <array>
@@ -20,29 +22,89 @@
 
 namespace rawfeat {
 
-class ExactSum {
- public:
-  // REQUIRES: std::isfinite(d).
-  void Add(double d);
-  // Adds `other`'s exact value to this one.
-  void Merge(const ExactSum& other);
-  // The exact sum rounded to the nearest double (ties to even).
-  // Errors: OUT_OF_RANGE if its magnitude exceeds the largest double.
-  absl::StatusOr<double> Round() const;
+class ExactSum;
+class ExactSquareSum;
+absl::StatusOr<double> ExactSampleVariance(int64_t n, const ExactSum& s1,
+                                           const ExactSquareSum& s2);
 
-  // A compact, exact encoding of the state (appended to *out), and its
-  // inverse (false on malformed input).
+// A signed fixed-point integer of kSlots 32-bit digits in carry-save form.
+// The building block of ExactSum and ExactSquareSum.
+template <int kSlots>
+class CarrySaveInt {
+ public:
+  // Adds (or subtracts) `magnitude` * 2^bit. REQUIRES: bit / 32 + 4 < kSlots.
+  void Add(bool negative, unsigned __int128 magnitude, int bit);
+  void Merge(const CarrySaveInt& other);
+
+  // Writes the exact value as a GMP integer (`mpz` is an `mpz_t`, kept
+  // opaque so that this header does not need gmp.h).
+  void ToMpz(void* mpz) const;
+
+  // A compact, exact encoding (appended to *out), and its inverse (false on
+  // malformed input).
   void Serialize(std::string* out) const;
   bool Deserialize(absl::string_view* in);
 
  private:
-  // 2^-1074 .. 2^1024 needs 2098 bits, plus headroom for 2^64 addends.
-  static constexpr int kSlots = 70;
   void Normalize();
-
   std::array<int64_t, kSlots> slots_{};
   uint32_t pending_ = 0;  // additions since the last Normalize
 };
+
+// ExactSum: the exact sum of finite doubles and int64 values, rounded once at
+// the end (for doubles, what Python's math.fsum returns), independent of the
+// order values are added or partial sums merged. Remove is Add of -x.
+class ExactSum {
+ public:
+  // REQUIRES: std::isfinite(d).
+  void Add(double d);
+  void AddInt(int64_t i, bool negate = false);
+  // Adds `other`'s exact value to this one.
+  void Merge(const ExactSum& other) { v_.Merge(other.v_); }
+  // The exact sum rounded to the nearest double (ties to even).
+  // Errors: OUT_OF_RANGE if its magnitude exceeds the largest double.
+  absl::StatusOr<double> Round() const;
+
+  void Serialize(std::string* out) const { v_.Serialize(out); }
+  bool Deserialize(absl::string_view* in) { return v_.Deserialize(in); }
+
+ private:
+  friend absl::StatusOr<double> ExactSampleVariance(int64_t n,
+                                                    const ExactSum& s1,
+                                                    const ExactSquareSum& s2);
+  // Units of 2^-1074: 2^-1074 .. 2^1024 needs 2098 bits, plus 2^64 addends
+  // of up to 2^1024 (or int64 values) and a sign.
+  CarrySaveInt<70> v_;
+};
+
+// ExactSquareSum: the exact sum of squares of finite doubles and int64
+// values (every square of a double, subnormal or up to DBL_MAX, is
+// representable), for the sample variance. Remove is AddSquare(x, true).
+class ExactSquareSum {
+ public:
+  // REQUIRES: std::isfinite(d).
+  void AddSquare(double d, bool negate = false);
+  void AddSquareInt(int64_t i, bool negate = false);
+  void Merge(const ExactSquareSum& other) { v_.Merge(other.v_); }
+
+  void Serialize(std::string* out) const { v_.Serialize(out); }
+  bool Deserialize(absl::string_view* in) { return v_.Deserialize(in); }
+
+ private:
+  friend absl::StatusOr<double> ExactSampleVariance(int64_t n,
+                                                    const ExactSum& s1,
+                                                    const ExactSquareSum& s2);
+  // Units of 2^-2148: squares reach 2^2048, plus 2^64 addends and a sign.
+  CarrySaveInt<134> v_;
+};
+
+// The sample variance (divisor n - 1) of n values whose exact sum is `s1`
+// and exact sum of squares is `s2`: (n*s2 - s1^2) / (n*(n-1)) computed
+// exactly, then rounded once to the nearest double (ties to even, subnormal
+// results included). REQUIRES: n >= 2 and s1, s2 built from the same values.
+// Errors: OUT_OF_RANGE if the variance exceeds the largest double.
+absl::StatusOr<double> ExactSampleVariance(int64_t n, const ExactSum& s1,
+                                           const ExactSquareSum& s2);
 
 }  // namespace rawfeat
 

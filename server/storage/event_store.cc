@@ -17,6 +17,7 @@
 #include "rocksdb/write_batch.h"
 #include "server/common/coding.h"
 #include "server/common/log.h"
+#include "server/common/status_macros.h"
 #include "server/storage/keys.h"
 
 namespace rawfeat {
@@ -236,6 +237,7 @@ absl::Status EventStore::Recover() {
   if (!it->status().ok()) return FromRocks(it->status(), "recover log");
   {
     absl::MutexLock tl(&commit_mu_);
+    RETURN_IF_ERROR(DropTilesOfOtherFormats());
     std::unique_ptr<rocksdb::Iterator> tiles(
         db_->NewIterator(rocksdb::ReadOptions(), tiles_cf_));
     std::string day_key;
@@ -255,6 +257,40 @@ absl::Status EventStore::Recover() {
           counts_[DecodeBigEndian32(id.data())] = DecodeBigEndian64(v.data());
         }
       });
+}
+
+absl::Status EventStore::DropTilesOfOtherFormats() {
+  std::string stored;
+  const rocksdb::Status gs =
+      db_->Get(rocksdb::ReadOptions(), meta_cf_, kMetaTileFormatKey, &stored);
+  if (!gs.ok() && !gs.IsNotFound()) return FromRocks(gs, "read tile format");
+  // A store without the marker predates it: its tiles are format 1.
+  const uint32_t format = gs.IsNotFound() ? 1
+                          : stored.size() == 4
+                              ? DecodeBigEndian32(stored.data())
+                              : 0;
+  if (format == options_.tile_format) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  int64_t dropped = 0;
+  std::unique_ptr<rocksdb::Iterator> tiles(
+      db_->NewIterator(rocksdb::ReadOptions(), tiles_cf_));
+  for (tiles->SeekToFirst(); tiles->Valid(); tiles->Next()) {
+    batch.Delete(tiles_cf_, tiles->key());
+    ++dropped;
+  }
+  if (!tiles->status().ok()) return FromRocks(tiles->status(), "read tiles");
+  std::string marker;
+  PutBigEndian32(&marker, options_.tile_format);
+  batch.Put(meta_cf_, kMetaTileFormatKey, ToSlice(marker));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "drop old tiles"));
+  if (dropped > 0) {
+    LogInfo(absl::StrCat("dropped ", dropped, " tiles of format ", format,
+                         " (this server writes format ", options_.tile_format,
+                         "); they are rebuilt on demand"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
@@ -553,8 +589,8 @@ absl::Status EventStore::ScanLog(
   for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid(); it->Next()) {
     absl::string_view event_key, event_value;
     if (!ParseLogValue(ToView(it->value()), &event_key, &event_value)) {
-      return absl::DataLossError(absl::StrCat(
-          "malformed log entry at seq ", ParseLogKey(ToView(it->key()))));
+      return absl::DataLossError(absl::StrCat("malformed log entry at seq ",
+                                              ParseLogKey(ToView(it->key()))));
     }
     if (!fn(ParseLogKey(ToView(it->key())), event_key, event_value)) break;
   }

@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "server/common/hash.h"
+#include "server/storage/keys.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -44,6 +45,10 @@ struct EventStoreOptions {
   size_t block_cache_bytes = 256 << 20;
   // Most events one group commit writes. Default: 200,000.
   size_t max_group_events = 200000;
+  // The tile format this process reads and writes; tiles stored under
+  // another one (or by a store that predates the marker: format 1) are
+  // deleted at open. Default: kTileFormat (keys.h). Tests set older ones.
+  uint32_t tile_format = kTileFormat;
 };
 
 // One validated, encoded event waiting to be appended.
@@ -190,10 +195,10 @@ class EventStore {
   // after_seq < seq <= up_to_seq in seq order, until fn returns false.
   // event_value is empty for entries written before the log carried values
   // (then read the event by key). Errors: DATA_LOSS (malformed entry).
-  absl::Status ScanLog(
-      uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
-      const std::function<bool(uint64_t, absl::string_view,
-                               absl::string_view)>& fn) const;
+  absl::Status ScanLog(uint64_t after_seq, uint64_t up_to_seq,
+                       const ReadView* view,
+                       const std::function<bool(uint64_t, absl::string_view,
+                                                absl::string_view)>& fn) const;
 
   // Point reads of events by key; values[i] is empty if keys[i] is missing.
   absl::Status MultiGetEvents(const std::vector<std::string>& keys,
@@ -221,6 +226,9 @@ class EventStore {
   struct Writer;
   EventStore(std::string dir, EventStoreOptions options);
   absl::Status Recover();
+  // Deletes every tile if the stored tile format is not options_.tile_format,
+  // then records it.
+  absl::Status DropTilesOfOtherFormats();
   static const rocksdb::Snapshot* SnapshotOf(const ReadView* view);
   // Leader-only: decides and writes one group. Returns the result status.
   absl::Status CommitGroup(const std::vector<Writer*>& group);

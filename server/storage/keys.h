@@ -77,10 +77,20 @@ std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
 // False if malformed.
 bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 
+// The format of tile values: the tile layout (views/view_engine.cc) and
+// every aggregator's Serialize encoding. Bump it whenever either changes:
+// tiles of another format are dropped when the store opens (they are a
+// cache, rebuilt on demand), never merged with new ones.
+//   1: up to issue 11 (stddev from rounded sums; sums as slots from 0).
+//   2: exact stddev state (n, exact sum, exact sum of squares); sums as
+//      (first slot, count, slots).
+inline constexpr uint32_t kTileFormat = 2;
+
 // meta keys.
-inline constexpr char kMetaStreamPrefix[] = "stream/";  // + name
-inline constexpr char kMetaViewPrefix[] = "view/";      // + name/be32(ver)
-inline constexpr char kMetaCountPrefix[] = "count/";    // + be32(stream_id)
+inline constexpr char kMetaTileFormatKey[] = "tile_format";  // be32
+inline constexpr char kMetaStreamPrefix[] = "stream/";       // + name
+inline constexpr char kMetaViewPrefix[] = "view/";           // + name/be32(ver)
+inline constexpr char kMetaCountPrefix[] = "count/";  // + be32(stream_id)
 std::string MetaStreamKey(absl::string_view name);
 std::string MetaViewKey(absl::string_view name, uint32_t version);
 std::string MetaCountKey(uint32_t stream_id);

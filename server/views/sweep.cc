@@ -19,64 +19,48 @@ struct Item {
   OwnedValue v;
 };
 
-// One feature's window as it slides forward.
+// One feature's window as it slides forward, kept as its aggregation's
+// spec declares (AggregationSpec::Sliding). Values are always finalized by
+// the aggregator itself.
 class FeatureWindow {
  public:
+  using Sliding = AggregationSpec::Sliding;
+
   explicit FeatureWindow(const CompiledFeature& f)
-      : f_(f), state_(f.aggregation->create(f.def, f.field_type)) {
-    const std::string& agg = f.def.aggregation();
-    if (f.lifetime) {
-      kind_ = Kind::kGrowing;
-    } else if (agg == "first") {
-      kind_ = Kind::kFirst;
-    } else if (agg == "last") {
-      kind_ = Kind::kLast;
-    } else if (agg == "last_k") {
-      kind_ = Kind::kLastK;
-    } else if (agg == "min") {
-      kind_ = Kind::kMin;
-    } else if (agg == "max") {
-      kind_ = Kind::kMax;
-    } else if (f.invertible) {
-      kind_ = Kind::kRunning;
-    } else {
-      kind_ = Kind::kRecompute;  // an aggregation that cannot forget
-    }
-  }
+      : state_(f.aggregation->create(f.def, f.field_type)),
+        sliding_(f.aggregation->spec.sliding),
+        growing_(f.lifetime),
+        keep_(f.aggregation->spec.takes_k ? f.def.k() : 1) {}
 
   // An event with time < the current as-of and >= the current window start.
   // `final`: no later as-of follows, so nothing will be evicted again and
   // only what decides the value needs keeping.
   void Offer(const FieldValue& v, int64_t t, uint64_t seq, bool final) {
-    switch (kind_) {
-      case Kind::kGrowing:
-        state_->Add(v, t, seq);
-        return;
-      case Kind::kRunning:
+    if (growing_) {  // lifetime: nothing ever leaves
+      state_->Add(v, t, seq);
+      return;
+    }
+    switch (sliding_) {
+      case Sliding::kInvertible:
         state_->Add(v, t, seq);
         if (final) return;
         break;
-      case Kind::kFirst:
+      case Sliding::kKeepFirst:
         if (final && !items_.empty()) return;
         break;
-      case Kind::kLast:
-        items_.clear();
+      case Sliding::kKeepLatest:
+        if (items_.size() == keep_) items_.pop_front();
         break;
-      case Kind::kLastK:
-        if (items_.size() == f_.def.k() && !items_.empty()) items_.pop_front();
-        break;
-      case Kind::kMin:
-      case Kind::kMax:
+      case Sliding::kKeepMin:
+      case Sliding::kKeepMax:
         // Whatever is worse than v and older can never be the answer again;
         // equal older values stay (ties keep the earliest event).
         while (!items_.empty()) {
           int c = CompareValues(items_.back().v.v, v);
-          if (kind_ == Kind::kMax) c = -c;
+          if (sliding_ == Sliding::kKeepMax) c = -c;
           if (c <= 0) break;
           items_.pop_back();
         }
-        break;
-      default:
         break;
     }
     items_.push_back(Item{t, seq, OwnedValue(v)});
@@ -86,63 +70,37 @@ class FeatureWindow {
   void Evict(int64_t start) {
     while (!items_.empty() && items_.front().t < start) {
       const Item& front = items_.front();
-      if (kind_ == Kind::kRunning) {
+      if (sliding_ == Sliding::kInvertible) {
         state_->Remove(front.v.v, front.t, front.seq);
       }
       items_.pop_front();
     }
   }
 
-  absl::Status Value(v1::Value* out) const {
-    switch (kind_) {
-      case Kind::kGrowing:
-      case Kind::kRunning:
-        return state_->Finalize(out);
-      case Kind::kFirst:
-      case Kind::kMin:
-      case Kind::kMax:
-      case Kind::kLast:
-        // The kept event is the value, as PickAggregator::Finalize gives it.
-        out->Clear();
-        if (!items_.empty()) {
-          FieldValueToProto(kind_ == Kind::kLast ? items_.back().v.v
-                                                 : items_.front().v.v,
-                            out);
-        }
-        return absl::OkStatus();
-      case Kind::kLastK:
-        // Most recent first, as LastKAggregator::Finalize lists them.
-        out->Clear();
-        if (!items_.empty()) {
-          auto* list = out->mutable_list_value();
-          for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
-            FieldValueToProto(it->v.v, list->add_values());
-          }
-        }
-        return absl::OkStatus();
-      default: {
-        // A fresh state given exactly the window's events.
-        auto fresh = f_.aggregation->create(f_.def, f_.field_type);
-        for (const Item& it : items_) fresh->Add(it.v.v, it.t, it.seq);
-        return fresh->Finalize(out);
-      }
+  absl::Status Value(v1::Value* out) {
+    if (growing_ || sliding_ == Sliding::kInvertible) {
+      return state_->Finalize(out);
     }
+    // The state of exactly what decides the window's value: the front of
+    // the kept events (first, min, max), or all of them (the newest k),
+    // offered newest first.
+    state_->Reset();
+    if (sliding_ == Sliding::kKeepLatest) {
+      for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
+        state_->Add(it->v.v, it->t, it->seq);
+      }
+    } else if (!items_.empty()) {
+      const Item& front = items_.front();
+      state_->Add(front.v.v, front.t, front.seq);
+    }
+    return state_->Finalize(out);
   }
 
  private:
-  enum class Kind {
-    kGrowing,    // lifetime: nothing ever leaves
-    kRunning,    // invertible: Add on enter, Remove on leave
-    kFirst,      // items_: the window, front is first
-    kLast,       // items_: the newest accepted event
-    kLastK,      // items_: the newest k
-    kMin,        // items_: monotonic deque, front is the answer
-    kMax,        //
-    kRecompute,  // items_: the window, re-added for every as-of
-  };
-  const CompiledFeature& f_;
   std::unique_ptr<Aggregator> state_;
-  Kind kind_ = Kind::kRecompute;
+  Sliding sliding_;
+  bool growing_;
+  size_t keep_;  // kKeepLatest: how many of the newest events decide
   std::deque<Item> items_;
 };
 
@@ -204,10 +162,10 @@ absl::Status SweepEntity(const CompiledView& view, EventIterator* it,
     for (size_t f = 0; f < nf; ++f) {
       absl::Status s = windows[f].Value(values.Add());
       if (!s.ok()) {
-        return absl::Status(
-            s.code(), absl::StrCat("feature '", view.features[f].name,
-                                   "' of entity '", entity, "' as of ",
-                                   FormatMicros(t), ": ", s.message()));
+        return absl::Status(s.code(),
+                            absl::StrCat("feature '", view.features[f].name,
+                                         "' of entity '", entity, "' as of ",
+                                         FormatMicros(t), ": ", s.message()));
       }
     }
     sink(i, &values);

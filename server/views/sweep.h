@@ -7,11 +7,13 @@
 // they enter and forgotten as they leave, so an entity with L labels and N
 // events costs O(N + L * features), not O(N * L).
 //
-// Invertible aggregations (count, sum, avg, stddev, count_distinct) keep a
-// running state and Remove what leaves (exact arithmetic makes that cancel
-// exactly); first/last/last_k keep the window's values; min/max keep a
-// monotonic deque. Values are bit-identical to ViewEngine::ComputeEntity at
-// the same (entity, time, watermark).
+// Each feature's window is kept as its aggregation's spec declares
+// (AggregationSpec::Sliding): invertible aggregations keep a running state
+// and Remove what leaves (exact arithmetic makes that cancel exactly);
+// first/last/last_k keep the window's deciding events; min/max keep a
+// monotonic deque. Every value is finalized by the aggregator itself, so it
+// is bit-identical to ViewEngine::ComputeEntity at the same (entity, time,
+// watermark).
 
 #include <cstdint>
 

@@ -115,8 +115,6 @@ absl::StatusOr<CompiledView> CompiledView::Compile(
                                                      "': unknown aggregation '",
                                                      f.aggregation(), "'"));
     }
-    cf.invertible = cf.aggregation->create(f, v1::FIELD_TYPE_UNSPECIFIED)
-                        ->Remove(FieldValue(), 0, 0);
     if (!f.field().empty()) {
       auto it = stream->position.find(f.field());
       if (it == stream->position.end()) {

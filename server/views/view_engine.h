@@ -47,8 +47,6 @@ struct CompiledFeature {
   int64_t window_us = 0;
   bool has_filter = false;
   CompiledFilter filter;
-  // The aggregation can forget an event (Aggregator::Remove).
-  bool invertible = false;
 
   // The first event time inside the window as of `as_of_us` (the lowest
   // int64 for lifetime; saturating).

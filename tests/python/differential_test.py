@@ -4,7 +4,15 @@ against a plain-Python oracle.
 
 Starts a real rawfeatd, ingests random events through the real gRPC API, and
 compares every feature value with an independent reference written here in
-plain Python (math.fsum for sums, exact fractions for stddev).
+plain Python from the written semantics, never from the server's formulas:
+math.fsum for sums, and for stddev the exact sample variance as a
+fractions.Fraction, rounded once by float() and then math.sqrt.
+
+A second part feeds adversarial numbers (large offsets with tiny spreads,
+epoch seconds and microseconds, 1e300 next to 1e-300, subnormals, int64
+near +-2^63, all-equal values, -0.0) through every path: GetFeatures before
+and after tiles exist, after a restart, Snapshot, and JoinFeatures with
+sliding windows.
 
 Usage: differential_test.py --rawfeatd PATH --protos DIR [--seed N]
 """
@@ -141,13 +149,15 @@ def oracle(feature, events, as_of):
             if s < INT64_MIN or s > INT64_MAX:
                 return "OUT_OF_RANGE", None
             return "ok", s
-        return "ok", math.fsum(vals)
+        return rounded_sum(vals)
     if not sel:
         return "ok", 0 if agg == "count_distinct" else None
     if agg == "avg":
+        # The exact sum rounded once to double, divided by the count.
         if ftype == "INT64":
             return "ok", float(sum(vals)) / len(vals)
-        return "ok", math.fsum(vals) / len(vals)
+        status, s = rounded_sum(vals)
+        return (status, s / len(vals) if status == "ok" else None)
     if agg in ("min", "max"):
         best, best_key = None, None
         for v in vals:  # in (t, seq) order: ties keep the earliest
@@ -165,15 +175,33 @@ def oracle(feature, events, as_of):
     if agg == "count_distinct":
         return "ok", len(set(vals))
     if agg == "stddev":
-        n = len(vals)
-        if n < 2:
-            return "ok", None
-        xs = [float(v) for v in vals]
-        s1 = float(sum(Fraction(x) for x in xs))
-        s2 = float(sum(Fraction(x) ** 2 for x in xs))
-        var = (s2 - s1 * s1 / n) / (n - 1)
-        return "ok", math.sqrt(var if var > 0 else 0.0)
+        return exact_stddev(vals)
     raise ValueError(agg)
+
+
+def rounded_sum(vals):
+    """The correctly rounded sum of doubles, or OUT_OF_RANGE past DBL_MAX."""
+    try:
+        s = math.fsum(vals)
+    except OverflowError:
+        return "OUT_OF_RANGE", None
+    return ("OUT_OF_RANGE", None) if math.isinf(s) else ("ok", s)
+
+
+def exact_stddev(vals):
+    """Sample stddev by the definition: the exact variance (INT64 values as
+    exact integers, doubles as their exact binary values) as a Fraction,
+    rounded once to the nearest double by float(), then IEEE sqrt."""
+    n = len(vals)
+    if n < 2:
+        return "ok", None
+    xs = [Fraction(v) for v in vals]
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs) / (n - 1)
+    try:
+        return "ok", math.sqrt(float(var))
+    except OverflowError:
+        return "OUT_OF_RANGE", None
 
 
 def from_proto(v):
@@ -202,6 +230,223 @@ def same(want, got, ftype, agg):
 
 # ------------------------------------------------------------ the driver
 
+def set_time(ts, micros):
+    ts.seconds = micros // 10**6
+    ts.nanos = (micros % 10**6) * 1000
+
+
+def get_or_out_of_range(grpc, stub, req, want_status, counts, where):
+    """GetFeatures that must fail with OUT_OF_RANGE exactly when the oracle
+    says some feature overflows; returns the response, or None when it
+    (correctly) failed."""
+    want_oor = any(st == "OUT_OF_RANGE" for st, _ in want_status)
+    try:
+        resp = stub.GetFeatures(req, timeout=30)
+    except grpc.RpcError as err:
+        if want_oor and err.code() == grpc.StatusCode.OUT_OF_RANGE:
+            counts["checked"] += 1
+            return None
+        raise
+    if want_oor:
+        counts["failures"] += 1
+        print(f"MISMATCH {where}: want OUT_OF_RANGE, got an answer")
+        return None
+    return resp
+
+
+# Adversarial numeric families: name -> (INT64 value, DOUBLE value) maker.
+# Families that overflow (a variance above DBL_MAX, an int64 sum past
+# +-2^63) live on their own stream so the others' snapshots and joins
+# still answer.
+NUMERIC_FAMILIES = {
+    "num": {
+        "e9": lambda r, k: (10**9 + r.randint(0, 3), 1e9 + r.randint(0, 3)),
+        "e15": lambda r, k: (10**15 + 2 * r.randint(0, 4) + 1,
+                             1e15 + 2 * r.randint(0, 4) + 1),
+        "epoch_s": lambda r, k: (1764547200 + r.randint(0, 9),
+                                 1764547200 + 0.5 * r.randint(0, 9)),
+        "epoch_us": lambda r, k: (1764547200 * 10**6 + r.randint(0, 99),
+                                  1764547200e6 + r.randint(0, 99)),
+        "tenths": lambda r, k: (r.randint(-3, 3), r.choice([0.1, 0.2, 0.3])),
+        "equal": lambda r, k: (-42, 7.25),
+        "zeros": lambda r, k: (0, r.choice([0.0, -0.0])),
+        "subnormal": lambda r, k: (r.randint(-1, 1),
+                                   r.choice([5e-324, 1e-323, -5e-324,
+                                             2.5e-308])),
+        "tiny_spread": lambda r, k: (2**40 + r.randint(0, 2),
+                                     1e-160 * r.choice([1, 3])),
+    },
+    "numx": {
+        "i64_mixed": lambda r, k: (r.choice([INT64_MAX, INT64_MIN,
+                                             -INT64_MAX, 1]),
+                                   r.choice([1e150, -1e150, 1.0])),
+        "huge": lambda r, k: (r.randint(0, 5),
+                              r.choice([1e300, -1e300, 1e-300, -1e-300])),
+        "i64max": lambda r, k: (INT64_MAX - r.randint(0, 3), 2.0**1000),
+        "i64min": lambda r, k: (INT64_MIN + r.randint(0, 3), -(2.0**1000)),
+    },
+}
+NUMERIC_AGGS = ("sum", "avg", "stddev", "min", "max")
+NUMERIC_WINDOWS = ("1h", "1d", "lifetime")
+
+
+def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
+                        compare, counts):
+    """Adversarial values through GetFeatures (scan, tiles, after a
+    restart), Snapshot and JoinFeatures; every value against the oracle."""
+    defs = pb.Definitions()
+    views = {}  # view name -> (stream, features)
+    for stream in NUMERIC_FAMILIES:
+        st = defs.streams.add(name=stream, entity_field="e", time_field="t")
+        st.fields.add(name="i", type=pb.FieldType.Value("INT64"))
+        st.fields.add(name="d", type=pb.FieldType.Value("DOUBLE"))
+        for agg in NUMERIC_AGGS:
+            for field in ("i", "d"):
+                name = f"{stream}_{agg}_{field}"
+                view = defs.views.add(name=name, version=1, stream=stream)
+                feats = []
+                for window in NUMERIC_WINDOWS:
+                    feats.append((f"{agg}_{window}", agg, field, window, 0,
+                                  None))
+                    view.features.add(name=feats[-1][0], aggregation=agg,
+                                      field=field, window=window)
+                views[name] = (stream, feats)
+    stub.ApplyDefinitions(pb.ApplyDefinitionsRequest(definitions=defs),
+                          timeout=30)
+
+    # Per entity 20 to 150 events, 20 minutes apart over up to two days (so
+    # whole days exist to tile), one family per entity; a few entities with
+    # exactly two events.
+    events = {stream: {} for stream in NUMERIC_FAMILIES}
+    end = T0 - 3 * DAY
+    seq = 0
+    for stream, families in NUMERIC_FAMILIES.items():
+        req = pb.IngestRequest(stream=stream)
+        for fam, make in families.items():
+            for copy in range(2):
+                entity = f"{fam}{copy}"
+                n = 2 if copy == 1 and fam in ("e9", "epoch_s") else (
+                    rng.randint(20, 150))
+                for k in range(n):
+                    t = end - k * (HOUR // 3)
+                    iv, dv = make(rng, k)
+                    seq += 1
+                    ev = {"entity": entity, "t": t, "seq": seq,
+                          "fields": {"i": iv, "d": dv}}
+                    events[stream].setdefault(entity, []).append(ev)
+                    pe = req.events.add(event_id=f"{entity}-{k}",
+                                        entity=entity)
+                    set_time(pe.event_time, t)
+                    pe.fields["i"].int64_value = iv
+                    pe.fields["d"].double_value = dv
+        stub.Ingest(req, timeout=60)
+    # Seqs continue after the first part's events.
+    first = stub.GetStatus(pb.GetStatusRequest(), timeout=30).watermark - seq
+    for per_entity in events.values():
+        for evs in per_entity.values():
+            for ev in evs:
+                ev["seq"] += first
+
+    def as_of_times(evs):
+        ts = sorted(e["t"] for e in evs)
+        return sorted({ts[0], ts[-1] + 1, ts[len(ts) // 2],
+                       (ts[-1] // DAY) * DAY, (ts[-1] // DAY) * DAY + DAY,
+                       ts[-1] + 2 * DAY})
+
+    def check_gets(label):
+        for name, (stream, feats) in views.items():
+            for entity, evs in events[stream].items():
+                for as_of in as_of_times(evs):
+                    req = pb.GetFeaturesRequest(view=name, entities=[entity])
+                    set_time(req.as_of, as_of)
+                    want = [oracle(f, evs, as_of) for f in feats]
+                    where = f"{label} {name} entity={entity} as_of={as_of}"
+                    resp = get_or_out_of_range(grpc, stub, req, want, counts,
+                                               where)
+                    if resp is not None:
+                        compare(want, resp.rows[0].values, where, feats)
+
+    check_gets("get(scan)")  # builds tiles for whole past days
+    tiles = stub.GetStatus(pb.GetStatusRequest(), timeout=30).tiles
+    assert tiles > 0, "the adversarial lookups should have built tiles"
+    check_gets("get(tiles)")
+    server.terminate()
+    server.wait(timeout=30)
+    server, stub = start_server()
+    assert stub.GetStatus(pb.GetStatusRequest(), timeout=30).tiles == tiles
+    check_gets("get(restarted)")
+
+    for name, (stream, feats) in views.items():
+        per_entity = events[stream]
+        all_times = sorted(e["t"] for evs in per_entity.values()
+                           for e in evs)
+        for as_of in (all_times[len(all_times) // 2], all_times[-1] + 1):
+            want_rows = {}
+            for entity, evs in per_entity.items():
+                if any(e["t"] < as_of for e in evs):
+                    want_rows[entity] = [oracle(f, evs, as_of) for f in feats]
+            want_oor = any(st == "OUT_OF_RANGE" for row in want_rows.values()
+                           for st, _ in row)
+            req = pb.SnapshotRequest(view=name)
+            set_time(req.as_of, as_of)
+            where = f"snapshot {name} as_of={as_of}"
+            try:
+                rows = [r for chunk in stub.Snapshot(req, timeout=120)
+                        for r in chunk.rows]
+            except grpc.RpcError as err:
+                if want_oor and err.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    counts["checked"] += 1
+                    continue
+                raise
+            if want_oor:
+                counts["failures"] += 1
+                print(f"MISMATCH {where}: want OUT_OF_RANGE, got rows")
+                continue
+            if sorted(r.entity for r in rows) != sorted(want_rows):
+                counts["failures"] += 1
+                print(f"MISMATCH {where}: entities differ")
+            for row in rows:
+                compare(want_rows[row.entity], row.values,
+                        f"{where} entity={row.entity}", feats)
+
+        # A join: every entity at many times, so 1h and 1d windows slide
+        # and the sweep removes values.
+        labels = []
+        for entity, evs in per_entity.items():
+            for e in evs[::3]:
+                labels.append((entity, e["t"] + rng.choice([0, 1, HOUR])))
+        rng.shuffle(labels)
+        want = [[oracle(f, per_entity[entity], t) for f in feats]
+                for entity, t in labels]
+        want_oor = any(st == "OUT_OF_RANGE" for row in want for st, _ in row)
+
+        def requests():
+            for start in range(0, len(labels), 100):
+                msg = pb.JoinFeaturesRequest()
+                if start == 0:
+                    msg.view = name
+                for entity, t in labels[start:start + 100]:
+                    set_time(msg.rows.add(entity=entity).time, t)
+                yield msg
+        where = f"join {name}"
+        try:
+            got = [r for resp in stub.JoinFeatures(requests(), timeout=120)
+                   for r in resp.rows]
+        except grpc.RpcError as err:
+            if want_oor and err.code() == grpc.StatusCode.OUT_OF_RANGE:
+                counts["checked"] += 1
+                continue
+            raise
+        if want_oor:
+            counts["failures"] += 1
+            print(f"MISMATCH {where}: want OUT_OF_RANGE, got rows")
+            continue
+        assert len(got) == len(labels), (where, len(got), len(labels))
+        for n, (row, w) in enumerate(zip(got, want)):
+            compare(w, row.values, f"{where} row {n} entity={row.entity}",
+                    feats)
+    return server, stub
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rawfeatd", required=True)
@@ -219,19 +464,24 @@ def main():
         from rawfeat.v1 import rawfeat_pb2 as pb
         from rawfeat.v1 import rawfeat_pb2_grpc as pbg
 
-        port_file = os.path.join(work, "port")
-        server = subprocess.Popen(
-            [args.rawfeatd, "--listen=127.0.0.1:0",
-             "--data_dir=" + os.path.join(work, "data"),
-             "--port_file=" + port_file],
-            stderr=subprocess.DEVNULL)
-        for _ in range(600):
+        def start_server():
+            port_file = os.path.join(work, "port")
             if os.path.exists(port_file):
-                break
-            time.sleep(0.05)
-        port = int(open(port_file).read())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        stub = pbg.FeatureStoreStub(channel)
+                os.remove(port_file)
+            proc = subprocess.Popen(
+                [args.rawfeatd, "--listen=127.0.0.1:0",
+                 "--data_dir=" + os.path.join(work, "data"),
+                 "--port_file=" + port_file],
+                stderr=subprocess.DEVNULL)
+            for _ in range(600):
+                if os.path.exists(port_file) and open(port_file).read():
+                    break
+                time.sleep(0.05)
+            port = int(open(port_file).read())
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            return proc, pbg.FeatureStoreStub(channel)
+
+        server, stub = start_server()
 
         defs = pb.Definitions()
         st = defs.streams.add(name="st", entity_field="e", time_field="t")
@@ -295,8 +545,8 @@ def main():
         times = [ev["t"] for ev in accepted]
         counts = {"checked": 0, "failures": 0}
 
-        def compare(want_status, got_values, where):
-            for f, (status, want), got in zip(features, want_status,
+        def compare(want_status, got_values, where, feats=features):
+            for f, (status, want), got in zip(feats, want_status,
                                              got_values):
                 counts["checked"] += 1
                 if status == "ok" and same(want, from_proto(got),
@@ -312,10 +562,6 @@ def main():
             return [e for e in by_entity.get(entity, [])
                     if not watermark or e["seq"] <= watermark]
 
-        def set_time(ts, micros):
-            ts.seconds = micros // 10**6
-            ts.nanos = (micros % 10**6) * 1000
-
         # GetFeatures, one entity at a time.
         for q in range(args.queries):
             entity = rng.choice(entities + ["nobody"])
@@ -326,13 +572,10 @@ def main():
             set_time(req.as_of, as_of)
             want_status = [oracle(f, visible_events(entity, watermark), as_of)
                            for f in features]
-            try:
-                resp = stub.GetFeatures(req, timeout=30)
-            except grpc.RpcError as err:
-                if (err.code() == grpc.StatusCode.OUT_OF_RANGE and
-                        any(s == "OUT_OF_RANGE" for s, _ in want_status)):
-                    continue
-                raise
+            resp = get_or_out_of_range(grpc, stub, req, want_status,
+                                       counts, f"get entity={entity}")
+            if resp is None:
+                continue
             assert list(resp.feature_names) == [f[0] for f in features]
             compare(want_status, resp.rows[0].values,
                     f"get entity={entity} as_of={as_of} W={watermark}")
@@ -398,6 +641,9 @@ def main():
                                for f in features]
                 compare(want_status, row.values,
                         f"join row {n} entity={entity} t={t} W={watermark}")
+
+        server, stub = adversarial_numbers(
+            args, rng, pb, grpc, stub, server, start_server, compare, counts)
 
         checked, failures = counts["checked"], counts["failures"]
         print(f"differential: {checked} feature values compared, "

@@ -3,8 +3,8 @@
 
 #include <random>
 
-#include "grpcpp/grpcpp.h"
 #include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/common/definitions_text.h"
 #include "server/common/time_util.h"
@@ -184,6 +184,83 @@ TEST_F(TilesTest, WindowStartsInsideATiledDay) {
   Compare(as_of, 0);  // reads them
   Compare(as_of + 1, 0);
   Compare(as_of - 1, 0);
+}
+
+// Tiles hold serialized aggregator states. A data dir whose tiles were
+// written in an older state format (before issue 11: stddev from rounded
+// sums) must never have them merged with this server's states: they are
+// dropped when the store opens and rebuilt on demand.
+TEST(TileFormatTest, TilesOfAnOlderFormatAreDroppedAtOpen) {
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  constexpr char kStddevView[] = R"(
+views {
+  name: "sv" version: 1 stream: "orders"
+  features { name: "sd" aggregation: "stddev" field: "amount" window: "lifetime" }
+}
+)";
+  v1::GetFeaturesRequest get;
+  get.set_view("sv");
+  get.add_entities("u");
+  *get.mutable_as_of() = MicrosToTimestamp(kStart + 3 * kDay);
+  std::string want;
+  ServerOptions old_format;
+  old_format.tile_min_events = 20;
+  old_format.store.tile_format = 1;
+  {
+    TestServer s(data, true, old_format);
+    auto defs = ParseDefinitionsText(kStddevView, "sv");
+    ASSERT_TRUE(defs.ok());
+    v1::ApplyDefinitionsRequest apply;
+    *apply.mutable_definitions() = *defs;
+    ASSERT_TRUE(s.client().ApplyDefinitions(apply).ok());
+    v1::IngestRequest req;
+    req.set_stream("orders");
+    for (int i = 0; i < 50; ++i) {
+      *req.add_events() = testing::Order(absl::StrCat("e", i), "u",
+                                         kStart + i * kHour / 4, 1e9 + i % 3);
+    }
+    ASSERT_TRUE(s.client().Ingest(req).ok());
+    auto first = s.client().GetFeatures(get);  // scans and builds the tile
+    ASSERT_TRUE(first.ok()) << first.status();
+    want = testing::Canonical(*first);
+    ASSERT_EQ(s.client().GetStatus()->tiles(), 1u);
+  }
+  {
+    // Rewrite the tile as a format-1 server left it: the old stddev state
+    // (n, then two sums as slot counts and slots from 0; here n = 50 and
+    // empty sums), which this server's decoder must never see.
+    auto store = EventStore::Open(data, old_format.store);
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_EQ((*store)->TileCount(), 1u);
+    auto it = (*store)->ScanTiles("", "", nullptr);
+    ASSERT_TRUE(it->Valid());
+    const std::string key(it->key());
+    std::string value(it->value().substr(0, 8));      // build watermark
+    value += std::string("\x01\x03\x32\x00\x00", 5);  // 1 state, 3 bytes
+    it.reset();
+    ASSERT_TRUE((*store)
+                    ->RunExclusive([&](uint64_t, auto* tiles) {
+                      tiles->emplace_back(key, value);
+                      return absl::OkStatus();
+                    })
+                    .ok());
+  }
+  {
+    // Control: a server that still takes format 1 merges the old bytes.
+    TestServer s(data, false, old_format);
+    EXPECT_EQ(s.client().GetStatus()->tiles(), 1u);
+    auto got = s.client().GetFeatures(get);
+    EXPECT_FALSE(got.ok() && testing::Canonical(*got) == want);
+  }
+  TestServer s(data, false);
+  EXPECT_EQ(s.client().GetStatus()->tiles(), 0u);
+  auto got = s.client().GetFeatures(get);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(testing::Canonical(*got), want);
+  // The exact sample stddev of 50 values 1e9 + (i mod 3).
+  EXPECT_EQ(got->rows(0).values(0).double_value(), 0.8204030865920703);
+  EXPECT_EQ(s.client().GetStatus()->tiles(), 1u) << "rebuilt on demand";
 }
 
 }  // namespace
