@@ -189,6 +189,25 @@ void BM_AggregatorMerge(benchmark::State& state) {
 }
 BENCHMARK(BM_AggregatorMerge)->DenseRange(0, 9);
 
+// Finalize of a state of 512 values (where the one rounding happens).
+void BM_AggregatorFinalize(benchmark::State& state) {
+  const auto& entry = BuiltinAggregators().entries()[state.range(0)];
+  state.SetLabel(entry.spec.name);
+  v1::FeatureDef def;
+  def.set_aggregation(entry.spec.name);
+  def.set_k(10);
+  const auto values = Doubles(512);
+  auto a = entry.create(def, v1::DOUBLE);
+  for (size_t i = 0; i < values.size(); ++i) {
+    a->Add(values[i], static_cast<int64_t>(i), i);
+  }
+  v1::Value out;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(a->Finalize(&out));
+  }
+}
+BENCHMARK(BM_AggregatorFinalize)->DenseRange(0, 9);
+
 // An in-process store (no gRPC) loaded once with a small features_load
 // workload: 200k events, 20k Zipf(1.1) entities, 90 days, the 8-feature
 // view. Its temp dir goes at exit.

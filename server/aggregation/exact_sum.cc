@@ -72,17 +72,29 @@ absl::StatusOr<double> RoundQuotient(mpz_ptr num, mpz_ptr den, int64_t exp2,
   // for E = floor(log2(value)) >= e0 - 1. Take the quotient two bits finer
   // than the smallest U can be, so a round bit and a sticky bit remain.
   const int64_t u = std::max<int64_t>(e0 - 1 - 52, -1074) - 2;
-  Mpz q, r, scaled_num, scaled_den;
+  Mpz q;
+  bool sticky = false;
   const int64_t shift = exp2 - u;  // value / 2^u = num * 2^shift / den
-  if (shift >= 0) {
-    mpz_mul_2exp(scaled_num.get(), num, static_cast<mp_bitcnt_t>(shift));
-    mpz_set(scaled_den.get(), den);
+  if (mpz_cmp_ui(den, 1) == 0) {
+    // A sum: shifts only.
+    if (shift >= 0) {
+      mpz_mul_2exp(q.get(), num, static_cast<mp_bitcnt_t>(shift));
+    } else {
+      const auto drop_bits = static_cast<mp_bitcnt_t>(-shift);
+      mpz_tdiv_q_2exp(q.get(), num, drop_bits);
+      sticky = mpz_scan1(num, 0) < drop_bits;
+    }
   } else {
-    mpz_set(scaled_num.get(), num);
-    mpz_mul_2exp(scaled_den.get(), den, static_cast<mp_bitcnt_t>(-shift));
+    Mpz r, scaled;
+    if (shift >= 0) {
+      mpz_mul_2exp(scaled.get(), num, static_cast<mp_bitcnt_t>(shift));
+      mpz_tdiv_qr(q.get(), r.get(), scaled.get(), den);
+    } else {
+      mpz_mul_2exp(scaled.get(), den, static_cast<mp_bitcnt_t>(-shift));
+      mpz_tdiv_qr(q.get(), r.get(), num, scaled.get());
+    }
+    sticky = mpz_sgn(r.get()) != 0;
   }
-  mpz_tdiv_qr(q.get(), r.get(), scaled_num.get(), scaled_den.get());
-  const bool sticky = mpz_sgn(r.get()) != 0;
   const int64_t e = static_cast<int64_t>(mpz_sizeinbase(q.get(), 2)) - 1 + u;
   const int64_t ulp = std::max<int64_t>(e - 52, -1074);
   const int drop = static_cast<int>(ulp - u);  // 2 or 3 bits
@@ -106,8 +118,24 @@ absl::StatusOr<double> RoundQuotient(mpz_ptr num, mpz_ptr den, int64_t exp2,
 // ---- CarrySaveInt
 
 template <int kSlots>
-void CarrySaveInt<kSlots>::Add(bool negative, unsigned __int128 magnitude,
-                               int bit) {
+void CarrySaveInt<kSlots>::Add(bool negative, uint64_t magnitude, int bit) {
+  // At most 64 + 31 bits: three digits.
+  const int slot = bit / 32;
+  const unsigned __int128 wide = static_cast<unsigned __int128>(magnitude)
+                                 << (bit % 32);
+  const int64_t parts[3] = {
+      static_cast<int64_t>(static_cast<uint64_t>(wide) & 0xffffffffu),
+      static_cast<int64_t>(static_cast<uint64_t>(wide >> 32) & 0xffffffffu),
+      static_cast<int64_t>(static_cast<uint64_t>(wide >> 64))};
+  for (int i = 0; i < 3; ++i) {
+    slots_[slot + i] += negative ? -parts[i] : parts[i];
+  }
+  if (++pending_ >= kNormalizeEvery) Normalize();
+}
+
+template <int kSlots>
+void CarrySaveInt<kSlots>::AddWide(bool negative, unsigned __int128 magnitude,
+                                   int bit) {
   const int slot = bit / 32;
   const int s = bit % 32;
   const unsigned __int128 low = magnitude << s;
@@ -154,7 +182,7 @@ void CarrySaveInt<kSlots>::Merge(const CarrySaveInt& other) {
 }
 
 template <int kSlots>
-void CarrySaveInt<kSlots>::ToMpz(void* out) const {
+int CarrySaveInt<kSlots>::ToMpz(void* out) const {
   mpz_ptr z = static_cast<mpz_ptr>(out);
   CarrySaveInt n = *this;
   n.Normalize();
@@ -178,12 +206,12 @@ void CarrySaveInt<kSlots>::ToMpz(void* out) const {
   }
   if (hi < 0) {
     mpz_set_ui(z, 0);
-    return;
+    return 0;
   }
   mpz_import(z, static_cast<size_t>(hi - lo + 1), /*order=*/-1,
              sizeof(uint32_t), /*endian=*/0, /*nails=*/0, &mag[lo]);
-  mpz_mul_2exp(z, z, static_cast<mp_bitcnt_t>(32 * lo));
   if (negative) mpz_neg(z, z);
+  return 32 * lo;
 }
 
 // Encoding: varint(first non-zero slot), varint(count), count x
@@ -234,11 +262,11 @@ void ExactSum::AddInt(int64_t i, bool negate) {
 
 absl::StatusOr<double> ExactSum::Round() const {
   Mpz num, den;
-  v_.ToMpz(num.get());
+  const int scale = v_.ToMpz(num.get());
   mpz_set_ui(den.get(), 1);
   const bool negative = mpz_sgn(num.get()) < 0;
   mpz_abs(num.get(), num.get());
-  auto r = RoundQuotient(num.get(), den.get(), -kSumFractionBits, "sum");
+  auto r = RoundQuotient(num.get(), den.get(), scale - kSumFractionBits, "sum");
   if (!r.ok()) return r.status();
   return negative ? -*r : *r;
 }
@@ -249,13 +277,13 @@ void ExactSquareSum::AddSquare(double d, bool negate) {
   const Decomposed x = Decompose(d);
   if (x.mantissa == 0) return;
   // d^2 = mantissa^2 * 2^(2 * bit - 2148), mantissa^2 < 2^106.
-  v_.Add(negate, static_cast<unsigned __int128>(x.mantissa) * x.mantissa,
-         2 * x.bit);
+  v_.AddWide(negate, static_cast<unsigned __int128>(x.mantissa) * x.mantissa,
+             2 * x.bit);
 }
 
 void ExactSquareSum::AddSquareInt(int64_t i, bool negate) {
   const unsigned __int128 m = Magnitude(i);
-  if (m != 0) v_.Add(negate, m * m, kSquareFractionBits);
+  if (m != 0) v_.AddWide(negate, m * m, kSquareFractionBits);
 }
 
 absl::StatusOr<double> ExactSampleVariance(int64_t n, const ExactSum& s1,
@@ -263,16 +291,22 @@ absl::StatusOr<double> ExactSampleVariance(int64_t n, const ExactSum& s1,
   // var = (n * S2 - S1^2) / (n * (n - 1)); S1 in units of 2^-1074, so S1^2
   // and S2 are both in units of 2^-2148.
   Mpz num, sum, den;
-  s2.v_.ToMpz(num.get());
+  // n * S2 = num * 2^scale2 and S1^2 = sum * 2^scale1, brought to the lower
+  // of the two scales.
+  const int scale2 = s2.v_.ToMpz(num.get());
   mpz_mul_si(num.get(), num.get(), static_cast<long>(n));
-  s1.v_.ToMpz(sum.get());
+  const int scale1 = 2 * s1.v_.ToMpz(sum.get());
   mpz_mul(sum.get(), sum.get(), sum.get());
+  const int scale = std::min(scale1, scale2);
+  mpz_mul_2exp(num.get(), num.get(), static_cast<mp_bitcnt_t>(scale2 - scale));
+  mpz_mul_2exp(sum.get(), sum.get(), static_cast<mp_bitcnt_t>(scale1 - scale));
   mpz_sub(num.get(), num.get(), sum.get());
   mpz_set_si(den.get(), static_cast<long>(n));
   mpz_mul_si(den.get(), den.get(), static_cast<long>(n - 1));
   // Exact arithmetic: never negative for states built from real values.
   if (mpz_sgn(num.get()) < 0) mpz_set_ui(num.get(), 0);
-  return RoundQuotient(num.get(), den.get(), -kSquareFractionBits, "variance");
+  return RoundQuotient(num.get(), den.get(), scale - kSquareFractionBits,
+                       "variance");
 }
 
 }  // namespace rawfeat

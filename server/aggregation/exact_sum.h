@@ -32,13 +32,16 @@ absl::StatusOr<double> ExactSampleVariance(int64_t n, const ExactSum& s1,
 template <int kSlots>
 class CarrySaveInt {
  public:
-  // Adds (or subtracts) `magnitude` * 2^bit. REQUIRES: bit / 32 + 4 < kSlots.
-  void Add(bool negative, unsigned __int128 magnitude, int bit);
+  // Adds (or subtracts) `magnitude` * 2^bit. REQUIRES: bit / 32 + 2 < kSlots
+  // (Add), bit / 32 + 4 < kSlots (AddWide).
+  void Add(bool negative, uint64_t magnitude, int bit);
+  void AddWide(bool negative, unsigned __int128 magnitude, int bit);
   void Merge(const CarrySaveInt& other);
 
-  // Writes the exact value as a GMP integer (`mpz` is an `mpz_t`, kept
-  // opaque so that this header does not need gmp.h).
-  void ToMpz(void* mpz) const;
+  // Writes the exact value as z * 2^(returned scale) with z a GMP integer
+  // (`mpz` is an `mpz_t`, kept opaque so that this header does not need
+  // gmp.h); trailing zero digits go into the scale.
+  int ToMpz(void* mpz) const;
 
   // A compact, exact encoding (appended to *out), and its inverse (false on
   // malformed input).
