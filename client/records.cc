@@ -197,6 +197,49 @@ absl::StatusOr<v1::Value> RecordMapper::ParseCell(
   return v;
 }
 
+namespace {
+
+// Well-formed UTF-8 (no overlong forms, surrogates or code points above
+// U+10FFFF), as protobuf requires of every string field.
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int n;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + n >= s.size()) return false;  // cut short
+    for (int k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Event> RecordMapper::FromCsv(
     const std::vector<std::string>& cells, int64_t line) const {
   if (cells.size() != columns_.size()) {
@@ -208,6 +251,16 @@ absl::StatusOr<v1::Event> RecordMapper::FromCsv(
   for (size_t c = 0; c < cells.size(); ++c) {
     const std::string& cell = cells[c];
     const int col = columns_[c];
+    if (!IsValidUtf8(cell)) {
+      const std::string column = col == kEntityColumn ? stream_.entity_field()
+                                 : col == kIdColumn   ? "event_id"
+                                 : col == kTimeColumn
+                                     ? stream_.time_field()
+                                     : stream_.fields(col).name();
+      return absl::InvalidArgumentError(LineError(
+          line, column,
+          "not valid UTF-8 (convert the file, e.g. iconv -f latin1 -t utf-8)"));
+    }
     if (col == kEntityColumn) {
       e.set_entity(cell);
     } else if (col == kIdColumn) {

@@ -36,6 +36,16 @@ ABSL_FLAG(int64_t, join_run_rows, 1000000,
 ABSL_FLAG(int, analyst_threads, 0,
           "threads one Snapshot/JoinFeatures call uses (0 = one per CPU)");
 ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
+ABSL_FLAG(bool, accept_data_loss, false,
+          "start even though acknowledged events are lost (a damaged "
+          "write-ahead log): serve what precedes the damage, record the lost "
+          "seq range (GetStatus) and never issue those seqs again");
+ABSL_FLAG(int, max_read_events, 64, "most open ReadEvents calls");
+ABSL_FLAG(int, max_snapshots, 64, "most open Snapshot calls");
+ABSL_FLAG(int, max_joins, 64, "most open JoinFeatures calls");
+ABSL_FLAG(int, max_ingest_streams, 64, "most open IngestStream calls");
+ABSL_FLAG(int, stall_seconds, 300,
+          "end a server stream whose client reads nothing for this long");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
 
@@ -56,6 +66,7 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.schemas_dir = absl::GetFlag(FLAGS_schemas);
   options.store.sync = absl::GetFlag(FLAGS_sync);
+  options.store.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
   options.store.block_cache_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_block_cache_mb)) << 20;
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
@@ -69,6 +80,12 @@ int main(int argc, char** argv) {
   options.join_run_rows =
       static_cast<size_t>(absl::GetFlag(FLAGS_join_run_rows));
   options.analyst_threads = absl::GetFlag(FLAGS_analyst_threads);
+  options.streams.max_read_events = absl::GetFlag(FLAGS_max_read_events);
+  options.streams.max_snapshots = absl::GetFlag(FLAGS_max_snapshots);
+  options.streams.max_joins = absl::GetFlag(FLAGS_max_joins);
+  options.streams.max_ingest_streams = absl::GetFlag(FLAGS_max_ingest_streams);
+  options.streams.stall_timeout =
+      absl::Seconds(absl::GetFlag(FLAGS_stall_seconds));
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
   options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -12,13 +14,34 @@
 #include "server/events/ingester.h"
 #include "server/events/replayer.h"
 #include "server/rpc/service.h"
+#include "server/rpc/status_convert.h"
 #include "server/schema/registry.h"
 #include "server/views/view_engine.h"
 
 namespace rawfeat {
 
+namespace {
+
+// Protobuf logs an ERROR line for every request holding a string that is
+// not UTF-8; the client already gets INVALID_ARGUMENT for it, so a flood of
+// bad requests must not become a flood of log lines. Others go to our log.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  if (absl::StrContains(message, "invalid UTF-8")) return;
+  const std::string text =
+      absl::StrCat("protobuf ", file, ":", line, ": ", message);
+  if (level >= google::protobuf::LOGLEVEL_ERROR) {
+    LogError(text);
+  } else {
+    LogWarning(text);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
+  google::protobuf::SetLogHandler(&ProtobufLog);
   std::unique_ptr<Server> server(new Server());
   auto store = EventStore::Open(options.data_dir, options.store);
   if (!store.ok()) return store.status();
@@ -48,6 +71,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   view_options.max_entities = options.max_entities;
   view_options.tiles = options.tiles;
   view_options.tile_min_events = options.tile_min_events;
+  // Room for the message's own framing under gRPC's limit.
+  view_options.max_response_bytes =
+      static_cast<size_t>(std::max(options.max_message_bytes - 4096, 4096));
+  view_options.snapshot_chunk_bytes = std::min<size_t>(
+      view_options.snapshot_chunk_bytes, view_options.max_response_bytes);
   server->views_ = std::make_unique<ViewEngine>(
       server->store_.get(), server->registry_.get(), view_options);
   JoinSession::Options join_options;
@@ -55,7 +83,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   join_options.threads = analyst_threads;
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
-      server->replayer_.get(), server->views_.get(), join_options);
+      server->replayer_.get(), server->views_.get(), join_options,
+      options.streams);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -64,10 +93,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  // gRPC sets SO_REUSEPORT by default, which lets a second rawfeatd bind a
+  // port that one already serves (clients would alternate between two data
+  // dirs). One server per port: a port in use fails the start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(NewStatusInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen,
+        ": the port is in use (is another rawfeatd running?) or the address "
+        "is not this machine's"));
   }
   server->host_ = options.listen.substr(0, options.listen.rfind(':'));
   LogInfo(absl::StrCat("serving on ", server->address(), ", data in ",

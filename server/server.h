@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/rpc/service.h"
 #include "server/schema/event_validator.h"
 #include "server/storage/event_store.h"
 
@@ -21,7 +22,6 @@ namespace rawfeat {
 class Registry;
 class Ingester;
 class Replayer;
-class FeatureStoreService;
 class ViewEngine;
 
 struct ServerOptions {
@@ -47,6 +47,8 @@ struct ServerOptions {
   int analyst_threads = 0;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
+  // Caps of the streaming calls and the stalled-reader timeout.
+  StreamLimits streams;
 };
 
 class Server {

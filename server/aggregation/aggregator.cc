@@ -213,7 +213,7 @@ class PickAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<PickAggregator>(*this);
   }
-  void Reset() override { *this = PickAggregator(mode_); }
+  void Reset() override { has_ = false; }
   void Serialize(std::string* out) const override {
     out->push_back(has_ ? 1 : 0);
     if (!has_) return;

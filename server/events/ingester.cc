@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/echo.h"
 
 namespace rawfeat {
 namespace {
@@ -18,9 +19,11 @@ std::string DescribeRowErrors(const std::vector<v1::RowError>& errors) {
       break;
     }
     const v1::RowError& e = errors[i];
-    absl::StrAppend(&msg, i == 0 ? "" : "; ", "row ", e.row(),
-                    e.field().empty() ? "" : absl::StrCat(" field ", e.field()),
-                    ": ", e.reason());
+    // Bounded: the message travels in trailers (see server/common/echo.h).
+    absl::StrAppend(
+        &msg, i == 0 ? "" : "; ", "row ", e.row(),
+        e.field().empty() ? "" : absl::StrCat(" field ", Echo(e.field())), ": ",
+        Echo(e.reason(), 2 * kMaxEcho));
   }
   return msg;
 }
@@ -32,7 +35,7 @@ absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
   auto schema = registry_->FindStream(request.stream());
   if (schema == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("stream '", request.stream(),
+        absl::StrCat("stream '", Echo(request.stream()),
                      "' is not defined (apply its definition first)"));
   }
   if (request.events_size() > limits_.max_batch_rows) {

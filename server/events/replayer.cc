@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/echo.h"
 #include "server/common/hash.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
@@ -21,7 +22,7 @@ absl::Status Replayer::ReadEvents(
   auto schema = registry_->FindStream(request.stream());
   if (schema == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("stream '", request.stream(), "' is not defined"));
+        absl::StrCat("stream '", Echo(request.stream()), "' is not defined"));
   }
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();

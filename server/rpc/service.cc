@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/time_util.h"
 #include "server/rpc/status_convert.h"
 
 namespace rawfeat {
@@ -23,6 +24,35 @@ namespace {
 void ReleaseFreedMemory() { malloc_trim(0); }
 
 }  // namespace
+
+bool CallSlots::TryAcquire() {
+  absl::MutexLock lock(&mu_);
+  if (open_ >= cap_) return false;
+  ++open_;
+  return true;
+}
+
+void CallSlots::Release() {
+  bool last;
+  {
+    absl::MutexLock lock(&mu_);
+    last = --open_ == 0;
+  }
+  // Streams allocate and free large buffers from many threads; hand freed
+  // pages back once none of this method's calls runs.
+  if (last) ReleaseFreedMemory();
+}
+
+int CallSlots::open() const {
+  absl::MutexLock lock(&mu_);
+  return open_;
+}
+
+std::string CallSlots::OverCapMessage() const {
+  return absl::StrCat(method_, ": ", cap_,
+                      " calls are open, the most this server allows (", flag_,
+                      "); retry later");
+}
 
 grpc::Status FeatureStoreService::ApplyDefinitions(
     grpc::ServerContext*, const v1::ApplyDefinitionsRequest* request,
@@ -61,71 +91,6 @@ grpc::Status FeatureStoreService::Ingest(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status FeatureStoreService::IngestStream(
-    grpc::ServerContext* context, grpc::ServerReader<v1::IngestRequest>* reader,
-    v1::IngestResponse* response) {
-  v1::IngestRequest request;
-  std::string stream;
-  int batch = 0;
-  response->set_watermark(store_->watermark());
-  while (reader->Read(&request)) {
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "client cancelled");
-    }
-    // Later messages may leave the stream empty to mean "same as before".
-    if (request.stream().empty()) {
-      request.set_stream(stream);
-    } else {
-      stream = request.stream();
-    }
-    auto result = ingester_->Ingest(request, batch);
-    if (!result.ok()) {
-      // Earlier batches are durable; resending them is a counted no-op.
-      return ToGrpcStatus(absl::Status(
-          result.status().code(),
-          absl::StrCat(
-              "batch ", batch, " (", response->accepted(),
-              " events accepted before it): ", result.status().message())));
-    }
-    response->set_accepted(response->accepted() + result->accepted());
-    response->set_duplicates(response->duplicates() + result->duplicates());
-    for (auto& r : *result->mutable_rejected()) {
-      *response->add_rejected() = std::move(r);
-    }
-    response->set_watermark(result->watermark());
-    ++batch;
-  }
-  response->set_batches(batch);
-  return grpc::Status::OK;
-}
-
-grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
-    grpc::CallbackServerContext* context, const v1::GetFeaturesRequest* request,
-    v1::GetFeaturesResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  auto result = views_->GetFeatures(*request);
-  if (!result.ok()) {
-    reactor->Finish(ToGrpcStatus(result.status()));
-  } else {
-    *response = std::move(*result);
-    reactor->Finish(grpc::Status::OK);
-  }
-  return reactor;
-}
-
-grpc::Status FeatureStoreService::Snapshot(
-    grpc::ServerContext* context, const v1::SnapshotRequest* request,
-    grpc::ServerWriter<v1::SnapshotChunk>* writer) {
-  absl::Status s = views_->Snapshot(*request, [&](v1::SnapshotChunk* chunk) {
-    if (context->IsCancelled() || !writer->Write(*chunk)) {
-      return absl::CancelledError("the client went away");
-    }
-    return absl::OkStatus();
-  });
-  ReleaseFreedMemory();
-  return ToGrpcStatus(s);
-}
-
 namespace {
 
 // Parses a request message from its raw bytes.
@@ -133,12 +98,57 @@ bool ParseMessage(const grpc::ByteBuffer& bytes,
                   google::protobuf::MessageLite* message) {
   std::vector<grpc::Slice> slices;
   if (!bytes.Dump(&slices).ok()) return false;
+  if (slices.size() == 1) {
+    return message->ParseFromArray(slices[0].begin(),
+                                   static_cast<int>(slices[0].size()));
+  }
   std::string joined;
   for (const auto& slice : slices) {
     joined.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   }
   return message->ParseFromString(joined);
 }
+
+// Responses above this many bytes are followed by handing freed memory
+// back to the OS.
+constexpr size_t kLargeResponseBytes = 16 << 20;
+
+}  // namespace
+
+grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
+    grpc::ByteBuffer* response_bytes) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::GetFeaturesRequest request;
+  if (!ParseMessage(*request_bytes, &request)) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "GetFeatures: the request does not parse (malformed bytes, or a "
+        "string field that is not valid UTF-8)"));
+    return reactor;
+  }
+  auto result = views_->GetFeatures(request);
+  if (!result.ok()) {
+    if (absl::IsResourceExhausted(result.status())) ReleaseFreedMemory();
+    reactor->Finish(ToGrpcStatus(result.status()));
+    return reactor;
+  }
+  auto* bytes = new std::string();
+  result->SerializeToString(bytes);
+  const bool large = bytes->size() > kLargeResponseBytes;
+  grpc::Slice slice(
+      bytes->data(), bytes->size(),
+      [](void* p) { delete static_cast<std::string*>(p); }, bytes);
+  *response_bytes = grpc::ByteBuffer(&slice, 1);
+  if (large) {
+    result = absl::CancelledError("");  // frees the message first
+    ReleaseFreedMemory();
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+namespace {
 
 // A server-streaming call (`Base` is a ServerWriteReactor or
 // ServerBidiReactor of raw bytes) whose handler runs on its own thread and
@@ -149,6 +159,10 @@ bool ParseMessage(const grpc::ByteBuffer& bytes,
 template <typename Base>
 class ThreadedStream : public Base {
  public:
+  ~ThreadedStream() override {
+    if (slot_ != nullptr) slot_->Release();
+  }
+
   void OnWriteDone(bool ok) override {
     Action action;
     {
@@ -185,7 +199,25 @@ class ThreadedStream : public Base {
   // The handler; its status ends the call.
   virtual grpc::Status Run() = 0;
 
-  void Start() {
+  // Takes one of `slots` for the call's lifetime (nullptr: uncapped) and
+  // starts the handler; over the cap the call fails at once with
+  // RESOURCE_EXHAUSTED. A client that reads nothing for `stall` fails the
+  // call (the handler's next Emit returns false).
+  void Start(CallSlots* slots, absl::Duration stall) {
+    stall_ = stall;
+    if (slots != nullptr) {
+      if (!slots->TryAcquire()) {
+        {
+          absl::MutexLock lock(&mu_);
+          done_ = true;
+          finished_ = true;
+        }
+        this->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                  slots->OverCapMessage()));
+        return;
+      }
+      slot_ = slots;
+    }
     try {
       thread_ = std::thread([this] {
         const grpc::Status status = Run();
@@ -218,9 +250,17 @@ class ThreadedStream : public Base {
     Action action;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ThreadedStream* r) { return r->broken_ || !r->has_queued_; },
-          this));
+      if (!mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](ThreadedStream* r) {
+                                      return r->broken_ || !r->has_queued_;
+                                    },
+                                    this),
+                                stall_)) {
+        // The client stopped reading: end the call rather than hold its
+        // thread and memory.
+        broken_ = true;
+        stalled_ = true;
+      }
       if (broken_) return false;
       auto* owned = new std::string(std::move(*message));
       grpc::Slice slice(
@@ -237,6 +277,18 @@ class ThreadedStream : public Base {
   bool broken() {
     absl::MutexLock lock(&mu_);
     return broken_;
+  }
+
+  // Why Emit failed: the status to end the call with.
+  grpc::Status BrokenStatus() {
+    absl::MutexLock lock(&mu_);
+    if (stalled_) {
+      return grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          absl::StrCat("the client read nothing for ",
+                       absl::FormatDuration(stall_), "; call ended"));
+    }
+    return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
   }
 
   absl::Mutex mu_;
@@ -271,6 +323,9 @@ class ThreadedStream : public Base {
   }
 
   std::thread thread_;
+  CallSlots* slot_ = nullptr;  // released when the call is gone
+  absl::Duration stall_ = absl::InfiniteDuration();
+  bool stalled_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ByteBuffer writing_;  // owned by gRPC while in_flight_
   grpc::ByteBuffer queued_ ABSL_GUARDED_BY(mu_);
   bool has_queued_ ABSL_GUARDED_BY(mu_) = false;
@@ -285,15 +340,18 @@ class ThreadedStream : public Base {
 class ReadEventsReactor final
     : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
-  ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request)
+  ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request,
+                    CallSlots* slots, absl::Duration stall)
       : replayer_(replayer), request_(std::move(request)) {
-    Start();
+    Start(slots, stall);
   }
 
  private:
   grpc::Status Run() override {
-    return ToGrpcStatus(replayer_->ReadEvents(
-        request_, [this](std::string* chunk) { return Emit(chunk); }));
+    const absl::Status s = replayer_->ReadEvents(
+        request_, [this](std::string* chunk) { return Emit(chunk); });
+    if (!s.ok() && broken()) return BrokenStatus();
+    return ToGrpcStatus(s);
   }
 
   const Replayer* const replayer_;
@@ -307,9 +365,10 @@ class JoinReactor final
     : public ThreadedStream<
           grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>> {
  public:
-  JoinReactor(const ViewEngine* views, JoinSession::Options options)
+  JoinReactor(const ViewEngine* views, JoinSession::Options options,
+              CallSlots* slots, absl::Duration stall)
       : views_(views), options_(options) {
-    Start();
+    Start(slots, stall);
   }
 
   void OnReadDone(bool ok) override {
@@ -363,11 +422,11 @@ class JoinReactor final
     if (!session.ok()) return ToGrpcStatus(session.status());
     do {
       absl::Status s = (*session)->Add(&message, emit);
-      if (!s.ok()) return ToGrpcStatus(s);
+      if (!s.ok()) return broken() ? BrokenStatus() : ToGrpcStatus(s);
       message.Clear();
     } while (Read(&message, &status));
     if (!status.ok()) return status;
-    if (broken()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (broken()) return BrokenStatus();
     const grpc::Status status_of_finish =
         ToGrpcStatus((*session)->Finish(emit));
     session->reset();
@@ -378,6 +437,163 @@ class JoinReactor final
   const ViewEngine* const views_;
   const JoinSession::Options options_;
   grpc::ByteBuffer in_;  // the read in progress
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One Snapshot call: chunks are computed on the handler thread (and its
+// workers) while gRPC sends the previous one; cancellation, a stalled
+// client and server shutdown stop the computation between entities.
+class SnapshotReactor final
+    : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
+ public:
+  SnapshotReactor(const ViewEngine* views, v1::SnapshotRequest request,
+                  CallSlots* slots, absl::Duration stall)
+      : views_(views), request_(std::move(request)) {
+    Start(slots, stall);
+  }
+
+ private:
+  grpc::Status Run() override {
+    std::string bytes;
+    const absl::Status s = views_->Snapshot(
+        request_,
+        [&](v1::SnapshotChunk* chunk) {
+          bytes.clear();
+          chunk->SerializeToString(&bytes);
+          return Emit(&bytes) ? absl::OkStatus()
+                              : absl::CancelledError("the client went away");
+        },
+        [this] { return broken(); });
+    ReleaseFreedMemory();
+    if (!s.ok() && broken()) return BrokenStatus();
+    return ToGrpcStatus(s);
+  }
+
+  const ViewEngine* const views_;
+  const v1::SnapshotRequest request_;
+};
+
+// One IngestStream call: each message is read and ingested on the handler
+// thread (the next is not read before the previous is durable, so a fast
+// client waits for the disk instead of filling memory). A message that does
+// not parse, or a batch that fails, ends the call with that batch's index
+// and the counts of the batches before it (also in the status details, as
+// a serialized IngestResponse); the call never ends OK with fewer batches
+// applied than the client sent.
+class IngestStreamReactor final
+    : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  IngestStreamReactor(const Ingester* ingester, EventStore* store,
+                      grpc::ByteBuffer* response, CallSlots* slots)
+      : ingester_(ingester), store_(store), response_(response) {
+    if (!slots->TryAcquire()) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          slots->OverCapMessage()));
+      return;
+    }
+    slot_ = slots;
+    try {
+      thread_ = std::thread([this] { Finish(Run()); });
+    } catch (const std::system_error& e) {
+      Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("cannot start a thread for this call: ", e.what())));
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    read_ok_ = ok;
+    reading_ = false;
+  }
+
+  void OnCancel() override {}
+
+  void OnDone() override {
+    if (slot_ != nullptr) slot_->Release();
+    if (!thread_.joinable()) {
+      // Never started.
+    } else if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
+    delete this;
+  }
+
+ private:
+  // The next message's bytes; false at the end of the input (or when the
+  // call is cancelled).
+  bool Read() {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = true;
+    }
+    StartRead(&in_);
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](IngestStreamReactor* r) { return !r->reading_; }, this));
+    return read_ok_;
+  }
+
+  // Ends the call with `s`, naming the batch and what came before it.
+  grpc::Status Fail(const absl::Status& s, int batch,
+                    const v1::IngestResponse& before) {
+    const grpc::Status g = ToGrpcStatus(absl::Status(
+        s.code(),
+        absl::StrCat("batch ", batch, " (", before.batches(), " batches and ",
+                     before.accepted(),
+                     " events accepted before it, durable): ", s.message())));
+    return grpc::Status(g.error_code(), g.error_message(),
+                        before.SerializeAsString());
+  }
+
+  grpc::Status Run() {
+    v1::IngestResponse total;
+    total.set_watermark(store_->watermark());
+    v1::IngestRequest request;
+    std::string stream;
+    int batch = 0;
+    while (Read()) {
+      request.Clear();
+      if (!ParseMessage(in_, &request)) {
+        return Fail(absl::InvalidArgumentError(
+                        "the message does not parse (malformed bytes, or a "
+                        "string that is not valid UTF-8)"),
+                    batch, total);
+      }
+      // Later messages may leave the stream empty to mean "same as before".
+      if (request.stream().empty()) {
+        request.set_stream(stream);
+      } else {
+        stream = request.stream();
+      }
+      auto result = ingester_->Ingest(request, batch);
+      if (!result.ok()) return Fail(result.status(), batch, total);
+      total.set_accepted(total.accepted() + result->accepted());
+      total.set_duplicates(total.duplicates() + result->duplicates());
+      for (auto& r : *result->mutable_rejected()) {
+        *total.add_rejected() = std::move(r);
+      }
+      total.set_watermark(result->watermark());
+      ++batch;
+      total.set_batches(batch);
+    }
+    total.set_batches(batch);
+    std::string bytes = total.SerializeAsString();
+    grpc::Slice slice(bytes);
+    *response_ = grpc::ByteBuffer(&slice, 1);
+    return grpc::Status::OK;
+  }
+
+  const Ingester* const ingester_;
+  EventStore* const store_;
+  grpc::ByteBuffer* const response_;
+  CallSlots* slot_ = nullptr;
+  std::thread thread_;
+  grpc::ByteBuffer in_;  // the read in progress
+  absl::Mutex mu_;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -393,7 +609,26 @@ class FailedWrite final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 FeatureStoreService::JoinFeatures(grpc::CallbackServerContext*) {
-  return new JoinReactor(views_, join_options_);
+  return new JoinReactor(views_, join_options_, &join_slots_,
+                         limits_.stall_timeout);
+}
+
+grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
+    grpc::CallbackServerContext*, grpc::ByteBuffer* response) {
+  return new IngestStreamReactor(ingester_, store_, response,
+                                 &ingest_stream_slots_);
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* request_bytes) {
+  v1::SnapshotRequest request;
+  if (!ParseMessage(*request_bytes, &request)) {
+    return new FailedWrite(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     "Snapshot: the request does not parse"));
+  }
+  return new SnapshotReactor(views_, std::move(request), &snapshot_slots_,
+                             limits_.stall_timeout);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
@@ -404,7 +639,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                      "ReadEvents: the request does not parse"));
   }
-  return new ReadEventsReactor(replayer_, std::move(request));
+  return new ReadEventsReactor(replayer_, std::move(request),
+                               &read_events_slots_, limits_.stall_timeout);
 }
 
 grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,
@@ -427,6 +663,13 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,
   response->set_sync(store_->sync());
   response->set_tiles(store_->TileCount());
   response->set_compacting(store_->Compacting());
+  for (const DataLoss& loss : store_->DataLosses()) {
+    v1::DataLoss* out = response->add_data_losses();
+    out->set_first_seq(loss.first_seq);
+    out->set_last_seq(loss.last_seq);
+    *out->mutable_accepted_at() = MicrosToTimestamp(loss.accepted_at_us);
+    out->set_detail(loss.detail);
+  }
   return grpc::Status::OK;
 }
 

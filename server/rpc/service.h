@@ -3,7 +3,7 @@
 
 // The gRPC adapter of rawfeat.v1.FeatureStore: converts messages and status
 // codes, checks cancellation, and calls the core. No business logic here.
-// GetFeatures is served with gRPC's callback API: a lookup is a few tens
+// GetFeatures is served with gRPC's (raw) callback API: a lookup is a few tens
 // of microseconds of CPU-bound reads, and running it on the thread that
 // received it saves the sync server's hand-off to a worker thread (the
 // largest part of a small lookup's latency). The one wait it can have is a
@@ -16,6 +16,9 @@
 
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
 #include "server/events/ingester.h"
 #include "server/events/replayer.h"
@@ -26,23 +29,65 @@
 
 namespace rawfeat {
 
+// Open calls of one streaming method, capped: a call over the cap is
+// refused at once instead of costing a thread. Thread-safe.
+class CallSlots {
+ public:
+  CallSlots(const char* method, const char* flag, int cap)
+      : method_(method), flag_(flag), cap_(cap) {}
+  bool TryAcquire();
+  // Releases one slot; the last one hands freed memory back to the OS.
+  void Release();
+  int open() const;
+  std::string OverCapMessage() const;
+
+ private:
+  const char* const method_;
+  const char* const flag_;
+  const int cap_;
+  mutable absl::Mutex mu_;
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Caps of the streaming calls (each open call holds a handler thread).
+struct StreamLimits {
+  // Most open calls per streaming method. Default: 64 each.
+  int max_read_events = 64;
+  int max_snapshots = 64;
+  int max_joins = 64;
+  int max_ingest_streams = 64;
+  // A server stream whose client reads nothing for this long is ended with
+  // DEADLINE_EXCEEDED. Default: 5 minutes.
+  absl::Duration stall_timeout = absl::Minutes(5);
+};
+
 class FeatureStoreService final
-    : public v1::FeatureStore::WithCallbackMethod_GetFeatures<
+    : public v1::FeatureStore::WithRawCallbackMethod_GetFeatures<
           v1::FeatureStore::WithRawCallbackMethod_ReadEvents<
               v1::FeatureStore::WithRawCallbackMethod_JoinFeatures<
-                  v1::FeatureStore::Service>>> {
+                  v1::FeatureStore::WithRawCallbackMethod_Snapshot<
+                      v1::FeatureStore::WithRawCallbackMethod_IngestStream<
+                          v1::FeatureStore::Service>>>>> {
  public:
   // REQUIRES: every pointer outlives the service.
   FeatureStoreService(EventStore* store, Registry* registry,
                       const Ingester* ingester, const Replayer* replayer,
                       const ViewEngine* views,
-                      JoinSession::Options join_options)
+                      JoinSession::Options join_options,
+                      StreamLimits limits = StreamLimits())
       : store_(store),
         registry_(registry),
         ingester_(ingester),
         replayer_(replayer),
         views_(views),
-        join_options_(join_options) {}
+        join_options_(join_options),
+        limits_(limits),
+        read_events_slots_("ReadEvents", "--max_read_events",
+                           limits.max_read_events),
+        snapshot_slots_("Snapshot", "--max_snapshots", limits.max_snapshots),
+        join_slots_("JoinFeatures", "--max_joins", limits.max_joins),
+        ingest_stream_slots_("IngestStream", "--max_ingest_streams",
+                             limits.max_ingest_streams) {}
 
   grpc::Status ApplyDefinitions(
       grpc::ServerContext* context, const v1::ApplyDefinitionsRequest* request,
@@ -53,16 +98,20 @@ class FeatureStoreService final
   grpc::Status Ingest(grpc::ServerContext* context,
                       const v1::IngestRequest* request,
                       v1::IngestResponse* response) override;
-  grpc::Status IngestStream(grpc::ServerContext* context,
-                            grpc::ServerReader<v1::IngestRequest>* reader,
-                            v1::IngestResponse* response) override;
-  grpc::ServerUnaryReactor* GetFeatures(
+  // Raw: each message is parsed here, so one that does not parse ends the
+  // call with its batch index instead of looking like the end of input.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* IngestStream(
       grpc::CallbackServerContext* context,
-      const v1::GetFeaturesRequest* request,
-      v1::GetFeaturesResponse* response) override;
-  grpc::Status Snapshot(grpc::ServerContext* context,
-                        const v1::SnapshotRequest* request,
-                        grpc::ServerWriter<v1::SnapshotChunk>* writer) override;
+      grpc::ByteBuffer* response) override;
+  // Raw: the request is parsed here (a bad one is INVALID_ARGUMENT with a
+  // reason) and the response serialized here.
+  grpc::ServerUnaryReactor* GetFeatures(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  // Raw: chunks are serialized on the handler thread.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Snapshot(
+      grpc::CallbackServerContext* context,
+      const grpc::ByteBuffer* request) override;
   // Raw: the join session writes each response's wire bytes itself.
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* JoinFeatures(
       grpc::CallbackServerContext* context) override;
@@ -81,6 +130,11 @@ class FeatureStoreService final
   const Replayer* const replayer_;
   const ViewEngine* const views_;
   const JoinSession::Options join_options_;
+  const StreamLimits limits_;
+  CallSlots read_events_slots_;
+  CallSlots snapshot_slots_;
+  CallSlots join_slots_;
+  CallSlots ingest_stream_slots_;
 };
 
 }  // namespace rawfeat

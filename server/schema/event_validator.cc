@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
+#include "server/common/echo.h"
 #include "server/common/time_util.h"
 
 namespace rawfeat {
@@ -111,7 +112,7 @@ void PrepareEvents(const StreamSchema& schema,
     for (const auto& [name, value] : e.fields()) {
       auto it = schema.position.find(name);
       if (it == schema.position.end()) {
-        fail(name, absl::StrCat("unknown field '", name, "' in stream '",
+        fail(name, absl::StrCat("unknown field '", Echo(name), "' in stream '",
                                 schema.name, "'"));
         continue;
       }

@@ -9,6 +9,7 @@
 #include "rawfeat/internal/meta.pb.h"
 #include "server/common/coding.h"
 #include "server/common/definitions_text.h"
+#include "server/common/echo.h"
 #include "server/schema/validation.h"
 #include "server/storage/keys.h"
 
@@ -243,12 +244,13 @@ absl::StatusOr<std::shared_ptr<const v1::FeatureViewDef>> Registry::FindView(
       --it;
       if (it->first.first == name) return it->second;
     }
-    return absl::NotFoundError(absl::StrCat("view '", name, "' not found"));
+    return absl::NotFoundError(
+        absl::StrCat("view '", Echo(name), "' not found"));
   }
   auto it = views_.find({std::string(name), version});
   if (it == views_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("view '", name, "' version ", version, " not found"));
+    return absl::NotFoundError(absl::StrCat("view '", Echo(name), "' version ",
+                                            version, " not found"));
   }
   return it->second;
 }

@@ -6,6 +6,8 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -16,9 +18,12 @@
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "server/common/coding.h"
+#include "server/common/echo.h"
 #include "server/common/log.h"
 #include "server/common/status_macros.h"
 #include "server/storage/keys.h"
+#include "server/storage/seq_file.h"
+#include "server/storage/wal_check.h"
 
 namespace rawfeat {
 namespace {
@@ -41,6 +46,50 @@ rocksdb::Slice ToSlice(absl::string_view s) {
 }
 absl::string_view ToView(const rocksdb::Slice& s) {
   return absl::string_view(s.data(), s.size());
+}
+
+// The highest seq in the log column family (0 if empty).
+absl::StatusOr<uint64_t> LastLogSeq(rocksdb::DB* db,
+                                    rocksdb::ColumnFamilyHandle* log_cf) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), log_cf));
+  it->SeekToLast();
+  uint64_t last = 0;
+  if (it->Valid()) {
+    if (it->key().size() != 8) {
+      return absl::DataLossError("log column family holds a malformed key");
+    }
+    last = ParseLogKey(ToView(it->key()));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "recover log");
+  return last;
+}
+
+std::string DescribeWalDamage(const std::vector<WalDamage>& damage) {
+  std::string out;
+  for (const WalDamage& d : damage) {
+    absl::StrAppend(&out, out.empty() ? "" : "; ", d.file, " at offset ",
+                    d.offset, " of ", d.size, ": ", d.reason,
+                    d.at_tail ? " (the last record)" : "");
+  }
+  return out;
+}
+
+// The highest seq a point-in-time recovery of the log (up to its first
+// damage) holds, from a read-only open; "unknown" if that fails.
+std::string VouchedSeq(
+    rocksdb::DBOptions options, const std::string& dir,
+    const std::vector<rocksdb::ColumnFamilyDescriptor>& cfs) {
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::OpenForReadOnly(options, dir, cfs, &handles, &raw).ok()) {
+    return "(unknown: a read-only recovery failed too)";
+  }
+  std::unique_ptr<rocksdb::DB> db(raw);
+  auto last = LastLogSeq(db.get(), handles[3]);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  return last.ok() ? absl::StrCat(*last) : "(unknown)";
 }
 
 // ids value: be64(seq) | 32-byte content hash.
@@ -130,7 +179,32 @@ EventStore::EventStore(std::string dir, EventStoreOptions options)
 EventStore::~EventStore() {
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   handles_.clear();
-  if (db_ != nullptr) db_->Close();
+  if (db_ == nullptr) return;
+  const rocksdb::Status s = db_->Close();
+  if (!s.ok() || reserved_ == 0) return;  // not opened, or not cleanly
+  // A clean stop: the next open checks that every seq is still there.
+  SeqFile clean;
+  clean.reserved = reserved_;
+  clean.clean_next = watermark() + 1;
+  const absl::Status ws = clean.Write(dir_);
+  if (!ws.ok())
+    LogWarning(absl::StrCat("seq file not updated: ", ws.message()));
+}
+
+std::vector<DataLoss> EventStore::DataLosses() const { return losses_; }
+
+absl::Status EventStore::RecordLoss(uint64_t first, uint64_t last,
+                                    const std::string& detail) {
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  std::string key = kMetaLossPrefix;
+  PutBigEndian64(&key, first);
+  std::string value;
+  PutBigEndian64(&value, last);
+  PutBigEndian64(&value, static_cast<uint64_t>(now));
+  value += detail;
+  LogError(absl::StrCat("accepting the loss of seqs ", first, "..", last,
+                        " (--accept_data_loss): ", detail));
+  return PutMeta({{key, value}});
 }
 
 absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
@@ -207,9 +281,39 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
       {kMetaColumnFamily, make_cf(Bloom::kNone)},
       {kTilesColumnFamily, make_cf(Bloom::kNone)},
   };
+  // Replay the log tolerating only an incomplete last record: a write cut
+  // short by a crash was never synced, so never acknowledged. Anything
+  // else (a bad record inside the log) stops the start: RocksDB's default
+  // would silently drop everything after it and hand its seqs out again.
+  db_options.wal_recovery_mode =
+      rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       rocksdb::DB::Open(db_options, dir, cfs, &store->handles_, &raw);
+  std::string wal_damage;
+  if (s.IsCorruption()) {
+    const std::vector<WalDamage> damage = FindWalDamage(dir);
+    if (damage.empty()) {
+      return FromRocks(s, absl::StrCat("open ", dir));  // not the log
+    }
+    wal_damage = absl::StrCat(DescribeWalDamage(damage),
+                              " (RocksDB: ", s.ToString(), ")");
+    if (!options.accept_data_loss) {
+      return absl::DataLossError(absl::StrCat(
+          "the write-ahead log of ", dir, " is damaged: ", wal_damage,
+          ". The store can vouch for seqs up to ",
+          VouchedSeq(db_options, dir, cfs),
+          "; acknowledged events after that are lost. Restore the data dir "
+          "from a backup, or start with --accept_data_loss to serve what "
+          "precedes the damage (the loss is recorded and its seqs are never "
+          "issued again)"));
+    }
+    // Recover the log up to the damage.
+    store->handles_.clear();
+    db_options.wal_recovery_mode =
+        rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+    s = rocksdb::DB::Open(db_options, dir, cfs, &store->handles_, &raw);
+  }
   if (!s.ok()) return FromRocks(s, absl::StrCat("open ", dir));
   store->db_.reset(raw);
   store->events_cf_ = store->handles_[1];
@@ -217,24 +321,75 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   store->log_cf_ = store->handles_[3];
   store->meta_cf_ = store->handles_[4];
   store->tiles_cf_ = store->handles_[5];
-  absl::Status rs = store->Recover();
+  absl::Status rs = store->Recover(wal_damage);
   if (!rs.ok()) return rs;
   return store;
 }
 
-absl::Status EventStore::Recover() {
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), log_cf_));
-  it->SeekToLast();
-  if (it->Valid()) {
-    if (it->key().size() != 8) {
-      return absl::DataLossError("log column family holds a malformed key");
-    }
-    const uint64_t last = ParseLogKey(ToView(it->key()));
-    next_seq_ = last + 1;
-    watermark_.store(last, std::memory_order_release);
+absl::Status EventStore::Recover(const std::string& wal_damage) {
+  auto last = LastLogSeq(db_.get(), log_cf_);
+  if (!last.ok()) return last.status();
+  next_seq_ = *last + 1;
+  watermark_.store(*last, std::memory_order_release);
+
+  // What the seq file knows that the log may not.
+  auto seq_file = SeqFile::Read(dir_);
+  if (!seq_file.ok() && !absl::IsNotFound(seq_file.status())) {
+    return seq_file.status();
   }
-  if (!it->status().ok()) return FromRocks(it->status(), "recover log");
+  const SeqFile known = seq_file.ok() ? *seq_file : SeqFile();
+  std::string detail = wal_damage;
+  if (known.clean_next > next_seq_) {
+    // A clean stop left more seqs than the log now holds: its tail is gone
+    // (cut at a record boundary, so RocksDB saw nothing wrong).
+    absl::StrAppend(&detail, detail.empty() ? "" : "; ",
+                    "the last clean stop left seqs up to ",
+                    known.clean_next - 1, " but the store holds seqs up to ",
+                    *last);
+  } else if (known.clean_next != 0 && known.clean_next < next_seq_) {
+    LogWarning(absl::StrCat("seq file of ", dir_,
+                            " says the last clean stop "
+                            "left seqs up to ",
+                            known.clean_next - 1,
+                            ", the store holds more (up to ", *last, ")"));
+  }
+  if (!detail.empty()) {
+    // Every seq up to this one may have been issued.
+    const uint64_t issued = known.clean_next > 0 ? known.clean_next - 1
+                            : known.reserved > 0 ? known.reserved - 1
+                                                 : *last;
+    if (!options_.accept_data_loss) {
+      return absl::DataLossError(absl::StrCat(
+          "acknowledged events of ", dir_, " are lost: ", detail,
+          ". The store can vouch for seqs up to ", *last,
+          issued > *last ? absl::StrCat("; seqs up to ", issued,
+                                        " may have been acknowledged")
+                         : "",
+          ". Restore the data dir from a backup, or start with "
+          "--accept_data_loss to serve what is left (the loss is recorded "
+          "and its seqs are never issued again)"));
+    }
+    RETURN_IF_ERROR(RecordLoss(*last + 1, std::max(issued, *last), detail));
+    next_seq_ = std::max(next_seq_, issued + 1);
+  }
+  RETURN_IF_ERROR(ScanMeta(kMetaLossPrefix, [this](absl::string_view k,
+                                                   absl::string_view v) {
+    if (k.size() != strlen(kMetaLossPrefix) + 8 || v.size() < 16) return;
+    DataLoss loss;
+    loss.first_seq = DecodeBigEndian64(k.data() + strlen(kMetaLossPrefix));
+    loss.last_seq = DecodeBigEndian64(v.data());
+    loss.accepted_at_us = static_cast<int64_t>(DecodeBigEndian64(v.data() + 8));
+    loss.detail = std::string(v.substr(16));
+    losses_.push_back(std::move(loss));
+  }));
+  for (const DataLoss& loss : losses_) {
+    next_seq_ = std::max(next_seq_, loss.last_seq + 1);
+  }
+  // Running: no clean marker until a clean stop; a block of seqs reserved.
+  SeqFile running;
+  running.reserved = std::max(known.reserved, next_seq_ + options_.seq_block);
+  RETURN_IF_ERROR(running.Write(dir_));
+  reserved_ = running.reserved;
   {
     absl::MutexLock tl(&commit_mu_);
     RETURN_IF_ERROR(DropTilesOfOtherFormats());
@@ -394,7 +549,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       } else {
         res.conflicts.push_back(
             {e.row, e.event_id,
-             absl::StrCat("conflict: event_id '", e.event_id,
+             absl::StrCat("conflict: event_id '", Echo(e.event_id),
                           "' is already stored (", where,
                           ") with different content; the original is kept")});
       }
@@ -449,6 +604,18 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       batch.Put(meta_cf_, ToSlice(MetaCountKey(stream)), ToSlice(v));
     }
   }
+  if (seq > reserved_) {
+    // Reserve the next block of seqs before any of it is written, so that
+    // no seq is issued twice even if the log is lost.
+    SeqFile reserve;
+    reserve.reserved = seq + options_.seq_block;
+    absl::Status rs = reserve.Write(dir_);
+    if (!rs.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot reserve seqs: ", rs.message()));
+    }
+    reserved_ = reserve.reserved;
+  }
   if (batch.Count() > 0) {
     rocksdb::WriteOptions wo;
     wo.sync = options_.sync;
@@ -484,6 +651,17 @@ std::unique_ptr<ReadView> EventStore::NewReadView() const {
 
 absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
     uint64_t requested) const {
+  for (const DataLoss& loss : losses_) {
+    if (requested >= loss.first_seq && requested <= loss.last_seq) {
+      return absl::DataLossError(absl::StrCat(
+          "watermark ", requested, " lies in seqs ", loss.first_seq, "..",
+          loss.last_seq, ", lost at ",
+          absl::FormatTime(absl::RFC3339_sec,
+                           absl::FromUnixMicros(loss.accepted_at_us),
+                           absl::UTCTimeZone()),
+          " (", loss.detail, "): its answers cannot be reproduced"));
+    }
+  }
   // The watermark first, then the snapshot: every seq <= the watermark was
   // durable and visible before it was published, so the snapshot holds it.
   const uint64_t latest = watermark();

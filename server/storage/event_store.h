@@ -49,6 +49,23 @@ struct EventStoreOptions {
   // another one (or by a store that predates the marker: format 1) are
   // deleted at open. Default: kTileFormat (keys.h). Tests set older ones.
   uint32_t tile_format = kTileFormat;
+  // Start even though acknowledged events are gone: the write-ahead log is
+  // damaged, or holds fewer seqs than the last clean stop left. The store
+  // keeps what precedes the damage, records the lost seq range (meta,
+  // DataLosses()), never issues those seqs again, and refuses reads at a
+  // watermark inside the range. Default: false (Open fails with DATA_LOSS
+  // naming the file, the offset and the highest seq the store vouches for).
+  bool accept_data_loss = false;
+  // Seqs reserved per sync of the seq file (seq_file.h). Default: 2^20.
+  uint64_t seq_block = uint64_t{1} << 20;
+};
+
+// Acknowledged events the store lost and an operator accepted losing.
+struct DataLoss {
+  uint64_t first_seq = 0;  // seqs first_seq..last_seq may have been issued
+  uint64_t last_seq = 0;   // and are gone; they are never issued again
+  int64_t accepted_at_us = 0;
+  std::string detail;  // what was damaged: file, offset, reason
 };
 
 // One validated, encoded event waiting to be appended.
@@ -121,9 +138,14 @@ class EventIterator {
 class EventStore {
  public:
   // Opens (creating if needed) the database in `dir`. Recovers the next seq
-  // from the log and the per-stream counters from meta.
-  // Errors: INTERNAL / UNAVAILABLE with RocksDB's message (e.g. the
-  // directory is locked by another rawfeatd).
+  // from the log and the per-stream counters from meta. The write-ahead log
+  // is replayed tolerating only an incomplete last record (a write cut
+  // short, never acknowledged); damage inside it, or a log that holds fewer
+  // seqs than the last clean stop left, is DATA_LOSS unless
+  // options.accept_data_loss.
+  // Errors: DATA_LOSS (naming the log file, offset and the highest seq the
+  // store can vouch for), INTERNAL / UNAVAILABLE with RocksDB's message
+  // (e.g. the directory is locked by another rawfeatd).
   static absl::StatusOr<std::unique_ptr<EventStore>> Open(
       const std::string& dir, const EventStoreOptions& options);
 
@@ -153,7 +175,8 @@ class EventStore {
 
   // A reproducible read: the watermark it uses (`requested`, or the latest
   // when 0) and a snapshot that holds every seq up to it.
-  // Errors: INVALID_ARGUMENT if `requested` is above the latest.
+  // Errors: INVALID_ARGUMENT if `requested` is above the latest; DATA_LOSS
+  // if it lies inside a lost range (its answers cannot be reproduced).
   struct PinnedRead {
     uint64_t watermark = 0;
     std::unique_ptr<ReadView> view;
@@ -214,6 +237,9 @@ class EventStore {
                         const std::function<void(absl::string_view,
                                                  absl::string_view)>& fn) const;
 
+  // Losses accepted on this store (accept_data_loss), oldest first.
+  std::vector<DataLoss> DataLosses() const;
+
   // True while RocksDB has flushes or compactions running or pending.
   bool Compacting() const;
 
@@ -225,7 +251,11 @@ class EventStore {
  private:
   struct Writer;
   EventStore(std::string dir, EventStoreOptions options);
-  absl::Status Recover();
+  // `wal_damage`: what Open found damaged in the log (empty: nothing).
+  absl::Status Recover(const std::string& wal_damage);
+  // Records a loss of seqs [first, last] in meta (synced).
+  absl::Status RecordLoss(uint64_t first, uint64_t last,
+                          const std::string& detail);
   // Deletes every tile if the stored tile format is not options_.tile_format,
   // then records it.
   absl::Status DropTilesOfOtherFormats();
@@ -253,9 +283,13 @@ class EventStore {
   mutable absl::Mutex mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, uint64_t> counts_ ABSL_GUARDED_BY(mu_);
-  // Only the group leader touches next_seq_ (leadership is exclusive).
+  // Only the group leader touches next_seq_ and reserved_ (leadership is
+  // exclusive). Every seq issued is below reserved_, which the seq file
+  // holds.
   uint64_t next_seq_ = 1;
-  absl::Mutex meta_mu_;  // serializes PutMeta
+  uint64_t reserved_ = 0;
+  std::vector<DataLoss> losses_;  // set by Recover, then immutable
+  absl::Mutex meta_mu_;           // serializes PutMeta
   // Held while a group commits or an exclusive section runs.
   mutable absl::Mutex commit_mu_;
   // Stored tiles by the day they cover (EntityTimeKey of the day start).

@@ -1,10 +1,12 @@
 #include "server/views/view_engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
+#include "server/common/echo.h"
 #include "server/common/hash.h"
 #include "server/common/parallel.h"
 #include "server/common/status_macros.h"
@@ -240,13 +242,32 @@ std::string EncodeTile(uint64_t watermark,
   return v;
 }
 
+// Takes `bytes` from `*budget` for feature `feature` (-1: the row itself)
+// of `entity`; RESOURCE_EXHAUSTED naming them once the budget is spent.
+absl::Status TakeBytes(size_t bytes, size_t* budget, const CompiledView& view,
+                       int feature, absl::string_view entity) {
+  if (bytes <= *budget) {
+    *budget -= bytes;
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the answer would exceed the largest message (--max_message_bytes) at ",
+      feature < 0 ? "the row"
+                  : absl::StrCat("feature '", view.features[feature].name,
+                                 "' (", bytes, " bytes)"),
+      entity.empty() ? "" : absl::StrCat(" of entity '", Echo(entity), "'"),
+      " of view '", view.def->name(),
+      "'; ask for fewer entities, or a view with smaller values"));
+}
+
 }  // namespace
 
 absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                        absl::string_view entity,
                                        int64_t as_of_us, uint64_t watermark,
                                        const ReadView* read_view,
-                                       v1::FeatureRow* row) const {
+                                       v1::FeatureRow* row,
+                                       size_t* budget) const {
   const StreamSchema& stream = *view.stream;
   auto states = NewStates(view);
   std::vector<int64_t> starts;
@@ -383,13 +404,19 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   close_day();
 
   row->set_entity(std::string(entity));
+  RETURN_IF_ERROR(TakeBytes(row->ByteSizeLong(), budget, view, -1, entity));
   for (size_t i = 0; i < states.size(); ++i) {
-    absl::Status s = states[i]->Finalize(row->add_values());
+    v1::Value* value = row->add_values();
+    absl::Status s = states[i]->Finalize(value);
     if (!s.ok()) {
       return absl::Status(
-          s.code(), absl::StrCat("feature '", view.features[i].name,
-                                 "' of entity '", entity, "': ", s.message()));
+          s.code(),
+          absl::StrCat("feature '", view.features[i].name, "' of entity '",
+                       Echo(entity), "': ", s.message()));
     }
+    // The value and its field tag and length in the row.
+    RETURN_IF_ERROR(TakeBytes(value->ByteSizeLong() + 6, budget, view,
+                              static_cast<int>(i), entity));
   }
   if (!heavy_days.empty()) {
     if (static_cast<int>(heavy_days.size()) > options_.max_tiles_per_lookup) {
@@ -459,9 +486,15 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   const int64_t as_of = *as_of_or;
   v1::GetFeaturesResponse response;
   for (const auto& f : (*view)->features) response.add_feature_names(f.name);
+  // Counted while rows are built, so an oversized answer is refused before
+  // it is allocated whole.
+  size_t budget = options_.max_response_bytes;
+  RETURN_IF_ERROR(
+      TakeBytes(response.ByteSizeLong() + 64, &budget, **view, -1, ""));
   for (const auto& entity : request.entities()) {
-    absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
-                                   pinned->view.get(), response.add_rows());
+    absl::Status s =
+        ComputeEntity(**view, entity, as_of, pinned->watermark,
+                      pinned->view.get(), response.add_rows(), &budget);
     if (!s.ok()) return s;
   }
   response.set_watermark(pinned->watermark);
@@ -472,6 +505,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
 
 absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
                                   const SnapshotEmit& emit,
+                                  const std::function<bool()>& cancelled,
                                   int chunk_rows) const {
   auto view = Resolve(request.view(), request.version());
   if (!view.ok()) return view.status();
@@ -512,19 +546,36 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   std::vector<v1::SnapshotChunk> chunks(nt);
   std::vector<bool> sent(nt, false);
   bool names_sent = false;
+  v1::SnapshotChunk piece;
+  std::vector<v1::FeatureRow*> taken;
+  // Sends time k's rows in chunks of about snapshot_chunk_bytes (at least
+  // one chunk, even without rows).
   auto flush = [&](size_t k) {
-    v1::SnapshotChunk& chunk = chunks[k];
-    if (!names_sent) {
-      for (const auto& f : cv.features) chunk.add_feature_names(f.name);
-      names_sent = true;
-    }
-    chunk.set_watermark(watermark);
-    chunk.set_version(cv.def->version());
-    *chunk.mutable_as_of() = MicrosToTimestamp(times[k]);
-    sent[k] = true;
-    absl::Status s = emit(&chunk);
-    chunk.Clear();
-    return s;
+    v1::SnapshotChunk& all = chunks[k];
+    do {
+      size_t bytes = 0;
+      int n = 0;
+      while (n < all.rows_size() &&
+             (n == 0 ||
+              (bytes < options_.snapshot_chunk_bytes && n < chunk_rows))) {
+        bytes += all.rows(n).ByteSizeLong();
+        ++n;
+      }
+      piece.Clear();
+      if (!names_sent) {
+        for (const auto& f : cv.features) piece.add_feature_names(f.name);
+        names_sent = true;
+      }
+      piece.set_watermark(watermark);
+      piece.set_version(cv.def->version());
+      *piece.mutable_as_of() = MicrosToTimestamp(times[k]);
+      taken.resize(static_cast<size_t>(n));
+      all.mutable_rows()->ExtractSubrange(0, n, taken.data());
+      for (v1::FeatureRow* row : taken) piece.mutable_rows()->AddAllocated(row);
+      sent[k] = true;
+      RETURN_IF_ERROR(emit(&piece));
+    } while (all.rows_size() > 0);
+    return absl::OkStatus();
   };
 
   // One total-order pass over the stream's keys finds the entities (one
@@ -542,11 +593,17 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       std::max(1, options_.analyst_threads));
   std::vector<Found> batch;
   const int64_t last_time = times.back();
-  // Entities per batch: a batch holds up to (entities x times) rows.
-  const size_t batch_limit =
+  // Entities per batch: a batch holds up to (entities x times) rows, and
+  // about one chunk's bytes: its size follows the rows seen so far,
+  // starting small.
+  const size_t max_batch =
       std::clamp<size_t>(static_cast<size_t>(chunk_rows) * 32 / nt, 64,
                          static_cast<size_t>(std::max(chunk_rows, 64)));
+  size_t batch_limit = 64;
+  std::atomic<size_t> batch_bytes{0};
+  size_t rows_seen = 0, bytes_seen = 0;
   while (it->Valid()) {
+    if (cancelled()) return absl::CancelledError("snapshot cancelled");
     batch.clear();
     while (it->Valid() && batch.size() < batch_limit) {
       ParsedEventKey key;
@@ -584,17 +641,43 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
         f.rows.push_back(row);
       }
     }
+    batch_bytes = 0;
     RETURN_IF_ERROR(ParallelFor(
         batch.size(), options_.analyst_threads, [&](size_t i, int worker) {
+          if (cancelled()) return absl::CancelledError("snapshot cancelled");
           auto& cursor = cursors[worker];
           if (cursor == nullptr) cursor = store_->NewEntityCursor(read_view);
           Found& f = batch[i];
-          return SweepEntity(cv, cursor.get(), f.entity,
-                             absl::MakeConstSpan(times).subspan(f.first_time),
-                             watermark, [&](size_t j, auto* values) {
-                               f.rows[j]->mutable_values()->Swap(values);
-                             });
+          absl::Status too_big;
+          RETURN_IF_ERROR(SweepEntity(
+              cv, cursor.get(), f.entity,
+              absl::MakeConstSpan(times).subspan(f.first_time), watermark,
+              [&](size_t j, auto* values) {
+                v1::FeatureRow* row = f.rows[j];
+                row->mutable_values()->Swap(values);
+                const size_t bytes = row->ByteSizeLong();
+                // One row must fit a message, and the batch must stay near
+                // what the next chunks can carry.
+                if (bytes > options_.max_response_bytes ||
+                    batch_bytes.fetch_add(bytes) + bytes >
+                        options_.max_response_bytes) {
+                  too_big = absl::ResourceExhaustedError(absl::StrCat(
+                      "the row of entity '", Echo(f.entity), "' is ", bytes,
+                      " bytes; snapshot rows of view '", cv.def->name(),
+                      "' in flight would exceed the largest message "
+                      "(--max_message_bytes ",
+                      options_.max_response_bytes, ")"));
+                  row->mutable_values()->Clear();
+                }
+              }));
+          return too_big;
         }));
+    rows_seen += batch.size() * nt;
+    bytes_seen += batch_bytes.load();
+    const size_t per_entity =
+        std::max<size_t>(1, bytes_seen * nt / std::max<size_t>(1, rows_seen));
+    batch_limit = std::clamp<size_t>(options_.snapshot_chunk_bytes / per_entity,
+                                     1, max_batch);
     for (size_t k = 0; k < nt; ++k) {
       if (chunks[k].rows_size() > 0) RETURN_IF_ERROR(flush(k));
     }

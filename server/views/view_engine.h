@@ -112,6 +112,15 @@ class ViewEngine {
     int max_tiles_per_lookup = 16;
     // Threads computing one Snapshot's entities. Default: 1.
     int analyst_threads = 1;
+    // Largest GetFeatures response, Snapshot chunk or snapshot row in
+    // bytes (the gRPC message limit). Sizes are counted while values are
+    // computed: an answer that would pass it is refused with
+    // RESOURCE_EXHAUSTED naming the entity and feature, holding at most this
+    // much plus one feature value. Default: 64 MiB.
+    size_t max_response_bytes = 64 << 20;
+    // Snapshot chunks are cut at this many bytes (or chunk_rows rows).
+    // Default: 4 MiB.
+    size_t snapshot_chunk_bytes = 4 << 20;
   };
 
   // REQUIRES: `store` and `registry` outlive the engine.
@@ -124,7 +133,8 @@ class ViewEngine {
   // consistent snapshot.
   // Errors: NOT_FOUND (view or version), INVALID_ARGUMENT (no entities, too
   // many, bad entity, watermark above the latest, bad time), OUT_OF_RANGE
-  // (an INT64 sum overflows; names the feature and entity).
+  // (an INT64 sum overflows; names the feature and entity),
+  // RESOURCE_EXHAUSTED (the response would pass max_response_bytes).
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request) const;
 
@@ -142,19 +152,29 @@ class ViewEngine {
   // With as_of_times (up to kMaxSnapshotTimes), one pass computes every
   // time: each chunk holds rows of one time (its as_of), entity order per
   // time, at least one chunk per time.
+  // Chunks hold up to `chunk_rows` rows and about snapshot_chunk_bytes; the
+  // entities computed at once are sized from the rows seen so far, so
+  // memory stays near one chunk whatever the rows weigh. `cancelled` is
+  // polled between entities: once it returns true the snapshot stops with
+  // CANCELLED. Errors also: RESOURCE_EXHAUSTED (one entity's row would pass
+  // max_response_bytes; names it).
   using SnapshotEmit = std::function<absl::Status(v1::SnapshotChunk*)>;
   static constexpr int kMaxSnapshotTimes = 1000;
-  absl::Status Snapshot(const v1::SnapshotRequest& request,
-                        const SnapshotEmit& emit, int chunk_rows = 1000) const;
+  absl::Status Snapshot(
+      const v1::SnapshotRequest& request, const SnapshotEmit& emit,
+      const std::function<bool()>& cancelled = [] { return false; },
+      int chunk_rows = 1000) const;
 
   // Computes every feature of `view` for one entity. Appends values (aligned
   // with view.features) to `row`. Uses the tiles valid at `watermark` for
   // whole days inside every window (or outside it), scans the rest, and may
-  // build tiles for heavy days it scanned.
+  // build tiles for heavy days it scanned. `*budget` is the bytes the row
+  // may still take; it is reduced by what the row takes, and a row that
+  // would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,
                              int64_t as_of_us, uint64_t watermark,
-                             const ReadView* read_view,
-                             v1::FeatureRow* row) const;
+                             const ReadView* read_view, v1::FeatureRow* row,
+                             size_t* budget) const;
 
   const EventStore& store() const { return *store_; }
 
