@@ -182,28 +182,37 @@ void CarrySaveInt<kSlots>::Merge(const CarrySaveInt& other) {
 }
 
 template <int kSlots>
-int CarrySaveInt<kSlots>::ToMpz(void* out) const {
-  mpz_ptr z = static_cast<mpz_ptr>(out);
+void CarrySaveInt<kSlots>::Digits(std::array<uint32_t, kSlots>* mag,
+                                  bool* negative, int* lo, int* hi) const {
   CarrySaveInt n = *this;
   n.Normalize();
-  const bool negative = n.slots_[kSlots - 1] < 0;
-  // Magnitude as 32-bit digits (two's complement negation when negative).
-  std::array<uint32_t, kSlots> mag{};
+  *negative = n.slots_[kSlots - 1] < 0;
+  // Two's complement negation when negative.
   uint64_t carry = 1;
-  int lo = kSlots, hi = -1;
+  *lo = kSlots;
+  *hi = -1;
   for (int i = 0; i < kSlots; ++i) {
     uint32_t digit = static_cast<uint32_t>(n.slots_[i]);
-    if (negative) {
+    if (*negative) {
       const uint64_t v = uint64_t{static_cast<uint32_t>(~digit)} + carry;
       digit = static_cast<uint32_t>(v);
       carry = v >> 32;
     }
-    mag[i] = digit;
+    (*mag)[i] = digit;
     if (digit != 0) {
-      lo = std::min(lo, i);
-      hi = i;
+      *lo = std::min(*lo, i);
+      *hi = i;
     }
   }
+}
+
+template <int kSlots>
+int CarrySaveInt<kSlots>::ToMpz(void* out) const {
+  mpz_ptr z = static_cast<mpz_ptr>(out);
+  std::array<uint32_t, kSlots> mag;
+  bool negative;
+  int lo, hi;
+  Digits(&mag, &negative, &lo, &hi);
   if (hi < 0) {
     mpz_set_ui(z, 0);
     return 0;
@@ -212,6 +221,20 @@ int CarrySaveInt<kSlots>::ToMpz(void* out) const {
              sizeof(uint32_t), /*endian=*/0, /*nails=*/0, &mag[lo]);
   if (negative) mpz_neg(z, z);
   return 32 * lo;
+}
+
+template <int kSlots>
+bool CarrySaveInt<kSlots>::TopWindow(unsigned __int128* window, int* scale,
+                                     bool* sticky, bool* negative) const {
+  std::array<uint32_t, kSlots> mag;
+  int lo, hi;
+  Digits(&mag, negative, &lo, &hi);
+  if (hi < 2) return false;
+  *window = (static_cast<unsigned __int128>(mag[hi]) << 64) |
+            (static_cast<unsigned __int128>(mag[hi - 1]) << 32) | mag[hi - 2];
+  *scale = 32 * (hi - 2);
+  *sticky = lo < hi - 2;
+  return true;
 }
 
 // Encoding: varint(first non-zero slot), varint(count), count x
@@ -261,10 +284,34 @@ void ExactSum::AddInt(int64_t i, bool negate) {
 }
 
 absl::StatusOr<double> ExactSum::Round() const {
+  // Fast path: a sum of at least 2^-1010 is a normal double or beyond, and
+  // its top 96 bits plus a sticky bit decide the rounding.
+  unsigned __int128 window;
+  int scale;
+  bool sticky, negative;
+  if (v_.TopWindow(&window, &scale, &sticky, &negative)) {
+    // window >= 2^64: keep its top 53 bits, round the 75 or fewer below.
+    // The index of the highest set bit (window >> 64 is not zero).
+    const int top = 127 - __builtin_clzll(static_cast<uint64_t>(window >> 64));
+    const int drop = top - 52;
+    uint64_t m = static_cast<uint64_t>(window >> drop);
+    const unsigned __int128 rest =
+        window & ((static_cast<unsigned __int128>(1) << drop) - 1);
+    const unsigned __int128 half = static_cast<unsigned __int128>(1)
+                                   << (drop - 1);
+    if (rest > half || (rest == half && (sticky || (m & 1)))) ++m;
+    const double r =
+        std::ldexp(static_cast<double>(m), drop + scale - kSumFractionBits);
+    if (std::isinf(r)) {
+      return absl::OutOfRangeError("sum exceeds the largest double");
+    }
+    return negative ? -r : r;
+  }
+  // Tiny sums (subnormal results) round with GMP.
   Mpz num, den;
-  const int scale = v_.ToMpz(num.get());
+  scale = v_.ToMpz(num.get());
   mpz_set_ui(den.get(), 1);
-  const bool negative = mpz_sgn(num.get()) < 0;
+  negative = mpz_sgn(num.get()) < 0;
   mpz_abs(num.get(), num.get());
   auto r = RoundQuotient(num.get(), den.get(), scale - kSumFractionBits, "sum");
   if (!r.ok()) return r.status();

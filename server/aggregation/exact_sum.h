@@ -43,6 +43,12 @@ class CarrySaveInt {
   // gmp.h); trailing zero digits go into the scale.
   int ToMpz(void* mpz) const;
 
+  // The magnitude's top 96 bits: the value is ±(window * 2^scale + rest)
+  // with 0 <= rest < 2^scale, `sticky` = (rest != 0). False (nothing set)
+  // when the value has fewer than three digits above the lowest slot.
+  bool TopWindow(unsigned __int128* window, int* scale, bool* sticky,
+                 bool* negative) const;
+
   // A compact, exact encoding (appended to *out), and its inverse (false on
   // malformed input).
   void Serialize(std::string* out) const;
@@ -50,6 +56,10 @@ class CarrySaveInt {
 
  private:
   void Normalize();
+  // The normalized magnitude as 32-bit digits, its sign, and the lowest
+  // and highest non-zero digit (hi = -1 for zero).
+  void Digits(std::array<uint32_t, kSlots>* mag, bool* negative, int* lo,
+              int* hi) const;
   std::array<int64_t, kSlots> slots_{};
   uint32_t pending_ = 0;  // additions since the last Normalize
 };
