@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -40,6 +41,10 @@ ABSL_FLAG(bool, accept_data_loss, false,
           "start even though acknowledged events are lost (a damaged "
           "write-ahead log): serve what precedes the damage, record the lost "
           "seq range (GetStatus) and never issue those seqs again");
+ABSL_FLAG(int64_t, min_free_disk_mb, 128,
+          "refuse ingest (RESOURCE_EXHAUSTED) while the data dir's disk has "
+          "less free space than this; reads go on, writes resume once space "
+          "is freed");
 ABSL_FLAG(int, max_read_events, 64, "most open ReadEvents calls");
 ABSL_FLAG(int, max_snapshots, 64, "most open Snapshot calls");
 ABSL_FLAG(int, max_joins, 64, "most open JoinFeatures calls");
@@ -67,6 +72,9 @@ int main(int argc, char** argv) {
   options.schemas_dir = absl::GetFlag(FLAGS_schemas);
   options.store.sync = absl::GetFlag(FLAGS_sync);
   options.store.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
+  options.store.min_free_bytes = static_cast<uint64_t>(std::max<int64_t>(
+                                     0, absl::GetFlag(FLAGS_min_free_disk_mb)))
+                                 << 20;
   options.store.block_cache_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_block_cache_mb)) << 20;
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

@@ -663,6 +663,8 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,
   response->set_sync(store_->sync());
   response->set_tiles(store_->TileCount());
   response->set_compacting(store_->Compacting());
+  response->set_write_error(store_->WriteError());
+  response->set_disk_free_bytes(store_->DiskFreeBytes());
   for (const DataLoss& loss : store_->DataLosses()) {
     v1::DataLoss* out = response->add_data_losses();
     out->set_first_seq(loss.first_seq);

@@ -1,6 +1,12 @@
 #include "server/storage/event_store.h"
 
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -10,6 +16,7 @@
 #include "absl/time/time.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/memtablerep.h"
 #include "rocksdb/options.h"
@@ -33,6 +40,9 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   const std::string msg = absl::StrCat(what, ": ", s.ToString());
   if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsNoSpace()) {
+    return absl::ResourceExhaustedError(absl::StrCat("disk full: ", msg));
+  }
   if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsIOError()) {
     return absl::UnavailableError(msg);
   }
@@ -40,6 +50,47 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
   return absl::InternalError(msg);
 }
+
+// RocksDB's info log (`LOG` in the data dir), written with plain write(2)
+// whose failures drop the line. RocksDB's own file logger asserts on the
+// next line after a failed write, so on a full disk it took the server
+// down; a log line is never worth that. The previous log is kept as
+// LOG.old.
+class DataDirLogger final : public rocksdb::Logger {
+ public:
+  explicit DataDirLogger(const std::string& dir)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL) {
+    const std::string path = dir + "/LOG";
+    ::rename(path.c_str(), (path + ".old").c_str());
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  }
+  ~DataDirLogger() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    if (fd_ < 0) return;
+    char line[4096];
+    const absl::Time now = absl::Now();
+    size_t n =
+        absl::FormatTime("%Y/%m/%d-%H:%M:%E6S ", now, absl::UTCTimeZone())
+            .copy(line, 64);
+    va_list copy;
+    va_copy(copy, ap);
+    const int written =
+        std::vsnprintf(line + n, sizeof(line) - n - 1, format, copy);
+    va_end(copy);
+    if (written > 0) {
+      n = std::min(n + static_cast<size_t>(written), sizeof(line) - 2);
+    }
+    line[n++] = '\n';
+    (void)!::write(fd_, line, n);  // a full disk drops the line
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 rocksdb::Slice ToSlice(absl::string_view s) {
   return rocksdb::Slice(s.data(), s.size());
@@ -224,6 +275,8 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   db_options.max_background_jobs = 2;
   db_options.bytes_per_sync = 1 << 20;
   db_options.keep_log_file_num = 5;
+  db_options.info_log = std::make_shared<DataDirLogger>(dir);
+  if (options.env != nullptr) db_options.env = options.env;
   // Our own group commit makes each append one RocksDB write, so parallel
   // memtable inserts never happen; the hash memtable of `ids` needs this.
   db_options.allow_concurrent_memtable_write = false;
@@ -314,6 +367,20 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
         rocksdb::WALRecoveryMode::kPointInTimeRecovery;
     s = rocksdb::DB::Open(db_options, dir, cfs, &store->handles_, &raw);
   }
+  if (s.IsNoSpace()) {
+    // Opening writes (a new log, a manifest, flushed memtables): on a full
+    // disk serve reads only, from what is stored.
+    LogWarning(absl::StrCat("disk full while opening ", dir, " (", s.ToString(),
+                            "): serving reads only; free space and restart "
+                            "to write again"));
+    store->handles_.clear();
+    s = rocksdb::DB::OpenForReadOnly(db_options, dir, cfs, &store->handles_,
+                                     &raw);
+    store->read_only_ = absl::StrCat(
+        "disk full: this server opened ", dir,
+        " read-only because its disk was full at start; free space and "
+        "restart rawfeatd to write");
+  }
   if (!s.ok()) return FromRocks(s, absl::StrCat("open ", dir));
   store->db_.reset(raw);
   store->events_cf_ = store->handles_[1];
@@ -388,8 +455,10 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
   // Running: no clean marker until a clean stop; a block of seqs reserved.
   SeqFile running;
   running.reserved = std::max(known.reserved, next_seq_ + options_.seq_block);
-  RETURN_IF_ERROR(running.Write(dir_));
-  reserved_ = running.reserved;
+  if (read_only_.empty()) {
+    RETURN_IF_ERROR(running.Write(dir_));
+    reserved_ = running.reserved;
+  }
   {
     absl::MutexLock tl(&commit_mu_);
     RETURN_IF_ERROR(DropTilesOfOtherFormats());
@@ -425,6 +494,10 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
                               ? DecodeBigEndian32(stored.data())
                               : 0;
   if (format == options_.tile_format) return absl::OkStatus();
+  if (!read_only_.empty()) {
+    tiles_readable_ = false;  // cannot drop them: do not read them
+    return absl::OkStatus();
+  }
   rocksdb::WriteBatch batch;
   int64_t dropped = 0;
   std::unique_ptr<rocksdb::Iterator> tiles(
@@ -604,6 +677,9 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       batch.Put(meta_cf_, ToSlice(MetaCountKey(stream)), ToSlice(v));
     }
   }
+  if (batch.Count() > 0) {
+    RETURN_IF_ERROR(CheckWritable());
+  }
   if (seq > reserved_) {
     // Reserve the next block of seqs before any of it is written, so that
     // no seq is issued twice even if the log is lost.
@@ -621,11 +697,23 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     wo.sync = options_.sync;
     const rocksdb::Status s = db_->Write(wo, &batch);
     if (!s.ok()) {
-      // The WAL may hold part of what failed; burn the seqs so they are
-      // never reused, and leave the watermark where it was.
-      next_seq_ = seq;
-      LogError(absl::StrCat("event write failed: ", s.ToString()));
-      return FromRocks(s, "write events");
+      // Nothing of the group is visible and the watermark stays. The log
+      // may hold part of it: before the next write, CheckWritable resumes
+      // RocksDB and flushes, which retires that log, so these seqs are
+      // issued again to what comes next. (Should the process die first,
+      // a restart replays whatever of the group the log holds: events the
+      // client was told failed, now present once, retries deduplicated.)
+      needs_resume_ = true;
+      const absl::Status error = FromRocks(s, "write events");
+      last_write_failure_ = error;
+      LogError(absl::StrCat("event write failed: ", error.message()));
+      absl::MutexLock l(&mu_);
+      write_error_ = std::string(error.message());
+      return error;
+    }
+    if (needs_resume_) {
+      needs_resume_ = false;
+      LogInfo("event writes work again");
     }
   }
   next_seq_ = seq;
@@ -635,6 +723,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     absl::MutexLock l(&mu_);
     for (const auto& [stream, total] : new_counts) counts_[stream] = total;
     watermark_.store(watermark, std::memory_order_release);
+    write_error_.clear();
   }
   for (Writer* w : group) w->result.watermark = watermark;
   return absl::OkStatus();
@@ -721,12 +810,14 @@ std::unique_ptr<EventIterator> EventStore::NewEntityCursor(
 std::unique_ptr<EventIterator> EventStore::ScanTiles(
     absl::string_view lower, absl::string_view upper,
     const ReadView* view) const {
+  if (!tiles_readable_) return Scan(tiles_cf_, "", "\x00", view, true);
   return Scan(tiles_cf_, lower, upper, view, /*total_order=*/true);
 }
 
 absl::Status EventStore::RunExclusive(
     const std::function<absl::Status(
         uint64_t, std::vector<std::pair<std::string, std::string>>*)>& fn) {
+  if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   absl::MutexLock commit_lock(&commit_mu_);
   std::vector<std::pair<std::string, std::string>> tiles;
   absl::Status s = fn(watermark(), &tiles);
@@ -809,6 +900,7 @@ absl::StatusOr<std::string> EventStore::GetMeta(absl::string_view key) const {
 
 absl::Status EventStore::PutMeta(
     const std::vector<std::pair<std::string, std::string>>& kvs) {
+  if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   absl::MutexLock l(&meta_mu_);
   rocksdb::WriteBatch batch;
   for (const auto& [k, v] : kvs) batch.Put(meta_cf_, ToSlice(k), ToSlice(v));
@@ -841,6 +933,64 @@ bool EventStore::Compacting() const {
     }
   }
   return false;
+}
+
+uint64_t EventStore::DiskFreeBytes() const {
+  struct statvfs fs;
+  if (::statvfs(dir_.c_str(), &fs) != 0) return 0;
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
+std::string EventStore::WriteError() const {
+  if (!read_only_.empty()) return read_only_;
+  absl::MutexLock l(&mu_);
+  return write_error_;
+}
+
+absl::Status EventStore::CheckWritable() {
+  const uint64_t free = DiskFreeBytes();
+  absl::Status refused;
+  if (!read_only_.empty()) {
+    refused = absl::ResourceExhaustedError(read_only_);
+  } else if (free < options_.min_free_bytes) {
+    refused = absl::ResourceExhaustedError(absl::StrCat(
+        "disk full: the disk of ", dir_, " has ", free >> 20,
+        " MiB free, below the reserve of ", options_.min_free_bytes >> 20,
+        " MiB (--min_free_disk_mb); writes are refused until space is freed, "
+        "reads go on"));
+  } else if (needs_resume_) {
+    // The last write failed (RocksDB stopped writes): resume RocksDB, and
+    // flush what it holds, so the log that saw the failure is never
+    // replayed (a half-written batch stays gone).
+    rocksdb::Status s = db_->Resume();
+    if (s.ok()) {
+      rocksdb::FlushOptions fo;
+      s = db_->Flush(fo, handles_);
+    }
+    if (s.IsBusy()) {
+      // RocksDB's own recovery runs (it waits for free space).
+      refused = absl::Status(
+          last_write_failure_.code(),
+          absl::StrCat("writes are paused while the store recovers from: ",
+                       last_write_failure_.message(), "; retry"));
+    } else if (!s.ok()) {
+      // RocksDB stops for good after some I/O errors (a failed log or
+      // manifest write it cannot retry): only reopening the store helps.
+      refused = absl::Status(
+          last_write_failure_.code(),
+          absl::StrCat("writes are stopped after an I/O error the store "
+                       "cannot resume from (",
+                       last_write_failure_.message(),
+                       "; resume: ", s.ToString(),
+                       "); reads go on; restart rawfeatd once the disk is "
+                       "healthy"));
+    }
+  }
+  if (!refused.ok()) {
+    absl::MutexLock l(&mu_);
+    write_error_ = std::string(refused.message());
+  }
+  return refused;
 }
 
 uint64_t EventStore::DiskBytes() const {

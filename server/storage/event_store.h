@@ -28,6 +28,7 @@
 
 namespace rocksdb {
 class ColumnFamilyHandle;
+class Env;
 class DB;
 class Iterator;
 class Snapshot;
@@ -58,6 +59,14 @@ struct EventStoreOptions {
   bool accept_data_loss = false;
   // Seqs reserved per sync of the seq file (seq_file.h). Default: 2^20.
   uint64_t seq_block = uint64_t{1} << 20;
+  // Appends are refused (RESOURCE_EXHAUSTED) while the data dir's disk has
+  // less free space than this, so RocksDB keeps room for its flushes and
+  // compactions and never meets a full disk itself; reads go on, and writes
+  // resume once space is freed. Default: 128 MiB.
+  uint64_t min_free_bytes = uint64_t{128} << 20;
+  // The Env RocksDB runs on; nullptr = the default. Tests pass one that
+  // injects I/O errors.
+  rocksdb::Env* env = nullptr;
 };
 
 // Acknowledged events the store lost and an operator accepted losing.
@@ -245,6 +254,11 @@ class EventStore {
 
   // Bytes used by the data directory on disk.
   uint64_t DiskBytes() const;
+  // Bytes free for this process on the data directory's disk.
+  uint64_t DiskFreeBytes() const;
+  // Empty while appends work; else why the last one failed (a full disk,
+  // an I/O error), until one succeeds again.
+  std::string WriteError() const;
   const std::string& dir() const { return dir_; }
   bool sync() const { return options_.sync; }
 
@@ -253,6 +267,9 @@ class EventStore {
   EventStore(std::string dir, EventStoreOptions options);
   // `wal_damage`: what Open found damaged in the log (empty: nothing).
   absl::Status Recover(const std::string& wal_damage);
+  // OK if an append may write now: enough free disk, and RocksDB resumed
+  // after a failed write. Leader-only.
+  absl::Status CheckWritable();
   // Records a loss of seqs [first, last] in meta (synced).
   absl::Status RecordLoss(uint64_t first, uint64_t last,
                           const std::string& detail);
@@ -288,6 +305,15 @@ class EventStore {
   // holds.
   uint64_t next_seq_ = 1;
   uint64_t reserved_ = 0;
+  // The last RocksDB write failed: resume RocksDB before the next one.
+  bool needs_resume_ = false;
+  absl::Status last_write_failure_;  // the failure needs_resume_ is for
+  // Non-empty: the store was opened read-only (a full disk at start); why.
+  std::string read_only_;
+  // False when tiles of another format are stored and could not be dropped
+  // (read-only): lookups then scan raw events only.
+  bool tiles_readable_ = true;
+  std::string write_error_ ABSL_GUARDED_BY(mu_);
   std::vector<DataLoss> losses_;  // set by Recover, then immutable
   absl::Mutex meta_mu_;           // serializes PutMeta
   // Held while a group commits or an exclusive section runs.

@@ -1,0 +1,356 @@
+// A full disk or an I/O error turns appends away with a clear status, never
+// takes the store down, keeps reads working, and writes resume once the
+// fault clears, without a restart; every acknowledged event is then present
+// exactly once and seqs have no gap. Faults are injected under RocksDB by a
+// FileSystem wrapper (after RocksDB's own FaultInjectionTestFS); a second
+// test fills a real tmpfs where mounting is permitted.
+
+#include <sys/mount.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
+#include "server/storage/event_store.h"
+#include "server/storage/keys.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+// Fails every write, flush and sync of every file once armed: after
+// `writes_left` more successful write calls (ENOSPC or EIO).
+class FaultFs final : public rocksdb::FileSystemWrapper {
+ public:
+  explicit FaultFs(std::shared_ptr<rocksdb::FileSystem> base)
+      : rocksdb::FileSystemWrapper(std::move(base)) {}
+  static const char* kClassName() { return "FaultFs"; }
+  const char* Name() const override { return kClassName(); }
+
+  void Arm(int writes_left, bool no_space) {
+    no_space_ = no_space;
+    writes_left_ = writes_left;
+  }
+  void Disarm() { writes_left_ = -1; }
+
+  // The injected error, or OK (counting one write while armed).
+  rocksdb::IOStatus Check() {
+    int left = writes_left_.load();
+    while (left >= 0) {
+      if (left == 0) {
+        return no_space_ ? rocksdb::IOStatus::NoSpace("injected ENOSPC")
+                         : rocksdb::IOStatus::IOError("injected EIO");
+      }
+      if (writes_left_.compare_exchange_weak(left, left - 1)) break;
+    }
+    return rocksdb::IOStatus::OK();
+  }
+
+  // A full disk says so: RocksDB's own recovery waits for free space.
+  rocksdb::IOStatus GetFreeSpace(const std::string& path,
+                                 const rocksdb::IOOptions& options,
+                                 uint64_t* free,
+                                 rocksdb::IODebugContext* dbg) override {
+    if (no_space_ && writes_left_.load() == 0) {
+      *free = 0;
+      return rocksdb::IOStatus::OK();
+    }
+    return target()->GetFreeSpace(path, options, free, dbg);
+  }
+
+  rocksdb::IOStatus NewWritableFile(
+      const std::string& name, const rocksdb::FileOptions& options,
+      std::unique_ptr<rocksdb::FSWritableFile>* result,
+      rocksdb::IODebugContext* dbg) override {
+    rocksdb::IOStatus s = Check();
+    if (!s.ok()) return s;
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    s = target()->NewWritableFile(name, options, &file, dbg);
+    if (s.ok()) result->reset(new File(std::move(file), this));
+    return s;
+  }
+
+ private:
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, FaultFs* fs)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data,
+                             const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = fs_->Check();
+      return s.ok() ? target()->Append(data, options, dbg) : s;
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data,
+                             const rocksdb::IOOptions& options,
+                             const rocksdb::DataVerificationInfo& info,
+                             rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = fs_->Check();
+      return s.ok() ? target()->Append(data, options, info, dbg) : s;
+    }
+    rocksdb::IOStatus Flush(const rocksdb::IOOptions& options,
+                            rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = fs_->Check();
+      return s.ok() ? target()->Flush(options, dbg) : s;
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& options,
+                           rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = fs_->Check();
+      return s.ok() ? target()->Sync(options, dbg) : s;
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                            rocksdb::IODebugContext* dbg) override {
+      rocksdb::IOStatus s = fs_->Check();
+      return s.ok() ? target()->Fsync(options, dbg) : s;
+    }
+
+   private:
+    FaultFs* const fs_;
+  };
+
+  std::atomic<int> writes_left_{-1};
+  std::atomic<bool> no_space_{true};
+};
+
+AppendRequest Batch(int b) {
+  AppendRequest req;
+  req.stream_id = 1;
+  for (int i = 0; i < 50; ++i) {
+    PendingEvent p;
+    p.row = i;
+    p.event_id = absl::StrCat("b", b, "-", i);
+    p.entity = absl::StrCat("u", i % 5);
+    p.time_us = 1000 * b + i;
+    p.content_hash.fill(static_cast<unsigned char>(b * 50 + i));
+    p.value = std::string(100, 'v');
+    req.events.push_back(std::move(p));
+  }
+  return req;
+}
+
+// Every event id in the log, and the log's seqs.
+void ReadLog(EventStore* store, std::vector<uint64_t>* seqs) {
+  seqs->clear();
+  ASSERT_TRUE(
+      store
+          ->ScanLog(0, store->watermark(), nullptr,
+                    [&](uint64_t seq, absl::string_view, absl::string_view) {
+                      seqs->push_back(seq);
+                      return true;
+                    })
+          .ok());
+}
+
+// Retries `batch` until it is accepted; the store may need a moment to
+// recover (RocksDB's own recovery polls). Bounded.
+absl::StatusOr<AppendResult> AppendEventually(EventStore* store, int b) {
+  absl::StatusOr<AppendResult> r;
+  for (int attempt = 0; attempt < 600; ++attempt) {
+    AppendRequest req = Batch(b);
+    r = store->Append(&req);
+    if (r.ok()) return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return r;
+}
+
+struct Fault {
+  int after_writes;
+  bool no_space;
+};
+
+class DiskFaultTest : public ::testing::TestWithParam<Fault> {};
+
+TEST_P(DiskFaultTest, AppendsFailCleanlyReadsGoOnWritesResume) {
+  const Fault fault = GetParam();
+  testing::TempDir dir;
+  auto fs = std::make_shared<FaultFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  EventStoreOptions options;
+  options.env = env.get();
+  options.min_free_bytes = 0;
+  std::set<int> acked;
+  {
+    auto store = EventStore::Open(dir.Sub("db"), options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (int b = 0; b < 5; ++b) {
+      AppendRequest req = Batch(b);
+      ASSERT_TRUE((*store)->Append(&req).ok());
+      acked.insert(b);
+    }
+    fs->Arm(fault.after_writes, fault.no_space);
+    int failed = 0;
+    for (int b = 5; b < 10; ++b) {
+      AppendRequest req = Batch(b);
+      auto r = (*store)->Append(&req);
+      if (r.ok()) {
+        acked.insert(b);
+        continue;
+      }
+      ++failed;
+      EXPECT_EQ(r.status().code(), fault.no_space
+                                       ? absl::StatusCode::kResourceExhausted
+                                       : absl::StatusCode::kUnavailable)
+          << r.status();
+      EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                    fault.no_space ? "disk full" : "injected"))
+          << r.status();
+      EXPECT_FALSE((*store)->WriteError().empty());
+    }
+    EXPECT_GT(failed, 0);
+    // Reads go on at the published watermark.
+    std::vector<uint64_t> seqs;
+    ReadLog(store->get(), &seqs);
+    EXPECT_EQ(seqs.size(), acked.size() * 50);
+    EXPECT_TRUE((*store)->PinRead(0).ok());
+
+    fs->Disarm();
+    if (!fault.no_space) {
+      // After an I/O error RocksDB cannot retry, writes stay stopped with a
+      // clear status until the store is reopened; reads go on.
+      AppendRequest again = Batch(5);
+      auto r = (*store)->Append(&again);
+      if (!r.ok()) {
+        EXPECT_TRUE(absl::StrContains(r.status().message(), "restart"))
+            << r.status();
+        EXPECT_TRUE((*store)->PinRead(0).ok());
+        store->reset();
+        store = EventStore::Open(dir.Sub("db"), options);
+        ASSERT_TRUE(store.ok()) << store.status();
+        // Every acked event is back; a batch whose sync failed may be too
+        // (its client was told it failed: a retry is a counted duplicate).
+        EXPECT_GE((*store)->watermark(), acked.size() * 50);
+        EXPECT_LE((*store)->watermark(), 500u);
+      } else {
+        acked.insert(5);
+      }
+    }
+    // The batches that failed go in once the fault clears, exactly once
+    // (after a full disk, without a restart).
+    for (int b = 5; b < 10; ++b) {
+      auto r = AppendEventually(store->get(), b);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->accepted + r->duplicates, 50);
+      if (acked.count(b)) EXPECT_EQ(r->duplicates, 50);
+      acked.insert(b);
+    }
+    EXPECT_TRUE((*store)->WriteError().empty()) << (*store)->WriteError();
+    ReadLog(store->get(), &seqs);
+    ASSERT_EQ(seqs.size(), 500u);
+    for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], i + 1);
+  }
+  // And after a restart: each acked event once, no gap, nothing extra.
+  auto store = EventStore::Open(dir.Sub("db"), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->watermark(), 500u);
+  std::vector<uint64_t> seqs;
+  ReadLog(store->get(), &seqs);
+  ASSERT_EQ(seqs.size(), 500u);
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], i + 1);
+  for (int b = 0; b < 10; ++b) {
+    AppendRequest req = Batch(b);
+    auto r = (*store)->Append(&req);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->duplicates, 50) << "batch " << b;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, DiskFaultTest,
+                         ::testing::Values(Fault{0, true}, Fault{1, true},
+                                           Fault{2, true}, Fault{7, true},
+                                           Fault{0, false}, Fault{3, false}),
+                         [](const ::testing::TestParamInfo<Fault>& info) {
+                           return absl::StrCat(
+                               info.param.no_space ? "ENOSPC" : "EIO",
+                               "_after_", info.param.after_writes);
+                         });
+
+// The reserve: appends are refused before the disk is full, so RocksDB
+// never meets a full disk itself.
+TEST(DiskReserveTest, AppendsAreRefusedBelowTheReserve) {
+  testing::TempDir dir;
+  EventStoreOptions options;
+  auto probe = EventStore::Open(dir.Sub("db"), options);
+  ASSERT_TRUE(probe.ok());
+  const uint64_t free = (*probe)->DiskFreeBytes();
+  probe->reset();
+  ASSERT_GT(free, 0u);
+  options.min_free_bytes = free + (uint64_t{1} << 40);  // more than there is
+  auto store = EventStore::Open(dir.Sub("db"), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  AppendRequest req = Batch(0);
+  auto r = (*store)->Append(&req);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "--min_free_disk_mb"))
+      << r.status();
+  EXPECT_EQ((*store)->watermark(), 0u);
+}
+
+// A real full disk: a small tmpfs. Needs the right to mount (root in a
+// container that allows it); skipped with the reason otherwise.
+TEST(RealDiskFullTest, TmpfsFillsUpTheStoreStaysUpAndResumes) {
+  testing::TempDir dir;
+  const std::string mnt = dir.Sub("mnt");
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=160m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
+                 << "); the injected faults above cover the same paths";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  // Ballast to free later: RocksDB's own recovery waits for 64 MiB free.
+  {
+    std::ofstream ballast(mnt + "/ballast", std::ios::binary);
+    const std::string mb(1 << 20, 'b');
+    for (int i = 0; i < 96; ++i) ballast << mb;
+  }
+  EventStoreOptions options;
+  options.min_free_bytes = 0;  // let RocksDB meet the full disk itself
+  auto store = EventStore::Open(mnt + "/db", options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  int b = 0;
+  absl::Status full;
+  for (; b < 100000; ++b) {
+    AppendRequest req = Batch(b);
+    for (auto& e : req.events) e.value = std::string(20000, 'x');
+    auto r = (*store)->Append(&req);
+    if (!r.ok()) {
+      full = r.status();
+      break;
+    }
+  }
+  ASSERT_FALSE(full.ok());
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  const uint64_t acked = (*store)->watermark();
+  EXPECT_EQ(acked, static_cast<uint64_t>(b) * 50);
+  EXPECT_TRUE((*store)->PinRead(0).ok());
+  std::filesystem::remove(mnt + "/ballast");
+  AppendRequest req = Batch(b);
+  absl::StatusOr<AppendResult> r;
+  for (int attempt = 0; attempt < 600 && !r.ok(); ++attempt) {
+    req = Batch(b);
+    r = (*store)->Append(&req);
+    if (!r.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*store)->watermark(), acked + 50);
+  store->reset();
+  auto reopened = EventStore::Open(mnt + "/db", options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->watermark(), acked + 50);
+}
+
+}  // namespace
+}  // namespace rawfeat
