@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   JoinSession::Options join_options;
   join_options.max_run_rows = options.join_run_rows;
   join_options.threads = analyst_threads;
+  join_options.max_response_bytes = view_options.max_response_bytes;
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
       server->replayer_.get(), server->views_.get(), join_options,

@@ -11,8 +11,8 @@
 //   rawfeat join --view V --labels labels.csv --out train.csv
 //   rawfeat copy --from HOST:PORT --to HOST:PORT     (see replay_jobs.h)
 //   rawfeat diff --view V --versions 1,2 --as-of T
-//   rawfeat backfill --view V --from 2026-11-01 --to 2026-11-30 --tz Asia/Seoul --out DIR
-//   rawfeat status
+//   rawfeat backfill --view V --from 2026-11-01 --to 2026-11-30 --tz Asia/Seoul
+//   --out DIR rawfeat status
 //
 // Every command takes --server HOST:PORT and exits non-zero with a one-line
 // reason on failure.
@@ -370,8 +370,20 @@ int RunStatus(Client& client) {
   std::printf("rawfeatd %s\n", st->version().c_str());
   std::printf("watermark  %llu\n",
               static_cast<unsigned long long>(st->watermark()));
-  std::printf("data dir   %s (%s, sync %s)\n", st->data_dir().c_str(),
-              HumanBytes(st->disk_bytes()).c_str(), st->sync() ? "on" : "off");
+  std::printf("data dir   %s (%s, %s free, sync %s)\n", st->data_dir().c_str(),
+              HumanBytes(st->disk_bytes()).c_str(),
+              HumanBytes(st->disk_free_bytes()).c_str(),
+              st->sync() ? "on" : "off");
+  std::printf("writes     %s\n",
+              st->write_error().empty() ? "ok" : st->write_error().c_str());
+  for (const auto& loss : st->data_losses()) {
+    std::printf(
+        "data loss  seqs %llu..%llu, accepted %s: %s\n",
+        static_cast<unsigned long long>(loss.first_seq()),
+        static_cast<unsigned long long>(loss.last_seq()),
+        FormatMicros(TimestampToMicros(loss.accepted_at()).value_or(0)).c_str(),
+        loss.detail().c_str());
+  }
   std::printf("tiles      %llu\n",
               static_cast<unsigned long long>(st->tiles()));
   for (const auto& s : st->streams()) {

@@ -1,6 +1,7 @@
 #include "server/views/join.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <iterator>
 #include <utility>
@@ -8,6 +9,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
+#include "server/common/echo.h"
 #include "server/common/parallel.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
@@ -182,6 +184,7 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   std::vector<ByteBlocks> blocks(options_.threads);
   std::vector<std::string> scratch(options_.threads);
   std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
+  std::atomic<size_t> run_bytes{0};
   RETURN_IF_ERROR(
       ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
         auto& cursor = cursors[worker];
@@ -199,25 +202,44 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
         // Rows of one entity belong to one worker. `entity` views the first
         // row's string: entity strings stay until the run is answered.
+        absl::Status too_big;
         auto encode = [&](size_t j, auto* values) {
+          if (!too_big.ok()) return;
           Pending& p = buffer_[rows[j]];
           std::string& bytes = scratch[worker];
           bytes.clear();
           EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
+          if (bytes.size() > options_.max_response_bytes ||
+              run_bytes.fetch_add(bytes.size()) + bytes.size() >
+                  options_.max_run_bytes) {
+            too_big = absl::ResourceExhaustedError(absl::StrCat(
+                "label row ", p.index, " (entity '", Echo(entity), "') is ",
+                bytes.size(), " bytes; the answers would exceed ",
+                bytes.size() > options_.max_response_bytes
+                    ? absl::StrCat("the largest message (--max_message_bytes ",
+                                   options_.max_response_bytes, ")")
+                    : absl::StrCat(options_.max_run_bytes,
+                                   " bytes held at once (send fewer label "
+                                   "rows, or lower --join_run_rows)")));
+            return;
+          }
           encoded[rows[j]] = blocks[worker].Add(bytes);
           std::vector<std::string>().swap(p.passthrough);
         };
-        return SweepEntity(*view_, cursor.get(), entity, times,
-                           pinned_.watermark, encode);
+        RETURN_IF_ERROR(SweepEntity(*view_, cursor.get(), entity, times,
+                                    pinned_.watermark, encode));
+        return too_big;
       }));
 
   std::string response;
+  const size_t chunk_bytes = options_.max_response_bytes / 16;
   for (size_t i = 0; i < n;) {
-    const size_t end =
-        std::min(n, i + static_cast<size_t>(options_.chunk_rows));
+    size_t end = i;
     size_t size = 64;  // the header fields, roughly
-    for (size_t k = i; k < end; ++k) {
-      size += wire::LenFieldSize(encoded[k].size());
+    while (end < n && end - i < static_cast<size_t>(options_.chunk_rows) &&
+           (end == i || size < chunk_bytes)) {
+      size += wire::LenFieldSize(encoded[end].size());
+      ++end;
     }
     response.reserve(size);
     for (; i < end; ++i) {

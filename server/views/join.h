@@ -42,6 +42,13 @@ class JoinSession {
     int chunk_rows = 1000;
     // Threads sweeping one run's entities. Default: 1.
     int threads = 1;
+    // Largest response message (and so largest row), in bytes; responses
+    // are cut at about a sixteenth of it. Default: 64 MiB.
+    size_t max_response_bytes = 64 << 20;
+    // Most bytes of computed rows one run holds before they are sent; a run
+    // that would pass it is refused with RESOURCE_EXHAUSTED (send fewer
+    // label rows, or lower --join_run_rows). Default: 1 GiB.
+    size_t max_run_bytes = size_t{1} << 30;
   };
   // Receives each response as serialized v1::JoinFeaturesResponse bytes
   // (written directly, see server/common/wire.h); may take the string's

@@ -95,6 +95,34 @@ TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
             std::string::npos);
 }
 
+// A Latin-1 file: a row error naming line and column (so --skip-invalid
+// skips it), not a request the server cannot parse.
+TEST(RecordMapperTest, CellsThatAreNotUtf8AreRowErrors) {
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kNone);
+  ASSERT_TRUE(m.SetHeader({"user_id", "order_time", "amount", "quantity",
+                           "category", "coupon", "is_gift"})
+                  .ok());
+  for (const char* bad_text : {"caf\xe9", "\xc0\xaf", "\xed\xa0\x80",
+                               "\xf4\x90\x80\x80", "ab\xe2\x82"}) {
+    auto bad = m.FromCsv(
+        {"u1", "2026-11-24T09:00:00Z", "1", "2", bad_text, "", ""}, 5);
+    ASSERT_FALSE(bad.ok()) << bad_text;
+    EXPECT_NE(bad.status().message().find(
+                  "line 5: column 'category': not valid UTF-8"),
+              std::string::npos)
+        << bad.status().message();
+  }
+  auto entity =
+      m.FromCsv({"\xff", "2026-11-24T09:00:00Z", "1", "2", "c", "", ""}, 6);
+  EXPECT_NE(entity.status().message().find("column 'user_id'"),
+            std::string::npos);
+  // Well-formed multi-byte text passes.
+  auto ok = m.FromCsv({"u1", "2026-11-24T09:00:00Z", "1", "2",
+                       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82", "", ""},
+                      7);
+  EXPECT_TRUE(ok.ok()) << ok.status();
+}
+
 TEST(RecordMapperTest, HeaderErrors) {
   RecordMapper m(testing::OrdersStream(), TimeUnit::kNone);
   EXPECT_NE(m.SetHeader({"user_id", "order_time", "price"})

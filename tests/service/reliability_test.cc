@@ -232,6 +232,20 @@ views {
       ts.client().Snapshot(snap, [](const v1::SnapshotChunk&) { return true; });
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
 
+  // A join of it: each label row alone is 24 MB.
+  v1::JoinFeaturesRequest first;
+  first.set_view("bomb");
+  for (int i = 0; i < 3; ++i) {
+    v1::LabelRow* row = first.add_rows();
+    row->set_entity("heavy");
+    *row->mutable_time() = get.as_of();
+  }
+  s = ts.client().JoinFeatures(
+      first, [](v1::JoinFeaturesRequest*) { return false; },
+      [](const v1::JoinFeaturesResponse&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "label row")) << s;
+
   // Still serving, and the memory came back.
   v1::GetFeaturesRequest small;
   small.set_view("small");
