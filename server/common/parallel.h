@@ -18,6 +18,12 @@ namespace rawfeat {
 absl::Status ParallelFor(size_t n, int threads,
                          absl::FunctionRef<absl::Status(size_t, int)> fn);
 
+// A per-worker counter on its own cache line, so workers of a ParallelFor
+// that count per item do not share one.
+struct alignas(64) PaddedCount {
+  size_t n = 0;
+};
+
 }  // namespace rawfeat
 
 #endif  // RAWFEAT_SERVER_COMMON_PARALLEL_H_

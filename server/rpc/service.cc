@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/log.h"
 #include "server/common/time_util.h"
 #include "server/rpc/status_convert.h"
 
@@ -150,6 +151,14 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
 
 namespace {
 
+// What every handler-thread call gets: its context (to cancel it), the
+// slots of its method, and how long its client may stall.
+struct StreamCall {
+  grpc::CallbackServerContext* context;
+  CallSlots* slots;
+  absl::Duration stall;
+};
+
 // A server-streaming call (`Base` is a ServerWriteReactor or
 // ServerBidiReactor of raw bytes) whose handler runs on its own thread and
 // writes messages it serialized itself: gRPC sends one while the handler
@@ -199,12 +208,15 @@ class ThreadedStream : public Base {
   // The handler; its status ends the call.
   virtual grpc::Status Run() = 0;
 
-  // Takes one of `slots` for the call's lifetime (nullptr: uncapped) and
-  // starts the handler; over the cap the call fails at once with
-  // RESOURCE_EXHAUSTED. A client that reads nothing for `stall` fails the
-  // call (the handler's next Emit returns false).
-  void Start(CallSlots* slots, absl::Duration stall) {
-    stall_ = stall;
+  // Takes one of the call's slots for its lifetime and starts the handler;
+  // over the cap the call fails at once with RESOURCE_EXHAUSTED. A client
+  // that reads nothing (or, for bidi calls, sends nothing the handler waits
+  // for) for `call.stall` has its call cancelled, which frees it even if
+  // the client never reads again.
+  void Start(const StreamCall& call) {
+    stall_ = call.stall;
+    context_ = call.context;
+    CallSlots* slots = call.slots;
     if (slots != nullptr) {
       if (!slots->TryAcquire()) {
         {
@@ -258,8 +270,7 @@ class ThreadedStream : public Base {
                                 stall_)) {
         // The client stopped reading: end the call rather than hold its
         // thread and memory.
-        broken_ = true;
-        stalled_ = true;
+        Stalled();
       }
       if (broken_) return false;
       auto* owned = new std::string(std::move(*message));
@@ -277,6 +288,18 @@ class ThreadedStream : public Base {
   bool broken() {
     absl::MutexLock lock(&mu_);
     return broken_;
+  }
+
+  absl::Duration stall() const { return stall_; }
+
+  // Marks the call stalled and cancels it: a write the client never reads
+  // then completes (not ok), and the call can end. REQUIRES: mu_ held.
+  void Stalled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    broken_ = true;
+    stalled_ = true;
+    LogWarning(absl::StrCat("a streaming call's client stalled for ",
+                            absl::FormatDuration(stall_), ": cancelled"));
+    context_->TryCancel();
   }
 
   // Why Emit failed: the status to end the call with.
@@ -324,6 +347,7 @@ class ThreadedStream : public Base {
 
   std::thread thread_;
   CallSlots* slot_ = nullptr;  // released when the call is gone
+  grpc::CallbackServerContext* context_ = nullptr;
   absl::Duration stall_ = absl::InfiniteDuration();
   bool stalled_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ByteBuffer writing_;  // owned by gRPC while in_flight_
@@ -341,9 +365,9 @@ class ReadEventsReactor final
     : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
   ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request,
-                    CallSlots* slots, absl::Duration stall)
+                    const StreamCall& call)
       : replayer_(replayer), request_(std::move(request)) {
-    Start(slots, stall);
+    Start(call);
   }
 
  private:
@@ -366,9 +390,9 @@ class JoinReactor final
           grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>> {
  public:
   JoinReactor(const ViewEngine* views, JoinSession::Options options,
-              CallSlots* slots, absl::Duration stall)
+              const StreamCall& call)
       : views_(views), options_(options) {
-    Start(slots, stall);
+    Start(call);
   }
 
   void OnReadDone(bool ok) override {
@@ -390,9 +414,14 @@ class JoinReactor final
     {
       absl::MutexLock lock(&mu_);
       // A cancelled call still completes its read (not ok): wait for it so
-      // `in_` is not in use when the call ends.
-      mu_.Await(absl::Condition(
-          +[](JoinReactor* r) { return !r->reading_; }, this));
+      // `in_` is not in use when the call ends. A client that sends nothing
+      // for the stall time is cancelled.
+      const absl::Condition read_done(
+          +[](JoinReactor* r) { return !r->reading_; }, this);
+      if (!mu_.AwaitWithTimeout(read_done, stall())) {
+        Stalled();
+        mu_.Await(read_done);
+      }
       if (!read_ok_ || broken_) return false;
     }
     if (!ParseMessage(in_, message)) {
@@ -448,9 +477,9 @@ class SnapshotReactor final
     : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
   SnapshotReactor(const ViewEngine* views, v1::SnapshotRequest request,
-                  CallSlots* slots, absl::Duration stall)
+                  const StreamCall& call)
       : views_(views), request_(std::move(request)) {
-    Start(slots, stall);
+    Start(call);
   }
 
  private:
@@ -485,8 +514,13 @@ class IngestStreamReactor final
     : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   IngestStreamReactor(const Ingester* ingester, EventStore* store,
-                      grpc::ByteBuffer* response, CallSlots* slots)
-      : ingester_(ingester), store_(store), response_(response) {
+                      grpc::ByteBuffer* response, const StreamCall& call)
+      : ingester_(ingester),
+        store_(store),
+        response_(response),
+        context_(call.context),
+        stall_(call.stall) {
+    CallSlots* slots = call.slots;
     if (!slots->TryAcquire()) {
       Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           slots->OverCapMessage()));
@@ -532,8 +566,16 @@ class IngestStreamReactor final
     }
     StartRead(&in_);
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](IngestStreamReactor* r) { return !r->reading_; }, this));
+    const absl::Condition read_done(
+        +[](IngestStreamReactor* r) { return !r->reading_; }, this);
+    if (!mu_.AwaitWithTimeout(read_done, stall_)) {
+      // A client that sends nothing for the stall time holds a thread:
+      // cancel its call (the read then completes, not ok).
+      LogWarning(absl::StrCat("an IngestStream client sent nothing for ",
+                              absl::FormatDuration(stall_), ": cancelled"));
+      context_->TryCancel();
+      mu_.Await(read_done);
+    }
     return read_ok_;
   }
 
@@ -580,6 +622,9 @@ class IngestStreamReactor final
       ++batch;
       total.set_batches(batch);
     }
+    if (context_->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
     total.set_batches(batch);
     std::string bytes = total.SerializeAsString();
     grpc::Slice slice(bytes);
@@ -590,6 +635,8 @@ class IngestStreamReactor final
   const Ingester* const ingester_;
   EventStore* const store_;
   grpc::ByteBuffer* const response_;
+  grpc::CallbackServerContext* const context_;
+  const absl::Duration stall_;
   CallSlots* slot_ = nullptr;
   std::thread thread_;
   grpc::ByteBuffer in_;  // the read in progress
@@ -608,39 +655,44 @@ class FailedWrite final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 }  // namespace
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
-FeatureStoreService::JoinFeatures(grpc::CallbackServerContext*) {
-  return new JoinReactor(views_, join_options_, &join_slots_,
-                         limits_.stall_timeout);
+FeatureStoreService::JoinFeatures(grpc::CallbackServerContext* context) {
+  return new JoinReactor(views_, join_options_,
+                         {context, &join_slots_, limits_.stall_timeout});
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
-    grpc::CallbackServerContext*, grpc::ByteBuffer* response) {
-  return new IngestStreamReactor(ingester_, store_, response,
-                                 &ingest_stream_slots_);
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
+  return new IngestStreamReactor(
+      ingester_, store_, response,
+      {context, &ingest_stream_slots_, limits_.stall_timeout});
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
-    grpc::CallbackServerContext*, const grpc::ByteBuffer* request_bytes) {
+    grpc::CallbackServerContext* context,
+    const grpc::ByteBuffer* request_bytes) {
   v1::SnapshotRequest request;
   if (!ParseMessage(*request_bytes, &request)) {
     return new FailedWrite(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                      "Snapshot: the request does not parse"));
   }
-  return new SnapshotReactor(views_, std::move(request), &snapshot_slots_,
-                             limits_.stall_timeout);
+  return new SnapshotReactor(
+      views_, std::move(request),
+      {context, &snapshot_slots_, limits_.stall_timeout});
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
-    grpc::CallbackServerContext*, const grpc::ByteBuffer* request_bytes) {
+    grpc::CallbackServerContext* context,
+    const grpc::ByteBuffer* request_bytes) {
   v1::ReadEventsRequest request;
   if (!ParseMessage(*request_bytes, &request)) {
     return new FailedWrite(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                      "ReadEvents: the request does not parse"));
   }
-  return new ReadEventsReactor(replayer_, std::move(request),
-                               &read_events_slots_, limits_.stall_timeout);
+  return new ReadEventsReactor(
+      replayer_, std::move(request),
+      {context, &read_events_slots_, limits_.stall_timeout});
 }
 
 grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,

@@ -1,7 +1,6 @@
 #include "server/views/join.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <iterator>
 #include <utility>
@@ -184,7 +183,9 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   std::vector<ByteBlocks> blocks(options_.threads);
   std::vector<std::string> scratch(options_.threads);
   std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
-  std::atomic<size_t> run_bytes{0};
+  // Bytes of answers each worker holds (one counter per worker: no shared
+  // cache line on the per-row path).
+  std::vector<PaddedCount> worker_bytes(options_.threads);
   RETURN_IF_ERROR(
       ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
         auto& cursor = cursors[worker];
@@ -209,9 +210,9 @@ absl::Status JoinSession::Flush(const Emit& emit) {
           std::string& bytes = scratch[worker];
           bytes.clear();
           EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
+          worker_bytes[worker].n += bytes.size();
           if (bytes.size() > options_.max_response_bytes ||
-              run_bytes.fetch_add(bytes.size()) + bytes.size() >
-                  options_.max_run_bytes) {
+              worker_bytes[worker].n > options_.max_run_bytes) {
             too_big = absl::ResourceExhaustedError(absl::StrCat(
                 "label row ", p.index, " (entity '", Echo(entity), "') is ",
                 bytes.size(), " bytes; the answers would exceed ",

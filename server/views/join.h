@@ -45,10 +45,10 @@ class JoinSession {
     // Largest response message (and so largest row), in bytes; responses
     // are cut at about a sixteenth of it. Default: 64 MiB.
     size_t max_response_bytes = 64 << 20;
-    // Most bytes of computed rows one run holds before they are sent; a run
-    // that would pass it is refused with RESOURCE_EXHAUSTED (send fewer
-    // label rows, or lower --join_run_rows). Default: 1 GiB.
-    size_t max_run_bytes = size_t{1} << 30;
+    // Most bytes of computed rows one worker thread holds before a run is
+    // sent; a run that would pass it is refused with RESOURCE_EXHAUSTED
+    // (send fewer label rows, or lower --join_run_rows). Default: 512 MiB.
+    size_t max_run_bytes = size_t{512} << 20;
   };
   // Receives each response as serialized v1::JoinFeaturesResponse bytes
   // (written directly, see server/common/wire.h); may take the string's
