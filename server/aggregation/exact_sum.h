@@ -8,8 +8,9 @@
 // integer multiple of 2^-2148, so sums of values and of squares are kept as
 // exact fixed-point integers: 32-bit digits in int64 slots (carry-save: a
 // slot absorbs 2^30 additions before carries must be propagated). Add is
-// O(1) and allocation-free; Merge is O(slots). Only the final rounding uses
-// a big-number library (GMP), once per Finalize.
+// O(1) and allocation-free; Merge is O(slots). The one rounding at the end
+// uses a big-number library (GMP): always for the variance, and for sums
+// whose result is subnormal (a normal sum rounds from its top 96 bits).
 //
 // Not thread-safe.
 

@@ -667,32 +667,44 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
       {context, &ingest_stream_slots_, limits_.stall_timeout});
 }
 
+namespace {
+
+// Parses a server stream's request and starts its reactor (`make`), or
+// fails the call with INVALID_ARGUMENT.
+template <typename Request, typename Make>
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartServerStream(
+    const char* method, const grpc::ByteBuffer& bytes, Make make) {
+  Request request;
+  if (!ParseMessage(bytes, &request)) {
+    return new FailedWrite(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                     absl::StrCat(method, ": the request does not parse")));
+  }
+  return make(std::move(request));
+}
+
+}  // namespace
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
     grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* request_bytes) {
-  v1::SnapshotRequest request;
-  if (!ParseMessage(*request_bytes, &request)) {
-    return new FailedWrite(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                     "Snapshot: the request does not parse"));
-  }
-  return new SnapshotReactor(
-      views_, std::move(request),
-      {context, &snapshot_slots_, limits_.stall_timeout});
+  return StartServerStream<v1::SnapshotRequest>(
+      "Snapshot", *request_bytes, [&](v1::SnapshotRequest request) {
+        return new SnapshotReactor(
+            views_, std::move(request),
+            {context, &snapshot_slots_, limits_.stall_timeout});
+      });
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
     grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* request_bytes) {
-  v1::ReadEventsRequest request;
-  if (!ParseMessage(*request_bytes, &request)) {
-    return new FailedWrite(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                     "ReadEvents: the request does not parse"));
-  }
-  return new ReadEventsReactor(
-      replayer_, std::move(request),
-      {context, &read_events_slots_, limits_.stall_timeout});
+  return StartServerStream<v1::ReadEventsRequest>(
+      "ReadEvents", *request_bytes, [&](v1::ReadEventsRequest request) {
+        return new ReadEventsReactor(
+            replayer_, std::move(request),
+            {context, &read_events_slots_, limits_.stall_timeout});
+      });
 }
 
 grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,

@@ -254,6 +254,24 @@ def get_or_out_of_range(grpc, stub, req, want_status, counts, where):
     return resp
 
 
+def rows_or_out_of_range(grpc, call, want_oor, counts, where):
+    """The rows `call` returns, which must fail with OUT_OF_RANGE exactly
+    when the oracle says some value overflows; None when it (correctly)
+    failed or (wrongly) answered."""
+    try:
+        rows = call()
+    except grpc.RpcError as err:
+        if want_oor and err.code() == grpc.StatusCode.OUT_OF_RANGE:
+            counts["checked"] += 1
+            return None
+        raise
+    if want_oor:
+        counts["failures"] += 1
+        print(f"MISMATCH {where}: want OUT_OF_RANGE, got rows")
+        return None
+    return rows
+
+
 # Adversarial numeric families: name -> (INT64 value, DOUBLE value) maker.
 # Families that overflow (a variance above DBL_MAX, an int64 sum past
 # +-2^63) live on their own stream so the others' snapshots and joins
@@ -390,17 +408,11 @@ def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
             req = pb.SnapshotRequest(view=name)
             set_time(req.as_of, as_of)
             where = f"snapshot {name} as_of={as_of}"
-            try:
-                rows = [r for chunk in stub.Snapshot(req, timeout=120)
-                        for r in chunk.rows]
-            except grpc.RpcError as err:
-                if want_oor and err.code() == grpc.StatusCode.OUT_OF_RANGE:
-                    counts["checked"] += 1
-                    continue
-                raise
-            if want_oor:
-                counts["failures"] += 1
-                print(f"MISMATCH {where}: want OUT_OF_RANGE, got rows")
+            rows = rows_or_out_of_range(
+                grpc, lambda: [r for chunk in stub.Snapshot(req, timeout=120)
+                               for r in chunk.rows],
+                want_oor, counts, where)
+            if rows is None:
                 continue
             if sorted(r.entity for r in rows) != sorted(want_rows):
                 counts["failures"] += 1
@@ -429,17 +441,12 @@ def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
                     set_time(msg.rows.add(entity=entity).time, t)
                 yield msg
         where = f"join {name}"
-        try:
-            got = [r for resp in stub.JoinFeatures(requests(), timeout=120)
-                   for r in resp.rows]
-        except grpc.RpcError as err:
-            if want_oor and err.code() == grpc.StatusCode.OUT_OF_RANGE:
-                counts["checked"] += 1
-                continue
-            raise
-        if want_oor:
-            counts["failures"] += 1
-            print(f"MISMATCH {where}: want OUT_OF_RANGE, got rows")
+        got = rows_or_out_of_range(
+            grpc, lambda: [r for resp in stub.JoinFeatures(requests(),
+                                                           timeout=120)
+                           for r in resp.rows],
+            want_oor, counts, where)
+        if got is None:
             continue
         assert len(got) == len(labels), (where, len(got), len(labels))
         for n, (row, w) in enumerate(zip(got, want)):
