@@ -44,11 +44,6 @@ void CallSlots::Release() {
   if (last) ReleaseFreedMemory();
 }
 
-int CallSlots::open() const {
-  absl::MutexLock lock(&mu_);
-  return open_;
-}
-
 std::string CallSlots::OverCapMessage() const {
   return absl::StrCat(method_, ": ", cap_,
                       " calls are open, the most this server allows (", flag_,

@@ -38,14 +38,13 @@ class CallSlots {
   bool TryAcquire();
   // Releases one slot; the last one hands freed memory back to the OS.
   void Release();
-  int open() const;
   std::string OverCapMessage() const;
 
  private:
   const char* const method_;
   const char* const flag_;
   const int cap_;
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

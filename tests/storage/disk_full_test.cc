@@ -241,7 +241,9 @@ TEST_P(DiskFaultTest, AppendsFailCleanlyReadsGoOnWritesResume) {
       auto r = AppendEventually(store->get(), b);
       ASSERT_TRUE(r.ok()) << r.status();
       EXPECT_EQ(r->accepted + r->duplicates, 50);
-      if (acked.count(b)) EXPECT_EQ(r->duplicates, 50);
+      if (acked.count(b)) {
+        EXPECT_EQ(r->duplicates, 50);
+      }
       acked.insert(b);
     }
     EXPECT_TRUE((*store)->WriteError().empty()) << (*store)->WriteError();
