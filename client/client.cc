@@ -2,16 +2,36 @@
 
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
 
 namespace rawfeat {
 
-absl::Status FromGrpcStatus(const grpc::Status& status) {
+absl::Status FromGrpcStatus(const grpc::Status& status, bool tls) {
   if (status.ok()) return absl::OkStatus();
+  std::string message = status.error_message();
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    // gRPC names a failed handshake deep in its message; say what it means.
+    if (absl::StrContains(message, "certificate verify failed")) {
+      absl::StrAppend(&message,
+                      " (the server's certificate is not signed by the CA "
+                      "given with --tls-ca, has expired, or is not for this "
+                      "name: see --tls-server-name)");
+    } else if (absl::StrContains(message, "Socket closed")) {
+      absl::StrAppend(
+          &message,
+          tls ? " (the server closed the TLS connection: it may require a "
+                "client certificate (--tls-cert/--tls-key) or not use TLS)"
+              : " (the server closed the connection: it may require TLS, "
+                "--tls or --tls-ca)");
+    } else if (absl::StrContains(message, "failed to connect")) {
+      absl::StrAppend(&message, " (is rawfeatd running at that address?)");
+    }
+  }
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+                      message);
 }
 
 Client::Client(const std::string& address, ClientOptions options)
@@ -19,8 +39,19 @@ Client::Client(const std::string& address, ClientOptions options)
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
-  channel_ = grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_pem;
+    ssl.pem_cert_chain = options.tls_cert_pem;
+    ssl.pem_private_key = options.tls_key_pem;
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(options.tls_server_name);
+    }
+  }
+  channel_ = grpc::CreateCustomChannel(address, credentials, args);
   stub_ = v1::FeatureStore::NewStub(channel_);
 }
 
@@ -36,7 +67,7 @@ absl::StatusOr<Response> Client::Unary(const Call& call) {
   SetDeadline(&ctx, false);
   Response response;
   grpc::Status s = call(&ctx, &response);
-  if (!s.ok()) return FromGrpcStatus(s);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls);
   return response;
 }
 
@@ -91,7 +122,7 @@ absl::StatusOr<v1::IngestResponse> Client::IngestStream(
   }
   writer->WritesDone();
   grpc::Status s = writer->Finish();
-  if (!s.ok()) return FromGrpcStatus(s);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls);
   return response;
 }
 
@@ -102,8 +133,10 @@ namespace {
 // arena that is reset after it: a chunk of a thousand events with field
 // maps is thousands of small allocations otherwise.
 template <typename Chunk>
-absl::Status ReadAll(grpc::ClientContext* ctx, grpc::ClientReader<Chunk>* reader,
-                     const std::function<bool(const Chunk&)>& on_chunk) {
+absl::Status ReadAll(grpc::ClientContext* ctx,
+                     grpc::ClientReader<Chunk>* reader,
+                     const std::function<bool(const Chunk&)>& on_chunk,
+                     bool tls) {
   google::protobuf::ArenaOptions arena_options;
   arena_options.start_block_size = 64 << 10;
   arena_options.max_block_size = 1 << 20;
@@ -124,7 +157,7 @@ absl::Status ReadAll(grpc::ClientContext* ctx, grpc::ClientReader<Chunk>* reader
   if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
     return absl::OkStatus();
   }
-  return FromGrpcStatus(s);
+  return FromGrpcStatus(s, tls);
 }
 
 }  // namespace
@@ -135,7 +168,7 @@ absl::Status Client::ReadEvents(
   grpc::ClientContext ctx;
   SetDeadline(&ctx, true);
   auto reader = stub_->ReadEvents(&ctx, request);
-  return ReadAll(&ctx, reader.get(), on_chunk);
+  return ReadAll(&ctx, reader.get(), on_chunk, options_.tls);
 }
 
 absl::Status Client::Snapshot(
@@ -144,7 +177,7 @@ absl::Status Client::Snapshot(
   grpc::ClientContext ctx;
   SetDeadline(&ctx, true);
   auto reader = stub_->Snapshot(&ctx, request);
-  return ReadAll(&ctx, reader.get(), on_chunk);
+  return ReadAll(&ctx, reader.get(), on_chunk, options_.tls);
 }
 
 absl::Status Client::JoinFeatures(
@@ -187,7 +220,7 @@ absl::Status Client::JoinFeatures(
   if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
     return absl::OkStatus();
   }
-  return FromGrpcStatus(s);
+  return FromGrpcStatus(s, options_.tls);
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> Client::GetFeatures(

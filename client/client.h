@@ -22,6 +22,18 @@ struct ClientOptions {
   std::chrono::milliseconds stream_timeout{3600 * 1000};
   // Largest message sent or received. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
+  // TLS to the server. Default: off (plain text, for loopback).
+  bool tls = false;
+  // PEM contents (not file names). Roots that sign the server's
+  // certificate; empty = the system's roots.
+  std::string tls_root_pem;
+  // A client certificate chain and key, for servers that require mutual
+  // TLS; both or neither.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
+  // The name the server's certificate must carry when it differs from the
+  // address's host (an IP address, a test certificate). Empty = the host.
+  std::string tls_server_name;
 };
 
 class Client {
@@ -57,10 +69,8 @@ class Client {
   // call and is returned. `next` runs on the writer thread.
   absl::Status JoinFeatures(
       const v1::JoinFeaturesRequest& first,
-      const std::function<absl::StatusOr<bool>(v1::JoinFeaturesRequest*)>&
-          next,
-      const std::function<bool(const v1::JoinFeaturesResponse&)>&
-          on_response);
+      const std::function<absl::StatusOr<bool>(v1::JoinFeaturesRequest*)>& next,
+      const std::function<bool(const v1::JoinFeaturesResponse&)>& on_response);
   absl::StatusOr<v1::GetStatusResponse> GetStatus();
 
   // Blocks until the channel is connected or `timeout` passes.
@@ -80,8 +90,11 @@ class Client {
   std::unique_ptr<v1::FeatureStore::Stub> stub_;
 };
 
-// grpc::Status -> absl::Status (same code and message).
-absl::Status FromGrpcStatus(const grpc::Status& status);
+// grpc::Status -> absl::Status (same code and message; a connection
+// failure gets a hint at its cause: a TLS handshake, a server that wants
+// TLS or a client certificate, nothing listening). `tls`: whether the call
+// used TLS.
+absl::Status FromGrpcStatus(const grpc::Status& status, bool tls = false);
 
 }  // namespace rawfeat
 

@@ -16,6 +16,14 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
           "host:port to serve gRPC on (port 0 = any free port)");
 ABSL_FLAG(std::string, data_dir, "./data", "RocksDB data directory");
+ABSL_FLAG(std::string, tls_cert, "", "TLS: server certificate chain (PEM)");
+ABSL_FLAG(std::string, tls_key, "", "TLS: server private key (PEM)");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "mutual TLS: require client certificates signed by this CA (PEM)");
+ABSL_FLAG(int, tls_refresh_seconds, 60,
+          "re-read the TLS files this often (rotation without a restart)");
+ABSL_FLAG(bool, insecure_listen, false,
+          "allow a non-loopback --listen without mutual TLS");
 ABSL_FLAG(std::string, schemas, "",
           "folder of *.textproto definitions to apply at start-up");
 ABSL_FLAG(bool, sync, true,
@@ -69,6 +77,11 @@ int main(int argc, char** argv) {
   rawfeat::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
+  options.insecure_listen = absl::GetFlag(FLAGS_insecure_listen);
   options.schemas_dir = absl::GetFlag(FLAGS_schemas);
   options.store.sync = absl::GetFlag(FLAGS_sync);
   options.store.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);

@@ -2,15 +2,20 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/stubs/logging.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "server/common/log.h"
+#include "server/common/status_macros.h"
 #include "server/events/ingester.h"
 #include "server/events/replayer.h"
 #include "server/rpc/service.h"
@@ -35,6 +40,77 @@ void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
   } else {
     LogWarning(text);
   }
+}
+
+// True for 127.0.0.0/8, ::1 and localhost.
+bool IsLoopback(absl::string_view host) {
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    host = host.substr(1, host.size() - 2);
+  }
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::Status Readable(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", path, ": cannot read the file"));
+  }
+  return absl::OkStatus();
+}
+
+// TLS credentials for the port (certificates watched for rotation), or
+// insecure ones where that is allowed: loopback, or --insecure_listen.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const ServerOptions& options) {
+  const TlsOptions& tls = options.tls;
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (tls.cert_file.empty()) {
+    if (!tls.client_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    if (!IsLoopback(host) && !options.insecure_listen) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing to serve ", options.listen,
+          " without TLS: anyone who can reach it could read and write every "
+          "stream. Give --tls_cert/--tls_key/--tls_client_ca, listen on "
+          "127.0.0.1, or pass --insecure_listen to accept that"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  RETURN_IF_ERROR(Readable(tls.cert_file, "--tls_cert"));
+  RETURN_IF_ERROR(Readable(tls.key_file, "--tls_key"));
+  if (!tls.client_ca_file.empty()) {
+    RETURN_IF_ERROR(Readable(tls.client_ca_file, "--tls_client_ca"));
+  } else if (!IsLoopback(host) && !options.insecure_listen) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing to serve ", options.listen,
+        " with TLS but without client certificates: anyone who can reach it "
+        "could read and write every stream. Give --tls_client_ca, or pass "
+        "--insecure_listen to accept that"));
+  }
+  auto provider = tls.client_ca_file.empty()
+                      ? std::make_shared<
+                            grpc::experimental::FileWatcherCertificateProvider>(
+                            tls.key_file, tls.cert_file, tls.refresh_seconds)
+                      : std::make_shared<
+                            grpc::experimental::FileWatcherCertificateProvider>(
+                            tls.key_file, tls.cert_file, tls.client_ca_file,
+                            tls.refresh_seconds);
+  grpc::experimental::TlsServerCredentialsOptions tls_options(provider);
+  tls_options.watch_identity_key_cert_pairs();
+  if (tls.client_ca_file.empty()) {
+    tls_options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    tls_options.watch_root_certs();
+    tls_options.set_cert_request_type(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls_options);
 }
 
 }  // namespace
@@ -89,8 +165,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  auto credentials = ServerCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);

@@ -24,9 +24,27 @@ class Ingester;
 class Replayer;
 class ViewEngine;
 
+// TLS on the listening port (PEM files).
+struct TlsOptions {
+  // Server certificate chain and private key; both empty = no TLS.
+  std::string cert_file;
+  std::string key_file;
+  // If set, clients must present a certificate signed by this CA (mutual
+  // TLS): the connection is refused otherwise.
+  std::string client_ca_file;
+  // The files are re-read this often, so a rotated certificate is served
+  // without a restart. Default: 60 s.
+  int refresh_seconds = 60;
+};
+
 struct ServerOptions {
   // host:port to listen on; port 0 picks a free one. Default: 127.0.0.1:7070.
   std::string listen = "127.0.0.1:7070";
+  TlsOptions tls;
+  // Serve a non-loopback address without mutual TLS (anyone who can reach
+  // the port could read and write everything). Default: false: such a
+  // start is refused.
+  bool insecure_listen = false;
   // RocksDB directory. Default: ./data.
   std::string data_dir = "./data";
   // A folder of *.textproto definitions applied at start-up; empty = none.

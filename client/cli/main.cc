@@ -362,6 +362,48 @@ int RunGet(Client& client, const GetArgs& args) {
   return 0;
 }
 
+// ---------------------------------------------------------------- TLS
+
+struct TlsArgs {
+  bool on = false;
+  std::string ca_file, cert_file, key_file, server_name;
+};
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", path, ": cannot read the file"));
+  }
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
+
+// Any --tls-* flag turns TLS on.
+absl::StatusOr<ClientOptions> ClientOptionsFrom(const TlsArgs& tls) {
+  ClientOptions options;
+  options.tls = tls.on || !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                !tls.server_name.empty();
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!tls.ca_file.empty()) {
+    auto pem = ReadPem(tls.ca_file, "--tls-ca");
+    if (!pem.ok()) return pem.status();
+    options.tls_root_pem = std::move(*pem);
+  }
+  if (!tls.cert_file.empty()) {
+    auto cert = ReadPem(tls.cert_file, "--tls-cert");
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPem(tls.key_file, "--tls-key");
+    if (!key.ok()) return key.status();
+    options.tls_cert_pem = std::move(*cert);
+    options.tls_key_pem = std::move(*key);
+  }
+  options.tls_server_name = tls.server_name;
+  return options;
+}
+
 // ---------------------------------------------------------------- status
 
 int RunStatus(Client& client) {
@@ -415,6 +457,16 @@ int main(int argc, char** argv) {
   std::string server = "127.0.0.1:7070";
   app.add_option("--server", server, "rawfeatd address HOST:PORT")
       ->capture_default_str();
+  TlsArgs tls;
+  app.add_flag("--tls", tls.on, "connect with TLS (the system's roots)");
+  app.add_option("--tls-ca", tls.ca_file,
+                 "TLS with this CA bundle (PEM) instead of the system's");
+  app.add_option("--tls-cert", tls.cert_file,
+                 "client certificate (PEM) for servers that require mTLS");
+  app.add_option("--tls-key", tls.key_file, "client private key (PEM)");
+  app.add_option("--tls-server-name", tls.server_name,
+                 "the name the server's certificate must carry (for IP "
+                 "addresses and test certificates)");
 
   ApplyArgs apply;
   auto* apply_cmd = app.add_subcommand(
@@ -491,15 +543,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rawfeat: %s (see --help)\n", e.what());
     return 2;
   }
-  Client client(server);
+  auto client_options = ClientOptionsFrom(tls);
+  if (!client_options.ok()) return Fail(client_options.status());
+  Client client(server, *client_options);
   if (*apply_cmd) return RunApply(client, apply);
   if (*ingest_cmd) return RunIngest(client, ingest);
   if (*replay_cmd) return RunReplay(client, replay);
   if (*get_cmd) return RunGet(client, get);
   if (*snapshot_cmd) return RunSnapshot(client, snapshot);
   if (*join_cmd) return RunJoin(client, join);
-  if (*copy_cmd) return RunCopy(copy);
-  if (*diff_cmd) return RunDiff(server, diff);
-  if (*backfill_cmd) return RunBackfill(server, backfill);
+  if (*copy_cmd) return RunCopy(copy, *client_options);
+  if (*diff_cmd) return RunDiff(server, diff, *client_options);
+  if (*backfill_cmd) return RunBackfill(server, backfill, *client_options);
   return RunStatus(client);
 }

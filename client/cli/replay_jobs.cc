@@ -55,10 +55,10 @@ CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args) {
   return cmd;
 }
 
-int RunCopy(const CopyArgs& args) {
+int RunCopy(const CopyArgs& args, const ClientOptions& options) {
   if (args.batch_size < 1) return Fail("--batch-size must be >= 1");
-  Client source(args.from);
-  Client target(args.to);
+  Client source(args.from, options);
+  Client target(args.to, options);
   v1::ReadEventsRequest read;
   read.set_after_seq(args.after_seq);
   if (!args.from_time.empty()) {
@@ -222,7 +222,8 @@ bool Numeric(const v1::Value& v, double* out) {
 
 }  // namespace
 
-int RunDiff(const std::string& server, const DiffArgs& args) {
+int RunDiff(const std::string& server, const DiffArgs& args,
+            const ClientOptions& options) {
   // Errors exit 2 (1 means "different").
   const auto error = [](const auto& what) {
     Fail(what);
@@ -238,7 +239,7 @@ int RunDiff(const std::string& server, const DiffArgs& args) {
   if (!as_of.ok()) {
     return error(absl::StrCat("--as-of: ", as_of.status().message()));
   }
-  Client client(server);
+  Client client(server, options);
   v1::SnapshotRequest req;
   req.set_view(args.view);
   *req.mutable_as_of() = MicrosToTimestamp(*as_of);
@@ -491,7 +492,8 @@ nlohmann::json ReadJson(const std::string& path) {
 
 }  // namespace
 
-int RunBackfill(const std::string& server, const BackfillArgs& args) {
+int RunBackfill(const std::string& server, const BackfillArgs& args,
+                const ClientOptions& options) {
   if (args.format != "csv" && args.format != "jsonl") {
     return Fail("--format must be csv or jsonl");
   }
@@ -502,7 +504,7 @@ int RunBackfill(const std::string& server, const BackfillArgs& args) {
   }
   auto times = AsOfTimes(args, tz);
   if (!times.ok()) return Fail(times.status().message());
-  Client client(server);
+  Client client(server, options);
   auto defs = FindViewDefinition(client, args.view, args.version);
   if (!defs.ok()) return Fail(defs.status());
   const uint32_t version = defs->first.version();

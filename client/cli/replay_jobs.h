@@ -21,6 +21,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "client/client.h"
 
 namespace rawfeat {
 
@@ -66,9 +67,13 @@ CLI::App* AddDiffCommand(CLI::App* app, DiffArgs* args);
 
 // Exit codes: copy 0 ok / 1 failure; diff 0 identical / 1 different /
 // 2 error. Failures print one line on stderr.
-int RunCopy(const CopyArgs& args);
-int RunDiff(const std::string& server, const DiffArgs& args);
-int RunBackfill(const std::string& server, const BackfillArgs& args);
+// `options`: the connection settings (TLS) of every server the command
+// talks to.
+int RunCopy(const CopyArgs& args, const ClientOptions& options);
+int RunDiff(const std::string& server, const DiffArgs& args,
+            const ClientOptions& options);
+int RunBackfill(const std::string& server, const BackfillArgs& args,
+                const ClientOptions& options);
 
 }  // namespace rawfeat
 
