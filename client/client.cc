@@ -56,6 +56,9 @@ Client::Client(const std::string& address, ClientOptions options)
 }
 
 void Client::SetDeadline(grpc::ClientContext* context, bool streaming) const {
+  if (!options_.token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options_.token);
+  }
   context->set_deadline(
       std::chrono::system_clock::now() +
       (streaming ? options_.stream_timeout : options_.timeout));

@@ -22,6 +22,8 @@ struct ClientOptions {
   std::chrono::milliseconds stream_timeout{3600 * 1000};
   // Largest message sent or received. Default: 64 MiB.
   int max_message_bytes = 64 << 20;
+  // A bearer token sent with every call (servers with --auth_file).
+  std::string token;
   // TLS to the server. Default: off (plain text, for loopback).
   bool tls = false;
   // PEM contents (not file names). Roots that sign the server's
@@ -80,6 +82,7 @@ class Client {
   absl::StatusOr<v1::StreamDef> FindStream(const std::string& name);
 
  private:
+  // Every call's context: its deadline and the bearer token.
   void SetDeadline(grpc::ClientContext* context, bool streaming) const;
   // One unary call with the unary deadline; `call(context, response)`.
   template <typename Response, typename Call>

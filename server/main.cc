@@ -23,7 +23,10 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(int, tls_refresh_seconds, 60,
           "re-read the TLS files this often (rotation without a restart)");
 ABSL_FLAG(bool, insecure_listen, false,
-          "allow a non-loopback --listen without mutual TLS");
+          "allow a non-loopback --listen without TLS and authentication");
+ABSL_FLAG(std::string, auth_file, "",
+          "bearer tokens (SHA-256) and roles, textproto "
+          "rawfeat.internal.AuthConfig; re-read on SIGHUP");
 ABSL_FLAG(std::string, schemas, "",
           "folder of *.textproto definitions to apply at start-up");
 ABSL_FLAG(bool, sync, true,
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // reloads --auth_file
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   rawfeat::ServerOptions options;
@@ -82,6 +86,7 @@ int main(int argc, char** argv) {
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.tls.refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
   options.insecure_listen = absl::GetFlag(FLAGS_insecure_listen);
+  options.auth_file = absl::GetFlag(FLAGS_auth_file);
   options.schemas_dir = absl::GetFlag(FLAGS_schemas);
   options.store.sync = absl::GetFlag(FLAGS_sync);
   options.store.accept_data_loss = absl::GetFlag(FLAGS_accept_data_loss);
@@ -129,7 +134,9 @@ int main(int argc, char** argv) {
     }
   }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    (void)(*server)->ReloadAuth();  // logs the outcome
+  }
   rawfeat::LogInfo(absl::StrCat("signal ", sig, ": shutting down"));
   (*server)->Shutdown();
   server->reset();

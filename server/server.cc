@@ -77,8 +77,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
       return absl::FailedPreconditionError(absl::StrCat(
           "refusing to serve ", options.listen,
           " without TLS: anyone who can reach it could read and write every "
-          "stream. Give --tls_cert/--tls_key/--tls_client_ca, listen on "
-          "127.0.0.1, or pass --insecure_listen to accept that"));
+          "stream (and see tokens). Give --tls_cert/--tls_key with "
+          "--tls_client_ca or --auth_file, listen on 127.0.0.1, or pass "
+          "--insecure_listen to accept that"));
     }
     return grpc::InsecureServerCredentials();
   }
@@ -86,12 +87,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   RETURN_IF_ERROR(Readable(tls.key_file, "--tls_key"));
   if (!tls.client_ca_file.empty()) {
     RETURN_IF_ERROR(Readable(tls.client_ca_file, "--tls_client_ca"));
-  } else if (!IsLoopback(host) && !options.insecure_listen) {
+  } else if (!IsLoopback(host) && options.auth_file.empty() &&
+             !options.insecure_listen) {
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to serve ", options.listen,
-        " with TLS but without client certificates: anyone who can reach it "
-        "could read and write every stream. Give --tls_client_ca, or pass "
-        "--insecure_listen to accept that"));
+        " with TLS but without authentication: anyone who can reach it "
+        "could read and write every stream. Give --tls_client_ca or "
+        "--auth_file, or pass --insecure_listen to accept that"));
   }
   auto provider = tls.client_ca_file.empty()
                       ? std::make_shared<
@@ -158,10 +160,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   join_options.max_run_rows = options.join_run_rows;
   join_options.threads = analyst_threads;
   join_options.max_response_bytes = view_options.max_response_bytes;
+  if (!options.auth_file.empty()) {
+    auto auth = Authorizer::Load(options.auth_file);
+    if (!auth.ok()) return auth.status();
+    server->auth_ = std::move(*auth);
+  }
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
       server->replayer_.get(), server->views_.get(), join_options,
-      options.streams);
+      options.streams, server->auth_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -193,6 +200,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
                        server->store_->watermark(),
                        options.store.sync ? "" : ", sync=false"));
   return server;
+}
+
+absl::Status Server::ReloadAuth() {
+  return auth_ == nullptr ? absl::OkStatus() : auth_->Reload();
 }
 
 std::string Server::address() const { return absl::StrCat(host_, ":", port_); }

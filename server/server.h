@@ -41,10 +41,12 @@ struct ServerOptions {
   // host:port to listen on; port 0 picks a free one. Default: 127.0.0.1:7070.
   std::string listen = "127.0.0.1:7070";
   TlsOptions tls;
-  // Serve a non-loopback address without mutual TLS (anyone who can reach
-  // the port could read and write everything). Default: false: such a
-  // start is refused.
+  // Serve a non-loopback address without mutual TLS or tokens (anyone who
+  // can reach the port could read and write everything). Default: false:
+  // such a start is refused.
   bool insecure_listen = false;
+  // Bearer tokens and their roles (rpc/auth.h); empty = no token checks.
+  std::string auth_file;
   // RocksDB directory. Default: ./data.
   std::string data_dir = "./data";
   // A folder of *.textproto definitions applied at start-up; empty = none.
@@ -90,6 +92,10 @@ class Server {
   // Blocks until Shutdown() completes.
   void Wait();
 
+  // Re-reads --auth_file (SIGHUP); a file that fails keeps the previous
+  // principals (reported by GetStatus.auth_problem). No-op without one.
+  absl::Status ReloadAuth();
+
  private:
   Server() = default;
   int port_ = 0;
@@ -99,6 +105,7 @@ class Server {
   std::unique_ptr<Ingester> ingester_;
   std::unique_ptr<Replayer> replayer_;
   std::unique_ptr<ViewEngine> views_;
+  std::unique_ptr<Authorizer> auth_;
   std::unique_ptr<FeatureStoreService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
 };

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -457,6 +458,11 @@ int main(int argc, char** argv) {
   std::string server = "127.0.0.1:7070";
   app.add_option("--server", server, "rawfeatd address HOST:PORT")
       ->capture_default_str();
+  std::string token;
+  if (const char* env = std::getenv("RAWFEAT_TOKEN")) token = env;
+  app.add_option("--token", token,
+                 "bearer token for servers with --auth_file (default: "
+                 "$RAWFEAT_TOKEN)");
   TlsArgs tls;
   app.add_flag("--tls", tls.on, "connect with TLS (the system's roots)");
   app.add_option("--tls-ca", tls.ca_file,
@@ -545,6 +551,7 @@ int main(int argc, char** argv) {
   }
   auto client_options = ClientOptionsFrom(tls);
   if (!client_options.ok()) return Fail(client_options.status());
+  client_options->token = token;
   Client client(server, *client_options);
   if (*apply_cmd) return RunApply(client, apply);
   if (*ingest_cmd) return RunIngest(client, ingest);

@@ -30,19 +30,26 @@ class Collector : public google::protobuf::io::ErrorCollector {
 
 }  // namespace
 
-absl::StatusOr<v1::Definitions> ParseDefinitionsText(absl::string_view text,
-                                                     absl::string_view source) {
-  v1::Definitions defs;
+absl::Status ParseTextproto(absl::string_view text, absl::string_view source,
+                            google::protobuf::Message* out) {
   Collector collector(source);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
-  if (!parser.ParseFromString(std::string(text), &defs)) {
+  if (!parser.ParseFromString(std::string(text), out)) {
     if (collector.errors().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": not a valid Definitions textproto"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": not a valid ", out->GetTypeName(), " textproto"));
     }
     return absl::InvalidArgumentError(absl::StrJoin(collector.errors(), "; "));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Definitions> ParseDefinitionsText(absl::string_view text,
+                                                     absl::string_view source) {
+  v1::Definitions defs;
+  absl::Status s = ParseTextproto(text, source, &defs);
+  if (!s.ok()) return s;
   return defs;
 }
 

@@ -8,9 +8,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 
 namespace rawfeat {
+
+// Parses any message from textproto. Errors: INVALID_ARGUMENT
+// "SOURCE:LINE:COL: reason" (every error, joined by "; ").
+absl::Status ParseTextproto(absl::string_view text, absl::string_view source,
+                            google::protobuf::Message* out);
 
 // Parses textproto. Errors: INVALID_ARGUMENT "SOURCE:LINE:COL: reason".
 absl::StatusOr<v1::Definitions> ParseDefinitionsText(absl::string_view text,

@@ -10,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "server/common/log.h"
 #include "server/common/time_util.h"
@@ -50,20 +51,45 @@ std::string CallSlots::OverCapMessage() const {
                       "); retry later");
 }
 
+grpc::Status FeatureStoreService::Allow(const grpc::ServerContextBase& context,
+                                        Authorizer::Action action,
+                                        const char* method,
+                                        std::string* principal) const {
+  if (auth_ == nullptr) return grpc::Status::OK;
+  auto who = auth_->Check(context.client_metadata(), action, method);
+  if (!who.ok()) return ToGrpcStatus(who.status());
+  if (principal != nullptr) *principal = std::move(*who);
+  return grpc::Status::OK;
+}
+
 grpc::Status FeatureStoreService::ApplyDefinitions(
-    grpc::ServerContext*, const v1::ApplyDefinitionsRequest* request,
+    grpc::ServerContext* context, const v1::ApplyDefinitionsRequest* request,
     v1::ApplyDefinitionsResponse* response) {
+  std::string principal;
+  grpc::Status allowed = Allow(*context,
+                               request->dry_run() ? Authorizer::Action::kRead
+                                                  : Authorizer::Action::kAdmin,
+                               "ApplyDefinitions", &principal);
+  if (!allowed.ok()) return allowed;
   auto outcome = registry_->Apply(request->definitions(), request->dry_run(),
                                   request->source());
   if (!outcome.ok()) return ToGrpcStatus(outcome.status());
+  if (!request->dry_run() && !outcome->changes.empty()) {
+    LogInfo(absl::StrCat(
+        "audit: '", principal.empty() ? "(no auth)" : principal,
+        "' applied definitions: ", absl::StrJoin(outcome->changes, "; ")));
+  }
   for (auto& c : outcome->changes) response->add_changes(std::move(c));
   for (auto& p : outcome->problems) response->add_problems(std::move(p));
   return grpc::Status::OK;
 }
 
 grpc::Status FeatureStoreService::ListDefinitions(
-    grpc::ServerContext*, const v1::ListDefinitionsRequest*,
+    grpc::ServerContext* context, const v1::ListDefinitionsRequest*,
     v1::ListDefinitionsResponse* response) {
+  grpc::Status allowed =
+      Allow(*context, Authorizer::Action::kRead, "ListDefinitions");
+  if (!allowed.ok()) return allowed;
   for (const auto& s : registry_->Streams()) {
     v1::StreamInfo* info = response->add_streams();
     *info->mutable_definition() = s->def();
@@ -78,9 +104,11 @@ grpc::Status FeatureStoreService::ListDefinitions(
   return grpc::Status::OK;
 }
 
-grpc::Status FeatureStoreService::Ingest(grpc::ServerContext*,
+grpc::Status FeatureStoreService::Ingest(grpc::ServerContext* context,
                                          const v1::IngestRequest* request,
                                          v1::IngestResponse* response) {
+  grpc::Status allowed = Allow(*context, Authorizer::Action::kWrite, "Ingest");
+  if (!allowed.ok()) return allowed;
   auto result = ingester_->Ingest(*request, 0);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -115,6 +143,12 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
     grpc::ByteBuffer* response_bytes) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status allowed =
+      Allow(*context, Authorizer::Action::kRead, "GetFeatures");
+  if (!allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
+  }
   v1::GetFeaturesRequest request;
   if (!ParseMessage(*request_bytes, &request)) {
     reactor->Finish(grpc::Status(
@@ -640,10 +674,21 @@ class IngestStreamReactor final
   bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// A call that only reports an error.
+// Calls that only report an error.
 class FailedWrite final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedWrite(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+class FailedRead final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  explicit FailedRead(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+class FailedBidi final
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit FailedBidi(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
 };
 
@@ -651,12 +696,18 @@ class FailedWrite final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 FeatureStoreService::JoinFeatures(grpc::CallbackServerContext* context) {
+  grpc::Status allowed =
+      Allow(*context, Authorizer::Action::kRead, "JoinFeatures");
+  if (!allowed.ok()) return new FailedBidi(allowed);
   return new JoinReactor(views_, join_options_,
                          {context, &join_slots_, limits_.stall_timeout});
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
+  grpc::Status allowed =
+      Allow(*context, Authorizer::Action::kWrite, "IngestStream");
+  if (!allowed.ok()) return new FailedRead(allowed);
   return new IngestStreamReactor(
       ingester_, store_, response,
       {context, &ingest_stream_slots_, limits_.stall_timeout});
@@ -683,6 +734,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartServerStream(
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
     grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* request_bytes) {
+  grpc::Status allowed = Allow(*context, Authorizer::Action::kRead, "Snapshot");
+  if (!allowed.ok()) return new FailedWrite(allowed);
   return StartServerStream<v1::SnapshotRequest>(
       "Snapshot", *request_bytes, [&](v1::SnapshotRequest request) {
         return new SnapshotReactor(
@@ -694,6 +747,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
     grpc::CallbackServerContext* context,
     const grpc::ByteBuffer* request_bytes) {
+  grpc::Status allowed =
+      Allow(*context, Authorizer::Action::kRead, "ReadEvents");
+  if (!allowed.ok()) return new FailedWrite(allowed);
   return StartServerStream<v1::ReadEventsRequest>(
       "ReadEvents", *request_bytes, [&](v1::ReadEventsRequest request) {
         return new ReadEventsReactor(
@@ -702,9 +758,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
       });
 }
 
-grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext*,
+grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext* context,
                                             const v1::GetStatusRequest*,
                                             v1::GetStatusResponse* response) {
+  grpc::Status allowed =
+      Allow(*context, Authorizer::Action::kRead, "GetStatus");
+  if (!allowed.ok()) return allowed;
+  if (auth_ != nullptr) response->set_auth_problem(auth_->problem());
   response->set_version(RAWFEAT_VERSION);
   response->set_watermark(store_->watermark());
   const auto counts = store_->StreamCounts();

@@ -22,6 +22,7 @@
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
 #include "server/events/ingester.h"
 #include "server/events/replayer.h"
+#include "server/rpc/auth.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
 #include "server/views/join.h"
@@ -73,7 +74,8 @@ class FeatureStoreService final
                       const Ingester* ingester, const Replayer* replayer,
                       const ViewEngine* views,
                       JoinSession::Options join_options,
-                      StreamLimits limits = StreamLimits())
+                      StreamLimits limits = StreamLimits(),
+                      const Authorizer* auth = nullptr)
       : store_(store),
         registry_(registry),
         ingester_(ingester),
@@ -86,7 +88,8 @@ class FeatureStoreService final
         snapshot_slots_("Snapshot", "--max_snapshots", limits.max_snapshots),
         join_slots_("JoinFeatures", "--max_joins", limits.max_joins),
         ingest_stream_slots_("IngestStream", "--max_ingest_streams",
-                             limits.max_ingest_streams) {}
+                             limits.max_ingest_streams),
+        auth_(auth) {}
 
   grpc::Status ApplyDefinitions(
       grpc::ServerContext* context, const v1::ApplyDefinitionsRequest* request,
@@ -134,6 +137,13 @@ class FeatureStoreService final
   CallSlots snapshot_slots_;
   CallSlots join_slots_;
   CallSlots ingest_stream_slots_;
+  const Authorizer* const auth_;  // nullptr: no --auth_file, all allowed
+
+  // OK when auth is off or the call's principal may do `action` (its name
+  // in *principal); else the status to end the call with.
+  grpc::Status Allow(const grpc::ServerContextBase& context,
+                     Authorizer::Action action, const char* method,
+                     std::string* principal = nullptr) const;
 };
 
 }  // namespace rawfeat

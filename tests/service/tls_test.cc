@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "server/common/hash.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
@@ -130,6 +131,113 @@ TEST_F(TlsTest, NonLoopbackWithoutMutualTlsIsRefused) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "--tls_key"))
       << missing.status();
+}
+
+// Issue 13, tokens: deny by default, roles, reload keeping the previous
+// principals when the file is broken.
+class AuthTest : public ::testing::Test {
+ protected:
+  static std::string Hash(const std::string& token) {
+    const Sha256Digest d = Sha256(token);
+    return HexEncode(
+        absl::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+  }
+
+  void WriteAuth(const std::string& text) {
+    std::ofstream(dir_.Sub("auth.textproto")) << text;
+  }
+
+  std::string Principals(bool with_reader) {
+    std::string text =
+        absl::StrCat("principals { name: \"ops\" token_sha256: \"",
+                     Hash("admin-token"), "\" role: \"admin\" }\n",
+                     "principals { name: \"pipeline\" token_sha256: \"",
+                     Hash("writer-token"), "\" role: \"writer\" }\n");
+    if (with_reader) {
+      absl::StrAppend(&text, "principals { name: \"analyst\" token_sha256: \"",
+                      Hash("reader-token"), "\" role: \"reader\" }\n");
+    }
+    return text;
+  }
+
+  Client As(const Server& server, const std::string& token) {
+    ClientOptions options;
+    options.timeout = std::chrono::seconds(10);
+    options.token = token;
+    return Client(server.address(), options);
+  }
+
+  testing::TempDir dir_;
+};
+
+TEST_F(AuthTest, TokensAndRolesDenyByDefault) {
+  WriteAuth(Principals(true));
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = dir_.Sub("data");
+  options.auth_file = dir_.Sub("auth.textproto");
+  auto server = Server::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  v1::ApplyDefinitionsRequest apply;
+  *apply.mutable_definitions() = testing::OrdersDefinitions();
+  v1::IngestRequest ingest;
+  ingest.set_stream("orders");
+  *ingest.add_events() = testing::Order("a1", "u", 1795478400LL * 1000000, 1);
+
+  EXPECT_EQ(As(**server, "").GetStatus().status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(As(**server, "wrong").GetStatus().status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(
+      As(**server, "writer-token").ApplyDefinitions(apply).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(As(**server, "admin-token").ApplyDefinitions(apply).ok());
+  EXPECT_EQ(As(**server, "reader-token").Ingest(ingest).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(As(**server, "writer-token").Ingest(ingest).ok());
+  EXPECT_TRUE(As(**server, "reader-token").GetStatus().ok());
+  v1::ReadEventsRequest read;
+  read.set_stream("orders");
+  int events = 0;
+  EXPECT_TRUE(As(**server, "reader-token")
+                  .ReadEvents(read,
+                              [&](const v1::ReadEventsResponse& r) {
+                                events += r.events_size();
+                                return true;
+                              })
+                  .ok());
+  EXPECT_EQ(events, 1);
+  EXPECT_EQ(
+      As(**server, "")
+          .ReadEvents(read, [](const v1::ReadEventsResponse&) { return true; })
+          .code(),
+      absl::StatusCode::kUnauthenticated);
+
+  // A reload drops the reader; a broken file keeps what is in force.
+  WriteAuth(Principals(false));
+  ASSERT_TRUE((*server)->ReloadAuth().ok());
+  EXPECT_EQ(As(**server, "reader-token").GetStatus().status().code(),
+            absl::StatusCode::kUnauthenticated);
+  WriteAuth("principals { name: ");
+  EXPECT_FALSE((*server)->ReloadAuth().ok());
+  auto status = As(**server, "admin-token").GetStatus();
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(absl::StrContains(status->auth_problem(), "does not parse"))
+      << status->auth_problem();
+}
+
+TEST_F(AuthTest, ABadAuthFileFailsTheStart) {
+  WriteAuth(
+      "principals { name: \"x\" token_sha256: \"abc\" role: \"reader\" }");
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = dir_.Sub("data");
+  options.auth_file = dir_.Sub("auth.textproto");
+  auto server = Server::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_TRUE(absl::StrContains(server.status().message(), "64 hex digits"))
+      << server.status();
 }
 
 }  // namespace
