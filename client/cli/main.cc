@@ -33,6 +33,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -458,11 +459,12 @@ int main(int argc, char** argv) {
   std::string server = "127.0.0.1:7070";
   app.add_option("--server", server, "rawfeatd address HOST:PORT")
       ->capture_default_str();
-  std::string token;
-  if (const char* env = std::getenv("RAWFEAT_TOKEN")) token = env;
-  app.add_option("--token", token,
-                 "bearer token for servers with --auth_file (default: "
-                 "$RAWFEAT_TOKEN)");
+  // The token never comes from a flag value (it would land in shell
+  // history): RAWFEAT_TOKEN or a file.
+  std::string token_file;
+  app.add_option("--token-file", token_file,
+                 "file holding the bearer token for servers with --auth_file "
+                 "(default: $RAWFEAT_TOKEN)");
   TlsArgs tls;
   app.add_flag("--tls", tls.on, "connect with TLS (the system's roots)");
   app.add_option("--tls-ca", tls.ca_file,
@@ -551,7 +553,14 @@ int main(int argc, char** argv) {
   }
   auto client_options = ClientOptionsFrom(tls);
   if (!client_options.ok()) return Fail(client_options.status());
-  client_options->token = token;
+  if (!token_file.empty()) {
+    auto token = ReadPem(token_file, "--token-file");
+    if (!token.ok()) return Fail(token.status());
+    client_options->token =
+        std::string(absl::StripTrailingAsciiWhitespace(*token));
+  } else if (const char* env = std::getenv("RAWFEAT_TOKEN")) {
+    client_options->token = env;
+  }
   Client client(server, *client_options);
   if (*apply_cmd) return RunApply(client, apply);
   if (*ingest_cmd) return RunIngest(client, ingest);

@@ -1,6 +1,7 @@
 #include "server/rpc/auth.h"
 
 #include <openssl/crypto.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <iterator>
@@ -42,6 +43,16 @@ const char* ActionName(Authorizer::Action a) {
 
 absl::StatusOr<std::vector<Authorizer::Entry>> Authorizer::Read(
     const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--auth_file ", path, ": cannot read the file"));
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--auth_file ", path,
+        " may be read or written by others than its owner (chmod 600 it)"));
+  }
   std::ifstream in(path);
   if (!in) {
     return absl::InvalidArgumentError(

@@ -3,6 +3,7 @@
 // text. Certificates are made by the openssl CLI in a private temp dir.
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -144,7 +145,10 @@ class AuthTest : public ::testing::Test {
   }
 
   void WriteAuth(const std::string& text) {
-    std::ofstream(dir_.Sub("auth.textproto")) << text;
+    const std::string path = dir_.Sub("auth.textproto");
+    std::ofstream(path) << text;
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read |
+                                           std::filesystem::perms::owner_write);
   }
 
   std::string Principals(bool with_reader) {
@@ -225,6 +229,21 @@ TEST_F(AuthTest, TokensAndRolesDenyByDefault) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_TRUE(absl::StrContains(status->auth_problem(), "does not parse"))
       << status->auth_problem();
+}
+
+TEST_F(AuthTest, AnAuthFileOthersCanReadFailsTheStart) {
+  WriteAuth(Principals(true));
+  std::filesystem::permissions(dir_.Sub("auth.textproto"),
+                               std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  ServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = dir_.Sub("data");
+  options.auth_file = dir_.Sub("auth.textproto");
+  auto server = Server::Start(options);
+  ASSERT_FALSE(server.ok());
+  EXPECT_TRUE(absl::StrContains(server.status().message(), "chmod 600"))
+      << server.status();
 }
 
 TEST_F(AuthTest, ABadAuthFileFailsTheStart) {
