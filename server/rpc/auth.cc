@@ -141,7 +141,7 @@ absl::StatusOr<std::string> Authorizer::Check(const Metadata& metadata,
     LogWarning(absl::StrCat("audit: denied ", method, ": no bearer token"));
     return absl::UnauthenticatedError(
         "no bearer token: send 'authorization: Bearer TOKEN' (rawfeat "
-        "--token, or RAWFEAT_TOKEN)");
+        "--token-file, or RAWFEAT_TOKEN)");
   }
   const absl::string_view token(it->second.data() + strlen(kBearer),
                                 it->second.size() - strlen(kBearer));
