@@ -331,6 +331,13 @@ class ThreadedStream : public Base {
     context_->TryCancel();
   }
 
+  // The status to end the call with after the handler's work returned
+  // `s`: why the call broke if it did, else `s`.
+  grpc::Status EndStatus(const absl::Status& s) {
+    if (!s.ok() && broken()) return BrokenStatus();
+    return ToGrpcStatus(s);
+  }
+
   // Why Emit failed: the status to end the call with.
   grpc::Status BrokenStatus() {
     absl::MutexLock lock(&mu_);
@@ -401,10 +408,8 @@ class ReadEventsReactor final
 
  private:
   grpc::Status Run() override {
-    const absl::Status s = replayer_->ReadEvents(
-        request_, [this](std::string* chunk) { return Emit(chunk); });
-    if (!s.ok() && broken()) return BrokenStatus();
-    return ToGrpcStatus(s);
+    return EndStatus(replayer_->ReadEvents(
+        request_, [this](std::string* chunk) { return Emit(chunk); }));
   }
 
   const Replayer* const replayer_;
@@ -480,7 +485,7 @@ class JoinReactor final
     if (!session.ok()) return ToGrpcStatus(session.status());
     do {
       absl::Status s = (*session)->Add(&message, emit);
-      if (!s.ok()) return broken() ? BrokenStatus() : ToGrpcStatus(s);
+      if (!s.ok()) return EndStatus(s);
       message.Clear();
     } while (Read(&message, &status));
     if (!status.ok()) return status;
@@ -524,8 +529,7 @@ class SnapshotReactor final
         },
         [this] { return broken(); });
     ReleaseFreedMemory();
-    if (!s.ok() && broken()) return BrokenStatus();
-    return ToGrpcStatus(s);
+    return EndStatus(s);
   }
 
   const ViewEngine* const views_;

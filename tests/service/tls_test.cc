@@ -164,6 +164,14 @@ class AuthTest : public ::testing::Test {
     return text;
   }
 
+  ServerOptions WithAuth() const {
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.data_dir = dir_.Sub("data");
+    options.auth_file = dir_.Sub("auth.textproto");
+    return options;
+  }
+
   Client As(const Server& server, const std::string& token) {
     ClientOptions options;
     options.timeout = std::chrono::seconds(10);
@@ -176,11 +184,7 @@ class AuthTest : public ::testing::Test {
 
 TEST_F(AuthTest, TokensAndRolesDenyByDefault) {
   WriteAuth(Principals(true));
-  ServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.data_dir = dir_.Sub("data");
-  options.auth_file = dir_.Sub("auth.textproto");
-  auto server = Server::Start(options);
+  auto server = Server::Start(WithAuth());
   ASSERT_TRUE(server.ok()) << server.status();
 
   v1::ApplyDefinitionsRequest apply;
@@ -236,11 +240,7 @@ TEST_F(AuthTest, AnAuthFileOthersCanReadFailsTheStart) {
   std::filesystem::permissions(dir_.Sub("auth.textproto"),
                                std::filesystem::perms::others_read,
                                std::filesystem::perm_options::add);
-  ServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.data_dir = dir_.Sub("data");
-  options.auth_file = dir_.Sub("auth.textproto");
-  auto server = Server::Start(options);
+  auto server = Server::Start(WithAuth());
   ASSERT_FALSE(server.ok());
   EXPECT_TRUE(absl::StrContains(server.status().message(), "chmod 600"))
       << server.status();
@@ -249,11 +249,7 @@ TEST_F(AuthTest, AnAuthFileOthersCanReadFailsTheStart) {
 TEST_F(AuthTest, ABadAuthFileFailsTheStart) {
   WriteAuth(
       "principals { name: \"x\" token_sha256: \"abc\" role: \"reader\" }");
-  ServerOptions options;
-  options.listen = "127.0.0.1:0";
-  options.data_dir = dir_.Sub("data");
-  options.auth_file = dir_.Sub("auth.textproto");
-  auto server = Server::Start(options);
+  auto server = Server::Start(WithAuth());
   ASSERT_FALSE(server.ok());
   EXPECT_TRUE(absl::StrContains(server.status().message(), "64 hex digits"))
       << server.status();
