@@ -81,6 +81,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
           "--tls_client_ca or --auth_file, listen on 127.0.0.1, or pass "
           "--insecure_listen to accept that"));
     }
+    if (!IsLoopback(host)) {
+      LogWarning(absl::StrCat(
+          "--insecure_listen: serving ", options.listen,
+          " in plain text: anyone who can reach it can read and write every "
+          "stream",
+          options.auth_file.empty() ? "" : ", and see tokens"));
+    }
     return grpc::InsecureServerCredentials();
   }
   RETURN_IF_ERROR(Readable(tls.cert_file, "--tls_cert"));
