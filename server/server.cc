@@ -128,6 +128,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   google::protobuf::SetLogHandler(&ProtobufLog);
   std::unique_ptr<Server> server(new Server());
+  // Flags that cannot work fail the start before the store is touched (an
+  // --accept_data_loss start must not record a loss and then stop on a
+  // bad certificate path).
+  auto credentials = ServerCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  if (!options.auth_file.empty()) {
+    auto auth = Authorizer::Load(options.auth_file);
+    if (!auth.ok()) return auth.status();
+    server->auth_ = std::move(*auth);
+  }
   auto store = EventStore::Open(options.data_dir, options.store);
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
@@ -167,11 +177,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   join_options.max_run_rows = options.join_run_rows;
   join_options.threads = analyst_threads;
   join_options.max_response_bytes = view_options.max_response_bytes;
-  if (!options.auth_file.empty()) {
-    auto auth = Authorizer::Load(options.auth_file);
-    if (!auth.ok()) return auth.status();
-    server->auth_ = std::move(*auth);
-  }
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
       server->replayer_.get(), server->views_.get(), join_options,
@@ -179,8 +184,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  auto credentials = ServerCredentials(options);
-  if (!credentials.ok()) return credentials.status();
   builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
