@@ -60,6 +60,9 @@ ABSL_FLAG(int, max_read_events, 64, "most open ReadEvents calls");
 ABSL_FLAG(int, max_snapshots, 64, "most open Snapshot calls");
 ABSL_FLAG(int, max_joins, 64, "most open JoinFeatures calls");
 ABSL_FLAG(int, max_ingest_streams, 64, "most open IngestStream calls");
+ABSL_FLAG(int, max_calls_per_principal, 16,
+          "with --auth_file: most streaming calls one principal may have "
+          "open (its max_streaming_calls in the file overrides it)");
 ABSL_FLAG(int, stall_seconds, 300,
           "end a server stream whose client reads nothing for this long");
 ABSL_FLAG(std::string, port_file, "",
@@ -110,6 +113,8 @@ int main(int argc, char** argv) {
   options.streams.max_snapshots = absl::GetFlag(FLAGS_max_snapshots);
   options.streams.max_joins = absl::GetFlag(FLAGS_max_joins);
   options.streams.max_ingest_streams = absl::GetFlag(FLAGS_max_ingest_streams);
+  options.streams.max_calls_per_principal =
+      absl::GetFlag(FLAGS_max_calls_per_principal);
   options.streams.stall_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_stall_seconds));
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);

@@ -59,6 +59,25 @@ absl::Status Readable(const std::string& path, const char* flag) {
   return absl::OkStatus();
 }
 
+// Why serving `options.listen` as configured is unsafe ("" if it is not):
+// a non-loopback address in plain text, or with TLS but nothing that
+// authenticates clients. Such a start needs --insecure_listen.
+std::string InsecureReason(const ServerOptions& options) {
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  if (IsLoopback(host)) return "";
+  if (options.tls.cert_file.empty()) {
+    return absl::StrCat(
+        "in plain text: anyone who can reach it can read and write every "
+        "stream",
+        options.auth_file.empty() ? "" : ", and see tokens");
+  }
+  if (options.tls.client_ca_file.empty() && options.auth_file.empty()) {
+    return "without authentication: anyone who can reach it can read and "
+           "write every stream";
+  }
+  return "";
+}
+
 // TLS credentials for the port (certificates watched for rotation), or
 // insecure ones where that is allowed: loopback, or --insecure_listen.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
@@ -80,13 +99,6 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
           "stream (and see tokens). Give --tls_cert/--tls_key with "
           "--tls_client_ca or --auth_file, listen on 127.0.0.1, or pass "
           "--insecure_listen to accept that"));
-    }
-    if (!IsLoopback(host)) {
-      LogWarning(absl::StrCat(
-          "--insecure_listen: serving ", options.listen,
-          " in plain text: anyone who can reach it can read and write every "
-          "stream",
-          options.auth_file.empty() ? "" : ", and see tokens"));
     }
     return grpc::InsecureServerCredentials();
   }
@@ -205,11 +217,29 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         "is not this machine's"));
   }
   server->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  server->insecure_ = InsecureReason(options);
+  if (!server->insecure_.empty()) {
+    // At start and then periodically, so it is in every log excerpt.
+    server->insecure_every_ = options.insecure_warning_every;
+    server->WarnInsecure();
+    server->warner_ = std::thread([s = server.get()] {
+      absl::MutexLock lock(&s->warner_mu_);
+      while (!s->warner_mu_.AwaitWithTimeout(absl::Condition(&s->stopping_),
+                                             s->insecure_every_)) {
+        s->WarnInsecure();
+      }
+    });
+  }
   LogInfo(absl::StrCat("serving on ", server->address(), ", data in ",
                        options.data_dir, ", watermark ",
                        server->store_->watermark(),
                        options.store.sync ? "" : ", sync=false"));
   return server;
+}
+
+void Server::WarnInsecure() const {
+  LogWarning(absl::StrCat("--insecure_listen: serving ", address(), " ",
+                          insecure_));
 }
 
 absl::Status Server::ReloadAuth() {
@@ -219,6 +249,13 @@ absl::Status Server::ReloadAuth() {
 std::string Server::address() const { return absl::StrCat(host_, ":", port_); }
 
 void Server::Shutdown() {
+  {
+    absl::MutexLock lock(&warner_mu_);
+    stopping_ = true;
+  }
+  if (warner_.joinable() && warner_.get_id() != std::this_thread::get_id()) {
+    warner_.join();
+  }
   if (grpc_server_ != nullptr) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() +
                            std::chrono::seconds(5));

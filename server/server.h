@@ -7,8 +7,12 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/rpc/service.h"
 #include "server/schema/event_validator.h"
 #include "server/storage/event_store.h"
@@ -45,6 +49,8 @@ struct ServerOptions {
   // can reach the port could read and write everything). Default: false:
   // such a start is refused.
   bool insecure_listen = false;
+  // How often such a server repeats its warning in the log. Default: 1 h.
+  absl::Duration insecure_warning_every = absl::Hours(1);
   // Bearer tokens and their roles (rpc/auth.h); empty = no token checks.
   std::string auth_file;
   // RocksDB directory. Default: ./data.
@@ -108,6 +114,14 @@ class Server {
   std::unique_ptr<Authorizer> auth_;
   std::unique_ptr<FeatureStoreService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // Why this server is unsafe to expose ("" if it is not), repeated in the
+  // log by warner_ until Shutdown.
+  std::string insecure_;
+  absl::Duration insecure_every_;
+  void WarnInsecure() const;
+  absl::Mutex warner_mu_;
+  bool stopping_ ABSL_GUARDED_BY(warner_mu_) = false;
+  std::thread warner_;
 };
 
 }  // namespace rawfeat

@@ -1,8 +1,11 @@
 #ifndef RAWFEAT_SERVER_RPC_SERVICE_H_
 #define RAWFEAT_SERVER_RPC_SERVICE_H_
 
-// The gRPC adapter of rawfeat.v1.FeatureStore: converts messages and status
-// codes, checks cancellation, and calls the core. No business logic here.
+// The gRPC adapter of rawfeat.v1.FeatureStore: authenticates and
+// authorizes each call (rpc/auth.h), admits streaming calls under their
+// caps (rpc/call_limits.h), converts messages and status codes, and calls
+// the core. No business logic here; the streaming reactors live in
+// rpc/stream_calls.h.
 // GetFeatures is served with gRPC's (raw) callback API: a lookup is a few tens
 // of microseconds of CPU-bound reads, and running it on the thread that
 // received it saves the sync server's hand-off to a worker thread (the
@@ -23,43 +26,13 @@
 #include "server/events/ingester.h"
 #include "server/events/replayer.h"
 #include "server/rpc/auth.h"
+#include "server/rpc/call_limits.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
 #include "server/views/join.h"
 #include "server/views/view_engine.h"
 
 namespace rawfeat {
-
-// Open calls of one streaming method, capped: a call over the cap is
-// refused at once instead of costing a thread. Thread-safe.
-class CallSlots {
- public:
-  CallSlots(const char* method, const char* flag, int cap)
-      : method_(method), flag_(flag), cap_(cap) {}
-  bool TryAcquire();
-  // Releases one slot; the last one hands freed memory back to the OS.
-  void Release();
-  std::string OverCapMessage() const;
-
- private:
-  const char* const method_;
-  const char* const flag_;
-  const int cap_;
-  absl::Mutex mu_;
-  int open_ ABSL_GUARDED_BY(mu_) = 0;
-};
-
-// Caps of the streaming calls (each open call holds a handler thread).
-struct StreamLimits {
-  // Most open calls per streaming method. Default: 64 each.
-  int max_read_events = 64;
-  int max_snapshots = 64;
-  int max_joins = 64;
-  int max_ingest_streams = 64;
-  // A server stream whose client reads nothing for this long is ended with
-  // DEADLINE_EXCEEDED. Default: 5 minutes.
-  absl::Duration stall_timeout = absl::Minutes(5);
-};
 
 class FeatureStoreService final
     : public v1::FeatureStore::WithRawCallbackMethod_GetFeatures<
@@ -89,6 +62,7 @@ class FeatureStoreService final
         join_slots_("JoinFeatures", "--max_joins", limits.max_joins),
         ingest_stream_slots_("IngestStream", "--max_ingest_streams",
                              limits.max_ingest_streams),
+        principal_calls_(limits.max_calls_per_principal),
         auth_(auth) {}
 
   grpc::Status ApplyDefinitions(
@@ -137,13 +111,17 @@ class FeatureStoreService final
   CallSlots snapshot_slots_;
   CallSlots join_slots_;
   CallSlots ingest_stream_slots_;
+  PrincipalCalls principal_calls_;
   const Authorizer* const auth_;  // nullptr: no --auth_file, all allowed
 
-  // OK when auth is off or the call's principal may do `action` (its name
-  // in *principal); else the status to end the call with.
-  grpc::Status Allow(const grpc::ServerContextBase& context,
-                     Authorizer::Action action, const char* method,
-                     std::string* principal = nullptr) const;
+  // Who the call is (everything allowed when auth is off). Errors:
+  // UNAUTHENTICATED. `method` must be a string literal.
+  absl::StatusOr<CallAuth> Authenticate(const grpc::ServerContextBase& context,
+                                        const char* method) const;
+  // A streaming call's slots: its method's and its principal's.
+  absl::StatusOr<CallLease> Admit(CallSlots* slots, const CallAuth& auth) {
+    return CallLease::Admit(slots, &principal_calls_, auth);
+  }
 };
 
 }  // namespace rawfeat

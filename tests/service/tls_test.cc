@@ -2,6 +2,10 @@
 // TLS options, and the refusal to serve a non-loopback address in plain
 // text. Certificates are made by the openssl CLI in a private temp dir.
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +16,10 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/common/hash.h"
+#include "server/rpc/auth.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "rawfeat/v1/rawfeat.grpc.pb.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
@@ -21,6 +29,38 @@ std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)),
                      std::istreambuf_iterator<char>());
+}
+
+// Redirects this process's stderr (the server's log) into a file while it
+// lives; Text() reads what was logged so far.
+class StderrFile {
+ public:
+  explicit StderrFile(std::string path) : path_(std::move(path)) {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(fd, 2);
+    ::close(fd);
+  }
+  ~StderrFile() {
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+  }
+  std::string Text() const { return Slurp(path_); }
+
+ private:
+  const std::string path_;
+  int saved_;
+};
+
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
 }
 
 class TlsTest : public ::testing::Test {
@@ -253,6 +293,296 @@ TEST_F(AuthTest, ABadAuthFileFailsTheStart) {
   ASSERT_FALSE(server.ok());
   EXPECT_TRUE(absl::StrContains(server.status().message(), "64 hex digits"))
       << server.status();
+}
+
+// Two streams and two views, for grants on names.
+v1::Definitions TwoStreamsTwoViews() {
+  v1::Definitions d = testing::OrdersDefinitions();
+  v1::StreamDef clicks = testing::OrdersStream();
+  clicks.set_name("clicks");
+  *d.add_streams() = clicks;
+  for (const char* name : {"orders_a", "orders_b"}) {
+    auto* view = d.add_views();
+    view->set_name(name);
+    view->set_version(1);
+    view->set_stream("orders");
+    *view->add_features() = testing::Feature("n", "count", "", "7d");
+  }
+  return d;
+}
+
+int64_t EventsOf(Client& client, const std::string& stream) {
+  auto status = client.GetStatus();
+  if (!status.ok()) return -1;
+  for (const auto& s : status->streams()) {
+    if (s.name() == stream) return static_cast<int64_t>(s.events());
+  }
+  return -1;
+}
+
+TEST_F(AuthTest, GrantsNameActionsOnStreamAndViewPatterns) {
+  WriteAuth(absl::StrCat(
+      "principals { name: \"ops\" token_sha256: \"", Hash("admin-token"),
+      "\" role: \"admin\" }\n",
+      "principals { name: \"orders-pipeline\" token_sha256: \"",
+      Hash("orders-token"),
+      "\" grants { role: \"writer\" streams: \"orders\" } }\n",
+      "principals { name: \"analyst\" token_sha256: \"", Hash("reader-token"),
+      "\" grants { role: \"reader\" views: \"*_a\" }"
+      " grants { actions: \"read_events\" streams: \"ord*\" } }\n",
+      "principals { name: \"monitor\" token_sha256: \"", Hash("status-token"),
+      "\" grants { actions: \"status\" } }\n"));
+  auto captured = std::make_unique<StderrFile>(dir_.Sub("stderr.log"));
+  auto server = Server::Start(WithAuth());
+  ASSERT_TRUE(server.ok()) << server.status();
+  Client admin = As(**server, "admin-token");
+  Client writer = As(**server, "orders-token");
+  Client reader = As(**server, "reader-token");
+  Client monitor = As(**server, "status-token");
+
+  v1::ApplyDefinitionsRequest apply;
+  *apply.mutable_definitions() = TwoStreamsTwoViews();
+  EXPECT_EQ(writer.ApplyDefinitions(apply).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(admin.ApplyDefinitions(apply).ok());
+
+  // A writer of orders writes orders, not clicks; a reader writes nothing.
+  v1::IngestRequest orders;
+  orders.set_stream("orders");
+  *orders.add_events() =
+      testing::Order("a1", "u", 1795478400LL * 1000000, 1);
+  v1::IngestRequest clicks = orders;
+  clicks.set_stream("clicks");
+  ASSERT_TRUE(writer.Ingest(orders).ok());
+  auto denied = writer.Ingest(clicks);
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(
+      denied.status().message(),
+      "principal 'orders-pipeline' may not ingest into stream 'clicks'"))
+      << denied.status();
+  v1::IngestRequest more = orders;
+  more.mutable_events(0)->set_event_id("a2");
+  EXPECT_EQ(reader.Ingest(more).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // IngestStream: the denied batch ends the call, naming it; the batch
+  // before it is kept.
+  int sent = 0;
+  auto streamed = writer.IngestStream([&](v1::IngestRequest* r) {
+    if (sent == 2) return false;
+    *r = sent == 0 ? more : clicks;
+    ++sent;
+    return true;
+  });
+  EXPECT_EQ(streamed.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(streamed.status().message(), "batch 1"))
+      << streamed.status();
+  EXPECT_EQ(EventsOf(admin, "orders"), 2);
+  EXPECT_EQ(EventsOf(admin, "clicks"), 0);
+
+  // The reader reads view orders_a and the events of orders; not view
+  // orders_b, and the writer reads no view.
+  v1::GetFeaturesRequest get;
+  get.set_view("orders_a");
+  get.add_entities("u");
+  EXPECT_TRUE(reader.GetFeatures(get).ok());
+  EXPECT_EQ(writer.GetFeatures(get).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  get.set_view("orders_b");
+  EXPECT_EQ(reader.GetFeatures(get).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  v1::SnapshotRequest snapshot;
+  snapshot.set_view("orders_b");
+  const absl::Status snap_b =
+      reader.Snapshot(snapshot, [](const v1::SnapshotChunk&) { return true; });
+  EXPECT_EQ(snap_b.code(), absl::StatusCode::kPermissionDenied) << snap_b;
+  EXPECT_TRUE(absl::StrContains(snap_b.message(),
+                                "may not read features of view 'orders_b'"))
+      << snap_b;
+  snapshot.set_view("orders_a");
+  int rows = 0;
+  EXPECT_TRUE(reader
+                  .Snapshot(snapshot,
+                            [&](const v1::SnapshotChunk& c) {
+                              rows += c.rows_size();
+                              return true;
+                            })
+                  .ok());
+  EXPECT_EQ(rows, 1);
+  v1::JoinFeaturesRequest join;
+  join.set_view("orders_b");
+  const absl::Status join_b = reader.JoinFeatures(
+      join, [](v1::JoinFeaturesRequest*) -> absl::StatusOr<bool> { return false; },
+      [](const v1::JoinFeaturesResponse&) { return true; });
+  EXPECT_EQ(join_b.code(), absl::StatusCode::kPermissionDenied) << join_b;
+  v1::ReadEventsRequest read;
+  const auto read_events = [&](Client& client, const char* stream) {
+    read.set_stream(stream);
+    return client
+        .ReadEvents(read, [](const v1::ReadEventsResponse&) { return true; })
+        .code();
+  };
+  EXPECT_EQ(read_events(reader, "orders"), absl::StatusCode::kOk);
+  EXPECT_EQ(read_events(reader, "clicks"), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(read_events(writer, "orders"), absl::StatusCode::kOk);
+  // A status-only principal sees status, nothing else.
+  EXPECT_TRUE(monitor.GetStatus().ok());
+  EXPECT_TRUE(monitor.ListDefinitions().ok());
+  EXPECT_EQ(read_events(monitor, "orders"),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(reader.GetStatus().status().code(), absl::StatusCode::kOk);
+  server->reset();
+
+  // Audit lines: principal, peer, method, object, outcome; never a token.
+  const std::string log = captured->Text();
+  captured.reset();
+  EXPECT_TRUE(absl::StrContains(
+      log,
+      "audit: principal=orders-pipeline peer=ipv4:127.0.0.1:"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log,
+                                "method=Ingest object=stream:clicks "
+                                "outcome=PERMISSION_DENIED"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(
+      log,
+      "method=Ingest object=stream:orders outcome=OK batches=1 accepted=1 "
+      "duplicates=0 rejected=0"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(
+      log, "method=IngestStream object=stream:orders "
+           "outcome=PERMISSION_DENIED batches=1 accepted=1"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log, "principal=ops"))
+      << log;
+  EXPECT_TRUE(absl::StrContains(log, "method=ApplyDefinitions "
+                                     "object=definitions outcome=OK changes:"))
+      << log;
+  for (const char* token : {"admin-token", "orders-token", "reader-token",
+                            "status-token"}) {
+    EXPECT_FALSE(absl::StrContains(log, token)) << token;
+  }
+}
+
+TEST_F(AuthTest, BadGrantsFailTheStartNamingTheProblem) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"grants { actions: \"ingest\" }", "its actions need objects"},
+      {"grants { actions: \"delete\" streams: \"*\" }",
+       "action 'delete' is not one of"},
+      {"grants { streams: \"*\" }", "names no role and no action"},
+      {"grants { role: \"owner\" streams: \"*\" }",
+       "role 'owner' is not one of"},
+      {"grants { role: \"reader\" streams: \"\" }", "an empty name pattern"},
+      {"", "grants nothing"},
+  };
+  for (const auto& [grant, problem] : cases) {
+    WriteAuth(absl::StrCat("principals { name: \"p\" token_sha256: \"",
+                           Hash("t"), "\" ", grant, " }"));
+    auto server = Server::Start(WithAuth());
+    ASSERT_FALSE(server.ok()) << grant;
+    EXPECT_TRUE(absl::StrContains(server.status().message(), problem))
+        << grant << ": " << server.status();
+  }
+  WriteAuth(absl::StrCat(
+      "principals { name: \"p\" token_sha256: \"", Hash("t"),
+      "\" role: \"reader\" }\nprincipals { name: \"q\" token_sha256: \"",
+      Hash("t"), "\" role: \"admin\" }"));
+  auto twice = Server::Start(WithAuth());
+  ASSERT_FALSE(twice.ok());
+  EXPECT_TRUE(absl::StrContains(twice.status().message(), "listed twice"))
+      << twice.status();
+}
+
+TEST(AuthPatternTest, StarMatchesAnyRun) {
+  EXPECT_TRUE(MatchesPattern("*", ""));
+  EXPECT_TRUE(MatchesPattern("*", "orders"));
+  EXPECT_TRUE(MatchesPattern("orders", "orders"));
+  EXPECT_FALSE(MatchesPattern("orders", "orders2"));
+  EXPECT_FALSE(MatchesPattern("orders", "order"));
+  EXPECT_TRUE(MatchesPattern("orders_*", "orders_eu"));
+  EXPECT_TRUE(MatchesPattern("orders_*", "orders_"));
+  EXPECT_FALSE(MatchesPattern("orders_*", "orders"));
+  EXPECT_TRUE(MatchesPattern("*_7d", "spend_7d"));
+  EXPECT_TRUE(MatchesPattern("a*b*c", "aXbYbZc"));
+  EXPECT_FALSE(MatchesPattern("a*b*c", "aXbYbZ"));
+  EXPECT_TRUE(MatchesPattern("**a", "ba"));
+}
+
+// A principal at its cap on streaming calls is refused; others are not.
+TEST_F(AuthTest, PerPrincipalCapsOnStreamingCalls) {
+  WriteAuth(absl::StrCat(
+      "principals { name: \"ops\" token_sha256: \"", Hash("admin-token"),
+      "\" role: \"admin\" }\n",
+      "principals { name: \"job\" token_sha256: \"", Hash("job-token"),
+      "\" role: \"reader\" max_streaming_calls: 1 }\n"));
+  auto server = Server::Start(WithAuth());
+  ASSERT_TRUE(server.ok()) << server.status();
+  v1::ApplyDefinitionsRequest apply;
+  *apply.mutable_definitions() = TwoStreamsTwoViews();
+  ASSERT_TRUE(As(**server, "admin-token").ApplyDefinitions(apply).ok());
+
+  // The job holds one call open: a join that has not sent its first message.
+  auto channel = grpc::CreateChannel((*server)->address(),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = v1::FeatureStore::NewStub(channel);
+  grpc::ClientContext held;
+  held.AddMetadata("authorization", "Bearer job-token");
+  auto open = stub->JoinFeatures(&held);
+
+  v1::ReadEventsRequest read;
+  read.set_stream("orders");
+  const auto read_events = [&](const char* token) {
+    return As(**server, token).ReadEvents(
+        read, [](const v1::ReadEventsResponse&) { return true; });
+  };
+  // The held call is admitted asynchronously: wait until it counts.
+  absl::Status refused;
+  for (int i = 0; i < 400; ++i) {
+    refused = read_events("job-token");
+    if (!refused.ok()) break;
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "principal 'job'"))
+      << refused;
+  // Another principal is served meanwhile.
+  EXPECT_TRUE(read_events("admin-token").ok());
+
+  // Once the held call ends, the job is served again.
+  held.TryCancel();
+  open->Finish().IgnoreError();
+  absl::Status again;
+  for (int i = 0; i < 400; ++i) {
+    again = read_events("job-token");
+    if (again.ok()) break;
+    absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_TRUE(again.ok()) << again;
+}
+
+// --insecure_listen serves a non-loopback address and keeps warning.
+TEST_F(AuthTest, InsecureListenWarnsAtStartAndPeriodically) {
+  ServerOptions options;
+  options.listen = "0.0.0.0:0";
+  options.data_dir = dir_.Sub("data");
+  options.insecure_listen = true;
+  options.insecure_warning_every = absl::Milliseconds(20);
+  auto captured = std::make_unique<StderrFile>(dir_.Sub("stderr.log"));
+  auto server = Server::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions client_options;
+  client_options.timeout = std::chrono::seconds(10);
+  Client client(absl::StrCat("127.0.0.1:", (*server)->port()), client_options);
+  EXPECT_TRUE(client.GetStatus().ok());
+  // One warning at start, then one per period: wait (bounded) for a repeat.
+  const std::string warning = "--insecure_listen: serving 0.0.0.0:";
+  for (int i = 0; i < 1000 && Count(captured->Text(), warning) < 2; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  server->reset();
+  const std::string log = captured->Text();
+  captured.reset();
+  EXPECT_GE(Count(log, warning), 2u) << log;
+  EXPECT_TRUE(absl::StrContains(log, "in plain text")) << log;
 }
 
 }  // namespace

@@ -1,0 +1,383 @@
+#include "server/rpc/stream_calls.h"
+
+#include <set>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/log.h"
+#include "server/rpc/rpc_util.h"
+#include "server/rpc/status_convert.h"
+#include "server/rpc/threaded_stream.h"
+
+namespace rawfeat {
+
+std::string IngestSummary(const grpc::Status& status,
+                          const v1::IngestResponse& total) {
+  return absl::StrCat(
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+      " batches=", total.batches(), " accepted=", total.accepted(),
+      " duplicates=", total.duplicates(), " rejected=", total.rejected_size());
+}
+
+namespace {
+
+// One ReadEvents call: the replay encodes each chunk's wire bytes itself
+// (no v1::Event objects).
+class ReadEventsReactor final
+    : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
+ public:
+  ReadEventsReactor(const Replayer* replayer, v1::ReadEventsRequest request,
+                    StreamCall call)
+      : replayer_(replayer), request_(std::move(request)) {
+    Start(std::move(call));
+  }
+
+ private:
+  grpc::Status Run() override {
+    return EndStatus(replayer_->ReadEvents(
+        request_, [this](std::string* chunk) { return Emit(chunk); }));
+  }
+
+  const Replayer* const replayer_;
+  const v1::ReadEventsRequest request_;
+};
+
+// One JoinFeatures call: label messages are read on the handler thread
+// (blocking until each arrives) and answers are written as the session
+// serialized them (no message objects per row).
+class JoinReactor final
+    : public ThreadedStream<
+          grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>> {
+ public:
+  JoinReactor(const ViewEngine* views, JoinSession::Options options,
+              CallAuth auth, StreamCall call)
+      : views_(views), options_(options), auth_(std::move(auth)) {
+    Start(std::move(call));
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    read_ok_ = ok;
+    reading_ = false;
+  }
+
+ private:
+  // The next request message; false at the end of the input, on a message
+  // that does not parse (*status set) or once the call is broken.
+  bool Read(v1::JoinFeaturesRequest* message, grpc::Status* status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken_) return false;
+      reading_ = true;
+    }
+    StartRead(&in_);
+    {
+      absl::MutexLock lock(&mu_);
+      // A cancelled call still completes its read (not ok): wait for it so
+      // `in_` is not in use when the call ends. A client that sends nothing
+      // for the stall time is cancelled.
+      const absl::Condition read_done(
+          +[](JoinReactor* r) { return !r->reading_; }, this);
+      if (!mu_.AwaitWithTimeout(read_done, stall())) {
+        Stalled();
+        mu_.Await(read_done);
+      }
+      if (!read_ok_ || broken_) return false;
+    }
+    if (!ParseMessage(in_, message)) {
+      *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             "JoinFeatures: a request does not parse");
+      return false;
+    }
+    return true;
+  }
+
+  grpc::Status Run() override {
+    const JoinSession::Emit emit = [this](std::string* response) {
+      return Emit(response) ? absl::OkStatus()
+                            : absl::CancelledError("the client went away");
+    };
+    grpc::Status status;
+    v1::JoinFeaturesRequest message;
+    if (!Read(&message, &status)) {
+      if (!status.ok()) return status;
+      if (broken()) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      }
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "JoinFeatures: no request message");
+    }
+    absl::Status allowed = auth_.Require(AuthAction::kReadFeatures,
+                                         ObjectKind::kView, message.view());
+    if (!allowed.ok()) return ToGrpcStatus(allowed);
+    auto session = JoinSession::Start(views_, message, options_);
+    if (!session.ok()) return ToGrpcStatus(session.status());
+    do {
+      absl::Status s = (*session)->Add(&message, emit);
+      if (!s.ok()) return EndStatus(s);
+      message.Clear();
+    } while (Read(&message, &status));
+    if (!status.ok()) return status;
+    if (broken()) return BrokenStatus();
+    const grpc::Status status_of_finish =
+        ToGrpcStatus((*session)->Finish(emit));
+    session->reset();
+    ReleaseFreedMemory();
+    return status_of_finish;
+  }
+
+  const ViewEngine* const views_;
+  const JoinSession::Options options_;
+  const CallAuth auth_;
+  grpc::ByteBuffer in_;  // the read in progress
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One Snapshot call: chunks are computed on the handler thread (and its
+// workers) while gRPC sends the previous one; cancellation, a stalled
+// client and server shutdown stop the computation between entities.
+class SnapshotReactor final
+    : public ThreadedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
+ public:
+  SnapshotReactor(const ViewEngine* views, v1::SnapshotRequest request,
+                  StreamCall call)
+      : views_(views), request_(std::move(request)) {
+    Start(std::move(call));
+  }
+
+ private:
+  grpc::Status Run() override {
+    std::string bytes;
+    const absl::Status s = views_->Snapshot(
+        request_,
+        [&](v1::SnapshotChunk* chunk) {
+          bytes.clear();
+          chunk->SerializeToString(&bytes);
+          return Emit(&bytes) ? absl::OkStatus()
+                              : absl::CancelledError("the client went away");
+        },
+        [this] { return broken(); });
+    ReleaseFreedMemory();
+    return EndStatus(s);
+  }
+
+  const ViewEngine* const views_;
+  const v1::SnapshotRequest request_;
+};
+
+// One IngestStream call: each message is read and ingested on the handler
+// thread (the next is not read before the previous is durable, so a fast
+// client waits for the disk instead of filling memory). A message that does
+// not parse, a batch the principal may not write, or a batch that fails
+// ends the call with that batch's index and the counts of the batches
+// before it (also in the status details, as a serialized IngestResponse);
+// the call never ends OK with fewer batches applied than the client sent.
+// With auth on, the call's summary is an audit line.
+class IngestStreamReactor final
+    : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  IngestStreamReactor(const Ingester* ingester, EventStore* store,
+                      grpc::ByteBuffer* response, CallAuth auth,
+                      StreamCall call)
+      : ingester_(ingester),
+        store_(store),
+        response_(response),
+        auth_(std::move(auth)),
+        context_(call.context),
+        stall_(call.stall),
+        lease_(std::move(call.lease)) {
+    try {
+      thread_ = std::thread([this] {
+        const grpc::Status status = Run();
+        auth_.Audit(absl::StrCat("stream:", absl::StrJoin(streams_, ",")),
+                    IngestSummary(status, total_));
+        Finish(status);
+      });
+    } catch (const std::system_error& e) {
+      Finish(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("cannot start a thread for this call: ", e.what())));
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    read_ok_ = ok;
+    reading_ = false;
+  }
+
+  void OnCancel() override {}
+
+  void OnDone() override {
+    if (!thread_.joinable()) {
+      // Never started.
+    } else if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();
+    } else {
+      thread_.join();
+    }
+    delete this;
+  }
+
+ private:
+  // The next message's bytes; false at the end of the input (or when the
+  // call is cancelled).
+  bool Read() {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = true;
+    }
+    StartRead(&in_);
+    absl::MutexLock lock(&mu_);
+    const absl::Condition read_done(
+        +[](IngestStreamReactor* r) { return !r->reading_; }, this);
+    if (!mu_.AwaitWithTimeout(read_done, stall_)) {
+      // A client that sends nothing for the stall time holds a thread:
+      // cancel its call (the read then completes, not ok).
+      LogWarning(absl::StrCat("an IngestStream client sent nothing for ",
+                              absl::FormatDuration(stall_), ": cancelled"));
+      context_->TryCancel();
+      mu_.Await(read_done);
+    }
+    return read_ok_;
+  }
+
+  // Ends the call with `s`, naming the batch and what came before it.
+  grpc::Status Fail(const absl::Status& s, int batch) {
+    const grpc::Status g = ToGrpcStatus(absl::Status(
+        s.code(),
+        absl::StrCat("batch ", batch, " (", total_.batches(), " batches and ",
+                     total_.accepted(),
+                     " events accepted before it, durable): ", s.message())));
+    return grpc::Status(g.error_code(), g.error_message(),
+                        total_.SerializeAsString());
+  }
+
+  grpc::Status Run() {
+    total_.set_watermark(store_->watermark());
+    v1::IngestRequest request;
+    std::string stream;
+    int batch = 0;
+    while (Read()) {
+      request.Clear();
+      if (!ParseMessage(in_, &request)) {
+        return Fail(absl::InvalidArgumentError(
+                        "the message does not parse (malformed bytes, or a "
+                        "string that is not valid UTF-8)"),
+                    batch);
+      }
+      // Later messages may leave the stream empty to mean "same as before".
+      if (request.stream().empty()) {
+        request.set_stream(stream);
+      } else if (request.stream() != stream) {
+        stream = request.stream();
+        absl::Status allowed = auth_.Require(
+            AuthAction::kIngest, ObjectKind::kStream, request.stream());
+        if (!allowed.ok()) return Fail(allowed, batch);
+        if (streams_.size() < kMaxAuditedStreams) streams_.insert(stream);
+      }
+      auto result = ingester_->Ingest(request, batch);
+      if (!result.ok()) return Fail(result.status(), batch);
+      total_.set_accepted(total_.accepted() + result->accepted());
+      total_.set_duplicates(total_.duplicates() + result->duplicates());
+      for (auto& r : *result->mutable_rejected()) {
+        *total_.add_rejected() = std::move(r);
+      }
+      total_.set_watermark(result->watermark());
+      ++batch;
+      total_.set_batches(batch);
+    }
+    if (context_->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    }
+    total_.set_batches(batch);
+    std::string bytes = total_.SerializeAsString();
+    grpc::Slice slice(bytes);
+    *response_ = grpc::ByteBuffer(&slice, 1);
+    return grpc::Status::OK;
+  }
+
+  // Streams named in one audit line, at most.
+  static constexpr size_t kMaxAuditedStreams = 8;
+
+  const Ingester* const ingester_;
+  EventStore* const store_;
+  grpc::ByteBuffer* const response_;
+  const CallAuth auth_;
+  grpc::CallbackServerContext* const context_;
+  const absl::Duration stall_;
+  CallLease lease_;  // released when the call is gone
+  std::thread thread_;
+  grpc::ByteBuffer in_;  // the read in progress
+  v1::IngestResponse total_;  // of the batches applied so far
+  std::set<std::string> streams_;
+  absl::Mutex mu_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Calls that only report an error.
+class FailedWrite final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit FailedWrite(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+class FailedRead final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  explicit FailedRead(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+class FailedBidi final
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit FailedBidi(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewReadEventsCall(
+    const Replayer* replayer, v1::ReadEventsRequest request,
+    StreamCall call) {
+  return new ReadEventsReactor(replayer, std::move(request), std::move(call));
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* NewSnapshotCall(
+    const ViewEngine* views, v1::SnapshotRequest request, StreamCall call) {
+  return new SnapshotReactor(views, std::move(request), std::move(call));
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* NewJoinCall(
+    const ViewEngine* views, JoinSession::Options options, CallAuth auth,
+    StreamCall call) {
+  return new JoinReactor(views, options, std::move(auth), std::move(call));
+}
+
+grpc::ServerReadReactor<grpc::ByteBuffer>* NewIngestStreamCall(
+    const Ingester* ingester, EventStore* store, grpc::ByteBuffer* response,
+    CallAuth auth, StreamCall call) {
+  return new IngestStreamReactor(ingester, store, response, std::move(auth),
+                                 std::move(call));
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FailedWriteCall(
+    grpc::Status status) {
+  return new FailedWrite(std::move(status));
+}
+
+grpc::ServerReadReactor<grpc::ByteBuffer>* FailedReadCall(
+    grpc::Status status) {
+  return new FailedRead(std::move(status));
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* FailedBidiCall(
+    grpc::Status status) {
+  return new FailedBidi(std::move(status));
+}
+
+}  // namespace rawfeat
