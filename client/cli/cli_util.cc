@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -70,6 +73,27 @@ absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text) {
   p.set_index(k);
   p.set_count(n);
   return p;
+}
+
+absl::StatusOr<std::string> TokenFrom(const std::string& file,
+                                      const char* flag, const char* env,
+                                      const std::string& fallback) {
+  if (!file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    std::string token;
+    if (!in || !std::getline(in, token)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " ", file, ": cannot read the file"));
+    }
+    token = std::string(absl::StripTrailingAsciiWhitespace(token));
+    if (token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " ", file, ": the file holds no token"));
+    }
+    return token;
+  }
+  if (const char* value = std::getenv(env)) return std::string(value);
+  return fallback;
 }
 
 }  // namespace rawfeat

@@ -45,6 +45,14 @@ absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
 absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>>
 FindViewDefinition(Client& client, const std::string& name, uint32_t version);
 
+// The bearer token: the first line of `file` if given (trailing
+// whitespace dropped), else the environment variable `env` if set, else
+// `fallback`. Tokens never come from a flag value (it would land in shell
+// history). Errors: INVALID_ARGUMENT naming `flag` (unreadable or empty).
+absl::StatusOr<std::string> TokenFrom(const std::string& file,
+                                      const char* flag, const char* env,
+                                      const std::string& fallback);
+
 // Parses a --partition flag "K/N" (0 <= K < N). Errors: INVALID_ARGUMENT.
 absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text);
 

@@ -160,6 +160,11 @@ int RunIngest(Client& client, const IngestArgs& args) {
     if (batch.events().empty()) return absl::OkStatus();
     auto r = SendWithRetries(client, batch, args.retries, rng);
     if (!r.ok()) {
+      // Who may write is not about the rows: no batch to point at.
+      if (absl::IsPermissionDenied(r.status()) ||
+          absl::IsUnauthenticated(r.status())) {
+        return r.status();
+      }
       return absl::Status(
           r.status().code(),
           absl::StrCat("batch of lines ", lines.front(), "-", lines.back(),
@@ -428,6 +433,9 @@ int RunStatus(Client& client) {
         FormatMicros(TimestampToMicros(loss.accepted_at()).value_or(0)).c_str(),
         loss.detail().c_str());
   }
+  if (!st->auth_problem().empty()) {
+    std::printf("auth       %s\n", st->auth_problem().c_str());
+  }
   std::printf("tiles      %llu\n",
               static_cast<unsigned long long>(st->tiles()));
   for (const auto& s : st->streams()) {
@@ -553,14 +561,9 @@ int main(int argc, char** argv) {
   }
   auto client_options = ClientOptionsFrom(tls);
   if (!client_options.ok()) return Fail(client_options.status());
-  if (!token_file.empty()) {
-    auto token = ReadPem(token_file, "--token-file");
-    if (!token.ok()) return Fail(token.status());
-    client_options->token =
-        std::string(absl::StripTrailingAsciiWhitespace(*token));
-  } else if (const char* env = std::getenv("RAWFEAT_TOKEN")) {
-    client_options->token = env;
-  }
+  auto token = TokenFrom(token_file, "--token-file", "RAWFEAT_TOKEN", "");
+  if (!token.ok()) return Fail(token.status());
+  client_options->token = std::move(*token);
   Client client(server, *client_options);
   if (*apply_cmd) return RunApply(client, apply);
   if (*ingest_cmd) return RunIngest(client, ingest);

@@ -36,6 +36,12 @@ CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args) {
   cmd->add_option("--from", args->from, "source rawfeatd HOST:PORT")
       ->required();
   cmd->add_option("--to", args->to, "target rawfeatd HOST:PORT")->required();
+  cmd->add_option("--from-token-file", args->from_token_file,
+                  "the source's bearer token (default: $RAWFEAT_FROM_TOKEN, "
+                  "else the global token)");
+  cmd->add_option("--to-token-file", args->to_token_file,
+                  "the target's bearer token (default: $RAWFEAT_TO_TOKEN, "
+                  "else the global token)");
   cmd->add_option("--stream", args->stream, "one stream (default: all)");
   cmd->add_option("--from-time", args->from_time, "event time >= T");
   cmd->add_option("--to-time", args->to_time, "event time < T");
@@ -57,8 +63,18 @@ CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args) {
 
 int RunCopy(const CopyArgs& args, const ClientOptions& options) {
   if (args.batch_size < 1) return Fail("--batch-size must be >= 1");
-  Client source(args.from, options);
-  Client target(args.to, options);
+  // One token per side: a reader of the source, a writer of the target.
+  ClientOptions source_options = options, target_options = options;
+  auto from_token = TokenFrom(args.from_token_file, "--from-token-file",
+                              "RAWFEAT_FROM_TOKEN", options.token);
+  if (!from_token.ok()) return Fail(from_token.status());
+  source_options.token = std::move(*from_token);
+  auto to_token = TokenFrom(args.to_token_file, "--to-token-file",
+                            "RAWFEAT_TO_TOKEN", options.token);
+  if (!to_token.ok()) return Fail(to_token.status());
+  target_options.token = std::move(*to_token);
+  Client source(args.from, source_options);
+  Client target(args.to, target_options);
   v1::ReadEventsRequest read;
   read.set_after_seq(args.after_seq);
   if (!args.from_time.empty()) {

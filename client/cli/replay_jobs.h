@@ -28,6 +28,10 @@ namespace rawfeat {
 struct CopyArgs {
   std::string from;
   std::string to;
+  // Token files of each side; empty: RAWFEAT_FROM_TOKEN / RAWFEAT_TO_TOKEN,
+  // else the global token (--token-file, RAWFEAT_TOKEN).
+  std::string from_token_file;
+  std::string to_token_file;
   std::string stream;  // empty: every stream
   std::string from_time;
   std::string to_time;

@@ -171,9 +171,9 @@ grep -q "^line 3: 3 cells" "$WORK/label-rejects.txt" || fail "label reject file:
 
 # copy: raw history into a second server, ids kept; twice = no duplicates;
 # a copy stopped midway resumes from the seq it printed.
-start_server() {  # $1: name; sets PORT_<name>
+start_server() {  # $1: name, then extra flags; port in $WORK/port-<name>
   "$RAWFEATD" --listen=127.0.0.1:0 --data_dir="$WORK/data-$1" \
-    --port_file="$WORK/port-$1" 2>"$WORK/server-$1.log" &
+    --port_file="$WORK/port-$1" "${@:2}" 2>"$WORK/server-$1.log" &
   PIDS+=($!)
   for _ in $(seq 1 200); do [ -s "$WORK/port-$1" ] && break; sleep 0.05; done
   [ -s "$WORK/port-$1" ] || fail "server $1 did not start"
@@ -203,6 +203,29 @@ grep -q "($((total - 300)) new on the target, 0 already there)" "$WORK/copy4.txt
   || fail "resumed copy: $(cat "$WORK/copy4.txt")"
 "$RAWFEAT" --server "$DST2" replay --stream orders --out "$WORK/dst2.csv" 2>/dev/null
 cmp -s "$WORK/src.csv" "$WORK/dst2.csv" || fail "resumed copy differs from the source"
+
+# copy takes one token per side: into a server with tokens (the global
+# token is wrong for it), then out of it.
+printf 'principals { name: "ops" role: "admin" token_sha256: "%s" }\n' \
+  "$(printf %s copy-admin | sha256sum | cut -d' ' -f1)" > "$WORK/auth.textproto"
+chmod 600 "$WORK/auth.textproto"
+printf 'copy-admin\n' > "$WORK/admin.token"
+start_server d --auth_file="$WORK/auth.textproto"
+DST3="127.0.0.1:$(cat "$WORK/port-d")"
+if RAWFEAT_TOKEN=wrong "$RAWFEAT" copy --from "$SRC" --to "$DST3" --definitions \
+    > /dev/null 2> "$WORK/copy5.err"; then
+  fail "copy with the wrong token for the target succeeded"
+fi
+grep -q "UNAUTHENTICATED: unknown token" "$WORK/copy5.err" || fail "copy without the target's token: $(cat "$WORK/copy5.err")"
+RAWFEAT_TOKEN=wrong "$RAWFEAT" copy --from "$SRC" --to "$DST3" --definitions \
+  --to-token-file "$WORK/admin.token" > "$WORK/copy6.txt" 2>/dev/null \
+  || fail "copy with --to-token-file failed"
+grep -q "copied $total events ($total new on the target" "$WORK/copy6.txt" || fail "token copy: $(cat "$WORK/copy6.txt")"
+RAWFEAT_TOKEN=wrong RAWFEAT_FROM_TOKEN=copy-admin "$RAWFEAT" copy --from "$DST3" --to "$DST2" \
+  > "$WORK/copy7.txt" 2>/dev/null || fail "copy with RAWFEAT_FROM_TOKEN failed"
+grep -q "(0 new on the target, $total already there)" "$WORK/copy7.txt" || fail "copy out of the token server: $(cat "$WORK/copy7.txt")"
+grep -q "audit: principal=ops .* method=Ingest object=stream:orders outcome=OK" "$WORK/server-d.log" \
+  || fail "no audit line for the copy's ingest"
 
 # diff: identical versions exit 0; a changed window is reported with the
 # right counts and exit 1; errors exit 2.
