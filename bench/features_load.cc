@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -35,6 +36,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -54,6 +56,16 @@ ABSL_FLAG(std::string, scenarios, "0,1,2,3,4,5",
           "which scenarios to run (see the table)");
 ABSL_FLAG(std::string, server_flags, "",
           "extra rawfeatd flags, comma-separated (e.g. --block_cache_mb=1024)");
+ABSL_FLAG(int, secure_rounds, 0,
+          "after the scenarios, restart rawfeatd on the same data this many "
+          "times in plain text and with TLS + a bearer token (alternating) "
+          "and compare the median-entity scenarios (0: skip)");
+ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
+          "the transport's floor for --secure_rounds: a gRPC server that "
+          "answers GetFeatures with a canned response (empty: skip)");
+ABSL_FLAG(std::string, secure_mode, "tls+token",
+          "what --secure_rounds compares with plain text: tls+token, tls "
+          "(no --auth_file) or token (an --auth_file, no TLS)");
 ABSL_FLAG(double, warmup_seconds, 120,
           "most seconds spent tiling the heavy entities before warm runs");
 
@@ -137,6 +149,134 @@ struct Scenario {
   bool floor = false;
 };
 
+// A closed-loop caller of GetFeatures for scenario `sc` (one client per
+// thread).
+std::function<std::function<bool(std::mt19937_64&)>()> Caller(
+    const std::string& address, const ClientOptions& options,
+    const Scenario& sc) {
+  return [address, options, sc] {
+    auto client = std::make_shared<Client>(address, options);
+    return [client, sc](std::mt19937_64& rng) {
+      v1::GetFeaturesRequest req;
+      req.set_view(sc.floor ? "no_such_view" : "bench");
+      *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+      for (int i = 0; i < sc.batch; ++i) {
+        req.add_entities(Entity(sc.first_rank + rng() % sc.ranks));
+      }
+      auto r = client->GetFeatures(req);
+      if (sc.floor && r.status().code() == absl::StatusCode::kNotFound) {
+        return true;
+      }
+      if (!r.ok()) {
+        std::fprintf(stderr, "GetFeatures: %s\n",
+                     r.status().ToString().c_str());
+        return false;
+      }
+      return true;
+    };
+  };
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Plain text against TLS + token on the same data: rawfeatd is restarted
+// for each run, alternating, and each run measures `scenarios`.
+int CompareSecure(const std::string& work,
+                  const std::vector<Scenario>& scenarios) {
+  bench::SecureSetup secure;
+  const std::string tls_dir = work + "/tls";
+  std::filesystem::create_directories(tls_dir);
+  if (!bench::MakeSecureSetup(tls_dir, &secure)) return 1;
+  const std::string mode = absl::GetFlag(FLAGS_secure_mode);
+  if (mode != "tls+token") {
+    const bool keep_tls = mode == "tls";
+    std::vector<std::string> flags;
+    for (const std::string& f : secure.server_flags) {
+      if (absl::StartsWith(f, "--tls_") == keep_tls) flags.push_back(f);
+    }
+    secure.server_flags = flags;
+    if (keep_tls) {
+      secure.client.token.clear();
+    } else {
+      secure.client.tls = false;
+    }
+  }
+  std::printf("\nplain text vs %s, %d rounds\n", mode.c_str(),
+              absl::GetFlag(FLAGS_secure_rounds));
+  std::vector<std::string> base = {"--sync=false"};
+  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_server_flags),
+                                            ',', absl::SkipEmpty())) {
+    base.emplace_back(f);
+  }
+  // The echo floor answers like the first scenario, with its response.
+  std::vector<Scenario> measured = scenarios;
+  const std::string echo = absl::GetFlag(FLAGS_echo);
+  if (!echo.empty()) {
+    measured.push_back(scenarios[0]);
+    measured.back().name = "echo floor (1 entity answer)";
+  }
+  // [scenario][tls] -> p50s and p99s over rounds.
+  std::vector<std::array<std::vector<double>, 2>> p50(measured.size()),
+      p99(measured.size());
+  for (int round = 0; round < absl::GetFlag(FLAGS_secure_rounds); ++round) {
+    for (const int tls : {0, 1}) {
+      std::vector<std::string> flags = base;
+      if (tls) {
+        flags.insert(flags.end(), secure.server_flags.begin(),
+                     secure.server_flags.end());
+      }
+      for (const bool is_echo : {false, true}) {
+        if (is_echo && echo.empty()) continue;
+        std::vector<std::string> server_flags = flags;
+        if (is_echo) {
+          server_flags.push_back("--response_file=" + work +
+                                 "/echo_response.bin");
+        }
+        LocalServer server(is_echo ? echo : absl::GetFlag(FLAGS_rawfeatd),
+                           work + "/data", work, server_flags);
+        if (!server.ok()) {
+          std::fprintf(stderr, "%s did not start\n",
+                       is_echo ? "rawfeat_echo" : "rawfeatd");
+          return 1;
+        }
+        const size_t first = is_echo ? scenarios.size() : 0;
+        const size_t end = is_echo ? measured.size() : scenarios.size();
+        // The first pass warms the restarted server's caches; the second
+        // is measured.
+        for (int pass = 0; pass < 2; ++pass) {
+          for (size_t i = first; i < end; ++i) {
+            const Stats st = ClosedLoop(Caller(
+                server.address(), tls ? secure.client : ClientOptions(),
+                measured[i]));
+            if (pass == 0) continue;
+            p50[i][tls].push_back(st.p50);
+            p99[i][tls].push_back(st.p99);
+            std::printf("round %d %-10s %-30s p50 %6.0f us p99 %6.0f us\n",
+                        round + 1, tls ? mode.c_str() : "plain",
+                        measured[i].name, st.p50, st.p99);
+            std::fflush(stdout);
+          }
+        }
+        server.Terminate();
+      }
+    }
+  }
+  std::printf("\n%-30s %10s %10s %9s | %10s %10s %9s\n", "medians of rounds",
+              "plain p50", "secure p50", "overhead", "plain p99", "secure p99",
+              "overhead");
+  for (size_t i = 0; i < measured.size(); ++i) {
+    const double a = Median(p50[i][0]), b = Median(p50[i][1]);
+    const double c = Median(p99[i][0]), d = Median(p99[i][1]);
+    std::printf("%-30s %10.0f %10.0f %8.1f%% | %10.0f %10.0f %8.1f%%\n",
+                measured[i].name, a, b, 100 * (b - a) / a, c, d,
+                100 * (d - c) / c);
+  }
+  return 0;
+}
+
 int Main() {
   const int entities = absl::GetFlag(FLAGS_entities);
   const ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "flbench");
@@ -208,27 +348,22 @@ int Main() {
     }
     if (!enabled(i)) continue;
     const Scenario& sc = scenarios[i];
-    ours[i] = ClosedLoop([&] {
-      auto client = std::make_shared<Client>(server.address());
-      return [client, sc](std::mt19937_64& rng) {
-        v1::GetFeaturesRequest req;
-        req.set_view(sc.floor ? "no_such_view" : "bench");
-        *req.mutable_as_of() = MicrosToTimestamp(kEnd);
-        for (int i = 0; i < sc.batch; ++i) {
-          req.add_entities(Entity(sc.first_rank + rng() % sc.ranks));
-        }
-        auto r = client->GetFeatures(req);
-        if (sc.floor && r.status().code() == absl::StatusCode::kNotFound) {
-          return true;
-        }
-        if (!r.ok()) {
-          std::fprintf(stderr, "GetFeatures: %s\n",
-                       r.status().ToString().c_str());
-          return false;
-        }
-        return true;
-      };
-    });
+    ours[i] = ClosedLoop(Caller(server.address(), ClientOptions(), sc));
+  }
+  if (absl::GetFlag(FLAGS_secure_rounds) > 0) {
+    // The echo floor's canned answer: a real median-entity response.
+    v1::GetFeaturesRequest req;
+    req.set_view("bench");
+    *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+    req.add_entities(Entity(median_rank));
+    auto r = Client(server.address()).GetFeatures(req);
+    if (!r.ok()) {
+      std::fprintf(stderr, "GetFeatures: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    std::ofstream(work + "/echo_response.bin", std::ios::binary)
+        << r->SerializeAsString();
+    std::printf("echo response: %zu bytes\n", r->ByteSizeLong());
   }
   const long long rss = server.PeakRssBytes();
   server.Terminate();
@@ -318,6 +453,10 @@ int Main() {
         r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
+  std::fflush(stdout);
+  if (absl::GetFlag(FLAGS_secure_rounds) > 0) {
+    return CompareSecure(work, {scenarios[0], scenarios[1], scenarios[5]});
+  }
   return 0;
 }
 

@@ -43,6 +43,10 @@ ABSL_FLAG(int, entities, 10000, "distinct entities");
 ABSL_FLAG(int, batch, 1000, "events per batch (and db_bench --batch_size)");
 ABSL_FLAG(int, clients, 2, "concurrent IngestStream clients");
 ABSL_FLAG(std::string, modes, "nosync,sync", "which of nosync,sync to run");
+ABSL_FLAG(bool, secure, false,
+          "also run each mode with TLS and a bearer token (an --auth_file), "
+          "alternating with plain runs, and report the overhead");
+ABSL_FLAG(int, secure_rounds, 3, "with --secure: plain/secure pairs per mode");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: a temp dir)");
 
 namespace rawfeat {
@@ -103,15 +107,24 @@ struct RunResult {
   uint64_t disk_bytes = 0;
 };
 
+// `secure`: TLS and a token (nullptr: plain text, no auth).
 bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
-                const std::string& work, RunResult* out) {
+                const std::string& work, const bench::SecureSetup* secure,
+                RunResult* out) {
   const std::string dir =
       absl::StrCat(work, "/rawfeat-", sync ? "sync" : "nosync");
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   { std::ofstream(dir + "/orders.textproto") << kSchema; }
-  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), dir + "/data", dir,
-                     {"--schemas=" + dir, absl::StrCat("--sync=", sync)});
+  std::vector<std::string> flags = {"--schemas=" + dir,
+                                    absl::StrCat("--sync=", sync)};
+  ClientOptions options;
+  if (secure != nullptr) {
+    flags.insert(flags.end(), secure->server_flags.begin(),
+                 secure->server_flags.end());
+    options = secure->client;
+  }
+  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), dir + "/data", dir, flags);
   if (!server.ok()) {
     std::fprintf(stderr, "rawfeatd did not start\n");
     return false;
@@ -127,7 +140,7 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
-      Client client(server.address());
+      Client client(server.address(), options);
       auto r = client.IngestStream([&](v1::IngestRequest* req) {
         const size_t i = next++;
         if (i >= work_batches.size()) return false;
@@ -150,11 +163,16 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
   out->accepted = accepted;
   out->events_per_sec = accepted / out->seconds;
   out->peak_rss = server.PeakRssBytes();
-  Client client(server.address());
+  Client client(server.address(), options);
   auto st = client.GetStatus();
   if (st.ok()) out->disk_bytes = st->disk_bytes();
   server.Terminate();
   return !failed;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 // db_bench fillrandom; returns ops/s or -1.
@@ -190,13 +208,19 @@ int Main() {
       absl::GetFlag(FLAGS_clients), field_bytes);
   const std::vector<std::string> modes =
       absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
+  bench::SecureSetup secure;
+  if (absl::GetFlag(FLAGS_secure)) {
+    const std::string tls_dir = work + "/tls";
+    std::filesystem::create_directories(tls_dir);
+    if (!bench::MakeSecureSetup(tls_dir, &secure)) return 1;
+  }
   for (const bool sync : {false, true}) {
     if (std::find(modes.begin(), modes.end(), sync ? "sync" : "nosync") ==
         modes.end()) {
       continue;
     }
     RunResult r;
-    if (!RunRawfeat(batches, sync, work, &r)) return 1;
+    if (!RunRawfeat(batches, sync, work, nullptr, &r)) return 1;
     const double ref = absl::GetFlag(FLAGS_db_bench).empty()
                            ? -1
                            : RunDbBench(n, batch, sync, work);
@@ -206,6 +230,30 @@ int Main() {
         sync ? "sync" : "nosync", r.events_per_sec, r.seconds,
         static_cast<long long>(r.accepted), r.peak_rss / 1048576.0,
         r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
+    std::fflush(stdout);
+    if (!absl::GetFlag(FLAGS_secure)) continue;
+    // Plain and TLS+token runs alternate, so drift in the machine's speed
+    // hits both; the overhead is the ratio of the medians.
+    std::vector<double> plain, tls;
+    for (int round = 0; round < absl::GetFlag(FLAGS_secure_rounds); ++round) {
+      for (const bool with_tls : {false, true}) {
+        RunResult x;
+        if (!RunRawfeat(batches, sync, work, with_tls ? &secure : nullptr,
+                        &x)) {
+          return 1;
+        }
+        (with_tls ? tls : plain).push_back(x.events_per_sec);
+        std::printf("%-7s round %d %-10s %9.0f events/s\n",
+                    sync ? "sync" : "nosync", round + 1,
+                    with_tls ? "TLS+token" : "plain", x.events_per_sec);
+        std::fflush(stdout);
+      }
+    }
+    const double p = Median(plain), t = Median(tls);
+    std::printf(
+        "%-7s median plain %9.0f events/s | TLS+token %9.0f events/s | "
+        "overhead %.1f%%\n",
+        sync ? "sync" : "nosync", p, t, 100.0 * (p - t) / p);
     std::fflush(stdout);
   }
   return 0;

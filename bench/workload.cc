@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <thread>
 
@@ -173,6 +175,36 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
               since(start), server->RssBytes() / 1048576.0);
   std::fflush(stdout);
   return server;
+}
+
+bool MakeSecureSetup(const std::string& dir, SecureSetup* out) {
+  const std::string script = absl::StrCat(
+      "set -e; cd '", dir, "'; ",
+      "printf 'subjectAltName = IP:127.0.0.1\\n' > san.cnf; ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+      "-days 2 -subj '/CN=bench CA'; ",
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out "
+      "server.csr -subj '/CN=localhost'; ",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -out server.pem -days 2 -extfile san.cnf; ",
+      "printf 'principals { name: \"bench\" role: \"admin\" "
+      "token_sha256: \"%s\" }\\n' \"$(printf %s bench-token | sha256sum "
+      "| cut -d' ' -f1)\" > auth.textproto; chmod 600 auth.textproto");
+  if (std::system(absl::StrCat("(", script, ") >/dev/null 2>&1").c_str()) !=
+      0) {
+    std::fprintf(stderr, "openssl failed making the TLS files in %s\n",
+                 dir.c_str());
+    return false;
+  }
+  out->server_flags = {"--tls_cert=" + dir + "/server.pem",
+                       "--tls_key=" + dir + "/server.key",
+                       "--auth_file=" + dir + "/auth.textproto"};
+  std::ifstream in(dir + "/ca.pem");
+  out->client.tls = true;
+  out->client.tls_root_pem.assign(std::istreambuf_iterator<char>(in),
+                                  std::istreambuf_iterator<char>());
+  out->client.token = "bench-token";
+  return true;
 }
 
 double RunDbBench(const std::string& db_bench, const std::string& args,

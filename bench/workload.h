@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "client/client.h"
 #include "client/local_server.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 
@@ -73,6 +74,17 @@ struct Workload {
                                            const std::string& extra_flags,
                                            int settle_seconds) const;
 };
+
+// What a load tool needs to measure TLS + tokens: a CA and a server
+// certificate for 127.0.0.1 (made with the openssl CLI), an auth file with
+// one admin token, the rawfeatd flags that use them, and client options
+// that trust the CA and send the token.
+struct SecureSetup {
+  std::vector<std::string> server_flags;
+  ClientOptions client;
+};
+// Writes the files into `dir`. False (printed) if openssl fails.
+bool MakeSecureSetup(const std::string& dir, SecureSetup* out);
 
 // Runs RocksDB's db_bench with `args` (e.g. "--benchmarks=fillseq,readseq
 // --num=1000000 ...") and returns the ops/s it reports for `benchmark`, or

@@ -226,6 +226,36 @@ RAWFEAT_TOKEN=wrong RAWFEAT_FROM_TOKEN=copy-admin "$RAWFEAT" copy --from "$DST3"
 grep -q "(0 new on the target, $total already there)" "$WORK/copy7.txt" || fail "copy out of the token server: $(cat "$WORK/copy7.txt")"
 grep -q "audit: principal=ops .* method=Ingest object=stream:orders outcome=OK" "$WORK/server-d.log" \
   || fail "no audit line for the copy's ingest"
+# SIGHUP re-reads the auth file: a new reader is let in, and a broken file
+# keeps the principals in force (reported by status).
+printf 'reader-token\n' > "$WORK/reader.token"
+printf 'principals { name: "analyst" role: "reader" token_sha256: "%s" }\n' \
+  "$(printf %s reader-token | sha256sum | cut -d' ' -f1)" >> "$WORK/auth.textproto"
+"$RAWFEAT" --server "$DST3" --token-file "$WORK/reader.token" status > /dev/null 2>&1 \
+  && fail "an unknown token was let in before the reload"
+kill -HUP "${PIDS[-1]}"
+for _ in $(seq 1 200); do
+  "$RAWFEAT" --server "$DST3" --token-file "$WORK/reader.token" status > /dev/null 2>&1 && break
+  sleep 0.05
+done
+"$RAWFEAT" --server "$DST3" --token-file "$WORK/reader.token" status > /dev/null \
+  || fail "SIGHUP did not let the new reader in"
+if "$RAWFEAT" --server "$DST3" --token-file "$WORK/reader.token" ingest --stream orders "$IN" \
+    > /dev/null 2> "$WORK/reader-ingest.err"; then
+  fail "a reader ingested"
+fi
+grep -q "PERMISSION_DENIED: principal 'analyst' may not ingest into stream 'orders'" "$WORK/reader-ingest.err" \
+  || fail "reader ingest: $(cat "$WORK/reader-ingest.err")"
+printf 'principals { name: ' > "$WORK/auth.textproto"
+kill -HUP "${PIDS[-1]}"
+for _ in $(seq 1 200); do
+  "$RAWFEAT" --server "$DST3" --token-file "$WORK/reader.token" status 2>/dev/null \
+    | grep -q "^auth .*kept the previous principals" && break
+  sleep 0.05
+done
+"$RAWFEAT" --server "$DST3" --token-file "$WORK/reader.token" status | grep -q "^auth .*does not parse" \
+  || fail "a broken auth file is not reported by status"
+grep -q "reader-token\|copy-admin" "$WORK/server-d.log" && fail "a token reached the log"
 
 # diff: identical versions exit 0; a changed window is reported with the
 # right counts and exit 1; errors exit 2.
