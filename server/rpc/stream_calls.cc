@@ -214,13 +214,7 @@ class IngestStreamReactor final
   void OnCancel() override {}
 
   void OnDone() override {
-    if (!thread_.joinable()) {
-      // Never started.
-    } else if (thread_.get_id() == std::this_thread::get_id()) {
-      thread_.detach();
-    } else {
-      thread_.join();
-    }
+    JoinOrDetach(&thread_);
     delete this;
   }
 

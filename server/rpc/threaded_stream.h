@@ -21,6 +21,17 @@
 
 namespace rawfeat {
 
+// Called from a reactor's OnDone: waits for the call's handler thread, or
+// detaches it when OnDone runs on that very thread (inside its Finish).
+inline void JoinOrDetach(std::thread* thread) {
+  if (!thread->joinable()) return;  // never started
+  if (thread->get_id() == std::this_thread::get_id()) {
+    thread->detach();
+  } else {
+    thread->join();
+  }
+}
+
 // What every handler-thread call gets: its context (to cancel it), the
 // slots it was admitted with, and how long its client may stall.
 struct StreamCall {
@@ -59,14 +70,8 @@ class ThreadedStream : public Base {
 
   void OnDone() override {
     // Finish comes after the handler set done_: it has nothing left to do
-    // with `this` (it may be this very thread, inside Finish).
-    if (!thread_.joinable()) {
-      // The handler never started.
-    } else if (thread_.get_id() == std::this_thread::get_id()) {
-      thread_.detach();
-    } else {
-      thread_.join();
-    }
+    // with `this`.
+    JoinOrDetach(&thread_);
     delete this;
   }
 
