@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
@@ -9,7 +10,8 @@
 
 namespace rawfeat {
 
-absl::Status FromGrpcStatus(const grpc::Status& status, bool tls) {
+absl::Status FromGrpcStatus(const grpc::Status& status, bool tls,
+                            const std::string& address) {
   if (status.ok()) return absl::OkStatus();
   std::string message = status.error_message();
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
@@ -27,7 +29,17 @@ absl::Status FromGrpcStatus(const grpc::Status& status, bool tls) {
               : " (the server closed the connection: it may require TLS, "
                 "--tls or --tls-ca)");
     } else if (absl::StrContains(message, "failed to connect")) {
-      absl::StrAppend(&message, " (is rawfeatd running at that address?)");
+      // gRPC's text is long ("failed to connect to all addresses; last
+      // error: UNKNOWN: ipv4:...: Failed to connect to remote host:
+      // Connection refused"): keep its last reason.
+      const size_t colon = message.rfind(": ");
+      const std::string reason = absl::AsciiStrToLower(
+          colon == std::string::npos ? message : message.substr(colon + 2));
+      message = absl::StrCat(
+          "no rawfeatd at ", address.empty() ? "that address" : address, ": ",
+          reason,
+          " (is it running? start one with `bash scripts/serve.sh`, or "
+          "name another with --server HOST:PORT)");
     }
   }
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
@@ -35,7 +47,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status, bool tls) {
 }
 
 Client::Client(const std::string& address, ClientOptions options)
-    : options_(options) {
+    : options_(options), address_(address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
@@ -70,7 +82,7 @@ absl::StatusOr<Response> Client::Unary(const Call& call) {
   SetDeadline(&ctx, false);
   Response response;
   grpc::Status s = call(&ctx, &response);
-  if (!s.ok()) return FromGrpcStatus(s, options_.tls);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
   return response;
 }
 
@@ -125,7 +137,7 @@ absl::StatusOr<v1::IngestResponse> Client::IngestStream(
   }
   writer->WritesDone();
   grpc::Status s = writer->Finish();
-  if (!s.ok()) return FromGrpcStatus(s, options_.tls);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
   return response;
 }
 
@@ -139,7 +151,7 @@ template <typename Chunk>
 absl::Status ReadAll(grpc::ClientContext* ctx,
                      grpc::ClientReader<Chunk>* reader,
                      const std::function<bool(const Chunk&)>& on_chunk,
-                     bool tls) {
+                     bool tls, const std::string& address) {
   google::protobuf::ArenaOptions arena_options;
   arena_options.start_block_size = 64 << 10;
   arena_options.max_block_size = 1 << 20;
@@ -160,7 +172,7 @@ absl::Status ReadAll(grpc::ClientContext* ctx,
   if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
     return absl::OkStatus();
   }
-  return FromGrpcStatus(s, tls);
+  return FromGrpcStatus(s, tls, address);
 }
 
 }  // namespace
@@ -171,7 +183,7 @@ absl::Status Client::ReadEvents(
   grpc::ClientContext ctx;
   SetDeadline(&ctx, true);
   auto reader = stub_->ReadEvents(&ctx, request);
-  return ReadAll(&ctx, reader.get(), on_chunk, options_.tls);
+  return ReadAll(&ctx, reader.get(), on_chunk, options_.tls, address_);
 }
 
 absl::Status Client::Snapshot(
@@ -180,7 +192,7 @@ absl::Status Client::Snapshot(
   grpc::ClientContext ctx;
   SetDeadline(&ctx, true);
   auto reader = stub_->Snapshot(&ctx, request);
-  return ReadAll(&ctx, reader.get(), on_chunk, options_.tls);
+  return ReadAll(&ctx, reader.get(), on_chunk, options_.tls, address_);
 }
 
 absl::Status Client::JoinFeatures(
@@ -223,7 +235,7 @@ absl::Status Client::JoinFeatures(
   if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
     return absl::OkStatus();
   }
-  return FromGrpcStatus(s, options_.tls);
+  return FromGrpcStatus(s, options_.tls, address_);
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> Client::GetFeatures(

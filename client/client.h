@@ -89,15 +89,17 @@ class Client {
   absl::StatusOr<Response> Unary(const Call& call);
 
   const ClientOptions options_;
+  const std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::FeatureStore::Stub> stub_;
 };
 
 // grpc::Status -> absl::Status (same code and message; a connection
 // failure gets a hint at its cause: a TLS handshake, a server that wants
-// TLS or a client certificate, nothing listening). `tls`: whether the call
-// used TLS.
-absl::Status FromGrpcStatus(const grpc::Status& status, bool tls = false);
+// TLS or a client certificate, nothing listening at `address`). `tls`:
+// whether the call used TLS.
+absl::Status FromGrpcStatus(const grpc::Status& status, bool tls = false,
+                            const std::string& address = "");
 
 }  // namespace rawfeat
 

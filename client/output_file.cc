@@ -1,8 +1,11 @@
 #include "client/output_file.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace rawfeat {
@@ -15,7 +18,10 @@ absl::Status OutputFile::Open(const std::string& path) {
   }
   file_.open(path + ".partial", std::ios::trunc | std::ios::binary);
   if (!file_) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": cannot write"));
+    // A local problem: INVALID_ARGUMENT (not a server status) with the
+    // OS's reason.
+    return LocalError(
+        absl::StrCat("cannot create ", path, ": ", strerror(errno)));
   }
   return absl::OkStatus();
 }
@@ -28,13 +34,28 @@ absl::Status OutputFile::Commit() {
   }
   file_.close();
   if (!file_) {
-    return absl::DataLossError(absl::StrCat(path_, ": write failed"));
+    return LocalError(absl::StrCat(path_, ": write failed: ", strerror(errno)));
   }
   const std::string tmp = path_ + ".partial";
   if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
-    return absl::DataLossError(absl::StrCat(path_, ": cannot rename ", tmp));
+    return LocalError(
+        absl::StrCat(path_, ": cannot rename ", tmp, ": ", strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+namespace {
+constexpr char kLocalPayload[] = "rawfeat.dev/local";
+}  // namespace
+
+absl::Status LocalError(absl::string_view message) {
+  absl::Status s = absl::InvalidArgumentError(message);
+  s.SetPayload(kLocalPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsLocalError(const absl::Status& status) {
+  return status.GetPayload(kLocalPayload).has_value();
 }
 
 absl::Status WriteFileAtomically(const std::string& path,

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace rawfeat {
 
@@ -32,6 +33,12 @@ class OutputFile {
 // Writes `text` to `path` atomically (temp file + rename).
 absl::Status WriteFileAtomically(const std::string& path,
                                  const std::string& text);
+
+// A problem on this machine (a file that cannot be read or written), not
+// a server's answer: INVALID_ARGUMENT marked so that the CLI prints it
+// without a status code.
+absl::Status LocalError(absl::string_view message);
+bool IsLocalError(const absl::Status& status);
 
 }  // namespace rawfeat
 

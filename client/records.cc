@@ -296,11 +296,22 @@ absl::StatusOr<v1::Event> RecordMapper::FromCsv(
 
 absl::StatusOr<v1::Event> RecordMapper::FromJson(absl::string_view text,
                                                  int64_t line) const {
-  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr,
-                                           /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", line, ": not a JSON object"));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    // e.what(): "[json.exception.parse_error.101] parse error at line 1,
+    // column 9: syntax error while parsing ...": keep the reason.
+    const std::string what = e.what();
+    const size_t at = what.find(": ", what.find("column"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "line ", line, ", column ", e.byte, ": invalid JSON: ",
+        at == std::string::npos ? what : what.substr(at + 2)));
+  }
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "line ", line, ": a JSON ", j.type_name(),
+        ", not an object (JSON Lines: one {...} per line)"));
   }
   absl::flat_hash_map<std::string, int> fields;
   for (int i = 0; i < stream_.fields_size(); ++i) {

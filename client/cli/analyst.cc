@@ -1,7 +1,9 @@
 #include "client/cli/analyst.h"
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <utility>
 #include <vector>
@@ -153,10 +155,8 @@ absl::StatusOr<SnapshotFile> WriteSnapshotFile(
 int RunSnapshot(Client& client, const SnapshotArgs& args) {
   auto format = OutputFormat(args.format, args.out);
   if (!format.ok()) return Fail(format.status().message());
-  auto as_of = ParseTime(args.as_of);
-  if (!as_of.ok()) {
-    return Fail(absl::StrCat("--as-of: ", as_of.status().message()));
-  }
+  auto as_of = ParseTimeFlag("--as-of", args.as_of);
+  if (!as_of.ok()) return Fail(as_of.status().message());
   v1::SnapshotRequest request;
   request.set_view(args.view);
   request.set_version(args.version);
@@ -225,7 +225,9 @@ int RunJoin(Client& client, const JoinArgs& args) {
       args.time_column.empty() ? stream.time_field() : args.time_column;
 
   std::ifstream in(args.labels, std::ios::binary);
-  if (!in) return Fail(absl::StrCat(args.labels, ": cannot open"));
+  if (!in) {
+    return Fail(absl::StrCat(args.labels, ": cannot open: ", strerror(errno)));
+  }
   in.seekg(0, std::ios::end);
   const int64_t total_bytes = static_cast<int64_t>(in.tellg());
   in.seekg(0);
@@ -252,7 +254,10 @@ int RunJoin(Client& client, const JoinArgs& args) {
   std::ofstream rejects;
   if (!args.reject_file.empty()) {
     rejects.open(args.reject_file, std::ios::trunc);
-    if (!rejects) return Fail(absl::StrCat(args.reject_file, ": cannot write"));
+    if (!rejects) {
+      return Fail(absl::StrCat("cannot create ", args.reject_file, ": ",
+                               strerror(errno)));
+    }
   }
 
   OutputFile file;

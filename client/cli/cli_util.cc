@@ -11,28 +11,44 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+#include "server/common/time_util.h"
 
 namespace rawfeat {
-namespace {
 
 bool Retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
 }
 
-}  // namespace
+void BackoffSleep(int attempt, std::mt19937_64& rng) {
+  const int64_t cap =
+      std::min<int64_t>(10000, int64_t{100} << std::min(attempt, 7));
+  std::uniform_int_distribution<int64_t> jitter(0, cap);
+  std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+}
 
 absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
                                                    const v1::IngestRequest& req,
                                                    int retries,
                                                    std::mt19937_64& rng) {
-  std::chrono::milliseconds backoff(100);
-  for (int attempt = 0;; ++attempt) {
-    auto r = client.Ingest(req);
-    if (r.ok() || !Retryable(r.status()) || attempt >= retries) return r;
-    std::uniform_int_distribution<int64_t> jitter(0, backoff.count());
-    std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
+  return WithRetries(retries, rng, [&] { return client.Ingest(req); });
+}
+
+absl::StatusOr<int64_t> ParseTimeFlag(const char* flag,
+                                      const std::string& text) {
+  // A bare date: midnight UTC.
+  absl::CivilDay day;
+  if (text.size() == 10 && absl::ParseCivilTime(text, &day)) {
+    return absl::ToUnixMicros(absl::FromCivil(day, absl::UTCTimeZone()));
   }
+  auto t = ParseTime(text);
+  if (t.ok()) return t;
+  return absl::InvalidArgumentError(absl::StrCat(
+      flag, ": '", text,
+      "' is not a time: give RFC 3339 (2026-11-24T09:00:00Z, any offset), a "
+      "date (2026-11-24, midnight UTC) or epoch with a unit (1700000000s, "
+      "1700000000000ms, 1700000000000000us)"));
 }
 
 // The definition of (view, version 0 = latest) and its stream.

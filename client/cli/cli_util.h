@@ -13,17 +13,29 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/client.h"
+#include "client/output_file.h"
 
 namespace rawfeat {
 
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
 // A failure reported as one line on stderr; returns exit code 1.
+// A local problem (IsLocalError) is printed without a status code.
 inline int Fail(const absl::Status& s) {
   std::string msg(s.message());
   for (char& c : msg) {
     if (c == '\n') c = ' ';
   }
-  std::fprintf(stderr, "rawfeat: %s: %s\n",
-               absl::StatusCodeToString(s.code()).c_str(), msg.c_str());
+  if (IsLocalError(s)) {
+    std::fprintf(stderr, "rawfeat: %s\n", msg.c_str());
+  } else {
+    std::fprintf(stderr, "rawfeat: %s: %s\n",
+                 absl::StatusCodeToString(s.code()).c_str(), msg.c_str());
+  }
   return 1;
 }
 
@@ -32,13 +44,39 @@ inline int Fail(absl::string_view msg) {
   return 1;
 }
 
-// Sends one batch, retrying UNAVAILABLE / DEADLINE_EXCEEDED up to
-// `retries` times with exponential backoff (100 ms doubling to 10 s) and
-// full jitter. Safe because ingest is idempotent by event id.
+// Whether a failed call may be retried (UNAVAILABLE, DEADLINE_EXCEEDED).
+bool Retryable(const absl::Status& s);
+
+// Sleeps before retry number `attempt` (0-based): exponential backoff from
+// 100 ms doubling to 10 s, with full jitter.
+void BackoffSleep(int attempt, std::mt19937_64& rng);
+
+// Runs `call` (returning a StatusOr or a Status) until it succeeds, fails
+// with a status that is not Retryable, or `retries` retries are spent. For
+// idempotent calls only.
+template <typename Call>
+auto WithRetries(int retries, std::mt19937_64& rng, const Call& call) {
+  for (int attempt = 0;; ++attempt) {
+    auto r = call();
+    const absl::Status& s = StatusOf(r);
+    if (s.ok() || !Retryable(s) || attempt >= retries) return r;
+    BackoffSleep(attempt, rng);
+  }
+}
+
+// Sends one batch with WithRetries. Safe because ingest is idempotent by
+// event id.
 absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
                                                    const v1::IngestRequest& req,
                                                    int retries,
                                                    std::mt19937_64& rng);
+
+// A time given to a flag: RFC 3339 ("2026-11-24T09:00:00Z", any offset), a
+// date ("2026-11-24": midnight UTC), or epoch with a unit suffix
+// ("1700000000s", "...ms", "...us"). Errors: INVALID_ARGUMENT starting
+// with `flag` and listing these forms (the same text for every command).
+absl::StatusOr<int64_t> ParseTimeFlag(const char* flag,
+                                      const std::string& text);
 
 // The definition of (view, version 0 = latest) and its stream, from the
 // server's ListDefinitions. Errors: NOT_FOUND naming the view/version.

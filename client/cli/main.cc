@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +39,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "client/cli/analyst.h"
 #include "client/cli/cli_util.h"
 #include "client/cli/replay_jobs.h"
@@ -49,6 +52,45 @@
 
 namespace rawfeat {
 namespace {
+
+// ----------------------------------------------------------------- input
+
+// The input format: --format, else the file's extension. Errors name the
+// supported ones.
+absl::StatusOr<std::string> InputFormat(const std::string& flag,
+                                        const std::string& file) {
+  if (!flag.empty()) {
+    if (flag == "csv" || flag == "jsonl") return flag;
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format ", flag, ": use csv or jsonl"));
+  }
+  const size_t dot = file.rfind('.');
+  const std::string ext =
+      dot == std::string::npos || file.find('/', dot) != std::string::npos
+          ? ""
+          : absl::AsciiStrToLower(file.substr(dot));
+  if (ext == ".csv") return std::string("csv");
+  if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") {
+    return std::string("jsonl");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      file, ": cannot tell the format from ",
+      ext.empty() ? std::string("a name without an extension")
+                  : absl::StrCat("the extension '", ext, "'"),
+      ": supported are .csv (with a header row) and .jsonl/.ndjson/.json "
+      "(JSON Lines); name the file so, or give --format csv|jsonl"));
+}
+
+// Skips a UTF-8 byte order mark (spreadsheet exports start with one).
+void SkipUtf8Bom(std::istream* in) {
+  char bom[3];
+  if (in->read(bom, 3) && bom[0] == '\xEF' && bom[1] == '\xBB' &&
+      bom[2] == '\xBF') {
+    return;
+  }
+  in->clear();
+  in->seekg(0);
+}
 
 // ----------------------------------------------------------------- apply
 
@@ -107,38 +149,49 @@ int RunIngest(Client& client, const IngestArgs& args) {
   if (!args.reject_file.empty() && !args.skip_invalid) {
     return Fail("--reject-file needs --skip-invalid");
   }
-  std::string format = args.format;
-  if (format.empty()) {
-    format = absl::EndsWith(args.file, ".csv") ? "csv" : "jsonl";
-  }
-  if (format != "csv" && format != "jsonl") {
-    return Fail("--format must be csv or jsonl");
-  }
+  auto format = InputFormat(args.format, args.file);
+  if (!format.ok()) return Fail(format.status().message());
   std::ifstream in(args.file, std::ios::binary);
-  if (!in) return Fail(absl::StrCat(args.file, ": cannot open"));
+  if (!in) {
+    return Fail(absl::StrCat(args.file, ": cannot open: ", strerror(errno)));
+  }
   in.seekg(0, std::ios::end);
   const int64_t total_bytes = static_cast<int64_t>(in.tellg());
   in.seekg(0);
+  SkipUtf8Bom(&in);
 
-  auto stream = client.FindStream(args.stream);
+  std::mt19937_64 rng(std::random_device{}());
+  // The lookup is retried like the batches: a server that is restarting
+  // is not a failed ingest.
+  auto stream = WithRetries(args.retries, rng,
+                            [&] { return client.FindStream(args.stream); });
   if (!stream.ok()) return Fail(stream.status());
   RecordMapper mapper(*stream, *unit);
 
   std::ofstream rejects;
   if (!args.reject_file.empty()) {
     rejects.open(args.reject_file, std::ios::trunc);
-    if (!rejects) return Fail(absl::StrCat(args.reject_file, ": cannot write"));
+    if (!rejects) {
+      return Fail(absl::StrCat(args.reject_file, ": cannot create: ",
+                               strerror(errno)));
+    }
   }
   int64_t rejected = 0;
-  // `text` starts with "line N: ".
+  // `text` starts with "line N: ". Without a reject file, the first few
+  // are shown on stderr.
+  constexpr int64_t kShownRejects = 5;
   auto reject = [&](absl::string_view text) {
     ++rejected;
-    if (rejects.is_open()) rejects << text << "\n";
+    if (rejects.is_open()) {
+      rejects << text << "\n";
+    } else if (rejected <= kShownRejects) {
+      std::fprintf(stderr, "rejected %s\n", std::string(text).c_str());
+    }
   };
 
   CsvReader csv(&in);
   std::vector<std::string> cells;
-  if (format == "csv") {
+  if (*format == "csv") {
     if (!csv.Next(&cells)) {
       return Fail(csv.error().ok() ? absl::StrCat(args.file, ": empty file")
                                    : std::string(csv.error().message()));
@@ -148,7 +201,6 @@ int RunIngest(Client& client, const IngestArgs& args) {
   }
 
   Progress progress("ingest", total_bytes);
-  std::mt19937_64 rng(std::random_device{}());
   v1::IngestRequest batch;
   batch.set_stream(args.stream);
   batch.set_on_invalid(args.skip_invalid ? v1::SKIP_ROW : v1::REJECT_BATCH);
@@ -188,7 +240,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
   int64_t line = 0;
   while (true) {
     absl::StatusOr<v1::Event> event;
-    if (format == "csv") {
+    if (*format == "csv") {
       if (!csv.Next(&cells)) {
         if (!csv.error().ok()) {
           if (!args.skip_invalid) return Fail(csv.error());
@@ -224,6 +276,17 @@ int RunIngest(Client& client, const IngestArgs& args) {
   if (!s.ok()) return Fail(s);
   progress.Update(total_bytes, rows);
   progress.Done();
+  if (rejected > kShownRejects && !rejects.is_open()) {
+    std::fprintf(stderr,
+                 "... and %lld more rejected rows (list them all with "
+                 "--reject-file)\n",
+                 static_cast<long long>(rejected - kShownRejects));
+  }
+  if (watermark == 0) {
+    // Nothing was sent (every row was refused here): the server's.
+    auto st = client.GetStatus();
+    if (st.ok()) watermark = st->watermark();
+  }
   std::printf(
       "%s: %lld rows read, %lld accepted, %lld duplicates, %lld rejected; "
       "watermark %llu\n",
@@ -257,13 +320,13 @@ int RunReplay(Client& client, const ReplayArgs& args) {
   request.set_watermark(args.watermark);
   request.set_entity(args.entity);
   if (!args.from.empty()) {
-    auto t = ParseTime(args.from);
-    if (!t.ok()) return Fail(absl::StrCat("--from: ", t.status().message()));
+    auto t = ParseTimeFlag("--from", args.from);
+    if (!t.ok()) return Fail(t.status().message());
     *request.mutable_from_time() = MicrosToTimestamp(*t);
   }
   if (!args.to.empty()) {
-    auto t = ParseTime(args.to);
-    if (!t.ok()) return Fail(absl::StrCat("--to: ", t.status().message()));
+    auto t = ParseTimeFlag("--to", args.to);
+    if (!t.ok()) return Fail(t.status().message());
     *request.mutable_to_time() = MicrosToTimestamp(*t);
   }
   std::string format = args.format;
@@ -323,10 +386,15 @@ int RunGet(Client& client, const GetArgs& args) {
   v1::GetFeaturesRequest request;
   request.set_view(args.view);
   request.set_version(args.version);
-  for (const auto& e : args.entities) request.add_entities(e);
+  for (const auto& e : args.entities) {
+    // "u1, u2" means u2, not " u2".
+    const absl::string_view entity = absl::StripAsciiWhitespace(e);
+    if (entity.empty()) return Fail("--entity: an empty entity in the list");
+    request.add_entities(std::string(entity));
+  }
   if (!args.as_of.empty()) {
-    auto t = ParseTime(args.as_of);
-    if (!t.ok()) return Fail(absl::StrCat("--as-of: ", t.status().message()));
+    auto t = ParseTimeFlag("--as-of", args.as_of);
+    if (!t.ok()) return Fail(t.status().message());
     *request.mutable_as_of() = MicrosToTimestamp(*t);
   }
   request.set_watermark(args.watermark);
@@ -411,6 +479,60 @@ absl::StatusOr<ClientOptions> ClientOptionsFrom(const TlsArgs& tls) {
   return options;
 }
 
+// ------------------------------------------------------ unknown commands
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "unknown command 'stauts' (did you mean 'status'?)" when the first word
+// that is not a flag (or a global flag's value) names no command; "" if
+// there is none.
+std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (absl::StartsWith(arg, "-")) {
+      // A global option's value follows it unless given as --opt=value.
+      const CLI::Option* option =
+          arg.find('=') == std::string::npos ? app.get_option_no_throw(arg)
+                                              : nullptr;
+      if (option != nullptr && option->get_type_size() != 0) ++i;
+      continue;
+    }
+    std::string best;
+    size_t best_distance = 4;  // suggest only close names
+    for (const CLI::App* cmd : app.get_subcommands({})) {
+      if (cmd->get_name() == arg) return "";
+      const size_t d = EditDistance(arg, cmd->get_name());
+      if (d < best_distance) {
+        best_distance = d;
+        best = cmd->get_name();
+      }
+    }
+    std::vector<std::string> names;
+    for (const CLI::App* cmd : app.get_subcommands({})) {
+      names.push_back(cmd->get_name());
+    }
+    return absl::StrCat(
+        "unknown command '", arg, "'",
+        best.empty() ? "" : absl::StrCat(" (did you mean '", best, "'?)"),
+        "; the commands are ", absl::StrJoin(names, ", "));
+  }
+  return "";
+}
+
 // ---------------------------------------------------------------- status
 
 int RunStatus(Client& client) {
@@ -464,6 +586,9 @@ int main(int argc, char** argv) {
   using namespace rawfeat;  // NOLINT: main only
   CLI::App app{"rawfeat: command-line client of the rawfeatd feature store"};
   app.require_subcommand(1);
+  // Global flags may also come after the command (`rawfeat status --server
+  // H:P`): subcommands hand the flags they do not know to the app.
+  app.fallthrough();
   std::string server = "127.0.0.1:7070";
   app.add_option("--server", server, "rawfeatd address HOST:PORT")
       ->capture_default_str();
@@ -551,11 +676,23 @@ int main(int argc, char** argv) {
   auto* backfill_cmd = AddBackfillCommand(&app, &backfill);
 
   app.add_subcommand("status", "server version, counts, watermark, problems");
+  for (CLI::App* cmd : app.get_subcommands({})) {
+    cmd->footer(
+        "Global options (before or after the command): --server HOST:PORT "
+        "(127.0.0.1:7070), --token-file FILE (default $RAWFEAT_TOKEN), --tls, "
+        "--tls-ca FILE, --tls-cert FILE, --tls-key FILE, --tls-server-name "
+        "NAME. See rawfeat --help.\n");
+  }
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
+    const std::string unknown = UnknownCommand(app, argc, argv);
+    if (!unknown.empty()) {
+      std::fprintf(stderr, "rawfeat: %s\n", unknown.c_str());
+      return 2;
+    }
     std::fprintf(stderr, "rawfeat: %s (see --help)\n", e.what());
     return 2;
   }

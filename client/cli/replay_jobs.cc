@@ -1,8 +1,10 @@
 #include "client/cli/replay_jobs.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -78,14 +80,13 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
   v1::ReadEventsRequest read;
   read.set_after_seq(args.after_seq);
   if (!args.from_time.empty()) {
-    auto t = ParseTime(args.from_time);
-    if (!t.ok())
-      return Fail(absl::StrCat("--from-time: ", t.status().message()));
+    auto t = ParseTimeFlag("--from-time", args.from_time);
+    if (!t.ok()) return Fail(t.status().message());
     *read.mutable_from_time() = MicrosToTimestamp(*t);
   }
   if (!args.to_time.empty()) {
-    auto t = ParseTime(args.to_time);
-    if (!t.ok()) return Fail(absl::StrCat("--to-time: ", t.status().message()));
+    auto t = ParseTimeFlag("--to-time", args.to_time);
+    if (!t.ok()) return Fail(t.status().message());
     *read.mutable_to_time() = MicrosToTimestamp(*t);
   }
   if (!args.partition.empty()) {
@@ -251,10 +252,8 @@ int RunDiff(const std::string& server, const DiffArgs& args,
       !absl::SimpleAtoi(parts[1], &vb) || va == 0 || vb == 0) {
     return error("--versions must be A,B (two version numbers)");
   }
-  auto as_of = ParseTime(args.as_of);
-  if (!as_of.ok()) {
-    return error(absl::StrCat("--as-of: ", as_of.status().message()));
-  }
+  auto as_of = ParseTimeFlag("--as-of", args.as_of);
+  if (!as_of.ok()) return error(std::string(as_of.status().message()));
   Client client(server, options);
   v1::SnapshotRequest req;
   req.set_view(args.view);
@@ -343,7 +342,8 @@ int RunDiff(const std::string& server, const DiffArgs& args,
   if (!args.out.empty()) {
     file.open(args.out, std::ios::trunc);
     if (!file) {
-      return error(absl::StrCat(args.out, ": cannot write"));
+      return error(
+          absl::StrCat("cannot create ", args.out, ": ", strerror(errno)));
     }
   }
   std::ostream& out = args.out.empty() ? std::cout : file;

@@ -333,7 +333,60 @@ if "${CLI[@]}" backfill --view user_orders --from 2026-11-10 --to 2026-11-11 --t
   --out "$WORK/bf-x" 2> "$WORK/bf5.err"; then fail "unknown time zone accepted"; fi
 grep -q "unknown time zone 'Mars/Olympus'" "$WORK/bf5.err" || fail "tz error: $(cat "$WORK/bf5.err")"
 
-# Unknown server: one line, non-zero.
+# Unknown server: one line, non-zero, saying what to do.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
 [ "$(wc -l < "$WORK/down.err")" -eq 1 ] || fail "down error is not one line"
+grep -q "no rawfeatd at 127.0.0.1:1: connection refused (is it running?" "$WORK/down.err" \
+  || fail "down error: $(cat "$WORK/down.err")"
+# ingest retries its stream lookup too (--retries 1: one retry, then fails).
+if "$RAWFEAT" --server 127.0.0.1:1 ingest --stream orders "$IN" --retries 1 2> "$WORK/down2.err"; then
+  fail "ingest to a dead port"
+fi
+grep -q "no rawfeatd at 127.0.0.1:1" "$WORK/down2.err" || fail "ingest down: $(cat "$WORK/down2.err")"
+
+# Global flags go before or after the command; a mistyped command is named
+# with the closest one; --help lists the global flags.
+"$RAWFEAT" status --server "${CLI[2]}" > /dev/null || fail "--server after the command"
+if "$RAWFEAT" stauts 2> "$WORK/typo.err"; then fail "a mistyped command ran"; fi
+grep -q "unknown command 'stauts' (did you mean 'status'?)" "$WORK/typo.err" || fail "typo: $(cat "$WORK/typo.err")"
+"$RAWFEAT" snapshot --help | grep -q -- "--server HOST:PORT" || fail "snapshot --help does not list --server"
+
+# One time parser: a date is midnight UTC everywhere; one error text.
+"${CLI[@]}" get --view user_orders --entity u5 --as-of 2026-12-01 --format csv > "$WORK/date.csv"
+"${CLI[@]}" get --view user_orders --entity u5 --as-of 2026-12-01T00:00:00Z --format csv > "$WORK/rfc.csv"
+cmp -s "$WORK/date.csv" "$WORK/rfc.csv" || fail "a date is not midnight UTC"
+"${CLI[@]}" get --view user_orders --entity "u5, nobody" --format csv > "$WORK/spaced.csv"
+"${CLI[@]}" get --view user_orders --entity u5,nobody --format csv > "$WORK/unspaced.csv"
+cmp -s "$WORK/spaced.csv" "$WORK/unspaced.csv" || fail "--entity 'u5, nobody' is not u5,nobody"
+"${CLI[@]}" get --view user_orders --entity u5 --as-of 2026-12-32 2> "$WORK/t1.err" && fail "bad date accepted"
+"${CLI[@]}" snapshot --view user_orders --as-of 2026-12-32 --out "$WORK/x.csv" 2> "$WORK/t2.err" && fail "bad date accepted"
+[ "$(cat "$WORK/t1.err")" = "$(cat "$WORK/t2.err")" ] || fail "time errors differ: $(cat "$WORK/t1.err" "$WORK/t2.err")"
+grep -q "a date (2026-11-24, midnight UTC)" "$WORK/t1.err" || fail "time error: $(cat "$WORK/t1.err")"
+
+# Input files: a UTF-8 BOM is skipped; an unknown extension is refused with
+# the supported ones; a JSON syntax error names line, column and reason.
+printf '\xef\xbb\xbfevent_id,user_id,order_time,amount,quantity,category\nbom1,u1,2026-11-01T00:00:00Z,1.5,1,a\n' > "$WORK/bom.csv"
+"${CLI[@]}" ingest --stream orders "$WORK/bom.csv" | grep -q "1 accepted" || fail "BOM CSV"
+cp "$WORK/bom.csv" "$WORK/bom.txt"
+"${CLI[@]}" ingest --stream orders "$WORK/bom.txt" 2> "$WORK/txt.err" && fail ".txt accepted"
+grep -q "cannot tell the format from the extension '.txt': supported are .csv" "$WORK/txt.err" || fail "txt: $(cat "$WORK/txt.err")"
+printf '{"event_id":"j1","user_id":"u1","order_time":"2026-11-01T00:00:00Z","amount":1,"quantity":1,"category":"a"}\n{"event_id": "j2", user_id: 1}\n' > "$WORK/bad.jsonl"
+"${CLI[@]}" ingest --stream orders "$WORK/bad.jsonl" 2> "$WORK/json.err" && fail "bad JSON accepted"
+grep -q "line 2, column 20: invalid JSON: syntax error" "$WORK/json.err" || fail "json error: $(cat "$WORK/json.err")"
+
+# Local files: the OS's reason, no server status code, non-zero exit.
+"${CLI[@]}" snapshot --view user_orders --as-of 2026-12-01 --out "$WORK/no/such/dir/s.csv" 2> "$WORK/w.err" \
+  && fail "snapshot into a missing directory"
+grep -q "^rawfeat: cannot create $WORK/no/such/dir/s.csv: No such file or directory$" "$WORK/w.err" \
+  || fail "write error: $(cat "$WORK/w.err")"
+"${CLI[@]}" ingest --stream orders "$WORK/nope.csv" 2> "$WORK/r.err" && fail "missing input"
+grep -q "nope.csv: cannot open: No such file or directory" "$WORK/r.err" || fail "read error: $(cat "$WORK/r.err")"
+
+# --skip-invalid with every row refused: the server's watermark, and the
+# rejected rows shown when there is no reject file.
+printf 'user_id,order_time,amount,quantity,category\nu1,2026-11-01T00:00:00Z,x,1,a\nu2,2026-11-01T00:00:00Z,y,1,b\n' > "$WORK/allbad.csv"
+"${CLI[@]}" ingest --stream orders "$WORK/allbad.csv" --skip-invalid > "$WORK/allbad.txt" 2> "$WORK/allbad.err"
+WM=$("${CLI[@]}" status | awk '$1=="watermark" {print $2}')
+grep -q "0 accepted, 0 duplicates, 2 rejected; watermark $WM$" "$WORK/allbad.txt" || fail "all rejected: $(cat "$WORK/allbad.txt") (server at $WM)"
+grep -q "^rejected line 3: column 'amount'" "$WORK/allbad.err" || fail "rejected rows not shown: $(cat "$WORK/allbad.err")"
 echo "cli e2e: ok"
