@@ -94,7 +94,12 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
     if (!partition.ok()) return Fail(partition.status().message());
     *read.mutable_partition() = *partition;
   }
-  auto defs = source.ListDefinitions();
+  // Every call before the first batch is retried like the batches (a server
+  // that is starting or restarting is not a failed copy); applying the same
+  // definitions twice is a no-op.
+  std::mt19937_64 rng(std::random_device{}());
+  auto defs = WithRetries(args.retries, rng,
+                          [&] { return source.ListDefinitions(); });
   if (!defs.ok()) return Fail(defs.status());
   if (args.definitions) {
     v1::ApplyDefinitionsRequest apply;
@@ -104,7 +109,8 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
     for (const auto& v : defs->views()) {
       *apply.mutable_definitions()->add_views() = v.definition();
     }
-    auto r = target.ApplyDefinitions(apply);
+    auto r = WithRetries(args.retries, rng,
+                         [&] { return target.ApplyDefinitions(apply); });
     if (!r.ok()) return Fail(r.status());
     std::fprintf(stderr, "definitions: %d changes on the target\n",
                  r->changes_size());
@@ -120,7 +126,6 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
                              "' is not defined on the source"));
   }
 
-  std::mt19937_64 rng(std::random_device{}());
   Progress progress("copy", 0);
   int64_t copied = 0, accepted = 0, duplicates = 0;
   uint64_t last_seq = args.after_seq;  // every source seq <= this is copied
