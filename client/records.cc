@@ -15,6 +15,7 @@ namespace rawfeat {
 
 bool CsvReader::Next(std::vector<std::string>* fields) {
   fields->clear();
+  quoted_.clear();
   if (!error_.ok()) return false;
   int c = in_->get();
   if (c == EOF) return false;
@@ -29,6 +30,7 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
         return false;
       }
       fields->push_back(std::move(field));
+      quoted_.push_back(state == kAfterQuote);
       return true;
     }
     const char ch = static_cast<char>(c);
@@ -39,12 +41,14 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
           state = kQuoted;
         } else if (ch == ',') {
           fields->push_back(std::move(field));
+          quoted_.push_back(false);
           field.clear();
           state = kStart;
         } else if (ch == '\n' || ch == '\r') {
           if (ch == '\r' && in_->peek() == '\n') in_->get();
           ++line_;
           fields->push_back(std::move(field));
+          quoted_.push_back(false);
           return true;
         } else {
           field.push_back(ch);
@@ -67,12 +71,14 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
       case kAfterQuote:
         if (ch == ',') {
           fields->push_back(std::move(field));
+          quoted_.push_back(true);
           field.clear();
           state = kStart;
         } else if (ch == '\n' || ch == '\r') {
           if (ch == '\r' && in_->peek() == '\n') in_->get();
           ++line_;
           fields->push_back(std::move(field));
+          quoted_.push_back(true);
           return true;
         } else {
           error_ = absl::InvalidArgumentError(
@@ -101,8 +107,9 @@ std::string CsvEscape(absl::string_view s) {
 std::string FormatDouble(double d) {
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), d);
-  if (ec != std::errc()) return absl::StrCat(d);
-  return std::string(buf, end);
+  std::string text = ec != std::errc() ? absl::StrCat(d) : std::string(buf, end);
+  if (text.find_first_of(".eEni") == std::string::npos) text += ".0";
+  return text;
 }
 
 // --------------------------------------------------------------- mapping
@@ -241,7 +248,8 @@ bool IsValidUtf8(absl::string_view s) {
 }  // namespace
 
 absl::StatusOr<v1::Event> RecordMapper::FromCsv(
-    const std::vector<std::string>& cells, int64_t line) const {
+    const std::vector<std::string>& cells, int64_t line,
+    const std::vector<bool>* quoted) const {
   if (cells.size() != columns_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("line ", line, ": has ", cells.size(),
@@ -275,7 +283,9 @@ absl::StatusOr<v1::Event> RecordMapper::FromCsv(
     } else {
       const v1::FieldDef& f = stream_.fields(col);
       if (cell.empty()) {
-        if (!f.required()) continue;  // null
+        const bool empty_string =
+            quoted != nullptr && c < quoted->size() && (*quoted)[c];
+        if (!f.required() && !empty_string) continue;  // null
         if (f.type() == v1::STRING) {
           (*e.mutable_fields())[f.name()].set_string_value("");
           continue;
@@ -478,6 +488,19 @@ std::string ValueToCell(const v1::Value& v) {
   }
 }
 
+std::string CsvCell(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::KIND_NOT_SET:
+      return "";
+    case v1::Value::kStringValue:
+      return v.string_value().empty() ? "\"\"" : CsvEscape(v.string_value());
+    case v1::Value::kListValue:
+      return CsvEscape(ValueToJson(v));
+    default:
+      return ValueText(v);
+  }
+}
+
 std::string RecordMapper::CsvRow(const v1::Event& e) const {
   std::string row = CsvEscape(e.event_id());
   absl::StrAppend(&row, ",", CsvEscape(e.entity()), ",");
@@ -486,7 +509,7 @@ std::string RecordMapper::CsvRow(const v1::Event& e) const {
   for (const auto& f : stream_.fields()) {
     row.push_back(',');
     auto it = e.fields().find(f.name());
-    if (it != e.fields().end()) row += CsvEscape(ValueText(it->second));
+    if (it != e.fields().end()) row += CsvCell(it->second);
   }
   return row;
 }

@@ -29,12 +29,16 @@ class CsvReader {
   bool Next(std::vector<std::string>* fields);
   // Line number (1-based) where the last record returned started.
   int64_t record_line() const { return record_line_; }
+  // Whether each field of the last record was quoted: a quoted empty field
+  // ("") is an empty string, an unquoted one is a null.
+  const std::vector<bool>& quoted() const { return quoted_; }
   const absl::Status& error() const { return error_; }
 
  private:
   std::istream* in_;
   int64_t line_ = 1;
   int64_t record_line_ = 0;
+  std::vector<bool> quoted_;
   absl::Status error_;
 };
 
@@ -53,10 +57,13 @@ class RecordMapper {
   absl::Status SetHeader(const std::vector<std::string>& header);
 
   // One CSV record -> event. Empty cell: null for an optional field, "" for
-  // a required STRING, an error for any other required field.
+  // a required STRING, an error for any other required field; a quoted
+  // empty cell (`quoted`, from CsvReader::quoted(); null = none quoted) of
+  // a STRING field is the empty string.
   // Errors: INVALID_ARGUMENT "line N: column C: reason".
-  absl::StatusOr<v1::Event> FromCsv(const std::vector<std::string>& cells,
-                                    int64_t line) const;
+  absl::StatusOr<v1::Event> FromCsv(
+      const std::vector<std::string>& cells, int64_t line,
+      const std::vector<bool>* quoted = nullptr) const;
 
   // One JSON Lines object -> event (null = absent).
   // Errors: INVALID_ARGUMENT "line N: ...".
@@ -82,6 +89,9 @@ class RecordMapper {
 };
 
 // Shortest text that reads back as the same double.
+// The shortest text that reads back as `d`, always with a decimal point or
+// an exponent ("120.0", "1e+300"), so it is never mistaken for an integer;
+// "inf", "-inf", "nan" as such.
 std::string FormatDouble(double d);
 
 // A feature value as JSON text: numbers, strings, booleans, lists as
@@ -101,6 +111,12 @@ std::string LabeledRowToJson(
 // A feature value for a CSV cell: like ValueToJson but null is empty and a
 // string is bare.
 std::string ValueToCell(const v1::Value& v);
+
+// A value as one CSV cell, quoted as needed, typed so a reader can tell
+// them apart: null is an empty cell and an empty string is "" (as
+// PostgreSQL's CSV COPY writes them), a DOUBLE always has a decimal point
+// or an exponent ("120.0"), a list is a JSON array.
+std::string CsvCell(const v1::Value& v);
 
 }  // namespace rawfeat
 

@@ -97,9 +97,9 @@ bool SnapshotFileWriter::Add(
   result_.version = chunk.version();
   for (const auto& row : chunk.rows()) {
     if (format_ == "csv") {
-      cells_.assign({row.entity()});
-      for (const auto& v : row.values()) cells_.push_back(ValueToCell(v));
-      out << CsvLine(cells_) << "\n";
+      std::string line = CsvEscape(row.entity());
+      for (const auto& v : row.values()) absl::StrAppend(&line, ",", CsvCell(v));
+      out << line << "\n";
     } else {
       out << FeatureRowToJson(names_, row) << "\n";
     }
@@ -359,11 +359,11 @@ int RunJoin(Client& client, const JoinArgs& args) {
                                         : std::string());
           }
           if (*format == "csv") {
-            out_cells = label_cells;
+            std::string line = CsvLine(label_cells);
             for (const auto& v : row.values()) {
-              out_cells.push_back(ValueToCell(v));
+              absl::StrAppend(&line, ",", CsvCell(v));
             }
-            out << CsvLine(out_cells) << "\n";
+            out << line << "\n";
           } else {
             out << LabeledRowToJson(header, label_cells, names, row.values())
                 << "\n";

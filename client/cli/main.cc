@@ -250,7 +250,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
       }
       line = csv.record_line();
       if (cells.size() == 1 && cells[0].empty()) continue;  // blank line
-      event = mapper.FromCsv(cells, line);
+      event = mapper.FromCsv(cells, line, &csv.quoted());
     } else {
       if (!std::getline(in, text)) break;
       ++line;
@@ -409,7 +409,7 @@ int RunGet(Client& client, const GetArgs& args) {
     for (const auto& row : r->rows()) {
       line = CsvEscape(row.entity());
       for (const auto& v : row.values()) {
-        absl::StrAppend(&line, ",", CsvEscape(ValueToCell(v)));
+        absl::StrAppend(&line, ",", CsvCell(v));
       }
       std::printf("%s\n", line.c_str());
     }

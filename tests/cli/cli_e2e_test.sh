@@ -70,7 +70,7 @@ want=$(awk -F, 'NR>1 && $2=="u5" && $3>="2026-11-10"' "$IN" | wc -l)
 want=$(awk -F, 'NR>1 && $2=="u5" && $3>="2026-11-24"' "$IN" | wc -l)
 awk -F, -v w="$want" 'NR==2 && $1=="u5" && $3==w {ok=1} END {exit !ok}' "$WORK/get.csv" \
   || fail "get orders_7d for u5 (want $want): $(cat "$WORK/get.csv")"
-grep -q "^nobody,0,0,0," "$WORK/get.csv" || fail "get for an unknown entity: $(cat "$WORK/get.csv")"
+grep -q "^nobody,0,0,0.0,,,0,0,,,,,0,0$" "$WORK/get.csv" || fail "get for an unknown entity: $(cat "$WORK/get.csv")"
 "${CLI[@]}" get --view user_orders --entity u5 --as-of 1796083200s --format json 2>/dev/null \
   | grep -q '"entity":"u5"' || fail "get with an epoch-seconds as-of"
 for bad in yesterday 1796083200 2026-13-01T00:00:00Z; do
@@ -129,7 +129,7 @@ awk -F, 'NR>1 {print $1}' "$WORK/train.csv" | tr '\n' ' ' | grep -q "^l1 l2 l3 l
 snap_u5=$(grep '^u5,' "$WORK/snap.csv" | cut -d, -f2-)
 join_u5=$(grep '^l4,' "$WORK/train.csv" | cut -d, -f5-)
 [ "$snap_u5" = "$join_u5" ] || fail "join at T differs from snapshot at T: '$join_u5' vs '$snap_u5'"
-grep -q '^l2,nobody,2026-11-20T00:00:00Z,,0,0,0,' "$WORK/train.csv" || fail "join for an unknown entity"
+grep -q '^l2,nobody,2026-11-20T00:00:00Z,,0,0,0.0,' "$WORK/train.csv" || fail "join for an unknown entity"
 grep -q '"watermark": '"$W" "$WORK/train.csv.meta.json" || fail "join meta: $(cat "$WORK/train.csv.meta.json")"
 
 # Late events for u5 before T: at the recorded watermark both files come

@@ -1,7 +1,9 @@
 #include "client/records.h"
 
+#include <limits>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -60,6 +62,37 @@ TEST(CsvEscapeTest, RoundTrips) {
     ASSERT_EQ(rows.size(), 1u);
     EXPECT_EQ(rows[0][0], s);
   }
+}
+
+// An empty string and a null are different cells, written and read back:
+// "" is the empty string, an empty cell is null.
+TEST(RecordMapperTest, EmptyStringAndNullRoundTrip) {
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kNone);
+  ASSERT_TRUE(m.SetHeader({"event_id", "user_id", "order_time", "amount",
+                           "quantity", "category", "coupon", "is_gift"})
+                  .ok());
+  for (const bool empty_coupon : {false, true}) {
+    v1::Event e = testing::Order("o1", "u1", 1795478400LL * 1000000, 120);
+    if (empty_coupon) (*e.mutable_fields())["coupon"].set_string_value("");
+    const std::string row = m.CsvRow(e);
+    EXPECT_EQ(row, absl::StrCat("o1,u1,2026-11-24T00:00:00Z,120.0,1,books,",
+                                empty_coupon ? "\"\"" : "", ","));
+    std::istringstream in(row + "\n");
+    CsvReader reader(&in);
+    std::vector<std::string> cells;
+    ASSERT_TRUE(reader.Next(&cells));
+    auto back = m.FromCsv(cells, 1, &reader.quoted());
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(testing::Canonical(*back), testing::Canonical(e)) << row;
+  }
+  v1::Value empty, null, whole, list;
+  empty.set_string_value("");
+  whole.set_double_value(120);
+  list.mutable_list_value()->add_values()->set_double_value(2);
+  EXPECT_EQ(CsvCell(empty), "\"\"");
+  EXPECT_EQ(CsvCell(null), "");
+  EXPECT_EQ(CsvCell(whole), "120.0");
+  EXPECT_EQ(CsvCell(list), "[2.0]");
 }
 
 TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
@@ -160,7 +193,12 @@ TEST(RecordMapperTest, JsonLinesRoundTrip) {
 
 TEST(FormatDoubleTest, ShortestRoundTrip) {
   EXPECT_EQ(FormatDouble(0.1), "0.1");
-  EXPECT_EQ(FormatDouble(100), "100");
+  // Never mistaken for an integer: pandas reads the column as float64.
+  EXPECT_EQ(FormatDouble(100), "100.0");
+  EXPECT_EQ(FormatDouble(-120), "-120.0");
+  EXPECT_EQ(FormatDouble(0), "0.0");
+  EXPECT_EQ(FormatDouble(1e300), "1e+300");
+  EXPECT_EQ(FormatDouble(std::numeric_limits<double>::infinity()), "inf");
   EXPECT_EQ(std::stod(FormatDouble(1.0 / 3)), 1.0 / 3);
 }
 
