@@ -69,10 +69,62 @@ CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args) {
   return cmd;
 }
 
-std::string ServerVersion(Client& client) {
+ServerFacts GetServerFacts(Client& client, const std::string& view,
+                           uint32_t version) {
+  ServerFacts facts;
   auto st = client.GetStatus();
-  return st.ok() ? st->version() : "";
+  if (st.ok()) facts.server_version = st->version();
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return facts;
+  for (const auto& v : defs->views()) {
+    if (v.definition().name() != view || v.definition().version() != version) {
+      continue;
+    }
+    for (int i = 0; i < v.definition().features_size() &&
+                    i < v.feature_types_size();
+         ++i) {
+      facts.feature_types[v.definition().features(i).name()] =
+          v.feature_types(i);
+    }
+  }
+  return facts;
 }
+
+namespace {
+
+// The pandas dtype that reads a column of `type` from our CSV exactly
+// (lists are JSON arrays: json.loads each cell).
+const char* PandasDtype(const std::string& type) {
+  if (type == "INT64") return "Int64";
+  if (type == "DOUBLE") return "float64";
+  if (type == "BOOL") return "boolean";
+  if (type == "STRING") return "string";
+  return "object";
+}
+
+// The "columns" of a .meta.json: every column of the file in order, with
+// its type and pandas dtype. `text_columns` come first (entity, labels).
+nlohmann::ordered_json ColumnsMeta(
+    const std::vector<std::string>& text_columns,
+    const google::protobuf::RepeatedPtrField<std::string>& features,
+    const ServerFacts& facts) {
+  nlohmann::ordered_json columns = nlohmann::ordered_json::array();
+  auto add = [&](const std::string& name, const std::string& type) {
+    nlohmann::ordered_json c;
+    c["name"] = name;
+    c["type"] = type;
+    c["pandas_dtype"] = PandasDtype(type);
+    columns.push_back(std::move(c));
+  };
+  for (const std::string& c : text_columns) add(c, "STRING");
+  for (const std::string& f : features) {
+    auto it = facts.feature_types.find(f);
+    add(f, it == facts.feature_types.end() ? "" : it->second);
+  }
+  return columns;
+}
+
+}  // namespace
 
 absl::Status SnapshotFileWriter::Open(const std::string& path,
                                       const std::string& format) {
@@ -110,7 +162,7 @@ bool SnapshotFileWriter::Add(
 
 absl::StatusOr<SnapshotFile> SnapshotFileWriter::Finish(
     const std::string& view, int64_t as_of, const std::string& partition,
-    const std::string& server_version) {
+    const ServerFacts& facts) {
   absl::Status s = file_.Commit();
   if (!s.ok()) return s;
   nlohmann::ordered_json meta;
@@ -123,7 +175,8 @@ absl::StatusOr<SnapshotFile> SnapshotFileWriter::Finish(
   meta["format"] = format_;
   meta["rows"] = result_.rows;
   meta["features"] = std::vector<std::string>(names_.begin(), names_.end());
-  meta["server_version"] = server_version;
+  meta["columns"] = ColumnsMeta({"entity"}, names_, facts);
+  meta["server_version"] = facts.server_version;
   s = WriteMeta(path_, meta);
   if (!s.ok()) return s;
   return result_;
@@ -149,7 +202,9 @@ absl::StatusOr<SnapshotFile> WriteSnapshotFile(
           ? absl::StrCat(request.partition().index(), "/",
                          request.partition().count())
           : "",
-      ServerVersion(client));
+      GetServerFacts(client, request.view(),
+                     writer.version() != 0 ? writer.version()
+                                           : request.version()));
 }
 
 int RunSnapshot(Client& client, const SnapshotArgs& args) {
@@ -392,7 +447,9 @@ int RunJoin(Client& client, const JoinArgs& args) {
   meta["rows"] = rows;
   meta["rejected"] = rejected;
   meta["features"] = std::vector<std::string>(names.begin(), names.end());
-  meta["server_version"] = ServerVersion(client);
+  const ServerFacts facts = GetServerFacts(client, args.view, version);
+  meta["columns"] = ColumnsMeta(header, names, facts);
+  meta["server_version"] = facts.server_version;
   s = WriteMeta(args.out, meta);
   if (!s.ok()) return Fail(s.message());
   std::fprintf(stderr,

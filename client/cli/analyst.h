@@ -16,6 +16,7 @@
 // passing that watermark back.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,17 @@ struct SnapshotFile {
 // renamed into place by Finish, which also writes FILE.meta.json). CSV:
 // entity then features, lists as JSON arrays, null empty; or JSON Lines.
 // Not thread-safe.
+// What a file's .meta.json says about the server: its version, and the
+// value type of each feature of the view ("INT64", "DOUBLE", "STRING",
+// "BOOL", "LIST<T>"; from ListDefinitions).
+struct ServerFacts {
+  std::string server_version;
+  std::map<std::string, std::string> feature_types;
+};
+// Asks the server (fields stay empty when it cannot be asked).
+ServerFacts GetServerFacts(Client& client, const std::string& view,
+                           uint32_t version);
+
 class SnapshotFileWriter {
  public:
   absl::Status Open(const std::string& path, const std::string& format);
@@ -70,8 +82,10 @@ class SnapshotFileWriter {
            const google::protobuf::RepeatedPtrField<std::string>& names);
   absl::StatusOr<SnapshotFile> Finish(const std::string& view, int64_t as_of,
                                       const std::string& partition,
-                                      const std::string& server_version);
+                                      const ServerFacts& facts);
   int64_t rows() const { return result_.rows; }
+  // The view version the chunks came from (0 before the first).
+  uint32_t version() const { return result_.version; }
 
  private:
   std::string path_;
@@ -87,9 +101,6 @@ class SnapshotFileWriter {
 absl::StatusOr<SnapshotFile> WriteSnapshotFile(
     Client& client, const v1::SnapshotRequest& request,
     const std::string& path, const std::string& format, Progress* progress);
-
-// The server's version string ("" if it cannot be asked).
-std::string ServerVersion(Client& client);
 
 // Registers the subcommands on `app`, filling `*args`.
 CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args);

@@ -479,6 +479,63 @@ absl::StatusOr<ClientOptions> ClientOptionsFrom(const TlsArgs& tls) {
   return options;
 }
 
+// -------------------------------------------------------------- describe
+
+struct DescribeArgs {
+  std::string view;
+  uint32_t version = 0;
+};
+
+// A view's features as a table: type (of non-null values), aggregation,
+// field, window, k and filter.
+int RunDescribe(Client& client, const DescribeArgs& args) {
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return Fail(defs.status());
+  const v1::ViewInfo* found = nullptr;
+  for (const auto& v : defs->views()) {
+    const auto& d = v.definition();
+    if (d.name() != args.view ||
+        (args.version != 0 && d.version() != args.version)) {
+      continue;
+    }
+    if (found == nullptr || d.version() > found->definition().version()) {
+      found = &v;
+    }
+  }
+  if (found == nullptr) {
+    return Fail(absl::NotFoundError(
+        args.version == 0
+            ? absl::StrCat("view '", args.view, "' is not defined")
+            : absl::StrCat("view '", args.view, "' has no version ",
+                           args.version)));
+  }
+  const v1::FeatureViewDef& d = found->definition();
+  std::printf("view %s v%u over stream %s\n", d.name().c_str(), d.version(),
+              d.stream().c_str());
+  if (!d.description().empty()) std::printf("  %s\n", d.description().c_str());
+  std::printf("%-22s %-14s %-15s %-10s %-9s %-4s %s\n", "feature", "type",
+              "aggregation", "field", "window", "k", "filter");
+  for (int i = 0; i < d.features_size(); ++i) {
+    const v1::FeatureDef& f = d.features(i);
+    std::string filter;
+    if (f.has_filter()) {
+      std::vector<std::string> values;
+      for (const auto& v : f.filter().values()) values.push_back(ValueToJson(v));
+      filter = absl::StrCat(f.filter().field(), " ", f.filter().op(), " ",
+                            absl::StrJoin(values, ", "));
+    }
+    std::printf("%-22s %-14s %-15s %-10s %-9s %-4s %s\n", f.name().c_str(),
+                i < found->feature_types_size()
+                    ? found->feature_types(i).c_str()
+                    : "",
+                f.aggregation().c_str(), f.field().c_str(),
+                f.window().c_str(),
+                f.k() == 0 ? "" : std::to_string(f.k()).c_str(),
+                filter.c_str());
+  }
+  return 0;
+}
+
 // ------------------------------------------------------ unknown commands
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
@@ -675,6 +732,13 @@ int main(int argc, char** argv) {
   BackfillArgs backfill;
   auto* backfill_cmd = AddBackfillCommand(&app, &backfill);
 
+  DescribeArgs describe;
+  auto* describe_cmd = app.add_subcommand(
+      "describe", "a view's features: types, aggregations, windows, filters");
+  describe_cmd->add_option("view", describe.view, "view name")->required();
+  describe_cmd->add_option("--version", describe.version,
+                           "view version (0 = latest)");
+
   app.add_subcommand("status", "server version, counts, watermark, problems");
   for (CLI::App* cmd : app.get_subcommands({})) {
     cmd->footer(
@@ -709,6 +773,7 @@ int main(int argc, char** argv) {
   if (*snapshot_cmd) return RunSnapshot(client, snapshot);
   if (*join_cmd) return RunJoin(client, join);
   if (*copy_cmd) return RunCopy(copy, *client_options);
+  if (*describe_cmd) return RunDescribe(client, describe);
   if (*diff_cmd) return RunDiff(server, diff, *client_options);
   if (*backfill_cmd) return RunBackfill(server, backfill, *client_options);
   return RunStatus(client);

@@ -596,7 +596,7 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
     }
   }
   progress.Update(skipped, 0);
-  const std::string server_version = ServerVersion(client);
+  const ServerFacts facts = GetServerFacts(client, args.view, version);
   const size_t group = args.separate_passes ? 1 : 64;
   for (size_t g = 0; g < pending.size(); g += group) {
     const size_t n = std::min(group, pending.size() - g);
@@ -625,7 +625,7 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
     });
     for (size_t k = 0; k < n && s.ok(); ++k) {
       const size_t i = pending[g + k];
-      auto file = writers[k].Finish(args.view, (*times)[i], "", server_version);
+      auto file = writers[k].Finish(args.view, (*times)[i], "", facts);
       if (!file.ok()) {
         s = file.status();
         break;

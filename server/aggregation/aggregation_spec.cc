@@ -52,4 +52,18 @@ absl::Status CheckAggregationFits(const v1::FeatureDef& feature,
   return absl::OkStatus();
 }
 
+std::string ResultTypeName(const AggregationSpec& spec, v1::FieldType field) {
+  switch (spec.result) {
+    case AggregationSpec::Result::kInt64:
+      return "INT64";
+    case AggregationSpec::Result::kDouble:
+      return "DOUBLE";
+    case AggregationSpec::Result::kField:
+      return v1::FieldType_Name(field);
+    case AggregationSpec::Result::kListOfField:
+      return absl::StrCat("LIST<", v1::FieldType_Name(field), ">");
+  }
+  return "";
+}
+
 }  // namespace rawfeat

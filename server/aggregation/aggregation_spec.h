@@ -54,6 +54,11 @@ struct AggregationSpec {
 // The spec of a builtin aggregation (see aggregator.h); nullptr if unknown.
 const AggregationSpec* FindAggregation(absl::string_view name);
 
+// The type name of `spec`'s non-null results over a field of type `field`
+// (UNSPECIFIED when the feature names none): "INT64", "DOUBLE", "STRING",
+// "BOOL" or "LIST<T>".
+std::string ResultTypeName(const AggregationSpec& spec, v1::FieldType field);
+
 // Checks that `feature` (aggregation, field presence, `k`) fits; `field_type`
 // is the source field's type, or UNSPECIFIED when the feature names none.
 // Errors: INVALID_ARGUMENT whose message names the aggregation and reason

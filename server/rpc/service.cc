@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/aggregation/aggregation_spec.h"
 #include "server/rpc/rpc_util.h"
 #include "server/rpc/status_convert.h"
 #include "server/rpc/status_report.h"
@@ -80,6 +81,17 @@ grpc::Status FeatureStoreService::ListDefinitions(
     v1::ViewInfo* info = response->add_views();
     *info->mutable_definition() = *v;
     info->set_status("active");
+    const auto stream = registry_->FindStream(v->stream());
+    for (const auto& f : v->features()) {
+      const AggregationSpec* spec = FindAggregation(f.aggregation());
+      v1::FieldType field = v1::FIELD_TYPE_UNSPECIFIED;
+      if (stream != nullptr && !f.field().empty()) {
+        auto at = stream->position.find(f.field());
+        if (at != stream->position.end()) field = stream->types[at->second];
+      }
+      info->add_feature_types(spec == nullptr ? ""
+                                              : ResultTypeName(*spec, field));
+    }
   }
   return grpc::Status::OK;
 }
