@@ -51,6 +51,12 @@ Client::Client(const std::string& address, ClientOptions options)
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  // gRPC waits 1 s (growing to 2 min) before reconnecting after a refused
+  // connection, and fails calls at once meanwhile: a retried call to a
+  // server that is starting would keep failing. Reconnect sooner.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       grpc::InsecureChannelCredentials();
   if (options.tls) {

@@ -7,7 +7,7 @@ set -euo pipefail
 RAWFEATD=$1 RAWFEAT=$2 SCHEMAS=$3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rawfeat-cli-XXXXXX")
 PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { set +e; [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -179,7 +179,7 @@ start_server() {  # $1: name, then extra flags; port in $WORK/port-<name>
   [ -s "$WORK/port-$1" ] || fail "server $1 did not start"
 }
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; cleanup' EXIT
+trap 'set +e; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; cleanup' EXIT
 start_server b
 start_server c
 SRC="127.0.0.1:$(cat "$WORK/port")"
@@ -343,6 +343,19 @@ if "$RAWFEAT" --server 127.0.0.1:1 ingest --stream orders "$IN" --retries 1 2> "
   fail "ingest to a dead port"
 fi
 grep -q "no rawfeatd at 127.0.0.1:1" "$WORK/down2.err" || fail "ingest down: $(cat "$WORK/down2.err")"
+# ... and so an ingest started before its server comes up goes through.
+(sleep 1; exec "$RAWFEATD" --listen=127.0.0.1:0 --data_dir="$WORK/data-late" \
+   --schemas="$SCHEMAS" --port_file="$WORK/port-late" 2>/dev/null) &
+PIDS+=($!)
+for _ in $(seq 1 200); do [ -s "$WORK/port-late" ] && break; sleep 0.05; done
+LATE="127.0.0.1:$(cat "$WORK/port-late")"
+kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+(sleep 1; exec "$RAWFEATD" --listen="$LATE" --data_dir="$WORK/data-late" \
+   --port_file="$WORK/port-late2" 2>/dev/null) &
+PIDS+=($!)
+"$RAWFEAT" --server "$LATE" ingest --stream orders "$IN" --retries 20 > "$WORK/late.txt" \
+  || fail "ingest before its server came up"
+grep -q "1000 rows read, 1000 accepted" "$WORK/late.txt" || fail "late ingest: $(cat "$WORK/late.txt")"
 
 # Global flags go before or after the command; a mistyped command is named
 # with the closest one; --help lists the global flags.
