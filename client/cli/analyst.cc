@@ -22,16 +22,6 @@
 namespace rawfeat {
 namespace {
 
-absl::StatusOr<std::string> OutputFormat(const std::string& format,
-                                         const std::string& out) {
-  std::string f = format;
-  if (f.empty()) f = absl::EndsWith(out, ".jsonl") ? "jsonl" : "csv";
-  if (f != "csv" && f != "jsonl") {
-    return absl::InvalidArgumentError("--format must be csv or jsonl");
-  }
-  return f;
-}
-
 std::string CsvLine(const std::vector<std::string>& cells) {
   std::string line;
   for (size_t i = 0; i < cells.size(); ++i) {
@@ -208,7 +198,7 @@ absl::StatusOr<SnapshotFile> WriteSnapshotFile(
 }
 
 int RunSnapshot(Client& client, const SnapshotArgs& args) {
-  auto format = OutputFormat(args.format, args.out);
+  auto format = DataFormat(args.format, args.out, "csv");
   if (!format.ok()) return Fail(format.status().message());
   auto as_of = ParseTimeFlag("--as-of", args.as_of);
   if (!as_of.ok()) return Fail(as_of.status().message());
@@ -263,7 +253,7 @@ CLI::App* AddJoinCommand(CLI::App* app, JoinArgs* args) {
 }
 
 int RunJoin(Client& client, const JoinArgs& args) {
-  auto format = OutputFormat(args.format, args.out);
+  auto format = DataFormat(args.format, args.out, "csv");
   if (!format.ok()) return Fail(format.status().message());
   auto unit = ParseTimeUnit(args.time_unit);
   if (!unit.ok()) return Fail(unit.status());

@@ -112,4 +112,30 @@ absl::StatusOr<std::string> TokenFrom(const std::string& file,
   return fallback;
 }
 
+absl::StatusOr<std::string> DataFormat(const std::string& flag,
+                                       const std::string& path,
+                                       const char* stdout_default) {
+  if (!flag.empty()) {
+    if (flag == "csv" || flag == "jsonl") return flag;
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format ", flag, ": use csv or jsonl"));
+  }
+  if (path == "-" && *stdout_default != '\0') return std::string(stdout_default);
+  const size_t dot = path.rfind('.');
+  const std::string ext =
+      dot == std::string::npos || path.find('/', dot) != std::string::npos
+          ? ""
+          : absl::AsciiStrToLower(path.substr(dot));
+  if (ext == ".csv") return std::string("csv");
+  if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") {
+    return std::string("jsonl");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": cannot tell the format from ",
+      ext.empty() ? std::string("a name without an extension")
+                  : absl::StrCat("the extension '", ext, "'"),
+      ": supported are .csv (with a header row) and .jsonl/.ndjson/.json "
+      "(JSON Lines); name the file so, or give --format csv|jsonl"));
+}
+
 }  // namespace rawfeat

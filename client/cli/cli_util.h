@@ -91,6 +91,14 @@ absl::StatusOr<std::string> TokenFrom(const std::string& file,
                                       const char* flag, const char* env,
                                       const std::string& fallback);
 
+// The format of a data file read or written: `flag` ("csv" or "jsonl") if
+// given, else `path`'s extension (.csv; .jsonl, .ndjson, .json); `path`
+// "-" (stdout) is `stdout_default`. Errors: INVALID_ARGUMENT naming the
+// supported ones (an unknown extension such as .txt or .parquet).
+absl::StatusOr<std::string> DataFormat(const std::string& flag,
+                                       const std::string& path,
+                                       const char* stdout_default);
+
 // Parses a --partition flag "K/N" (0 <= K < N). Errors: INVALID_ARGUMENT.
 absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text);
 

@@ -55,32 +55,6 @@ namespace {
 
 // ----------------------------------------------------------------- input
 
-// The input format: --format, else the file's extension. Errors name the
-// supported ones.
-absl::StatusOr<std::string> InputFormat(const std::string& flag,
-                                        const std::string& file) {
-  if (!flag.empty()) {
-    if (flag == "csv" || flag == "jsonl") return flag;
-    return absl::InvalidArgumentError(
-        absl::StrCat("--format ", flag, ": use csv or jsonl"));
-  }
-  const size_t dot = file.rfind('.');
-  const std::string ext =
-      dot == std::string::npos || file.find('/', dot) != std::string::npos
-          ? ""
-          : absl::AsciiStrToLower(file.substr(dot));
-  if (ext == ".csv") return std::string("csv");
-  if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") {
-    return std::string("jsonl");
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      file, ": cannot tell the format from ",
-      ext.empty() ? std::string("a name without an extension")
-                  : absl::StrCat("the extension '", ext, "'"),
-      ": supported are .csv (with a header row) and .jsonl/.ndjson/.json "
-      "(JSON Lines); name the file so, or give --format csv|jsonl"));
-}
-
 // Skips a UTF-8 byte order mark (spreadsheet exports start with one).
 void SkipUtf8Bom(std::istream* in) {
   char bom[3];
@@ -149,7 +123,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
   if (!args.reject_file.empty() && !args.skip_invalid) {
     return Fail("--reject-file needs --skip-invalid");
   }
-  auto format = InputFormat(args.format, args.file);
+  auto format = DataFormat(args.format, args.file, "");
   if (!format.ok()) return Fail(format.status().message());
   std::ifstream in(args.file, std::ios::binary);
   if (!in) {
@@ -329,12 +303,9 @@ int RunReplay(Client& client, const ReplayArgs& args) {
     if (!t.ok()) return Fail(t.status().message());
     *request.mutable_to_time() = MicrosToTimestamp(*t);
   }
-  std::string format = args.format;
-  if (format.empty())
-    format = absl::EndsWith(args.out, ".csv") ? "csv" : "jsonl";
-  if (format != "csv" && format != "jsonl") {
-    return Fail("--format must be csv or jsonl");
-  }
+  auto format_or = DataFormat(args.format, args.out, "jsonl");
+  if (!format_or.ok()) return Fail(format_or.status().message());
+  const std::string format = *format_or;
   OutputFile file;
   absl::Status opened = file.Open(args.out);
   if (!opened.ok()) return Fail(opened.message());

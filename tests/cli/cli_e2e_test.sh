@@ -147,20 +147,20 @@ cmp -s "$WORK/train.csv" "$WORK/train2.csv" || fail "join at watermark $W is not
 # Bad label files: one line naming the file and line, nothing written.
 printf 'user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,2026-11-20T00:00:00Z,extra\n' > "$WORK/ragged.csv"
 if "${CLI[@]}" join --view user_orders --labels "$WORK/ragged.csv" --time-column ts \
-  --out "$WORK/bad.out" 2> "$WORK/ragged.err"; then fail "ragged labels accepted"; fi
+  --out "$WORK/bad-out.csv" 2> "$WORK/ragged.err"; then fail "ragged labels accepted"; fi
 grep -q "ragged.csv line 3: 3 cells, the header has 2" "$WORK/ragged.err" || fail "ragged: $(cat "$WORK/ragged.err")"
-[ ! -e "$WORK/bad.out" ] || fail "a failed join left its output"
+[ ! -e "$WORK/bad-out.csv" ] || fail "a failed join left its output"
 printf 'user_id,ts\nu1,yesterday\n' > "$WORK/badtime.csv"
 if "${CLI[@]}" join --view user_orders --labels "$WORK/badtime.csv" --time-column ts \
-  --out "$WORK/bad.out" 2> "$WORK/badtime.err"; then fail "bad label time accepted"; fi
+  --out "$WORK/bad-out.csv" 2> "$WORK/badtime.err"; then fail "bad label time accepted"; fi
 grep -q "line 2: column 'ts'" "$WORK/badtime.err" || fail "bad time: $(cat "$WORK/badtime.err")"
 if "${CLI[@]}" join --view user_orders --labels "$WORK/badtime.csv" \
-  --out "$WORK/bad.out" 2> "$WORK/nocol.err"; then fail "missing time column accepted"; fi
+  --out "$WORK/bad-out.csv" 2> "$WORK/nocol.err"; then fail "missing time column accepted"; fi
 grep -q "no column 'order_time' (set --time-column)" "$WORK/nocol.err" || fail "no column: $(cat "$WORK/nocol.err")"
 if "${CLI[@]}" join --view user_orders --labels "$LABELS" --time-column ts --entity-column uid \
-  --out "$WORK/bad.out" 2> "$WORK/noent.err"; then fail "missing entity column accepted"; fi
+  --out "$WORK/bad-out.csv" 2> "$WORK/noent.err"; then fail "missing entity column accepted"; fi
 grep -q "no column 'uid' (set --entity-column)" "$WORK/noent.err" || fail "no entity column: $(cat "$WORK/noent.err")"
-if "${CLI[@]}" join --view nope --labels "$LABELS" --out "$WORK/bad.out" 2> "$WORK/nope2.err"; then
+if "${CLI[@]}" join --view nope --labels "$LABELS" --out "$WORK/bad-out.csv" 2> "$WORK/nope2.err"; then
   fail "join of an unknown view"
 fi
 grep -q "NOT_FOUND" "$WORK/nope2.err" || fail "unknown view: $(cat "$WORK/nope2.err")"
@@ -386,6 +386,10 @@ grep -q "cannot tell the format from the extension '.txt': supported are .csv" "
 printf '{"event_id":"j1","user_id":"u1","order_time":"2026-11-01T00:00:00Z","amount":1,"quantity":1,"category":"a"}\n{"event_id": "j2", user_id: 1}\n' > "$WORK/bad.jsonl"
 "${CLI[@]}" ingest --stream orders "$WORK/bad.jsonl" 2> "$WORK/json.err" && fail "bad JSON accepted"
 grep -q "line 2, column 20: invalid JSON: syntax error" "$WORK/json.err" || fail "json error: $(cat "$WORK/json.err")"
+"${CLI[@]}" snapshot --view user_orders --as-of 2026-12-01 --out "$WORK/s.parquet" 2> "$WORK/pq.err" \
+  && fail "snapshot to .parquet"
+grep -q "s.parquet: cannot tell the format from the extension '.parquet'" "$WORK/pq.err" || fail "parquet: $(cat "$WORK/pq.err")"
+[ ! -e "$WORK/s.parquet" ] && [ ! -e "$WORK/s.parquet.partial" ] || fail "a .parquet file was written"
 
 # Local files: the OS's reason, no server status code, non-zero exit.
 "${CLI[@]}" snapshot --view user_orders --as-of 2026-12-01 --out "$WORK/no/such/dir/s.csv" 2> "$WORK/w.err" \
