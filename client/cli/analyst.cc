@@ -66,16 +66,13 @@ ServerFacts GetServerFacts(Client& client, const std::string& view,
   if (st.ok()) facts.server_version = st->version();
   auto defs = client.ListDefinitions();
   if (!defs.ok()) return facts;
-  for (const auto& v : defs->views()) {
-    if (v.definition().name() != view || v.definition().version() != version) {
-      continue;
-    }
-    for (int i = 0; i < v.definition().features_size() &&
-                    i < v.feature_types_size();
-         ++i) {
-      facts.feature_types[v.definition().features(i).name()] =
-          v.feature_types(i);
-    }
+  auto info = FindViewInfo(*defs, view, version);
+  if (!info.ok()) return facts;
+  const v1::ViewInfo& v = **info;
+  for (int i = 0;
+       i < v.definition().features_size() && i < v.feature_types_size(); ++i) {
+    facts.feature_types[v.definition().features(i).name()] =
+        v.feature_types(i);
   }
   return facts;
 }

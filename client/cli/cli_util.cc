@@ -51,16 +51,16 @@ absl::StatusOr<int64_t> ParseTimeFlag(const char* flag,
       "1700000000000ms, 1700000000000000us)"));
 }
 
-// The definition of (view, version 0 = latest) and its stream.
-absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindViewDefinition(
-    Client& client, const std::string& name, uint32_t version) {
-  auto defs = client.ListDefinitions();
-  if (!defs.ok()) return defs.status();
-  const v1::FeatureViewDef* found = nullptr;
-  for (const auto& v : defs->views()) {
+absl::StatusOr<const v1::ViewInfo*> FindViewInfo(
+    const v1::ListDefinitionsResponse& defs, const std::string& name,
+    uint32_t version) {
+  const v1::ViewInfo* found = nullptr;
+  for (const auto& v : defs.views()) {
     const auto& d = v.definition();
     if (d.name() != name || (version != 0 && d.version() != version)) continue;
-    if (found == nullptr || d.version() > found->version()) found = &d;
+    if (found == nullptr || d.version() > found->definition().version()) {
+      found = &v;
+    }
   }
   if (found == nullptr) {
     return absl::NotFoundError(
@@ -68,6 +68,17 @@ absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindViewDefinition(
                      : absl::StrCat("view '", name, "' has no version ",
                                     version));
   }
+  return found;
+}
+
+// The definition of (view, version 0 = latest) and its stream.
+absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindViewDefinition(
+    Client& client, const std::string& name, uint32_t version) {
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return defs.status();
+  auto info = FindViewInfo(*defs, name, version);
+  if (!info.ok()) return info.status();
+  const v1::FeatureViewDef* found = &(*info)->definition();
   for (const auto& s : defs->streams()) {
     if (s.definition().name() == found->stream()) {
       return std::make_pair(*found, s.definition());

@@ -99,6 +99,12 @@ absl::StatusOr<std::string> DataFormat(const std::string& flag,
                                        const std::string& path,
                                        const char* stdout_default);
 
+// The view (name, version 0 = latest) in a ListDefinitions answer.
+// Errors: NOT_FOUND naming the view/version.
+absl::StatusOr<const v1::ViewInfo*> FindViewInfo(
+    const v1::ListDefinitionsResponse& defs, const std::string& name,
+    uint32_t version);
+
 // Parses a --partition flag "K/N" (0 <= K < N). Errors: INVALID_ARGUMENT.
 absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text);
 

@@ -12,19 +12,22 @@
 //   rawfeat copy --from HOST:PORT --to HOST:PORT     (see replay_jobs.h)
 //   rawfeat diff --view V --versions 1,2 --as-of T
 //   rawfeat backfill --view V --from 2026-11-01 --to 2026-11-30 --tz Asia/Seoul
-//   --out DIR rawfeat status
+//                    --out DIR
+//   rawfeat describe VIEW
+//   rawfeat status
 //
-// Every command takes --server HOST:PORT and exits non-zero with a one-line
-// reason on failure.
+// Every command takes the global flags (--server HOST:PORT, --token-file,
+// --tls*) before or after it, and exits non-zero with a one-line reason on
+// failure.
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -462,24 +465,9 @@ struct DescribeArgs {
 int RunDescribe(Client& client, const DescribeArgs& args) {
   auto defs = client.ListDefinitions();
   if (!defs.ok()) return Fail(defs.status());
-  const v1::ViewInfo* found = nullptr;
-  for (const auto& v : defs->views()) {
-    const auto& d = v.definition();
-    if (d.name() != args.view ||
-        (args.version != 0 && d.version() != args.version)) {
-      continue;
-    }
-    if (found == nullptr || d.version() > found->definition().version()) {
-      found = &v;
-    }
-  }
-  if (found == nullptr) {
-    return Fail(absl::NotFoundError(
-        args.version == 0
-            ? absl::StrCat("view '", args.view, "' is not defined")
-            : absl::StrCat("view '", args.view, "' has no version ",
-                           args.version)));
-  }
+  auto info = FindViewInfo(*defs, args.view, args.version);
+  if (!info.ok()) return Fail(info.status());
+  const v1::ViewInfo* found = *info;
   const v1::FeatureViewDef& d = found->definition();
   std::printf("view %s v%u over stream %s\n", d.name().c_str(), d.version(),
               d.stream().c_str());
