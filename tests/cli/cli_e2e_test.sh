@@ -396,6 +396,13 @@ grep -q "s.parquet: cannot tell the format from the extension '.parquet'" "$WORK
   && fail "snapshot into a missing directory"
 grep -q "^rawfeat: cannot create $WORK/no/such/dir/s.csv: No such file or directory$" "$WORK/w.err" \
   || fail "write error: $(cat "$WORK/w.err")"
+"${CLI[@]}" replay --stream orders --out "$WORK/no/such/r.csv" 2> "$WORK/w2.err" && fail "replay into a missing directory"
+grep -q "^rawfeat: cannot create $WORK/no/such/r.csv: No such file or directory$" "$WORK/w2.err" \
+  || fail "replay write error: $(cat "$WORK/w2.err")"
+"${CLI[@]}" join --view user_orders --labels "$LABELS" --time-column ts --out "$WORK/no/such/t.csv" 2> "$WORK/w3.err" \
+  && fail "join into a missing directory"
+grep -q "^rawfeat: cannot create $WORK/no/such/t.csv: No such file or directory$" "$WORK/w3.err" \
+  || fail "join write error: $(cat "$WORK/w3.err")"
 "${CLI[@]}" ingest --stream orders "$WORK/nope.csv" 2> "$WORK/r.err" && fail "missing input"
 grep -q "nope.csv: cannot open: No such file or directory" "$WORK/r.err" || fail "read error: $(cat "$WORK/r.err")"
 
