@@ -23,17 +23,35 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 
 
-def walkthrough(readme, name):
+def section(readme, name):
     text = open(readme, encoding="utf-8").read()
     begin = f"<!-- walkthrough: {name} -->"
     if begin not in text:
         sys.exit(f"FAIL: no '{begin}' in {readme}")
-    body = text.split(begin, 1)[1].split("<!-- /walkthrough -->", 1)[0]
+    return text.split(begin, 1)[1].split("<!-- /walkthrough -->", 1)[0]
+
+
+def check_ports_free(body):
+    """The README's fixed ports must be free: a server the developer left
+    running (scripts/serve.sh) would otherwise make this test hang, or
+    receive its data."""
+    for port in sorted(set(re.findall(r"127\.0\.0\.1:(\d{2,5})", body))):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", int(port)))
+            except OSError:
+                sys.exit(f"FAIL: port {port} is in use (a rawfeatd from "
+                         f"scripts/serve.sh?); this walkthrough starts its own "
+                         f"servers there: stop it and run the test again")
+
+
+def walkthrough(body):
     blocks = []
     for m in re.finditer(r"```sh\n(.*?)```|<!-- run: (.*?) -->", body,
                          flags=re.S):
@@ -91,7 +109,9 @@ def line_matches(pattern, line):
 
 def main():
     readme, name, build, source = sys.argv[1:5]
-    all_steps = [s for block in walkthrough(readme, name) for s in steps(block)]
+    body = section(readme, name)
+    check_ports_free(body)
+    all_steps = [s for block in walkthrough(body) for s in steps(block)]
     if not all_steps:
         sys.exit("FAIL: the walkthrough has no commands")
     with tempfile.TemporaryDirectory(prefix="rawfeat-walkthrough-") as work:
