@@ -588,6 +588,11 @@ int RunStatus(Client& client) {
                   v.definition().stream().c_str(),
                   v.definition().features_size());
     }
+    for (const auto& sv : defs->services()) {
+      std::printf("service    %-24s v%u, %d parts, %d features\n",
+                  sv.definition().name().c_str(), sv.definition().version(),
+                  sv.definition().parts_size(), sv.feature_names_size());
+    }
   }
   for (const auto& p : st->definition_problems()) {
     std::printf("problem    %s\n", p.c_str());

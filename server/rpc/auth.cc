@@ -56,11 +56,12 @@ absl::StatusOr<uint32_t> ActionBit(const std::string& action) {
 // "ingest into stream 'orders'": what was refused, for messages.
 std::string Refused(AuthAction action, ObjectKind kind,
                     absl::string_view object) {
+  const char* noun = kind == ObjectKind::kStream  ? " stream '"
+                     : kind == ObjectKind::kView    ? " view '"
+                                                    : " service '";
   const std::string what =
-      kind == ObjectKind::kNone
-          ? std::string()
-          : absl::StrCat(kind == ObjectKind::kStream ? " stream '" : " view '",
-                         Echo(object), "'");
+      kind == ObjectKind::kNone ? std::string()
+                                : absl::StrCat(noun, Echo(object), "'");
   switch (action) {
     case AuthAction::kApply:
       return absl::StrCat("apply definitions of", what);
@@ -82,6 +83,8 @@ std::string ObjectLabel(ObjectKind kind, absl::string_view object) {
       return absl::StrCat("stream:", absl::CHexEscape(Echo(object)));
     case ObjectKind::kView:
       return absl::StrCat("view:", absl::CHexEscape(Echo(object)));
+    case ObjectKind::kService:
+      return absl::StrCat("service:", absl::CHexEscape(Echo(object)));
     case ObjectKind::kNone:
       break;
   }
@@ -137,7 +140,9 @@ bool Principal::Allows(AuthAction action, ObjectKind kind,
   for (const Grant& g : grants) {
     if ((g.actions & Bit(action)) == 0) continue;
     if (kind == ObjectKind::kNone) return true;
-    const auto& patterns = kind == ObjectKind::kStream ? g.streams : g.views;
+    const auto& patterns = kind == ObjectKind::kStream ? g.streams
+                           : kind == ObjectKind::kView ? g.views
+                                                       : g.services;
     for (const std::string& p : patterns) {
       if (MatchesPattern(p, object)) return true;
     }
@@ -212,7 +217,7 @@ absl::StatusOr<std::vector<Authorizer::Token>> Authorizer::Read(
     if (!p.role().empty()) {
       auto actions = RoleActions(p.role());
       if (!actions.ok()) return in_principal(actions.status().message());
-      principal->grants.push_back({*actions, {"*"}, {"*"}});
+      principal->grants.push_back({*actions, {"*"}, {"*"}, {"*"}});
     }
     for (int i = 0; i < p.grants_size(); ++i) {
       const internal::Grant& g = p.grants(i);
@@ -231,18 +236,20 @@ absl::StatusOr<std::vector<Authorizer::Token>> Authorizer::Read(
         grant.actions |= *bit;
       }
       if (grant.actions == 0) return in_grant("names no role and no action");
-      for (const auto* patterns : {&g.streams(), &g.views()}) {
+      for (const auto* patterns : {&g.streams(), &g.views(), &g.services()}) {
         absl::Status ok = PatternsOk(*patterns);
         if (!ok.ok()) return in_grant(ok.message());
       }
       if ((grant.actions & kObjectActions) != 0 && g.streams().empty() &&
-          g.views().empty()) {
+          g.views().empty() && g.services().empty()) {
         return in_grant(
-            "its actions need objects: add streams: \"NAME\" and/or views: "
-            "\"NAME\" (patterns like \"orders_*\" or \"*\")");
+            "its actions need objects: add streams: \"NAME\", views: "
+            "\"NAME\" and/or services: \"NAME\" (patterns like "
+            "\"orders_*\" or \"*\")");
       }
       grant.streams.assign(g.streams().begin(), g.streams().end());
       grant.views.assign(g.views().begin(), g.views().end());
+      grant.services.assign(g.services().begin(), g.services().end());
       principal->grants.push_back(std::move(grant));
     }
     if (principal->grants.empty()) {

@@ -35,7 +35,7 @@ enum class AuthAction : uint32_t {
   kStatus = 16,
 };
 
-enum class ObjectKind { kNone, kStream, kView };
+enum class ObjectKind { kNone, kStream, kView, kService };
 
 // One principal of the auth file. Immutable once loaded.
 struct Principal {
@@ -43,6 +43,7 @@ struct Principal {
     uint32_t actions = 0;  // AuthAction bits
     std::vector<std::string> streams;  // name patterns
     std::vector<std::string> views;
+    std::vector<std::string> services;
   };
   std::string name;
   std::vector<Grant> grants;

@@ -40,6 +40,11 @@ grpc::Status FeatureStoreService::ApplyDefinitions(
           auth->Require(AuthAction::kApply, ObjectKind::kView, view.name());
       if (!s.ok()) return ToGrpcStatus(s);
     }
+    for (const auto& service : request->definitions().services()) {
+      absl::Status s = auth->Require(AuthAction::kApply, ObjectKind::kService,
+                                     service.name());
+      if (!s.ok()) return ToGrpcStatus(s);
+    }
   }
   auto outcome = registry_->Apply(request->definitions(), request->dry_run(),
                                   request->source());
@@ -91,6 +96,13 @@ grpc::Status FeatureStoreService::ListDefinitions(
       }
       info->add_feature_types(spec == nullptr ? ""
                                               : ResultTypeName(*spec, field));
+    }
+  }
+  for (const auto& s : registry_->Services()) {
+    v1::ServiceInfo* info = response->add_services();
+    *info->mutable_definition() = *s;
+    for (auto& name : registry_->ServiceFeatureNames(*s)) {
+      info->add_feature_names(std::move(name));
     }
   }
   return grpc::Status::OK;

@@ -97,9 +97,29 @@ absl::Status Registry::Load() {
     views[{view->name(), view->version()}] = view;
   });
   if (!s.ok()) return s;
+  ServiceMap services;
+  s = store_->ScanMeta(kMetaServicePrefix, [&](absl::string_view key,
+                                               absl::string_view value) {
+    auto service = std::make_shared<v1::FeatureServiceDef>();
+    if (!service->ParseFromArray(value.data(),
+                                 static_cast<int>(value.size()))) {
+      problems.push_back(absl::StrCat("stored definition '",
+                                      absl::CHexEscape(key),
+                                      "': corrupt record, skipped"));
+      return;
+    }
+    const auto invalid = ValidateService(*service, ViewFinder(views));
+    if (!invalid.empty()) {
+      problems.push_back(absl::StrCat("stored ", absl::StrJoin(invalid, "; ")));
+      return;
+    }
+    services[{service->name(), service->version()}] = service;
+  });
+  if (!s.ok()) return s;
   absl::MutexLock l(&mu_);
   streams_ = std::move(streams);
   views_ = std::move(views);
+  services_ = std::move(services);
   next_stream_id_ = max_id + 1;
   for (auto& p : problems) problems_.push_back(std::move(p));
   return absl::OkStatus();
@@ -115,12 +135,14 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
   const std::string prefix = source.empty() ? "" : absl::StrCat(source, ": ");
 
   std::map<std::string, std::shared_ptr<const StreamSchema>> streams;
-  std::map<ViewKey, std::shared_ptr<const v1::FeatureViewDef>> views;
+  ViewMap views;
+  ServiceMap services;
   uint32_t next_id;
   {
     absl::MutexLock l(&mu_);
     streams = streams_;
     views = views_;
+    services = services_;
     next_id = next_stream_id_;
   }
   std::vector<std::pair<std::string, std::string>> writes;
@@ -205,6 +227,36 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     views[key] = std::make_shared<v1::FeatureViewDef>(view);
   }
 
+  for (const auto& service : defs.services()) {
+    auto invalid = ValidateService(service, ViewFinder(views));
+    if (!invalid.empty()) {
+      problems.insert(problems.end(), invalid.begin(), invalid.end());
+      continue;
+    }
+    const ViewKey key{service.name(), service.version()};
+    auto it = services.find(key);
+    if (it != services.end()) {
+      if (google::protobuf::util::MessageDifferencer::Equals(*it->second,
+                                                             service)) {
+        continue;  // identical: no-op
+      }
+      incompatible = true;
+      problems.push_back(absl::StrCat(
+          "service '", service.name(), "' version ", service.version(),
+          ": already exists with a different definition; (name, version) is "
+          "immutable, publish the change as a new version"));
+      continue;
+    }
+    out.changes.push_back(absl::StrCat(
+        "add service '", service.name(), "' version ", service.version(), " (",
+        service.parts_size(), " parts, ",
+        ::rawfeat::ServiceFeatureNames(service, ViewFinder(views)).size(),
+        " features)"));
+    writes.emplace_back(MetaServiceKey(service.name(), service.version()),
+                        service.SerializeAsString());
+    services[key] = std::make_shared<v1::FeatureServiceDef>(service);
+  }
+
   for (auto& p : problems) p = absl::StrCat(prefix, p);
   if (dry_run) {
     out.problems = std::move(problems);
@@ -222,8 +274,49 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
   absl::MutexLock l(&mu_);
   streams_ = std::move(streams);
   views_ = std::move(views);
+  services_ = std::move(services);
   next_stream_id_ = next_id;
   return out;
+}
+
+FindViewFn Registry::ViewFinder(const ViewMap& views) {
+  return [&views](const std::string& name,
+                  uint32_t version) -> const v1::FeatureViewDef* {
+    auto it = views.find({name, version});
+    return it == views.end() ? nullptr : it->second.get();
+  };
+}
+
+absl::StatusOr<std::shared_ptr<const v1::FeatureServiceDef>>
+Registry::FindService(absl::string_view name, uint32_t version) const {
+  absl::MutexLock l(&mu_);
+  std::shared_ptr<const v1::FeatureServiceDef> found;
+  for (const auto& [key, service] : services_) {
+    if (key.first != name) continue;
+    if (version == 0 || key.second == version) found = service;
+  }
+  if (found == nullptr) {
+    return absl::NotFoundError(
+        version == 0
+            ? absl::StrCat("service '", Echo(name), "' is not defined")
+            : absl::StrCat("service '", Echo(name), "' version ", version,
+                           " is not defined"));
+  }
+  return found;
+}
+
+std::vector<std::shared_ptr<const v1::FeatureServiceDef>> Registry::Services()
+    const {
+  absl::MutexLock l(&mu_);
+  std::vector<std::shared_ptr<const v1::FeatureServiceDef>> out;
+  for (const auto& [key, service] : services_) out.push_back(service);
+  return out;
+}
+
+std::vector<std::string> Registry::ServiceFeatureNames(
+    const v1::FeatureServiceDef& service) const {
+  absl::MutexLock l(&mu_);
+  return ::rawfeat::ServiceFeatureNames(service, ViewFinder(views_));
 }
 
 std::shared_ptr<const StreamSchema> Registry::FindStream(
@@ -300,15 +393,20 @@ std::vector<std::string> ApplySchemasDir(const std::string& dir,
     }
     parsed.emplace_back(file, std::move(*defs));
   }
-  for (int pass = 0; pass < 2; ++pass) {
+  for (int pass = 0; pass < 3; ++pass) {
     for (const auto& [file, defs] : parsed) {
       v1::Definitions part;
       if (pass == 0) {
         *part.mutable_streams() = defs.streams();
-      } else {
+      } else if (pass == 1) {
         *part.mutable_views() = defs.views();
+      } else {
+        *part.mutable_services() = defs.services();
       }
-      if (part.streams().empty() && part.views().empty()) continue;
+      if (part.streams().empty() && part.views().empty() &&
+          part.services().empty()) {
+        continue;
+      }
       auto applied = registry->Apply(part, /*dry_run=*/false, file);
       if (!applied.ok()) report(std::string(applied.status().message()));
     }

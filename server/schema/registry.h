@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "rawfeat/v1/rawfeat.pb.h"
+#include "server/schema/validation.h"
 #include "server/storage/event_store.h"
 
 namespace rawfeat {
@@ -74,8 +75,17 @@ class Registry {
   absl::StatusOr<std::shared_ptr<const v1::FeatureViewDef>> FindView(
       absl::string_view name, uint32_t version) const;
 
+  // `version` 0 = the highest. Errors: NOT_FOUND naming the service/version.
+  absl::StatusOr<std::shared_ptr<const v1::FeatureServiceDef>> FindService(
+      absl::string_view name, uint32_t version) const;
+
   std::vector<std::shared_ptr<const StreamSchema>> Streams() const;
   std::vector<std::shared_ptr<const v1::FeatureViewDef>> Views() const;
+  std::vector<std::shared_ptr<const v1::FeatureServiceDef>> Services() const;
+
+  // The output feature names of a service (see ServiceFeatureNames).
+  std::vector<std::string> ServiceFeatureNames(
+      const v1::FeatureServiceDef& service) const;
 
   // Definitions that failed to load (from meta or from schemas/ files).
   std::vector<std::string> problems() const;
@@ -83,6 +93,10 @@ class Registry {
 
  private:
   using ViewKey = std::pair<std::string, uint32_t>;
+  using ViewMap = std::map<ViewKey, std::shared_ptr<const v1::FeatureViewDef>>;
+  using ServiceMap =
+      std::map<ViewKey, std::shared_ptr<const v1::FeatureServiceDef>>;
+  static FindViewFn ViewFinder(const ViewMap& views);
   static std::shared_ptr<const StreamSchema> MakeSchema(
       uint32_t id, std::vector<v1::StreamDef> versions);
 
@@ -91,15 +105,15 @@ class Registry {
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<const StreamSchema>> streams_
       ABSL_GUARDED_BY(mu_);
-  std::map<ViewKey, std::shared_ptr<const v1::FeatureViewDef>> views_
-      ABSL_GUARDED_BY(mu_);
+  ViewMap views_ ABSL_GUARDED_BY(mu_);
+  ServiceMap services_ ABSL_GUARDED_BY(mu_);
   uint32_t next_stream_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::string> problems_ ABSL_GUARDED_BY(mu_);
 };
 
 // Applies every *.textproto in `dir` at start-up: first the streams of all
-// files, then the views, one Apply per file and pass, so one broken file
-// does not keep the others out. Each failure is recorded with
+// files, then the views, then the services, one Apply per file and pass, so
+// one broken file does not keep the others out. Each failure is recorded with
 // registry->AddProblem and returned.
 std::vector<std::string> ApplySchemasDir(const std::string& dir,
                                          Registry* registry);

@@ -5,6 +5,7 @@
 // stream evolution. Pure functions; thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,22 @@ std::vector<std::string> ValidateStream(const v1::StreamDef& def);
 // Problems with one view over `stream` (already valid). Empty = valid.
 std::vector<std::string> ValidateView(const v1::FeatureViewDef& view,
                                       const v1::StreamDef& stream);
+
+// The view (name, version) a service part names, or nullptr if unknown.
+using FindViewFn = std::function<const v1::FeatureViewDef*(
+    const std::string& name, uint32_t version)>;
+
+// Problems with one service, each naming the service and the part ("service
+// 'fraud' version 1: part 2 (view 'merchant_orders' v1): ..."): a bad name
+// or version, no parts, an unknown view/version, a bad key column, an
+// unknown or repeated feature, output names that clash. Empty = valid.
+std::vector<std::string> ValidateService(const v1::FeatureServiceDef& service,
+                                         const FindViewFn& find_view);
+
+// The output feature names of a valid service: each part's features (all
+// of its view's when it lists none) with its prefix, parts in order.
+std::vector<std::string> ServiceFeatureNames(
+    const v1::FeatureServiceDef& service, const FindViewFn& find_view);
 
 // Outcome of comparing a stored stream with a newly applied definition.
 struct StreamEvolution {

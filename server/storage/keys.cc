@@ -150,6 +150,12 @@ std::string MetaViewKey(absl::string_view name, uint32_t version) {
   return k;
 }
 
+std::string MetaServiceKey(absl::string_view name, uint32_t version) {
+  std::string k = absl::StrCat(kMetaServicePrefix, name, "/");
+  PutBigEndian32(&k, version);
+  return k;
+}
+
 std::string MetaCountKey(uint32_t stream_id) {
   std::string k = kMetaCountPrefix;
   PutBigEndian32(&k, stream_id);

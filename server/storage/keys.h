@@ -90,11 +90,13 @@ inline constexpr uint32_t kTileFormat = 2;
 inline constexpr char kMetaTileFormatKey[] = "tile_format";  // be32
 inline constexpr char kMetaStreamPrefix[] = "stream/";       // + name
 inline constexpr char kMetaViewPrefix[] = "view/";           // + name/be32(ver)
+inline constexpr char kMetaServicePrefix[] = "service/";     // + name/be32(ver)
 inline constexpr char kMetaCountPrefix[] = "count/";  // + be32(stream_id)
 // + be64(first seq) -> be64(last seq) | be64(accepted at, us) | detail
 inline constexpr char kMetaLossPrefix[] = "loss/";
 std::string MetaStreamKey(absl::string_view name);
 std::string MetaViewKey(absl::string_view name, uint32_t version);
+std::string MetaServiceKey(absl::string_view name, uint32_t version);
 std::string MetaCountKey(uint32_t stream_id);
 
 }  // namespace rawfeat
