@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/aggregation/aggregation_spec.h"
+#include "server/common/status_macros.h"
 #include "server/rpc/rpc_util.h"
 #include "server/rpc/status_convert.h"
 #include "server/rpc/status_report.h"
@@ -132,6 +133,26 @@ grpc::Status FeatureStoreService::Ingest(grpc::ServerContext* context,
   return status;
 }
 
+absl::Status FeatureStoreService::RequireReadFeatures(
+    const CallAuth& auth, const v1::GetFeaturesRequest& request) const {
+  if (request.service().empty()) {
+    return auth.Require(AuthAction::kReadFeatures, ObjectKind::kView,
+                        request.view());
+  }
+  RETURN_IF_ERROR(auth.Require(AuthAction::kReadFeatures,
+                               ObjectKind::kService, request.service()));
+  if (!auth.enabled()) return absl::OkStatus();
+  // A service reads its views: each needs the grant too.
+  auto service =
+      registry_->FindService(request.service(), request.service_version());
+  if (!service.ok()) return absl::OkStatus();  // the read says NOT_FOUND
+  for (const auto& part : (*service)->parts()) {
+    RETURN_IF_ERROR(auth.Require(AuthAction::kReadFeatures, ObjectKind::kView,
+                                 part.view()));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes,
     grpc::ByteBuffer* response_bytes) {
@@ -149,8 +170,7 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
         "string field that is not valid UTF-8)"));
     return reactor;
   }
-  absl::Status allowed = auth->Require(AuthAction::kReadFeatures,
-                                       ObjectKind::kView, request.view());
+  absl::Status allowed = RequireReadFeatures(*auth, request);
   if (!allowed.ok()) {
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;

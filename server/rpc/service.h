@@ -118,6 +118,10 @@ class FeatureStoreService final
   // UNAUTHENTICATED. `method` must be a string literal.
   absl::StatusOr<CallAuth> Authenticate(const grpc::ServerContextBase& context,
                                         const char* method) const;
+  // read_features on the request's view, or on its service and every view
+  // the service reads.
+  absl::Status RequireReadFeatures(const CallAuth& auth,
+                                   const v1::GetFeaturesRequest& request) const;
   // A streaming call's slots: its method's and its principal's.
   absl::StatusOr<CallLease> Admit(CallSlots* slots, const CallAuth& auth) {
     return CallLease::Admit(slots, &principal_calls_, auth);

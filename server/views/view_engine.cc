@@ -461,6 +461,13 @@ absl::Status ViewEngine::BuildTiles(const CompiledView& view,
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
     const v1::GetFeaturesRequest& request) const {
+  if (!request.service().empty() || request.key_rows_size() > 0) {
+    if (!request.view().empty() || request.entities_size() > 0) {
+      return absl::InvalidArgumentError(
+          "give a view with entities, or a service with key_rows, not both");
+    }
+    return GetServiceFeatures(request);
+  }
   auto view = Resolve(request.view(), request.version());
   if (!view.ok()) return view.status();
   if (request.entities().empty()) {
@@ -498,6 +505,88 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   }
   response.set_watermark(pinned->watermark);
   response.set_version((*view)->def->version());
+  *response.mutable_as_of() = MicrosToTimestamp(as_of);
+  return response;
+}
+
+absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
+    const v1::GetFeaturesRequest& request) const {
+  auto service = registry_->FindService(request.service(),
+                                        request.service_version());
+  if (!service.ok()) return service.status();
+  if (request.key_rows().empty()) {
+    return absl::InvalidArgumentError("no key rows requested");
+  }
+  if (request.key_rows_size() > options_.max_entities) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        request.key_rows_size(), " key rows requested; the limit is ",
+        options_.max_entities, " per call"));
+  }
+  // Each part: its compiled view and which of the view's features it
+  // takes, in output order.
+  struct Part {
+    std::shared_ptr<const CompiledView> view;
+    const std::string* key;
+    std::vector<int> take;
+  };
+  std::vector<Part> parts;
+  v1::GetFeaturesResponse response;
+  for (const v1::ServicePart& p : (*service)->parts()) {
+    auto view = Resolve(p.view(), p.view_version());
+    if (!view.ok()) return view.status();
+    Part part{*view, &p.key(), {}};
+    const auto& features = (*view)->features;
+    const int n = static_cast<int>(features.size());
+    if (p.features().empty()) {
+      for (int i = 0; i < n; ++i) part.take.push_back(i);
+    } else {
+      // In the part's order (validated at apply: each is in the view).
+      for (const std::string& name : p.features()) {
+        for (int i = 0; i < n; ++i) {
+          if (features[i].name == name) part.take.push_back(i);
+        }
+      }
+    }
+    for (int i : part.take) {
+      response.add_feature_names(absl::StrCat(p.prefix(), features[i].name));
+    }
+    parts.push_back(std::move(part));
+  }
+  for (int r = 0; r < request.key_rows_size(); ++r) {
+    for (const auto& [column, key] : request.key_rows(r).keys()) {
+      if (key.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "key row ", r, ": key '", Echo(column), "' contains NUL"));
+      }
+    }
+  }
+  // One watermark for every part: seqs are global, so it pins every stream.
+  auto pinned = store_->PinRead(request.watermark());
+  if (!pinned.ok()) return pinned.status();
+  auto as_of_or = AsOf(request);
+  if (!as_of_or.ok()) return as_of_or.status();
+  const int64_t as_of = *as_of_or;
+  size_t budget = options_.max_response_bytes;
+  v1::FeatureRow computed;
+  for (const v1::KeyRow& keys : request.key_rows()) {
+    v1::FeatureRow* row = response.add_rows();
+    for (const Part& part : parts) {
+      auto it = keys.keys().find(*part.key);
+      if (it == keys.keys().end() || it->second.empty()) {
+        // No key for this part: its features are null.
+        for (size_t i = 0; i < part.take.size(); ++i) row->add_values();
+        continue;
+      }
+      computed.Clear();
+      absl::Status s =
+          ComputeEntity(*part.view, it->second, as_of, pinned->watermark,
+                        pinned->view.get(), &computed, &budget);
+      if (!s.ok()) return s;
+      for (int i : part.take) *row->add_values() = computed.values(i);
+    }
+  }
+  response.set_watermark(pinned->watermark);
+  response.set_version((*service)->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
   return response;
 }

@@ -178,6 +178,10 @@ class ViewEngine {
 
   const EventStore& store() const { return *store_; }
 
+  // GetFeatures of a feature service (request.service set).
+  absl::StatusOr<v1::GetFeaturesResponse> GetServiceFeatures(
+      const v1::GetFeaturesRequest& request) const;
+
   // Resolves (name, version 0 = latest) and returns its compiled form,
   // cached until the view or its stream definition changes.
   absl::StatusOr<std::shared_ptr<const CompiledView>> Resolve(

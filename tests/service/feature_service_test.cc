@@ -1,0 +1,176 @@
+// Issue 15, GetFeatures of a feature service: each part looked up by its
+// own key, at one watermark, equal value for value to the single-view
+// lookups of its parts; a missing key nulls only its part.
+
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/common/time_util.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+using testing::Feature;
+using testing::Order;
+using testing::TestServer;
+
+constexpr int64_t kDay = 86400LL * 1000000;
+constexpr int64_t kT = 1795478400LL * 1000000;
+
+class FeatureServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Two streams (orders keyed by user, payments keyed by merchant), a
+    // view over each, and a service: the user as buyer and as seller, and
+    // the merchant.
+    v1::ApplyDefinitionsRequest req;
+    v1::StreamDef payments = testing::OrdersStream();
+    payments.set_name("payments");
+    payments.set_entity_field("merchant_id");
+    *req.mutable_definitions()->add_streams() = payments;
+    auto* users = req.mutable_definitions()->add_views();
+    users->set_name("users");
+    users->set_version(1);
+    users->set_stream("orders");
+    *users->add_features() = Feature("n_7d", "count", "", "7d");
+    *users->add_features() = Feature("spend_7d", "sum", "amount", "7d");
+    *users->add_features() = Feature("last_cat", "last", "category", "lifetime");
+    auto* merchants = req.mutable_definitions()->add_views();
+    merchants->set_name("merchants");
+    merchants->set_version(1);
+    merchants->set_stream("payments");
+    *merchants->add_features() = Feature("n_1d", "count", "", "1d");
+    *merchants->add_features() = Feature("max_30d", "max", "amount", "30d");
+    auto* service = req.mutable_definitions()->add_services();
+    service->set_name("fraud");
+    service->set_version(1);
+    auto add_part = [&](const char* view, const char* key, const char* prefix,
+                        std::vector<std::string> features) {
+      auto* p = service->add_parts();
+      p->set_view(view);
+      p->set_view_version(1);
+      p->set_key(key);
+      p->set_prefix(prefix);
+      for (auto& f : features) p->add_features(f);
+    };
+    add_part("users", "buyer_id", "buyer_", {});
+    add_part("users", "seller_id", "seller_", {"spend_7d", "n_7d"});
+    add_part("merchants", "merchant_id", "m_", {});
+    auto r = ts_.client().ApplyDefinitions(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+
+    std::mt19937_64 rng(15);
+    for (const char* stream : {"orders", "payments"}) {
+      v1::IngestRequest batch;
+      batch.set_stream(stream);
+      for (int i = 0; i < 400; ++i) {
+        // Large, tiny and whole amounts; times around the as-of edges.
+        const double amount = (rng() % 3 == 0) ? 1e15 + (rng() % 7)
+                                               : (rng() % 1000) / 8.0;
+        const int64_t t = kT - static_cast<int64_t>(rng() % (10 * kDay));
+        *batch.add_events() =
+            Order(absl::StrCat(stream, i), absl::StrCat("k", rng() % 12), t,
+                  amount, 1, absl::StrCat("c", rng() % 3));
+      }
+      auto ing = ts_.client().Ingest(batch);
+      ASSERT_TRUE(ing.ok()) << ing.status();
+      watermarks_.push_back(ing->watermark());
+    }
+  }
+
+  v1::GetFeaturesResponse View(const std::string& view,
+                               const std::string& entity, int64_t as_of,
+                               uint64_t watermark) {
+    v1::GetFeaturesRequest req;
+    req.set_view(view);
+    req.add_entities(entity);
+    *req.mutable_as_of() = MicrosToTimestamp(as_of);
+    req.set_watermark(watermark);
+    auto r = ts_.client().GetFeatures(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : v1::GetFeaturesResponse();
+  }
+
+  TestServer ts_;
+  std::vector<uint64_t> watermarks_;
+};
+
+TEST_F(FeatureServiceTest, PartsEqualTheirViewsAtOneWatermark) {
+  const std::vector<std::vector<std::pair<std::string, std::string>>> rows = {
+      {{"buyer_id", "k1"}, {"seller_id", "k2"}, {"merchant_id", "k3"}},
+      {{"buyer_id", "k4"}, {"merchant_id", "nobody"}},  // no seller
+      {{"seller_id", "k5"}, {"merchant_id", "k5"}},     // no buyer
+      {{"buyer_id", "k6"}, {"seller_id", "k6"}, {"merchant_id", "k0"}},
+  };
+  // At the first stream's watermark the payments are not visible yet.
+  for (const uint64_t watermark : {watermarks_[0], watermarks_[1]}) {
+    for (const int64_t as_of : {kT, kT - 3 * kDay, kT - 7 * kDay}) {
+      v1::GetFeaturesRequest req;
+      req.set_service("fraud");
+      *req.mutable_as_of() = MicrosToTimestamp(as_of);
+      req.set_watermark(watermark);
+      for (const auto& row : rows) {
+        auto* keys = req.add_key_rows()->mutable_keys();
+        for (const auto& [k, v] : row) (*keys)[k] = v;
+      }
+      auto got = ts_.client().GetFeatures(req);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->watermark(), watermark);
+      ASSERT_EQ(got->feature_names_size(), 3 + 2 + 2);
+      EXPECT_EQ(got->feature_names(3), "seller_spend_7d");
+      EXPECT_EQ(got->feature_names(5), "m_n_1d");
+      ASSERT_EQ(got->rows_size(), static_cast<int>(rows.size()));
+      for (size_t r = 0; r < rows.size(); ++r) {
+        std::map<std::string, std::string> keys(rows[r].begin(),
+                                                rows[r].end());
+        // The expected row: each part's view looked up on its own.
+        std::vector<v1::Value> want;
+        auto take = [&](const char* view, const char* key,
+                        std::vector<int> indices) {
+          if (!keys.count(key)) {
+            for (size_t i = 0; i < indices.size(); ++i) want.emplace_back();
+            return;
+          }
+          auto v = View(view, keys[key], as_of, watermark);
+          ASSERT_EQ(v.rows_size(), 1);
+          for (int i : indices) want.push_back(v.rows(0).values(i));
+        };
+        take("users", "buyer_id", {0, 1, 2});
+        take("users", "seller_id", {1, 0});
+        take("merchants", "merchant_id", {0, 1});
+        const auto& row = got->rows(r);
+        ASSERT_EQ(row.values_size(), static_cast<int>(want.size()));
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_EQ(testing::Canonical(row.values(i)),
+                    testing::Canonical(want[i]))
+              << "row " << r << " feature " << got->feature_names(i)
+              << " watermark " << watermark << " as of " << as_of;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(FeatureServiceTest, BadRequestsAreClear) {
+  v1::GetFeaturesRequest req;
+  req.set_service("nope");
+  req.add_key_rows();
+  EXPECT_EQ(ts_.client().GetFeatures(req).status().code(),
+            absl::StatusCode::kNotFound);
+  req.set_service("fraud");
+  req.set_view("users");
+  EXPECT_EQ(ts_.client().GetFeatures(req).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  req.clear_view();
+  req.clear_key_rows();
+  EXPECT_EQ(ts_.client().GetFeatures(req).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace rawfeat
