@@ -585,5 +585,44 @@ TEST_F(AuthTest, InsecureListenWarnsAtStartAndPeriodically) {
   EXPECT_TRUE(absl::StrContains(log, "in plain text")) << log;
 }
 
+// A service is read with grants on it and on every view it reads.
+TEST_F(AuthTest, ReadingAServiceNeedsItsViewsToo) {
+  WriteAuth(absl::StrCat(
+      "principals { name: \"ops\" token_sha256: \"", Hash("admin-token"),
+      "\" role: \"admin\" }\n",
+      "principals { name: \"half\" token_sha256: \"", Hash("half-token"),
+      "\" grants { role: \"reader\" services: \"both\" views: \"orders_a\" } }\n",
+      "principals { name: \"full\" token_sha256: \"", Hash("full-token"),
+      "\" grants { role: \"reader\" services: \"both\" views: \"orders_*\" } }\n"));
+  auto server = Server::Start(WithAuth());
+  ASSERT_TRUE(server.ok()) << server.status();
+  v1::ApplyDefinitionsRequest apply;
+  *apply.mutable_definitions() = TwoStreamsTwoViews();
+  auto* service = apply.mutable_definitions()->add_services();
+  service->set_name("both");
+  service->set_version(1);
+  for (const char* view : {"orders_a", "orders_b"}) {
+    auto* part = service->add_parts();
+    part->set_view(view);
+    part->set_view_version(1);
+    part->set_key("user_id");
+    part->set_prefix(absl::StrCat(view, "_"));
+  }
+  ASSERT_TRUE(As(**server, "full-token").ApplyDefinitions(apply).status().code() ==
+              absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(As(**server, "admin-token").ApplyDefinitions(apply).ok());
+  v1::GetFeaturesRequest get;
+  get.set_service("both");
+  (*get.add_key_rows()->mutable_keys())["user_id"] = "u";
+  auto half = As(**server, "half-token").GetFeatures(get);
+  EXPECT_EQ(half.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(half.status().message(),
+                                "may not read features of view 'orders_b'"))
+      << half.status();
+  auto full = As(**server, "full-token").GetFeatures(get);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->feature_names_size(), 2);
+}
+
 }  // namespace
 }  // namespace rawfeat
