@@ -348,6 +348,10 @@ struct GetArgs {
   std::string view;
   uint32_t version = 0;
   std::vector<std::string> entities;
+  // Or a feature service and one row of keys (COLUMN=VALUE each).
+  std::string service;
+  uint32_t service_version = 0;
+  std::vector<std::string> keys;
   std::string as_of;
   uint64_t watermark = 0;
   std::string format = "table";
@@ -358,6 +362,29 @@ int RunGet(Client& client, const GetArgs& args) {
     return Fail("--format must be table, json or csv");
   }
   v1::GetFeaturesRequest request;
+  if (args.service.empty() == args.view.empty()) {
+    return Fail("give --view with --entity, or --service with --key");
+  }
+  std::string label;  // a service row's "entity" column: its keys
+  if (!args.service.empty()) {
+    if (!args.entities.empty() || args.keys.empty()) {
+      return Fail("--service takes --key COLUMN=VALUE (one per part key), "
+                  "not --entity");
+    }
+    request.set_service(args.service);
+    request.set_service_version(args.service_version);
+    auto* keys = request.add_key_rows()->mutable_keys();
+    for (const auto& k : args.keys) {
+      const size_t eq = k.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return Fail(absl::StrCat("--key '", k, "': use COLUMN=VALUE"));
+      }
+      (*keys)[k.substr(0, eq)] = k.substr(eq + 1);
+    }
+    label = absl::StrJoin(args.keys, ";");
+  } else if (args.entities.empty()) {
+    return Fail("--view takes --entity a,b,c");
+  }
   request.set_view(args.view);
   request.set_version(args.version);
   for (const auto& e : args.entities) {
@@ -374,6 +401,9 @@ int RunGet(Client& client, const GetArgs& args) {
   request.set_watermark(args.watermark);
   auto r = client.GetFeatures(request);
   if (!r.ok()) return Fail(r.status());
+  for (auto& row : *r->mutable_rows()) {
+    if (!label.empty()) row.set_entity(label);
+  }
   const std::string as_of = FormatMicros(*TimestampToMicros(r->as_of()));
   if (args.format == "csv") {
     std::string line = "entity";
@@ -392,7 +422,10 @@ int RunGet(Client& client, const GetArgs& args) {
       std::printf("%s\n", FeatureRowToJson(r->feature_names(), row).c_str());
     }
   } else {
-    std::printf("view %s v%u as of %s, watermark %llu\n", args.view.c_str(),
+    std::printf("%s %s v%u as of %s, watermark %llu\n",
+                args.service.empty() ? "view" : "service",
+                args.service.empty() ? args.view.c_str()
+                                     : args.service.c_str(),
                 r->version(), as_of.c_str(),
                 static_cast<unsigned long long>(r->watermark()));
     size_t width = 6;
@@ -672,12 +705,18 @@ int main(int argc, char** argv) {
   replay_cmd->add_option("--format", replay.format, "jsonl or csv");
 
   GetArgs get;
-  auto* get_cmd = app.add_subcommand("get", "features of a view for entities");
-  get_cmd->add_option("--view", get.view, "view name")->required();
+  auto* get_cmd = app.add_subcommand(
+      "get", "features of a view for entities, or of a feature service");
+  get_cmd->add_option("--view", get.view, "view name");
   get_cmd->add_option("--version", get.version, "view version (0 = latest)");
   get_cmd->add_option("--entity", get.entities, "entities, comma-separated")
-      ->required()
       ->delimiter(',');
+  get_cmd->add_option("--service", get.service, "feature service name");
+  get_cmd->add_option("--service-version", get.service_version,
+                      "service version (0 = latest)");
+  get_cmd->add_option("--key", get.keys,
+                      "with --service: COLUMN=VALUE, one per key column "
+                      "(e.g. --key user_id=u1 --key merchant_id=m9)");
   get_cmd->add_option("--as-of", get.as_of,
                       "RFC 3339, or epoch with a unit suffix (s, ms, us); "
                       "default now");

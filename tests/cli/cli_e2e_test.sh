@@ -333,6 +333,19 @@ if "${CLI[@]}" backfill --view user_orders --from 2026-11-10 --to 2026-11-11 --t
   --out "$WORK/bf-x" 2> "$WORK/bf5.err"; then fail "unknown time zone accepted"; fi
 grep -q "unknown time zone 'Mars/Olympus'" "$WORK/bf5.err" || fail "tz error: $(cat "$WORK/bf5.err")"
 
+# A feature service: applied from a file, read with --key, equal to its
+# view's answer; listed by status.
+printf 'services { name: "svc" version: 1 parts { view: "user_orders" view_version: 1 key: "user_id" prefix: "u_" } }\n' \
+  > "$WORK/svc.textproto"
+"${CLI[@]}" apply "$WORK/svc.textproto" | grep -q "add service 'svc' version 1 (1 parts, 13 features)" \
+  || fail "service apply"
+"${CLI[@]}" get --service svc --key user_id=u5 --as-of 2026-12-01 --format csv > "$WORK/svc.csv"
+"${CLI[@]}" get --view user_orders --version 1 --entity u5 --as-of 2026-12-01 --format csv > "$WORK/view.csv"
+head -1 "$WORK/svc.csv" | grep -q "^entity,u_orders_1h,u_orders_7d," || fail "service header: $(head -1 "$WORK/svc.csv")"
+[ "$(tail -1 "$WORK/svc.csv" | cut -d, -f2-)" = "$(tail -1 "$WORK/view.csv" | cut -d, -f2-)" ] \
+  || fail "service row differs from the view's: $(tail -1 "$WORK/svc.csv") vs $(tail -1 "$WORK/view.csv")"
+"${CLI[@]}" status | grep -Eq "^service +svc +v1, 1 parts, 13 features" || fail "status lists no service"
+
 # Unknown server: one line, non-zero, saying what to do.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
 [ "$(wc -l < "$WORK/down.err")" -eq 1 ] || fail "down error is not one line"
