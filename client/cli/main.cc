@@ -498,6 +498,39 @@ struct DescribeArgs {
 int RunDescribe(Client& client, const DescribeArgs& args) {
   auto defs = client.ListDefinitions();
   if (!defs.ok()) return Fail(defs.status());
+  // A feature service of that name: its parts and output features.
+  const v1::ServiceInfo* service = nullptr;
+  for (const auto& s : defs->services()) {
+    const auto& d = s.definition();
+    if (d.name() == args.view &&
+        (args.version == 0 ? service == nullptr ||
+                                 d.version() > service->definition().version()
+                           : d.version() == args.version)) {
+      service = &s;
+    }
+  }
+  if (service != nullptr) {
+    const v1::FeatureServiceDef& d = service->definition();
+    std::printf("service %s v%u, %d parts\n", d.name().c_str(), d.version(),
+                d.parts_size());
+    if (!d.description().empty()) {
+      std::printf("  %s\n", d.description().c_str());
+    }
+    for (int i = 0; i < d.parts_size(); ++i) {
+      const v1::ServicePart& p = d.parts(i);
+      std::printf("part %d: view %s v%u by %s%s%s%s\n", i + 1,
+                  p.view().c_str(), p.view_version(), p.key().c_str(),
+                  p.prefix().empty() ? "" : ", prefix ", p.prefix().c_str(),
+                  p.features().empty()
+                      ? ""
+                      : absl::StrCat(", features ",
+                                     absl::StrJoin(p.features(), ","))
+                            .c_str());
+    }
+    std::printf("features: %s\n",
+                absl::StrJoin(service->feature_names(), ", ").c_str());
+    return 0;
+  }
   auto info = FindViewInfo(*defs, args.view, args.version);
   if (!info.ok()) return Fail(info.status());
   const v1::ViewInfo* found = *info;
@@ -737,8 +770,11 @@ int main(int argc, char** argv) {
 
   DescribeArgs describe;
   auto* describe_cmd = app.add_subcommand(
-      "describe", "a view's features: types, aggregations, windows, filters");
-  describe_cmd->add_option("view", describe.view, "view name")->required();
+      "describe",
+      "a view's features (types, aggregations, windows, filters), or a "
+      "feature service's parts");
+  describe_cmd->add_option("name", describe.view, "view or service name")
+      ->required();
   describe_cmd->add_option("--version", describe.version,
                            "view version (0 = latest)");
 

@@ -345,6 +345,10 @@ head -1 "$WORK/svc.csv" | grep -q "^entity,u_orders_1h,u_orders_7d," || fail "se
 [ "$(tail -1 "$WORK/svc.csv" | cut -d, -f2-)" = "$(tail -1 "$WORK/view.csv" | cut -d, -f2-)" ] \
   || fail "service row differs from the view's: $(tail -1 "$WORK/svc.csv") vs $(tail -1 "$WORK/view.csv")"
 "${CLI[@]}" status | grep -Eq "^service +svc +v1, 1 parts, 13 features" || fail "status lists no service"
+"${CLI[@]}" describe svc | grep -q "^part 1: view user_orders v1 by user_id, prefix u_$" \
+  || fail "describe svc: $("${CLI[@]}" describe svc)"
+"${CLI[@]}" describe user_orders --version 1 | grep -Eq "^spend_7d +DOUBLE +sum +amount +7d" \
+  || fail "describe view: $("${CLI[@]}" describe user_orders --version 1)"
 
 # Unknown server: one line, non-zero, saying what to do.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
