@@ -125,6 +125,30 @@ absl::Status Registry::Load() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Whether `def` is a new (name, version) of `defs`. An identical one is a
+// no-op (false); a different one under the same key is a problem (false,
+// *incompatible set): (name, version) is immutable.
+template <typename Map, typename Def>
+bool IsNew(const Map& defs, const typename Map::key_type& key, const Def& def,
+           const char* kind, std::vector<std::string>* problems,
+           bool* incompatible) {
+  auto it = defs.find(key);
+  if (it == defs.end()) return true;
+  if (google::protobuf::util::MessageDifferencer::Equals(*it->second, def)) {
+    return false;
+  }
+  *incompatible = true;
+  problems->push_back(absl::StrCat(
+      kind, " '", key.first, "' version ", key.second,
+      ": already exists with a different definition; (name, version) is "
+      "immutable, publish the change as a new version"));
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
                                              bool dry_run,
                                              absl::string_view source) {
@@ -206,19 +230,7 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
       continue;
     }
     const ViewKey key{view.name(), view.version()};
-    auto vit = views.find(key);
-    if (vit != views.end()) {
-      if (google::protobuf::util::MessageDifferencer::Equals(*vit->second,
-                                                             view)) {
-        continue;  // identical: no-op
-      }
-      incompatible = true;
-      problems.push_back(absl::StrCat(
-          "view '", view.name(), "' version ", view.version(),
-          ": already exists with a different definition; (name, version) is "
-          "immutable, publish the change as a new version"));
-      continue;
-    }
+    if (!IsNew(views, key, view, "view", &problems, &incompatible)) continue;
     out.changes.push_back(absl::StrCat("add view '", view.name(), "' version ",
                                        view.version(), " (",
                                        view.features_size(), " features)"));
@@ -234,17 +246,7 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
       continue;
     }
     const ViewKey key{service.name(), service.version()};
-    auto it = services.find(key);
-    if (it != services.end()) {
-      if (google::protobuf::util::MessageDifferencer::Equals(*it->second,
-                                                             service)) {
-        continue;  // identical: no-op
-      }
-      incompatible = true;
-      problems.push_back(absl::StrCat(
-          "service '", service.name(), "' version ", service.version(),
-          ": already exists with a different definition; (name, version) is "
-          "immutable, publish the change as a new version"));
+    if (!IsNew(services, key, service, "service", &problems, &incompatible)) {
       continue;
     }
     out.changes.push_back(absl::StrCat(
