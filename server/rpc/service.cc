@@ -134,17 +134,16 @@ grpc::Status FeatureStoreService::Ingest(grpc::ServerContext* context,
 }
 
 absl::Status FeatureStoreService::RequireReadFeatures(
-    const CallAuth& auth, const v1::GetFeaturesRequest& request) const {
-  if (request.service().empty()) {
-    return auth.Require(AuthAction::kReadFeatures, ObjectKind::kView,
-                        request.view());
+    const CallAuth& auth, const std::string& view, const std::string& name,
+    uint32_t service_version) const {
+  if (name.empty()) {
+    return auth.Require(AuthAction::kReadFeatures, ObjectKind::kView, view);
   }
-  RETURN_IF_ERROR(auth.Require(AuthAction::kReadFeatures,
-                               ObjectKind::kService, request.service()));
+  RETURN_IF_ERROR(
+      auth.Require(AuthAction::kReadFeatures, ObjectKind::kService, name));
   if (!auth.enabled()) return absl::OkStatus();
   // A service reads its views: each needs the grant too.
-  auto service =
-      registry_->FindService(request.service(), request.service_version());
+  auto service = registry_->FindService(name, service_version);
   if (!service.ok()) return absl::OkStatus();  // the read says NOT_FOUND
   for (const auto& part : (*service)->parts()) {
     RETURN_IF_ERROR(auth.Require(AuthAction::kReadFeatures, ObjectKind::kView,
@@ -170,7 +169,8 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
         "string field that is not valid UTF-8)"));
     return reactor;
   }
-  absl::Status allowed = RequireReadFeatures(*auth, request);
+  absl::Status allowed = RequireReadFeatures(
+      *auth, request.view(), request.service(), request.service_version());
   if (!allowed.ok()) {
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
@@ -203,8 +203,13 @@ FeatureStoreService::JoinFeatures(grpc::CallbackServerContext* context) {
   // The view comes with the first message: the join checks it.
   auto lease = Admit(&join_slots_, *auth);
   if (!lease.ok()) return FailedBidiCall(ToGrpcStatus(lease.status()));
-  return NewJoinCall(views_, join_options_, std::move(*auth),
-                     {context, std::move(*lease), limits_.stall_timeout});
+  return NewJoinCall(
+      views_, join_options_, std::move(*auth),
+      [this](const CallAuth& a, const v1::JoinFeaturesRequest& first) {
+        return RequireReadFeatures(a, first.view(), first.service(),
+                                   first.service_version());
+      },
+      {context, std::move(*lease), limits_.stall_timeout});
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(

@@ -121,7 +121,9 @@ class FeatureStoreService final
   // read_features on the request's view, or on its service and every view
   // the service reads.
   absl::Status RequireReadFeatures(const CallAuth& auth,
-                                   const v1::GetFeaturesRequest& request) const;
+                                   const std::string& view,
+                                   const std::string& service,
+                                   uint32_t service_version) const;
   // A streaming call's slots: its method's and its principal's.
   absl::StatusOr<CallLease> Admit(CallSlots* slots, const CallAuth& auth) {
     return CallLease::Admit(slots, &principal_calls_, auth);

@@ -54,8 +54,11 @@ class JoinReactor final
           grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>> {
  public:
   JoinReactor(const ViewEngine* views, JoinSession::Options options,
-              CallAuth auth, StreamCall call)
-      : views_(views), options_(options), auth_(std::move(auth)) {
+              CallAuth auth, JoinCheck check, StreamCall call)
+      : views_(views),
+        options_(options),
+        auth_(std::move(auth)),
+        check_(std::move(check)) {
     Start(std::move(call));
   }
 
@@ -111,8 +114,7 @@ class JoinReactor final
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "JoinFeatures: no request message");
     }
-    absl::Status allowed = auth_.Require(AuthAction::kReadFeatures,
-                                         ObjectKind::kView, message.view());
+    absl::Status allowed = check_(auth_, message);
     if (!allowed.ok()) return ToGrpcStatus(allowed);
     auto session = JoinSession::Start(views_, message, options_);
     if (!session.ok()) return ToGrpcStatus(session.status());
@@ -133,6 +135,7 @@ class JoinReactor final
   const ViewEngine* const views_;
   const JoinSession::Options options_;
   const CallAuth auth_;
+  const JoinCheck check_;
   grpc::ByteBuffer in_;  // the read in progress
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
@@ -348,8 +351,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* NewSnapshotCall(
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* NewJoinCall(
     const ViewEngine* views, JoinSession::Options options, CallAuth auth,
-    StreamCall call) {
-  return new JoinReactor(views, options, std::move(auth), std::move(call));
+    JoinCheck check, StreamCall call) {
+  return new JoinReactor(views, options, std::move(auth), std::move(check),
+                         std::move(call));
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* NewIngestStreamCall(

@@ -7,6 +7,7 @@
 // flight, ends calls whose client stalls, and keeps the CallLease it was
 // admitted with until the call is gone. Internal to server/rpc.
 
+#include <functional>
 #include <string>
 
 #include "grpcpp/grpcpp.h"
@@ -33,11 +34,15 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* NewReadEventsCall(
 grpc::ServerWriteReactor<grpc::ByteBuffer>* NewSnapshotCall(
     const ViewEngine* views, v1::SnapshotRequest request, StreamCall call);
 
-// Label messages are read on the handler thread; the first names the view,
-// which `auth` must be allowed to read.
+// Whether a join's first message (its view or service) may be read.
+using JoinCheck = std::function<absl::Status(
+    const CallAuth& auth, const v1::JoinFeaturesRequest& first)>;
+
+// Label messages are read on the handler thread; the first names the view
+// or service, which `check` must allow.
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* NewJoinCall(
     const ViewEngine* views, JoinSession::Options options, CallAuth auth,
-    StreamCall call);
+    JoinCheck check, StreamCall call);
 
 // Each message is ingested (and durable) before the next is read; `auth`
 // must be allowed to ingest into each message's stream.

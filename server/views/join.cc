@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
 #include "server/common/parallel.h"
@@ -18,20 +19,19 @@
 namespace rawfeat {
 namespace {
 
-// Appends one computed row as JoinedRow wire bytes.
-void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
-               const std::vector<std::string>& passthrough,
-               const google::protobuf::RepeatedPtrField<v1::Value>& values,
-               std::string* out) {
-  // Exact size first: a million rows wait as these strings, so no slack.
+// Appends a JoinedRow's fields before its values; `values_size` is the
+// size of the values that follow (for one exact reservation: a million
+// rows wait as these strings, so no slack).
+void EncodeRowHeader(uint64_t index, absl::string_view entity, int64_t time_us,
+                     const std::vector<std::string>& passthrough,
+                     size_t values_size, std::string* out) {
   size_t size = (index != 0 ? 1 + wire::VarintSize(index) : 0) +
                 wire::LenFieldSize(entity.size()) +
-                wire::LenFieldSize(wire::TimestampParts(time_us).BodySize());
+                wire::LenFieldSize(wire::TimestampParts(time_us).BodySize()) +
+                values_size;
   for (const std::string& cell : passthrough) {
     size += wire::LenFieldSize(cell.size());
   }
-  for (const v1::Value& v : values)
-    size += wire::LenFieldSize(v.ByteSizeLong());
   out->reserve(out->size() + size);
   if (index != 0) {
     wire::PutVarintField(out, v1::JoinedRow::kRowIndexFieldNumber, index);
@@ -41,12 +41,28 @@ void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
   for (const std::string& cell : passthrough) {
     wire::PutBytesField(out, v1::JoinedRow::kPassthroughFieldNumber, cell);
   }
+}
+
+// Appends one value as a JoinedRow `values` field. REQUIRES: its cached
+// size is set (ByteSizeLong).
+void EncodeValue(const v1::Value& v, std::string* out) {
+  out->push_back(static_cast<char>(
+      wire::Tag(v1::JoinedRow::kValuesFieldNumber, wire::kLen)));
+  PutVarint64(out, v.GetCachedSize());
+  v.AppendToString(out);
+}
+
+// Appends one computed row as JoinedRow wire bytes.
+void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
+               const std::vector<std::string>& passthrough,
+               const google::protobuf::RepeatedPtrField<v1::Value>& values,
+               std::string* out) {
+  size_t values_size = 0;
   for (const v1::Value& v : values) {
-    out->push_back(static_cast<char>(
-        wire::Tag(v1::JoinedRow::kValuesFieldNumber, wire::kLen)));
-    PutVarint64(out, v.GetCachedSize());
-    v.AppendToString(out);
+    values_size += wire::LenFieldSize(v.ByteSizeLong());
   }
+  EncodeRowHeader(index, entity, time_us, passthrough, values_size, out);
+  for (const v1::Value& v : values) EncodeValue(v, out);
 }
 
 // Append-only bytes in 1 MiB blocks: a run's encoded rows without one
@@ -77,6 +93,43 @@ class ByteBlocks {
 absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
     Options options) {
+  if (!first.service().empty()) {
+    if (!first.view().empty()) {
+      return absl::InvalidArgumentError(
+          "give a view or a service to join with, not both");
+    }
+    auto service = engine->registry().FindService(first.service(),
+                                                  first.service_version());
+    if (!service.ok()) return service.status();
+    std::vector<Part> parts;
+    for (const v1::ServicePart& p : (*service)->parts()) {
+      auto view = engine->Resolve(p.view(), p.view_version());
+      if (!view.ok()) return view.status();
+      Part part{*view, p.key(), p.prefix(), {}};
+      const auto& features = (*view)->features;
+      const int n = static_cast<int>(features.size());
+      if (p.features().empty()) {
+        for (int i = 0; i < n; ++i) part.take.push_back(i);
+      } else {
+        for (const std::string& name : p.features()) {
+          for (int i = 0; i < n; ++i) {
+            if (features[i].name == name) part.take.push_back(i);
+          }
+        }
+      }
+      parts.push_back(std::move(part));
+    }
+    auto pinned = engine->store().PinRead(first.watermark());
+    if (!pinned.ok()) return pinned.status();
+    options.max_run_rows = std::max<size_t>(options.max_run_rows, 1);
+    options.chunk_rows = std::max(options.chunk_rows, 1);
+    options.threads = std::max(options.threads, 1);
+    std::unique_ptr<JoinSession> session(new JoinSession(
+        nullptr, *std::move(pinned), &engine->store(), options));
+    session->parts_ = std::move(parts);
+    session->service_version_ = (*service)->version();
+    return session;
+  }
   auto view = engine->Resolve(first.view(), first.version());
   if (!view.ok()) return view.status();
   auto pinned = engine->store().PinRead(first.watermark());
@@ -92,6 +145,40 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
                               const Emit& emit) {
   for (v1::LabelRow& row : *message->mutable_rows()) {
     const uint64_t index = next_index_++;
+    if (!parts_.empty()) {
+      // A service join: each part's key from the row; rows are answered
+      // when a run fills or the input ends.
+      if (!row.has_time()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("label row ", index, ": time is missing"));
+      }
+      auto t = RequestTimeToMicros(row.time(), "time");
+      if (!t.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("label row ", index, ": ", t.status().message()));
+      }
+      Pending& p = buffer_.emplace_back();
+      p.index = index;
+      p.time_us = *t;
+      p.entity = std::move(*row.mutable_entity());
+      for (std::string& cell : *row.mutable_passthrough()) {
+        p.passthrough.push_back(std::move(cell));
+      }
+      p.keys.reserve(parts_.size());
+      for (const Part& part : parts_) {
+        auto it = row.keys().find(part.key);
+        p.keys.push_back(it == row.keys().end() ? std::string() : it->second);
+        if (p.keys.back().find('\0') != std::string::npos) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "label row ", index, ": key '", Echo(part.key),
+              "' contains NUL"));
+        }
+      }
+      if (buffer_.size() >= options_.max_run_rows) {
+        RETURN_IF_ERROR(Flush(emit));
+      }
+      continue;
+    }
     const std::string& e = row.entity();
     if (e.empty() || e.find('\0') != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -142,23 +229,56 @@ absl::Status JoinSession::Finish(const Emit& emit) {
 
 absl::Status JoinSession::Send(std::string* response, const Emit& emit) {
   if (!sent_header_) {
-    for (const auto& f : view_->features) {
-      wire::PutBytesField(
-          response, v1::JoinFeaturesResponse::kFeatureNamesFieldNumber, f.name);
+    if (parts_.empty()) {
+      for (const auto& f : view_->features) {
+        wire::PutBytesField(response,
+                            v1::JoinFeaturesResponse::kFeatureNamesFieldNumber,
+                            f.name);
+      }
+    } else {
+      for (const Part& part : parts_) {
+        for (int i : part.take) {
+          wire::PutBytesField(
+              response, v1::JoinFeaturesResponse::kFeatureNamesFieldNumber,
+              absl::StrCat(part.prefix, part.view->features[i].name));
+        }
+      }
     }
     sent_header_ = true;
   }
   wire::PutVarintField(response,
                        v1::JoinFeaturesResponse::kWatermarkFieldNumber,
                        pinned_.watermark);
-  wire::PutVarintField(response, v1::JoinFeaturesResponse::kVersionFieldNumber,
-                       view_->def->version());
+  wire::PutVarintField(
+      response, v1::JoinFeaturesResponse::kVersionFieldNumber,
+      parts_.empty() ? view_->def->version() : service_version_);
   absl::Status s = emit(response);
   response->clear();
   return s;
 }
 
+absl::Status JoinSession::CheckRowSize(const Pending& p,
+                                       absl::string_view label,
+                                       absl::string_view value, size_t bytes,
+                                       PaddedCount* worker_bytes) const {
+  worker_bytes->n += bytes;
+  if (bytes <= options_.max_response_bytes &&
+      worker_bytes->n <= options_.max_run_bytes) {
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "label row ", p.index, " (", label, " '", Echo(value), "') is ", bytes,
+      " bytes; the answers would exceed ",
+      bytes > options_.max_response_bytes
+          ? absl::StrCat("the largest message (--max_message_bytes ",
+                         options_.max_response_bytes, ")")
+          : absl::StrCat(options_.max_run_bytes,
+                         " bytes held at once (send fewer label rows, or "
+                         "lower --join_run_rows)")));
+}
+
 absl::Status JoinSession::Flush(const Emit& emit) {
+  if (!parts_.empty()) return FlushService(emit);
   const size_t n = buffer_.size();
   if (n == 0) return absl::OkStatus();
   // Group rows by entity (any entity order will do), then each group by
@@ -210,20 +330,9 @@ absl::Status JoinSession::Flush(const Emit& emit) {
           std::string& bytes = scratch[worker];
           bytes.clear();
           EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
-          worker_bytes[worker].n += bytes.size();
-          if (bytes.size() > options_.max_response_bytes ||
-              worker_bytes[worker].n > options_.max_run_bytes) {
-            too_big = absl::ResourceExhaustedError(absl::StrCat(
-                "label row ", p.index, " (entity '", Echo(entity), "') is ",
-                bytes.size(), " bytes; the answers would exceed ",
-                bytes.size() > options_.max_response_bytes
-                    ? absl::StrCat("the largest message (--max_message_bytes ",
-                                   options_.max_response_bytes, ")")
-                    : absl::StrCat(options_.max_run_bytes,
-                                   " bytes held at once (send fewer label "
-                                   "rows, or lower --join_run_rows)")));
-            return;
-          }
+          too_big = CheckRowSize(p, "entity", entity, bytes.size(),
+                                 &worker_bytes[worker]);
+          if (!too_big.ok()) return;
           encoded[rows[j]] = blocks[worker].Add(bytes);
           std::vector<std::string>().swap(p.passthrough);
         };
@@ -232,6 +341,16 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         return too_big;
       }));
 
+  RETURN_IF_ERROR(SendRows(encoded, emit));
+  buffer_.clear();
+  grouped_ = true;
+  finished_entities_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status JoinSession::SendRows(const std::vector<absl::string_view>& encoded,
+                                   const Emit& emit) {
+  const size_t n = encoded.size();
   std::string response;
   const size_t chunk_bytes = options_.max_response_bytes / 16;
   for (size_t i = 0; i < n;) {
@@ -249,9 +368,95 @@ absl::Status JoinSession::Flush(const Emit& emit) {
     }
     RETURN_IF_ERROR(Send(&response, emit));
   }
+  return absl::OkStatus();
+}
+
+absl::Status JoinSession::FlushService(const Emit& emit) {
+  const size_t n = buffer_.size();
+  if (n == 0) return absl::OkStatus();
+  // Each part's values of each row, as JoinedRow `values` wire bytes, kept
+  // in its worker's blocks; a row without the part's key gets nulls.
+  std::vector<ByteBlocks> blocks(options_.threads);
+  std::vector<std::string> scratch(options_.threads);
+  std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
+  std::vector<PaddedCount> worker_bytes(options_.threads);
+  std::vector<std::vector<absl::string_view>> part_values(parts_.size());
+  std::vector<std::string> nulls(parts_.size());
+  for (size_t k = 0; k < parts_.size(); ++k) {
+    const Part& part = parts_[k];
+    v1::Value null;
+    null.ByteSizeLong();
+    for (size_t i = 0; i < part.take.size(); ++i) EncodeValue(null, &nulls[k]);
+    part_values[k].assign(n, nulls[k]);
+    absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> groups;
+    for (size_t i = 0; i < n; ++i) {
+      if (!buffer_[i].keys[k].empty()) {
+        groups[buffer_[i].keys[k]].push_back(static_cast<uint32_t>(i));
+      }
+    }
+    std::vector<std::pair<absl::string_view, std::vector<uint32_t>>> work(
+        std::make_move_iterator(groups.begin()),
+        std::make_move_iterator(groups.end()));
+    groups.clear();
+    std::sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
+      return a.second.size() > b.second.size();
+    });
+    RETURN_IF_ERROR(ParallelFor(
+        work.size(), options_.threads, [&](size_t g, int worker) {
+          auto& cursor = cursors[worker];
+          if (cursor == nullptr) {
+            cursor = store_->NewEntityCursor(pinned_.view.get());
+          }
+          const absl::string_view key = work[g].first;
+          std::vector<uint32_t>& rows = work[g].second;
+          std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
+            const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
+            return ta != tb ? ta < tb : a < b;
+          });
+          std::vector<int64_t> times;
+          times.reserve(rows.size());
+          for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
+          absl::Status too_big;
+          auto encode = [&](size_t j, auto* values) {
+            if (!too_big.ok()) return;
+            std::string& bytes = scratch[worker];
+            bytes.clear();
+            for (int i : part.take) {
+              (*values)[i].ByteSizeLong();
+              EncodeValue((*values)[i], &bytes);
+            }
+            too_big = CheckRowSize(buffer_[rows[j]], part.key, key,
+                                   bytes.size(), &worker_bytes[worker]);
+            if (too_big.ok()) {
+              part_values[k][rows[j]] = blocks[worker].Add(bytes);
+            }
+          };
+          RETURN_IF_ERROR(SweepEntity(*part.view, cursor.get(), key, times,
+                                      pinned_.watermark, encode));
+          return too_big;
+        }));
+  }
+  // Rows in input order: header, then every part's values.
+  ByteBlocks rows;
+  std::vector<absl::string_view> encoded(n);
+  std::string bytes;
+  for (size_t i = 0; i < n; ++i) {
+    Pending& p = buffer_[i];
+    size_t values_size = 0;
+    for (const auto& v : part_values) values_size += v[i].size();
+    bytes.clear();
+    EncodeRowHeader(p.index, p.entity, p.time_us, p.passthrough, values_size,
+                    &bytes);
+    for (const auto& v : part_values) bytes.append(v[i].data(), v[i].size());
+    if (bytes.size() > options_.max_response_bytes) {
+      PaddedCount unused;
+      return CheckRowSize(p, "row with keys", absl::StrJoin(p.keys, ","),
+                          bytes.size(), &unused);
+    }
+    encoded[i] = rows.Add(bytes);
+  }
+  RETURN_IF_ERROR(SendRows(encoded, emit));
   buffer_.clear();
-  grouped_ = true;
-  finished_entities_.clear();
   return absl::OkStatus();
 }
 

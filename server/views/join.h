@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "rawfeat/v1/rawfeat.pb.h"
+#include "server/common/parallel.h"
 #include "server/views/view_engine.h"
 
 namespace rawfeat {
@@ -57,9 +58,11 @@ class JoinSession {
 
   // Starts a join from its first message (view, version 0 = latest,
   // watermark 0 = latest; its rows are not taken here: pass the message to
-  // Add too). Pins one read snapshot for the whole join.
-  // Errors: NOT_FOUND (view/version), INVALID_ARGUMENT (watermark above
-  // the latest).
+  // Add too). Pins one read snapshot for the whole join. With a service
+  // instead of a view, each part is swept by its own key (LabelRow.keys)
+  // at that one watermark, and a row's features are its parts' in order.
+  // Errors: NOT_FOUND (view/service/version), INVALID_ARGUMENT (watermark
+  // above the latest, both a view and a service).
   static absl::StatusOr<std::unique_ptr<JoinSession>> Start(
       const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
       Options options);
@@ -83,6 +86,15 @@ class JoinSession {
     int64_t time_us = 0;
     std::string entity;
     std::vector<std::string> passthrough;
+    std::vector<std::string> keys;  // a service join: one per part
+  };
+  // One part of a service join: its view, key column and the view's
+  // features it takes (in output order).
+  struct Part {
+    std::shared_ptr<const CompiledView> view;
+    std::string key;
+    std::string prefix;
+    std::vector<int> take;
   };
   JoinSession(std::shared_ptr<const CompiledView> view,
               EventStore::PinnedRead pinned, const EventStore* store,
@@ -94,11 +106,26 @@ class JoinSession {
 
   // Answers every buffered row, in input order.
   absl::Status Flush(const Emit& emit);
+  // Flush of a service join: each part swept by its own key, then the rows
+  // assembled from the parts' values.
+  absl::Status FlushService(const Emit& emit);
+  // Sends rows (JoinedRow wire bytes, in input order) in responses of up to
+  // chunk_rows rows and about a sixteenth of max_response_bytes.
+  absl::Status SendRows(const std::vector<absl::string_view>& encoded,
+                        const Emit& emit);
+  // Checks one finished row's size against the limits (see Options).
+  // `label` and `value` name the row's entity or key in the error
+  // ("entity", "u1"), formatted only then.
+  absl::Status CheckRowSize(const Pending& p, absl::string_view label,
+                            absl::string_view value, size_t bytes,
+                            PaddedCount* worker_bytes) const;
   // Completes `response` (feature names on the first one, watermark,
   // version), emits it and clears it.
   absl::Status Send(std::string* response, const Emit& emit);
 
-  const std::shared_ptr<const CompiledView> view_;
+  const std::shared_ptr<const CompiledView> view_;  // null for a service
+  std::vector<Part> parts_;                           // a service join
+  uint32_t service_version_ = 0;
   const EventStore::PinnedRead pinned_;
   const EventStore* const store_;
   const Options options_;

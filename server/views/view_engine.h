@@ -177,6 +177,7 @@ class ViewEngine {
                              size_t* budget) const;
 
   const EventStore& store() const { return *store_; }
+  const Registry& registry() const { return *registry_; }
 
   // GetFeatures of a feature service (request.service set).
   absl::StatusOr<v1::GetFeaturesResponse> GetServiceFeatures(

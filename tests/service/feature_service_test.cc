@@ -156,6 +156,116 @@ TEST_F(FeatureServiceTest, PartsEqualTheirViewsAtOneWatermark) {
   }
 }
 
+// All rows of one JoinFeatures call, by row index.
+std::map<uint64_t, v1::JoinedRow> Join(Client& client,
+                                       const v1::JoinFeaturesRequest& first,
+                                       std::vector<std::string>* names,
+                                       uint64_t* watermark) {
+  std::map<uint64_t, v1::JoinedRow> rows;
+  absl::Status s = client.JoinFeatures(
+      first, [](v1::JoinFeaturesRequest*) -> absl::StatusOr<bool> {
+        return false;
+      },
+      [&](const v1::JoinFeaturesResponse& r) {
+        if (r.feature_names_size() > 0) {
+          names->assign(r.feature_names().begin(), r.feature_names().end());
+        }
+        *watermark = r.watermark();
+        for (const auto& row : r.rows()) rows[row.row_index()] = row;
+        return true;
+      });
+  EXPECT_TRUE(s.ok()) << s;
+  return rows;
+}
+
+// A service's join equals, row by row and value for value, the single-view
+// joins of its parts merged by row index.
+TEST_F(FeatureServiceTest, JoinEqualsItsPartsJoinedOneByOne) {
+  std::mt19937_64 rng(99);
+  struct Label {
+    std::map<std::string, std::string> keys;
+    int64_t time;
+  };
+  std::vector<Label> labels;
+  for (int i = 0; i < 300; ++i) {
+    Label l;
+    for (const char* key : {"buyer_id", "seller_id", "merchant_id"}) {
+      if (rng() % 5 != 0) {  // a fifth of the keys missing
+        l.keys[key] = absl::StrCat("k", rng() % 14);  // k12, k13 unknown
+      }
+    }
+    // Window edges: exactly 1 day / 7 days after an as-of grid point.
+    l.time = kT - static_cast<int64_t>(rng() % 10) * kDay +
+             (rng() % 2 == 0 ? 0 : static_cast<int64_t>(rng() % kDay));
+    labels.push_back(l);
+  }
+  for (const uint64_t watermark : {watermarks_[0], watermarks_[1]}) {
+    v1::JoinFeaturesRequest service;
+    service.set_service("fraud");
+    service.set_watermark(watermark);
+    for (const Label& l : labels) {
+      auto* row = service.add_rows();
+      *row->mutable_time() = MicrosToTimestamp(l.time);
+      for (const auto& [k, v] : l.keys) (*row->mutable_keys())[k] = v;
+      row->add_passthrough("p");
+    }
+    std::vector<std::string> names;
+    uint64_t used = 0;
+    auto got = Join(ts_.client(), service, &names, &used);
+    EXPECT_EQ(used, watermark);
+    ASSERT_EQ(got.size(), labels.size());
+    ASSERT_EQ(names.size(), 7u);
+    EXPECT_EQ(names[3], "seller_spend_7d");
+    // Each part alone: a view join of the rows that have its key.
+    struct PartCheck {
+      const char* view;
+      const char* key;
+      std::vector<int> take;
+      int offset;
+    };
+    for (const PartCheck& part :
+         {PartCheck{"users", "buyer_id", {0, 1, 2}, 0},
+          PartCheck{"users", "seller_id", {1, 0}, 3},
+          PartCheck{"merchants", "merchant_id", {0, 1}, 5}}) {
+      v1::JoinFeaturesRequest single;
+      single.set_view(part.view);
+      single.set_watermark(watermark);
+      std::vector<uint64_t> index;  // single row -> service row
+      for (size_t i = 0; i < labels.size(); ++i) {
+        auto it = labels[i].keys.find(part.key);
+        if (it == labels[i].keys.end()) continue;
+        auto* row = single.add_rows();
+        row->set_entity(it->second);
+        *row->mutable_time() = MicrosToTimestamp(labels[i].time);
+        index.push_back(i);
+      }
+      std::vector<std::string> single_names;
+      uint64_t single_used = 0;
+      auto want = Join(ts_.client(), single, &single_names, &single_used);
+      ASSERT_EQ(want.size(), index.size());
+      std::vector<bool> has(labels.size(), false);
+      for (const auto& [j, row] : want) {
+        const v1::JoinedRow& g = got[index[j]];
+        has[index[j]] = true;
+        for (size_t t = 0; t < part.take.size(); ++t) {
+          EXPECT_EQ(testing::Canonical(g.values(part.offset + t)),
+                    testing::Canonical(row.values(part.take[t])))
+              << part.key << " row " << index[j] << " watermark " << watermark;
+        }
+      }
+      for (size_t i = 0; i < labels.size(); ++i) {
+        if (has[i]) continue;
+        for (size_t t = 0; t < part.take.size(); ++t) {
+          EXPECT_EQ(got[i].values(part.offset + t).kind_case(),
+                    v1::Value::KIND_NOT_SET)
+              << "row " << i << " has no " << part.key;
+        }
+      }
+    }
+    EXPECT_EQ(got[5].passthrough(0), "p");
+  }
+}
+
 TEST_F(FeatureServiceTest, BadRequestsAreClear) {
   v1::GetFeaturesRequest req;
   req.set_service("nope");
