@@ -105,19 +105,8 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     for (const v1::ServicePart& p : (*service)->parts()) {
       auto view = engine->Resolve(p.view(), p.view_version());
       if (!view.ok()) return view.status();
-      Part part{*view, p.key(), p.prefix(), {}};
-      const auto& features = (*view)->features;
-      const int n = static_cast<int>(features.size());
-      if (p.features().empty()) {
-        for (int i = 0; i < n; ++i) part.take.push_back(i);
-      } else {
-        for (const std::string& name : p.features()) {
-          for (int i = 0; i < n; ++i) {
-            if (features[i].name == name) part.take.push_back(i);
-          }
-        }
-      }
-      parts.push_back(std::move(part));
+      parts.push_back(
+          {*view, p.key(), p.prefix(), PartFeatureIndices(p, **view)});
     }
     auto pinned = engine->store().PinRead(first.watermark());
     if (!pinned.ok()) return pinned.status();
@@ -277,17 +266,17 @@ absl::Status JoinSession::CheckRowSize(const Pending& p,
                          "lower --join_run_rows)")));
 }
 
-absl::Status JoinSession::Flush(const Emit& emit) {
-  if (!parts_.empty()) return FlushService(emit);
-  const size_t n = buffer_.size();
-  if (n == 0) return absl::OkStatus();
-  // Group rows by entity (any entity order will do), then each group by
-  // time (then input order).
+absl::Status JoinSession::SweepBy(const CompiledView& view,
+                                  const KeyOf& key_of, const RowSink& sink) {
+  // Group rows by key (any order will do), then each group by time (then
+  // input order). Keys view the rows' strings, which stay until the run is
+  // answered.
   absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> groups;
-  for (size_t i = 0; i < n; ++i) {
-    groups[buffer_[i].entity].push_back(static_cast<uint32_t>(i));
+  for (size_t i = 0; i < buffer_.size(); ++i) {
+    const absl::string_view key = key_of(buffer_[i]);
+    if (!key.empty()) groups[key].push_back(static_cast<uint32_t>(i));
   }
-  // Entities with the most labels first, so threads finish together.
+  // Keys with the most labels first, so threads finish together.
   std::vector<std::pair<absl::string_view, std::vector<uint32_t>>> work(
       std::make_move_iterator(groups.begin()),
       std::make_move_iterator(groups.end()));
@@ -295,6 +284,34 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   std::sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
     return a.second.size() > b.second.size();
   });
+  std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
+  return ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
+    auto& cursor = cursors[worker];
+    if (cursor == nullptr) cursor = store_->NewEntityCursor(pinned_.view.get());
+    const absl::string_view key = work[g].first;
+    std::vector<uint32_t>& rows = work[g].second;
+    std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
+      const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
+      return ta != tb ? ta < tb : a < b;
+    });
+    std::vector<int64_t> times;
+    times.reserve(rows.size());
+    for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
+    // Rows of one key belong to one worker; the first error stops them.
+    absl::Status failed;
+    auto each = [&](size_t j, auto* values) {
+      if (failed.ok()) failed = sink(worker, rows[j], key, values);
+    };
+    RETURN_IF_ERROR(
+        SweepEntity(view, cursor.get(), key, times, pinned_.watermark, each));
+    return failed;
+  });
+}
+
+absl::Status JoinSession::Flush(const Emit& emit) {
+  if (!parts_.empty()) return FlushService(emit);
+  const size_t n = buffer_.size();
+  if (n == 0) return absl::OkStatus();
   // Each row is kept as its JoinedRow wire bytes (~100 bytes with entity
   // and time; passthrough strings are freed as it is encoded) in its
   // worker's blocks until its response is sent: no message objects and no
@@ -302,43 +319,22 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   std::vector<absl::string_view> encoded(n);
   std::vector<ByteBlocks> blocks(options_.threads);
   std::vector<std::string> scratch(options_.threads);
-  std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
   // Bytes of answers each worker holds (one counter per worker: no shared
   // cache line on the per-row path).
   std::vector<PaddedCount> worker_bytes(options_.threads);
-  RETURN_IF_ERROR(
-      ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
-        auto& cursor = cursors[worker];
-        if (cursor == nullptr) {
-          cursor = store_->NewEntityCursor(pinned_.view.get());
-        }
-        const absl::string_view entity = work[g].first;
-        std::vector<uint32_t>& rows = work[g].second;
-        std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
-          const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
-          return ta != tb ? ta < tb : a < b;
-        });
-        std::vector<int64_t> times;
-        times.reserve(rows.size());
-        for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
-        // Rows of one entity belong to one worker. `entity` views the first
-        // row's string: entity strings stay until the run is answered.
-        absl::Status too_big;
-        auto encode = [&](size_t j, auto* values) {
-          if (!too_big.ok()) return;
-          Pending& p = buffer_[rows[j]];
-          std::string& bytes = scratch[worker];
-          bytes.clear();
-          EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
-          too_big = CheckRowSize(p, "entity", entity, bytes.size(),
-                                 &worker_bytes[worker]);
-          if (!too_big.ok()) return;
-          encoded[rows[j]] = blocks[worker].Add(bytes);
-          std::vector<std::string>().swap(p.passthrough);
-        };
-        RETURN_IF_ERROR(SweepEntity(*view_, cursor.get(), entity, times,
-                                    pinned_.watermark, encode));
-        return too_big;
+  RETURN_IF_ERROR(SweepBy(
+      *view_, [&](const Pending& p) -> absl::string_view { return p.entity; },
+      [&](int worker, uint32_t row, absl::string_view entity,
+          google::protobuf::RepeatedPtrField<v1::Value>* values) {
+        Pending& p = buffer_[row];
+        std::string& bytes = scratch[worker];
+        bytes.clear();
+        EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
+        RETURN_IF_ERROR(CheckRowSize(p, "entity", entity, bytes.size(),
+                                     &worker_bytes[worker]));
+        encoded[row] = blocks[worker].Add(bytes);
+        std::vector<std::string>().swap(p.passthrough);
+        return absl::OkStatus();
       }));
 
   RETURN_IF_ERROR(SendRows(encoded, emit));
@@ -378,7 +374,6 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
   // in its worker's blocks; a row without the part's key gets nulls.
   std::vector<ByteBlocks> blocks(options_.threads);
   std::vector<std::string> scratch(options_.threads);
-  std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
   std::vector<PaddedCount> worker_bytes(options_.threads);
   std::vector<std::vector<absl::string_view>> part_values(parts_.size());
   std::vector<std::string> nulls(parts_.size());
@@ -388,52 +383,21 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
     null.ByteSizeLong();
     for (size_t i = 0; i < part.take.size(); ++i) EncodeValue(null, &nulls[k]);
     part_values[k].assign(n, nulls[k]);
-    absl::flat_hash_map<absl::string_view, std::vector<uint32_t>> groups;
-    for (size_t i = 0; i < n; ++i) {
-      if (!buffer_[i].keys[k].empty()) {
-        groups[buffer_[i].keys[k]].push_back(static_cast<uint32_t>(i));
-      }
-    }
-    std::vector<std::pair<absl::string_view, std::vector<uint32_t>>> work(
-        std::make_move_iterator(groups.begin()),
-        std::make_move_iterator(groups.end()));
-    groups.clear();
-    std::sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
-      return a.second.size() > b.second.size();
-    });
-    RETURN_IF_ERROR(ParallelFor(
-        work.size(), options_.threads, [&](size_t g, int worker) {
-          auto& cursor = cursors[worker];
-          if (cursor == nullptr) {
-            cursor = store_->NewEntityCursor(pinned_.view.get());
+    RETURN_IF_ERROR(SweepBy(
+        *part.view,
+        [&](const Pending& p) -> absl::string_view { return p.keys[k]; },
+        [&](int worker, uint32_t row, absl::string_view key,
+            google::protobuf::RepeatedPtrField<v1::Value>* values) {
+          std::string& bytes = scratch[worker];
+          bytes.clear();
+          for (int i : part.take) {
+            (*values)[i].ByteSizeLong();
+            EncodeValue((*values)[i], &bytes);
           }
-          const absl::string_view key = work[g].first;
-          std::vector<uint32_t>& rows = work[g].second;
-          std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {
-            const int64_t ta = buffer_[a].time_us, tb = buffer_[b].time_us;
-            return ta != tb ? ta < tb : a < b;
-          });
-          std::vector<int64_t> times;
-          times.reserve(rows.size());
-          for (uint32_t r : rows) times.push_back(buffer_[r].time_us);
-          absl::Status too_big;
-          auto encode = [&](size_t j, auto* values) {
-            if (!too_big.ok()) return;
-            std::string& bytes = scratch[worker];
-            bytes.clear();
-            for (int i : part.take) {
-              (*values)[i].ByteSizeLong();
-              EncodeValue((*values)[i], &bytes);
-            }
-            too_big = CheckRowSize(buffer_[rows[j]], part.key, key,
-                                   bytes.size(), &worker_bytes[worker]);
-            if (too_big.ok()) {
-              part_values[k][rows[j]] = blocks[worker].Add(bytes);
-            }
-          };
-          RETURN_IF_ERROR(SweepEntity(*part.view, cursor.get(), key, times,
-                                      pinned_.watermark, encode));
-          return too_big;
+          RETURN_IF_ERROR(CheckRowSize(buffer_[row], part.key, key,
+                                       bytes.size(), &worker_bytes[worker]));
+          part_values[k][row] = blocks[worker].Add(bytes);
+          return absl::OkStatus();
         }));
   }
   // Rows in input order: header, then every part's values.

@@ -109,6 +109,16 @@ class JoinSession {
   // Flush of a service join: each part swept by its own key, then the rows
   // assembled from the parts' values.
   absl::Status FlushService(const Emit& emit);
+  // Sweeps `view` over the buffered rows grouped by `key_of(row)` (rows
+  // whose key is empty are skipped), on options_.threads workers, the keys
+  // with the most rows first, and hands each row's values (aligned with the
+  // view's features; scratch) to `sink`. Its first error stops the run.
+  using KeyOf = std::function<absl::string_view(const Pending&)>;
+  using RowSink = std::function<absl::Status(
+      int worker, uint32_t row, absl::string_view key,
+      google::protobuf::RepeatedPtrField<v1::Value>* values)>;
+  absl::Status SweepBy(const CompiledView& view, const KeyOf& key_of,
+                       const RowSink& sink);
   // Sends rows (JoinedRow wire bytes, in input order) in responses of up to
   // chunk_rows rows and about a sixteenth of max_response_bytes.
   absl::Status SendRows(const std::vector<absl::string_view>& encoded,

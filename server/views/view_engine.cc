@@ -509,6 +509,23 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   return response;
 }
 
+std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
+                                    const CompiledView& view) {
+  std::vector<int> take;
+  const int n = static_cast<int>(view.features.size());
+  if (part.features().empty()) {
+    for (int i = 0; i < n; ++i) take.push_back(i);
+    return take;
+  }
+  // In the part's order (validated at apply: each is in the view).
+  for (const std::string& name : part.features()) {
+    for (int i = 0; i < n; ++i) {
+      if (view.features[i].name == name) take.push_back(i);
+    }
+  }
+  return take;
+}
+
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
     const v1::GetFeaturesRequest& request) const {
   auto service = registry_->FindService(request.service(),
@@ -535,18 +552,8 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
     auto view = Resolve(p.view(), p.view_version());
     if (!view.ok()) return view.status();
     Part part{*view, &p.key(), {}};
+    part.take = PartFeatureIndices(p, **view);
     const auto& features = (*view)->features;
-    const int n = static_cast<int>(features.size());
-    if (p.features().empty()) {
-      for (int i = 0; i < n; ++i) part.take.push_back(i);
-    } else {
-      // In the part's order (validated at apply: each is in the view).
-      for (const std::string& name : p.features()) {
-        for (int i = 0; i < n; ++i) {
-          if (features[i].name == name) part.take.push_back(i);
-        }
-      }
-    }
     for (int i : part.take) {
       response.add_feature_names(absl::StrCat(p.prefix(), features[i].name));
     }

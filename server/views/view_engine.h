@@ -94,6 +94,11 @@ struct CompiledView {
       std::shared_ptr<const StreamSchema> stream);
 };
 
+// The indices of the view's features a service part takes, in output
+// order (all of them when the part lists none).
+std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
+                                    const CompiledView& view);
+
 class ViewEngine {
  public:
   struct Options {
