@@ -135,7 +135,7 @@ grpc::Status FeatureStoreService::Ingest(grpc::ServerContext* context,
 
 absl::Status FeatureStoreService::RequireReadFeatures(
     const CallAuth& auth, const std::string& view, const std::string& name,
-    uint32_t service_version) const {
+    uint32_t* service_version) const {
   if (name.empty()) {
     return auth.Require(AuthAction::kReadFeatures, ObjectKind::kView, view);
   }
@@ -143,8 +143,9 @@ absl::Status FeatureStoreService::RequireReadFeatures(
       auth.Require(AuthAction::kReadFeatures, ObjectKind::kService, name));
   if (!auth.enabled()) return absl::OkStatus();
   // A service reads its views: each needs the grant too.
-  auto service = registry_->FindService(name, service_version);
+  auto service = registry_->FindService(name, *service_version);
   if (!service.ok()) return absl::OkStatus();  // the read says NOT_FOUND
+  *service_version = (*service)->version();
   for (const auto& part : (*service)->parts()) {
     RETURN_IF_ERROR(auth.Require(AuthAction::kReadFeatures, ObjectKind::kView,
                                  part.view()));
@@ -169,8 +170,11 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
         "string field that is not valid UTF-8)"));
     return reactor;
   }
-  absl::Status allowed = RequireReadFeatures(
-      *auth, request.view(), request.service(), request.service_version());
+  uint32_t service_version = request.service_version();
+  absl::Status allowed = RequireReadFeatures(*auth, request.view(),
+                                             request.service(),
+                                             &service_version);
+  request.set_service_version(service_version);
   if (!allowed.ok()) {
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
@@ -205,9 +209,12 @@ FeatureStoreService::JoinFeatures(grpc::CallbackServerContext* context) {
   if (!lease.ok()) return FailedBidiCall(ToGrpcStatus(lease.status()));
   return NewJoinCall(
       views_, join_options_, std::move(*auth),
-      [this](const CallAuth& a, const v1::JoinFeaturesRequest& first) {
-        return RequireReadFeatures(a, first.view(), first.service(),
-                                   first.service_version());
+      [this](const CallAuth& a, v1::JoinFeaturesRequest* first) {
+        uint32_t version = first->service_version();
+        absl::Status s =
+            RequireReadFeatures(a, first->view(), first->service(), &version);
+        first->set_service_version(version);
+        return s;
       },
       {context, std::move(*lease), limits_.stall_timeout});
 }

@@ -119,11 +119,13 @@ class FeatureStoreService final
   absl::StatusOr<CallAuth> Authenticate(const grpc::ServerContextBase& context,
                                         const char* method) const;
   // read_features on the request's view, or on its service and every view
-  // the service reads.
+  // the service reads. For a service, *service_version (0 = latest) is set
+  // to the version checked, so the read uses exactly the views that were
+  // checked even if a newer version is applied meanwhile.
   absl::Status RequireReadFeatures(const CallAuth& auth,
                                    const std::string& view,
                                    const std::string& service,
-                                   uint32_t service_version) const;
+                                   uint32_t* service_version) const;
   // A streaming call's slots: its method's and its principal's.
   absl::StatusOr<CallLease> Admit(CallSlots* slots, const CallAuth& auth) {
     return CallLease::Admit(slots, &principal_calls_, auth);

@@ -114,7 +114,7 @@ class JoinReactor final
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "JoinFeatures: no request message");
     }
-    absl::Status allowed = check_(auth_, message);
+    absl::Status allowed = check_(auth_, &message);
     if (!allowed.ok()) return ToGrpcStatus(allowed);
     auto session = JoinSession::Start(views_, message, options_);
     if (!session.ok()) return ToGrpcStatus(session.status());

@@ -34,9 +34,10 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* NewReadEventsCall(
 grpc::ServerWriteReactor<grpc::ByteBuffer>* NewSnapshotCall(
     const ViewEngine* views, v1::SnapshotRequest request, StreamCall call);
 
-// Whether a join's first message (its view or service) may be read.
-using JoinCheck = std::function<absl::Status(
-    const CallAuth& auth, const v1::JoinFeaturesRequest& first)>;
+// Whether a join's first message (its view or service) may be read; may
+// pin the service version it checked in the message.
+using JoinCheck = std::function<absl::Status(const CallAuth& auth,
+                                             v1::JoinFeaturesRequest* first)>;
 
 // Label messages are read on the handler thread; the first names the view
 // or service, which `check` must allow.
