@@ -43,8 +43,12 @@ def check_ports_free(body):
     receive its data."""
     for port in sorted(set(re.findall(r"127\.0\.0\.1:(\d{2,5})", body))):
         with socket.socket() as s:
+            # As the servers do: connections of a previous run waiting in
+            # TIME_WAIT do not make the port busy, a listener does.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", int(port)))
+                s.listen(1)
             except OSError:
                 sys.exit(f"FAIL: port {port} is in use (a rawfeatd from "
                          f"scripts/serve.sh?); this walkthrough starts its own "
