@@ -93,6 +93,10 @@ class ByteBlocks {
 absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
     Options options) {
+  // A view, or a service's parts (each its view, key and features).
+  std::shared_ptr<const CompiledView> view;
+  std::vector<Part> parts;
+  uint32_t service_version = 0;
   if (!first.service().empty()) {
     if (!first.view().empty()) {
       return absl::InvalidArgumentError(
@@ -101,75 +105,40 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     auto service = engine->registry().FindService(first.service(),
                                                   first.service_version());
     if (!service.ok()) return service.status();
-    std::vector<Part> parts;
     for (const v1::ServicePart& p : (*service)->parts()) {
-      auto view = engine->Resolve(p.view(), p.view_version());
-      if (!view.ok()) return view.status();
-      parts.push_back(
-          {*view, p.key(), p.prefix(), PartFeatureIndices(p, **view)});
+      auto part_view = engine->Resolve(p.view(), p.view_version());
+      if (!part_view.ok()) return part_view.status();
+      parts.push_back({*part_view, p.key(), p.prefix(),
+                       PartFeatureIndices(p, **part_view)});
     }
-    auto pinned = engine->store().PinRead(first.watermark());
-    if (!pinned.ok()) return pinned.status();
-    options.max_run_rows = std::max<size_t>(options.max_run_rows, 1);
-    options.chunk_rows = std::max(options.chunk_rows, 1);
-    options.threads = std::max(options.threads, 1);
-    std::unique_ptr<JoinSession> session(new JoinSession(
-        nullptr, *std::move(pinned), &engine->store(), options));
-    session->parts_ = std::move(parts);
-    session->service_version_ = (*service)->version();
-    return session;
+    service_version = (*service)->version();
+  } else {
+    auto resolved = engine->Resolve(first.view(), first.version());
+    if (!resolved.ok()) return resolved.status();
+    view = *std::move(resolved);
   }
-  auto view = engine->Resolve(first.view(), first.version());
-  if (!view.ok()) return view.status();
   auto pinned = engine->store().PinRead(first.watermark());
   if (!pinned.ok()) return pinned.status();
   options.max_run_rows = std::max<size_t>(options.max_run_rows, 1);
   options.chunk_rows = std::max(options.chunk_rows, 1);
   options.threads = std::max(options.threads, 1);
-  return std::unique_ptr<JoinSession>(new JoinSession(
-      *std::move(view), *std::move(pinned), &engine->store(), options));
+  std::unique_ptr<JoinSession> session(new JoinSession(
+      std::move(view), *std::move(pinned), &engine->store(), options));
+  session->parts_ = std::move(parts);
+  session->service_version_ = service_version;
+  return session;
 }
 
 absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
                               const Emit& emit) {
+  // A service join (parts_) reads each part's key from the row and answers
+  // rows when a run fills or the input ends; a view join reads the entity
+  // and also answers grouped input early.
+  const bool service = !parts_.empty();
   for (v1::LabelRow& row : *message->mutable_rows()) {
     const uint64_t index = next_index_++;
-    if (!parts_.empty()) {
-      // A service join: each part's key from the row; rows are answered
-      // when a run fills or the input ends.
-      if (!row.has_time()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("label row ", index, ": time is missing"));
-      }
-      auto t = RequestTimeToMicros(row.time(), "time");
-      if (!t.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("label row ", index, ": ", t.status().message()));
-      }
-      Pending& p = buffer_.emplace_back();
-      p.index = index;
-      p.time_us = *t;
-      p.entity = std::move(*row.mutable_entity());
-      for (std::string& cell : *row.mutable_passthrough()) {
-        p.passthrough.push_back(std::move(cell));
-      }
-      p.keys.reserve(parts_.size());
-      for (const Part& part : parts_) {
-        auto it = row.keys().find(part.key);
-        p.keys.push_back(it == row.keys().end() ? std::string() : it->second);
-        if (p.keys.back().find('\0') != std::string::npos) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "label row ", index, ": key '", Echo(part.key),
-              "' contains NUL"));
-        }
-      }
-      if (buffer_.size() >= options_.max_run_rows) {
-        RETURN_IF_ERROR(Flush(emit));
-      }
-      continue;
-    }
     const std::string& e = row.entity();
-    if (e.empty() || e.find('\0') != std::string::npos) {
+    if (!service && (e.empty() || e.find('\0') != std::string::npos)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "label row ", index, ": entity is empty or contains NUL"));
     }
@@ -182,7 +151,7 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
       return absl::InvalidArgumentError(
           absl::StrCat("label row ", index, ": ", t.status().message()));
     }
-    if (!buffer_.empty() && buffer_.back().entity != e) {
+    if (!service && !buffer_.empty() && buffer_.back().entity != e) {
       // The previous entity's stretch of rows ended here.
       if (grouped_ && buffer_.size() >= options_.grouped_flush_rows) {
         RETURN_IF_ERROR(Flush(emit));
@@ -201,6 +170,18 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
     p.passthrough.reserve(row.passthrough_size());
     for (std::string& cell : *row.mutable_passthrough()) {
       p.passthrough.push_back(std::move(cell));
+    }
+    if (service) {
+      p.keys.reserve(parts_.size());
+      for (const Part& part : parts_) {
+        auto it = row.keys().find(part.key);
+        p.keys.push_back(it == row.keys().end() ? std::string() : it->second);
+        if (p.keys.back().find('\0') != std::string::npos) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "label row ", index, ": key '", Echo(part.key),
+              "' contains NUL"));
+        }
+      }
     }
     if (buffer_.size() >= options_.max_run_rows) RETURN_IF_ERROR(Flush(emit));
   }
