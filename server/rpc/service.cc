@@ -121,13 +121,11 @@ grpc::Status FeatureStoreService::Ingest(grpc::ServerContext* context,
   const grpc::Status status =
       result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
   if (auth->enabled()) {
-    v1::IngestResponse summary;
-    if (result.ok()) {
-      summary = *result;
-      summary.set_batches(1);
-    }
+    // The ingester's answer counts its one batch; a failure counts none.
     auth->Audit(absl::StrCat("stream:", absl::CHexEscape(request->stream())),
-                IngestSummary(status, summary));
+                IngestSummary(status, result.ok()
+                                          ? *result
+                                          : v1::IngestResponse::default_instance()));
   }
   if (result.ok()) *response = std::move(*result);
   return status;
