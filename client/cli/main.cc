@@ -595,17 +595,16 @@ std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
     }
     std::string best;
     size_t best_distance = 4;  // suggest only close names
-    for (const CLI::App* cmd : app.get_subcommands({})) {
-      if (cmd->get_name() == arg) return "";
-      const size_t d = EditDistance(arg, cmd->get_name());
-      if (d < best_distance) {
-        best_distance = d;
-        best = cmd->get_name();
-      }
-    }
     std::vector<std::string> names;
     for (const CLI::App* cmd : app.get_subcommands({})) {
-      names.push_back(cmd->get_name());
+      const std::string& name = cmd->get_name();
+      if (name == arg) return "";
+      names.push_back(name);
+      const size_t d = EditDistance(arg, name);
+      if (d < best_distance) {
+        best_distance = d;
+        best = name;
+      }
     }
     return absl::StrCat(
         "unknown command '", arg, "'",
