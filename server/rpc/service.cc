@@ -32,8 +32,8 @@ grpc::Status FeatureStoreService::ApplyDefinitions(
     if (!s.ok()) return ToGrpcStatus(s);
   } else {
     for (const auto& stream : request->definitions().streams()) {
-      absl::Status s = auth->Require(AuthAction::kApply, ObjectKind::kStream,
-                                     stream.name());
+      absl::Status s =
+          auth->Require(AuthAction::kApply, ObjectKind::kStream, stream.name());
       if (!s.ok()) return ToGrpcStatus(s);
     }
     for (const auto& view : request->definitions().views()) {
@@ -51,13 +51,13 @@ grpc::Status FeatureStoreService::ApplyDefinitions(
                                   request->source());
   if (!request->dry_run()) {
     const std::string what =
-        outcome.ok() ? absl::StrCat("OK changes: ",
-                                    outcome->changes.empty()
-                                        ? "none"
-                                        : absl::StrJoin(outcome->changes, "; "))
-                     : absl::StrCat(absl::StatusCodeToString(
-                                        outcome.status().code()),
-                                    " ", outcome.status().message());
+        outcome.ok()
+            ? absl::StrCat("OK changes: ",
+                           outcome->changes.empty()
+                               ? "none"
+                               : absl::StrJoin(outcome->changes, "; "))
+            : absl::StrCat(absl::StatusCodeToString(outcome.status().code()),
+                           " ", outcome.status().message());
     // Applied changes are logged even without auth (nothing else records
     // who changed the definitions when).
     auth->Audit("definitions", what,
@@ -114,18 +114,19 @@ grpc::Status FeatureStoreService::Ingest(grpc::ServerContext* context,
                                          v1::IngestResponse* response) {
   auto auth = Authenticate(*context, "Ingest");
   if (!auth.ok()) return ToGrpcStatus(auth.status());
-  absl::Status allowed = auth->Require(AuthAction::kIngest,
-                                       ObjectKind::kStream, request->stream());
+  absl::Status allowed = auth->Require(AuthAction::kIngest, ObjectKind::kStream,
+                                       request->stream());
   if (!allowed.ok()) return ToGrpcStatus(allowed);
   auto result = ingester_->Ingest(*request, 0);
   const grpc::Status status =
       result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
   if (auth->enabled()) {
     // The ingester's answer counts its one batch; a failure counts none.
-    auth->Audit(absl::StrCat("stream:", absl::CHexEscape(request->stream())),
-                IngestSummary(status, result.ok()
-                                          ? *result
-                                          : v1::IngestResponse::default_instance()));
+    auth->Audit(
+        absl::StrCat("stream:", absl::CHexEscape(request->stream())),
+        IngestSummary(status, result.ok()
+                                  ? *result
+                                  : v1::IngestResponse::default_instance()));
   }
   if (result.ok()) *response = std::move(*result);
   return status;
@@ -168,11 +169,7 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
         "string field that is not valid UTF-8)"));
     return reactor;
   }
-  uint32_t service_version = request.service_version();
-  absl::Status allowed = RequireReadFeatures(*auth, request.view(),
-                                             request.service(),
-                                             &service_version);
-  request.set_service_version(service_version);
+  absl::Status allowed = RequireReadFeatures(*auth, &request);
   if (!allowed.ok()) {
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
@@ -205,16 +202,11 @@ FeatureStoreService::JoinFeatures(grpc::CallbackServerContext* context) {
   // The view comes with the first message: the join checks it.
   auto lease = Admit(&join_slots_, *auth);
   if (!lease.ok()) return FailedBidiCall(ToGrpcStatus(lease.status()));
-  return NewJoinCall(
-      views_, join_options_, std::move(*auth),
-      [this](const CallAuth& a, v1::JoinFeaturesRequest* first) {
-        uint32_t version = first->service_version();
-        absl::Status s =
-            RequireReadFeatures(a, first->view(), first->service(), &version);
-        first->set_service_version(version);
-        return s;
-      },
-      {context, std::move(*lease), limits_.stall_timeout});
+  return NewJoinCall(views_, join_options_, std::move(*auth),
+                     [this](const CallAuth& a, v1::JoinFeaturesRequest* first) {
+                       return RequireReadFeatures(a, first);
+                     },
+                     {context, std::move(*lease), limits_.stall_timeout});
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
@@ -231,14 +223,14 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
 
 namespace {
 
-// Authenticates a server stream, parses its request, checks `action` on
-// the object `object_of` names, admits it and starts its reactor (`make`);
-// or fails the call with the first status that is not OK.
-template <typename Request, typename Admit, typename Make>
+// Authenticates a server stream, parses its request, checks the caller may
+// read what it names (`check`, which may pin what it checked in the
+// request), admits it and starts its reactor (`make`); or fails the call
+// with the first status that is not OK.
+template <typename Request, typename Check, typename Admit, typename Make>
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartServerStream(
     absl::StatusOr<CallAuth> auth, const char* method,
-    const grpc::ByteBuffer& bytes, AuthAction action, ObjectKind kind,
-    const std::string& (Request::*object_of)() const, Admit admit, Make make) {
+    const grpc::ByteBuffer& bytes, Check check, Admit admit, Make make) {
   if (!auth.ok()) return FailedWriteCall(ToGrpcStatus(auth.status()));
   Request request;
   if (!ParseMessage(bytes, &request)) {
@@ -246,7 +238,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartServerStream(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                      absl::StrCat(method, ": the request does not parse")));
   }
-  absl::Status allowed = auth->Require(action, kind, (request.*object_of)());
+  absl::Status allowed = check(*auth, &request);
   if (!allowed.ok()) return FailedWriteCall(ToGrpcStatus(allowed));
   absl::StatusOr<CallLease> lease = admit(*auth);
   if (!lease.ok()) return FailedWriteCall(ToGrpcStatus(lease.status()));
@@ -260,7 +252,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
     const grpc::ByteBuffer* request_bytes) {
   return StartServerStream<v1::SnapshotRequest>(
       Authenticate(*context, "Snapshot"), "Snapshot", *request_bytes,
-      AuthAction::kReadFeatures, ObjectKind::kView, &v1::SnapshotRequest::view,
+      [&](const CallAuth& auth, v1::SnapshotRequest* request) {
+        return RequireReadFeatures(auth, request);
+      },
       [&](const CallAuth& auth) { return Admit(&snapshot_slots_, auth); },
       [&](v1::SnapshotRequest request, CallLease lease) {
         return NewSnapshotCall(
@@ -274,8 +268,10 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
     const grpc::ByteBuffer* request_bytes) {
   return StartServerStream<v1::ReadEventsRequest>(
       Authenticate(*context, "ReadEvents"), "ReadEvents", *request_bytes,
-      AuthAction::kReadEvents, ObjectKind::kStream,
-      &v1::ReadEventsRequest::stream,
+      [](const CallAuth& auth, const v1::ReadEventsRequest* request) {
+        return auth.Require(AuthAction::kReadEvents, ObjectKind::kStream,
+                            request->stream());
+      },
       [&](const CallAuth& auth) { return Admit(&read_events_slots_, auth); },
       [&](v1::ReadEventsRequest request, CallLease lease) {
         return NewReadEventsCall(

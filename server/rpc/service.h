@@ -119,9 +119,19 @@ class FeatureStoreService final
   absl::StatusOr<CallAuth> Authenticate(const grpc::ServerContextBase& context,
                                         const char* method) const;
   // read_features on the request's view, or on its service and every view
-  // the service reads. For a service, *service_version (0 = latest) is set
-  // to the version checked, so the read uses exactly the views that were
-  // checked even if a newer version is applied meanwhile.
+  // the service reads. For a service, the request's service_version (0 =
+  // latest) is set to the version checked, so the read uses exactly the
+  // views that were checked even if a newer version is applied meanwhile.
+  // `Request` is GetFeatures, Snapshot or JoinFeatures' request.
+  template <typename Request>
+  absl::Status RequireReadFeatures(const CallAuth& auth,
+                                   Request* request) const {
+    uint32_t version = request->service_version();
+    absl::Status s = RequireReadFeatures(auth, request->view(),
+                                         request->service(), &version);
+    request->set_service_version(version);
+    return s;
+  }
   absl::Status RequireReadFeatures(const CallAuth& auth,
                                    const std::string& view,
                                    const std::string& service,

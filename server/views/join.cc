@@ -95,23 +95,16 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     Options options) {
   // A view, or a service's parts (each its view, key and features).
   std::shared_ptr<const CompiledView> view;
-  std::vector<Part> parts;
-  uint32_t service_version = 0;
+  ResolvedService service;
   if (!first.service().empty()) {
     if (!first.view().empty()) {
       return absl::InvalidArgumentError(
           "give a view or a service to join with, not both");
     }
-    auto service = engine->registry().FindService(first.service(),
-                                                  first.service_version());
-    if (!service.ok()) return service.status();
-    for (const v1::ServicePart& p : (*service)->parts()) {
-      auto part_view = engine->Resolve(p.view(), p.view_version());
-      if (!part_view.ok()) return part_view.status();
-      parts.push_back({*part_view, p.key(), p.prefix(),
-                       PartFeatureIndices(p, **part_view)});
-    }
-    service_version = (*service)->version();
+    auto resolved =
+        engine->ResolveService(first.service(), first.service_version());
+    if (!resolved.ok()) return resolved.status();
+    service = *std::move(resolved);
   } else {
     auto resolved = engine->Resolve(first.view(), first.version());
     if (!resolved.ok()) return resolved.status();
@@ -124,17 +117,16 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
   options.threads = std::max(options.threads, 1);
   std::unique_ptr<JoinSession> session(new JoinSession(
       std::move(view), *std::move(pinned), &engine->store(), options));
-  session->parts_ = std::move(parts);
-  session->service_version_ = service_version;
+  session->service_ = std::move(service);
   return session;
 }
 
 absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
                               const Emit& emit) {
-  // A service join (parts_) reads each part's key from the row and answers
+  // A service join (service_) reads each part's key from the row and answers
   // rows when a run fills or the input ends; a view join reads the entity
   // and also answers grouped input early.
-  const bool service = !parts_.empty();
+  const bool service = !service_.parts.empty();
   for (v1::LabelRow& row : *message->mutable_rows()) {
     const uint64_t index = next_index_++;
     const std::string& e = row.entity();
@@ -172,14 +164,14 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
       p.passthrough.push_back(std::move(cell));
     }
     if (service) {
-      p.keys.reserve(parts_.size());
-      for (const Part& part : parts_) {
+      p.keys.reserve(service_.parts.size());
+      for (const ServicePartView& part : service_.parts) {
         auto it = row.keys().find(part.key);
         p.keys.push_back(it == row.keys().end() ? std::string() : it->second);
         if (p.keys.back().find('\0') != std::string::npos) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "label row ", index, ": key '", Echo(part.key),
-              "' contains NUL"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("label row ", index, ": key '", Echo(part.key),
+                           "' contains NUL"));
         }
       }
     }
@@ -199,19 +191,16 @@ absl::Status JoinSession::Finish(const Emit& emit) {
 
 absl::Status JoinSession::Send(std::string* response, const Emit& emit) {
   if (!sent_header_) {
-    if (parts_.empty()) {
+    if (service_.parts.empty()) {
       for (const auto& f : view_->features) {
         wire::PutBytesField(response,
                             v1::JoinFeaturesResponse::kFeatureNamesFieldNumber,
                             f.name);
       }
     } else {
-      for (const Part& part : parts_) {
-        for (int i : part.take) {
-          wire::PutBytesField(
-              response, v1::JoinFeaturesResponse::kFeatureNamesFieldNumber,
-              absl::StrCat(part.prefix, part.view->features[i].name));
-        }
+      for (const std::string& name : service_.FeatureNames()) {
+        wire::PutBytesField(
+            response, v1::JoinFeaturesResponse::kFeatureNamesFieldNumber, name);
       }
     }
     sent_header_ = true;
@@ -221,7 +210,7 @@ absl::Status JoinSession::Send(std::string* response, const Emit& emit) {
                        pinned_.watermark);
   wire::PutVarintField(
       response, v1::JoinFeaturesResponse::kVersionFieldNumber,
-      parts_.empty() ? view_->def->version() : service_version_);
+      service_.parts.empty() ? view_->def->version() : service_.def->version());
   absl::Status s = emit(response);
   response->clear();
   return s;
@@ -247,8 +236,8 @@ absl::Status JoinSession::CheckRowSize(const Pending& p,
                          "lower --join_run_rows)")));
 }
 
-absl::Status JoinSession::SweepBy(const CompiledView& view,
-                                  const KeyOf& key_of, const RowSink& sink) {
+absl::Status JoinSession::SweepBy(const CompiledView& view, const KeyOf& key_of,
+                                  const RowSink& sink) {
   // Group rows by key (any order will do), then each group by time (then
   // input order). Keys view the rows' strings, which stay until the run is
   // answered.
@@ -290,7 +279,7 @@ absl::Status JoinSession::SweepBy(const CompiledView& view,
 }
 
 absl::Status JoinSession::Flush(const Emit& emit) {
-  if (!parts_.empty()) return FlushService(emit);
+  if (!service_.parts.empty()) return FlushService(emit);
   const size_t n = buffer_.size();
   if (n == 0) return absl::OkStatus();
   // Each row is kept as its JoinedRow wire bytes (~100 bytes with entity
@@ -325,8 +314,8 @@ absl::Status JoinSession::Flush(const Emit& emit) {
   return absl::OkStatus();
 }
 
-absl::Status JoinSession::SendRows(const std::vector<absl::string_view>& encoded,
-                                   const Emit& emit) {
+absl::Status JoinSession::SendRows(
+    const std::vector<absl::string_view>& encoded, const Emit& emit) {
   const size_t n = encoded.size();
   std::string response;
   const size_t chunk_bytes = options_.max_response_bytes / 16;
@@ -356,10 +345,11 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
   std::vector<ByteBlocks> blocks(options_.threads);
   std::vector<std::string> scratch(options_.threads);
   std::vector<PaddedCount> worker_bytes(options_.threads);
-  std::vector<std::vector<absl::string_view>> part_values(parts_.size());
-  std::vector<std::string> nulls(parts_.size());
-  for (size_t k = 0; k < parts_.size(); ++k) {
-    const Part& part = parts_[k];
+  std::vector<std::vector<absl::string_view>> part_values(
+      service_.parts.size());
+  std::vector<std::string> nulls(service_.parts.size());
+  for (size_t k = 0; k < service_.parts.size(); ++k) {
+    const ServicePartView& part = service_.parts[k];
     v1::Value null;
     null.ByteSizeLong();
     for (size_t i = 0; i < part.take.size(); ++i) EncodeValue(null, &nulls[k]);

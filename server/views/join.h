@@ -88,14 +88,6 @@ class JoinSession {
     std::vector<std::string> passthrough;
     std::vector<std::string> keys;  // a service join: one per part
   };
-  // One part of a service join: its view, key column and the view's
-  // features it takes (in output order).
-  struct Part {
-    std::shared_ptr<const CompiledView> view;
-    std::string key;
-    std::string prefix;
-    std::vector<int> take;
-  };
   JoinSession(std::shared_ptr<const CompiledView> view,
               EventStore::PinnedRead pinned, const EventStore* store,
               Options options)
@@ -134,8 +126,7 @@ class JoinSession {
   absl::Status Send(std::string* response, const Emit& emit);
 
   const std::shared_ptr<const CompiledView> view_;  // null for a service
-  std::vector<Part> parts_;                           // a service join
-  uint32_t service_version_ = 0;
+  ResolvedService service_;                         // a service join
   const EventStore::PinnedRead pinned_;
   const EventStore* const store_;
   const Options options_;

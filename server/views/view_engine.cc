@@ -509,6 +509,10 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   return response;
 }
 
+namespace {
+
+// The indices of the view's features a service part takes, in output
+// order (all of them when the part lists none).
 std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
                                     const CompiledView& view) {
   std::vector<int> take;
@@ -526,10 +530,37 @@ std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
   return take;
 }
 
+}  // namespace
+
+std::vector<std::string> ResolvedService::FeatureNames() const {
+  std::vector<std::string> names;
+  for (const ServicePartView& part : parts) {
+    for (int i : part.take) {
+      names.push_back(absl::StrCat(part.prefix, part.view->features[i].name));
+    }
+  }
+  return names;
+}
+
+absl::StatusOr<ResolvedService> ViewEngine::ResolveService(
+    const std::string& name, uint32_t version) const {
+  auto def = registry_->FindService(name, version);
+  if (!def.ok()) return def.status();
+  ResolvedService service;
+  service.def = *std::move(def);
+  for (const v1::ServicePart& p : service.def->parts()) {
+    auto view = Resolve(p.view(), p.view_version());
+    if (!view.ok()) return view.status();
+    std::vector<int> take = PartFeatureIndices(p, **view);
+    service.parts.push_back(
+        {*std::move(view), p.key(), p.prefix(), std::move(take)});
+  }
+  return service;
+}
+
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
     const v1::GetFeaturesRequest& request) const {
-  auto service = registry_->FindService(request.service(),
-                                        request.service_version());
+  auto service = ResolveService(request.service(), request.service_version());
   if (!service.ok()) return service.status();
   if (request.key_rows().empty()) {
     return absl::InvalidArgumentError("no key rows requested");
@@ -539,25 +570,9 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
         request.key_rows_size(), " key rows requested; the limit is ",
         options_.max_entities, " per call"));
   }
-  // Each part: its compiled view and which of the view's features it
-  // takes, in output order.
-  struct Part {
-    std::shared_ptr<const CompiledView> view;
-    const std::string* key;
-    std::vector<int> take;
-  };
-  std::vector<Part> parts;
   v1::GetFeaturesResponse response;
-  for (const v1::ServicePart& p : (*service)->parts()) {
-    auto view = Resolve(p.view(), p.view_version());
-    if (!view.ok()) return view.status();
-    Part part{*view, &p.key(), {}};
-    part.take = PartFeatureIndices(p, **view);
-    const auto& features = (*view)->features;
-    for (int i : part.take) {
-      response.add_feature_names(absl::StrCat(p.prefix(), features[i].name));
-    }
-    parts.push_back(std::move(part));
+  for (std::string& name : service->FeatureNames()) {
+    response.add_feature_names(std::move(name));
   }
   for (int r = 0; r < request.key_rows_size(); ++r) {
     for (const auto& [column, key] : request.key_rows(r).keys()) {
@@ -577,8 +592,8 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
   v1::FeatureRow computed;
   for (const v1::KeyRow& keys : request.key_rows()) {
     v1::FeatureRow* row = response.add_rows();
-    for (const Part& part : parts) {
-      auto it = keys.keys().find(*part.key);
+    for (const ServicePartView& part : service->parts) {
+      auto it = keys.keys().find(part.key);
       if (it == keys.keys().end() || it->second.empty()) {
         // No key for this part: its features are null.
         for (size_t i = 0; i < part.take.size(); ++i) row->add_values();
@@ -593,7 +608,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
     }
   }
   response.set_watermark(pinned->watermark);
-  response.set_version((*service)->version());
+  response.set_version(service->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
   return response;
 }
@@ -602,8 +617,55 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
                                   const SnapshotEmit& emit,
                                   const std::function<bool()>& cancelled,
                                   int chunk_rows) const {
-  auto view = Resolve(request.view(), request.version());
-  if (!view.ok()) return view.status();
+  // What each row holds: one part per view read (a view snapshot is one
+  // part taking every feature).
+  std::vector<ServicePartView> parts;
+  std::vector<std::string> feature_names;
+  uint32_t version = 0;
+  std::string what;  // for errors: "view 'v'" or "service 's'"
+  if (!request.service().empty()) {
+    if (!request.view().empty()) {
+      return absl::InvalidArgumentError(
+          "give a view or a service to snapshot, not both");
+    }
+    auto service = ResolveService(request.service(), request.service_version());
+    if (!service.ok()) return service.status();
+    for (const ServicePartView& part : service->parts) {
+      if (part.key != service->parts[0].key) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "service '", request.service(), "' v", service->def->version(),
+            " cannot be snapshotted: part 1 (view '",
+            service->parts[0].view->def->name(), "') is keyed by '",
+            service->parts[0].key, "' but part ",
+            &part - service->parts.data() + 1, " (view '",
+            part.view->def->name(), "') by '", part.key,
+            "'; a snapshot lists the entities of one key column (use "
+            "GetFeatures or JoinFeatures with rows of keys)"));
+      }
+    }
+    feature_names = service->FeatureNames();
+    version = service->def->version();
+    what = absl::StrCat("service '", request.service(), "'");
+    parts = std::move(service->parts);
+  } else {
+    auto view = Resolve(request.view(), request.version());
+    if (!view.ok()) return view.status();
+    for (const auto& f : (*view)->features) feature_names.push_back(f.name);
+    version = (*view)->def->version();
+    what = absl::StrCat("view '", request.view(), "'");
+    parts.push_back({*std::move(view), "", "", {}});
+  }
+  // One part taking every feature: its values are swapped in whole.
+  const bool whole = parts.size() == 1 && parts[0].take.empty();
+  // The distinct streams the parts read, each scanned for entities.
+  std::vector<uint32_t> stream_ids;
+  for (const ServicePartView& part : parts) {
+    const uint32_t id = part.view->stream->stream_id;
+    if (std::find(stream_ids.begin(), stream_ids.end(), id) ==
+        stream_ids.end()) {
+      stream_ids.push_back(id);
+    }
+  }
   RETURN_IF_ERROR(ValidatePartition(request.partition()));
   const uint32_t pindex = request.partition().index();
   const uint32_t pcount = request.partition().count();
@@ -632,7 +694,6 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   }
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();
-  const CompiledView& cv = **view;
   const uint64_t watermark = pinned->watermark;
   const ReadView* read_view = pinned->view.get();
   const size_t nt = times.size();
@@ -645,11 +706,11 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   std::vector<v1::FeatureRow*> taken;
   auto header = [&](v1::SnapshotChunk* chunk, size_t k) {
     if (!names_sent) {
-      for (const auto& f : cv.features) chunk->add_feature_names(f.name);
+      for (const auto& name : feature_names) chunk->add_feature_names(name);
       names_sent = true;
     }
     chunk->set_watermark(watermark);
-    chunk->set_version(cv.def->version());
+    chunk->set_version(version);
     *chunk->mutable_as_of() = MicrosToTimestamp(times[k]);
   };
   // Sends time k's rows in chunks of about snapshot_chunk_bytes (at least
@@ -684,21 +745,73 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     }
   };
 
-  // One total-order pass over the stream's keys finds the entities (one
+  // One total-order pass over each stream's keys finds the entities (one
   // Seek skips the rest of each) and each one's first visible event time;
-  // each batch of entities is then swept by workers, with one entity
-  // cursor per worker, for every as-of time after that first event.
+  // the streams' entities are merged in byte order. Each batch of entities
+  // is then swept by workers, with one entity cursor per worker, for every
+  // as-of time after that first event.
   struct Found {
     std::string entity;
     size_t first_time = 0;  // index of the first as-of time it is part of
     std::vector<v1::FeatureRow*> rows;  // one per time from first_time on
   };
-  const std::string prefix = StreamPrefix(cv.stream->stream_id);
-  auto it = store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view);
+  const int64_t last_time = times.back();
+  struct Scan {
+    uint32_t stream_id;
+    std::unique_ptr<EventIterator> it;
+    ParsedEventKey key;  // of it's current event, while it is valid
+  };
+  std::vector<Scan> scans;
+  for (uint32_t id : stream_ids) {
+    const std::string prefix = StreamPrefix(id);
+    scans.push_back(
+        {id,
+         store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view),
+         {}});
+  }
+  // Parses each valid scan's key; the smallest entity, or false when every
+  // scan is done.
+  std::string entity;
+  auto next_entity = [&](bool* any) -> absl::Status {
+    *any = false;
+    for (Scan& scan : scans) {
+      if (!scan.it->Valid()) {
+        if (!scan.it->status().ok()) return scan.it->status();
+        continue;
+      }
+      if (!ParseEventKey(scan.it->key(), &scan.key)) {
+        return absl::DataLossError("corrupt stored event key");
+      }
+      if (!*any || scan.key.entity < entity)
+        entity = std::string(scan.key.entity);
+      *any = true;
+    }
+    return absl::OkStatus();
+  };
+  // Index of the first as-of time after the entity's earliest visible event
+  // in `scan` (times.size() when none is visible before the last time), and
+  // moves the scan past the entity.
+  auto first_visible = [&](Scan& scan, size_t* first) -> absl::Status {
+    ParsedEventKey& key = scan.key;
+    for (; scan.it->Valid(); scan.it->Next()) {
+      if (!ParseEventKey(scan.it->key(), &key)) {
+        return absl::DataLossError("corrupt stored event key");
+      }
+      if (key.entity != entity || key.time_us >= last_time) break;
+      if (key.seq <= watermark) {  // usually the first key
+        *first = std::min<size_t>(
+            *first, std::upper_bound(times.begin(), times.end(), key.time_us) -
+                        times.begin());
+        break;
+      }
+    }
+    if (!scan.it->status().ok()) return scan.it->status();
+    scan.it->Seek(PrefixSuccessor(EntityPrefix(scan.stream_id, entity)));
+    return absl::OkStatus();
+  };
   std::vector<std::unique_ptr<EventIterator>> cursors(
       std::max(1, options_.analyst_threads));
   std::vector<Found> batch;
-  const int64_t last_time = times.back();
   // Entities per batch: a batch holds up to (entities x times) rows, and
   // about one chunk's bytes: its size follows the rows seen so far,
   // starting small.
@@ -710,36 +823,25 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   // worker: no shared cache line on the per-row path).
   std::vector<PaddedCount> worker_bytes(std::max(1, options_.analyst_threads));
   size_t rows_seen = 0, bytes_seen = 0;
-  while (it->Valid()) {
+  bool more = true;
+  while (more) {
     if (cancelled()) return absl::CancelledError("snapshot cancelled");
     batch.clear();
-    while (it->Valid() && batch.size() < batch_limit) {
-      ParsedEventKey key;
-      if (!ParseEventKey(it->key(), &key)) {
-        return absl::DataLossError("corrupt stored event key");
-      }
-      std::string entity(key.entity);
-      const std::string next =
-          PrefixSuccessor(EntityPrefix(cv.stream->stream_id, entity));
-      if (InPartition(entity, pindex, pcount)) {
-        // The earliest visible event: usually the first key.
-        for (; it->Valid(); it->Next()) {
-          if (!ParseEventKey(it->key(), &key)) {
-            return absl::DataLossError("corrupt stored event key");
-          }
-          if (key.entity != entity || key.time_us >= last_time) break;
-          if (key.seq <= watermark) {
-            // Part of every as-of time after its first event.
-            const size_t first = static_cast<size_t>(
-                std::upper_bound(times.begin(), times.end(), key.time_us) -
-                times.begin());
-            batch.push_back(Found{std::move(entity), first, {}});
-            break;
-          }
+    while (batch.size() < batch_limit) {
+      RETURN_IF_ERROR(next_entity(&more));
+      if (!more) break;
+      const bool in_partition = InPartition(entity, pindex, pcount);
+      size_t first = nt;
+      for (Scan& scan : scans) {
+        if (!scan.it->Valid() || scan.key.entity != entity) continue;
+        if (in_partition) {
+          RETURN_IF_ERROR(first_visible(scan, &first));
+        } else {
+          scan.it->Seek(PrefixSuccessor(EntityPrefix(scan.stream_id, entity)));
         }
-        if (!it->status().ok()) return it->status();
       }
-      it->Seek(next);
+      // Part of every as-of time after its first event.
+      if (first < nt) batch.push_back(Found{entity, first, {}});
     }
     if (batch.empty()) break;
     for (Found& f : batch) {
@@ -756,29 +858,38 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
           auto& cursor = cursors[worker];
           if (cursor == nullptr) cursor = store_->NewEntityCursor(read_view);
           Found& f = batch[i];
-          absl::Status too_big;
-          RETURN_IF_ERROR(SweepEntity(
-              cv, cursor.get(), f.entity,
-              absl::MakeConstSpan(times).subspan(f.first_time), watermark,
-              [&](size_t j, auto* values) {
-                v1::FeatureRow* row = f.rows[j];
-                row->mutable_values()->Swap(values);
-                const size_t bytes = row->ByteSizeLong();
-                // One row must fit a message, and the batch must stay near
-                // what the next chunks can carry.
-                worker_bytes[worker].n += bytes;
-                if (bytes > options_.max_response_bytes ||
-                    worker_bytes[worker].n > options_.max_response_bytes) {
-                  too_big = absl::ResourceExhaustedError(absl::StrCat(
-                      "the row of entity '", Echo(f.entity), "' is ", bytes,
-                      " bytes; snapshot rows of view '", cv.def->name(),
-                      "' in flight would exceed the largest message "
-                      "(--max_message_bytes ",
-                      options_.max_response_bytes, ")"));
-                  row->mutable_values()->Clear();
-                }
-              }));
-          return too_big;
+          const auto entity_times =
+              absl::MakeConstSpan(times).subspan(f.first_time);
+          for (const ServicePartView& part : parts) {
+            RETURN_IF_ERROR(
+                SweepEntity(*part.view, cursor.get(), f.entity, entity_times,
+                            watermark, [&](size_t j, auto* values) {
+                              auto* row_values = f.rows[j]->mutable_values();
+                              if (whole) {
+                                row_values->Swap(values);
+                                return;
+                              }
+                              for (int v : part.take) {
+                                row_values->Add()->Swap(values->Mutable(v));
+                              }
+                            }));
+          }
+          for (v1::FeatureRow* row : f.rows) {
+            const size_t bytes = row->ByteSizeLong();
+            // One row must fit a message, and the batch must stay near
+            // what the next chunks can carry.
+            worker_bytes[worker].n += bytes;
+            if (bytes > options_.max_response_bytes ||
+                worker_bytes[worker].n > options_.max_response_bytes) {
+              return absl::ResourceExhaustedError(
+                  absl::StrCat("the row of entity '", Echo(f.entity), "' is ",
+                               bytes, " bytes; snapshot rows of ", what,
+                               " in flight would exceed the largest message "
+                               "(--max_message_bytes ",
+                               options_.max_response_bytes, ")"));
+            }
+          }
+          return absl::OkStatus();
         }));
     rows_seen += batch.size() * nt;
     for (const PaddedCount& c : worker_bytes) bytes_seen += c.n;
@@ -790,7 +901,6 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       if (chunks[k].rows_size() > 0) RETURN_IF_ERROR(flush(k));
     }
   }
-  if (!it->status().ok()) return it->status();
   // Every as-of time gets at least one chunk, even with no entity.
   for (size_t k = 0; k < nt; ++k) {
     if (!sent[k]) RETURN_IF_ERROR(flush(k));

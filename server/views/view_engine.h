@@ -94,10 +94,25 @@ struct CompiledView {
       std::shared_ptr<const StreamSchema> stream);
 };
 
-// The indices of the view's features a service part takes, in output
-// order (all of them when the part lists none).
-std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
-                                    const CompiledView& view);
+// One part of a feature service bound to its compiled view: the label key
+// column it is looked up by, its output prefix, and the indices of the
+// view's features it takes, in output order (all of them when the part
+// lists none).
+struct ServicePartView {
+  std::shared_ptr<const CompiledView> view;
+  std::string key;
+  std::string prefix;
+  std::vector<int> take;
+};
+
+// A feature service bound to its parts' compiled views.
+struct ResolvedService {
+  std::shared_ptr<const v1::FeatureServiceDef> def;
+  std::vector<ServicePartView> parts;
+
+  // The output feature names, parts in order (prefix + feature).
+  std::vector<std::string> FeatureNames() const;
+};
 
 class ViewEngine {
  public:
@@ -146,12 +161,16 @@ class ViewEngine {
   // Every entity of the view's stream with at least one event before
   // `as_of` (default: now) visible at `watermark` (default: latest), in
   // entity byte order, as of `as_of`, optionally only entity-hash partition
-  // `index` of `count`. One pass over the stream in key order from one
-  // consistent snapshot finds the entities; each chunk's entities are then
-  // computed on `analyst_threads` threads (SweepEntity). Memory: one chunk
-  // plus one entity's window per thread.
-  // Calls `emit` with chunks of up to `chunk_rows` rows (the first with the
-  // feature names; at least one chunk, even when no entity qualifies); an
+  // `index` of `count`. Of a service (request.service set) whose parts all
+  // share one key column: every entity with such an event in any part's
+  // stream, each row its parts' features in order (a part whose stream has
+  // no event of the entity gives count 0 / nulls, as GetFeatures does); a
+  // service keyed by several columns is INVALID_ARGUMENT naming them. One pass
+  // over the stream in key order from one consistent snapshot finds the
+  // entities; each chunk's entities are then computed on `analyst_threads`
+  // threads (SweepEntity). Memory: one chunk plus one entity's window per
+  // thread. Calls `emit` with chunks of up to `chunk_rows` rows (the first with
+  // the feature names; at least one chunk, even when no entity qualifies); an
   // error from `emit` stops the scan and is returned.
   // Errors: those of GetFeatures, INVALID_ARGUMENT (bad partition).
   // With as_of_times (up to kMaxSnapshotTimes), one pass computes every
@@ -192,6 +211,11 @@ class ViewEngine {
   // cached until the view or its stream definition changes.
   absl::StatusOr<std::shared_ptr<const CompiledView>> Resolve(
       const std::string& name, uint32_t version) const;
+
+  // Resolves a feature service (version 0 = latest) and each part's view.
+  // Errors: NOT_FOUND (service or version), those of Resolve.
+  absl::StatusOr<ResolvedService> ResolveService(const std::string& name,
+                                                 uint32_t version) const;
 
  private:
   // Builds and stores tiles for `days` (day starts) of one entity.

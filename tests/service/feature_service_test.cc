@@ -1,9 +1,10 @@
-// Issue 15, GetFeatures of a feature service: each part looked up by its
-// own key, at one watermark, equal value for value to the single-view
-// lookups of its parts; a missing key nulls only its part.
+// Issue 15, feature services: each part looked up by its own key, at one
+// watermark. Lookups, joins and snapshots equal, value for value, the
+// single-view reads of their parts; a missing key nulls only its part.
 
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -264,6 +265,125 @@ TEST_F(FeatureServiceTest, JoinEqualsItsPartsJoinedOneByOne) {
     }
     EXPECT_EQ(got[5].passthrough(0), "p");
   }
+}
+
+// Every chunk of one Snapshot call; rows by (as-of, entity).
+std::map<std::pair<int64_t, std::string>, v1::FeatureRow> Snap(
+    Client& client, const v1::SnapshotRequest& req,
+    std::vector<std::string>* names, absl::Status* status) {
+  std::map<std::pair<int64_t, std::string>, v1::FeatureRow> rows;
+  *status = client.Snapshot(req, [&](const v1::SnapshotChunk& chunk) {
+    if (chunk.feature_names_size() > 0) {
+      names->assign(chunk.feature_names().begin(),
+                    chunk.feature_names().end());
+    }
+    for (const auto& row : chunk.rows()) {
+      rows[{*TimestampToMicros(chunk.as_of()), row.entity()}] = row;
+    }
+    return true;
+  });
+  return rows;
+}
+
+// A snapshot of a service keyed by one column: the entities of every part's
+// stream, each row equal to the service's lookup of that entity.
+TEST_F(FeatureServiceTest, SnapshotOfOneKeyServiceIsItsLookupPerEntity) {
+  v1::ApplyDefinitionsRequest apply;
+  auto* service = apply.mutable_definitions()->add_services();
+  service->set_name("combined");
+  service->set_version(1);
+  for (const char* view : {"users", "merchants"}) {
+    auto* p = service->add_parts();
+    p->set_view(view);
+    p->set_view_version(1);
+    p->set_key("id");
+    p->set_prefix(absl::StrCat(view, "_"));
+  }
+  ASSERT_TRUE(ts_.client().ApplyDefinitions(apply).ok());
+  // An entity only in each stream.
+  for (const char* stream : {"orders", "payments"}) {
+    v1::IngestRequest batch;
+    batch.set_stream(stream);
+    *batch.add_events() = Order(absl::StrCat("only_", stream),
+                                absl::StrCat("only_", stream), kT - kDay, 5.0,
+                                1, "c");
+    ASSERT_TRUE(ts_.client().Ingest(batch).ok());
+  }
+  const std::vector<int64_t> times = {kT - 5 * kDay, kT};
+  for (const uint64_t watermark : {watermarks_[0], uint64_t{0}}) {
+    // Whole and in two partitions: the same rows.
+    std::map<std::pair<int64_t, std::string>, v1::FeatureRow> whole, parts;
+    std::vector<std::string> names;
+    for (uint32_t count : {0u, 2u}) {
+      for (uint32_t index = 0; index < std::max(count, 1u); ++index) {
+        v1::SnapshotRequest req;
+        req.set_service("combined");
+        req.set_watermark(watermark);
+        for (int64_t t : times) *req.add_as_of_times() = MicrosToTimestamp(t);
+        if (count > 0) {
+          req.mutable_partition()->set_index(index);
+          req.mutable_partition()->set_count(count);
+        }
+        absl::Status status;
+        auto got = Snap(ts_.client(), req, &names, &status);
+        ASSERT_TRUE(status.ok()) << status;
+        (count == 0 ? whole : parts).insert(got.begin(), got.end());
+      }
+    }
+    EXPECT_EQ(whole.size(), parts.size());
+    ASSERT_EQ(names.size(), 5u);
+    EXPECT_EQ(names[3], "merchants_n_1d");
+    // The entities: those of either view's snapshot at the same times.
+    std::set<std::pair<int64_t, std::string>> want_keys;
+    for (const char* view : {"users", "merchants"}) {
+      v1::SnapshotRequest req;
+      req.set_view(view);
+      req.set_watermark(watermark);
+      for (int64_t t : times) *req.add_as_of_times() = MicrosToTimestamp(t);
+      std::vector<std::string> view_names;
+      absl::Status status;
+      for (const auto& [key, row] :
+           Snap(ts_.client(), req, &view_names, &status)) {
+        want_keys.insert(key);
+      }
+      ASSERT_TRUE(status.ok()) << status;
+    }
+    ASSERT_EQ(whole.size(), want_keys.size()) << "watermark " << watermark;
+    EXPECT_EQ(whole.count({kT, "only_orders"}), watermark == 0 ? 1u : 0u);
+    EXPECT_EQ(whole.count({kT, "only_payments"}), watermark == 0 ? 1u : 0u);
+    for (const auto& [key, row] : whole) {
+      EXPECT_TRUE(want_keys.count(key)) << key.second;
+      EXPECT_TRUE(parts.count(key)) << key.second;
+      v1::GetFeaturesRequest lookup;
+      lookup.set_service("combined");
+      (*lookup.add_key_rows()->mutable_keys())["id"] = key.second;
+      *lookup.mutable_as_of() = MicrosToTimestamp(key.first);
+      lookup.set_watermark(watermark);
+      auto want = ts_.client().GetFeatures(lookup);
+      ASSERT_TRUE(want.ok()) << want.status();
+      ASSERT_EQ(row.values_size(), want->rows(0).values_size());
+      for (int i = 0; i < row.values_size(); ++i) {
+        EXPECT_EQ(testing::Canonical(row.values(i)),
+                  testing::Canonical(want->rows(0).values(i)))
+            << key.second << " " << names[i];
+        EXPECT_EQ(testing::Canonical(parts[key].values(i)),
+                  testing::Canonical(row.values(i)));
+      }
+    }
+  }
+  // A service keyed by several columns has no one entity list.
+  v1::SnapshotRequest mixed;
+  mixed.set_service("fraud");
+  std::vector<std::string> names;
+  absl::Status status;
+  Snap(ts_.client(), mixed, &names, &status);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("part 2 (view 'users') by 'seller_id'"),
+            std::string::npos)
+      << status;
+  mixed.set_view("users");
+  Snap(ts_.client(), mixed, &names, &status);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
 }
 
 TEST_F(FeatureServiceTest, BadRequestsAreClear) {

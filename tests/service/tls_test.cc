@@ -622,6 +622,15 @@ TEST_F(AuthTest, ReadingAServiceNeedsItsViewsToo) {
   auto full = As(**server, "full-token").GetFeatures(get);
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_EQ(full->feature_names_size(), 2);
+  // A snapshot of the service is checked the same way.
+  v1::SnapshotRequest snapshot;
+  snapshot.set_service("both");
+  auto no_chunk = [](const v1::SnapshotChunk&) { return true; };
+  absl::Status half_snapshot =
+      As(**server, "half-token").Snapshot(snapshot, no_chunk);
+  EXPECT_EQ(half_snapshot.code(), absl::StatusCode::kPermissionDenied)
+      << half_snapshot;
+  EXPECT_TRUE(As(**server, "full-token").Snapshot(snapshot, no_chunk).ok());
 }
 
 }  // namespace
