@@ -1,5 +1,6 @@
 #include "client/cli/analyst.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/cli/cli_util.h"
 #include "client/output_file.h"
@@ -31,7 +33,6 @@ std::string CsvLine(const std::vector<std::string>& cells) {
   return line;
 }
 
-
 // The sidecar FILE.meta.json: everything needed to rebuild FILE.
 absl::Status WriteMeta(const std::string& out, nlohmann::ordered_json meta) {
   if (out == "-") return absl::OkStatus();
@@ -40,13 +41,49 @@ absl::Status WriteMeta(const std::string& out, nlohmann::ordered_json meta) {
 
 }  // namespace
 
+void FeatureSource::AddFlags(CLI::App* cmd) {
+  cmd->add_option("--view", view, "view name");
+  cmd->add_option("--version", version, "view version (0 = latest)");
+  cmd->add_option("--service", service,
+                  "feature service name (instead of --view)");
+  cmd->add_option("--service-version", service_version,
+                  "service version (0 = latest)");
+}
+
+absl::Status FeatureSource::Check() const {
+  if (view.empty() == service.empty()) {
+    return LocalError("give --view or --service (one of them)");
+  }
+  if (is_service() && version != 0) {
+    return LocalError(
+        "--version is a view's; with --service use --service-version");
+  }
+  if (!is_service() && service_version != 0) {
+    return LocalError("--service-version needs --service");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint32_t> FeatureSource::ResolveVersion(Client& client) const {
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return defs.status();
+  if (is_service()) {
+    auto info = FindServiceInfo(*defs, service, service_version);
+    if (!info.ok()) return info.status();
+    return (*info)->definition().version();
+  }
+  auto info = FindViewInfo(*defs, view, version);
+  if (!info.ok()) return info.status();
+  return (*info)->definition().version();
+}
+
 // -------------------------------------------------------------- snapshot
 
 CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args) {
   auto* cmd = app->add_subcommand(
-      "snapshot", "features of every entity of a view as of one time");
-  cmd->add_option("--view", args->view, "view name")->required();
-  cmd->add_option("--version", args->version, "view version (0 = latest)");
+      "snapshot",
+      "features of every entity of a view (or one-key service) as of one time");
+  args->source.AddFlags(cmd);
   cmd->add_option("--as-of", args->as_of,
                   "RFC 3339, or epoch with a unit suffix (s, ms, us)")
       ->required();
@@ -59,20 +96,41 @@ CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args) {
   return cmd;
 }
 
-ServerFacts GetServerFacts(Client& client, const std::string& view,
+ServerFacts GetServerFacts(Client& client, const FeatureSource& source,
                            uint32_t version) {
   ServerFacts facts;
   auto st = client.GetStatus();
   if (st.ok()) facts.server_version = st->version();
   auto defs = client.ListDefinitions();
   if (!defs.ok()) return facts;
-  auto info = FindViewInfo(*defs, view, version);
-  if (!info.ok()) return facts;
-  const v1::ViewInfo& v = **info;
-  for (int i = 0;
-       i < v.definition().features_size() && i < v.feature_types_size(); ++i) {
-    facts.feature_types[v.definition().features(i).name()] =
-        v.feature_types(i);
+  // The types of a view's features, `take`n (all when empty) under
+  // `prefix`.
+  auto add_view =
+      [&](const std::string& view, uint32_t view_version,
+          const std::string& prefix,
+          const google::protobuf::RepeatedPtrField<std::string>& take) {
+        auto info = FindViewInfo(*defs, view, view_version);
+        if (!info.ok()) return;
+        const v1::ViewInfo& v = **info;
+        for (int i = 0;
+             i < v.definition().features_size() && i < v.feature_types_size();
+             ++i) {
+          const std::string& name = v.definition().features(i).name();
+          if (!take.empty() &&
+              std::find(take.begin(), take.end(), name) == take.end()) {
+            continue;
+          }
+          facts.feature_types[absl::StrCat(prefix, name)] = v.feature_types(i);
+        }
+      };
+  if (!source.is_service()) {
+    add_view(source.view, version, "", {});
+    return facts;
+  }
+  auto service = FindServiceInfo(*defs, source.service, version);
+  if (!service.ok()) return facts;
+  for (const v1::ServicePart& part : (*service)->definition().parts()) {
+    add_view(part.view(), part.view_version(), part.prefix(), part.features());
   }
   return facts;
 }
@@ -137,7 +195,8 @@ bool SnapshotFileWriter::Add(
   for (const auto& row : chunk.rows()) {
     if (format_ == "csv") {
       std::string line = CsvEscape(row.entity());
-      for (const auto& v : row.values()) absl::StrAppend(&line, ",", CsvCell(v));
+      for (const auto& v : row.values())
+        absl::StrAppend(&line, ",", CsvCell(v));
       out << line << "\n";
     } else {
       out << FeatureRowToJson(names_, row) << "\n";
@@ -148,13 +207,13 @@ bool SnapshotFileWriter::Add(
 }
 
 absl::StatusOr<SnapshotFile> SnapshotFileWriter::Finish(
-    const std::string& view, int64_t as_of, const std::string& partition,
+    const FeatureSource& source, int64_t as_of, const std::string& partition,
     const ServerFacts& facts) {
   absl::Status s = file_.Commit();
   if (!s.ok()) return s;
   nlohmann::ordered_json meta;
   meta["command"] = "snapshot";
-  meta["view"] = view;
+  meta[source.kind()] = source.name();
   meta["version"] = result_.version;
   meta["as_of"] = FormatMicros(as_of);
   meta["watermark"] = result_.watermark;
@@ -170,8 +229,8 @@ absl::StatusOr<SnapshotFile> SnapshotFileWriter::Finish(
 }
 
 absl::StatusOr<SnapshotFile> WriteSnapshotFile(
-    Client& client, const v1::SnapshotRequest& request,
-    const std::string& path, const std::string& format, Progress* progress) {
+    Client& client, const v1::SnapshotRequest& request, const std::string& path,
+    const std::string& format, Progress* progress) {
   SnapshotFileWriter writer;
   absl::Status s = writer.Open(path, format);
   if (!s.ok()) return s;
@@ -183,25 +242,29 @@ absl::StatusOr<SnapshotFile> WriteSnapshotFile(
     return ok;
   });
   if (!s.ok()) return s;
+  FeatureSource source;
+  source.view = request.view();
+  source.service = request.service();
   return writer.Finish(
-      request.view(), *TimestampToMicros(request.as_of()),
-      request.has_partition()
-          ? absl::StrCat(request.partition().index(), "/",
-                         request.partition().count())
-          : "",
-      GetServerFacts(client, request.view(),
+      source, *TimestampToMicros(request.as_of()),
+      request.has_partition() ? absl::StrCat(request.partition().index(), "/",
+                                             request.partition().count())
+                              : "",
+      GetServerFacts(client, source,
                      writer.version() != 0 ? writer.version()
+                     : source.is_service() ? request.service_version()
                                            : request.version()));
 }
 
 int RunSnapshot(Client& client, const SnapshotArgs& args) {
+  absl::Status checked = args.source.Check();
+  if (!checked.ok()) return Fail(checked);
   auto format = DataFormat(args.format, args.out, "csv");
   if (!format.ok()) return Fail(format.status().message());
   auto as_of = ParseTimeFlag("--as-of", args.as_of);
   if (!as_of.ok()) return Fail(as_of.status().message());
   v1::SnapshotRequest request;
-  request.set_view(args.view);
-  request.set_version(args.version);
+  args.source.SetOn(&request);
   *request.mutable_as_of() = MicrosToTimestamp(*as_of);
   request.set_watermark(args.watermark);
   if (!args.partition.empty()) {
@@ -214,10 +277,10 @@ int RunSnapshot(Client& client, const SnapshotArgs& args) {
   if (!file.ok()) return Fail(file.status());
   progress.Done();
   std::fprintf(stderr,
-               "snapshot of view %s v%u as of %s: %lld entities, watermark "
+               "snapshot of %s %s v%u as of %s: %lld entities, watermark "
                "%llu\n",
-               args.view.c_str(), file->version, FormatMicros(*as_of).c_str(),
-               static_cast<long long>(file->rows),
+               args.source.kind(), args.source.name().c_str(), file->version,
+               FormatMicros(*as_of).c_str(), static_cast<long long>(file->rows),
                static_cast<unsigned long long>(file->watermark));
   return 0;
 }
@@ -227,17 +290,18 @@ int RunSnapshot(Client& client, const SnapshotArgs& args) {
 CLI::App* AddJoinCommand(CLI::App* app, JoinArgs* args) {
   auto* cmd = app->add_subcommand(
       "join", "point-in-time correct features for every row of a label file");
-  cmd->add_option("--view", args->view, "view name")->required();
-  cmd->add_option("--version", args->version, "view version (0 = latest)");
+  args->source.AddFlags(cmd);
   cmd->add_option("--watermark", args->watermark,
                   "0 = latest; pass a file's watermark to rebuild it");
   cmd->add_option("--labels", args->labels, "label rows, CSV with a header")
       ->required();
   cmd->add_option("--out", args->out, "output file (- = stdout)")->required();
   cmd->add_option("--entity-column", args->entity_column,
-                  "label column with the entity (default: the stream's)");
+                  "with --view: label column with the entity (default: the "
+                  "stream's entity field)");
   cmd->add_option("--time-column", args->time_column,
-                  "label column with the time (default: the stream's)");
+                  "label column with the time (default: the streams' time "
+                  "field)");
   cmd->add_option("--time-unit", args->time_unit,
                   "unit of bare integer times: s, ms or us")
       ->capture_default_str();
@@ -249,6 +313,75 @@ CLI::App* AddJoinCommand(CLI::App* app, JoinArgs* args) {
   return cmd;
 }
 
+namespace {
+
+// The label columns a join of `source` reads by default.
+struct LabelColumns {
+  std::string entity;  // a view: its stream's entity field
+  // The streams' time field; empty when a service's streams differ (then
+  // `time_problem` lists them).
+  std::string time;
+  std::string time_problem;
+  // A service: each distinct key column and which part needs it.
+  std::vector<std::pair<std::string, std::string>> keys;
+};
+
+absl::StatusOr<LabelColumns> LabelColumnsOf(Client& client,
+                                            const FeatureSource& source) {
+  auto defs = client.ListDefinitions();
+  if (!defs.ok()) return defs.status();
+  // The stream a view (name, version) reads.
+  auto stream_of =
+      [&](const std::string& view,
+          uint32_t version) -> absl::StatusOr<const v1::StreamDef*> {
+    auto info = FindViewInfo(*defs, view, version);
+    if (!info.ok()) return info.status();
+    for (const auto& s : defs->streams()) {
+      if (s.definition().name() == (*info)->definition().stream()) {
+        return &s.definition();
+      }
+    }
+    return absl::NotFoundError(absl::StrCat(
+        "stream '", (*info)->definition().stream(), "' is not defined"));
+  };
+  LabelColumns columns;
+  if (!source.is_service()) {
+    auto stream = stream_of(source.view, source.version);
+    if (!stream.ok()) return stream.status();
+    columns.entity = (*stream)->entity_field();
+    columns.time = (*stream)->time_field();
+    return columns;
+  }
+  auto service = FindServiceInfo(*defs, source.service, source.service_version);
+  if (!service.ok()) return service.status();
+  const v1::FeatureServiceDef& def = (*service)->definition();
+  std::vector<std::string> times;  // "stream.field", distinct
+  for (int i = 0; i < def.parts_size(); ++i) {
+    const v1::ServicePart& part = def.parts(i);
+    auto stream = stream_of(part.view(), part.view_version());
+    if (!stream.ok()) return stream.status();
+    if (i == 0) columns.time = (*stream)->time_field();
+    const std::string time =
+        absl::StrCat((*stream)->name(), ": ", (*stream)->time_field());
+    if (std::find(times.begin(), times.end(), time) == times.end()) {
+      times.push_back(time);
+    }
+    if ((*stream)->time_field() != columns.time) columns.time.clear();
+    const bool seen =
+        std::any_of(columns.keys.begin(), columns.keys.end(),
+                    [&](const auto& k) { return k.first == part.key(); });
+    if (!seen) {
+      columns.keys.emplace_back(
+          part.key(), absl::StrCat("part ", i + 1, " of service '", def.name(),
+                                   "' looks up view '", part.view(), "'"));
+    }
+  }
+  if (columns.time.empty()) columns.time_problem = absl::StrJoin(times, ", ");
+  return columns;
+}
+
+}  // namespace
+
 int RunJoin(Client& client, const JoinArgs& args) {
   auto format = DataFormat(args.format, args.out, "csv");
   if (!format.ok()) return Fail(format.status().message());
@@ -257,14 +390,27 @@ int RunJoin(Client& client, const JoinArgs& args) {
   if (!args.reject_file.empty() && !args.skip_invalid) {
     return Fail("--reject-file needs --skip-invalid");
   }
-  auto defs = FindViewDefinition(client, args.view, args.version);
-  if (!defs.ok()) return Fail(defs.status());
-  const v1::StreamDef& stream = defs->second;
-  const std::string entity_column = args.entity_column.empty()
-                                        ? stream.entity_field()
-                                        : args.entity_column;
-  const std::string time_column =
-      args.time_column.empty() ? stream.time_field() : args.time_column;
+  absl::Status checked = args.source.Check();
+  if (!checked.ok()) return Fail(checked);
+  const bool service = args.source.is_service();
+  if (service && !args.entity_column.empty()) {
+    return Fail(LocalError(
+        "--entity-column is a view's; a service reads each part's key column"));
+  }
+  auto columns = LabelColumnsOf(client, args.source);
+  if (!columns.ok()) return Fail(columns.status());
+  const std::string entity_column =
+      args.entity_column.empty() ? columns->entity : args.entity_column;
+  std::string time_column = args.time_column;
+  if (time_column.empty()) {
+    if (columns->time.empty()) {
+      return Fail(LocalError(
+          absl::StrCat("the parts of service '", args.source.service,
+                       "' read streams whose time fields differ (",
+                       columns->time_problem, "): set --time-column")));
+    }
+    time_column = columns->time;
+  }
 
   std::ifstream in(args.labels, std::ios::binary);
   if (!in) {
@@ -276,16 +422,26 @@ int RunJoin(Client& client, const JoinArgs& args) {
   CsvReader csv(&in);
   std::vector<std::string> header;
   if (!csv.Next(&header)) {
-    return Fail(csv.error().ok() ? absl::StrCat(args.labels, ": empty file")
-                                 : absl::StrCat(args.labels, ": ",
-                                                csv.error().message()));
+    return Fail(csv.error().ok()
+                    ? absl::StrCat(args.labels, ": empty file")
+                    : absl::StrCat(args.labels, ": ", csv.error().message()));
   }
   int entity_at = -1, time_at = -1;
   for (size_t i = 0; i < header.size(); ++i) {
     if (header[i] == entity_column) entity_at = static_cast<int>(i);
     if (header[i] == time_column) time_at = static_cast<int>(i);
   }
-  if (entity_at < 0) {
+  // A service's key columns: (index in the file, name).
+  std::vector<std::pair<int, std::string>> key_at;
+  for (const auto& [key, needed_by] : columns->keys) {
+    auto it = std::find(header.begin(), header.end(), key);
+    if (it == header.end()) {
+      return Fail(absl::StrCat(args.labels, ": no column '", key, "' (",
+                               needed_by, " by it)"));
+    }
+    key_at.emplace_back(static_cast<int>(it - header.begin()), key);
+  }
+  if (!service && entity_at < 0) {
     return Fail(absl::StrCat(args.labels, ": no column '", entity_column,
                              "' (set --entity-column)"));
   }
@@ -333,13 +489,23 @@ int RunJoin(Client& client, const JoinArgs& args) {
       if (cells.size() != header.size()) {
         problem = absl::StrCat(cells.size(), " cells, the header has ",
                                header.size());
+      } else if (service) {
+        for (const auto& [at, key] : key_at) {
+          if (cells[at].find('\0') != std::string::npos) {
+            problem = absl::StrCat("column '", key, "' contains NUL");
+          }
+        }
       } else if (cells[entity_at].empty()) {
         problem = absl::StrCat("column '", entity_column, "' is empty");
       } else if (cells[entity_at].find('\0') != std::string::npos) {
         problem = absl::StrCat("column '", entity_column, "' contains NUL");
-      } else if (t = ParseTime(cells[time_at], *unit); !t.ok()) {
-        problem = absl::StrCat("column '", time_column,
-                               "': ", t.status().message());
+      }
+      if (problem.empty()) {
+        t = ParseTime(cells[time_at], *unit);
+        if (!t.ok()) {
+          problem = absl::StrCat("column '", time_column,
+                                 "': ", t.status().message());
+        }
       }
       if (!problem.empty()) {
         if (!args.skip_invalid) {
@@ -353,10 +519,18 @@ int RunJoin(Client& client, const JoinArgs& args) {
         continue;
       }
       v1::LabelRow* row = m->add_rows();
-      row->set_entity(cells[entity_at]);
       *row->mutable_time() = MicrosToTimestamp(*t);
+      if (service) {
+        // Keys by column (an empty cell: that part's features are null);
+        // every cell comes back as passthrough.
+        for (const auto& [at, key] : key_at) {
+          if (!cells[at].empty()) (*row->mutable_keys())[key] = cells[at];
+        }
+      } else {
+        row->set_entity(std::move(cells[entity_at]));
+      }
       for (size_t i = 0; i < cells.size(); ++i) {
-        if (static_cast<int>(i) != entity_at) {
+        if (static_cast<int>(i) != entity_at || service) {
           row->add_passthrough(std::move(cells[i]));
         }
       }
@@ -376,45 +550,43 @@ int RunJoin(Client& client, const JoinArgs& args) {
   std::vector<std::string> out_cells;
   std::vector<std::string> label_cells(header.size());
   v1::JoinFeaturesRequest first;
-  first.set_view(args.view);
-  first.set_version(args.version);
+  args.source.SetOn(&first);
   first.set_watermark(args.watermark);
-  s = client.JoinFeatures(
-      first, next, [&](const v1::JoinFeaturesResponse& r) {
-        if (names.empty() && r.feature_names_size() > 0) {
-          names = r.feature_names();
-          if (*format == "csv") {
-            out_cells = header;
-            out_cells.insert(out_cells.end(), names.begin(), names.end());
-            out << CsvLine(out_cells) << "\n";
-          }
+  s = client.JoinFeatures(first, next, [&](const v1::JoinFeaturesResponse& r) {
+    if (names.empty() && r.feature_names_size() > 0) {
+      names = r.feature_names();
+      if (*format == "csv") {
+        out_cells = header;
+        out_cells.insert(out_cells.end(), names.begin(), names.end());
+        out << CsvLine(out_cells) << "\n";
+      }
+    }
+    watermark = r.watermark();
+    version = r.version();
+    for (const auto& row : r.rows()) {
+      int k = 0;
+      for (size_t i = 0; i < header.size(); ++i) {
+        label_cells[i] =
+            !service && static_cast<int>(i) == entity_at
+                ? row.entity()
+                : (k < row.passthrough_size() ? row.passthrough(k++)
+                                              : std::string());
+      }
+      if (*format == "csv") {
+        std::string line = CsvLine(label_cells);
+        for (const auto& v : row.values()) {
+          absl::StrAppend(&line, ",", CsvCell(v));
         }
-        watermark = r.watermark();
-        version = r.version();
-        for (const auto& row : r.rows()) {
-          int k = 0;
-          for (size_t i = 0; i < header.size(); ++i) {
-            label_cells[i] = static_cast<int>(i) == entity_at
-                                 ? row.entity()
-                                 : (k < row.passthrough_size()
-                                        ? row.passthrough(k++)
-                                        : std::string());
-          }
-          if (*format == "csv") {
-            std::string line = CsvLine(label_cells);
-            for (const auto& v : row.values()) {
-              absl::StrAppend(&line, ",", CsvCell(v));
-            }
-            out << line << "\n";
-          } else {
-            out << LabeledRowToJson(header, label_cells, names, row.values())
-                << "\n";
-          }
-        }
-        rows += r.rows_size();
-        progress.Update(read_bytes.load(std::memory_order_relaxed), rows);
-        return static_cast<bool>(out);
-      });
+        out << line << "\n";
+      } else {
+        out << LabeledRowToJson(header, label_cells, names, row.values())
+            << "\n";
+      }
+    }
+    rows += r.rows_size();
+    progress.Update(read_bytes.load(std::memory_order_relaxed), rows);
+    return static_cast<bool>(out);
+  });
   if (!s.ok()) return Fail(s);
   progress.Done();
   if (rows != sent) {
@@ -424,26 +596,32 @@ int RunJoin(Client& client, const JoinArgs& args) {
   if (!s.ok()) return Fail(s.message());
   nlohmann::ordered_json meta;
   meta["command"] = "join";
-  meta["view"] = args.view;
+  meta[args.source.kind()] = args.source.name();
   meta["version"] = version;
   meta["watermark"] = watermark;
   meta["labels"] = args.labels;
-  meta["entity_column"] = entity_column;
+  if (service) {
+    std::vector<std::string> keys;
+    for (const auto& [at, key] : key_at) keys.push_back(key);
+    meta["key_columns"] = keys;
+  } else {
+    meta["entity_column"] = entity_column;
+  }
   meta["time_column"] = time_column;
   meta["format"] = *format;
   meta["rows"] = rows;
   meta["rejected"] = rejected;
   meta["features"] = std::vector<std::string>(names.begin(), names.end());
-  const ServerFacts facts = GetServerFacts(client, args.view, version);
+  const ServerFacts facts = GetServerFacts(client, args.source, version);
   meta["columns"] = ColumnsMeta(header, names, facts);
   meta["server_version"] = facts.server_version;
   s = WriteMeta(args.out, meta);
   if (!s.ok()) return Fail(s.message());
   std::fprintf(stderr,
-               "joined %lld label rows (%lld rejected) with view %s v%u, "
+               "joined %lld label rows (%lld rejected) with %s %s v%u, "
                "watermark %llu\n",
                static_cast<long long>(rows), static_cast<long long>(rejected),
-               args.view.c_str(), version,
+               args.source.kind(), args.source.name().c_str(), version,
                static_cast<unsigned long long>(watermark));
   return 0;
 }

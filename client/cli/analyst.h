@@ -3,17 +3,19 @@
 
 // The analyst commands of the rawfeat CLI:
 //
-//   rawfeat snapshot --view V [--version N] --as-of T [--watermark N]
+//   rawfeat snapshot (--view V [--version N] | --service S
+//                    [--service-version N]) --as-of T [--watermark N]
 //                    [--partition K/N] --out FILE [--format csv|jsonl]
-//   rawfeat join --view V [--version N] [--watermark N] --labels FILE
-//                --out FILE [--entity-column C] [--time-column C]
-//                [--time-unit s|ms|us] [--skip-invalid --reject-file F]
-//                [--format csv|jsonl]
+//   rawfeat join (--view V [--version N] [--entity-column C] | --service S
+//                [--service-version N]) [--watermark N] --labels FILE
+//                --out FILE [--time-column C] [--time-unit s|ms|us]
+//                [--skip-invalid --reject-file F] [--format csv|jsonl]
 //
 // Both write FILE atomically (FILE.partial, renamed when complete) and a
-// sidecar FILE.meta.json with the view, version, as-of, watermark, server
-// version and row count, so the file can be rebuilt byte for byte by
-// passing that watermark back.
+// sidecar FILE.meta.json with the view or service, version, as-of,
+// watermark, server version and row count, so the file can be rebuilt byte
+// for byte by passing that watermark back. A service join reads each part's
+// key column from the label file (an empty cell gives that part nulls).
 
 #include <cstdint>
 #include <map>
@@ -26,9 +28,39 @@
 
 namespace rawfeat {
 
-struct SnapshotArgs {
+// What an analyst command reads: a view, or a feature service.
+struct FeatureSource {
   std::string view;
-  uint32_t version = 0;
+  uint32_t version = 0;  // of the view; 0 = latest
+  std::string service;
+  uint32_t service_version = 0;  // 0 = latest
+
+  bool is_service() const { return !service.empty(); }
+  // "view" or "service", and its name.
+  const char* kind() const { return is_service() ? "service" : "view"; }
+  const std::string& name() const { return is_service() ? service : view; }
+  // Adds --view/--version and --service/--service-version to `cmd`.
+  void AddFlags(CLI::App* cmd);
+  // Exactly one of --view and --service. Errors: INVALID_ARGUMENT.
+  absl::Status Check() const;
+  // The version a read of it uses now (its latest when 0), from the
+  // server's definitions. Errors: NOT_FOUND naming it, the RPC's.
+  absl::StatusOr<uint32_t> ResolveVersion(Client& client) const;
+  // Sets the request's view/version or service/service_version.
+  template <typename Request>
+  void SetOn(Request* request) const {
+    if (is_service()) {
+      request->set_service(service);
+      request->set_service_version(service_version);
+    } else {
+      request->set_view(view);
+      request->set_version(version);
+    }
+  }
+};
+
+struct SnapshotArgs {
+  FeatureSource source;
   std::string as_of;
   uint64_t watermark = 0;
   std::string partition;  // "K/N"
@@ -37,8 +69,7 @@ struct SnapshotArgs {
 };
 
 struct JoinArgs {
-  std::string view;
-  uint32_t version = 0;
+  FeatureSource source;
   uint64_t watermark = 0;
   std::string labels;
   std::string out;
@@ -63,14 +94,15 @@ struct SnapshotFile {
 // entity then features, lists as JSON arrays, null empty; or JSON Lines.
 // Not thread-safe.
 // What a file's .meta.json says about the server: its version, and the
-// value type of each feature of the view ("INT64", "DOUBLE", "STRING",
-// "BOOL", "LIST<T>"; from ListDefinitions).
+// value type of each output feature of the view or service ("INT64",
+// "DOUBLE", "STRING", "BOOL", "LIST<T>"; from ListDefinitions).
 struct ServerFacts {
   std::string server_version;
   std::map<std::string, std::string> feature_types;
 };
-// Asks the server (fields stay empty when it cannot be asked).
-ServerFacts GetServerFacts(Client& client, const std::string& view,
+// Asks the server about `source` at `version` (of the view or service; 0 =
+// latest). Fields stay empty when it cannot be asked.
+ServerFacts GetServerFacts(Client& client, const FeatureSource& source,
                            uint32_t version);
 
 class SnapshotFileWriter {
@@ -80,11 +112,13 @@ class SnapshotFileWriter {
   // the file cannot be written.
   bool Add(const v1::SnapshotChunk& chunk,
            const google::protobuf::RepeatedPtrField<std::string>& names);
-  absl::StatusOr<SnapshotFile> Finish(const std::string& view, int64_t as_of,
+  absl::StatusOr<SnapshotFile> Finish(const FeatureSource& source,
+                                      int64_t as_of,
                                       const std::string& partition,
                                       const ServerFacts& facts);
   int64_t rows() const { return result_.rows; }
-  // The view version the chunks came from (0 before the first).
+  // The view or service version the chunks came from (0 before the
+  // first).
   uint32_t version() const { return result_.version; }
 
  private:
@@ -96,11 +130,12 @@ class SnapshotFileWriter {
   SnapshotFile result_;
 };
 
-// One Snapshot call written to `path` ("-" = stdout) with a SnapshotFileWriter.
+// One Snapshot call (of a view or a service) written to `path` ("-" =
+// stdout) with a SnapshotFileWriter.
 // `progress` (may be null) counts rows. Errors: the RPC's, or the file's.
 absl::StatusOr<SnapshotFile> WriteSnapshotFile(
-    Client& client, const v1::SnapshotRequest& request,
-    const std::string& path, const std::string& format, Progress* progress);
+    Client& client, const v1::SnapshotRequest& request, const std::string& path,
+    const std::string& format, Progress* progress);
 
 // Registers the subcommands on `app`, filling `*args`.
 CLI::App* AddSnapshotCommand(CLI::App* app, SnapshotArgs* args);

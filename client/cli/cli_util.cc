@@ -51,24 +51,43 @@ absl::StatusOr<int64_t> ParseTimeFlag(const char* flag,
       "1700000000000ms, 1700000000000000us)"));
 }
 
-absl::StatusOr<const v1::ViewInfo*> FindViewInfo(
-    const v1::ListDefinitionsResponse& defs, const std::string& name,
-    uint32_t version) {
-  const v1::ViewInfo* found = nullptr;
-  for (const auto& v : defs.views()) {
-    const auto& d = v.definition();
+namespace {
+
+// The definition named `name` at `version` (0 = the highest) among
+// `infos` (ViewInfo or ServiceInfo). Errors: NOT_FOUND naming the `kind`.
+template <typename Info>
+absl::StatusOr<const Info*> FindInfo(
+    const google::protobuf::RepeatedPtrField<Info>& infos, const char* kind,
+    const std::string& name, uint32_t version) {
+  const Info* found = nullptr;
+  for (const Info& info : infos) {
+    const auto& d = info.definition();
     if (d.name() != name || (version != 0 && d.version() != version)) continue;
     if (found == nullptr || d.version() > found->definition().version()) {
-      found = &v;
+      found = &info;
     }
   }
   if (found == nullptr) {
     return absl::NotFoundError(
-        version == 0 ? absl::StrCat("view '", name, "' is not defined")
-                     : absl::StrCat("view '", name, "' has no version ",
-                                    version));
+        version == 0
+            ? absl::StrCat(kind, " '", name, "' is not defined")
+            : absl::StrCat(kind, " '", name, "' has no version ", version));
   }
   return found;
+}
+
+}  // namespace
+
+absl::StatusOr<const v1::ViewInfo*> FindViewInfo(
+    const v1::ListDefinitionsResponse& defs, const std::string& name,
+    uint32_t version) {
+  return FindInfo(defs.views(), "view", name, version);
+}
+
+absl::StatusOr<const v1::ServiceInfo*> FindServiceInfo(
+    const v1::ListDefinitionsResponse& defs, const std::string& name,
+    uint32_t version) {
+  return FindInfo(defs.services(), "feature service", name, version);
 }
 
 // The definition of (view, version 0 = latest) and its stream.
@@ -102,8 +121,8 @@ absl::StatusOr<v1::Partition> ParsePartitionFlag(const std::string& text) {
   return p;
 }
 
-absl::StatusOr<std::string> TokenFrom(const std::string& file,
-                                      const char* flag, const char* env,
+absl::StatusOr<std::string> TokenFrom(const std::string& file, const char* flag,
+                                      const char* env,
                                       const std::string& fallback) {
   if (!file.empty()) {
     std::ifstream in(file, std::ios::binary);
@@ -131,7 +150,8 @@ absl::StatusOr<std::string> DataFormat(const std::string& flag,
     return absl::InvalidArgumentError(
         absl::StrCat("--format ", flag, ": use csv or jsonl"));
   }
-  if (path == "-" && *stdout_default != '\0') return std::string(stdout_default);
+  if (path == "-" && *stdout_default != '\0')
+    return std::string(stdout_default);
   const size_t dot = path.rfind('.');
   const std::string ext =
       dot == std::string::npos || path.find('/', dot) != std::string::npos

@@ -80,15 +80,15 @@ absl::StatusOr<int64_t> ParseTimeFlag(const char* flag,
 
 // The definition of (view, version 0 = latest) and its stream, from the
 // server's ListDefinitions. Errors: NOT_FOUND naming the view/version.
-absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>>
-FindViewDefinition(Client& client, const std::string& name, uint32_t version);
+absl::StatusOr<std::pair<v1::FeatureViewDef, v1::StreamDef>> FindViewDefinition(
+    Client& client, const std::string& name, uint32_t version);
 
 // The bearer token: the first line of `file` if given (trailing
 // whitespace dropped), else the environment variable `env` if set, else
 // `fallback`. Tokens never come from a flag value (it would land in shell
 // history). Errors: INVALID_ARGUMENT naming `flag` (unreadable or empty).
-absl::StatusOr<std::string> TokenFrom(const std::string& file,
-                                      const char* flag, const char* env,
+absl::StatusOr<std::string> TokenFrom(const std::string& file, const char* flag,
+                                      const char* env,
                                       const std::string& fallback);
 
 // The format of a data file read or written: `flag` ("csv" or "jsonl") if
@@ -102,6 +102,11 @@ absl::StatusOr<std::string> DataFormat(const std::string& flag,
 // The view (name, version 0 = latest) in a ListDefinitions answer.
 // Errors: NOT_FOUND naming the view/version.
 absl::StatusOr<const v1::ViewInfo*> FindViewInfo(
+    const v1::ListDefinitionsResponse& defs, const std::string& name,
+    uint32_t version);
+// The feature service (name, version 0 = latest) in a ListDefinitions
+// answer. Errors: NOT_FOUND naming the service/version.
+absl::StatusOr<const v1::ServiceInfo*> FindServiceInfo(
     const v1::ListDefinitionsResponse& defs, const std::string& name,
     uint32_t version);
 

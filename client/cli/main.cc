@@ -149,8 +149,8 @@ int RunIngest(Client& client, const IngestArgs& args) {
   if (!args.reject_file.empty()) {
     rejects.open(args.reject_file, std::ios::trunc);
     if (!rejects) {
-      return Fail(absl::StrCat(args.reject_file, ": cannot create: ",
-                               strerror(errno)));
+      return Fail(
+          absl::StrCat(args.reject_file, ": cannot create: ", strerror(errno)));
     }
   }
   int64_t rejected = 0;
@@ -368,8 +368,9 @@ int RunGet(Client& client, const GetArgs& args) {
   std::string label;  // a service row's "entity" column: its keys
   if (!args.service.empty()) {
     if (!args.entities.empty() || args.keys.empty()) {
-      return Fail("--service takes --key COLUMN=VALUE (one per part key), "
-                  "not --entity");
+      return Fail(
+          "--service takes --key COLUMN=VALUE (one per part key), "
+          "not --entity");
     }
     request.set_service(args.service);
     request.set_service_version(args.service_version);
@@ -424,8 +425,7 @@ int RunGet(Client& client, const GetArgs& args) {
   } else {
     std::printf("%s %s v%u as of %s, watermark %llu\n",
                 args.service.empty() ? "view" : "service",
-                args.service.empty() ? args.view.c_str()
-                                     : args.service.c_str(),
+                args.service.empty() ? args.view.c_str() : args.service.c_str(),
                 r->version(), as_of.c_str(),
                 static_cast<unsigned long long>(r->watermark()));
     size_t width = 6;
@@ -499,16 +499,9 @@ int RunDescribe(Client& client, const DescribeArgs& args) {
   auto defs = client.ListDefinitions();
   if (!defs.ok()) return Fail(defs.status());
   // A feature service of that name: its parts and output features.
-  const v1::ServiceInfo* service = nullptr;
-  for (const auto& s : defs->services()) {
-    const auto& d = s.definition();
-    if (d.name() == args.view &&
-        (args.version == 0 ? service == nullptr ||
-                                 d.version() > service->definition().version()
-                           : d.version() == args.version)) {
-      service = &s;
-    }
-  }
+  auto found_service = FindServiceInfo(*defs, args.view, args.version);
+  const v1::ServiceInfo* service =
+      found_service.ok() ? *found_service : nullptr;
   if (service != nullptr) {
     const v1::FeatureServiceDef& d = service->definition();
     std::printf("service %s v%u, %d parts\n", d.name().c_str(), d.version(),
@@ -518,14 +511,14 @@ int RunDescribe(Client& client, const DescribeArgs& args) {
     }
     for (int i = 0; i < d.parts_size(); ++i) {
       const v1::ServicePart& p = d.parts(i);
-      std::printf("part %d: view %s v%u by %s%s%s%s\n", i + 1,
-                  p.view().c_str(), p.view_version(), p.key().c_str(),
-                  p.prefix().empty() ? "" : ", prefix ", p.prefix().c_str(),
-                  p.features().empty()
-                      ? ""
-                      : absl::StrCat(", features ",
-                                     absl::StrJoin(p.features(), ","))
-                            .c_str());
+      std::printf(
+          "part %d: view %s v%u by %s%s%s%s\n", i + 1, p.view().c_str(),
+          p.view_version(), p.key().c_str(),
+          p.prefix().empty() ? "" : ", prefix ", p.prefix().c_str(),
+          p.features().empty()
+              ? ""
+              : absl::StrCat(", features ", absl::StrJoin(p.features(), ","))
+                    .c_str());
     }
     std::printf("features: %s\n",
                 absl::StrJoin(service->feature_names(), ", ").c_str());
@@ -545,18 +538,16 @@ int RunDescribe(Client& client, const DescribeArgs& args) {
     std::string filter;
     if (f.has_filter()) {
       std::vector<std::string> values;
-      for (const auto& v : f.filter().values()) values.push_back(ValueToJson(v));
+      for (const auto& v : f.filter().values())
+        values.push_back(ValueToJson(v));
       filter = absl::StrCat(f.filter().field(), " ", f.filter().op(), " ",
                             absl::StrJoin(values, ", "));
     }
-    std::printf("%-22s %-14s %-15s %-10s %-9s %-4s %s\n", f.name().c_str(),
-                i < found->feature_types_size()
-                    ? found->feature_types(i).c_str()
-                    : "",
-                f.aggregation().c_str(), f.field().c_str(),
-                f.window().c_str(),
-                f.k() == 0 ? "" : std::to_string(f.k()).c_str(),
-                filter.c_str());
+    std::printf(
+        "%-22s %-14s %-15s %-10s %-9s %-4s %s\n", f.name().c_str(),
+        i < found->feature_types_size() ? found->feature_types(i).c_str() : "",
+        f.aggregation().c_str(), f.field().c_str(), f.window().c_str(),
+        f.k() == 0 ? "" : std::to_string(f.k()).c_str(), filter.c_str());
   }
   return 0;
 }
@@ -587,9 +578,9 @@ std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
     const std::string arg = argv[i];
     if (absl::StartsWith(arg, "-")) {
       // A global option's value follows it unless given as --opt=value.
-      const CLI::Option* option =
-          arg.find('=') == std::string::npos ? app.get_option_no_throw(arg)
-                                              : nullptr;
+      const CLI::Option* option = arg.find('=') == std::string::npos
+                                      ? app.get_option_no_throw(arg)
+                                      : nullptr;
       if (option != nullptr && option->get_type_size() != 0) ++i;
       continue;
     }

@@ -98,8 +98,8 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
   // that is starting or restarting is not a failed copy); applying the same
   // definitions twice is a no-op.
   std::mt19937_64 rng(std::random_device{}());
-  auto defs = WithRetries(args.retries, rng,
-                          [&] { return source.ListDefinitions(); });
+  auto defs =
+      WithRetries(args.retries, rng, [&] { return source.ListDefinitions(); });
   if (!defs.ok()) return Fail(defs.status());
   if (args.definitions) {
     v1::ApplyDefinitionsRequest apply;
@@ -206,8 +206,12 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
 
 CLI::App* AddDiffCommand(CLI::App* app, DiffArgs* args) {
   auto* cmd = app->add_subcommand(
-      "diff", "compare two versions of a view entity by entity (exit 0/1/2)");
-  cmd->add_option("--view", args->view, "view name")->required();
+      "diff",
+      "compare two versions of a view or service entity by entity (exit "
+      "0/1/2)");
+  cmd->add_option("--view", args->view, "view name");
+  cmd->add_option("--service", args->service,
+                  "feature service name (instead of --view; one key column)");
   cmd->add_option("--versions", args->versions, "A,B")->required();
   cmd->add_option("--as-of", args->as_of,
                   "RFC 3339, or epoch with a unit suffix (s, ms, us)")
@@ -251,6 +255,10 @@ int RunDiff(const std::string& server, const DiffArgs& args,
     Fail(what);
     return 2;
   };
+  if (args.view.empty() == args.service.empty()) {
+    return error(LocalError("give --view or --service (one of them)"));
+  }
+  const bool service = !args.service.empty();
   std::vector<std::string> parts = absl::StrSplit(args.versions, ',');
   uint32_t va = 0, vb = 0;
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &va) ||
@@ -262,14 +270,18 @@ int RunDiff(const std::string& server, const DiffArgs& args,
   Client client(server, options);
   v1::SnapshotRequest req;
   req.set_view(args.view);
+  req.set_service(args.service);
   *req.mutable_as_of() = MicrosToTimestamp(*as_of);
   req.set_watermark(args.watermark);
+  const auto set_version = [&](uint32_t v) {
+    service ? req.set_service_version(v) : req.set_version(v);
+  };
 
   // Version A in memory (entity -> values), then B streamed against it.
   std::vector<std::string> names_a, names_b;
   uint64_t watermark = 0;
   absl::flat_hash_map<std::string, std::vector<v1::Value>> rows_a;
-  req.set_version(va);
+  set_version(va);
   absl::Status s = client.Snapshot(req, [&](const v1::SnapshotChunk& c) {
     if (names_a.empty()) {
       names_a.assign(c.feature_names().begin(), c.feature_names().end());
@@ -286,7 +298,7 @@ int RunDiff(const std::string& server, const DiffArgs& args,
   std::vector<FeatureDiff> shared;
   std::vector<std::string> only_a, only_b;
   int64_t entities = 0, only_in_a = 0, only_in_b = 0;
-  req.set_version(vb);
+  set_version(vb);
   req.set_watermark(watermark);  // both versions at one watermark
   s = client.Snapshot(req, [&](const v1::SnapshotChunk& c) {
     if (names_b.empty()) {
@@ -355,9 +367,9 @@ int RunDiff(const std::string& server, const DiffArgs& args,
   bool different =
       !only_a.empty() || !only_b.empty() || only_in_a > 0 || only_in_b > 0;
   out << absl::StrFormat(
-      "view %s v%u vs v%u as of %s at watermark %llu: %lld entities\n",
-      args.view, va, vb, FormatMicros(*as_of),
-      static_cast<unsigned long long>(watermark),
+      "%s %s v%u vs v%u as of %s at watermark %llu: %lld entities\n",
+      service ? "service" : "view", service ? args.service : args.view, va, vb,
+      FormatMicros(*as_of), static_cast<unsigned long long>(watermark),
       static_cast<long long>(entities));
   out << absl::StrFormat("%-28s %10s %10s %12s %12s  %s\n", "feature",
                          "compared", "differing", "max abs", "max rel",
@@ -392,8 +404,7 @@ CLI::App* AddBackfillCommand(CLI::App* app, BackfillArgs* args) {
       app->add_subcommand("backfill",
                           "one snapshot file per as-of time (local midnights), "
                           "restartable, all at one watermark");
-  cmd->add_option("--view", args->view, "view name")->required();
-  cmd->add_option("--version", args->version, "view version (0 = latest)");
+  args->source.AddFlags(cmd);
   cmd->add_option("--from", args->from,
                   "first as-of: a local date YYYY-MM-DD (midnight in --tz) "
                   "or a time")
@@ -515,6 +526,8 @@ nlohmann::json ReadJson(const std::string& path) {
 
 int RunBackfill(const std::string& server, const BackfillArgs& args,
                 const ClientOptions& options) {
+  absl::Status checked = args.source.Check();
+  if (!checked.ok()) return Fail(checked);
   if (args.format != "csv" && args.format != "jsonl") {
     return Fail("--format must be csv or jsonl");
   }
@@ -526,9 +539,12 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
   auto times = AsOfTimes(args, tz);
   if (!times.ok()) return Fail(times.status().message());
   Client client(server, options);
-  auto defs = FindViewDefinition(client, args.view, args.version);
-  if (!defs.ok()) return Fail(defs.status());
-  const uint32_t version = defs->first.version();
+  auto resolved = args.source.ResolveVersion(client);
+  if (!resolved.ok()) return Fail(resolved.status());
+  const uint32_t version = *resolved;
+  // Every snapshot of the set reads that version.
+  FeatureSource source = args.source;
+  (source.is_service() ? source.service_version : source.version) = version;
 
   // The manifest pins the set's parameters and its watermark, so a
   // resumed or repeated backfill writes the same bytes.
@@ -536,7 +552,7 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
   std::filesystem::create_directories(args.out, ec);
   const std::string manifest_path = args.out + "/backfill.json";
   nlohmann::ordered_json manifest;
-  manifest["view"] = args.view;
+  manifest[source.kind()] = source.name();
   manifest["version"] = version;
   manifest["from"] = args.from;
   manifest["to"] = args.to;
@@ -582,7 +598,7 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
   std::vector<std::string> paths(times->size());
   for (size_t i = 0; i < times->size(); ++i) {
     const int64_t t = (*times)[i];
-    paths[i] = absl::StrCat(args.out, "/", args.view, "-v", version, "-",
+    paths[i] = absl::StrCat(args.out, "/", source.name(), "-v", version, "-",
                             FileStamp(t), ".", args.format);
     const nlohmann::json meta = ReadJson(paths[i] + ".meta.json");
     if (meta.is_object() && std::filesystem::exists(paths[i]) &&
@@ -596,13 +612,12 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
     }
   }
   progress.Update(skipped, 0);
-  const ServerFacts facts = GetServerFacts(client, args.view, version);
+  const ServerFacts facts = GetServerFacts(client, source, version);
   const size_t group = args.separate_passes ? 1 : 64;
   for (size_t g = 0; g < pending.size(); g += group) {
     const size_t n = std::min(group, pending.size() - g);
     v1::SnapshotRequest req;
-    req.set_view(args.view);
-    req.set_version(version);
+    source.SetOn(&req);
     req.set_watermark(watermark);
     std::vector<SnapshotFileWriter> writers(n);
     absl::flat_hash_map<int64_t, SnapshotFileWriter*> by_time;
@@ -625,7 +640,7 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
     });
     for (size_t k = 0; k < n && s.ok(); ++k) {
       const size_t i = pending[g + k];
-      auto file = writers[k].Finish(args.view, (*times)[i], "", facts);
+      auto file = writers[k].Finish(source, (*times)[i], "", facts);
       if (!file.ok()) {
         s = file.status();
         break;
@@ -643,9 +658,9 @@ int RunBackfill(const std::string& server, const BackfillArgs& args,
   }
   progress.Done();
   std::printf(
-      "backfill of view %s v%u: %zu files (%lld written, %lld already "
+      "backfill of %s %s v%u: %zu files (%lld written, %lld already "
       "complete), %lld rows, watermark %llu, in %s\n",
-      args.view.c_str(), version, times->size(),
+      source.kind(), source.name().c_str(), version, times->size(),
       static_cast<long long>(written), static_cast<long long>(skipped),
       static_cast<long long>(rows), static_cast<unsigned long long>(watermark),
       args.out.c_str());

@@ -6,7 +6,8 @@
 //   rawfeat copy --from HOST:PORT --to HOST:PORT [--stream S]
 //                [--from-time T1] [--to-time T2] [--after-seq N]
 //                [--partition K/N] [--definitions] [--max-events N]
-//   rawfeat diff --view V --versions A,B --as-of T [--watermark N]
+//   rawfeat diff (--view V | --service S) --versions A,B --as-of T
+//                [--watermark N]
 //                [--out FILE] [--examples 3]
 //   rawfeat backfill --view V [--version N] --from D1 --to D2 [--every 1d]
 //                    [--tz ZONE] [--watermark N] --out DIR [--format csv]
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "client/cli/analyst.h"
 #include "client/client.h"
 
 namespace rawfeat {
@@ -45,6 +47,7 @@ struct CopyArgs {
 
 struct DiffArgs {
   std::string view;
+  std::string service;   // instead of view: a service keyed by one column
   std::string versions;  // "A,B"
   std::string as_of;
   uint64_t watermark = 0;
@@ -53,10 +56,9 @@ struct DiffArgs {
 };
 
 struct BackfillArgs {
-  std::string view;
-  uint32_t version = 0;
-  std::string from;  // YYYY-MM-DD (local date in tz) or a time
-  std::string to;    // inclusive
+  FeatureSource source;  // a view, or a feature service keyed by one column
+  std::string from;      // YYYY-MM-DD (local date in tz) or a time
+  std::string to;        // inclusive
   std::string every = "1d";
   std::string tz = "UTC";
   uint64_t watermark = 0;

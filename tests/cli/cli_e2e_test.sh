@@ -349,6 +349,73 @@ head -1 "$WORK/svc.csv" | grep -q "^entity,u_orders_1h,u_orders_7d," || fail "se
   || fail "describe svc: $("${CLI[@]}" describe svc)"
 "${CLI[@]}" describe user_orders --version 1 | grep -Eq "^spend_7d +DOUBLE +sum +amount +7d" \
   || fail "describe view: $("${CLI[@]}" describe user_orders --version 1)"
+# A service snapshot equals its view's under the service's names; a
+# backfill and a diff take a service too.
+"${CLI[@]}" snapshot --service svc --as-of "$T" --out "$WORK/svc-snap.csv" 2>/dev/null
+"${CLI[@]}" snapshot --view user_orders --version 1 --as-of "$T" \
+  --watermark "$(sed -n 's/.*"watermark": \([0-9]*\).*/\1/p' "$WORK/svc-snap.csv.meta.json")" \
+  --out "$WORK/view-snap.csv" 2>/dev/null
+head -1 "$WORK/svc-snap.csv" | grep -q "^entity,u_orders_1h," || fail "service snapshot header"
+[ "$(tail -n +2 "$WORK/svc-snap.csv")" = "$(tail -n +2 "$WORK/view-snap.csv")" ] \
+  || fail "service snapshot differs from its view's"
+grep -q '"service": "svc"' "$WORK/svc-snap.csv.meta.json" || fail "service snapshot meta"
+/usr/bin/python3 -c '
+import json, sys
+cols = {c["name"]: c["type"] for c in json.load(open(sys.argv[1]))["columns"]}
+assert cols["u_spend_7d"] == "DOUBLE" and cols["u_orders_1h"] == "INT64", cols
+' "$WORK/svc-snap.csv.meta.json" || fail "service snapshot column types"
+"${CLI[@]}" diff --service svc --versions 1,1 --as-of "$T" > "$WORK/svc-diff.txt" \
+  || fail "service diff: $(cat "$WORK/svc-diff.txt")"
+grep -q "^service svc v1 vs v1 as of" "$WORK/svc-diff.txt" || fail "service diff report"
+"${CLI[@]}" backfill --service svc --from 2026-11-19 --to 2026-11-20 --out "$WORK/bf-svc" > /dev/null 2>&1 \
+  || fail "service backfill"
+[ -s "$WORK/bf-svc/svc-v1-20261120T000000Z.csv" ] || fail "service backfill files: $(ls "$WORK/bf-svc")"
+# Two keys in one label row (the user as buyer and as seller): each part
+# keyed by its own column, an empty cell nulls only its part.
+printf 'services { name: "svc" version: 2 parts { view: "user_orders" view_version: 1 key: "user_id" prefix: "u_" features: "orders_7d" features: "spend_7d" } parts { view: "user_orders" view_version: 1 key: "seller_id" prefix: "s_" features: "spend_7d" } }\n' \
+  > "$WORK/svc2.textproto"
+"${CLI[@]}" apply "$WORK/svc2.textproto" > /dev/null || fail "service v2 apply"
+{
+  echo 'label_id,user_id,seller_id,ts'
+  echo "k1,u5,u1,$T"
+  echo "k2,u2,,$T"
+  echo 'k3,,u5,2026-11-05T09:00:00+09:00'
+  echo "k4,nobody,u2,$T"
+} > "$WORK/labels2.csv"
+"${CLI[@]}" join --service svc --labels "$WORK/labels2.csv" --time-column ts \
+  --out "$WORK/svc-train.csv" 2>/dev/null || fail "service join"
+SW=$(sed -n 's/.*"watermark": \([0-9]*\).*/\1/p' "$WORK/svc-train.csv.meta.json")
+head -1 "$WORK/svc-train.csv" | grep -q "^label_id,user_id,seller_id,ts,u_orders_7d,u_spend_7d,s_spend_7d$" \
+  || fail "service join header: $(head -1 "$WORK/svc-train.csv")"
+grep -q '"key_columns": \[' "$WORK/svc-train.csv.meta.json" || fail "service join meta"
+for key in user_id seller_id; do
+  "${CLI[@]}" join --view user_orders --version 1 --labels "$WORK/labels2.csv" --time-column ts \
+    --entity-column "$key" --watermark "$SW" --skip-invalid --out "$WORK/by-$key.csv" 2>/dev/null
+done
+col() {  # FILE LABEL_ID COLUMN: one cell (no quoted commas before it)
+  awk -F, -v id="$2" -v name="$3" 'NR==1 {for (i = 1; i <= NF; i++) if ($i == name) c = i; next}
+    $1 == id {print $c}' "$1"
+}
+for id in k1 k2 k3 k4; do
+  for f in orders_7d spend_7d; do
+    [ "$(col "$WORK/svc-train.csv" "$id" "u_$f")" = "$(col "$WORK/by-user_id.csv" "$id" "$f")" ] \
+      || fail "service join $id u_$f: $(grep "^$id," "$WORK/svc-train.csv")"
+  done
+  [ "$(col "$WORK/svc-train.csv" "$id" s_spend_7d)" = "$(col "$WORK/by-seller_id.csv" "$id" spend_7d)" ] \
+    || fail "service join $id s_spend_7d: $(grep "^$id," "$WORK/svc-train.csv")"
+done
+grep -q "^k2,u2,,$T,[0-9]*,[0-9.]*,$" "$WORK/svc-train.csv" || fail "no seller: $(grep '^k2,' "$WORK/svc-train.csv")"
+grep -q "^k3,,u5,[^,]*,,,[0-9.]*$" "$WORK/svc-train.csv" || fail "no buyer: $(grep '^k3,' "$WORK/svc-train.csv")"
+if "${CLI[@]}" snapshot --service svc --as-of "$T" --out "$WORK/x.csv" 2> "$WORK/svc-snap.err"; then
+  fail "snapshot of a two-key service"
+fi
+grep -q "is keyed by 'user_id' but part 2 (view 'user_orders') by 'seller_id'" "$WORK/svc-snap.err" \
+  || fail "two-key snapshot error: $(cat "$WORK/svc-snap.err")"
+sed 's/seller_id/merchant/' "$WORK/labels2.csv" > "$WORK/labels3.csv"
+if "${CLI[@]}" join --service svc --labels "$WORK/labels3.csv" --time-column ts --out "$WORK/x.csv" \
+  2> "$WORK/svc-key.err"; then fail "service join without a key column"; fi
+grep -q "no column 'seller_id' (part 2 of service 'svc' looks up view 'user_orders' by it)" "$WORK/svc-key.err" \
+  || fail "missing key column error: $(cat "$WORK/svc-key.err")"
 
 # Unknown server: one line, non-zero, saying what to do.
 if "$RAWFEAT" --server 127.0.0.1:1 status 2> "$WORK/down.err"; then fail "status on a dead port"; fi
