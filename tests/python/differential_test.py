@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Randomized differential test of GetFeatures, Snapshot and JoinFeatures
-against a plain-Python oracle.
+(of views and of feature services) against a plain-Python oracle.
 
 Starts a real rawfeatd, ingests random events through the real gRPC API, and
 compares every feature value with an independent reference written here in
@@ -445,6 +445,161 @@ def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
                     feats)
     return server, stub
 
+def feature_services(rng, pb, stub, features, by_entity, checkpoint,
+                     compare, counts):
+    """Feature services against the oracle: a second stream keyed by
+    merchant, a 2-part 2-key service (buyer features of the first stream,
+    merchant features of the second) read by JoinFeatures and GetFeatures,
+    and a one-key service over both streams read by Snapshot. Every part's
+    value is the oracle's for its own key's events, at one watermark for
+    all parts; a missing key gives its part nulls."""
+    defs = pb.Definitions()
+    st = defs.streams.add(name="st2", entity_field="m", time_field="t")
+    for fname, ftype in FIELDS.items():
+        st.fields.add(name=fname, type=pb.FieldType.Value(ftype))
+    # The second view: the numeric and list aggregations over st2.
+    feats2 = [f for f in features if f[5] is None and f[1] in (
+        "sum", "stddev", "last_k", "count_distinct", "min", "avg")]
+    view = defs.views.add(name="dv2", version=1, stream="st2")
+    for name, agg, field, window, k, _ in feats2:
+        view.features.add(name=name, aggregation=agg, field=field,
+                          window=window, k=k)
+    # The first view's part takes a random subset in a random order.
+    take1 = rng.sample(features, 25)
+    for sname, key1, key2 in (("svc2", "buyer", "merchant"),
+                              ("svc1", "k", "k")):
+        svc = defs.services.add(name=sname, version=1)
+        svc.parts.add(view="dv", view_version=1, key=key1, prefix="b_",
+                      features=[f[0] for f in take1])
+        svc.parts.add(view="dv2", view_version=1, key=key2, prefix="m_")
+    stub.ApplyDefinitions(pb.ApplyDefinitionsRequest(definitions=defs),
+                          timeout=30)
+    service_feats = take1 + feats2
+
+    # st2's events in three batches: its seqs follow the first stream's.
+    entities2 = [f"m{n}" for n in range(10)] + ["u1", "u2", "heavy"]
+    by_entity2 = {}
+    seen = set()
+    watermarks = [checkpoint]
+    for batch in range(3):
+        req = pb.IngestRequest(stream="st2")
+        evs = [random_event(rng, n, entities2)
+               for n in range(batch * 500, batch * 500 + 500)]
+        for ev in evs:
+            ev["id"] = ev["id"] and "m" + ev["id"]
+            pe = req.events.add(event_id=ev["id"], entity=ev["entity"])
+            set_time(pe.event_time, ev["t"])
+            for fname, val in ev["fields"].items():
+                kind = {"INT64": "int64_value", "DOUBLE": "double_value",
+                        "STRING": "string_value",
+                        "BOOL": "bool_value"}[FIELDS[fname]]
+                setattr(pe.fields[fname], kind, val)
+        resp = stub.Ingest(req, timeout=60)
+        fresh = []
+        for ev in evs:
+            key = ev["id"] or repr((ev["entity"], ev["t"],
+                                    sorted(ev["fields"].items())))
+            if key not in seen:
+                seen.add(key)
+                fresh.append(ev)
+        # Accepted events take the batch's seqs in order.
+        first = resp.watermark - len(fresh) + 1
+        for n, ev in enumerate(fresh):
+            by_entity2.setdefault(ev["entity"], []).append(
+                dict(ev, seq=first + n))
+        if batch == 0:
+            watermarks.append(resp.watermark)  # st2 partly visible
+    watermarks.append(0)
+    times = [ev["t"] for evs in by_entity2.values() for ev in evs]
+
+    def visible(events_of, entity, watermark):
+        return [e for e in events_of.get(entity, [])
+                if not watermark or e["seq"] <= watermark]
+
+    def want_row(keys, t, watermark):
+        """The service's expected values: each part by its own key."""
+        row = []
+        for feats, events_of, key in ((take1, by_entity, keys.get("buyer")),
+                                      (feats2, by_entity2,
+                                       keys.get("merchant"))):
+            for f in feats:
+                row.append(("ok", None) if not key else
+                           oracle(f, visible(events_of, key, watermark), t))
+        return row
+
+    labels = []
+    for n in range(300):
+        keys = {}
+        if rng.random() < 0.85:
+            keys["buyer"] = rng.choice(list(by_entity) + ["nobody"])
+        if rng.random() < 0.85:
+            keys["merchant"] = rng.choice(entities2 + ["nobody"])
+        t = rng.choice([rng.choice(times), rng.choice(times) + 1,
+                        T0 - 11 * DAY, T0 + DAY])
+        labels.append((keys, t))
+    for watermark in watermarks:
+        def requests():
+            for start in range(0, len(labels), 64):
+                msg = pb.JoinFeaturesRequest()
+                if start == 0:
+                    msg.service, msg.watermark = "svc2", watermark
+                for n, (keys, t) in enumerate(labels[start:start + 64]):
+                    row = msg.rows.add(passthrough=[f"row{start + n}"])
+                    row.keys.update(keys)
+                    set_time(row.time, t)
+                yield msg
+        got = []
+        names = None
+        for resp in stub.JoinFeatures(requests(), timeout=120):
+            names = names or list(resp.feature_names)
+            got.extend(resp.rows)
+        assert names == ["b_" + f[0] for f in take1] + [
+            "m_" + f[0] for f in feats2], names
+        assert len(got) == len(labels), (len(got), len(labels))
+        for n, (row, (keys, t)) in enumerate(zip(got, labels)):
+            assert row.row_index == n and list(row.passthrough) == [f"row{n}"]
+            assert len(row.values) == len(service_feats)
+            compare(want_row(keys, t, watermark), row.values,
+                    f"service join row {n} keys={keys} t={t} W={watermark}",
+                    service_feats)
+        # GetFeatures of the service: a few rows of keys at one time.
+        req = pb.GetFeaturesRequest(service="svc2", watermark=watermark)
+        as_of = rng.choice(times)
+        set_time(req.as_of, as_of)
+        for keys, _ in labels[:40]:
+            req.key_rows.add().keys.update(keys)
+        resp = stub.GetFeatures(req, timeout=30)
+        for n, (keys, _) in enumerate(labels[:40]):
+            compare(want_row(keys, as_of, watermark), resp.rows[n].values,
+                    f"service get keys={keys} as_of={as_of} W={watermark}",
+                    service_feats)
+
+    # Snapshot of the one-key service: the entities of either stream with a
+    # visible event before T, in byte order, each row both parts' values.
+    for watermark in watermarks[1:]:
+        for as_of in (rng.choice(times), T0 - 5 * DAY):
+            req = pb.SnapshotRequest(service="svc1", watermark=watermark)
+            set_time(req.as_of, as_of)
+            rows = [r for chunk in stub.Snapshot(req, timeout=120)
+                    for r in chunk.rows]
+            want_entities = sorted(
+                {e for events_of in (by_entity, by_entity2)
+                 for e in events_of
+                 if any(ev["t"] < as_of
+                        for ev in visible(events_of, e, watermark))},
+                key=lambda e: e.encode("utf-8"))
+            if [r.entity for r in rows] != want_entities:
+                counts["failures"] += 1
+                print(f"MISMATCH service snapshot entities as_of={as_of} "
+                      f"W={watermark}: want {want_entities}, got "
+                      f"{[r.entity for r in rows]}")
+            for row in rows:
+                keys = {"buyer": row.entity, "merchant": row.entity}
+                compare(want_row(keys, as_of, watermark), row.values,
+                        f"service snapshot entity={row.entity} "
+                        f"as_of={as_of} W={watermark}", service_feats)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rawfeatd", required=True)
@@ -639,6 +794,9 @@ def main():
                                for f in features]
                 compare(want_status, row.values,
                         f"join row {n} entity={entity} t={t} W={watermark}")
+
+        feature_services(rng, pb, stub, features, by_entity, checkpoint,
+                         compare, counts)
 
         server, stub = adversarial_numbers(
             args, rng, pb, grpc, stub, server, start_server, compare, counts)
