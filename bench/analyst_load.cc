@@ -1,13 +1,18 @@
 // End-to-end benchmark of the analyst paths: Snapshot of every entity as of
 // one time, and a point-in-time JoinFeatures of L label rows with random
-// timestamps (sent unsorted), on the workload of features_load. In the same
-// run the same data goes to CSV and into DuckDB (the npm package
-// @duckdb/node-api, run by node), which answers both questions with SQL
+// timestamps (sent unsorted), on the workload of features_load. With
+// --service (default) also a `payments` stream keyed by merchant and a
+// 3-part feature service (two views on `orders` by user, one on `payments`
+// by merchant): the service's join against each part's own join. In the
+// same run the same data goes to CSV and into DuckDB (the npm package
+// @duckdb/node-api, run by node), which answers the same questions with SQL
 // window aggregates over [t - W, t); we print rawfeat time / DuckDB time and
 // check that a sample of rows agrees. Every phase is bounded.
 //
 //   analyst_load --rawfeatd build/server/rawfeatd
 //                --duckdb_modules build/duckdb/node_modules
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -15,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -40,6 +46,12 @@ ABSL_FLAG(std::string, node, "node", "node binary");
 ABSL_FLAG(int64_t, labels, 1000000, "label rows of the join");
 ABSL_FLAG(std::string, server_flags, "",
           "extra rawfeatd flags, comma-separated");
+ABSL_FLAG(bool, service, true,
+          "also measure a 3-part feature service join (adds a payments "
+          "stream keyed by merchant)");
+ABSL_FLAG(int64_t, payments, -1,
+          "events of the payments stream (default: half of --events)");
+ABSL_FLAG(int, merchants, 10000, "distinct merchants (Zipf like users)");
 
 namespace rawfeat {
 namespace {
@@ -47,6 +59,133 @@ namespace {
 using bench::Entity;
 using bench::kEnd;
 using Clock = std::chrono::steady_clock;
+
+// The service workload: payments keyed by merchant, a second view on
+// orders, a view on payments, and the 3-part service over them.
+constexpr char kServiceDefinitions[] = R"(
+streams {
+  name: "payments" entity_field: "merchant_id" time_field: "pay_time"
+  fields { name: "amount" type: DOUBLE required: true }
+}
+views {
+  name: "bench_b" version: 1 stream: "orders"
+  features { name: "orders_1d"        aggregation: "count" window: "1d" }
+  features { name: "spend_30d"        aggregation: "sum" field: "amount"   window: "30d" }
+  features { name: "min_amount_7d"    aggregation: "min" field: "amount"   window: "7d" }
+  features { name: "avg_quantity_30d" aggregation: "avg" field: "quantity" window: "30d" }
+  features { name: "max_quantity_1d"  aggregation: "max" field: "quantity" window: "1d" }
+}
+views {
+  name: "merchant" version: 1 stream: "payments"
+  features { name: "pay_1h"      aggregation: "count" window: "1h" }
+  features { name: "pay_sum_1d"  aggregation: "sum" field: "amount" window: "1d" }
+  features { name: "pay_avg_7d"  aggregation: "avg" field: "amount" window: "7d" }
+  features { name: "pay_max_30d" aggregation: "max" field: "amount" window: "30d" }
+  features { name: "pay_life"    aggregation: "count" window: "lifetime" }
+}
+services {
+  name: "training" version: 1
+  parts { view: "bench"    view_version: 1 key: "user_id"     prefix: "u_" }
+  parts { view: "bench_b"  view_version: 1 key: "user_id"     prefix: "b_" }
+  parts { view: "merchant" view_version: 1 key: "merchant_id" prefix: "m_" }
+}
+)";
+
+std::string Merchant(int rank) { return absl::StrCat("merchant-", rank); }
+
+struct Payment {
+  int merchant;
+  int64_t time_us;
+  double amount;
+};
+// Payment i: a pure function of (i, the workload), like Workload::Event.
+Payment MakePayment(int64_t i, const bench::Zipf& merchants, int days) {
+  uint64_t s = static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL + 777;
+  auto draw = [&]() {
+    s ^= s >> 33;
+    s *= 0xff51afd7ed558ccdULL;
+    s ^= s >> 33;
+    s *= 0xc4ceb9fe1a85ec53ULL;
+    s ^= s >> 33;
+    return s;
+  };
+  const uint64_t span = static_cast<uint64_t>(days) * 86400ULL * 1000000;
+  Payment p;
+  p.merchant = merchants.Sample(static_cast<double>(draw() >> 11) * 0x1.0p-53);
+  p.time_us = kEnd - 1 - static_cast<int64_t>(draw() % span);
+  p.amount = static_cast<double>(draw() % 100000) / 100;
+  return p;
+}
+
+// CPU seconds (user + system) process `pid` has used; 0 if unknown.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  // Fields after the command name "(...)": utime and stime are the 12th
+  // and 13th.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+  if (fields.size() < 13) return 0;
+  return (std::stod(fields[11]) + std::stod(fields[12])) /
+         static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Resets the peak RSS (VmHWM) of process `pid` to its current RSS.
+void ResetPeakRss(pid_t pid) {
+  std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5";
+}
+
+struct JoinTiming {
+  double total = 0, sent = 0, first_row = 0;
+  double server_cpu = 0;   // rawfeatd's CPU seconds during the join
+  long long peak_rss = 0;  // rawfeatd's peak RSS during the join
+  int64_t rows = 0;
+};
+// One JoinFeatures of `n` label rows (`make_row(i, row)` fills row i),
+// 1,000 per message; `on_row` sees every answered row. Prints failures.
+bool TimedJoin(Client& client, LocalServer& server,
+               const v1::JoinFeaturesRequest& first, int64_t n,
+               const std::function<void(int64_t, v1::LabelRow*)>& make_row,
+               const std::function<void(const v1::JoinedRow&)>& on_row,
+               JoinTiming* timing) {
+  int64_t sent = 0;
+  *timing = JoinTiming();
+  ResetPeakRss(server.pid());
+  const double cpu_before = CpuSeconds(server.pid());
+  const auto start = Clock::now();
+  auto since = [&] {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  absl::Status s = client.JoinFeatures(
+      first,
+      [&](v1::JoinFeaturesRequest* m) -> absl::StatusOr<bool> {
+        for (int k = 0; k < 1000 && sent < n; ++k, ++sent) {
+          make_row(sent, m->add_rows());
+        }
+        if (m->rows_size() == 0) timing->sent = since();
+        return m->rows_size() > 0;
+      },
+      [&](const v1::JoinFeaturesResponse& r) {
+        if (timing->rows == 0) timing->first_row = since();
+        for (const auto& row : r.rows()) on_row(row);
+        timing->rows += r.rows_size();
+        return true;
+      });
+  timing->total = since();
+  timing->server_cpu = CpuSeconds(server.pid()) - cpu_before;
+  timing->peak_rss = server.PeakRssBytes();
+  if (!s.ok() || timing->rows != n) {
+    std::fprintf(stderr, "JoinFeatures of %s: %s (%lld of %lld rows)\n",
+                 first.service().empty() ? first.view().c_str()
+                                         : first.service().c_str(),
+                 s.ToString().c_str(), static_cast<long long>(timing->rows),
+                 static_cast<long long>(n));
+    return false;
+  }
+  return true;
+}
 
 double Since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -76,10 +215,10 @@ nlohmann::json ToJson(const v1::Value& v) {
 
 // Agreement of one row, feature by feature. DuckDB sums doubles in
 // floating point (not exactly), so doubles agree within 1e-9 relative.
-int CountDisagreements(const google::protobuf::RepeatedPtrField<std::string>&
-                           names,
-                       const google::protobuf::RepeatedPtrField<v1::Value>& ours,
-                       const nlohmann::json& theirs, std::string* example) {
+int CountDisagreements(
+    const google::protobuf::RepeatedPtrField<std::string>& names,
+    const google::protobuf::RepeatedPtrField<v1::Value>& ours,
+    const nlohmann::json& theirs, std::string* example) {
   int bad = 0;
   for (int i = 0; i < names.size() && i < ours.size(); ++i) {
     const nlohmann::json a = ToJson(ours[i]);
@@ -91,8 +230,8 @@ int CountDisagreements(const google::protobuf::RepeatedPtrField<std::string>&
     bool same;
     if (a.is_number() && b.is_number()) {
       const double x = a.get<double>(), y = b.get<double>();
-      same = x == y || std::fabs(x - y) <= 1e-9 * std::max(std::fabs(x),
-                                                           std::fabs(y));
+      same = x == y ||
+             std::fabs(x - y) <= 1e-9 * std::max(std::fabs(x), std::fabs(y));
     } else {
       same = a == b;
     }
@@ -118,9 +257,38 @@ int Main() {
       static_cast<long long>(workload.events), workload.entities,
       100 * workload.zipf.Share(0), workload.days,
       static_cast<long long>(n_labels));
+  const bool with_service = absl::GetFlag(FLAGS_service);
+  const int64_t n_payments = absl::GetFlag(FLAGS_payments) >= 0
+                                 ? absl::GetFlag(FLAGS_payments)
+                                 : workload.events / 2;
+  const bench::Zipf merchants(absl::GetFlag(FLAGS_merchants),
+                              absl::GetFlag(FLAGS_zipf));
+  std::function<bool(const std::string&)> load_payments;
+  if (with_service) {
+    std::ofstream(work + "/service.textproto") << kServiceDefinitions;
+    load_payments = [&](const std::string& address) {
+      const auto start = Clock::now();
+      const bool ok = bench::LoadEvents(
+          address, n_payments,
+          [&](int64_t begin, int64_t end, v1::IngestRequest* r) {
+            r->set_stream("payments");
+            for (int64_t i = begin; i < end; ++i) {
+              const Payment p = MakePayment(i, merchants, workload.days);
+              v1::Event* e = r->add_events();
+              e->set_event_id(absl::StrCat("p", i));
+              e->set_entity(Merchant(p.merchant));
+              *e->mutable_event_time() = MicrosToTimestamp(p.time_us);
+              (*e->mutable_fields())["amount"].set_double_value(p.amount);
+            }
+          });
+      std::printf("loaded %lld payments in %.1f s\n",
+                  static_cast<long long>(n_payments), Since(start));
+      return ok;
+    };
+  }
   const auto loaded = workload.StartLoaded(
       absl::GetFlag(FLAGS_rawfeatd), work, absl::GetFlag(FLAGS_server_flags),
-      absl::GetFlag(FLAGS_settle_seconds));
+      absl::GetFlag(FLAGS_settle_seconds), load_payments);
   if (loaded == nullptr) return 1;
   LocalServer& server = *loaded;
   Client client(server.address());
@@ -164,57 +332,122 @@ int Main() {
     std::fflush(stdout);
   }
 
+  // Peak RSS so far (each join resets the kernel's peak, then reads it).
+  long long peak_rss = server.PeakRssBytes();
+
   // Join: labels sent in random (unsorted) order, 1,000 per message.
   const std::vector<Label> labels = MakeLabels(workload, n_labels);
   std::map<int64_t, v1::JoinedRow> join_sample;
-  int64_t sent = 0, received = 0;
   v1::JoinFeaturesRequest first;
   first.set_view("bench");
-  start = Clock::now();
-  double first_row_secs = 0;
-  double sent_secs = 0;
-  absl::Status s = client.JoinFeatures(
-      first,
-      [&](v1::JoinFeaturesRequest* m) -> absl::StatusOr<bool> {
-        for (int k = 0; k < 1000 && sent < n_labels; ++k, ++sent) {
-          auto* row = m->add_rows();
-          row->set_entity(Entity(labels[sent].rank));
-          *row->mutable_time() = MicrosToTimestamp(labels[sent].time_us);
-          row->add_passthrough(absl::StrCat(sent));
-        }
-        if (m->rows_size() == 0) sent_secs = Since(start);
-        return m->rows_size() > 0;
-      },
-      [&](const v1::JoinFeaturesResponse& r) {
-        if (received == 0) first_row_secs = Since(start);
-        for (const auto& row : r.rows()) {
-          if (static_cast<int64_t>(row.row_index()) % label_step == 0) {
-            join_sample[static_cast<int64_t>(row.row_index())] = row;
-          }
-        }
-        received += r.rows_size();
-        return true;
-      });
-  const double join_secs = Since(start);
-  if (!s.ok() || received != n_labels) {
-    std::fprintf(stderr, "JoinFeatures: %s (%lld of %lld rows)\n",
-                 s.ToString().c_str(), static_cast<long long>(received),
-                 static_cast<long long>(n_labels));
+  JoinTiming join;
+  if (!TimedJoin(
+          client, server, first, n_labels,
+          [&](int64_t i, v1::LabelRow* row) {
+            row->set_entity(Entity(labels[i].rank));
+            *row->mutable_time() = MicrosToTimestamp(labels[i].time_us);
+            row->add_passthrough(absl::StrCat(i));
+          },
+          [&](const v1::JoinedRow& row) {
+            if (static_cast<int64_t>(row.row_index()) % label_step == 0) {
+              join_sample[static_cast<int64_t>(row.row_index())] = row;
+            }
+          },
+          &join)) {
     return 1;
   }
-  const long long rss = server.PeakRssBytes();
-  const long long rss_now = server.RssBytes();
+  const double join_secs = join.total;
   std::printf(
       "join: %lld rows in %.2f s (labels sent after %.2f s, first row back "
-      "after %.2f s)\n",
-      static_cast<long long>(received), join_secs, sent_secs, first_row_secs);
-  std::printf("rawfeatd RSS after the join %.0f MiB, peak %.0f MiB\n",
+      "after %.2f s; peak RSS %.0f MiB)\n",
+      static_cast<long long>(join.rows), join.total, join.sent, join.first_row,
+      join.peak_rss / 1048576.0);
+  peak_rss = std::max(peak_rss, join.peak_rss);
+  std::fflush(stdout);
+
+  // The service: each part joined alone (by its own key), then the 3-part
+  // service at once. Each label also has a merchant.
+  std::vector<int> label_merchants;
+  double part_secs[3] = {0, 0, 0}, service_secs = 0;
+  std::map<int64_t, v1::JoinedRow> service_sample;
+  google::protobuf::RepeatedPtrField<std::string> service_names;
+  if (with_service) {
+    std::mt19937_64 mrng(43);
+    label_merchants.resize(static_cast<size_t>(n_labels));
+    for (int& m : label_merchants) m = merchants.Sample(mrng);
+    const char* views[3] = {"bench", "bench_b", "merchant"};
+    for (int part = 0; part < 3; ++part) {
+      v1::JoinFeaturesRequest single;
+      single.set_view(views[part]);
+      JoinTiming t;
+      if (!TimedJoin(
+              client, server, single, n_labels,
+              [&](int64_t i, v1::LabelRow* row) {
+                row->set_entity(part < 2 ? Entity(labels[i].rank)
+                                         : Merchant(label_merchants[i]));
+                *row->mutable_time() = MicrosToTimestamp(labels[i].time_us);
+                row->add_passthrough(absl::StrCat(i));
+              },
+              [](const v1::JoinedRow&) {}, &t)) {
+        return 1;
+      }
+      part_secs[part] = t.total;
+      std::printf(
+          "join of part %d alone (view %s): %.2f s (labels sent after %.2f "
+          "s; rawfeatd CPU %.2f s, peak RSS %.0f MiB)\n",
+          part + 1, views[part], t.total, t.sent, t.server_cpu,
+          t.peak_rss / 1048576.0);
+      peak_rss = std::max(peak_rss, t.peak_rss);
+      std::fflush(stdout);
+    }
+    v1::JoinFeaturesRequest service;
+    service.set_service("training");
+    service.add_key_columns("user_id");
+    service.add_key_columns("merchant_id");
+    JoinTiming t;
+    if (!TimedJoin(
+            client, server, service, n_labels,
+            [&](int64_t i, v1::LabelRow* row) {
+              row->add_key_values(Entity(labels[i].rank));
+              row->add_key_values(Merchant(label_merchants[i]));
+              *row->mutable_time() = MicrosToTimestamp(labels[i].time_us);
+              row->add_passthrough(absl::StrCat(i));
+            },
+            [&](const v1::JoinedRow& row) {
+              if (static_cast<int64_t>(row.row_index()) % label_step == 0) {
+                service_sample[static_cast<int64_t>(row.row_index())] = row;
+              }
+            },
+            &t)) {
+      return 1;
+    }
+    service_secs = t.total;
+    peak_rss = std::max(peak_rss, t.peak_rss);
+    std::printf(
+        "service join (3 parts): %lld rows in %.2f s (labels sent after %.2f "
+        "s, first row back after %.2f s; rawfeatd CPU %.2f s, peak RSS %.0f "
+        "MiB); %.2fx the slowest part alone\n",
+        static_cast<long long>(t.rows), t.total, t.sent, t.first_row,
+        t.server_cpu, t.peak_rss / 1048576.0,
+        t.total / std::max({part_secs[0], part_secs[1], part_secs[2]}));
+    auto defs = client.ListDefinitions();
+    if (defs.ok()) {
+      for (const auto& sv : defs->services()) {
+        if (sv.definition().name() == "training") {
+          service_names = sv.feature_names();
+        }
+      }
+    }
+  }
+  const long long rss = peak_rss;
+  const long long rss_now = server.RssBytes();
+  std::printf("rawfeatd RSS after the joins %.0f MiB, peak %.0f MiB\n",
               rss_now / 1048576.0, rss / 1048576.0);
   std::fflush(stdout);
   server.Terminate();
 
   // DuckDB on the same data.
-  double duck_snap = 0, duck_join = 0, duck_load = 0;
+  double duck_snap = 0, duck_join = 0, duck_load = 0, duck_service = 0;
   std::string agreement = "DuckDB skipped";
   const std::string modules = absl::GetFlag(FLAGS_duckdb_modules);
   if (!modules.empty()) {
@@ -229,15 +462,27 @@ int Main() {
                << o.category << '\n';
       }
       std::ofstream out(work + "/labels.csv");
-      out << "label_id,user_id,ts\n";
+      out << "label_id,user_id,merchant_id,ts\n";
       for (int64_t i = 0; i < n_labels; ++i) {
-        out << i << ',' << Entity(labels[i].rank) << ',' << labels[i].time_us
-            << '\n';
+        out << i << ',' << Entity(labels[i].rank) << ','
+            << (with_service ? Merchant(label_merchants[i]) : "") << ','
+            << labels[i].time_us << '\n';
+      }
+      if (with_service) {
+        std::ofstream payments(work + "/payments.csv");
+        payments << "merchant_id,t,amount\n";
+        for (int64_t i = 0; i < n_payments; ++i) {
+          const Payment p = MakePayment(i, merchants, workload.days);
+          payments << Merchant(p.merchant) << ',' << p.time_us << ','
+                   << FormatDouble(p.amount) << '\n';
+        }
       }
       std::ofstream se(work + "/sample_entities.txt");
       for (const auto& [e, row] : snap_sample) se << e << '\n';
       std::ofstream sl(work + "/sample_labels.txt");
       for (const auto& [i, row] : join_sample) sl << i << '\n';
+      std::ofstream ss(work + "/sample_service_labels.txt");
+      for (const auto& [i, row] : service_sample) ss << i << '\n';
     }
     std::printf("CSV for DuckDB written in %.1f s\n", Since(start));
     std::fflush(stdout);
@@ -257,12 +502,14 @@ int Main() {
     duck_load = duck["load"].get<double>();
     duck_snap = duck["snapshot"].get<double>();
     duck_join = duck["join"].get<double>();
-    int rows = 0, bad = 0, missing = 0;
+    if (with_service) duck_service = duck["service"].get<double>();
+    int rows = 0, bad = 0, missing = 0, values = 0;
     std::string example;
     for (const auto& r : duck["snapshot_sample"]) {
       auto it = snap_sample.find(r["user_id"].get<std::string>());
       if (it == snap_sample.end()) continue;
       ++rows;
+      values += it->second.values_size();
       bad += CountDisagreements(names, it->second.values(), r, &example);
     }
     for (const auto& r : duck["join_sample"]) {
@@ -272,11 +519,26 @@ int Main() {
       auto it = join_sample.find(i);
       if (it == join_sample.end()) continue;
       ++rows;
+      values += it->second.values_size();
       bad += CountDisagreements(names, it->second.values(), r, &example);
     }
-    missing = static_cast<int>(snap_sample.size() + join_sample.size()) - rows;
+    for (const auto& r :
+         duck.value("service_sample", nlohmann::json::array())) {
+      const nlohmann::json& id = r["label_id"];
+      const int64_t i = id.is_string() ? std::stoll(id.get<std::string>())
+                                       : id.get<int64_t>();
+      auto it = service_sample.find(i);
+      if (it == service_sample.end()) continue;
+      ++rows;
+      values += it->second.values_size();
+      bad +=
+          CountDisagreements(service_names, it->second.values(), r, &example);
+    }
+    missing = static_cast<int>(snap_sample.size() + join_sample.size() +
+                               service_sample.size()) -
+              rows;
     agreement = absl::StrCat(
-        rows, " sample rows x ", names.size(), " features compared: ", bad,
+        rows, " sample rows (", values, " values) compared: ", bad,
         " disagree, ", missing, " rows missing in DuckDB",
         duck["snapshot_rows"].get<int64_t>() == snap_rows
             ? ""
@@ -285,8 +547,8 @@ int Main() {
         example.empty() ? "" : absl::StrCat(" (e.g. ", example, ")"));
   }
 
-  std::printf("\n%-34s %10s %10s %14s\n", "question", "rawfeat s",
-              "duckdb s", "rawfeat/duckdb");
+  std::printf("\n%-34s %10s %10s %14s\n", "question", "rawfeat s", "duckdb s",
+              "rawfeat/duckdb");
   auto line = [](const char* what, double ours, double theirs) {
     std::printf("%-34s %10.2f %10.2f %14.2f\n", what, ours, theirs,
                 theirs > 0 ? ours / theirs : 0.0);
@@ -295,6 +557,14 @@ int Main() {
   line("snapshot, all entities (2nd run)", snap_secs[1], duck_snap);
   line(absl::StrCat("point-in-time join, ", n_labels, " labels").c_str(),
        join_secs, duck_join);
+  if (with_service) {
+    line("service join, 3 parts", service_secs, duck_service);
+    std::printf(
+        "service join / slowest part alone: %.2f (parts alone: %.2f, %.2f, "
+        "%.2f s)\n",
+        service_secs / std::max({part_secs[0], part_secs[1], part_secs[2]}),
+        part_secs[0], part_secs[1], part_secs[2]);
+  }
   std::printf("DuckDB CSV load (not in the ratios): %.2f s\n", duck_load);
   std::printf("agreement: %s\n", agreement.c_str());
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);

@@ -57,8 +57,8 @@ Zipf::Zipf(int n, double s) : cdf_(n) {
 
 int Zipf::Sample(double u) const {
   const auto it = std::lower_bound(cdf_.begin(), cdf_.end(), u);
-  return static_cast<int>(std::min<ptrdiff_t>(it - cdf_.begin(),
-                                              cdf_.size() - 1));
+  return static_cast<int>(
+      std::min<ptrdiff_t>(it - cdf_.begin(), cdf_.size() - 1));
 }
 
 int Zipf::Sample(std::mt19937_64& rng) const {
@@ -116,6 +116,13 @@ void Workload::FillBatch(int64_t begin, int64_t end,
 }
 
 bool Workload::Load(const std::string& address) const {
+  return LoadEvents(address, events,
+                    [this](int64_t begin, int64_t end, v1::IngestRequest* r) {
+                      FillBatch(begin, end, r);
+                    });
+}
+
+bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill) {
   constexpr int kThreads = 2;
   constexpr int kBatch = 1000;
   std::atomic<int64_t> next{0};
@@ -126,8 +133,8 @@ bool Workload::Load(const std::string& address) const {
       Client client(address);
       auto r = client.IngestStream([&](v1::IngestRequest* req) {
         const int64_t start = next.fetch_add(kBatch);
-        if (start >= events) return false;
-        FillBatch(start, std::min(events, start + kBatch), req);
+        if (start >= count) return false;
+        fill(start, std::min(count, start + kBatch), req);
         return true;
       });
       if (!r.ok()) {
@@ -143,14 +150,16 @@ bool Workload::Load(const std::string& address) const {
 
 std::unique_ptr<LocalServer> Workload::StartLoaded(
     const std::string& rawfeatd, const std::string& work,
-    const std::string& extra_flags, int settle_seconds) const {
+    const std::string& extra_flags, int settle_seconds,
+    const std::function<bool(const std::string& address)>& also_load) const {
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
   std::ofstream(work + "/defs.textproto") << kDefinitions;
   std::vector<std::string> flags = {"--schemas=" + work, "--sync=false"};
-  for (absl::string_view f : absl::StrSplit(extra_flags, ',', absl::SkipEmpty())) {
+  for (absl::string_view f :
+       absl::StrSplit(extra_flags, ',', absl::SkipEmpty())) {
     flags.emplace_back(f);
   }
   auto server =
@@ -164,6 +173,7 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
   const double load_secs = since(start);
   std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
               static_cast<double>(events) / load_secs);
+  if (also_load && !also_load(server->address())) return nullptr;
   Client client(server->address());
   start = Clock::now();
   while (since(start) < settle_seconds) {
@@ -219,7 +229,8 @@ double RunDbBench(const std::string& db_bench, const std::string& args,
   while ((got = fread(buf, 1, sizeof(buf), p)) > 0) output.append(buf, got);
   pclose(p);
   std::smatch m;
-  const std::regex re(benchmark + R"(\s*:\s*([\d.]+) micros/op\s+(\d+) ops/sec)");
+  const std::regex re(benchmark +
+                      R"(\s*:\s*([\d.]+) micros/op\s+(\d+) ops/sec)");
   if (!std::regex_search(output, m, re)) {
     std::fprintf(stderr, "cannot parse db_bench output:\n%s\n", output.c_str());
     return -1;

@@ -8,6 +8,7 @@
 // and written to CSV for a reference engine.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -51,7 +52,10 @@ struct Order {
 
 struct Workload {
   Workload(int64_t events, int entities, int days, double zipf_s)
-      : events(events), entities(entities), days(days), zipf(entities, zipf_s) {}
+      : events(events),
+        entities(entities),
+        days(days),
+        zipf(entities, zipf_s) {}
   int64_t events;
   int entities;
   int days;
@@ -60,20 +64,28 @@ struct Workload {
   Order Event(int64_t i) const;
   // Appends events [begin, end) to `request` (stream `orders`, ids "e<i>").
   void FillBatch(int64_t begin, int64_t end, v1::IngestRequest* request) const;
-  // Loads every event into the rawfeatd at `address` (2 IngestStream
-  // clients, batches of 1,000). False on failure (printed).
+  // Loads every event into the rawfeatd at `address` (LoadEvents).
   bool Load(const std::string& address) const;
 
   // Starts `rawfeatd` on a data dir in `work` with the workload's
-  // definitions, --sync=false (loading only) and `extra_flags`
-  // (comma-separated), loads every event, then waits up to
+  // definitions (and any other *.textproto the caller put in `work`),
+  // --sync=false (loading only) and `extra_flags` (comma-separated), loads
+  // every event and then `also_load(address)` if given, then waits up to
   // `settle_seconds` for the load's compactions so reads measure a steady
   // state. Prints each phase. nullptr (printed) on failure.
-  std::unique_ptr<LocalServer> StartLoaded(const std::string& rawfeatd,
-                                           const std::string& work,
-                                           const std::string& extra_flags,
-                                           int settle_seconds) const;
+  std::unique_ptr<LocalServer> StartLoaded(
+      const std::string& rawfeatd, const std::string& work,
+      const std::string& extra_flags, int settle_seconds,
+      const std::function<bool(const std::string& address)>& also_load =
+          nullptr) const;
 };
+
+// Sends `count` events to the rawfeatd at `address` over 2 IngestStream
+// clients in batches of 1,000; `fill(begin, end, request)` writes events
+// [begin, end) and the stream into `request`. False on failure (printed).
+using FillFn =
+    std::function<void(int64_t begin, int64_t end, v1::IngestRequest*)>;
+bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill);
 
 // What a load tool needs to measure TLS + tokens: a CA and a server
 // certificate for 127.0.0.1 (made with the openssl CLI), an auth file with

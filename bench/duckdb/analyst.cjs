@@ -5,7 +5,9 @@
 //
 // Reads WORK_DIR/orders.csv, labels.csv, sample_entities.txt and
 // sample_labels.txt; writes WORK_DIR/duckdb.json with timings (seconds) and
-// the sample rows.
+// the sample rows. With WORK_DIR/payments.csv also the 3-part training set
+// of the feature service (bench and bench_b by user, merchant by merchant)
+// and its sample rows (sample_service_labels.txt).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -30,7 +32,12 @@ async function main() {
       'amount': 'DOUBLE', 'quantity': 'BIGINT', 'category': 'VARCHAR'});
     CREATE TABLE labels AS SELECT * FROM read_csv('${work}/labels.csv',
       header = true, columns = {'label_id': 'BIGINT', 'user_id': 'VARCHAR',
-      'ts': 'BIGINT'});`);
+      'merchant_id': 'VARCHAR', 'ts': 'BIGINT'});`);
+  const withService = fs.existsSync(path.join(work, 'payments.csv'));
+  const loadPayments = withService ? await timed(`
+    CREATE TABLE payments AS SELECT * FROM read_csv('${work}/payments.csv',
+      header = true, columns = {'merchant_id': 'VARCHAR', 't': 'BIGINT',
+      'amount': 'DOUBLE'});`) : 0;
 
   // Snapshot: every entity with an event before T, as of T.
   const snapshot = await timed(`
@@ -49,8 +56,8 @@ async function main() {
 
   // Point-in-time join: labels and events on one timeline per entity;
   // each label's frame is [ts - W, ts - 1us] = [ts - W, ts).
-  const frame = (w) => `OVER (PARTITION BY user_id ORDER BY t RANGE BETWEEN ` +
-      `${w} PRECEDING AND 1 PRECEDING)`;
+  const frame = (w, key = 'user_id') => `OVER (PARTITION BY ${key} ` +
+      `ORDER BY t RANGE BETWEEN ${w} PRECEDING AND 1 PRECEDING)`;
   const join = await timed(`
     CREATE TEMP TABLE joined AS
     WITH u AS (
@@ -72,6 +79,48 @@ async function main() {
       FROM u)
     SELECT * FROM w WHERE label_id IS NOT NULL`);
 
+  // The service's training set: the user timeline gives the bench and
+  // bench_b parts in one pass, the merchant timeline the merchant part;
+  // joined by label.
+  const m = (w) => frame(w, 'merchant_id');
+  const service = withService ? await timed(`
+    CREATE TEMP TABLE training AS
+    WITH u AS (
+      SELECT user_id, t, amount, quantity, category, NULL::BIGINT AS label_id
+      FROM orders
+      UNION ALL
+      SELECT user_id, ts, NULL, NULL, NULL, label_id FROM labels),
+    wu AS (
+      SELECT * FROM (SELECT label_id,
+        count(amount) ${frame(H)} AS u_orders_1h,
+        coalesce(sum(amount) ${frame(D)}, 0) AS u_spend_1d,
+        avg(amount) ${frame(7n * D)} AS u_avg_7d,
+        coalesce(sum(quantity) ${frame(7n * D)}, 0) AS u_items_7d,
+        max(amount) ${frame(30n * D)} AS u_max_30d,
+        count(DISTINCT category) ${frame(30n * D)} AS u_categories_30d,
+        count(amount) ${frame('UNBOUNDED')} AS u_orders_life,
+        last_value(category IGNORE NULLS) ${frame('UNBOUNDED')}
+          AS u_last_category,
+        count(amount) ${frame(D)} AS b_orders_1d,
+        coalesce(sum(amount) ${frame(30n * D)}, 0) AS b_spend_30d,
+        min(amount) ${frame(7n * D)} AS b_min_amount_7d,
+        avg(quantity) ${frame(30n * D)} AS b_avg_quantity_30d,
+        max(quantity) ${frame(D)} AS b_max_quantity_1d
+      FROM u) WHERE label_id IS NOT NULL),
+    p AS (
+      SELECT merchant_id, t, amount, NULL::BIGINT AS label_id FROM payments
+      UNION ALL
+      SELECT merchant_id, ts, NULL, label_id FROM labels),
+    wm AS (
+      SELECT * FROM (SELECT label_id,
+        count(amount) ${m(H)} AS m_pay_1h,
+        coalesce(sum(amount) ${m(D)}, 0) AS m_pay_sum_1d,
+        avg(amount) ${m(7n * D)} AS m_pay_avg_7d,
+        max(amount) ${m(30n * D)} AS m_pay_max_30d,
+        count(amount) ${m('UNBOUNDED')} AS m_pay_life
+      FROM p) WHERE label_id IS NOT NULL)
+    SELECT * FROM wu JOIN wm USING (label_id)`) : 0;
+
   const list = (file) => fs.readFileSync(path.join(work, file), 'utf8')
       .split('\n').filter((s) => s.length > 0);
   const quoted = list('sample_entities.txt').map((e) => `'${e}'`).join(',');
@@ -82,8 +131,13 @@ async function main() {
       .getRowObjectsJson();
   const count = async (table) => Number((await (await con.runAndReadAll(
       `SELECT count(*) AS n FROM ${table}`)).getRowObjectsJson())[0].n);
+  const serviceRows = withService ? await (await con.runAndReadAll(
+      `SELECT * FROM training WHERE label_id IN ` +
+      `(${list('sample_service_labels.txt')})`)).getRowObjectsJson() : [];
   fs.writeFileSync(path.join(work, 'duckdb.json'), JSON.stringify({
-    load, snapshot, join,
+    load: load + loadPayments, snapshot, join, service,
+    service_rows: withService ? await count('training') : 0,
+    service_sample: serviceRows,
     snapshot_rows: await count('snap'), join_rows: await count('joined'),
     snapshot_sample: snapRows, join_sample: joinRows,
   }));

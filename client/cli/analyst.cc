@@ -521,11 +521,9 @@ int RunJoin(Client& client, const JoinArgs& args) {
       v1::LabelRow* row = m->add_rows();
       *row->mutable_time() = MicrosToTimestamp(*t);
       if (service) {
-        // Keys by column (an empty cell: that part's features are null);
+        // Keys by position (an empty cell: that part's features are null);
         // every cell comes back as passthrough.
-        for (const auto& [at, key] : key_at) {
-          if (!cells[at].empty()) (*row->mutable_keys())[key] = cells[at];
-        }
+        for (const auto& [at, key] : key_at) row->add_key_values(cells[at]);
       } else {
         row->set_entity(std::move(cells[entity_at]));
       }
@@ -552,6 +550,7 @@ int RunJoin(Client& client, const JoinArgs& args) {
   v1::JoinFeaturesRequest first;
   args.source.SetOn(&first);
   first.set_watermark(args.watermark);
+  for (const auto& [at, key] : key_at) first.add_key_columns(key);
   s = client.JoinFeatures(first, next, [&](const v1::JoinFeaturesResponse& r) {
     if (names.empty() && r.feature_names_size() > 0) {
       names = r.feature_names();

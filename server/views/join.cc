@@ -22,9 +22,11 @@ namespace {
 // Appends a JoinedRow's fields before its values; `values_size` is the
 // size of the values that follow (for one exact reservation: a million
 // rows wait as these strings, so no slack).
-void EncodeRowHeader(uint64_t index, absl::string_view entity, int64_t time_us,
-                     const std::vector<std::string>& passthrough,
-                     size_t values_size, std::string* out) {
+// The JoinedRow wire size of a row whose `values` fields take
+// `values_size` bytes.
+size_t RowSize(uint64_t index, absl::string_view entity, int64_t time_us,
+               const std::vector<std::string>& passthrough,
+               size_t values_size) {
   size_t size = (index != 0 ? 1 + wire::VarintSize(index) : 0) +
                 wire::LenFieldSize(entity.size()) +
                 wire::LenFieldSize(wire::TimestampParts(time_us).BodySize()) +
@@ -32,7 +34,14 @@ void EncodeRowHeader(uint64_t index, absl::string_view entity, int64_t time_us,
   for (const std::string& cell : passthrough) {
     size += wire::LenFieldSize(cell.size());
   }
-  out->reserve(out->size() + size);
+  return size;
+}
+
+// Appends a JoinedRow's fields before its values (index, entity, time,
+// passthrough).
+void EncodeRowHeader(uint64_t index, absl::string_view entity, int64_t time_us,
+                     const std::vector<std::string>& passthrough,
+                     std::string* out) {
   if (index != 0) {
     wire::PutVarintField(out, v1::JoinedRow::kRowIndexFieldNumber, index);
   }
@@ -61,7 +70,9 @@ void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
   for (const v1::Value& v : values) {
     values_size += wire::LenFieldSize(v.ByteSizeLong());
   }
-  EncodeRowHeader(index, entity, time_us, passthrough, values_size, out);
+  out->reserve(out->size() +
+               RowSize(index, entity, time_us, passthrough, values_size));
+  EncodeRowHeader(index, entity, time_us, passthrough, out);
   for (const v1::Value& v : values) EncodeValue(v, out);
 }
 
@@ -117,8 +128,40 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
   options.threads = std::max(options.threads, 1);
   std::unique_ptr<JoinSession> session(new JoinSession(
       std::move(view), *std::move(pinned), &engine->store(), options));
+  if (!service.parts.empty()) {
+    RETURN_IF_ERROR(session->BindKeys(service, first));
+  }
+  session->fused_ = FuseParts(service.parts);
   session->service_ = std::move(service);
   return session;
+}
+
+absl::Status JoinSession::BindKeys(const ResolvedService& service,
+                                   const v1::JoinFeaturesRequest& first) {
+  for (const ServicePartView& part : service.parts) {
+    if (std::find(key_columns_.begin(), key_columns_.end(), part.key) ==
+        key_columns_.end()) {
+      key_columns_.push_back(part.key);
+    }
+  }
+  if (first.key_columns().empty()) return absl::OkStatus();
+  const std::string want = absl::StrJoin(key_columns_, ", ");
+  if (first.key_columns_size() != static_cast<int>(key_columns_.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key_columns must name the service's key columns (", want,
+                     "); got ", absl::StrJoin(first.key_columns(), ", ")));
+  }
+  for (const std::string& column : key_columns_) {
+    auto it = std::find(first.key_columns().begin(), first.key_columns().end(),
+                        column);
+    if (it == first.key_columns().end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key_columns lacks '", column,
+                       "' (the service's key columns are ", want, ")"));
+    }
+    value_at_.push_back(static_cast<int>(it - first.key_columns().begin()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
@@ -163,19 +206,44 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
     for (std::string& cell : *row.mutable_passthrough()) {
       p.passthrough.push_back(std::move(cell));
     }
-    if (service) {
-      p.keys.reserve(service_.parts.size());
-      for (const ServicePartView& part : service_.parts) {
-        auto it = row.keys().find(part.key);
-        p.keys.push_back(it == row.keys().end() ? std::string() : it->second);
-        if (p.keys.back().find('\0') != std::string::npos) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("label row ", index, ": key '", Echo(part.key),
-                           "' contains NUL"));
-        }
-      }
-    }
+    if (service) RETURN_IF_ERROR(TakeKeys(index, &row, &p));
     if (buffer_.size() >= options_.max_run_rows) RETURN_IF_ERROR(Flush(emit));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JoinSession::TakeKeys(uint64_t index, v1::LabelRow* row,
+                                   Pending* p) const {
+  p->keys.resize(key_columns_.size());
+  if (!value_at_.empty()) {
+    if (row->key_values_size() != static_cast<int>(value_at_.size()) ||
+        !row->keys().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label row ", index, ": has ", row->key_values_size(),
+                       " key_values for ", value_at_.size(), " key_columns",
+                       row->keys().empty() ? "" : ", and keys by name"));
+    }
+    for (size_t c = 0; c < key_columns_.size(); ++c) {
+      p->keys[c] = std::move(*row->mutable_key_values(value_at_[c]));
+    }
+  } else {
+    if (row->key_values_size() > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label row ", index,
+                       ": key_values need key_columns in the first message"));
+    }
+    auto& keys = *row->mutable_keys();
+    for (size_t c = 0; c < key_columns_.size(); ++c) {
+      auto it = keys.find(key_columns_[c]);
+      if (it != keys.end()) p->keys[c] = std::move(it->second);
+    }
+  }
+  for (size_t c = 0; c < key_columns_.size(); ++c) {
+    if (p->keys[c].find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label row ", index, ": key '", Echo(key_columns_[c]),
+                       "' contains NUL"));
+    }
   }
   return absl::OkStatus();
 }
@@ -307,16 +375,20 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         return absl::OkStatus();
       }));
 
-  RETURN_IF_ERROR(SendRows(encoded, emit));
+  RETURN_IF_ERROR(SendRows(
+      n, [&](size_t i) { return encoded[i].size(); },
+      [&](size_t i, std::string* out) {
+        out->append(encoded[i].data(), encoded[i].size());
+      },
+      emit));
   buffer_.clear();
   grouped_ = true;
   finished_entities_.clear();
   return absl::OkStatus();
 }
 
-absl::Status JoinSession::SendRows(
-    const std::vector<absl::string_view>& encoded, const Emit& emit) {
-  const size_t n = encoded.size();
+absl::Status JoinSession::SendRows(size_t n, RowSizeFn row_size,
+                                   AppendRowFn append_row, const Emit& emit) {
   std::string response;
   const size_t chunk_bytes = options_.max_response_bytes / 16;
   for (size_t i = 0; i < n;) {
@@ -324,13 +396,15 @@ absl::Status JoinSession::SendRows(
     size_t size = 64;  // the header fields, roughly
     while (end < n && end - i < static_cast<size_t>(options_.chunk_rows) &&
            (end == i || size < chunk_bytes)) {
-      size += wire::LenFieldSize(encoded[end].size());
+      size += wire::LenFieldSize(row_size(end));
       ++end;
     }
     response.reserve(size);
     for (; i < end; ++i) {
-      wire::PutBytesField(&response, v1::JoinFeaturesResponse::kRowsFieldNumber,
-                          encoded[i]);
+      response.push_back(static_cast<char>(
+          wire::Tag(v1::JoinFeaturesResponse::kRowsFieldNumber, wire::kLen)));
+      PutVarint64(&response, row_size(i));
+      append_row(i, &response);
     }
     RETURN_IF_ERROR(Send(&response, emit));
   }
@@ -341,56 +415,72 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
   const size_t n = buffer_.size();
   if (n == 0) return absl::OkStatus();
   // Each part's values of each row, as JoinedRow `values` wire bytes, kept
-  // in its worker's blocks; a row without the part's key gets nulls.
+  // in its worker's blocks; a row without the part's key gets nulls. Parts
+  // on one stream and key are swept together (FuseParts).
+  const size_t np = service_.parts.size();
   std::vector<ByteBlocks> blocks(options_.threads);
   std::vector<std::string> scratch(options_.threads);
   std::vector<PaddedCount> worker_bytes(options_.threads);
-  std::vector<std::vector<absl::string_view>> part_values(
-      service_.parts.size());
-  std::vector<std::string> nulls(service_.parts.size());
-  for (size_t k = 0; k < service_.parts.size(); ++k) {
-    const ServicePartView& part = service_.parts[k];
+  std::vector<std::vector<absl::string_view>> part_values(np);
+  std::vector<std::string> nulls(np);
+  for (size_t k = 0; k < np; ++k) {
     v1::Value null;
     null.ByteSizeLong();
-    for (size_t i = 0; i < part.take.size(); ++i) EncodeValue(null, &nulls[k]);
+    for (size_t i = 0; i < service_.parts[k].take.size(); ++i) {
+      EncodeValue(null, &nulls[k]);
+    }
     part_values[k].assign(n, nulls[k]);
+  }
+  for (const FusedParts& group : fused_) {
+    const size_t key_index = static_cast<size_t>(
+        std::find(key_columns_.begin(), key_columns_.end(), group.key) -
+        key_columns_.begin());
     RETURN_IF_ERROR(SweepBy(
-        *part.view,
-        [&](const Pending& p) -> absl::string_view { return p.keys[k]; },
+        *group.view,
+        [&](const Pending& p) -> absl::string_view {
+          return p.keys[key_index];
+        },
         [&](int worker, uint32_t row, absl::string_view key,
             google::protobuf::RepeatedPtrField<v1::Value>* values) {
           std::string& bytes = scratch[worker];
-          bytes.clear();
-          for (int i : part.take) {
-            (*values)[i].ByteSizeLong();
-            EncodeValue((*values)[i], &bytes);
+          for (const auto& [k, offset] : group.parts) {
+            bytes.clear();
+            for (int i : service_.parts[k].take) {
+              v1::Value& v = (*values)[offset + i];
+              v.ByteSizeLong();
+              EncodeValue(v, &bytes);
+            }
+            RETURN_IF_ERROR(CheckRowSize(buffer_[row], group.key, key,
+                                         bytes.size(), &worker_bytes[worker]));
+            part_values[k][row] = blocks[worker].Add(bytes);
           }
-          RETURN_IF_ERROR(CheckRowSize(buffer_[row], part.key, key,
-                                       bytes.size(), &worker_bytes[worker]));
-          part_values[k][row] = blocks[worker].Add(bytes);
           return absl::OkStatus();
         }));
   }
-  // Rows in input order: header, then every part's values.
-  ByteBlocks rows;
-  std::vector<absl::string_view> encoded(n);
-  std::string bytes;
+  // Rows in input order, each written straight into its response: header,
+  // then every part's values.
+  std::vector<uint32_t> sizes(n);
   for (size_t i = 0; i < n; ++i) {
-    Pending& p = buffer_[i];
+    const Pending& p = buffer_[i];
     size_t values_size = 0;
     for (const auto& v : part_values) values_size += v[i].size();
-    bytes.clear();
-    EncodeRowHeader(p.index, p.entity, p.time_us, p.passthrough, values_size,
-                    &bytes);
-    for (const auto& v : part_values) bytes.append(v[i].data(), v[i].size());
-    if (bytes.size() > options_.max_response_bytes) {
+    const size_t size =
+        RowSize(p.index, p.entity, p.time_us, p.passthrough, values_size);
+    if (size > options_.max_response_bytes) {
       PaddedCount unused;
-      return CheckRowSize(p, "row with keys", absl::StrJoin(p.keys, ","),
-                          bytes.size(), &unused);
+      return CheckRowSize(p, "row with keys", absl::StrJoin(p.keys, ","), size,
+                          &unused);
     }
-    encoded[i] = rows.Add(bytes);
+    sizes[i] = static_cast<uint32_t>(size);
   }
-  RETURN_IF_ERROR(SendRows(encoded, emit));
+  RETURN_IF_ERROR(SendRows(
+      n, [&](size_t i) { return sizes[i]; },
+      [&](size_t i, std::string* out) {
+        const Pending& p = buffer_[i];
+        EncodeRowHeader(p.index, p.entity, p.time_us, p.passthrough, out);
+        for (const auto& v : part_values) out->append(v[i].data(), v[i].size());
+      },
+      emit));
   buffer_.clear();
   return absl::OkStatus();
 }

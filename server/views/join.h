@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "rawfeat/v1/rawfeat.pb.h"
@@ -86,7 +87,7 @@ class JoinSession {
     int64_t time_us = 0;
     std::string entity;
     std::vector<std::string> passthrough;
-    std::vector<std::string> keys;  // a service join: one per part
+    std::vector<std::string> keys;  // a service join: per key_columns_
   };
   JoinSession(std::shared_ptr<const CompiledView> view,
               EventStore::PinnedRead pinned, const EventStore* store,
@@ -96,6 +97,14 @@ class JoinSession {
         store_(store),
         options_(options) {}
 
+  // A service join: its distinct key columns, and where the first
+  // message's key_columns put each (when given). INVALID_ARGUMENT if they
+  // are not exactly the service's.
+  absl::Status BindKeys(const ResolvedService& service,
+                        const v1::JoinFeaturesRequest& first);
+  // Moves a label row's keys (by name or by position) into `p`.
+  // INVALID_ARGUMENT naming the row (wrong count, NUL).
+  absl::Status TakeKeys(uint64_t index, v1::LabelRow* row, Pending* p) const;
   // Answers every buffered row, in input order.
   absl::Status Flush(const Emit& emit);
   // Flush of a service join: each part swept by its own key, then the rows
@@ -111,9 +120,12 @@ class JoinSession {
       google::protobuf::RepeatedPtrField<v1::Value>* values)>;
   absl::Status SweepBy(const CompiledView& view, const KeyOf& key_of,
                        const RowSink& sink);
-  // Sends rows (JoinedRow wire bytes, in input order) in responses of up to
-  // chunk_rows rows and about a sixteenth of max_response_bytes.
-  absl::Status SendRows(const std::vector<absl::string_view>& encoded,
+  // Sends rows 0..n-1 (in input order) in responses of up to chunk_rows
+  // rows and about a sixteenth of max_response_bytes: `row_size(i)` is row
+  // i's JoinedRow wire size, `append_row(i, out)` appends those bytes.
+  using RowSizeFn = absl::FunctionRef<size_t(size_t)>;
+  using AppendRowFn = absl::FunctionRef<void(size_t, std::string*)>;
+  absl::Status SendRows(size_t n, RowSizeFn row_size, AppendRowFn append_row,
                         const Emit& emit);
   // Checks one finished row's size against the limits (see Options).
   // `label` and `value` name the row's entity or key in the error
@@ -127,6 +139,9 @@ class JoinSession {
 
   const std::shared_ptr<const CompiledView> view_;  // null for a service
   ResolvedService service_;                         // a service join
+  std::vector<FusedParts> fused_;         // service_.parts, swept together
+  std::vector<std::string> key_columns_;  // distinct, in part order
+  std::vector<int> value_at_;  // key_columns_[c] is key_values[value_at_[c]]
   const EventStore::PinnedRead pinned_;
   const EventStore* const store_;
   const Options options_;

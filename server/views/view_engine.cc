@@ -532,6 +532,37 @@ std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
 
 }  // namespace
 
+std::vector<FusedParts> FuseParts(const std::vector<ServicePartView>& parts) {
+  std::vector<FusedParts> groups;
+  std::vector<std::shared_ptr<CompiledView>> fused;  // built while grouping
+  for (int k = 0; k < static_cast<int>(parts.size()); ++k) {
+    const ServicePartView& part = parts[k];
+    size_t g = 0;
+    while (g < groups.size() &&
+           !(groups[g].key == part.key && groups[g].view->stream->stream_id ==
+                                              part.view->stream->stream_id)) {
+      ++g;
+    }
+    if (g == groups.size()) {
+      groups.push_back({part.view, part.key, {{k, 0}}});
+      fused.push_back(nullptr);
+      continue;
+    }
+    // A second part on the same stream and key: one view with both.
+    if (fused[g] == nullptr) {
+      fused[g] = std::make_shared<CompiledView>(*groups[g].view);
+    }
+    CompiledView& view = *fused[g];
+    groups[g].parts.emplace_back(k, static_cast<int>(view.features.size()));
+    view.features.insert(view.features.end(), part.view->features.begin(),
+                         part.view->features.end());
+    view.any_lifetime = view.any_lifetime || part.view->any_lifetime;
+    view.max_window_us = std::max(view.max_window_us, part.view->max_window_us);
+    groups[g].view = fused[g];
+  }
+  return groups;
+}
+
 std::vector<std::string> ResolvedService::FeatureNames() const {
   std::vector<std::string> names;
   for (const ServicePartView& part : parts) {
@@ -657,14 +688,19 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   }
   // One part taking every feature: its values are swapped in whole.
   const bool whole = parts.size() == 1 && parts[0].take.empty();
+  // Parts on one stream (all share the key) are swept together; each
+  // part's values land at its place in the row.
+  const std::vector<FusedParts> groups = FuseParts(parts);
+  std::vector<int> out_at(parts.size());
+  int width = 0;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    out_at[k] = width;
+    width += static_cast<int>(parts[k].take.size());
+  }
   // The distinct streams the parts read, each scanned for entities.
   std::vector<uint32_t> stream_ids;
-  for (const ServicePartView& part : parts) {
-    const uint32_t id = part.view->stream->stream_id;
-    if (std::find(stream_ids.begin(), stream_ids.end(), id) ==
-        stream_ids.end()) {
-      stream_ids.push_back(id);
-    }
+  for (const FusedParts& group : groups) {
+    stream_ids.push_back(group.view->stream->stream_id);
   }
   RETURN_IF_ERROR(ValidatePartition(request.partition()));
   const uint32_t pindex = request.partition().index();
@@ -860,17 +896,23 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
           Found& f = batch[i];
           const auto entity_times =
               absl::MakeConstSpan(times).subspan(f.first_time);
-          for (const ServicePartView& part : parts) {
+          for (const FusedParts& group : groups) {
             RETURN_IF_ERROR(
-                SweepEntity(*part.view, cursor.get(), f.entity, entity_times,
+                SweepEntity(*group.view, cursor.get(), f.entity, entity_times,
                             watermark, [&](size_t j, auto* values) {
                               auto* row_values = f.rows[j]->mutable_values();
                               if (whole) {
                                 row_values->Swap(values);
                                 return;
                               }
-                              for (int v : part.take) {
-                                row_values->Add()->Swap(values->Mutable(v));
+                              while (row_values->size() < width)
+                                row_values->Add();
+                              for (const auto& [k, offset] : group.parts) {
+                                int at = out_at[k];
+                                for (int v : parts[k].take) {
+                                  row_values->Mutable(at++)->Swap(
+                                      values->Mutable(offset + v));
+                                }
                               }
                             }));
           }

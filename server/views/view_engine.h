@@ -105,6 +105,21 @@ struct ServicePartView {
   std::vector<int> take;
 };
 
+// Parts of a service that read one stream by one key column, fused into one
+// view so that one sweep of each key's events computes all of them: its
+// features are the parts' views' features concatenated (a part alone keeps
+// its own view). For SweepEntity only: a fused view keeps its first part's
+// `def`, so it has no tiles of its own (ComputeEntity takes real views).
+struct FusedParts {
+  std::shared_ptr<const CompiledView> view;
+  std::string key;
+  // Each fused part: its index in the service, and where its view's
+  // features start in `view`.
+  std::vector<std::pair<int, int>> parts;
+};
+// Groups `parts` by (stream, key), in order of each group's first part.
+std::vector<FusedParts> FuseParts(const std::vector<ServicePartView>& parts);
+
 // A feature service bound to its parts' compiled views.
 struct ResolvedService {
   std::shared_ptr<const v1::FeatureServiceDef> def;

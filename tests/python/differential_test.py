@@ -448,9 +448,9 @@ def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
 def feature_services(rng, pb, stub, features, by_entity, checkpoint,
                      compare, counts):
     """Feature services against the oracle: a second stream keyed by
-    merchant, a 2-part 2-key service (buyer features of the first stream,
-    merchant features of the second) read by JoinFeatures and GetFeatures,
-    and a one-key service over both streams read by Snapshot. Every part's
+    merchant, a 2-key service (buyer features of the first stream, merchant
+    features of the second, each view in two parts) read by JoinFeatures
+    and GetFeatures, and the same parts by one key read by Snapshot. Every part's
     value is the oracle's for its own key's events, at one watermark for
     all parts; a missing key gives its part nulls."""
     defs = pb.Definitions()
@@ -464,17 +464,23 @@ def feature_services(rng, pb, stub, features, by_entity, checkpoint,
     for name, agg, field, window, k, _ in feats2:
         view.features.add(name=name, aggregation=agg, field=field,
                           window=window, k=k)
-    # The first view's part takes a random subset in a random order.
+    # Parts take random subsets in random orders; parts 1 and 4 (and 2 and
+    # 3) read one stream by one key, so the server sweeps them together.
     take1 = rng.sample(features, 25)
-    for sname, key1, key2 in (("svc2", "buyer", "merchant"),
-                              ("svc1", "k", "k")):
+    take3 = list(reversed(feats2[:6]))
+    take4 = rng.sample(features, 8)
+    # (prefix, view, which key, features taken; None = all)
+    parts = [("b_", "dv", 0, take1), ("m_", "dv2", 1, None),
+             ("x_", "dv2", 1, take3), ("c_", "dv", 0, take4)]
+    for sname, keys in (("svc2", ("buyer", "merchant")), ("svc1", ("k", "k"))):
         svc = defs.services.add(name=sname, version=1)
-        svc.parts.add(view="dv", view_version=1, key=key1, prefix="b_",
-                      features=[f[0] for f in take1])
-        svc.parts.add(view="dv2", view_version=1, key=key2, prefix="m_")
+        for prefix, vname, key, take in parts:
+            svc.parts.add(view=vname, view_version=1, key=keys[key],
+                          prefix=prefix,
+                          features=[f[0] for f in take or []])
     stub.ApplyDefinitions(pb.ApplyDefinitionsRequest(definitions=defs),
                           timeout=30)
-    service_feats = take1 + feats2
+    service_feats = take1 + feats2 + take3 + take4
 
     # st2's events in three batches: its seqs follow the first stream's.
     entities2 = [f"m{n}" for n in range(10)] + ["u1", "u2", "heavy"]
@@ -519,9 +525,10 @@ def feature_services(rng, pb, stub, features, by_entity, checkpoint,
     def want_row(keys, t, watermark):
         """The service's expected values: each part by its own key."""
         row = []
-        for feats, events_of, key in ((take1, by_entity, keys.get("buyer")),
-                                      (feats2, by_entity2,
-                                       keys.get("merchant"))):
+        for _, vname, key, take in parts:
+            feats = take or feats2
+            events_of = by_entity if vname == "dv" else by_entity2
+            key = keys.get(("buyer", "merchant")[key])
             for f in feats:
                 row.append(("ok", None) if not key else
                            oracle(f, visible(events_of, key, watermark), t))
@@ -553,8 +560,8 @@ def feature_services(rng, pb, stub, features, by_entity, checkpoint,
         for resp in stub.JoinFeatures(requests(), timeout=120):
             names = names or list(resp.feature_names)
             got.extend(resp.rows)
-        assert names == ["b_" + f[0] for f in take1] + [
-            "m_" + f[0] for f in feats2], names
+        assert names == [prefix + f[0] for prefix, _, _, take in parts
+                         for f in take or feats2], names
         assert len(got) == len(labels), (len(got), len(labels))
         for n, (row, (keys, t)) in enumerate(zip(got, labels)):
             assert row.row_index == n and list(row.passthrough) == [f"row{n}"]

@@ -40,7 +40,8 @@ class FeatureServiceTest : public ::testing::Test {
     users->set_stream("orders");
     *users->add_features() = Feature("n_7d", "count", "", "7d");
     *users->add_features() = Feature("spend_7d", "sum", "amount", "7d");
-    *users->add_features() = Feature("last_cat", "last", "category", "lifetime");
+    *users->add_features() =
+        Feature("last_cat", "last", "category", "lifetime");
     auto* merchants = req.mutable_definitions()->add_views();
     merchants->set_name("merchants");
     merchants->set_version(1);
@@ -71,8 +72,8 @@ class FeatureServiceTest : public ::testing::Test {
       batch.set_stream(stream);
       for (int i = 0; i < 400; ++i) {
         // Large, tiny and whole amounts; times around the as-of edges.
-        const double amount = (rng() % 3 == 0) ? 1e15 + (rng() % 7)
-                                               : (rng() % 1000) / 8.0;
+        const double amount =
+            (rng() % 3 == 0) ? 1e15 + (rng() % 7) : (rng() % 1000) / 8.0;
         const int64_t t = kT - static_cast<int64_t>(rng() % (10 * kDay));
         *batch.add_events() =
             Order(absl::StrCat(stream, i), absl::StrCat("k", rng() % 12), t,
@@ -127,8 +128,7 @@ TEST_F(FeatureServiceTest, PartsEqualTheirViewsAtOneWatermark) {
       EXPECT_EQ(got->feature_names(5), "m_n_1d");
       ASSERT_EQ(got->rows_size(), static_cast<int>(rows.size()));
       for (size_t r = 0; r < rows.size(); ++r) {
-        std::map<std::string, std::string> keys(rows[r].begin(),
-                                                rows[r].end());
+        std::map<std::string, std::string> keys(rows[r].begin(), rows[r].end());
         // The expected row: each part's view looked up on its own.
         std::vector<v1::Value> want;
         auto take = [&](const char* view, const char* key,
@@ -164,9 +164,8 @@ std::map<uint64_t, v1::JoinedRow> Join(Client& client,
                                        uint64_t* watermark) {
   std::map<uint64_t, v1::JoinedRow> rows;
   absl::Status s = client.JoinFeatures(
-      first, [](v1::JoinFeaturesRequest*) -> absl::StatusOr<bool> {
-        return false;
-      },
+      first,
+      [](v1::JoinFeaturesRequest*) -> absl::StatusOr<bool> { return false; },
       [&](const v1::JoinFeaturesResponse& r) {
         if (r.feature_names_size() > 0) {
           names->assign(r.feature_names().begin(), r.feature_names().end());
@@ -215,6 +214,28 @@ TEST_F(FeatureServiceTest, JoinEqualsItsPartsJoinedOneByOne) {
     auto got = Join(ts_.client(), service, &names, &used);
     EXPECT_EQ(used, watermark);
     ASSERT_EQ(got.size(), labels.size());
+    // The same keys by position (key_columns in another order): the same
+    // rows, byte for byte.
+    v1::JoinFeaturesRequest positional = service;
+    for (const char* column : {"merchant_id", "buyer_id", "seller_id"}) {
+      positional.add_key_columns(column);
+    }
+    for (size_t i = 0; i < labels.size(); ++i) {
+      auto* row = positional.mutable_rows(static_cast<int>(i));
+      row->clear_keys();
+      for (const std::string& column : positional.key_columns()) {
+        auto it = labels[i].keys.find(column);
+        row->add_key_values(it == labels[i].keys.end() ? "" : it->second);
+      }
+    }
+    std::vector<std::string> positional_names;
+    auto by_position = Join(ts_.client(), positional, &positional_names, &used);
+    EXPECT_EQ(positional_names, names);
+    ASSERT_EQ(by_position.size(), got.size());
+    for (auto& [i, row] : got) {
+      EXPECT_EQ(by_position[i].SerializeAsString(), row.SerializeAsString())
+          << "row " << i;
+    }
     ASSERT_EQ(names.size(), 7u);
     EXPECT_EQ(names[3], "seller_spend_7d");
     // Each part alone: a view join of the rows that have its key.
@@ -274,8 +295,7 @@ std::map<std::pair<int64_t, std::string>, v1::FeatureRow> Snap(
   std::map<std::pair<int64_t, std::string>, v1::FeatureRow> rows;
   *status = client.Snapshot(req, [&](const v1::SnapshotChunk& chunk) {
     if (chunk.feature_names_size() > 0) {
-      names->assign(chunk.feature_names().begin(),
-                    chunk.feature_names().end());
+      names->assign(chunk.feature_names().begin(), chunk.feature_names().end());
     }
     for (const auto& row : chunk.rows()) {
       rows[{*TimestampToMicros(chunk.as_of()), row.entity()}] = row;
@@ -292,21 +312,23 @@ TEST_F(FeatureServiceTest, SnapshotOfOneKeyServiceIsItsLookupPerEntity) {
   auto* service = apply.mutable_definitions()->add_services();
   service->set_name("combined");
   service->set_version(1);
-  for (const char* view : {"users", "merchants"}) {
+  for (const char* view : {"users", "merchants", "users"}) {
     auto* p = service->add_parts();
     p->set_view(view);
     p->set_view_version(1);
     p->set_key("id");
-    p->set_prefix(absl::StrCat(view, "_"));
+    p->set_prefix(absl::StrCat(view, service->parts_size(), "_"));
   }
+  // Part 3 reads part 1's stream by its key: swept with it.
+  service->mutable_parts(2)->add_features("spend_7d");
   ASSERT_TRUE(ts_.client().ApplyDefinitions(apply).ok());
   // An entity only in each stream.
   for (const char* stream : {"orders", "payments"}) {
     v1::IngestRequest batch;
     batch.set_stream(stream);
-    *batch.add_events() = Order(absl::StrCat("only_", stream),
-                                absl::StrCat("only_", stream), kT - kDay, 5.0,
-                                1, "c");
+    *batch.add_events() =
+        Order(absl::StrCat("only_", stream), absl::StrCat("only_", stream),
+              kT - kDay, 5.0, 1, "c");
     ASSERT_TRUE(ts_.client().Ingest(batch).ok());
   }
   const std::vector<int64_t> times = {kT - 5 * kDay, kT};
@@ -331,8 +353,9 @@ TEST_F(FeatureServiceTest, SnapshotOfOneKeyServiceIsItsLookupPerEntity) {
       }
     }
     EXPECT_EQ(whole.size(), parts.size());
-    ASSERT_EQ(names.size(), 5u);
-    EXPECT_EQ(names[3], "merchants_n_1d");
+    ASSERT_EQ(names.size(), 6u);
+    EXPECT_EQ(names[3], "merchants2_n_1d");
+    EXPECT_EQ(names[5], "users3_spend_7d");
     // The entities: those of either view's snapshot at the same times.
     std::set<std::pair<int64_t, std::string>> want_keys;
     for (const char* view : {"users", "merchants"}) {
@@ -384,6 +407,48 @@ TEST_F(FeatureServiceTest, SnapshotOfOneKeyServiceIsItsLookupPerEntity) {
   mixed.set_view("users");
   Snap(ts_.client(), mixed, &names, &status);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+}
+
+// The status of one JoinFeatures call.
+absl::Status JoinStatus(Client& client, const v1::JoinFeaturesRequest& first) {
+  return client.JoinFeatures(
+      first,
+      [](v1::JoinFeaturesRequest*) -> absl::StatusOr<bool> { return false; },
+      [](const v1::JoinFeaturesResponse&) { return true; });
+}
+
+TEST_F(FeatureServiceTest, KeyColumnsMustBeTheServicesAndRowsMustFitThem) {
+  v1::JoinFeaturesRequest first;
+  first.set_service("fraud");
+  first.add_key_columns("buyer_id");
+  first.add_key_columns("seller_id");
+  absl::Status s = JoinStatus(ts_.client(), first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("buyer_id, seller_id, merchant_id"),
+            std::string::npos)
+      << s;
+  first.add_key_columns("merchant");
+  s = JoinStatus(ts_.client(), first);
+  EXPECT_NE(s.message().find("key_columns lacks 'merchant_id'"),
+            std::string::npos)
+      << s;
+  first.set_key_columns(2, "merchant_id");
+  for (int n : {3, 2}) {
+    auto* row = first.add_rows();
+    *row->mutable_time() = MicrosToTimestamp(kT);
+    for (int i = 0; i < n; ++i) row->add_key_values("k1");
+  }
+  s = JoinStatus(ts_.client(), first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("label row 1: has 2 key_values for 3"),
+            std::string::npos)
+      << s;
+  // key_values without key_columns.
+  first.clear_key_columns();
+  first.mutable_rows()->DeleteSubrange(1, 1);
+  s = JoinStatus(ts_.client(), first);
+  EXPECT_NE(s.message().find("key_values need key_columns"), std::string::npos)
+      << s;
 }
 
 TEST_F(FeatureServiceTest, BadRequestsAreClear) {
