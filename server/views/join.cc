@@ -25,31 +25,23 @@ namespace {
 // The JoinedRow wire size of a row whose `values` fields take
 // `values_size` bytes.
 size_t RowSize(uint64_t index, absl::string_view entity, int64_t time_us,
-               const std::vector<std::string>& passthrough,
-               size_t values_size) {
-  size_t size = (index != 0 ? 1 + wire::VarintSize(index) : 0) +
-                wire::LenFieldSize(entity.size()) +
-                wire::LenFieldSize(wire::TimestampParts(time_us).BodySize()) +
-                values_size;
-  for (const std::string& cell : passthrough) {
-    size += wire::LenFieldSize(cell.size());
-  }
-  return size;
+               absl::string_view passthrough, size_t values_size) {
+  return (index != 0 ? 1 + wire::VarintSize(index) : 0) +
+         wire::LenFieldSize(entity.size()) +
+         wire::LenFieldSize(wire::TimestampParts(time_us).BodySize()) +
+         passthrough.size() + values_size;
 }
 
 // Appends a JoinedRow's fields before its values (index, entity, time,
-// passthrough).
+// and the passthrough fields, already wire bytes).
 void EncodeRowHeader(uint64_t index, absl::string_view entity, int64_t time_us,
-                     const std::vector<std::string>& passthrough,
-                     std::string* out) {
+                     absl::string_view passthrough, std::string* out) {
   if (index != 0) {
     wire::PutVarintField(out, v1::JoinedRow::kRowIndexFieldNumber, index);
   }
   wire::PutBytesField(out, v1::JoinedRow::kEntityFieldNumber, entity);
   wire::PutTimestampField(out, v1::JoinedRow::kTimeFieldNumber, time_us);
-  for (const std::string& cell : passthrough) {
-    wire::PutBytesField(out, v1::JoinedRow::kPassthroughFieldNumber, cell);
-  }
+  out->append(passthrough.data(), passthrough.size());
 }
 
 // Appends one value as a JoinedRow `values` field. REQUIRES: its cached
@@ -63,7 +55,7 @@ void EncodeValue(const v1::Value& v, std::string* out) {
 
 // Appends one computed row as JoinedRow wire bytes.
 void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
-               const std::vector<std::string>& passthrough,
+               absl::string_view passthrough,
                const google::protobuf::RepeatedPtrField<v1::Value>& values,
                std::string* out) {
   size_t values_size = 0;
@@ -76,30 +68,25 @@ void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
   for (const v1::Value& v : values) EncodeValue(v, out);
 }
 
-// Append-only bytes in 1 MiB blocks: a run's encoded rows without one
-// allocation (and its slack) per row. Views stay valid while it lives.
-class ByteBlocks {
- public:
-  absl::string_view Add(absl::string_view bytes) {
-    if (blocks_.empty() || bytes.size() > capacity_ - used_) {
-      capacity_ = std::max(kBlockBytes, bytes.size());
-      blocks_.emplace_back(new char[capacity_]);
-      used_ = 0;
-    }
-    char* at = blocks_.back().get() + used_;
-    std::memcpy(at, bytes.data(), bytes.size());
-    used_ += bytes.size();
-    return absl::string_view(at, bytes.size());
-  }
-
- private:
-  static constexpr size_t kBlockBytes = 1 << 20;
-  std::vector<std::unique_ptr<char[]>> blocks_;
-  size_t capacity_ = 0;
-  size_t used_ = 0;
-};
-
 }  // namespace
+
+absl::string_view JoinSession::ByteBlocks::Add(absl::string_view bytes) {
+  if (blocks_.empty() || bytes.size() > capacity_ - used_) {
+    capacity_ = std::max(kBlockBytes, bytes.size());
+    blocks_.emplace_back(new char[capacity_]);
+    used_ = 0;
+  }
+  char* at = blocks_.back().get() + used_;
+  std::memcpy(at, bytes.data(), bytes.size());
+  used_ += bytes.size();
+  return absl::string_view(at, bytes.size());
+}
+
+void JoinSession::ByteBlocks::Clear() {
+  blocks_.clear();
+  capacity_ = 0;
+  used_ = 0;
+}
 
 absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
@@ -191,7 +178,7 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
       if (grouped_ && buffer_.size() >= options_.grouped_flush_rows) {
         RETURN_IF_ERROR(Flush(emit));
       } else if (grouped_) {
-        finished_entities_.insert(buffer_.back().entity);
+        finished_entities_.insert(std::string(buffer_.back().entity));
         if (finished_entities_.contains(e)) {
           grouped_ = false;
           finished_entities_.clear();
@@ -201,49 +188,51 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
     Pending& p = buffer_.emplace_back();
     p.index = index;
     p.time_us = *t;
-    p.entity = std::move(*row.mutable_entity());
-    p.passthrough.reserve(row.passthrough_size());
-    for (std::string& cell : *row.mutable_passthrough()) {
-      p.passthrough.push_back(std::move(cell));
+    p.entity = input_.Add(e);
+    scratch_.clear();
+    for (const std::string& cell : row.passthrough()) {
+      wire::PutBytesField(&scratch_, v1::JoinedRow::kPassthroughFieldNumber,
+                          cell);
     }
-    if (service) RETURN_IF_ERROR(TakeKeys(index, &row, &p));
+    p.passthrough = input_.Add(scratch_);
+    if (service) RETURN_IF_ERROR(TakeKeys(index, row, &p));
     if (buffer_.size() >= options_.max_run_rows) RETURN_IF_ERROR(Flush(emit));
   }
   return absl::OkStatus();
 }
 
-absl::Status JoinSession::TakeKeys(uint64_t index, v1::LabelRow* row,
-                                   Pending* p) const {
-  p->keys.resize(key_columns_.size());
+absl::Status JoinSession::TakeKeys(uint64_t index, const v1::LabelRow& row,
+                                   Pending* p) {
+  p->keys = keys_.size();
   if (!value_at_.empty()) {
-    if (row->key_values_size() != static_cast<int>(value_at_.size()) ||
-        !row->keys().empty()) {
+    if (row.key_values_size() != static_cast<int>(value_at_.size()) ||
+        !row.keys().empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label row ", index, ": has ", row->key_values_size(),
+          absl::StrCat("label row ", index, ": has ", row.key_values_size(),
                        " key_values for ", value_at_.size(), " key_columns",
-                       row->keys().empty() ? "" : ", and keys by name"));
+                       row.keys().empty() ? "" : ", and keys by name"));
     }
-    for (size_t c = 0; c < key_columns_.size(); ++c) {
-      p->keys[c] = std::move(*row->mutable_key_values(value_at_[c]));
-    }
+    for (int at : value_at_) keys_.push_back(row.key_values(at));
   } else {
-    if (row->key_values_size() > 0) {
+    if (row.key_values_size() > 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("label row ", index,
                        ": key_values need key_columns in the first message"));
     }
-    auto& keys = *row->mutable_keys();
-    for (size_t c = 0; c < key_columns_.size(); ++c) {
-      auto it = keys.find(key_columns_[c]);
-      if (it != keys.end()) p->keys[c] = std::move(it->second);
+    for (const std::string& column : key_columns_) {
+      auto it = row.keys().find(column);
+      keys_.push_back(it == row.keys().end() ? absl::string_view()
+                                             : absl::string_view(it->second));
     }
   }
   for (size_t c = 0; c < key_columns_.size(); ++c) {
-    if (p->keys[c].find('\0') != std::string::npos) {
+    absl::string_view& key = keys_[p->keys + c];
+    if (key.find('\0') != absl::string_view::npos) {
       return absl::InvalidArgumentError(
           absl::StrCat("label row ", index, ": key '", Echo(key_columns_[c]),
                        "' contains NUL"));
     }
+    key = input_.Add(key);  // the row's message goes away
   }
   return absl::OkStatus();
 }
@@ -364,14 +353,13 @@ absl::Status JoinSession::Flush(const Emit& emit) {
       *view_, [&](const Pending& p) -> absl::string_view { return p.entity; },
       [&](int worker, uint32_t row, absl::string_view entity,
           google::protobuf::RepeatedPtrField<v1::Value>* values) {
-        Pending& p = buffer_[row];
+        const Pending& p = buffer_[row];
         std::string& bytes = scratch[worker];
         bytes.clear();
         EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
         RETURN_IF_ERROR(CheckRowSize(p, "entity", entity, bytes.size(),
                                      &worker_bytes[worker]));
         encoded[row] = blocks[worker].Add(bytes);
-        std::vector<std::string>().swap(p.passthrough);
         return absl::OkStatus();
       }));
 
@@ -381,7 +369,7 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         out->append(encoded[i].data(), encoded[i].size());
       },
       emit));
-  buffer_.clear();
+  ClearRun();
   grouped_ = true;
   finished_entities_.clear();
   return absl::OkStatus();
@@ -438,7 +426,7 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
     RETURN_IF_ERROR(SweepBy(
         *group.view,
         [&](const Pending& p) -> absl::string_view {
-          return p.keys[key_index];
+          return keys_[p.keys + key_index];
         },
         [&](int worker, uint32_t row, absl::string_view key,
             google::protobuf::RepeatedPtrField<v1::Value>* values) {
@@ -468,8 +456,11 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
         RowSize(p.index, p.entity, p.time_us, p.passthrough, values_size);
     if (size > options_.max_response_bytes) {
       PaddedCount unused;
-      return CheckRowSize(p, "row with keys", absl::StrJoin(p.keys, ","), size,
-                          &unused);
+      return CheckRowSize(
+          p, "row with keys",
+          absl::StrJoin(keys_.begin() + p.keys,
+                        keys_.begin() + p.keys + key_columns_.size(), ","),
+          size, &unused);
     }
     sizes[i] = static_cast<uint32_t>(size);
   }
@@ -481,8 +472,14 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
         for (const auto& v : part_values) out->append(v[i].data(), v[i].size());
       },
       emit));
-  buffer_.clear();
+  ClearRun();
   return absl::OkStatus();
+}
+
+void JoinSession::ClearRun() {
+  buffer_.clear();
+  keys_.clear();
+  input_.Clear();
 }
 
 }  // namespace rawfeat

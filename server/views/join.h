@@ -82,12 +82,28 @@ class JoinSession {
 
   // Not thread-safe: one caller at a time (a gRPC handler).
  private:
+  // One buffered label row; its strings live in input_ until the run is
+  // answered.
   struct Pending {
     uint64_t index = 0;  // in the whole input
     int64_t time_us = 0;
-    std::string entity;
-    std::vector<std::string> passthrough;
-    std::vector<std::string> keys;  // a service join: per key_columns_
+    absl::string_view entity;       // empty in a service join
+    absl::string_view passthrough;  // as JoinedRow passthrough fields
+    size_t keys = 0;  // a service join: its keys are keys_[keys ...]
+  };
+  // Append-only bytes in 1 MiB blocks: a run's strings and encoded rows
+  // without one allocation (and its slack) each. Views stay valid until
+  // Clear.
+  class ByteBlocks {
+   public:
+    absl::string_view Add(absl::string_view bytes);
+    void Clear();
+
+   private:
+    static constexpr size_t kBlockBytes = 1 << 20;
+    std::vector<std::unique_ptr<char[]>> blocks_;
+    size_t capacity_ = 0;
+    size_t used_ = 0;
   };
   JoinSession(std::shared_ptr<const CompiledView> view,
               EventStore::PinnedRead pinned, const EventStore* store,
@@ -102,9 +118,11 @@ class JoinSession {
   // are not exactly the service's.
   absl::Status BindKeys(const ResolvedService& service,
                         const v1::JoinFeaturesRequest& first);
-  // Moves a label row's keys (by name or by position) into `p`.
-  // INVALID_ARGUMENT naming the row (wrong count, NUL).
-  absl::Status TakeKeys(uint64_t index, v1::LabelRow* row, Pending* p) const;
+  // Copies a label row's keys (by name or by position) into keys_ and
+  // input_ for `p`. INVALID_ARGUMENT naming the row (wrong count, NUL).
+  absl::Status TakeKeys(uint64_t index, const v1::LabelRow& row, Pending* p);
+  // Forgets the answered run's rows and frees their bytes.
+  void ClearRun();
   // Answers every buffered row, in input order.
   absl::Status Flush(const Emit& emit);
   // Flush of a service join: each part swept by its own key, then the rows
@@ -145,8 +163,11 @@ class JoinSession {
   const EventStore::PinnedRead pinned_;
   const EventStore* const store_;
   const Options options_;
-  uint64_t next_index_ = 0;     // input index of the next row taken
-  std::deque<Pending> buffer_;  // a deque: growing never copies it
+  uint64_t next_index_ = 0;              // input index of the next row taken
+  std::deque<Pending> buffer_;           // a deque: growing never copies it
+  ByteBlocks input_;                     // the buffered rows' strings
+  std::vector<absl::string_view> keys_;  // a service join: per row and column
+  std::string scratch_;
   // Grouping of the buffered rows: entities whose run of rows ended.
   bool grouped_ = true;
   absl::flat_hash_set<std::string> finished_entities_;
