@@ -101,14 +101,7 @@ struct Payment {
 // Payment i: a pure function of (i, the workload), like Workload::Event.
 Payment MakePayment(int64_t i, const bench::Zipf& merchants, int days) {
   uint64_t s = static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ULL + 777;
-  auto draw = [&]() {
-    s ^= s >> 33;
-    s *= 0xff51afd7ed558ccdULL;
-    s ^= s >> 33;
-    s *= 0xc4ceb9fe1a85ec53ULL;
-    s ^= s >> 33;
-    return s;
-  };
+  auto draw = [&]() { return s = bench::Mix(s); };
   const uint64_t span = static_cast<uint64_t>(days) * 86400ULL * 1000000;
   Payment p;
   p.merchant = merchants.Sample(static_cast<double>(draw() >> 11) * 0x1.0p-53);
@@ -135,6 +128,15 @@ double CpuSeconds(pid_t pid) {
 // Resets the peak RSS (VmHWM) of process `pid` to its current RSS.
 void ResetPeakRss(pid_t pid) {
   std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5";
+}
+
+// Keeps every `step`-th answered row (by row index) in `sample`.
+std::function<void(const v1::JoinedRow&)> SampleEvery(
+    int64_t step, std::map<int64_t, v1::JoinedRow>* sample) {
+  return [step, sample](const v1::JoinedRow& row) {
+    const auto index = static_cast<int64_t>(row.row_index());
+    if (index % step == 0) (*sample)[index] = row;
+  };
 }
 
 struct JoinTiming {
@@ -348,12 +350,7 @@ int Main() {
             *row->mutable_time() = MicrosToTimestamp(labels[i].time_us);
             row->add_passthrough(absl::StrCat(i));
           },
-          [&](const v1::JoinedRow& row) {
-            if (static_cast<int64_t>(row.row_index()) % label_step == 0) {
-              join_sample[static_cast<int64_t>(row.row_index())] = row;
-            }
-          },
-          &join)) {
+          SampleEvery(label_step, &join_sample), &join)) {
     return 1;
   }
   const double join_secs = join.total;
@@ -413,12 +410,7 @@ int Main() {
               *row->mutable_time() = MicrosToTimestamp(labels[i].time_us);
               row->add_passthrough(absl::StrCat(i));
             },
-            [&](const v1::JoinedRow& row) {
-              if (static_cast<int64_t>(row.row_index()) % label_step == 0) {
-                service_sample[static_cast<int64_t>(row.row_index())] = row;
-              }
-            },
-            &t)) {
+            SampleEvery(label_step, &service_sample), &t)) {
       return 1;
     }
     service_secs = t.total;

@@ -69,15 +69,12 @@ double Zipf::Share(int rank) const {
   return rank == 0 ? cdf_[0] : cdf_[rank] - cdf_[rank - 1];
 }
 
-namespace {
-// SplitMix64: a stateless, well-mixed stream of draws per event.
 uint64_t Mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
-}  // namespace
 
 Order Workload::Event(int64_t i) const {
   static const char* kCategories[] = {

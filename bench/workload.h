@@ -28,6 +28,10 @@ extern const char kDefinitions[];
 
 std::string Entity(int rank);
 
+// SplitMix64's step: a stateless, well-mixed stream of draws per event
+// (s = Mix(s) repeatedly).
+uint64_t Mix(uint64_t x);
+
 // Zipf ranks by inverse CDF.
 class Zipf {
  public:

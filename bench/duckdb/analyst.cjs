@@ -58,25 +58,27 @@ async function main() {
   // each label's frame is [ts - W, ts - 1us] = [ts - W, ts).
   const frame = (w, key = 'user_id') => `OVER (PARTITION BY ${key} ` +
       `ORDER BY t RANGE BETWEEN ${w} PRECEDING AND 1 PRECEDING)`;
+  // Labels and orders on one timeline per user, and the bench view's
+  // features over it (named with `p` before each).
+  const userTimeline = `
+    SELECT user_id, t, amount, quantity, category, NULL::BIGINT AS label_id
+    FROM orders
+    UNION ALL
+    SELECT user_id, ts, NULL, NULL, NULL, label_id FROM labels`;
+  const benchFeatures = (p) => `
+        count(amount) ${frame(H)} AS ${p}orders_1h,
+        coalesce(sum(amount) ${frame(D)}, 0) AS ${p}spend_1d,
+        avg(amount) ${frame(7n * D)} AS ${p}avg_7d,
+        coalesce(sum(quantity) ${frame(7n * D)}, 0) AS ${p}items_7d,
+        max(amount) ${frame(30n * D)} AS ${p}max_30d,
+        count(DISTINCT category) ${frame(30n * D)} AS ${p}categories_30d,
+        count(amount) ${frame('UNBOUNDED')} AS ${p}orders_life,
+        last_value(category IGNORE NULLS) ${frame('UNBOUNDED')}
+          AS ${p}last_category`;
   const join = await timed(`
     CREATE TEMP TABLE joined AS
-    WITH u AS (
-      SELECT user_id, t, amount, quantity, category, NULL::BIGINT AS label_id
-      FROM orders
-      UNION ALL
-      SELECT user_id, ts, NULL, NULL, NULL, label_id FROM labels),
-    w AS (
-      SELECT label_id,
-        count(amount) ${frame(H)} AS orders_1h,
-        coalesce(sum(amount) ${frame(D)}, 0) AS spend_1d,
-        avg(amount) ${frame(7n * D)} AS avg_7d,
-        coalesce(sum(quantity) ${frame(7n * D)}, 0) AS items_7d,
-        max(amount) ${frame(30n * D)} AS max_30d,
-        count(DISTINCT category) ${frame(30n * D)} AS categories_30d,
-        count(amount) ${frame('UNBOUNDED')} AS orders_life,
-        last_value(category IGNORE NULLS) ${frame('UNBOUNDED')}
-          AS last_category
-      FROM u)
+    WITH u AS (${userTimeline}),
+    w AS (SELECT label_id, ${benchFeatures('')} FROM u)
     SELECT * FROM w WHERE label_id IS NOT NULL`);
 
   // The service's training set: the user timeline gives the bench and
@@ -85,22 +87,9 @@ async function main() {
   const m = (w) => frame(w, 'merchant_id');
   const service = withService ? await timed(`
     CREATE TEMP TABLE training AS
-    WITH u AS (
-      SELECT user_id, t, amount, quantity, category, NULL::BIGINT AS label_id
-      FROM orders
-      UNION ALL
-      SELECT user_id, ts, NULL, NULL, NULL, label_id FROM labels),
+    WITH u AS (${userTimeline}),
     wu AS (
-      SELECT * FROM (SELECT label_id,
-        count(amount) ${frame(H)} AS u_orders_1h,
-        coalesce(sum(amount) ${frame(D)}, 0) AS u_spend_1d,
-        avg(amount) ${frame(7n * D)} AS u_avg_7d,
-        coalesce(sum(quantity) ${frame(7n * D)}, 0) AS u_items_7d,
-        max(amount) ${frame(30n * D)} AS u_max_30d,
-        count(DISTINCT category) ${frame(30n * D)} AS u_categories_30d,
-        count(amount) ${frame('UNBOUNDED')} AS u_orders_life,
-        last_value(category IGNORE NULLS) ${frame('UNBOUNDED')}
-          AS u_last_category,
+      SELECT * FROM (SELECT label_id, ${benchFeatures('u_')},
         count(amount) ${frame(D)} AS b_orders_1d,
         coalesce(sum(amount) ${frame(30n * D)}, 0) AS b_spend_30d,
         min(amount) ${frame(7n * D)} AS b_min_amount_7d,

@@ -52,7 +52,7 @@ CLI::App* AddCopyCommand(CLI::App* app, CopyArgs* args) {
   cmd->add_option("--partition", args->partition,
                   "K/N: only entity-hash partition K of N (parallel workers)");
   cmd->add_flag("--definitions", args->definitions,
-                "first apply the source's stream and view definitions");
+                "first apply the source's streams, views and services");
   cmd->add_option("--max-events", args->max_events,
                   "stop after N events (copy in slices)");
   cmd->add_option("--batch-size", args->batch_size, "events per batch")
@@ -108,6 +108,9 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
     }
     for (const auto& v : defs->views()) {
       *apply.mutable_definitions()->add_views() = v.definition();
+    }
+    for (const auto& sv : defs->services()) {
+      *apply.mutable_definitions()->add_services() = sv.definition();
     }
     auto r = WithRetries(args.retries, rng,
                          [&] { return target.ApplyDefinitions(apply); });

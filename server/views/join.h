@@ -61,16 +61,20 @@ class JoinSession {
   // watermark 0 = latest; its rows are not taken here: pass the message to
   // Add too). Pins one read snapshot for the whole join. With a service
   // instead of a view, each part is swept by its own key (LabelRow.keys)
-  // at that one watermark, and a row's features are its parts' in order.
+  // at that one watermark, and a row's features are its parts' in order;
+  // rows carry their keys by name (LabelRow.keys) or by position
+  // (key_values, aligned with first.key_columns).
   // Errors: NOT_FOUND (view/service/version), INVALID_ARGUMENT (watermark
-  // above the latest, both a view and a service).
+  // above the latest, both a view and a service, key_columns that are not
+  // exactly the service's key columns).
   static absl::StatusOr<std::unique_ptr<JoinSession>> Start(
       const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
       Options options);
 
-  // Takes one message's rows (moved out of it); may answer rows through
-  // `emit`. Errors: INVALID_ARGUMENT naming the row (0-based index in the
-  // whole input) for an empty/NUL entity or a missing/out-of-range time;
+  // Takes one message's rows (copied into the run's arena); may answer
+  // rows through `emit`. Errors: INVALID_ARGUMENT naming the row (0-based
+  // index in the whole input) for an empty/NUL entity, a NUL key, key_values
+  // that do not fit key_columns, or a missing/out-of-range time;
   // OUT_OF_RANGE (int overflow); any error of `emit`.
   absl::Status Add(v1::JoinFeaturesRequest* message, const Emit& emit);
 

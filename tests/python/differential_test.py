@@ -82,6 +82,16 @@ def features_under_test():
     return feats
 
 
+def add_event(req, ev):
+    """Appends random event `ev` to IngestRequest `req`."""
+    pe = req.events.add(event_id=ev["id"], entity=ev["entity"])
+    set_time(pe.event_time, ev["t"])
+    for fname, val in ev["fields"].items():
+        kind = {"INT64": "int64_value", "DOUBLE": "double_value",
+                "STRING": "string_value", "BOOL": "bool_value"}[FIELDS[fname]]
+        setattr(pe.fields[fname], kind, val)
+
+
 def random_event(rng, n, entities):
     fields = {}
     if rng.random() < 0.85:
@@ -493,13 +503,7 @@ def feature_services(rng, pb, stub, features, by_entity, checkpoint,
                for n in range(batch * 500, batch * 500 + 500)]
         for ev in evs:
             ev["id"] = ev["id"] and "m" + ev["id"]
-            pe = req.events.add(event_id=ev["id"], entity=ev["entity"])
-            set_time(pe.event_time, ev["t"])
-            for fname, val in ev["fields"].items():
-                kind = {"INT64": "int64_value", "DOUBLE": "double_value",
-                        "STRING": "string_value",
-                        "BOOL": "bool_value"}[FIELDS[fname]]
-                setattr(pe.fields[fname], kind, val)
+            add_event(req, ev)
         resp = stub.Ingest(req, timeout=60)
         fresh = []
         for ev in evs:
@@ -677,14 +681,7 @@ def main():
         for start in range(0, len(events), 500):
             req = pb.IngestRequest(stream="st")
             for ev in events[start:start + 500]:
-                pe = req.events.add(event_id=ev["id"], entity=ev["entity"])
-                pe.event_time.seconds = ev["t"] // 10**6
-                pe.event_time.nanos = (ev["t"] % 10**6) * 1000
-                for fname, val in ev["fields"].items():
-                    kind = {"INT64": "int64_value", "DOUBLE": "double_value",
-                            "STRING": "string_value",
-                            "BOOL": "bool_value"}[FIELDS[fname]]
-                    setattr(pe.fields[fname], kind, val)
+                add_event(req, ev)
             resp = stub.Ingest(req, timeout=60)
             # The server's seq order is the batch order minus duplicates.
             for ev in events[start:start + 500]:
