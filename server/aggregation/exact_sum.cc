@@ -130,6 +130,7 @@ void CarrySaveInt<kSlots>::Add(bool negative, uint64_t magnitude, int bit) {
   for (int i = 0; i < 3; ++i) {
     slots_[slot + i] += negative ? -parts[i] : parts[i];
   }
+  Touch(slot, slot + 3);
   if (++pending_ >= kNormalizeEvery) Normalize();
 }
 
@@ -150,6 +151,7 @@ void CarrySaveInt<kSlots>::AddWide(bool negative, unsigned __int128 magnitude,
   for (int i = 0; i < 5; ++i) {
     slots_[slot + i] += negative ? -parts[i] : parts[i];
   }
+  Touch(slot, slot + 5);
   if (++pending_ >= kNormalizeEvery) Normalize();
 }
 
@@ -163,6 +165,8 @@ void CarrySaveInt<kSlots>::Normalize() {
     slots_[i + 1] += carry;
   }
   pending_ = 0;
+  // A negative value now has all-ones digits up to the top slot.
+  if (lo_ < hi_) Touch(lo_, kSlots);
 }
 
 template <int kSlots>
@@ -174,32 +178,55 @@ void CarrySaveInt<kSlots>::Merge(const CarrySaveInt& other) {
     o.Normalize();
     Normalize();
     for (int i = 0; i < kSlots; ++i) slots_[i] += o.slots_[i];
+    Touch(o.lo_, o.hi_);
     Normalize();
     return;
   }
-  for (int i = 0; i < kSlots; ++i) slots_[i] += other.slots_[i];
+  for (int i = other.lo_; i < other.hi_; ++i) slots_[i] += other.slots_[i];
+  Touch(other.lo_, other.hi_);
   pending_ += other.pending_ + 1;
 }
 
 template <int kSlots>
 void CarrySaveInt<kSlots>::Digits(std::array<uint32_t, kSlots>* mag,
                                   bool* negative, int* lo, int* hi) const {
-  CarrySaveInt n = *this;
-  n.Normalize();
-  *negative = n.slots_[kSlots - 1] < 0;
-  // Two's complement negation when negative.
-  uint64_t carry = 1;
+  mag->fill(0);
+  *negative = false;
   *lo = kSlots;
   *hi = -1;
-  for (int i = 0; i < kSlots; ++i) {
-    uint32_t digit = static_cast<uint32_t>(n.slots_[i]);
-    if (*negative) {
-      const uint64_t v = uint64_t{static_cast<uint32_t>(~digit)} + carry;
-      digit = static_cast<uint32_t>(v);
-      carry = v >> 32;
+  if (lo_ >= hi_) return;
+  // Carries propagate through [lo_, hi_) only: the value is the digits
+  // there plus carry * 2^(32 * hi_), and nothing is set above that. At the
+  // top slot, which keeps the sign, the last carry stays in it.
+  int64_t carry = 0;
+  int top = hi_;  // the slot the final carry belongs to
+  for (int i = lo_; i < hi_; ++i) {
+    const int64_t v = slots_[i] + carry;
+    if (i == kSlots - 1) {
+      carry = v;  // signed top slot
+      top = i;
+      break;
     }
-    (*mag)[i] = digit;
-    if (digit != 0) {
+    carry = v >> 32;  // floor division by 2^32
+    (*mag)[i] = static_cast<uint32_t>(v - carry * kDigit);
+  }
+  // The value's two's-complement digits over [lo_, top]; the final carry
+  // (|carry| < 2^32 here) is the top digit and carries the sign.
+  *negative = carry < 0;
+  if (top < kSlots) (*mag)[top] = static_cast<uint32_t>(carry);
+  const int end = std::min(top, kSlots - 1);
+  if (*negative) {
+    // Negate: ~digits + 1, over [lo_, end] (every digit below lo_ is 0, so
+    // the +1 lands at lo_ and stops where a digit was not zero).
+    uint64_t add = 1;
+    for (int i = lo_; i <= end; ++i) {
+      const uint64_t v = uint64_t{static_cast<uint32_t>(~(*mag)[i])} + add;
+      (*mag)[i] = static_cast<uint32_t>(v);
+      add = v >> 32;
+    }
+  }
+  for (int i = lo_; i <= end; ++i) {
+    if ((*mag)[i] != 0) {
       *lo = std::min(*lo, i);
       *hi = i;
     }
@@ -256,6 +283,8 @@ template <int kSlots>
 bool CarrySaveInt<kSlots>::Deserialize(absl::string_view* in) {
   slots_.fill(0);
   pending_ = 0;
+  lo_ = kSlots;
+  hi_ = 0;
   uint64_t lo, count;
   if (!GetVarint64(in, &lo) || !GetVarint64(in, &count) || lo > kSlots ||
       count > kSlots - lo) {
@@ -266,6 +295,7 @@ bool CarrySaveInt<kSlots>::Deserialize(absl::string_view* in) {
     if (!GetVarint64(in, &z)) return false;
     slots_[lo + i] = ZigZagDecode(z);
   }
+  if (count > 0) Touch(static_cast<int>(lo), static_cast<int>(lo + count));
   return true;
 }
 

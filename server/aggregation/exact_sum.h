@@ -14,6 +14,7 @@
 //
 // Not thread-safe.
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -61,8 +62,17 @@ class CarrySaveInt {
   // and highest non-zero digit (hi = -1 for zero).
   void Digits(std::array<uint32_t, kSlots>* mag, bool* negative, int* lo,
               int* hi) const;
+  // Marks slots [lo, hi) as possibly non-zero.
+  void Touch(int lo, int hi) {
+    lo_ = std::min(lo_, lo);
+    hi_ = std::max(hi_, hi);
+  }
   std::array<int64_t, kSlots> slots_{};
   uint32_t pending_ = 0;  // additions since the last Normalize
+  // Every slot outside [lo_, hi_) is zero (lo_ >= hi_: the value is 0), so
+  // reading the value costs the width of the numbers added, not kSlots.
+  int lo_ = kSlots;
+  int hi_ = 0;
 };
 
 // ExactSum: the exact sum of finite doubles and int64 values, rounded once at

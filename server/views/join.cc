@@ -44,13 +44,67 @@ void EncodeRowHeader(uint64_t index, absl::string_view entity, int64_t time_us,
   out->append(passthrough.data(), passthrough.size());
 }
 
-// Appends one value as a JoinedRow `values` field. REQUIRES: its cached
-// size is set (ByteSizeLong).
+// The wire size of a Value message (a oneof member is written even when it
+// is zero); lists are sized by protobuf.
+size_t ValueBodySize(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::KIND_NOT_SET:
+      return 0;
+    case v1::Value::kInt64Value:
+      return 1 + wire::VarintSize(static_cast<uint64_t>(v.int64_value()));
+    case v1::Value::kDoubleValue:
+      return 1 + 8;
+    case v1::Value::kBoolValue:
+      return 2;
+    case v1::Value::kStringValue:
+      return wire::LenFieldSize(v.string_value().size());
+    default:
+      return v.ByteSizeLong();
+  }
+}
+
+// Appends one value as a JoinedRow `values` field, byte for byte what
+// protobuf writes.
 void EncodeValue(const v1::Value& v, std::string* out) {
   out->push_back(static_cast<char>(
       wire::Tag(v1::JoinedRow::kValuesFieldNumber, wire::kLen)));
-  PutVarint64(out, v.GetCachedSize());
-  v.AppendToString(out);
+  switch (v.kind_case()) {
+    case v1::Value::KIND_NOT_SET:
+      out->push_back(0);
+      return;
+    case v1::Value::kInt64Value: {
+      const uint64_t i = static_cast<uint64_t>(v.int64_value());
+      PutVarint64(out, 1 + wire::VarintSize(i));
+      wire::PutVarintField(out, v1::Value::kInt64ValueFieldNumber, i);
+      return;
+    }
+    case v1::Value::kDoubleValue: {
+      out->push_back(9);
+      out->push_back(static_cast<char>(
+          wire::Tag(v1::Value::kDoubleValueFieldNumber, wire::kFixed64)));
+      uint64_t bits;
+      const double d = v.double_value();
+      std::memcpy(&bits, &d, sizeof(bits));
+      for (int i = 0; i < 8; ++i) {
+        out->push_back(static_cast<char>(bits >> (8 * i)));
+      }
+      return;
+    }
+    case v1::Value::kBoolValue:
+      out->push_back(2);
+      wire::PutVarintField(out, v1::Value::kBoolValueFieldNumber,
+                           v.bool_value() ? 1 : 0);
+      return;
+    case v1::Value::kStringValue:
+      PutVarint64(out, wire::LenFieldSize(v.string_value().size()));
+      wire::PutBytesField(out, v1::Value::kStringValueFieldNumber,
+                          v.string_value());
+      return;
+    default:
+      PutVarint64(out, v.ByteSizeLong());
+      v.AppendToString(out);
+      return;
+  }
 }
 
 // Appends one computed row as JoinedRow wire bytes.
@@ -60,7 +114,7 @@ void EncodeRow(uint64_t index, absl::string_view entity, int64_t time_us,
                std::string* out) {
   size_t values_size = 0;
   for (const v1::Value& v : values) {
-    values_size += wire::LenFieldSize(v.ByteSizeLong());
+    values_size += wire::LenFieldSize(ValueBodySize(v));
   }
   out->reserve(out->size() +
                RowSize(index, entity, time_us, passthrough, values_size));
@@ -412,8 +466,7 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
   std::vector<std::vector<absl::string_view>> part_values(np);
   std::vector<std::string> nulls(np);
   for (size_t k = 0; k < np; ++k) {
-    v1::Value null;
-    null.ByteSizeLong();
+    const v1::Value null;
     for (size_t i = 0; i < service_.parts[k].take.size(); ++i) {
       EncodeValue(null, &nulls[k]);
     }
@@ -434,9 +487,7 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
           for (const auto& [k, offset] : group.parts) {
             bytes.clear();
             for (int i : service_.parts[k].take) {
-              v1::Value& v = (*values)[offset + i];
-              v.ByteSizeLong();
-              EncodeValue(v, &bytes);
+              EncodeValue((*values)[offset + i], &bytes);
             }
             RETURN_IF_ERROR(CheckRowSize(buffer_[row], group.key, key,
                                          bytes.size(), &worker_bytes[worker]));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -91,6 +92,49 @@ TEST(ExactSumTest, OrderAndGroupingIndependent) {
       i += len;
     }
     EXPECT_EQ(*total.Round(), reference);
+  }
+}
+
+// A sliding window's life: large values come and go around small ones, the
+// sum changes sign, and a copy travels through Serialize/Deserialize and
+// Merge (as tiles do). The exact sum is an integer of units 2^-20 formed in
+// 128 bits; only the values' widths are read, so this checks that none is
+// missed whatever was added before.
+TEST(ExactSumTest, AddRemoveSerializeAndMergeKeepTheExactValue) {
+  std::mt19937_64 rng(17);
+  for (int trial = 0; trial < 300; ++trial) {
+    ExactSum sum;
+    __int128 exact = 0;  // units of 2^-20, small values only
+    std::vector<double> big;
+    for (int step = 0; step < 60; ++step) {
+      const int64_t k = static_cast<int64_t>(rng() >> (rng() % 50 + 14)) *
+                        (rng() % 2 ? 1 : -1);
+      sum.Add(std::ldexp(static_cast<double>(k), -20));
+      exact += k;
+      if (rng() % 3 == 0) {  // a large value enters, or one leaves
+        if (!big.empty() && rng() % 2) {
+          sum.Add(-big.back());
+          big.pop_back();
+        } else {
+          big.push_back((rng() % 2 ? 1 : -1) *
+                        std::ldexp(1.0, 200 + static_cast<int>(rng() % 700)));
+          sum.Add(big.back());
+        }
+      }
+      if (rng() % 10 == 0) {  // through the tile encoding and a merge
+        std::string bytes;
+        sum.Serialize(&bytes);
+        absl::string_view in(bytes);
+        ExactSum copy;
+        ASSERT_TRUE(copy.Deserialize(&in));
+        ExactSum merged;
+        merged.Merge(copy);
+        sum = merged;
+      }
+    }
+    for (double b : big) sum.Add(-b);
+    EXPECT_EQ(*sum.Round(), std::ldexp(static_cast<double>(exact), -20))
+        << trial;
   }
 }
 
