@@ -504,28 +504,26 @@ int Main() {
       values += it->second.values_size();
       bad += CountDisagreements(names, it->second.values(), r, &example);
     }
-    for (const auto& r : duck["join_sample"]) {
-      const nlohmann::json& id = r["label_id"];
-      const int64_t i = id.is_string() ? std::stoll(id.get<std::string>())
-                                       : id.get<int64_t>();
-      auto it = join_sample.find(i);
-      if (it == join_sample.end()) continue;
-      ++rows;
-      values += it->second.values_size();
-      bad += CountDisagreements(names, it->second.values(), r, &example);
-    }
-    for (const auto& r :
-         duck.value("service_sample", nlohmann::json::array())) {
-      const nlohmann::json& id = r["label_id"];
-      const int64_t i = id.is_string() ? std::stoll(id.get<std::string>())
-                                       : id.get<int64_t>();
-      auto it = service_sample.find(i);
-      if (it == service_sample.end()) continue;
-      ++rows;
-      values += it->second.values_size();
-      bad +=
-          CountDisagreements(service_names, it->second.values(), r, &example);
-    }
+    // DuckDB's rows of a join sample against ours, by label id.
+    auto compare_labels =
+        [&](const nlohmann::json& theirs,
+            const std::map<int64_t, v1::JoinedRow>& ours,
+            const google::protobuf::RepeatedPtrField<std::string>& columns) {
+          for (const auto& r : theirs) {
+            const nlohmann::json& id = r["label_id"];
+            const int64_t i = id.is_string() ? std::stoll(id.get<std::string>())
+                                             : id.get<int64_t>();
+            auto it = ours.find(i);
+            if (it == ours.end()) continue;
+            ++rows;
+            values += it->second.values_size();
+            bad +=
+                CountDisagreements(columns, it->second.values(), r, &example);
+          }
+        };
+    compare_labels(duck["join_sample"], join_sample, names);
+    compare_labels(duck.value("service_sample", nlohmann::json::array()),
+                   service_sample, service_names);
     missing = static_cast<int>(snap_sample.size() + join_sample.size() +
                                service_sample.size()) -
               rows;
