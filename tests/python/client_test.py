@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -248,6 +249,71 @@ class ClientTest(unittest.TestCase):
                                          watermark=self.summary.watermark)
         self.assertTrue(same(train["b_recent_d"].iloc[0],
                              alone["recent_d"].iloc[0]))
+
+    def test_an_ingest_survives_a_server_restart_with_an_exact_count(self):
+        # A server of its own, SIGKILLed and restarted on the same port and
+        # data while a many-batch ingest runs: the client retries
+        # UNAVAILABLE, acknowledged batches are durable, and a batch
+        # resent after the restart is deduplicated.
+        data = os.path.join(self.work, "restart-data")
+        port_file = os.path.join(self.work, "restart-port")
+
+        def start(listen):
+            if os.path.exists(port_file):
+                os.remove(port_file)
+            proc = subprocess.Popen(
+                [RAWFEATD, "--listen=" + listen, "--schemas=" + SCHEMAS,
+                 "--data_dir=" + data, "--port_file=" + port_file],
+                stderr=subprocess.DEVNULL)
+            for _ in range(600):
+                if os.path.exists(port_file):
+                    with open(port_file) as f:
+                        port = f.read().strip()
+                    if port:
+                        return proc, port
+                time.sleep(0.05)
+            raise RuntimeError("rawfeatd did not start")
+        proc, port = start("127.0.0.1:0")
+        client = rawfeat.Client("127.0.0.1:" + port, retries=20)
+        rows = pd.DataFrame({
+            "event_id": [f"r{n}" for n in range(6000)],
+            "user_id": [f"u{n % 97}" for n in range(6000)],
+            "order_time": pd.Timestamp("2026-11-01") + pd.to_timedelta(
+                range(6000), unit="s"),
+            "amount": [float(n % 500) for n in range(6000)],
+            "quantity": [1 + n % 4 for n in range(6000)],
+            "category": ["books"] * 6000,
+        })
+        result = {}
+
+        def ingest():
+            try:
+                result["summary"] = client.ingest("orders", rows, batch_size=20)
+            except Exception as err:  # reported by the main thread
+                result["error"] = err
+        worker = threading.Thread(target=ingest)
+        worker.start()
+        # Killed once some batches are in (or when the ingest is over: the
+        # count must be exact either way).
+        while worker.is_alive() and int(
+                client.status().get("watermark", 0)) < 600:
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        proc, _ = start("127.0.0.1:" + port)
+        try:
+            worker.join(timeout=300)
+            self.assertNotIn("error", result)
+            summary = result["summary"]
+            # Every row is stored exactly once, whatever the kill cut.
+            self.assertEqual(int(client.status().get("watermark", 0)), 6000)
+            again = client.ingest("orders", rows, batch_size=1000)
+            self.assertEqual((again.accepted, again.duplicates), (0, 6000))
+            self.assertEqual(summary.accepted + summary.duplicates, 6000)
+        finally:
+            client.close()
+            proc.terminate()
+            proc.wait(timeout=30)
 
     def test_errors_carry_the_code(self):
         with self.assertRaises(rawfeat.RawfeatError) as err:
