@@ -59,6 +59,25 @@ services {
 T0 = pd.Timestamp("2026-11-02T12:00:00Z")
 
 
+def start_rawfeatd(listen, data_dir, port_file):
+    """Starts rawfeatd with the example schemas; returns (process, port)."""
+    if os.path.exists(port_file):
+        os.remove(port_file)
+    proc = subprocess.Popen(
+        [RAWFEATD, "--listen=" + listen, "--schemas=" + SCHEMAS,
+         "--data_dir=" + data_dir, "--port_file=" + port_file],
+        stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        if os.path.exists(port_file):
+            with open(port_file) as f:
+                port = f.read().strip()
+            if port:
+                return proc, port
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("rawfeatd did not start")
+
+
 def same(a, b):
     """Equal values, doubles bit for bit (-0.0 is not 0.0), lists by item,
     missing = None."""
@@ -77,19 +96,9 @@ class ClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="rawfeat-pyclient-")
-        port_file = os.path.join(cls.work, "port")
-        cls.server = subprocess.Popen(
-            [RAWFEATD, "--listen=127.0.0.1:0", "--schemas=" + SCHEMAS,
-             "--data_dir=" + os.path.join(cls.work, "data"),
-             "--port_file=" + port_file], stderr=subprocess.DEVNULL)
-        port = ""
-        for _ in range(600):
-            if os.path.exists(port_file):
-                with open(port_file) as f:
-                    port = f.read().strip()
-                if port:
-                    break
-            time.sleep(0.05)
+        cls.server, port = start_rawfeatd(
+            "127.0.0.1:0", os.path.join(cls.work, "data"),
+            os.path.join(cls.work, "port"))
         cls.address = "127.0.0.1:" + port
         defs = os.path.join(cls.work, "typed.textproto")
         with open(defs, "w") as f:
@@ -259,20 +268,7 @@ class ClientTest(unittest.TestCase):
         port_file = os.path.join(self.work, "restart-port")
 
         def start(listen):
-            if os.path.exists(port_file):
-                os.remove(port_file)
-            proc = subprocess.Popen(
-                [RAWFEATD, "--listen=" + listen, "--schemas=" + SCHEMAS,
-                 "--data_dir=" + data, "--port_file=" + port_file],
-                stderr=subprocess.DEVNULL)
-            for _ in range(600):
-                if os.path.exists(port_file):
-                    with open(port_file) as f:
-                        port = f.read().strip()
-                    if port:
-                        return proc, port
-                time.sleep(0.05)
-            raise RuntimeError("rawfeatd did not start")
+            return start_rawfeatd(listen, data, port_file)
         proc, port = start("127.0.0.1:0")
         client = rawfeat.Client("127.0.0.1:" + port, retries=20)
         rows = pd.DataFrame({
