@@ -2,8 +2,9 @@
 
 Times: a pandas/numpy datetime that is naive is taken as UTC; an aware one
 is converted to UTC. Strings are parsed by pandas (RFC 3339 offsets are
-honoured; no offset means UTC). Every time the server stores or returns is
-UTC with microsecond precision.
+honoured; no offset means UTC). Numbers are refused (their unit is unknown:
+convert them with pd.to_datetime(..., unit=...)). Every time the server
+stores or returns is UTC with microsecond precision.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def _micros(values: Any, what: str) -> np.ndarray:
     epoch, UTC. Naive means UTC; aware is converted. ValueError naming
     `what` when a time is missing or does not parse."""
     s = pd.Series(values) if not isinstance(values, pd.Series) else values
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        # pandas would read them as nanoseconds; the unit is the caller's.
+        raise ValueError(f"{what}: numbers are not times (convert with "
+                         "pd.to_datetime(values, unit='s'|'ms'|'us'))")
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         t = s
     else:

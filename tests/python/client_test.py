@@ -311,6 +311,11 @@ class ClientTest(unittest.TestCase):
             proc.terminate()
             proc.wait(timeout=30)
 
+    def test_numbers_are_not_taken_as_times(self):
+        labels = pd.DataFrame({"k": ["u1"], "t": [1795000000]})
+        with self.assertRaisesRegex(ValueError, "numbers are not times"):
+            self.client.join("typed_view", labels)
+
     def test_errors_carry_the_code(self):
         with self.assertRaises(rawfeat.RawfeatError) as err:
             self.client.get_features("no_such_view", ["u1"])
