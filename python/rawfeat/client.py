@@ -354,7 +354,7 @@ class Client:
         req = pb.GetFeaturesRequest(watermark=watermark)
         if service is None:
             req.view, req.version = view, version
-            req.entities.extend(entities or [])
+            req.entities.extend(str(e) for e in entities or [])
         else:
             req.service, req.service_version = service, version
             for k in keys or []:
