@@ -31,19 +31,14 @@ _DTYPES = {"INT64": "Int64", "DOUBLE": "float64", "STRING": "string",
 
 
 class RawfeatError(Exception):
-    """A failed call: the gRPC status code and the server's message.
+    """A failed call: the gRPC status code (``code``) and the server's
+    message (``message``; for an ingest it names rows, fields and
+    reasons)."""
 
-    ``rejected`` lists an ingest's row errors as dicts with ``index`` (the
-    row's position in the data given to ``ingest``), ``event_id``,
-    ``field`` and ``reason``.
-    """
-
-    def __init__(self, code: grpc.StatusCode, message: str,
-                 rejected: Optional[List[Dict[str, Any]]] = None):
+    def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
-        self.rejected = rejected or []
 
 
 @dataclasses.dataclass
@@ -248,10 +243,12 @@ class Client:
         NaN, pd.NA) are absent fields. Times: see the module docstring.
 
         on_invalid: "reject_batch" (a batch with any bad row writes nothing
-          and raises RawfeatError listing the rows) or "skip_row" (bad rows
-          are returned in ``rejected``, the rest written).
-        Raises: RawfeatError (server errors; rejected rows carry ``index``
-          in `data`), TypeError/ValueError (bad data, before sending).
+          and raises RawfeatError whose message names the batch's rows and
+          each bad row's field and reason; earlier batches stay written) or
+          "skip_row" (bad rows are returned in ``rejected`` with their index
+          in `data`, the rest written).
+        Raises: RawfeatError (server errors), TypeError/ValueError (bad
+          data, before anything is sent).
         """
         if on_invalid not in ("reject_batch", "skip_row"):
             raise ValueError("on_invalid must be 'reject_batch' or 'skip_row'")
@@ -288,7 +285,7 @@ class Client:
             req = pb.IngestRequest(stream=stream, on_invalid=mode)
             for i in range(start, min(len(df), start + batch_size)):
                 ev = req.events.add(entity=entities[i])
-                if ids[i] is not None and ids[i] == ids[i]:
+                if ids[i] is not None and not pd.isna(ids[i]):
                     ev.event_id = str(ids[i])
                 _set_time(ev.event_time, times[i])
                 for name, col in columns.items():
