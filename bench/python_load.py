@@ -56,6 +56,22 @@ def zipf_ranks(rng, n, entities, s=1.1):
     return rng.choice(entities, size=n, p=weights / weights.sum())
 
 
+def read_csv_typed(path):
+    """A CLI output file read with the dtypes its .meta.json names."""
+    with open(path + ".meta.json") as f:
+        meta = json.load(f)
+    return pd.read_csv(path, dtype={c["name"]: c["pandas_dtype"]
+                                    for c in meta["columns"]})
+
+
+def run_cli(cmd):
+    """Runs a CLI command; its stderr is in the exception when it fails."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {done.returncode}: "
+                           f"{done.stderr.strip()}")
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
@@ -115,14 +131,10 @@ def main():
         out = os.path.join(work, "snap.csv")
 
         def cli_snapshot():
-            subprocess.run(cli + ["snapshot", "--view", "bench", "--as-of",
-                                  END.isoformat(), "--watermark", str(watermark),
-                                  "--out", out], check=True,
-                           stderr=subprocess.DEVNULL)
-            with open(out + ".meta.json") as f:
-                meta = json.load(f)
-            return pd.read_csv(out, dtype={c["name"]: c["pandas_dtype"]
-                                           for c in meta["columns"]})
+            run_cli(cli + ["snapshot", "--view", "bench", "--as-of",
+                           END.isoformat(), "--watermark", str(watermark),
+                           "--out", out])
+            return read_csv_typed(out)
         csv_snap, cli_snap = timed(cli_snapshot)
         assert len(snap) == len(csv_snap), (len(snap), len(csv_snap))
 
@@ -141,14 +153,10 @@ def main():
         out = os.path.join(work, "train.csv")
 
         def cli_join():
-            subprocess.run(cli + ["join", "--view", "bench", "--labels", labels_csv,
-                                  "--time-column", "ts", "--watermark", str(watermark),
-                                  "--out", out], check=True,
-                           stderr=subprocess.DEVNULL)
-            with open(out + ".meta.json") as f:
-                meta = json.load(f)
-            return pd.read_csv(out, dtype={c["name"]: c["pandas_dtype"]
-                                           for c in meta["columns"]})
+            run_cli(cli + ["join", "--view", "bench", "--labels", labels_csv,
+                           "--time-column", "ts", "--watermark", str(watermark),
+                           "--out", out])
+            return read_csv_typed(out)
         csv_train, cli_join_s = timed(cli_join)
         assert len(train) == len(csv_train)
         same = np.allclose(train["spend_1d"].to_numpy(float),
