@@ -213,9 +213,6 @@ std::vector<std::string> ValidateView(const v1::FeatureViewDef& view,
   return problems;
 }
 
-namespace {
-
-// The features a part takes from its view, in output order.
 std::vector<std::string> PartFeatures(const v1::ServicePart& part,
                                       const v1::FeatureViewDef& view) {
   if (!part.features().empty()) {
@@ -225,8 +222,6 @@ std::vector<std::string> PartFeatures(const v1::ServicePart& part,
   for (const auto& f : view.features()) names.push_back(f.name());
   return names;
 }
-
-}  // namespace
 
 std::vector<std::string> ValidateService(const v1::FeatureServiceDef& service,
                                          const FindViewFn& find_view) {
@@ -245,22 +240,24 @@ std::vector<std::string> ValidateService(const v1::FeatureServiceDef& service,
   absl::flat_hash_map<std::string, int> outputs;
   for (int i = 0; i < service.parts_size(); ++i) {
     const v1::ServicePart& part = service.parts(i);
-    const std::string pw =
-        absl::StrCat("part ", i + 1, " (view '", part.view(), "' v",
-                     part.view_version(), "): ");
+    const std::string pw = absl::StrCat("part ", i + 1, " (view '", part.view(),
+                                        "' v", part.view_version(), "): ");
     if (part.view_version() == 0) {
-      add(absl::StrCat(pw, "view_version must be given (>= 1): a service "
-                           "pins the versions it reads"));
+      add(absl::StrCat(pw,
+                       "view_version must be given (>= 1): a service "
+                       "pins the versions it reads"));
       continue;
     }
-    const v1::FeatureViewDef* view = find_view(part.view(), part.view_version());
+    const v1::FeatureViewDef* view =
+        find_view(part.view(), part.view_version());
     if (view == nullptr) {
       add(absl::StrCat(pw, "no such view version"));
       continue;
     }
     if (!IsValidName(part.key())) {
-      add(absl::StrCat(pw, "key must name the label column to look the view "
-                           "up by ([A-Za-z_][A-Za-z0-9_]*)"));
+      add(absl::StrCat(pw,
+                       "key must name the label column to look the view "
+                       "up by ([A-Za-z_][A-Za-z0-9_]*)"));
     }
     absl::flat_hash_set<std::string> in_view, taken;
     for (const auto& f : view->features()) in_view.insert(f.name());
@@ -281,9 +278,8 @@ std::vector<std::string> ValidateService(const v1::FeatureServiceDef& service,
       }
       auto [it, inserted] = outputs.emplace(out, i);
       if (!inserted) {
-        add(absl::StrCat(pw, "output feature '", out,
-                         "' clashes with part ", it->second + 1,
-                         "'s: give one of them a prefix"));
+        add(absl::StrCat(pw, "output feature '", out, "' clashes with part ",
+                         it->second + 1, "'s: give one of them a prefix"));
       }
     }
   }
@@ -294,7 +290,8 @@ std::vector<std::string> ServiceFeatureNames(
     const v1::FeatureServiceDef& service, const FindViewFn& find_view) {
   std::vector<std::string> names;
   for (const auto& part : service.parts()) {
-    const v1::FeatureViewDef* view = find_view(part.view(), part.view_version());
+    const v1::FeatureViewDef* view =
+        find_view(part.view(), part.view_version());
     if (view == nullptr) continue;
     for (const std::string& f : PartFeatures(part, *view)) {
       names.push_back(absl::StrCat(part.prefix(), f));

@@ -52,6 +52,11 @@ using FindViewFn = std::function<const v1::FeatureViewDef*(
 std::vector<std::string> ValidateService(const v1::FeatureServiceDef& service,
                                          const FindViewFn& find_view);
 
+// The features a service part takes from its view, in output order: the
+// ones it lists, or all of the view's when it lists none.
+std::vector<std::string> PartFeatures(const v1::ServicePart& part,
+                                      const v1::FeatureViewDef& view);
+
 // The output feature names of a valid service: each part's features (all
 // of its view's when it lists none) with its prefix, parts in order.
 std::vector<std::string> ServiceFeatureNames(

@@ -511,19 +511,13 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
 
 namespace {
 
-// The indices of the view's features a service part takes, in output
-// order (all of them when the part lists none).
+// The indices in `view` of the features a service part takes, in output
+// order (PartFeatures; validated at apply: each is in the view).
 std::vector<int> PartFeatureIndices(const v1::ServicePart& part,
                                     const CompiledView& view) {
   std::vector<int> take;
-  const int n = static_cast<int>(view.features.size());
-  if (part.features().empty()) {
-    for (int i = 0; i < n; ++i) take.push_back(i);
-    return take;
-  }
-  // In the part's order (validated at apply: each is in the view).
-  for (const std::string& name : part.features()) {
-    for (int i = 0; i < n; ++i) {
+  for (const std::string& name : PartFeatures(part, *view.def)) {
+    for (int i = 0; i < static_cast<int>(view.features.size()); ++i) {
       if (view.features[i].name == name) take.push_back(i);
     }
   }
