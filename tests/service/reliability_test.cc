@@ -196,6 +196,11 @@ views {
   name: "small" version: 1 stream: "orders"
   features { name: "n" aggregation: "count" window: "lifetime" }
 }
+services {
+  name: "bombs" version: 1
+  parts { view: "small" view_version: 1 key: "u" prefix: "s_" }
+  parts { view: "bomb" view_version: 1 key: "u" prefix: "b_" }
+}
 )");
   for (int b = 0; b < 4; ++b) {
     v1::IngestRequest req;
@@ -240,6 +245,32 @@ views {
     v1::LabelRow* row = first.add_rows();
     row->set_entity("heavy");
     *row->mutable_time() = get.as_of();
+  }
+  s = ts.client().JoinFeatures(
+      first, [](v1::JoinFeaturesRequest*) { return false; },
+      [](const v1::JoinFeaturesResponse&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "label row")) << s;
+
+  // The same through a feature service: its lookup, snapshot and join.
+  v1::GetFeaturesRequest get_service;
+  get_service.set_service("bombs");
+  for (int i = 0; i < 20; ++i) {
+    (*get_service.add_key_rows()->mutable_keys())["u"] = "heavy";
+  }
+  *get_service.mutable_as_of() = get.as_of();
+  EXPECT_EQ(ts.client().GetFeatures(get_service).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  snap.set_view("");
+  snap.set_service("bombs");
+  s = ts.client().Snapshot(snap, [](const v1::SnapshotChunk&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  first.set_view("");
+  first.set_service("bombs");
+  first.add_key_columns("u");
+  for (v1::LabelRow& row : *first.mutable_rows()) {
+    row.clear_entity();
+    row.add_key_values("heavy");
   }
   s = ts.client().JoinFeatures(
       first, [](v1::JoinFeaturesRequest*) { return false; },
