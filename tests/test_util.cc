@@ -7,6 +7,7 @@
 
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/common/time_util.h"
 
@@ -77,6 +78,17 @@ v1::FeatureDef Feature(const std::string& name, const std::string& agg,
   f.set_window(window);
   f.set_k(k);
   return f;
+}
+
+std::unique_ptr<v1::FeatureStore::Stub> SmallWindowStub(
+    const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  return v1::FeatureStore::NewStub(grpc::CreateCustomChannel(
+      address, grpc::InsecureChannelCredentials(), args));
 }
 
 std::string Canonical(const google::protobuf::Message& m) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "client/client.h"
+#include "rawfeat/v1/rawfeat.grpc.pb.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/server.h"
 
@@ -42,6 +43,13 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
 v1::FeatureDef Feature(const std::string& name, const std::string& agg,
                        const std::string& field, const std::string& window,
                        uint32_t k = 0);
+
+// A raw stub on its own channel (messages up to 256 MiB) whose HTTP/2
+// receive window stays at 64 KiB: with BDP probing, gRPC grows the window
+// until megabytes of answer sit in a reader's buffers, so a reader that
+// stops reading would not stall the server's stream in a test.
+std::unique_ptr<v1::FeatureStore::Stub> SmallWindowStub(
+    const std::string& address);
 
 // Deterministic serialization (map fields sorted), for comparing messages.
 std::string Canonical(const google::protobuf::Message& m);

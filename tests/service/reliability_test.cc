@@ -26,14 +26,6 @@ using testing::TestServer;
 
 constexpr int64_t kT0 = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
 
-std::unique_ptr<v1::FeatureStore::Stub> Stub(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(256 << 20);
-  args.SetMaxSendMessageSize(256 << 20);
-  return v1::FeatureStore::NewStub(grpc::CreateCustomChannel(
-      address, grpc::InsecureChannelCredentials(), args));
-}
-
 void Deadline(grpc::ClientContext* ctx, int seconds = 60) {
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::seconds(seconds));
@@ -97,7 +89,7 @@ TEST(ReliabilityTest, ASecondServerOnAUsedPortFailsToStart) {
 // 4. IngestStream never ends OK with fewer batches applied than sent.
 TEST(ReliabilityTest, IngestStreamEndsAtABatchThatDoesNotParse) {
   TestServer ts;
-  auto stub = Stub(ts.address());
+  auto stub = testing::SmallWindowStub(ts.address());
   grpc::ClientContext ctx;
   Deadline(&ctx);
   v1::IngestResponse response;
@@ -350,7 +342,7 @@ TEST(ReliabilityTest, StalledStreamsAreCappedAndRefusedAtOnce) {
     }
     ASSERT_TRUE(ts.client().Ingest(req).ok());
   }
-  auto stub = Stub(ts.address());
+  auto stub = testing::SmallWindowStub(ts.address());
   v1::ReadEventsRequest read;
   read.set_stream("orders");
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
@@ -415,7 +407,7 @@ TEST(ReliabilityTest, AStalledReaderIsEndedAfterTheStallTimeout) {
     }
     ASSERT_TRUE(ts.client().Ingest(req).ok());
   }
-  auto stub = Stub(ts.address());
+  auto stub = testing::SmallWindowStub(ts.address());
   grpc::ClientContext ctx;
   Deadline(&ctx);
   v1::ReadEventsRequest read;
