@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "google/protobuf/io/coded_stream.h"
@@ -78,6 +79,102 @@ v1::FeatureDef Feature(const std::string& name, const std::string& agg,
   f.set_window(window);
   f.set_k(k);
   return f;
+}
+
+namespace {
+
+uint64_t LittleEndian(const std::string& bytes, size_t at, int width) {
+  uint64_t v = 0;
+  for (int i = width - 1; i >= 0; --i) {
+    v = v << 8 | static_cast<uint8_t>(bytes[at * width + i]);
+  }
+  return v;
+}
+
+// One column of `rows` rows as Values, checking the format as it goes.
+std::vector<v1::Value> DecodeColumn(const v1::Column& c, size_t rows) {
+  std::vector<v1::Value> out(rows);
+  EXPECT_EQ(c.present().size(), rows);
+  if (c.present().size() != rows) return out;
+  const size_t fixed =
+      c.kind() == v1::COLUMN_INT64 || c.kind() == v1::COLUMN_DOUBLE ? 8
+      : c.kind() == v1::COLUMN_BOOL                                 ? 1
+                                                                    : 0;
+  EXPECT_EQ(c.fixed().size(), fixed * rows) << v1::ColumnKind_Name(c.kind());
+  if (c.fixed().size() != fixed * rows) return out;
+  std::vector<v1::Value> items;
+  size_t item = 0;
+  if (c.kind() == v1::COLUMN_STRING) {
+    EXPECT_EQ(static_cast<size_t>(c.strings_size()), rows);
+    if (static_cast<size_t>(c.strings_size()) != rows) return out;
+  } else if (c.kind() == v1::COLUMN_LIST) {
+    EXPECT_EQ(c.list_lengths().size(), 4 * rows);
+    if (c.list_lengths().size() != 4 * rows) return out;
+    size_t total = 0;
+    for (size_t i = 0; i < rows; ++i)
+      total += LittleEndian(c.list_lengths(), i, 4);
+    items = DecodeColumn(c.items(), total);
+  }
+  for (size_t i = 0; i < rows; ++i) {
+    const bool present = c.present()[i] != 0;
+    v1::Value& v = out[i];
+    switch (c.kind()) {
+      case v1::COLUMN_INT64:
+        if (present) {
+          v.set_int64_value(
+              static_cast<int64_t>(LittleEndian(c.fixed(), i, 8)));
+        }
+        break;
+      case v1::COLUMN_DOUBLE:
+        if (present) {
+          const uint64_t bits = LittleEndian(c.fixed(), i, 8);
+          double d;
+          std::memcpy(&d, &bits, sizeof(d));
+          v.set_double_value(d);
+        }
+        break;
+      case v1::COLUMN_BOOL:
+        if (present) v.set_bool_value(c.fixed()[i] != 0);
+        break;
+      case v1::COLUMN_STRING:
+        if (present) v.set_string_value(c.strings(static_cast<int>(i)));
+        break;
+      case v1::COLUMN_LIST: {
+        const size_t n = LittleEndian(c.list_lengths(), i, 4);
+        if (present) {
+          auto* list = v.mutable_list_value();
+          for (size_t j = 0; j < n; ++j) *list->add_values() = items[item + j];
+        } else {
+          EXPECT_EQ(n, 0u) << "a null list row has items";
+        }
+        item += n;
+        break;
+      }
+      default:
+        EXPECT_FALSE(present) << "a COLUMN_NULL column has a value";
+        break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void DecodeColumns(const v1::ColumnChunk& chunk,
+                   std::map<uint64_t, v1::JoinedRow>* rows) {
+  ASSERT_EQ(chunk.row_index().size() % 8, 0u);
+  const size_t n = chunk.row_index().size() / 8;
+  std::vector<std::vector<v1::Value>> columns;
+  for (const v1::Column& c : chunk.columns()) {
+    columns.push_back(DecodeColumn(c, n));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t index = LittleEndian(chunk.row_index(), i, 8);
+    EXPECT_EQ(rows->count(index), 0u) << "row " << index << " answered twice";
+    v1::JoinedRow& row = (*rows)[index];
+    row.set_row_index(index);
+    for (auto& column : columns) *row.add_values() = column[i];
+  }
 }
 
 std::unique_ptr<v1::FeatureStore::Stub> SmallWindowStub(

@@ -5,6 +5,7 @@
 // 127.0.0.1:0, and event builders.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -50,6 +51,12 @@ v1::FeatureDef Feature(const std::string& name, const std::string& agg,
 // stops reading would not stall the server's stream in a test.
 std::unique_ptr<v1::FeatureStore::Stub> SmallWindowStub(
     const std::string& address);
+
+// Decodes a columnar join answer (v1::ColumnChunk, as rawfeat.proto
+// documents it) into rows: rows[row_index] gets row_index and values.
+// Adds a test failure for a chunk that breaks the format.
+void DecodeColumns(const v1::ColumnChunk& chunk,
+                   std::map<uint64_t, v1::JoinedRow>* rows);
 
 // Deterministic serialization (map fields sorted), for comparing messages.
 std::string Canonical(const google::protobuf::Message& m);

@@ -14,6 +14,7 @@
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 #include "server/common/wire.h"
+#include "server/views/columns.h"
 #include "server/views/sweep.h"
 
 namespace rawfeat {
@@ -174,6 +175,7 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
   }
   session->fused_ = FuseParts(service.parts);
   session->service_ = std::move(service);
+  session->columnar_ = first.columnar();
   return session;
 }
 
@@ -207,17 +209,9 @@ absl::Status JoinSession::BindKeys(const ResolvedService& service,
 
 absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
                               const Emit& emit) {
-  // A service join (service_) reads each part's key from the row and answers
-  // rows when a run fills or the input ends; a view join reads the entity
-  // and also answers grouped input early.
-  const bool service = !service_.parts.empty();
+  if (message->has_labels()) return AddLabels(*message, emit);
   for (v1::LabelRow& row : *message->mutable_rows()) {
-    const uint64_t index = next_index_++;
-    const std::string& e = row.entity();
-    if (!service && (e.empty() || e.find('\0') != std::string::npos)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "label row ", index, ": entity is empty or contains NUL"));
-    }
+    const uint64_t index = next_index_;
     if (!row.has_time()) {
       return absl::InvalidArgumentError(
           absl::StrCat("label row ", index, ": time is missing"));
@@ -227,42 +221,115 @@ absl::Status JoinSession::Add(v1::JoinFeaturesRequest* message,
       return absl::InvalidArgumentError(
           absl::StrCat("label row ", index, ": ", t.status().message()));
     }
-    if (!service && !buffer_.empty() && buffer_.back().entity != e) {
-      // The previous entity's stretch of rows ended here.
-      if (grouped_ && buffer_.size() >= options_.grouped_flush_rows) {
-        RETURN_IF_ERROR(Flush(emit));
-      } else if (grouped_) {
-        finished_entities_.insert(std::string(buffer_.back().entity));
-        if (finished_entities_.contains(e)) {
-          grouped_ = false;
-          finished_entities_.clear();
-        }
-      }
+    if (columnar_ && row.passthrough_size() > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "label row ", index,
+          ": has passthrough cells, which a columnar join does not echo"));
     }
-    Pending& p = buffer_.emplace_back();
-    p.index = index;
-    p.time_us = *t;
-    p.entity = input_.Add(e);
     scratch_.clear();
     for (const std::string& cell : row.passthrough()) {
       wire::PutBytesField(&scratch_, v1::JoinedRow::kPassthroughFieldNumber,
                           cell);
     }
-    p.passthrough = input_.Add(scratch_);
-    if (service) RETURN_IF_ERROR(TakeKeys(index, row, &p));
-    if (buffer_.size() >= options_.max_run_rows) RETURN_IF_ERROR(Flush(emit));
+    RETURN_IF_ERROR(AddRow(row.entity(), *t, scratch_, emit,
+                           [&](Pending* p) { return TakeKeys(row, p); }));
   }
   return absl::OkStatus();
 }
 
-absl::Status JoinSession::TakeKeys(uint64_t index, const v1::LabelRow& row,
-                                   Pending* p) {
+absl::Status JoinSession::AddLabels(const v1::JoinFeaturesRequest& message,
+                                    const Emit& emit) {
+  const v1::LabelColumns& labels = message.labels();
+  const bool service = !service_.parts.empty();
+  const size_t n = static_cast<size_t>(labels.times_us_size());
+  const size_t k = value_at_.size();
+  std::string problem;
+  if (message.rows_size() > 0) {
+    problem = "carries both rows and labels";
+  } else if (service && k == 0) {
+    problem = "labels of a service join need key_columns in the first message";
+  } else if (service &&
+             (labels.entities_size() > 0 ||
+              static_cast<size_t>(labels.key_values_size()) != n * k)) {
+    problem = absl::StrCat("labels have ", labels.key_values_size(),
+                           " key_values for ", n, " times and ", k,
+                           " key_columns (and ", labels.entities_size(),
+                           " entities, which a service join does not take)");
+  } else if (!service && (labels.entities_size() != static_cast<int>(n) ||
+                          labels.key_values_size() > 0)) {
+    problem = absl::StrCat("labels have ", labels.entities_size(),
+                           " entities for ", n, " times",
+                           labels.key_values_size() > 0
+                               ? " (and key_values, which a view join does "
+                                 "not take)"
+                               : "");
+  }
+  if (!problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the message of label rows from ", next_index_, ": ", problem));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t t = labels.times_us(static_cast<int>(i));
+    if (t < kMinMicros || t > kMaxMicros) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label row ", next_index_, ": time ", t,
+                       " us is outside 0001-01-01..9999-12-31"));
+    }
+    const absl::string_view entity =
+        service ? absl::string_view() : labels.entities(static_cast<int>(i));
+    RETURN_IF_ERROR(AddRow(entity, t, "", emit, [&](Pending* p) {
+      p->keys = keys_.size();
+      for (int at : value_at_) {
+        keys_.push_back(labels.key_values(static_cast<int>(i * k) + at));
+      }
+      return CopyKeys(p);
+    }));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JoinSession::AddRow(
+    absl::string_view entity, int64_t time_us, absl::string_view passthrough,
+    const Emit& emit, absl::FunctionRef<absl::Status(Pending*)> take_keys) {
+  // A service join (service_) reads each part's key from the row and answers
+  // rows when a run fills or the input ends; a view join reads the entity
+  // and also answers grouped input early.
+  const bool service = !service_.parts.empty();
+  const uint64_t index = next_index_++;
+  if (!service &&
+      (entity.empty() || entity.find('\0') != absl::string_view::npos)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("label row ", index, ": entity is empty or contains NUL"));
+  }
+  if (!service && !buffer_.empty() && buffer_.back().entity != entity) {
+    // The previous entity's stretch of rows ended here.
+    if (grouped_ && buffer_.size() >= options_.grouped_flush_rows) {
+      RETURN_IF_ERROR(Flush(emit));
+    } else if (grouped_) {
+      finished_entities_.insert(std::string(buffer_.back().entity));
+      if (finished_entities_.contains(entity)) {
+        grouped_ = false;
+        finished_entities_.clear();
+      }
+    }
+  }
+  Pending& p = buffer_.emplace_back();
+  p.index = index;
+  p.time_us = time_us;
+  p.entity = input_.Add(entity);
+  p.passthrough = input_.Add(passthrough);
+  if (service) RETURN_IF_ERROR(take_keys(&p));
+  if (buffer_.size() >= options_.max_run_rows) RETURN_IF_ERROR(Flush(emit));
+  return absl::OkStatus();
+}
+
+absl::Status JoinSession::TakeKeys(const v1::LabelRow& row, Pending* p) {
   p->keys = keys_.size();
   if (!value_at_.empty()) {
     if (row.key_values_size() != static_cast<int>(value_at_.size()) ||
         !row.keys().empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label row ", index, ": has ", row.key_values_size(),
+          absl::StrCat("label row ", p->index, ": has ", row.key_values_size(),
                        " key_values for ", value_at_.size(), " key_columns",
                        row.keys().empty() ? "" : ", and keys by name"));
     }
@@ -270,7 +337,7 @@ absl::Status JoinSession::TakeKeys(uint64_t index, const v1::LabelRow& row,
   } else {
     if (row.key_values_size() > 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label row ", index,
+          absl::StrCat("label row ", p->index,
                        ": key_values need key_columns in the first message"));
     }
     for (const std::string& column : key_columns_) {
@@ -279,11 +346,15 @@ absl::Status JoinSession::TakeKeys(uint64_t index, const v1::LabelRow& row,
                                              : absl::string_view(it->second));
     }
   }
+  return CopyKeys(p);
+}
+
+absl::Status JoinSession::CopyKeys(Pending* p) {
   for (size_t c = 0; c < key_columns_.size(); ++c) {
     absl::string_view& key = keys_[p->keys + c];
     if (key.find('\0') != absl::string_view::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("label row ", index, ": key '", Echo(key_columns_[c]),
+          absl::StrCat("label row ", p->index, ": key '", Echo(key_columns_[c]),
                        "' contains NUL"));
     }
     key = input_.Add(key);  // the row's message goes away
@@ -410,19 +481,33 @@ absl::Status JoinSession::Flush(const Emit& emit) {
         const Pending& p = buffer_[row];
         std::string& bytes = scratch[worker];
         bytes.clear();
-        EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
+        if (columnar_) {
+          for (const v1::Value& v : *values) EncodeValue(v, &bytes);
+        } else {
+          EncodeRow(p.index, entity, p.time_us, p.passthrough, *values, &bytes);
+        }
         RETURN_IF_ERROR(CheckRowSize(p, "entity", entity, bytes.size(),
                                      &worker_bytes[worker]));
         encoded[row] = blocks[worker].Add(bytes);
         return absl::OkStatus();
       }));
 
-  RETURN_IF_ERROR(SendRows(
-      n, [&](size_t i) { return encoded[i].size(); },
-      [&](size_t i, std::string* out) {
-        out->append(encoded[i].data(), encoded[i].size());
-      },
-      emit));
+  if (columnar_) {
+    RETURN_IF_ERROR(SendColumns(
+        n,
+        [&](size_t i, ColumnChunkBuilder* chunk) {
+          chunk->StartRow(buffer_[i].index);
+          return chunk->AddValues(encoded[i]);
+        },
+        emit));
+  } else {
+    RETURN_IF_ERROR(SendRows(
+        n, [&](size_t i) { return encoded[i].size(); },
+        [&](size_t i, std::string* out) {
+          out->append(encoded[i].data(), encoded[i].size());
+        },
+        emit));
+  }
   ClearRun();
   grouped_ = true;
   finished_entities_.clear();
@@ -447,6 +532,34 @@ absl::Status JoinSession::SendRows(size_t n, RowSizeFn row_size,
           wire::Tag(v1::JoinFeaturesResponse::kRowsFieldNumber, wire::kLen)));
       PutVarint64(&response, row_size(i));
       append_row(i, &response);
+    }
+    RETURN_IF_ERROR(Send(&response, emit));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JoinSession::SendColumns(size_t n, AddValuesFn add_values,
+                                      const Emit& emit) {
+  ColumnChunkBuilder chunk(service_.parts.empty()
+                               ? view_->features.size()
+                               : service_.FeatureNames().size());
+  const size_t chunk_bytes = options_.max_response_bytes / 16;
+  std::string response;
+  for (size_t i = 0; i < n;) {
+    const size_t first = i;
+    do {
+      RETURN_IF_ERROR(add_values(i++, &chunk));
+    } while (i < n && chunk.rows() < static_cast<size_t>(options_.chunk_rows) &&
+             chunk.bytes() < chunk_bytes);
+    RETURN_IF_ERROR(chunk.AppendTo(
+        v1::JoinFeaturesResponse::kColumnsFieldNumber, &response));
+    if (response.size() > options_.max_response_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("label row ", buffer_[first].index,
+                       " answered as columns is ", response.size(),
+                       " bytes, more than the largest message "
+                       "(--max_message_bytes ",
+                       options_.max_response_bytes, ")"));
     }
     RETURN_IF_ERROR(Send(&response, emit));
   }
@@ -515,14 +628,29 @@ absl::Status JoinSession::FlushService(const Emit& emit) {
     }
     sizes[i] = static_cast<uint32_t>(size);
   }
-  RETURN_IF_ERROR(SendRows(
-      n, [&](size_t i) { return sizes[i]; },
-      [&](size_t i, std::string* out) {
-        const Pending& p = buffer_[i];
-        EncodeRowHeader(p.index, p.entity, p.time_us, p.passthrough, out);
-        for (const auto& v : part_values) out->append(v[i].data(), v[i].size());
-      },
-      emit));
+  if (columnar_) {
+    RETURN_IF_ERROR(SendColumns(
+        n,
+        [&](size_t i, ColumnChunkBuilder* chunk) {
+          chunk->StartRow(buffer_[i].index);
+          for (const auto& v : part_values) {
+            RETURN_IF_ERROR(chunk->AddValues(v[i]));
+          }
+          return absl::OkStatus();
+        },
+        emit));
+  } else {
+    RETURN_IF_ERROR(SendRows(
+        n, [&](size_t i) { return sizes[i]; },
+        [&](size_t i, std::string* out) {
+          const Pending& p = buffer_[i];
+          EncodeRowHeader(p.index, p.entity, p.time_us, p.passthrough, out);
+          for (const auto& v : part_values) {
+            out->append(v[i].data(), v[i].size());
+          }
+        },
+        emit));
+  }
   ClearRun();
   return absl::OkStatus();
 }

@@ -33,6 +33,8 @@
 
 namespace rawfeat {
 
+class ColumnChunkBuilder;
+
 class JoinSession {
  public:
   struct Options {
@@ -63,7 +65,8 @@ class JoinSession {
   // instead of a view, each part is swept by its own key (LabelRow.keys)
   // at that one watermark, and a row's features are its parts' in order;
   // rows carry their keys by name (LabelRow.keys) or by position
-  // (key_values, aligned with first.key_columns).
+  // (key_values, aligned with first.key_columns). With first.columnar the
+  // answers are ColumnChunks (row indices and values, nothing echoed).
   // Errors: NOT_FOUND (view/service/version), INVALID_ARGUMENT (watermark
   // above the latest, both a view and a service, key_columns that are not
   // exactly the service's key columns).
@@ -71,10 +74,12 @@ class JoinSession {
       const ViewEngine* engine, const v1::JoinFeaturesRequest& first,
       Options options);
 
-  // Takes one message's rows (copied into the run's arena); may answer
-  // rows through `emit`. Errors: INVALID_ARGUMENT naming the row (0-based
-  // index in the whole input) for an empty/NUL entity, a NUL key, key_values
-  // that do not fit key_columns, or a missing/out-of-range time;
+  // Takes one message's rows or LabelColumns (copied into the run's
+  // arena); may answer rows through `emit`. Errors: INVALID_ARGUMENT naming
+  // the row (0-based index in the whole input) for an empty/NUL entity, a
+  // NUL key, key_values that do not fit key_columns, a missing/out-of-range
+  // time, or passthrough in a columnar join; INVALID_ARGUMENT for a message
+  // with both rows and labels or label columns of unequal lengths;
   // OUT_OF_RANGE (int overflow); any error of `emit`.
   absl::Status Add(v1::JoinFeaturesRequest* message, const Emit& emit);
 
@@ -122,9 +127,20 @@ class JoinSession {
   // are not exactly the service's.
   absl::Status BindKeys(const ResolvedService& service,
                         const v1::JoinFeaturesRequest& first);
-  // Copies a label row's keys (by name or by position) into keys_ and
-  // input_ for `p`. INVALID_ARGUMENT naming the row (wrong count, NUL).
-  absl::Status TakeKeys(uint64_t index, const v1::LabelRow& row, Pending* p);
+  // Add of a message carrying LabelColumns.
+  absl::Status AddLabels(const v1::JoinFeaturesRequest& message,
+                         const Emit& emit);
+  // Buffers the next label row (its strings copied into input_); a service
+  // join's `take_keys` fills the row's keys. May answer rows through `emit`.
+  absl::Status AddRow(absl::string_view entity, int64_t time_us,
+                      absl::string_view passthrough, const Emit& emit,
+                      absl::FunctionRef<absl::Status(Pending*)> take_keys);
+  // Puts a label row's keys (by name or by position) into keys_ for `p`.
+  // INVALID_ARGUMENT naming the row (wrong count, NUL).
+  absl::Status TakeKeys(const v1::LabelRow& row, Pending* p);
+  // Copies p's keys (keys_[p->keys ...]) into input_; INVALID_ARGUMENT
+  // naming the row for a key with NUL.
+  absl::Status CopyKeys(Pending* p);
   // Forgets the answered run's rows and frees their bytes.
   void ClearRun();
   // Answers every buffered row, in input order.
@@ -149,6 +165,13 @@ class JoinSession {
   using AppendRowFn = absl::FunctionRef<void(size_t, std::string*)>;
   absl::Status SendRows(size_t n, RowSizeFn row_size, AppendRowFn append_row,
                         const Emit& emit);
+  // Sends rows 0..n-1 (in input order) as ColumnChunks of up to
+  // chunk_rows rows and about a sixteenth of max_response_bytes:
+  // `add_values(i, chunk)` starts row i in `chunk` and adds its values.
+  // RESOURCE_EXHAUSTED if one chunk passes max_response_bytes.
+  using AddValuesFn =
+      absl::FunctionRef<absl::Status(size_t, ColumnChunkBuilder*)>;
+  absl::Status SendColumns(size_t n, AddValuesFn add_values, const Emit& emit);
   // Checks one finished row's size against the limits (see Options).
   // `label` and `value` name the row's entity or key in the error
   // ("entity", "u1"), formatted only then.
@@ -176,6 +199,7 @@ class JoinSession {
   bool grouped_ = true;
   absl::flat_hash_set<std::string> finished_entities_;
   bool sent_header_ = false;
+  bool columnar_ = false;  // answers are ColumnChunks (first.columnar)
 };
 
 }  // namespace rawfeat

@@ -428,6 +428,134 @@ TEST_F(AnalystTest, JoinErrors) {
   EXPECT_EQ(responses, 1);
 }
 
+// A join with its labels sent as LabelColumns and its answer asked as
+// ColumnChunks, decoded back into rows by row index.
+absl::StatusOr<std::map<uint64_t, v1::JoinedRow>> ColumnarJoin(
+    TestServer& ts, const std::vector<Label>& labels, uint64_t watermark,
+    size_t per_message) {
+  v1::JoinFeaturesRequest first;
+  first.set_view("v");
+  first.set_watermark(watermark);
+  first.set_columnar(true);
+  size_t at = 0;
+  std::map<uint64_t, v1::JoinedRow> rows;
+  absl::Status s = ts.client().JoinFeatures(
+      first,
+      [&](v1::JoinFeaturesRequest* m) -> absl::StatusOr<bool> {
+        if (at == labels.size()) return false;
+        auto* columns = m->mutable_labels();
+        for (size_t i = 0; i < per_message && at < labels.size(); ++i, ++at) {
+          columns->add_times_us(labels[at].t);
+          columns->add_entities(labels[at].entity);
+        }
+        return true;
+      },
+      [&](const v1::JoinFeaturesResponse& r) {
+        EXPECT_EQ(r.rows_size(), 0);
+        testing::DecodeColumns(r.columns(), &rows);
+        return true;
+      });
+  if (!s.ok()) return s;
+  return rows;
+}
+
+// Every value of a columnar join (labels as columns, answer as columns)
+// equals the row join's, bit for bit: every aggregation, nulls, lists,
+// ±2^60 sums; in chunks cut by rows and by bytes, over several runs.
+TEST_F(AnalystTest, ColumnarJoinEqualsTheRowJoin) {
+  std::mt19937_64 rng(17);
+  auto labels = RandomLabels(rng, 2500);
+  auto rows = Join(ts_, labels, w2_, 1000);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  auto columnar = ColumnarJoin(ts_, labels, w2_, 333);
+  ASSERT_TRUE(columnar.ok()) << columnar.status();
+  ASSERT_EQ(columnar->size(), labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    EXPECT_EQ(Values((*columnar)[i].values()), Values((*rows)[i].values()))
+        << "row " << i;
+  }
+}
+
+TEST(AnalystRunsTest, ColumnarJoinInSmallRunsAndSmallMessages) {
+  ServerOptions options;
+  options.join_run_rows = 50;
+  options.max_message_bytes = 64 << 10;  // chunks of ~4 KB
+  TestServer ts("", true, options);
+  ApplyView(ts);
+  std::mt19937_64 rng(23);
+  const uint64_t w = IngestAll(ts, RandomOrders(rng, 800, "r"));
+  auto labels = RandomLabels(rng, 400);
+  auto rows = Join(ts, labels, w, 50);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  auto columnar = ColumnarJoin(ts, labels, w, 29);
+  ASSERT_TRUE(columnar.ok()) << columnar.status();
+  ASSERT_EQ(columnar->size(), labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    EXPECT_EQ(Values((*columnar)[i].values()), Values((*rows)[i].values()))
+        << "row " << i;
+  }
+}
+
+TEST_F(AnalystTest, BadLabelColumnsAreRefusedNamingTheProblem) {
+  auto run = [&](const v1::JoinFeaturesRequest& first) {
+    return ts_.client().JoinFeatures(
+        first, [](v1::JoinFeaturesRequest*) { return false; },
+        [](const v1::JoinFeaturesResponse&) { return true; });
+  };
+  v1::JoinFeaturesRequest first;
+  first.set_view("v");
+  first.mutable_labels()->add_times_us(kT0);
+  first.mutable_labels()->add_times_us(kT0);
+  first.mutable_labels()->add_entities("u1");
+  absl::Status s = run(first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("1 entities for 2 times"), std::string::npos)
+      << s;
+
+  first.mutable_labels()->add_entities("");
+  s = run(first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("label row 1: entity is empty"),
+            std::string::npos)
+      << s;
+
+  first.mutable_labels()->set_entities(1, "u2");
+  first.mutable_labels()->set_times_us(1, kMaxMicros + 1);
+  s = run(first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("label row 1: time"), std::string::npos) << s;
+
+  first.mutable_labels()->set_times_us(1, kT0);
+  auto* row = first.add_rows();
+  row->set_entity("u1");
+  *row->mutable_time() = MicrosToTimestamp(kT0);
+  s = run(first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("both rows and labels"), std::string::npos) << s;
+
+  // A columnar join does not echo passthrough: refused, not dropped.
+  first.clear_labels();
+  first.set_columnar(true);
+  row->add_passthrough("p");
+  s = run(first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("passthrough"), std::string::npos) << s;
+
+  // Columnar and no rows: one response with the names and the watermark.
+  first.clear_rows();
+  int responses = 0;
+  s = ts_.client().JoinFeatures(
+      first, [](v1::JoinFeaturesRequest*) { return false; },
+      [&](const v1::JoinFeaturesResponse& r) {
+        ++responses;
+        EXPECT_EQ(r.feature_names_size(), 15);
+        EXPECT_EQ(r.watermark(), w2_);
+        return true;
+      });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(responses, 1);
+}
+
 // A client that gives up -- while sending labels, or after the first
 // answer -- ends only its own call: the next join is answered in full.
 TEST_F(AnalystTest, AbandonedJoinsLeaveTheServerServing) {

@@ -172,6 +172,7 @@ std::map<uint64_t, v1::JoinedRow> Join(Client& client,
         }
         *watermark = r.watermark();
         for (const auto& row : r.rows()) rows[row.row_index()] = row;
+        if (r.has_columns()) testing::DecodeColumns(r.columns(), &rows);
         return true;
       });
   EXPECT_TRUE(s.ok()) << s;
@@ -234,6 +235,31 @@ TEST_F(FeatureServiceTest, JoinEqualsItsPartsJoinedOneByOne) {
     ASSERT_EQ(by_position.size(), got.size());
     for (auto& [i, row] : got) {
       EXPECT_EQ(by_position[i].SerializeAsString(), row.SerializeAsString())
+          << "row " << i;
+    }
+    // The same keys as LabelColumns, answered as columns: the same values.
+    v1::JoinFeaturesRequest columnar;
+    columnar.set_service("fraud");
+    columnar.set_watermark(watermark);
+    columnar.set_columnar(true);
+    *columnar.mutable_key_columns() = positional.key_columns();
+    for (size_t i = 0; i < labels.size(); ++i) {
+      columnar.mutable_labels()->add_times_us(labels[i].time);
+      for (const std::string& value :
+           positional.rows(static_cast<int>(i)).key_values()) {
+        columnar.mutable_labels()->add_key_values(value);
+      }
+    }
+    std::vector<std::string> columnar_names;
+    auto by_columns = Join(ts_.client(), columnar, &columnar_names, &used);
+    EXPECT_EQ(columnar_names, names);
+    ASSERT_EQ(by_columns.size(), got.size());
+    for (auto& [i, row] : got) {
+      v1::JoinedRow values_only;
+      *values_only.mutable_values() = row.values();
+      values_only.set_row_index(i);
+      EXPECT_EQ(by_columns[i].SerializeAsString(),
+                values_only.SerializeAsString())
           << "row " << i;
     }
     ASSERT_EQ(names.size(), 7u);
@@ -448,6 +474,26 @@ TEST_F(FeatureServiceTest, KeyColumnsMustBeTheServicesAndRowsMustFitThem) {
   first.mutable_rows()->DeleteSubrange(1, 1);
   s = JoinStatus(ts_.client(), first);
   EXPECT_NE(s.message().find("key_values need key_columns"), std::string::npos)
+      << s;
+  // LabelColumns: key_values need key_columns, k per time, no entities.
+  first.clear_rows();
+  first.mutable_labels()->add_times_us(kT);
+  first.mutable_labels()->add_key_values("k1");
+  s = JoinStatus(ts_.client(), first);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("need key_columns"), std::string::npos) << s;
+  for (const char* c : {"buyer_id", "seller_id", "merchant_id"}) {
+    first.add_key_columns(c);
+  }
+  s = JoinStatus(ts_.client(), first);
+  EXPECT_NE(s.message().find("1 key_values for 1 times and 3 key_columns"),
+            std::string::npos)
+      << s;
+  first.mutable_labels()->add_key_values("k2");
+  first.mutable_labels()->add_key_values(std::string("k\0", 2));
+  s = JoinStatus(ts_.client(), first);
+  EXPECT_NE(s.message().find("label row 0: key 'merchant_id' contains NUL"),
+            std::string::npos)
       << s;
 }
 
