@@ -10,6 +10,7 @@ stores or returns is UTC with microsecond precision.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -25,6 +26,8 @@ TimeLike = Union[None, str, int, float, "pd.Timestamp", "np.datetime64", Any]
 
 # Codes on which an idempotent call is retried.
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Label rows per JoinFeatures message.
+_LABEL_BATCH = 8192
 # pandas dtypes of feature/field types.
 _DTYPES = {"INT64": "Int64", "DOUBLE": "float64", "STRING": "string",
            "BOOL": "boolean"}
@@ -108,6 +111,88 @@ def _frame(names: Sequence[str], columns: List[List[Any]],
             col = [np.nan if x is None else x for x in col]
         data[name] = pd.Series(col, dtype=dtype)
     return pd.DataFrame(data, columns=list(names))
+
+
+class _Columns:
+    """Feature columns of `n` rows filled from columnar answers
+    (``ColumnChunk``: row indices and one little-endian array per feature),
+    an array copy per chunk and column instead of an object per value."""
+
+    def __init__(self, names: Sequence[str], types: Dict[str, str], n: int):
+        self.names = list(names)
+        self.types = [types.get(name, "") for name in self.names]
+        self.present = [np.zeros(n, dtype=bool) for _ in self.names]
+        self.values = []
+        for t in self.types:
+            if t == "INT64":
+                self.values.append(np.zeros(n, dtype=np.int64))
+            elif t == "DOUBLE":
+                self.values.append(np.full(n, np.nan))
+            elif t == "BOOL":
+                self.values.append(np.zeros(n, dtype=bool))
+            else:  # strings, lists: Python objects
+                self.values.append(np.full(n, None, dtype=object))
+
+    @staticmethod
+    def _decode(col: Any, m: int) -> np.ndarray:
+        """One column of m rows as an array (object for strings/lists;
+        null rows hold their placeholder)."""
+        kind = col.kind
+        if kind == pb.COLUMN_INT64:
+            return np.frombuffer(col.fixed, dtype="<i8", count=m)
+        if kind == pb.COLUMN_DOUBLE:
+            return np.frombuffer(col.fixed, dtype="<f8", count=m)
+        if kind == pb.COLUMN_BOOL:
+            return np.frombuffer(col.fixed, dtype=np.uint8, count=m).astype(bool)
+        if kind == pb.COLUMN_STRING:
+            return np.fromiter(col.strings, dtype=object, count=m)
+        out = np.full(m, None, dtype=object)
+        if kind == pb.COLUMN_LIST:
+            lengths = np.frombuffer(col.list_lengths, dtype="<u4", count=m)
+            ends = np.cumsum(lengths, dtype=np.int64)
+            items = _Columns._decode(col.items, int(ends[-1]) if m else 0)
+            present = np.frombuffer(col.items.present, dtype=np.uint8)
+            items = [x if p else None for x, p in zip(items.tolist(), present)]
+            start = 0
+            for i, end in enumerate(ends.tolist()):
+                out[i] = items[start:end]
+                start = end
+        return out
+
+    def add(self, chunk: Any) -> int:
+        """Takes one ColumnChunk; returns its number of rows."""
+        index = np.frombuffer(chunk.row_index, dtype="<u8")
+        m = len(index)
+        if len(chunk.columns) != len(self.names) and m:
+            raise RawfeatError(grpc.StatusCode.INTERNAL,
+                               f"a chunk has {len(chunk.columns)} columns "
+                               f"for {len(self.names)} features")
+        for j, col in enumerate(chunk.columns):
+            present = np.frombuffer(col.present, dtype=np.uint8, count=m) != 0
+            self.present[j][index] = present
+            if col.kind != pb.COLUMN_NULL:
+                self.values[j][index] = self._decode(col, m)
+        return m
+
+    def frame(self) -> pd.DataFrame:
+        """The columns with the dtypes of their types (nullable Int64,
+        float64 with NaN, string, boolean; lists stay Python lists)."""
+        data = {}
+        for name, t, values, present in zip(self.names, self.types,
+                                            self.values, self.present):
+            missing = ~present
+            if t == "INT64":
+                data[name] = pd.arrays.IntegerArray(values, missing)
+            elif t == "DOUBLE":
+                values[missing] = np.nan
+                data[name] = values
+            elif t == "BOOL":
+                data[name] = pd.arrays.BooleanArray(values, missing)
+            else:
+                values[missing] = None
+                data[name] = (pd.array(values, dtype="string")
+                              if t == "STRING" else values)
+        return pd.DataFrame(data, columns=self.names)
 
 
 class Client:
@@ -458,9 +543,12 @@ class Client:
             sdef = self._find(defs.streams, "stream", info.definition.stream, 0).definition
             entity_column = entity_column or sdef.entity_field
             time_column = time_column or sdef.time_field
+            # The version whose feature types decode the answer.
+            version = info.definition.version
             first.view, first.version = view, version
         else:
             info = self._find(defs.services, "feature service", service, version)
+            version = info.definition.version
             for part in info.definition.parts:
                 if part.key not in key_cols:
                     key_cols.append(part.key)
@@ -484,49 +572,45 @@ class Client:
             keys = [["" if pd.isna(x) else str(x) for x in labels[c].tolist()]
                     for c in key_cols]
         n = len(labels)
+        first.columnar = True
+        types = self._feature_types(defs, view, version, service, version)
 
         def requests() -> Iterator[Any]:
+            # Labels as columns, _LABEL_BATCH rows per message.
             msg = pb.JoinFeaturesRequest()
             msg.CopyFrom(first)
-            for start in range(0, n, 1000):
-                for i in range(start, min(n, start + 1000)):
-                    row = msg.rows.add()
-                    _set_time(row.time, times[i])
-                    if service is None:
-                        row.entity = keys[0][i]
-                    else:
-                        row.key_values.extend(k[i] for k in keys)
+            for start in range(0, n, _LABEL_BATCH):
+                end = min(n, start + _LABEL_BATCH)
+                msg.labels.times_us.extend(times[start:end].tolist())
+                if service is None:
+                    msg.labels.entities.extend(keys[0][start:end])
+                else:
+                    msg.labels.key_values.extend(itertools.chain.from_iterable(
+                        zip(*(k[start:end] for k in keys))))
                 yield msg
                 msg = pb.JoinFeaturesRequest()
             if n == 0:
                 yield msg
 
         def run() -> tuple:
-            names: List[str] = []
-            columns: List[List[Any]] = []
+            columns: Optional[_Columns] = None
             meta = (0, 0)
             got = 0
             for resp in self._stub.JoinFeatures(requests(),
                                                 timeout=self._stream_timeout,
                                                 metadata=self._metadata):
                 if resp.feature_names:
-                    names = list(resp.feature_names)
-                    columns = [[None] * n for _ in names]
+                    columns = _Columns(resp.feature_names, types, n)
                 meta = (resp.version, resp.watermark)
                 first.watermark = resp.watermark  # a retry reads the same
-                for row in resp.rows:
-                    i = row.row_index
-                    for j, v in enumerate(row.values):
-                        columns[j][i] = _value(v)
-                    got += 1
+                if resp.HasField("columns"):
+                    got += columns.add(resp.columns)
             if got != n:
                 raise RawfeatError(grpc.StatusCode.INTERNAL,
                                    f"sent {n} label rows, received {got}")
-            return names, columns, meta
-        names, columns, (ver, wm) = self._call(run)
-        types = self._feature_types(defs, view, ver, service, ver)
-        features = _frame(names, columns, types)
-        df = pd.concat([labels.reset_index(drop=True), features], axis=1)
+            return columns, meta
+        columns, (ver, wm) = self._call(run)
+        df = pd.concat([labels.reset_index(drop=True), columns.frame()], axis=1)
         df.attrs.update(self._attrs(view, service, ver, wm))
         return df
 

@@ -219,6 +219,14 @@ class ClientTest(unittest.TestCase):
                           str(train.attrs["watermark"]))
         names = list(train.columns[3:])
         self.assert_frame_matches(train, rows, names)
+        # The columnar join decodes to the dtypes a lookup has.
+        lookup = self.client.get_features("typed_view", ["u1"], as_of=T0)
+        self.assertEqual([str(train[c].dtype) for c in names],
+                         [str(lookup[c].dtype) for c in names])
+        self.assertEqual(str(train["last_b"].dtype), "boolean")
+        empty = self.client.join("typed_view", labels.head(0), time_column="when")
+        self.assertEqual(list(empty.columns), list(train.columns))
+        self.assertEqual(len(empty), 0)
         # Later events do not change a join pinned at its watermark.
         late = self.events.head(5).assign(
             event_id=[f"late{n}" for n in range(5)],
