@@ -316,16 +316,19 @@ class Client:
 
     def ingest(self, stream: str, data: Union[pd.DataFrame, Iterable[Dict[str, Any]]],
                on_invalid: str = "reject_batch", batch_size: int = 1000) -> IngestSummary:
-        """Writes events to `stream`, in batches; safe to repeat (events are
-        idempotent by event id, so a retried or re-run ingest adds nothing).
+        """Writes events to `stream`, in batches of `batch_size` rows; safe to
+        repeat (events are idempotent by event id, so a retried or re-run
+        ingest adds nothing).
 
         `data` is a DataFrame or an iterable of dicts with the stream's
         entity and time columns, an optional ``event_id`` and the fields.
         Field columns must fit their types (INT64: integer dtypes, nullable
         Int64 included; DOUBLE: float or integer; STRING: string or object
         of str; BOOL: bool or boolean): a wrong dtype raises TypeError
-        naming the column before anything is sent. Missing values (None,
-        NaN, pd.NA) are absent fields. Times: see the module docstring.
+        naming the column -- for a DataFrame before anything is sent; an
+        iterable is read one batch at a time (never held whole), so its
+        rows are checked batch by batch. Missing values (None, NaN, pd.NA)
+        are absent fields. Times: see the module docstring.
 
         on_invalid: "reject_batch" (a batch with any bad row writes nothing
           and raises RawfeatError whose message names the batch's rows and
@@ -333,13 +336,39 @@ class Client:
           "skip_row" (bad rows are returned in ``rejected`` with their index
           in `data`, the rest written).
         Raises: RawfeatError (server errors), TypeError/ValueError (bad
-          data, before anything is sent).
+          data, before its batch is sent).
         """
         if on_invalid not in ("reject_batch", "skip_row"):
             raise ValueError("on_invalid must be 'reject_batch' or 'skip_row'")
-        df = data if isinstance(data, pd.DataFrame) else pd.DataFrame(list(data))
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         defs = self._definitions()
         sdef = self._find(defs.streams, "stream", stream, 0).definition
+        summary = IngestSummary()
+        if isinstance(data, pd.DataFrame):
+            self._ingest_frame(stream, sdef, data, 0, on_invalid, batch_size,
+                               summary)
+            return summary
+        rows = iter(data)
+        offset = 0
+        while True:
+            batch = list(itertools.islice(rows, batch_size))
+            if not batch:
+                return summary
+            # Object columns keep each value as given (ints with None stay
+            # ints); times are inferred so numbers are still refused.
+            df = pd.DataFrame(batch, dtype=object)
+            if sdef.time_field in df.columns:
+                df[sdef.time_field] = df[sdef.time_field].infer_objects()
+            self._ingest_frame(stream, sdef, df, offset, on_invalid,
+                               batch_size, summary)
+            offset += len(batch)
+
+    def _ingest_frame(self, stream: str, sdef: Any, df: pd.DataFrame,
+                      offset: int, on_invalid: str, batch_size: int,
+                      summary: IngestSummary) -> None:
+        """Checks and sends `df` (rows `offset`.. of the caller's data) in
+        batches, adding to `summary`."""
         types = {f.name: pb.FieldType.Name(f.type) for f in sdef.fields}
         for col in (sdef.entity_field, sdef.time_field):
             if col not in df.columns:
@@ -357,18 +386,19 @@ class Client:
         times = _micros(df[sdef.time_field], f"column '{sdef.time_field}'")
         entities = df[sdef.entity_field]
         if entities.isna().any():
-            raise ValueError(f"column '{sdef.entity_field}': row "
-                             f"{int(np.flatnonzero(entities.isna())[0])} is empty")
+            raise ValueError(
+                f"column '{sdef.entity_field}': row "
+                f"{offset + int(np.flatnonzero(entities.isna())[0])} is empty")
         entities = entities.astype(str).tolist()
         ids = (df["event_id"].tolist() if "event_id" in df.columns
                else [None] * len(df))
         mode = pb.SKIP_ROW if on_invalid == "skip_row" else pb.REJECT_BATCH
-        summary = IngestSummary()
         kinds = {"INT64": "int64_value", "DOUBLE": "double_value",
                  "STRING": "string_value", "BOOL": "bool_value"}
         for start in range(0, len(df), batch_size):
+            end = min(len(df), start + batch_size)
             req = pb.IngestRequest(stream=stream, on_invalid=mode)
-            for i in range(start, min(len(df), start + batch_size)):
+            for i in range(start, end):
                 ev = req.events.add(entity=entities[i])
                 if ids[i] is not None and not pd.isna(ids[i]):
                     ev.event_id = str(ids[i])
@@ -382,18 +412,18 @@ class Client:
                     req, timeout=self._timeout, metadata=self._metadata))
             except RawfeatError as err:
                 # The server counts rows within the batch.
+                first = offset + start
                 raise RawfeatError(
-                    err.code, f"the batch of rows {start}.."
-                    f"{min(len(df), start + batch_size) - 1} (row numbers "
-                    f"below count from {start}): {err.message}") from None
+                    err.code, f"the batch of rows {first}..{offset + end - 1} "
+                    f"(row numbers below count from {first}): "
+                    f"{err.message}") from None
             summary.accepted += r.accepted
             summary.duplicates += r.duplicates
             summary.watermark = r.watermark
             summary.batches += 1
             summary.rejected += [
-                {"index": start + e.row, "event_id": e.event_id,
+                {"index": offset + start + e.row, "event_id": e.event_id,
                  "field": e.field, "reason": e.reason} for e in r.rejected]
-        return summary
 
     @staticmethod
     def _field_column(s: pd.Series, name: str, ftype: str) -> List[Any]:

@@ -157,9 +157,10 @@ class ClientTest(unittest.TestCase):
 
     def test_ingest_counts_and_repeats_are_duplicates(self):
         self.assertEqual(self.summary.accepted, 400)
+        before = int(self.client.status()["watermark"])
         again = self.client.ingest("typed", self.events)
         self.assertEqual((again.accepted, again.duplicates), (0, 400))
-        self.assertEqual(again.watermark, self.summary.watermark)
+        self.assertEqual(again.watermark, before)  # nothing was written
 
     def test_conflicts_reject_the_batch_or_only_the_row(self):
         bad = self.events.head(3).copy()
@@ -173,6 +174,40 @@ class ClientTest(unittest.TestCase):
         self.assertEqual([r["index"] for r in skipped.rejected], [1])
         self.assertEqual(skipped.duplicates, 2)
         self.assertEqual(self.client.status()["watermark"], before)
+
+    def test_an_iterable_of_dicts_is_sent_batch_by_batch(self):
+        sent_before = []
+
+        def rows():
+            for n in range(25):
+                if n == 12:  # batch 1 was sent before row 12 is read
+                    sent_before.append(int(self.client.status()["streams"][0]
+                                           .get("events", 0)))
+                row = {"event_id": f"g{n}", "user_id": f"u{n % 3}",
+                       "order_time": T0 - pd.Timedelta(minutes=n),
+                       "amount": 1.5 * n, "quantity": n, "category": "books"}
+                if n % 4 == 0:
+                    row["coupon"] = None   # absent, like a missing key
+                elif n % 4 == 1:
+                    row["is_gift"] = n % 8 == 1
+                yield row
+        streams = [s["name"] for s in self.client.status()["streams"]]
+        self.assertEqual(streams[0], "orders")
+        summary = self.client.ingest("orders", rows(), batch_size=10)
+        self.assertEqual((summary.accepted, summary.batches), (25, 3))
+        self.assertEqual(sent_before, [10])
+        # A conflicting row in the second batch: its index counts from the
+        # start of the data.
+        changed = list(rows())
+        changed[13]["amount"] = -1.0
+        skipped = self.client.ingest("orders", iter(changed), batch_size=10,
+                                     on_invalid="skip_row")
+        self.assertEqual([r["index"] for r in skipped.rejected], [13])
+        self.assertEqual(skipped.duplicates, 24)
+        with self.assertRaisesRegex(ValueError, "numbers are not times"):
+            self.client.ingest("orders", [dict(changed[0], order_time=1)])
+        got = self.client.get_features("user_orders", ["u1"], as_of=T0)
+        self.assertEqual(got["orders_7d"].iloc[0], 8)
 
     def test_a_wrong_dtype_names_the_column_before_sending(self):
         bad = self.events.head(2).copy()
