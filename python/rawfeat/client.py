@@ -114,24 +114,32 @@ def _frame(names: Sequence[str], columns: List[List[Any]],
 
 
 class _Columns:
-    """Feature columns of `n` rows filled from columnar answers
-    (``ColumnChunk``: row indices and one little-endian array per feature),
-    an array copy per chunk and column instead of an object per value."""
+    """Feature columns filled from columnar answers (``ColumnChunk``: row
+    indices and one little-endian array per feature), an array copy per
+    chunk and column instead of an object per value. With `n`, rows land
+    at their ``row_index`` (a join); without, chunks are appended in order
+    (a snapshot)."""
 
-    def __init__(self, names: Sequence[str], types: Dict[str, str], n: int):
+    def __init__(self, names: Sequence[str], types: Dict[str, str],
+                 n: Optional[int] = None):
         self.names = list(names)
         self.types = [types.get(name, "") for name in self.names]
-        self.present = [np.zeros(n, dtype=bool) for _ in self.names]
-        self.values = []
-        for t in self.types:
-            if t == "INT64":
-                self.values.append(np.zeros(n, dtype=np.int64))
-            elif t == "DOUBLE":
-                self.values.append(np.full(n, np.nan))
-            elif t == "BOOL":
-                self.values.append(np.zeros(n, dtype=bool))
-            else:  # strings, lists: Python objects
-                self.values.append(np.full(n, None, dtype=object))
+        self.n = n
+        self.chunks: List[List[tuple]] = [[] for _ in self.names]
+        if n is not None:
+            self.present = [np.zeros(n, dtype=bool) for _ in self.names]
+            self.values = [self._empty(t, n) for t in self.types]
+
+    @staticmethod
+    def _empty(t: str, m: int) -> np.ndarray:
+        """m null rows of a column of type t."""
+        if t == "INT64":
+            return np.zeros(m, dtype=np.int64)
+        if t == "DOUBLE":
+            return np.full(m, np.nan)
+        if t == "BOOL":
+            return np.zeros(m, dtype=bool)
+        return np.full(m, None, dtype=object)  # strings, lists
 
     @staticmethod
     def _decode(col: Any, m: int) -> np.ndarray:
@@ -169,6 +177,11 @@ class _Columns:
                                f"for {len(self.names)} features")
         for j, col in enumerate(chunk.columns):
             present = np.frombuffer(col.present, dtype=np.uint8, count=m) != 0
+            if self.n is None:
+                values = (self._empty(self.types[j], m)
+                          if col.kind == pb.COLUMN_NULL else self._decode(col, m))
+                self.chunks[j].append((values, present))
+                continue
             self.present[j][index] = present
             if col.kind != pb.COLUMN_NULL:
                 self.values[j][index] = self._decode(col, m)
@@ -177,6 +190,13 @@ class _Columns:
     def frame(self) -> pd.DataFrame:
         """The columns with the dtypes of their types (nullable Int64,
         float64 with NaN, string, boolean; lists stay Python lists)."""
+        if self.n is None:
+            self.values, self.present = [], []
+            for t, chunks in zip(self.types, self.chunks):
+                self.values.append(np.concatenate(
+                    [v for v, _ in chunks] or [self._empty(t, 0)]))
+                self.present.append(np.concatenate(
+                    [p for _, p in chunks] or [np.zeros(0, dtype=bool)]))
         data = {}
         for name, t, values, present in zip(self.names, self.types,
                                             self.values, self.present):
@@ -297,6 +317,18 @@ class Client:
             types.update(view_types(part.view, part.view_version, part.prefix,
                                     list(part.features)))
         return types
+
+    def _resolve(self, defs: Any, view: Optional[str], service: Optional[str],
+                 version: int) -> tuple:
+        """(the version of the view or service a read uses -- the latest
+        when `version` is 0 -- and its output feature types), so a call
+        pins the version whose types decode its answer."""
+        if service is None:
+            version = self._find(defs.views, "view", view, version).definition.version
+        else:
+            version = self._find(defs.services, "feature service", service,
+                                 version).definition.version
+        return version, self._feature_types(defs, view, version, service, version)
 
     @staticmethod
     def _source(view: Optional[str], service: Optional[str]) -> None:
@@ -510,7 +542,9 @@ class Client:
         must key every part by one column. ``attrs`` as in get_features.
         Raises RawfeatError."""
         self._source(view, service)
-        req = pb.SnapshotRequest(watermark=watermark)
+        version, types = self._resolve(self._definitions(), view, service,
+                                       version)
+        req = pb.SnapshotRequest(watermark=watermark, columnar=True)
         if service is None:
             req.view, req.version = view, version
         else:
@@ -521,27 +555,23 @@ class Client:
             req.partition.index, req.partition.count = partition
 
         def run() -> tuple:
-            names: List[str] = []
+            columns: Optional[_Columns] = None
             entities: List[str] = []
-            columns: List[List[Any]] = []
             meta = (0, 0, None)
             for chunk in self._stub.Snapshot(req, timeout=self._stream_timeout,
                                              metadata=self._metadata):
                 if chunk.feature_names:
-                    names = list(chunk.feature_names)
-                    columns = [[] for _ in names]
+                    columns = _Columns(chunk.feature_names, types)
                 meta = (chunk.version, chunk.watermark, chunk.as_of)
                 # The watermark the first chunk used pins a retry.
                 req.watermark = chunk.watermark
-                for row in chunk.rows:
-                    entities.append(row.entity)
-                    for j, v in enumerate(row.values):
-                        columns[j].append(_value(v))
-            return names, entities, columns, meta
-        names, entities, columns, (ver, wm, as_of_ts) = self._call(run)
-        types = self._feature_types(self._definitions(), view, ver, service, ver)
-        df = _frame(names, columns, types)
-        df.insert(0, "entity", pd.Series(entities, dtype="string"))
+                entities.extend(chunk.entities)
+                if chunk.HasField("columns"):
+                    columns.add(chunk.columns)
+            return columns, entities, meta
+        columns, entities, (ver, wm, as_of_ts) = self._call(run)
+        df = columns.frame()
+        df.insert(0, "entity", pd.array(entities, dtype="string"))
         df.attrs.update(self._attrs(view, service, ver, wm,
                                     _timestamp_utc(as_of_ts) if as_of_ts else None))
         return df
@@ -603,7 +633,7 @@ class Client:
                     for c in key_cols]
         n = len(labels)
         first.columnar = True
-        types = self._feature_types(defs, view, version, service, version)
+        _, types = self._resolve(defs, view, service, version)
 
         def requests() -> Iterator[Any]:
             # Labels as columns, _LABEL_BATCH rows per message.

@@ -202,13 +202,21 @@ absl::Status ColumnChunkBuilder::AddValues(absl::string_view fields) {
         (fields.remove_prefix(1), !GetLengthPrefixed(&fields, &body))) {
       return Malformed("values field");
     }
-    if (next_column_ >= columns_.size()) {
-      return absl::InternalError(absl::StrCat(
-          "columnar answer: a row has more than ", columns_.size(), " values"));
-    }
-    RETURN_IF_ERROR(columns_[next_column_++]->Add(body));
+    RETURN_IF_ERROR(AddBody(body));
   }
   return absl::OkStatus();
+}
+
+absl::Status ColumnChunkBuilder::AddValue(const v1::Value& value) {
+  return AddBody(value.SerializeAsString());
+}
+
+absl::Status ColumnChunkBuilder::AddBody(absl::string_view body) {
+  if (next_column_ >= columns_.size()) {
+    return absl::InternalError(absl::StrCat(
+        "columnar answer: a row has more than ", columns_.size(), " values"));
+  }
+  return columns_[next_column_++]->Add(body);
 }
 
 size_t ColumnChunkBuilder::bytes() const {
@@ -238,6 +246,26 @@ absl::Status ColumnChunkBuilder::AppendTo(int field, std::string* out) {
   rows_ = 0;
   next_column_ = 0;
   incomplete_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status SnapshotRowsToColumns(size_t columns, v1::SnapshotChunk* chunk) {
+  ColumnChunkBuilder builder(columns);
+  for (int i = 0; i < chunk->rows_size(); ++i) {
+    const v1::FeatureRow& row = chunk->rows(i);
+    builder.StartRow(static_cast<uint64_t>(i));
+    for (const v1::Value& v : row.values()) {
+      RETURN_IF_ERROR(builder.AddValue(v));
+    }
+    chunk->add_entities(row.entity());
+  }
+  chunk->clear_rows();
+  std::string bytes;
+  RETURN_IF_ERROR(
+      builder.AppendTo(v1::SnapshotChunk::kColumnsFieldNumber, &bytes));
+  if (!chunk->MergeFromString(bytes)) {
+    return absl::InternalError("columnar answer: a chunk does not parse");
+  }
   return absl::OkStatus();
 }
 

@@ -31,6 +31,8 @@ class ColumnChunkBuilder {
   // fields, a value's kind differs from its column's, or the row gets more
   // values than there are columns.
   absl::Status AddValues(absl::string_view fields);
+  // Takes the current row's next value. INTERNAL as AddValues.
+  absl::Status AddValue(const v1::Value& value);
 
   size_t rows() const { return rows_; }
   // About the wire size of the chunk so far (for cutting responses).
@@ -41,12 +43,18 @@ class ColumnChunkBuilder {
 
  private:
   class Column;
+  // Takes the current row's next value as v1::Value bytes.
+  absl::Status AddBody(absl::string_view body);
   std::vector<std::unique_ptr<Column>> columns_;
   std::string row_index_;
   size_t rows_ = 0;
   size_t next_column_ = 0;   // of the current row
   bool incomplete_ = false;  // a row started before the last got its values
 };
+
+// Turns a snapshot chunk's rows into its `entities` and `columns` (of
+// `columns` features each), in place. INTERNAL as AddValues.
+absl::Status SnapshotRowsToColumns(size_t columns, v1::SnapshotChunk* chunk);
 
 }  // namespace rawfeat
 

@@ -12,6 +12,7 @@
 #include "server/common/time_util.h"
 #include "server/schema/validation.h"
 #include "server/storage/keys.h"
+#include "server/views/columns.h"
 #include "server/views/sweep.h"
 
 namespace rawfeat {
@@ -743,6 +744,13 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     chunk->set_version(version);
     *chunk->mutable_as_of() = MicrosToTimestamp(times[k]);
   };
+  // Emits a chunk, as columns when asked.
+  auto send = [&](v1::SnapshotChunk* chunk) {
+    if (request.columnar()) {
+      RETURN_IF_ERROR(SnapshotRowsToColumns(feature_names.size(), chunk));
+    }
+    return emit(chunk);
+  };
   // Sends time k's rows in chunks of about snapshot_chunk_bytes (at least
   // one chunk, even without rows).
   auto flush = [&](size_t k) {
@@ -762,7 +770,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
         // The rest fits one chunk: sent in place. Clear keeps the rows
         // allocated, so the next batch reuses them.
         header(&all, k);
-        RETURN_IF_ERROR(emit(&all));
+        RETURN_IF_ERROR(send(&all));
         all.Clear();
         return absl::OkStatus();
       }
@@ -771,7 +779,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       taken.resize(static_cast<size_t>(n));
       all.mutable_rows()->ExtractSubrange(0, n, taken.data());
       for (v1::FeatureRow* row : taken) piece.mutable_rows()->AddAllocated(row);
-      RETURN_IF_ERROR(emit(&piece));
+      RETURN_IF_ERROR(send(&piece));
     }
   };
 

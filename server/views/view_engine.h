@@ -190,7 +190,8 @@ class ViewEngine {
   // Errors: those of GetFeatures, INVALID_ARGUMENT (bad partition).
   // With as_of_times (up to kMaxSnapshotTimes), one pass computes every
   // time: each chunk holds rows of one time (its as_of), entity order per
-  // time, at least one chunk per time.
+  // time, at least one chunk per time. With request.columnar each chunk's
+  // rows are sent as its `entities` and `columns` instead.
   // Chunks hold up to `chunk_rows` rows and about snapshot_chunk_bytes; the
   // entities computed at once are sized from the rows seen so far, so
   // memory stays near one chunk whatever the rows weigh. `cancelled` is

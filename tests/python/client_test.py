@@ -227,6 +227,10 @@ class ClientTest(unittest.TestCase):
         self.assert_frame_matches(snap, rows, names)
         self.assertEqual(str(snap["sum_i"].dtype), "Int64")
         self.assertEqual(str(snap["last_s"].dtype), "string")
+        self.assertEqual(str(snap["entity"].dtype), "string")
+        before_all = self.client.snapshot("typed_view", T0 - pd.Timedelta(days=400))
+        self.assertEqual(list(before_all.columns), list(snap.columns))
+        self.assertEqual(len(before_all), 0)
         got = self.client.get_features("typed_view", ["日本", "nobody"], as_of=T0,
                                        watermark=wm)
         self.assertEqual(got.attrs["watermark"], wm)

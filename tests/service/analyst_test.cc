@@ -68,14 +68,13 @@ std::vector<v1::Event> RandomOrders(std::mt19937_64& rng, int n,
   std::vector<v1::Event> out;
   for (int i = 0; i < n; ++i) {
     const int r = static_cast<int>(rng() % 100);
-    const std::string user =
-        r < 40 ? "heavy" + std::to_string(r % 2)
-               : "u" + std::to_string(rng() % 40);
+    const std::string user = r < 40 ? "heavy" + std::to_string(r % 2)
+                                    : "u" + std::to_string(rng() % 40);
     const int64_t t = kT0 + static_cast<int64_t>(rng() % (10 * 48)) * kHour / 2;
     const int kind = static_cast<int>(rng() % 10);
     const double amount = kind == 0   ? std::ldexp(1.0, 60)
-                           : kind == 1 ? -std::ldexp(1.0, 60)
-                                       : static_cast<double>(rng() % 1000) / 7;
+                          : kind == 1 ? -std::ldexp(1.0, 60)
+                                      : static_cast<double>(rng() % 1000) / 7;
     out.push_back(Order(id_prefix + std::to_string(i), user, t, amount,
                         static_cast<int64_t>(rng() % 9) - 2, cats[rng() % 4],
                         rng() % 3 == 0 ? "C" + std::to_string(rng() % 5) : ""));
@@ -151,11 +150,9 @@ struct Label {
   int64_t t;
 };
 
-absl::StatusOr<std::vector<v1::JoinedRow>> Join(TestServer& ts,
-                                                const std::vector<Label>& labels,
-                                                uint64_t watermark,
-                                                size_t per_message = 37,
-                                                uint64_t* used = nullptr) {
+absl::StatusOr<std::vector<v1::JoinedRow>> Join(
+    TestServer& ts, const std::vector<Label>& labels, uint64_t watermark,
+    size_t per_message = 37, uint64_t* used = nullptr) {
   v1::JoinFeaturesRequest first;
   first.set_view("v");
   first.set_watermark(watermark);
@@ -295,6 +292,49 @@ TEST_F(AnalystTest, SnapshotOfSeveralTimesEqualsSeparateSnapshots) {
   req.mutable_as_of()->set_seconds(1);
   EXPECT_EQ(ts_.client().Snapshot(req, [](const auto&) { return true; }).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A columnar snapshot (entities + ColumnChunks) equals the row snapshot,
+// chunk for chunk, for one as-of time and for several.
+TEST_F(AnalystTest, ColumnarSnapshotEqualsTheRowSnapshot) {
+  for (const bool several : {false, true}) {
+    v1::SnapshotRequest req;
+    req.set_view("v");
+    req.set_watermark(w2_);
+    if (several) {
+      for (int d : {2, 5, 9})
+        *req.add_as_of_times() = MicrosToTimestamp(kT0 + d * kDay);
+    } else {
+      *req.mutable_as_of() = MicrosToTimestamp(kT0 + 6 * kDay);
+    }
+    std::vector<std::string> want;  // per row: as_of, entity, values
+    absl::Status s =
+        ts_.client().Snapshot(req, [&](const v1::SnapshotChunk& c) {
+          for (const auto& row : c.rows()) {
+            want.push_back(absl::StrCat(c.as_of().seconds(), " ", row.entity(),
+                                        " ", Values(row.values())));
+          }
+          return true;
+        });
+    ASSERT_TRUE(s.ok()) << s;
+    req.set_columnar(true);
+    std::vector<std::string> got;
+    s = ts_.client().Snapshot(req, [&](const v1::SnapshotChunk& c) {
+      EXPECT_EQ(c.rows_size(), 0);
+      std::map<uint64_t, v1::JoinedRow> rows;
+      testing::DecodeColumns(c.columns(), &rows);
+      EXPECT_EQ(rows.size(), static_cast<size_t>(c.entities_size()));
+      for (const auto& [i, row] : rows) {
+        got.push_back(absl::StrCat(c.as_of().seconds(), " ",
+                                   c.entities(static_cast<int>(i)), " ",
+                                   Values(row.values())));
+      }
+      return true;
+    });
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_GT(want.size(), 40u);
+    EXPECT_EQ(got, want);
+  }
 }
 
 TEST_F(AnalystTest, SnapshotErrorsAndEmptyResult) {
@@ -509,14 +549,12 @@ TEST_F(AnalystTest, BadLabelColumnsAreRefusedNamingTheProblem) {
   first.mutable_labels()->add_entities("u1");
   absl::Status s = run(first);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("1 entities for 2 times"), std::string::npos)
-      << s;
+  EXPECT_NE(s.message().find("1 entities for 2 times"), std::string::npos) << s;
 
   first.mutable_labels()->add_entities("");
   s = run(first);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("label row 1: entity is empty"),
-            std::string::npos)
+  EXPECT_NE(s.message().find("label row 1: entity is empty"), std::string::npos)
       << s;
 
   first.mutable_labels()->set_entities(1, "u2");
