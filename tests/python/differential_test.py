@@ -238,6 +238,48 @@ def same(want, got, ftype, agg):
     return type(want) is type(got) and want == got
 
 
+def columns_to_values(pb, chunk):
+    """A ColumnChunk decoded by the layout rawfeat.proto documents (not by
+    the client's code): {row_index: [pb.Value per column]}."""
+    m = len(chunk.row_index) // 8
+    index = struct.unpack(f"<{m}Q", chunk.row_index)
+    columns = [column_values(pb, c, m) for c in chunk.columns]
+    return {index[i]: [c[i] for c in columns] for i in range(m)}
+
+
+def column_values(pb, col, m):
+    out = [pb.Value() for _ in range(m)]
+    assert len(col.present) == m, (len(col.present), m)
+    if col.kind == pb.COLUMN_INT64:
+        xs = struct.unpack(f"<{m}q", col.fixed)
+    elif col.kind == pb.COLUMN_DOUBLE:
+        xs = struct.unpack(f"<{m}d", col.fixed)
+    elif col.kind == pb.COLUMN_BOOL:
+        xs = [b != 0 for b in col.fixed]
+    elif col.kind == pb.COLUMN_STRING:
+        xs = list(col.strings)
+    elif col.kind == pb.COLUMN_LIST:
+        lengths = struct.unpack(f"<{m}I", col.list_lengths)
+        items = column_values(pb, col.items, sum(lengths))
+        xs, at = [], 0
+        for n in lengths:
+            xs.append(items[at:at + n])
+            at += n
+    else:
+        xs = [None] * m
+    assert len(xs) == m
+    field = {pb.COLUMN_INT64: "int64_value", pb.COLUMN_DOUBLE: "double_value",
+             pb.COLUMN_BOOL: "bool_value", pb.COLUMN_STRING: "string_value"}
+    for i in range(m):
+        if not col.present[i]:
+            continue
+        if col.kind == pb.COLUMN_LIST:
+            out[i].list_value.values.extend(xs[i])
+        else:
+            setattr(out[i], field[col.kind], xs[i])
+    return out
+
+
 # ------------------------------------------------------------ the driver
 
 def set_time(ts, micros):
@@ -798,6 +840,28 @@ def main():
                                for f in features]
                 compare(want_status, row.values,
                         f"join row {n} entity={entity} t={t} W={watermark}")
+            # The same labels as LabelColumns with a columnar answer.
+            def columnar_requests():
+                for start in range(0, len(labels), 100):
+                    msg = pb.JoinFeaturesRequest()
+                    if start == 0:
+                        msg.view, msg.watermark = "dv", watermark
+                        msg.columnar = True
+                    for entity, t, _ in labels[start:start + 100]:
+                        msg.labels.times_us.append(t)
+                        msg.labels.entities.append(entity)
+                    yield msg
+            by_index = {}
+            for resp in stub.JoinFeatures(columnar_requests(), timeout=120):
+                assert not resp.rows
+                by_index.update(columns_to_values(pb, resp.columns))
+            assert sorted(by_index) == list(range(len(labels)))
+            for n, (entity, t, _) in enumerate(labels):
+                want_status = [oracle(f, visible_events(entity, watermark), t)
+                               for f in features]
+                compare(want_status, by_index[n],
+                        f"columnar join row {n} entity={entity} t={t} "
+                        f"W={watermark}")
 
         feature_services(rng, pb, stub, features, by_entity, checkpoint,
                          compare, counts)
