@@ -67,6 +67,12 @@ ABSL_FLAG(int, stall_seconds, 300,
           "end a server stream whose client reads nothing for this long");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HOST:PORT (or PORT: 127.0.0.1) serving Prometheus metrics at "
+          "/metrics; empty = off");
+ABSL_FLAG(int, shutdown_drain_seconds, 0,
+          "at shutdown, report NOT_SERVING on the health service this long "
+          "before refusing calls");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -117,6 +123,9 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_calls_per_principal);
   options.streams.stall_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_stall_seconds));
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.shutdown_drain =
+      absl::Seconds(absl::GetFlag(FLAGS_shutdown_drain_seconds));
   options.limits.max_batch_rows = absl::GetFlag(FLAGS_max_batch_rows);
   options.limits.max_entity_bytes = absl::GetFlag(FLAGS_max_entity_bytes);
   options.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);

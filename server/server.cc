@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/stubs/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/security/tls_certificate_provider.h"
@@ -150,9 +151,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     if (!auth.ok()) return auth.status();
     server->auth_ = std::move(*auth);
   }
-  auto store = EventStore::Open(options.data_dir, options.store);
+  EventStoreOptions store_options = options.store;
+  store_options.statistics = !options.metrics_listen.empty();
+  auto store = EventStore::Open(options.data_dir, store_options);
   if (!store.ok()) return store.status();
   server->store_ = std::move(*store);
+  Ingester::Observer ingest_observer;
+  if (!options.metrics_listen.empty()) {
+    auto metrics = Metrics::Start(options.metrics_listen, server->store_.get());
+    if (!metrics.ok()) return metrics.status();
+    server->metrics_ = std::move(*metrics);
+    ingest_observer = server->metrics_->IngestObserver();
+  }
+  server->shutdown_drain_ = options.shutdown_drain;
   server->registry_ = std::make_unique<Registry>(server->store_.get());
   absl::Status s = server->registry_->Load();
   if (!s.ok()) return s;
@@ -165,8 +176,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   for (const auto& p : server->registry_->problems()) {
     LogWarning(absl::StrCat("definition not loaded: ", p));
   }
-  server->ingester_ = std::make_unique<Ingester>(
-      server->store_.get(), server->registry_.get(), options.limits);
+  server->ingester_ =
+      std::make_unique<Ingester>(server->store_.get(), server->registry_.get(),
+                                 options.limits, std::move(ingest_observer));
   server->replayer_ = std::make_unique<Replayer>(
       server->store_.get(), server->registry_.get(), Replayer::Options());
   const int analyst_threads =
@@ -192,9 +204,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->service_ = std::make_unique<FeatureStoreService>(
       server->store_.get(), server->registry_.get(), server->ingester_.get(),
       server->replayer_.get(), server->views_.get(), join_options,
-      options.streams, server->auth_.get());
+      options.streams, server->auth_.get(), server->metrics_.get());
+  if (server->metrics_ != nullptr) {
+    server->metrics_->set_views(server->views_.get());
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
+  // Generic tools (grpcurl, grpc_cli) list and call the API by reflection.
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, *credentials, &server->port_);
   builder.RegisterService(server->service_.get());
@@ -208,6 +225,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(NewStatusInterceptorFactory());
+  // After the status interceptor: counts the status it rewrote.
+  if (server->metrics_ != nullptr) {
+    interceptors.push_back(server->metrics_->NewInterceptorFactory());
+  }
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
@@ -216,6 +237,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         ": the port is in use (is another rawfeatd running?) or the address "
         "is not this machine's"));
   }
+  server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
   server->host_ = options.listen.substr(0, options.listen.rfind(':'));
   server->insecure_ = InsecureReason(options);
   if (!server->insecure_.empty()) {
@@ -230,16 +252,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       }
     });
   }
-  LogInfo(absl::StrCat("serving on ", server->address(), ", data in ",
-                       options.data_dir, ", watermark ",
-                       server->store_->watermark(),
-                       options.store.sync ? "" : ", sync=false"));
+  LogInfo(absl::StrCat(
+      "serving on ", server->address(), ", data in ", options.data_dir,
+      ", watermark ", server->store_->watermark(),
+      options.store.sync ? "" : ", sync=false",
+      server->metrics_ == nullptr
+          ? ""
+          : absl::StrCat(", metrics on http://", server->metrics_->address(),
+                         "/metrics")));
   return server;
 }
 
 void Server::WarnInsecure() const {
-  LogWarning(absl::StrCat("--insecure_listen: serving ", address(), " ",
-                          insecure_));
+  LogWarning(
+      absl::StrCat("--insecure_listen: serving ", address(), " ", insecure_));
 }
 
 absl::Status Server::ReloadAuth() {
@@ -248,10 +274,26 @@ absl::Status Server::ReloadAuth() {
 
 std::string Server::address() const { return absl::StrCat(host_, ":", port_); }
 
+std::string Server::metrics_address() const {
+  return metrics_ == nullptr ? "" : metrics_->address();
+}
+
+void Server::Drain() {
+  if (grpc_server_ != nullptr) {
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+}
+
 void Server::Shutdown() {
+  bool first = false;
   {
     absl::MutexLock lock(&warner_mu_);
+    first = !stopping_;
     stopping_ = true;
+  }
+  if (first && grpc_server_ != nullptr) {
+    Drain();
+    absl::SleepFor(shutdown_drain_);
   }
   if (warner_.joinable() && warner_.get_id() != std::this_thread::get_id()) {
     warner_.join();
@@ -271,6 +313,7 @@ Server::~Server() {
   Wait();
   grpc_server_.reset();
   service_.reset();
+  metrics_.reset();
   views_.reset();
   replayer_.reset();
   ingester_.reset();

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/rpc/metrics.h"
 #include "server/rpc/service.h"
 #include "server/schema/event_validator.h"
 #include "server/storage/event_store.h"
@@ -75,6 +76,14 @@ struct ServerOptions {
   int max_message_bytes = 64 << 20;
   // Caps of the streaming calls and the stalled-reader timeout.
   StreamLimits streams;
+  // HOST:PORT serving Prometheus metrics at /metrics (PORT alone binds
+  // 127.0.0.1; port 0 picks a free one); empty = no metrics, nothing
+  // recorded. Default: empty.
+  std::string metrics_listen;
+  // At Shutdown, how long the health service reports NOT_SERVING while
+  // the server still serves, so load balancers move away first.
+  // Default: 0.
+  absl::Duration shutdown_drain = absl::ZeroDuration();
 };
 
 class Server {
@@ -92,8 +101,14 @@ class Server {
   int port() const { return port_; }
   std::string address() const;
 
-  // Stops accepting RPCs, waits for running ones (up to a deadline), and
-  // closes the store. Idempotent; thread-safe.
+  // The address /metrics is served on ("" without metrics).
+  std::string metrics_address() const;
+  // Reports NOT_SERVING on the health service (grpc.health.v1) while still
+  // serving. Shutdown begins with it. Idempotent; thread-safe.
+  void Drain();
+  // Drains for options.shutdown_drain, stops accepting RPCs, waits for
+  // running ones (up to a deadline), and closes the store. Idempotent;
+  // thread-safe.
   void Shutdown();
   // Blocks until Shutdown() completes.
   void Wait();
@@ -112,6 +127,8 @@ class Server {
   std::unique_ptr<Replayer> replayer_;
   std::unique_ptr<ViewEngine> views_;
   std::unique_ptr<Authorizer> auth_;
+  std::unique_ptr<Metrics> metrics_;
+  absl::Duration shutdown_drain_;
   std::unique_ptr<FeatureStoreService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   // Why this server is unsafe to expose ("" if it is not), repeated in the

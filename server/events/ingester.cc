@@ -32,12 +32,29 @@ std::string DescribeRowErrors(const std::vector<v1::RowError>& errors) {
 
 absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
     const v1::IngestRequest& request, int batch_index) const {
+  if (observer_ == nullptr) return IngestCounted(request, batch_index, nullptr);
+  IngestCounts counts;
+  auto response = IngestCounted(request, batch_index, &counts);
+  if (counts.rows < 0) return response;  // not a known stream
+  counts.bytes = static_cast<int64_t>(request.ByteSizeLong());
+  counts.failed = !response.ok();
+  observer_(request.stream(), counts);
+  return response;
+}
+
+absl::StatusOr<v1::IngestResponse> Ingester::IngestCounted(
+    const v1::IngestRequest& request, int batch_index,
+    IngestCounts* counts) const {
+  IngestCounts unused;
+  if (counts == nullptr) counts = &unused;
   auto schema = registry_->FindStream(request.stream());
   if (schema == nullptr) {
+    counts->rows = -1;
     return absl::NotFoundError(
         absl::StrCat("stream '", Echo(request.stream()),
                      "' is not defined (apply its definition first)"));
   }
+  counts->rows = request.events_size();
   if (request.events_size() > limits_.max_batch_rows) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "batch has ", request.events_size(), " rows; the limit is ",
@@ -49,11 +66,19 @@ absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
   append.atomic = !skip_rows;
   std::vector<v1::RowError> errors;
   PrepareEvents(*schema, request.events(), limits_, &append.events, &errors);
+  counts->invalid = static_cast<int64_t>(errors.size());
   if (!skip_rows && !errors.empty()) {
     return absl::InvalidArgumentError(DescribeRowErrors(errors));
   }
   auto result = store_->Append(&append);
   if (!result.ok()) return result.status();
+  counts->conflicts = static_cast<int64_t>(result->conflicts.size());
+  if (!skip_rows && !result->conflicts.empty()) {
+    counts->accepted = counts->duplicates = 0;  // nothing was written
+  } else {
+    counts->accepted = result->accepted;
+    counts->duplicates = result->duplicates;
+  }
   for (const AppendConflict& c : result->conflicts) {
     v1::RowError err;
     err.set_row(c.row);

@@ -4,6 +4,11 @@
 // The ingest path: validate a batch against its stream, then append it to
 // the store with idempotency. Knows nothing of gRPC. Thread-safe.
 
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+
 #include "absl/status/statusor.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/schema/event_validator.h"
@@ -12,11 +17,31 @@
 
 namespace rawfeat {
 
+// What one Ingest call did to a known stream, for metrics.
+struct IngestCounts {
+  int64_t rows = 0;   // events in the request
+  int64_t bytes = 0;  // the request's wire size
+  int64_t accepted = 0;
+  int64_t duplicates = 0;
+  int64_t conflicts = 0;  // same event id, other content
+  int64_t invalid = 0;    // rows that failed validation
+  bool failed = false;    // nothing written (rejected batch, storage error)
+};
+
 class Ingester {
  public:
-  // REQUIRES: `store` and `registry` outlive the ingester.
-  Ingester(EventStore* store, Registry* registry, IngestLimits limits)
-      : store_(store), registry_(registry), limits_(limits) {}
+  // Sees every call on a known stream, after it ended. Thread-safe.
+  using Observer =
+      std::function<void(const std::string& stream, const IngestCounts&)>;
+
+  // REQUIRES: `store` and `registry` outlive the ingester. `observer` may
+  // be empty.
+  Ingester(EventStore* store, Registry* registry, IngestLimits limits,
+           Observer observer = nullptr)
+      : store_(store),
+        registry_(registry),
+        limits_(limits),
+        observer_(std::move(observer)) {}
 
   // Ingests one batch. With REJECT_BATCH (the default) the batch is all or
   // nothing. With SKIP_ROW valid rows are written and the invalid or
@@ -31,9 +56,15 @@ class Ingester {
   const IngestLimits& limits() const { return limits_; }
 
  private:
+  // Ingest, filling `counts` as it goes.
+  absl::StatusOr<v1::IngestResponse> IngestCounted(
+      const v1::IngestRequest& request, int batch_index,
+      IngestCounts* counts) const;
+
   EventStore* const store_;
   Registry* const registry_;
   const IngestLimits limits_;
+  const Observer observer_;
 };
 
 }  // namespace rawfeat

@@ -1,5 +1,6 @@
 #include "server/rpc/service.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "server/aggregation/aggregation_spec.h"
 #include "server/common/status_macros.h"
+#include "server/rpc/metrics.h"
 #include "server/rpc/rpc_util.h"
 #include "server/rpc/status_convert.h"
 #include "server/rpc/status_report.h"
@@ -174,6 +176,10 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
+  if (metrics_ != nullptr) {
+    metrics_->RecordLookup(static_cast<size_t>(
+        std::max(request.entities_size(), request.key_rows_size())));
+  }
   auto result = views_->GetFeatures(request);
   if (!result.ok()) {
     if (absl::IsResourceExhausted(result.status())) ReleaseFreedMemory();
@@ -202,11 +208,12 @@ FeatureStoreService::JoinFeatures(grpc::CallbackServerContext* context) {
   // The view comes with the first message: the join checks it.
   auto lease = Admit(&join_slots_, *auth);
   if (!lease.ok()) return FailedBidiCall(ToGrpcStatus(lease.status()));
-  return NewJoinCall(views_, join_options_, std::move(*auth),
-                     [this](const CallAuth& a, v1::JoinFeaturesRequest* first) {
-                       return RequireReadFeatures(a, first);
-                     },
-                     {context, std::move(*lease), limits_.stall_timeout});
+  return NewJoinCall(
+      views_, join_options_, std::move(*auth),
+      [this](const CallAuth& a, v1::JoinFeaturesRequest* first) {
+        return RequireReadFeatures(a, first);
+      },
+      {context, std::move(*lease), limits_.stall_timeout, metrics_});
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
@@ -218,7 +225,7 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* FeatureStoreService::IngestStream(
   if (!lease.ok()) return FailedReadCall(ToGrpcStatus(lease.status()));
   return NewIngestStreamCall(
       ingester_, store_, response, std::move(*auth),
-      {context, std::move(*lease), limits_.stall_timeout});
+      {context, std::move(*lease), limits_.stall_timeout, metrics_});
 }
 
 namespace {
@@ -259,7 +266,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::Snapshot(
       [&](v1::SnapshotRequest request, CallLease lease) {
         return NewSnapshotCall(
             views_, std::move(request),
-            {context, std::move(lease), limits_.stall_timeout});
+            {context, std::move(lease), limits_.stall_timeout, metrics_});
       });
 }
 
@@ -276,7 +283,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FeatureStoreService::ReadEvents(
       [&](v1::ReadEventsRequest request, CallLease lease) {
         return NewReadEventsCall(
             replayer_, std::move(request),
-            {context, std::move(lease), limits_.stall_timeout});
+            {context, std::move(lease), limits_.stall_timeout, metrics_});
       });
 }
 

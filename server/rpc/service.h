@@ -34,6 +34,8 @@
 
 namespace rawfeat {
 
+class Metrics;
+
 class FeatureStoreService final
     : public v1::FeatureStore::WithRawCallbackMethod_GetFeatures<
           v1::FeatureStore::WithRawCallbackMethod_ReadEvents<
@@ -48,7 +50,8 @@ class FeatureStoreService final
                       const ViewEngine* views,
                       JoinSession::Options join_options,
                       StreamLimits limits = StreamLimits(),
-                      const Authorizer* auth = nullptr)
+                      const Authorizer* auth = nullptr,
+                      Metrics* metrics = nullptr)
       : store_(store),
         registry_(registry),
         ingester_(ingester),
@@ -63,7 +66,8 @@ class FeatureStoreService final
         ingest_stream_slots_("IngestStream", "--max_ingest_streams",
                              limits.max_ingest_streams),
         principal_calls_(limits.max_calls_per_principal),
-        auth_(auth) {}
+        auth_(auth),
+        metrics_(metrics) {}
 
   grpc::Status ApplyDefinitions(
       grpc::ServerContext* context, const v1::ApplyDefinitionsRequest* request,
@@ -113,6 +117,7 @@ class FeatureStoreService final
   CallSlots ingest_stream_slots_;
   PrincipalCalls principal_calls_;
   const Authorizer* const auth_;  // nullptr: no --auth_file, all allowed
+  Metrics* const metrics_;        // nullptr: no --metrics_listen
 
   // Who the call is (everything allowed when auth is off). Errors:
   // UNAUTHENTICATED. `method` must be a string literal.

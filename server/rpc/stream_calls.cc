@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/log.h"
+#include "server/rpc/metrics.h"
 #include "server/rpc/rpc_util.h"
 #include "server/rpc/status_convert.h"
 #include "server/rpc/threaded_stream.h"
@@ -18,7 +19,8 @@ namespace rawfeat {
 std::string IngestSummary(const grpc::Status& status,
                           const v1::IngestResponse& total) {
   return absl::StrCat(
-      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())),
+      absl::StatusCodeToString(
+          static_cast<absl::StatusCode>(status.error_code())),
       " batches=", total.batches(), " accepted=", total.accepted(),
       " duplicates=", total.duplicates(), " rejected=", total.rejected_size());
 }
@@ -58,7 +60,8 @@ class JoinReactor final
       : views_(views),
         options_(options),
         auth_(std::move(auth)),
-        check_(std::move(check)) {
+        check_(std::move(check)),
+        metrics_(call.metrics) {
     Start(std::move(call));
   }
 
@@ -118,6 +121,18 @@ class JoinReactor final
     if (!allowed.ok()) return ToGrpcStatus(allowed);
     auto session = JoinSession::Start(views_, message, options_);
     if (!session.ok()) return ToGrpcStatus(session.status());
+    // Rows sent count however the call ends.
+    struct CountRows {
+      void Record() {
+        if (metrics != nullptr && session != nullptr) {
+          metrics->RecordJoinRows(session->rows_sent());
+        }
+        session = nullptr;
+      }
+      ~CountRows() { Record(); }
+      Metrics* metrics;
+      const JoinSession* session;
+    } count_rows{metrics_, session->get()};
     do {
       absl::Status s = (*session)->Add(&message, emit);
       if (!s.ok()) return EndStatus(s);
@@ -127,6 +142,7 @@ class JoinReactor final
     if (broken()) return BrokenStatus();
     const grpc::Status status_of_finish =
         ToGrpcStatus((*session)->Finish(emit));
+    count_rows.Record();
     session->reset();
     ReleaseFreedMemory();
     return status_of_finish;
@@ -136,6 +152,7 @@ class JoinReactor final
   const JoinSession::Options options_;
   const CallAuth auth_;
   const JoinCheck check_;
+  Metrics* const metrics_;
   grpc::ByteBuffer in_;  // the read in progress
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_ok_ ABSL_GUARDED_BY(mu_) = false;
@@ -149,7 +166,7 @@ class SnapshotReactor final
  public:
   SnapshotReactor(const ViewEngine* views, v1::SnapshotRequest request,
                   StreamCall call)
-      : views_(views), request_(std::move(request)) {
+      : views_(views), request_(std::move(request)), metrics_(call.metrics) {
     Start(std::move(call));
   }
 
@@ -159,6 +176,10 @@ class SnapshotReactor final
     const absl::Status s = views_->Snapshot(
         request_,
         [&](v1::SnapshotChunk* chunk) {
+          if (metrics_ != nullptr) {
+            metrics_->RecordSnapshotRows(static_cast<size_t>(
+                chunk->rows_size() + chunk->entities_size()));
+          }
           bytes.clear();
           chunk->SerializeToString(&bytes);
           return Emit(&bytes) ? absl::OkStatus()
@@ -171,6 +192,7 @@ class SnapshotReactor final
 
   const ViewEngine* const views_;
   const v1::SnapshotRequest request_;
+  Metrics* const metrics_;
 };
 
 // One IngestStream call: each message is read and ingested on the handler
@@ -310,7 +332,7 @@ class IngestStreamReactor final
   const absl::Duration stall_;
   CallLease lease_;  // released when the call is gone
   std::thread thread_;
-  grpc::ByteBuffer in_;  // the read in progress
+  grpc::ByteBuffer in_;       // the read in progress
   v1::IngestResponse total_;  // of the batches applied so far
   std::set<std::string> streams_;
   absl::Mutex mu_;
@@ -339,8 +361,7 @@ class FailedBidi final
 }  // namespace
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* NewReadEventsCall(
-    const Replayer* replayer, v1::ReadEventsRequest request,
-    StreamCall call) {
+    const Replayer* replayer, v1::ReadEventsRequest request, StreamCall call) {
   return new ReadEventsReactor(replayer, std::move(request), std::move(call));
 }
 
@@ -368,8 +389,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FailedWriteCall(
   return new FailedWrite(std::move(status));
 }
 
-grpc::ServerReadReactor<grpc::ByteBuffer>* FailedReadCall(
-    grpc::Status status) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* FailedReadCall(grpc::Status status) {
   return new FailedRead(std::move(status));
 }
 

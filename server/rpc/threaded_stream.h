@@ -21,6 +21,8 @@
 
 namespace rawfeat {
 
+class Metrics;
+
 // Called from a reactor's OnDone: waits for the call's handler thread, or
 // detaches it when OnDone runs on that very thread (inside its Finish).
 inline void JoinOrDetach(std::thread* thread) {
@@ -38,6 +40,7 @@ struct StreamCall {
   grpc::CallbackServerContext* context;
   CallLease lease;
   absl::Duration stall;
+  Metrics* metrics = nullptr;  // rows sent are counted here, if set
 };
 
 // A server-streaming call (`Base` is a ServerWriteReactor or

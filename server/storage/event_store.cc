@@ -22,6 +22,7 @@
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/slice_transform.h"
+#include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "server/common/coding.h"
@@ -277,6 +278,13 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   db_options.keep_log_file_num = 5;
   db_options.info_log = std::make_shared<DataDirLogger>(dir);
   if (options.env != nullptr) db_options.env = options.env;
+  if (options.statistics) {
+    // Tickers only (no histograms or timers): the cheap level.
+    db_options.statistics = rocksdb::CreateDBStatistics();
+    db_options.statistics->set_stats_level(
+        rocksdb::StatsLevel::kExceptHistogramOrTimers);
+  }
+  store->statistics_ = db_options.statistics;
   // Our own group commit makes each append one RocksDB write, so parallel
   // memtable inserts never happen; the hash memtable of `ids` needs this.
   db_options.allow_concurrent_memtable_write = false;
@@ -717,7 +725,13 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   next_seq_ = seq;
-  for (const auto& day : untiled) tiled_.erase(day);
+  for (const auto& day : untiled) {
+    auto tiles = tiled_.find(day);
+    if (tiles == tiled_.end()) continue;
+    tiles_invalidated_.fetch_add(tiles->second.size(),
+                                 std::memory_order_relaxed);
+    tiled_.erase(tiles);
+  }
   const uint64_t watermark = seq - 1;
   {
     absl::MutexLock l(&mu_);
@@ -921,6 +935,40 @@ absl::Status EventStore::ScanMeta(
     fn(ToView(it->key()), ToView(it->value()));
   }
   return FromRocks(it->status(), "scan meta");
+}
+
+EventStore::EngineStats EventStore::Stats() const {
+  EngineStats stats;
+  auto sum = [&](const char* property) {
+    uint64_t total = 0;
+    for (auto* cf : handles_) {
+      uint64_t n = 0;
+      if (db_->GetIntProperty(cf, property, &n)) total += n;
+    }
+    return total;
+  };
+  stats.pending_compaction_bytes =
+      sum("rocksdb.estimate-pending-compaction-bytes");
+  stats.memtable_bytes = sum("rocksdb.cur-size-all-mem-tables");
+  stats.live_sst_bytes = sum("rocksdb.live-sst-files-size");
+  uint64_t n = 0;
+  // One cache shared by every column family.
+  if (db_->GetIntProperty(events_cf_, "rocksdb.block-cache-usage", &n)) {
+    stats.block_cache_bytes = n;
+  }
+  stats.write_stopped =
+      db_->GetIntProperty("rocksdb.is-write-stopped", &n) && n > 0;
+  stats.delayed_write_rate =
+      db_->GetIntProperty("rocksdb.actual-delayed-write-rate", &n) ? n : 0;
+  if (statistics_ != nullptr) {
+    stats.block_cache_hits =
+        statistics_->getTickerCount(rocksdb::BLOCK_CACHE_HIT);
+    stats.block_cache_misses =
+        statistics_->getTickerCount(rocksdb::BLOCK_CACHE_MISS);
+    stats.stall_micros = statistics_->getTickerCount(rocksdb::STALL_MICROS);
+  }
+  stats.tiles_invalidated = tiles_invalidated_.load(std::memory_order_relaxed);
+  return stats;
 }
 
 bool EventStore::Compacting() const {

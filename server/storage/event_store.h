@@ -32,6 +32,7 @@ class Env;
 class DB;
 class Iterator;
 class Snapshot;
+class Statistics;
 }  // namespace rocksdb
 
 namespace rawfeat {
@@ -67,6 +68,9 @@ struct EventStoreOptions {
   // The Env RocksDB runs on; nullptr = the default. Tests pass one that
   // injects I/O errors.
   rocksdb::Env* env = nullptr;
+  // Collect RocksDB's tickers (block cache hits and misses, stall time)
+  // for EngineStats. Default: false.
+  bool statistics = false;
 };
 
 // Acknowledged events the store lost and an operator accepted losing.
@@ -251,6 +255,21 @@ class EventStore {
 
   // True while RocksDB has flushes or compactions running or pending.
   bool Compacting() const;
+  // RocksDB's state for metrics (summed over column families), read now.
+  // The block cache and stall tickers stay 0 unless options.statistics.
+  struct EngineStats {
+    uint64_t pending_compaction_bytes = 0;
+    uint64_t memtable_bytes = 0;
+    uint64_t live_sst_bytes = 0;
+    uint64_t block_cache_bytes = 0;
+    uint64_t block_cache_hits = 0;
+    uint64_t block_cache_misses = 0;
+    uint64_t stall_micros = 0;        // writes delayed or stopped, in total
+    bool write_stopped = false;       // now
+    uint64_t delayed_write_rate = 0;  // bytes/s while writes are slowed
+    uint64_t tiles_invalidated = 0;   // by appends, since open
+  };
+  EngineStats Stats() const;
 
   // Bytes used by the data directory on disk.
   uint64_t DiskBytes() const;
@@ -296,6 +315,8 @@ class EventStore {
   rocksdb::ColumnFamilyHandle* tiles_cf_ = nullptr;
 
   std::atomic<uint64_t> watermark_{0};
+  std::shared_ptr<rocksdb::Statistics> statistics_;
+  std::atomic<uint64_t> tiles_invalidated_{0};
 
   mutable absl::Mutex mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);

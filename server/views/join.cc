@@ -461,6 +461,7 @@ absl::Status JoinSession::SweepBy(const CompiledView& view, const KeyOf& key_of,
 }
 
 absl::Status JoinSession::Flush(const Emit& emit) {
+  rows_sent_ += buffer_.size();
   if (!service_.parts.empty()) return FlushService(emit);
   const size_t n = buffer_.size();
   if (n == 0) return absl::OkStatus();

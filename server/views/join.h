@@ -88,6 +88,8 @@ class JoinSession {
   absl::Status Finish(const Emit& emit);
 
   uint64_t watermark() const { return pinned_.watermark; }
+  // Rows answered so far.
+  uint64_t rows_sent() const { return rows_sent_; }
 
   // Not thread-safe: one caller at a time (a gRPC handler).
  private:
@@ -200,6 +202,7 @@ class JoinSession {
   absl::flat_hash_set<std::string> finished_entities_;
   bool sent_header_ = false;
   bool columnar_ = false;  // answers are ColumnChunks (first.columnar)
+  uint64_t rows_sent_ = 0;
 };
 
 }  // namespace rawfeat

@@ -333,6 +333,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       }
       covered.push_back(Covered{day, raw_from_of(day)});
     }
+    tiles_used_.fetch_add(covered.size(), std::memory_order_relaxed);
     if (!tiles->status().ok()) return tiles->status();
   }
 
@@ -433,7 +434,7 @@ absl::Status ViewEngine::BuildTiles(const CompiledView& view,
                                     const std::vector<int64_t>& days) const {
   const std::string prefix = TilePrefixOf(view, entity);
   const uint32_t stream_id = view.stream->stream_id;
-  return store_->RunExclusive(
+  absl::Status s = store_->RunExclusive(
       [&](uint64_t watermark,
           std::vector<std::pair<std::string, std::string>>* tiles) {
         EventValueReader reader;
@@ -458,6 +459,8 @@ absl::Status ViewEngine::BuildTiles(const CompiledView& view,
         }
         return absl::OkStatus();
       });
+  if (s.ok()) tiles_built_.fetch_add(days.size(), std::memory_order_relaxed);
+  return s;
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(

@@ -8,6 +8,7 @@
 // the view; every feature reads from that scan. Knows nothing of gRPC.
 // Thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -233,6 +234,14 @@ class ViewEngine {
   absl::StatusOr<ResolvedService> ResolveService(const std::string& name,
                                                  uint32_t version) const;
 
+  // Day tiles read by lookups and built by them, since start (metrics).
+  uint64_t tiles_used() const {
+    return tiles_used_.load(std::memory_order_relaxed);
+  }
+  uint64_t tiles_built() const {
+    return tiles_built_.load(std::memory_order_relaxed);
+  }
+
  private:
   // Builds and stores tiles for `days` (day starts) of one entity.
   absl::Status BuildTiles(const CompiledView& view, absl::string_view entity,
@@ -246,6 +255,8 @@ class ViewEngine {
   mutable std::map<std::pair<std::string, uint32_t>,
                    std::shared_ptr<const CompiledView>>
       cache_ ABSL_GUARDED_BY(cache_mu_);
+  mutable std::atomic<uint64_t> tiles_used_{0};
+  mutable std::atomic<uint64_t> tiles_built_{0};
 };
 
 }  // namespace rawfeat

@@ -1,0 +1,215 @@
+// Operations: /metrics scraped over HTTP after a known workload (counters
+// equal what was sent, histogram counts equal calls), against a real server
+// on 127.0.0.1:0.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "server/common/time_util.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+using testing::Feature;
+using testing::Order;
+using testing::TestServer;
+
+constexpr int64_t kT0 = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
+
+// GET http://127.0.0.1:port/path; the body ("" on failure).
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if (::write(fd, request.data(), request.size()) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[65536];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
+    }
+  }
+  ::close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+// Prometheus text format: "name{labels} value" -> value (labels as
+// printed: prometheus-cpp sorts them by name).
+std::map<std::string, double> Parse(const std::string& text) {
+  std::map<std::string, double> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    double v = 0;
+    if (space == absl::string_view::npos ||
+        !absl::SimpleAtod(line.substr(space + 1), &v)) {
+      continue;
+    }
+    out[std::string(line.substr(0, space))] = v;
+  }
+  return out;
+}
+
+v1::IngestRequest Batch(std::vector<v1::Event> events,
+                        v1::OnInvalid mode = v1::REJECT_BATCH) {
+  v1::IngestRequest r;
+  r.set_stream("orders");
+  r.set_on_invalid(mode);
+  for (auto& e : events) *r.add_events() = std::move(e);
+  return r;
+}
+
+TEST(MetricsTest, ScrapedCountersEqualTheWorkload) {
+  ServerOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  TestServer ts("", true, options);
+  const std::string address = ts.server().metrics_address();
+  ASSERT_FALSE(address.empty());
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+
+  v1::ApplyDefinitionsRequest apply;
+  auto* view = apply.mutable_definitions()->add_views();
+  view->set_name("v");
+  view->set_version(1);
+  view->set_stream("orders");
+  *view->add_features() = Feature("n", "count", "", "7d");
+  ASSERT_TRUE(ts.client().ApplyDefinitions(apply).ok());
+
+  // Ingest: 10 new, the same 10 again (duplicates), then with SKIP_ROW one
+  // conflict, one invalid row and one new event; then a REJECT_BATCH batch
+  // with one invalid row (nothing written).
+  std::vector<v1::Event> ten;
+  for (int i = 0; i < 10; ++i) {
+    ten.push_back(Order("e" + std::to_string(i), "u" + std::to_string(i % 4),
+                        kT0 + i, i));
+  }
+  const v1::IngestRequest first = Batch(ten);
+  ASSERT_TRUE(ts.client().Ingest(first).ok());
+  ASSERT_TRUE(ts.client().Ingest(first).ok());
+  v1::Event invalid = Order("bad", "u1", kT0, 1);
+  invalid.mutable_fields()->erase("category");  // required
+  auto mixed = ts.client().Ingest(Batch(
+      {Order("e3", "u3", kT0 + 3, 99), invalid, Order("e10", "u9", kT0, 1)},
+      v1::SKIP_ROW));
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  ASSERT_EQ(mixed->accepted(), 1);
+  ASSERT_EQ(mixed->rejected_size(), 2);
+  EXPECT_FALSE(
+      ts.client().Ingest(Batch({invalid, Order("e11", "u1", kT0, 1)})).ok());
+
+  // Lookups: 4 that answer (1+2+3+1 entities), 2 of an unknown view.
+  int entities = 0;
+  for (int n : {1, 2, 3, 1}) {
+    v1::GetFeaturesRequest get;
+    get.set_view("v");
+    for (int i = 0; i < n; ++i) get.add_entities("u" + std::to_string(i));
+    entities += n;
+    ASSERT_TRUE(ts.client().GetFeatures(get).ok());
+  }
+  for (int i = 0; i < 2; ++i) {
+    v1::GetFeaturesRequest get;
+    get.set_view("nope");
+    get.add_entities("u1");
+    entities += 1;
+    EXPECT_EQ(ts.client().GetFeatures(get).status().code(),
+              absl::StatusCode::kNotFound);
+  }
+  // A snapshot (5 entities: u0..u3, u9) and a join of 3 labels.
+  v1::SnapshotRequest snap;
+  snap.set_view("v");
+  *snap.mutable_as_of() = MicrosToTimestamp(kT0 + 86400000000LL);
+  ASSERT_TRUE(ts.client()
+                  .Snapshot(snap, [](const v1::SnapshotChunk&) { return true; })
+                  .ok());
+  v1::JoinFeaturesRequest join;
+  join.set_view("v");
+  for (const char* e : {"u1", "u2", "zz"}) {
+    auto* row = join.add_rows();
+    row->set_entity(e);
+    *row->mutable_time() = MicrosToTimestamp(kT0 + 100);
+  }
+  ASSERT_TRUE(ts.client()
+                  .JoinFeatures(
+                      join, [](v1::JoinFeaturesRequest*) { return false; },
+                      [](const v1::JoinFeaturesResponse&) { return true; })
+                  .ok());
+
+  auto m = Parse(HttpGet(port, "/metrics"));
+  ASSERT_FALSE(m.empty());
+  auto rpc = [&](const char* name, const char* method, const char* code) {
+    return m[absl::StrCat(name, "{code=\"", code, "\",method=\"", method,
+                          "\"}")];
+  };
+  EXPECT_EQ(rpc("rawfeat_requests_total", "Ingest", "OK"), 3);
+  EXPECT_EQ(rpc("rawfeat_requests_total", "Ingest", "INVALID_ARGUMENT"), 1);
+  EXPECT_EQ(rpc("rawfeat_requests_total", "ApplyDefinitions", "OK"), 2);
+  EXPECT_EQ(rpc("rawfeat_requests_total", "GetFeatures", "OK"), 4);
+  EXPECT_EQ(rpc("rawfeat_requests_total", "GetFeatures", "NOT_FOUND"), 2);
+  EXPECT_EQ(rpc("rawfeat_requests_total", "Snapshot", "OK"), 1);
+  EXPECT_EQ(rpc("rawfeat_requests_total", "JoinFeatures", "OK"), 1);
+  // Histogram counts equal call counts, and every call is in +Inf.
+  EXPECT_EQ(rpc("rawfeat_request_seconds_count", "GetFeatures", "OK"), 4);
+  EXPECT_EQ(rpc("rawfeat_request_seconds_count", "GetFeatures", "NOT_FOUND"),
+            2);
+  EXPECT_EQ(m["rawfeat_request_seconds_bucket{code=\"OK\",method=\"Ingest\","
+              "le=\"+Inf\"}"],
+            3);
+  EXPECT_EQ(m["rawfeat_ingest_events_total{stream=\"orders\"}"], 11);
+  EXPECT_EQ(m["rawfeat_ingest_duplicates_total{stream=\"orders\"}"], 10);
+  EXPECT_EQ(m["rawfeat_ingest_conflicts_total{stream=\"orders\"}"], 1);
+  EXPECT_EQ(m["rawfeat_ingest_rejected_total{kind=\"row\",stream=\"orders\"}"],
+            2);
+  EXPECT_EQ(
+      m["rawfeat_ingest_rejected_total{kind=\"batch\",stream=\"orders\"}"], 1);
+  const double bytes = 2.0 * first.ByteSizeLong();  // and two more requests
+  EXPECT_GT(m["rawfeat_ingest_bytes_total{stream=\"orders\"}"], bytes);
+  EXPECT_EQ(m["rawfeat_lookup_entities_count"], 6);
+  EXPECT_EQ(m["rawfeat_lookup_entities_sum"], entities);
+  EXPECT_EQ(m["rawfeat_rows_sent_total{method=\"Snapshot\"}"], 5);
+  EXPECT_EQ(m["rawfeat_rows_sent_total{method=\"JoinFeatures\"}"], 3);
+  EXPECT_EQ(m["rawfeat_watermark"], 11);
+  EXPECT_EQ(m["rawfeat_open_calls{method=\"GetFeatures\"}"], 0);
+  EXPECT_GT(m["process_resident_memory_bytes"], 1e6);
+  EXPECT_GT(m["process_open_fds"], 3);
+  EXPECT_GT(m["rocksdb_memtable_bytes"], 0);
+  EXPECT_EQ(m.count("rocksdb_block_cache_hits_total"), 1u);
+}
+
+TEST(MetricsTest, OffByDefaultAndABusyPortFailsTheStart) {
+  TestServer plain;
+  EXPECT_EQ(plain.server().metrics_address(), "");
+  ServerOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  TestServer first("", false, options);
+  const std::string taken = first.server().metrics_address();
+  testing::TempDir dir;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = dir.Sub("data");
+  options.metrics_listen = taken;
+  auto second = Server::Start(options);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("--metrics_listen"),
+            std::string::npos)
+      << second.status();
+}
+
+}  // namespace
+}  // namespace rawfeat
