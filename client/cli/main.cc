@@ -43,6 +43,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "client/cli/analyst.h"
 #include "client/cli/cli_util.h"
 #include "client/cli/replay_jobs.h"
@@ -632,6 +633,21 @@ int RunStatus(Client& client) {
   }
   std::printf("tiles      %llu\n",
               static_cast<unsigned long long>(st->tiles()));
+  std::printf("uptime     %s\n",
+              absl::FormatDuration(
+                  absl::Seconds(static_cast<int64_t>(st->uptime_seconds())))
+                  .c_str());
+  std::string calls;
+  for (const auto& c : st->open_calls()) {
+    absl::StrAppend(&calls, calls.empty() ? "" : ", ", c.method(), " ",
+                    c.open(), "/", c.cap());
+  }
+  std::printf("open calls %s\n", calls.c_str());
+  const std::string metrics =
+      st->metrics_address().empty()
+          ? "off (rawfeatd --metrics_listen)"
+          : absl::StrCat("http://", st->metrics_address(), "/metrics");
+  std::printf("metrics    %s\n", metrics.c_str());
   for (const auto& s : st->streams()) {
     std::printf("stream     %-24s %llu events\n", s.name().c_str(),
                 static_cast<unsigned long long>(s.events()));

@@ -42,12 +42,19 @@ class CallSlots {
   // Releases one slot; the last one hands freed memory back to the OS.
   void Release();
   std::string OverCapMessage() const;
+  // The method, its calls open now and its cap.
+  const char* method() const { return method_; }
+  int open() const {
+    absl::MutexLock lock(&mu_);
+    return open_;
+  }
+  int cap() const { return cap_; }
 
  private:
   const char* const method_;
   const char* const flag_;
   const int cap_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   int open_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

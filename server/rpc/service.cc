@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "server/aggregation/aggregation_spec.h"
 #include "server/common/status_macros.h"
 #include "server/rpc/metrics.h"
@@ -296,6 +297,15 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext* context,
       auth->Require(AuthAction::kStatus, ObjectKind::kNone, "");
   if (!allowed.ok()) return ToGrpcStatus(allowed);
   FillStatus(store_, registry_, auth_, response);
+  response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
+  if (metrics_ != nullptr) response->set_metrics_address(metrics_->address());
+  for (const CallSlots* slots : {&read_events_slots_, &snapshot_slots_,
+                                 &join_slots_, &ingest_stream_slots_}) {
+    v1::OpenCalls* calls = response->add_open_calls();
+    calls->set_method(slots->method());
+    calls->set_open(slots->open());
+    calls->set_cap(slots->cap());
+  }
   return grpc::Status::OK;
 }
 

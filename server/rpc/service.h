@@ -118,6 +118,7 @@ class FeatureStoreService final
   PrincipalCalls principal_calls_;
   const Authorizer* const auth_;  // nullptr: no --auth_file, all allowed
   Metrics* const metrics_;        // nullptr: no --metrics_listen
+  const absl::Time started_ = absl::Now();
 
   // Who the call is (everything allowed when auth is off). Errors:
   // UNAUTHENTICATED. `method` must be a string literal.

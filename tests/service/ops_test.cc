@@ -13,6 +13,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/common/time_util.h"
 #include "tests/test_util.h"
@@ -190,6 +192,58 @@ TEST(MetricsTest, ScrapedCountersEqualTheWorkload) {
   EXPECT_GT(m["process_open_fds"], 3);
   EXPECT_GT(m["rocksdb_memtable_bytes"], 0);
   EXPECT_EQ(m.count("rocksdb_block_cache_hits_total"), 1u);
+}
+
+// An open streaming call shows in GetStatus (rawfeat status) and in
+// /metrics, and leaves both when it ends.
+TEST(MetricsTest, OpenCallsUptimeAndTheEndpointAreInTheStatus) {
+  ServerOptions options;
+  options.metrics_listen = "127.0.0.1:0";
+  TestServer ts("", true, options);
+  const std::string address = ts.server().metrics_address();
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  v1::IngestRequest req;
+  req.set_stream("orders");
+  for (int i = 0; i < 300; ++i) {
+    *req.add_events() = Order("e" + std::to_string(i), "u", kT0 + i, i, 1,
+                              std::string(2000, 'c'));
+  }
+  ASSERT_TRUE(ts.client().Ingest(req).ok());
+  // ~600 KB to replay through a 64 KiB window: the call stays open.
+  auto stub = testing::SmallWindowStub(ts.address());
+  grpc::ClientContext ctx;
+  v1::ReadEventsRequest read;
+  read.set_stream("orders");
+  auto reader = stub->ReadEvents(&ctx, read);
+  reader->WaitForInitialMetadata();
+
+  auto open_of = [](const v1::GetStatusResponse& st, const std::string& m) {
+    for (const auto& c : st.open_calls()) {
+      if (c.method() == m) return c.open();
+    }
+    return -1;
+  };
+  auto st = ts.client().GetStatus();
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->metrics_address(), address);
+  EXPECT_GE(st->uptime_seconds(), 0);
+  EXPECT_EQ(st->open_calls_size(), 4);
+  EXPECT_EQ(open_of(*st, "ReadEvents"), 1);
+  EXPECT_EQ(open_of(*st, "Snapshot"), 0);
+  auto m = Parse(HttpGet(port, "/metrics"));
+  EXPECT_EQ(m["rawfeat_open_calls{method=\"ReadEvents\"}"], 1);
+
+  ctx.TryCancel();
+  v1::ReadEventsResponse chunk;
+  while (reader->Read(&chunk)) {
+  }
+  reader->Finish();
+  // The server notices the cancel on its own thread: wait for the slot.
+  for (int i = 0; i < 600 && open_of(*ts.client().GetStatus(), "ReadEvents");
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(open_of(*ts.client().GetStatus(), "ReadEvents"), 0);
 }
 
 TEST(MetricsTest, OffByDefaultAndABusyPortFailsTheStart) {
