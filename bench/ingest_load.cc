@@ -47,6 +47,9 @@ ABSL_FLAG(bool, secure, false,
           "also run each mode with TLS and a bearer token (an --auth_file), "
           "alternating with plain runs, and report the overhead");
 ABSL_FLAG(int, secure_rounds, 3, "with --secure: plain/secure pairs per mode");
+ABSL_FLAG(int, metrics_rounds, 0,
+          "pairs of runs without and with --metrics_listen per mode (0: "
+          "none): the cost of recording metrics");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: a temp dir)");
 
 namespace rawfeat {
@@ -109,7 +112,7 @@ struct RunResult {
 
 // `secure`: TLS and a token (nullptr: plain text, no auth).
 bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
-                const std::string& work, const bench::SecureSetup* secure,
+                const std::string& work, const bench::ServerVariant* secure,
                 RunResult* out) {
   const std::string dir =
       absl::StrCat(work, "/rawfeat-", sync ? "sync" : "nosync");
@@ -208,7 +211,7 @@ int Main() {
       absl::GetFlag(FLAGS_clients), field_bytes);
   const std::vector<std::string> modes =
       absl::StrSplit(absl::GetFlag(FLAGS_modes), ',');
-  bench::SecureSetup secure;
+  bench::ServerVariant secure;
   if (absl::GetFlag(FLAGS_secure)) {
     const std::string tls_dir = work + "/tls";
     std::filesystem::create_directories(tls_dir);
@@ -231,30 +234,43 @@ int Main() {
         static_cast<long long>(r.accepted), r.peak_rss / 1048576.0,
         r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
     std::fflush(stdout);
-    if (!absl::GetFlag(FLAGS_secure)) continue;
-    // Plain and TLS+token runs alternate, so drift in the machine's speed
-    // hits both; the overhead is the ratio of the medians.
-    std::vector<double> plain, tls;
-    for (int round = 0; round < absl::GetFlag(FLAGS_secure_rounds); ++round) {
-      for (const bool with_tls : {false, true}) {
-        RunResult x;
-        if (!RunRawfeat(batches, sync, work, with_tls ? &secure : nullptr,
-                        &x)) {
-          return 1;
+    // Plain runs and runs with `variant` alternate, so drift in the
+    // machine's speed hits both; the overhead is the ratio of the medians.
+    auto compare = [&](const char* name, const bench::ServerVariant& variant,
+                       int rounds) {
+      std::vector<double> plain, with;
+      for (int round = 0; round < rounds; ++round) {
+        for (const bool on : {false, true}) {
+          RunResult x;
+          if (!RunRawfeat(batches, sync, work, on ? &variant : nullptr, &x)) {
+            return false;
+          }
+          (on ? with : plain).push_back(x.events_per_sec);
+          std::printf("%-7s round %d %-10s %9.0f events/s\n",
+                      sync ? "sync" : "nosync", round + 1,
+                      on ? name : "plain", x.events_per_sec);
+          std::fflush(stdout);
         }
-        (with_tls ? tls : plain).push_back(x.events_per_sec);
-        std::printf("%-7s round %d %-10s %9.0f events/s\n",
-                    sync ? "sync" : "nosync", round + 1,
-                    with_tls ? "TLS+token" : "plain", x.events_per_sec);
-        std::fflush(stdout);
+      }
+      const double p = Median(plain), t = Median(with);
+      std::printf(
+          "%-7s median plain %9.0f events/s | %s %9.0f events/s | "
+          "overhead %.1f%%\n",
+          sync ? "sync" : "nosync", p, name, t, 100.0 * (p - t) / p);
+      std::fflush(stdout);
+      return true;
+    };
+    if (absl::GetFlag(FLAGS_secure) &&
+        !compare("TLS+token", secure, absl::GetFlag(FLAGS_secure_rounds))) {
+      return 1;
+    }
+    if (absl::GetFlag(FLAGS_metrics_rounds) > 0) {
+      bench::ServerVariant metrics;
+      metrics.server_flags = {"--metrics_listen=127.0.0.1:0"};
+      if (!compare("metrics", metrics, absl::GetFlag(FLAGS_metrics_rounds))) {
+        return 1;
       }
     }
-    const double p = Median(plain), t = Median(tls);
-    std::printf(
-        "%-7s median plain %9.0f events/s | TLS+token %9.0f events/s | "
-        "overhead %.1f%%\n",
-        sync ? "sync" : "nosync", p, t, 100.0 * (p - t) / p);
-    std::fflush(stdout);
   }
   return 0;
 }

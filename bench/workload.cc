@@ -184,7 +184,7 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
   return server;
 }
 
-bool MakeSecureSetup(const std::string& dir, SecureSetup* out) {
+bool MakeSecureSetup(const std::string& dir, ServerVariant* out) {
   const std::string script = absl::StrCat(
       "set -e; cd '", dir, "'; ",
       "printf 'subjectAltName = IP:127.0.0.1\\n' > san.cnf; ",

@@ -91,16 +91,18 @@ using FillFn =
     std::function<void(int64_t begin, int64_t end, v1::IngestRequest*)>;
 bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill);
 
-// What a load tool needs to measure TLS + tokens: a CA and a server
-// certificate for 127.0.0.1 (made with the openssl CLI), an auth file with
-// one admin token, the rawfeatd flags that use them, and client options
-// that trust the CA and send the token.
-struct SecureSetup {
+// A server configuration a load tool compares with plain runs: the
+// rawfeatd flags it adds and the client options it needs.
+struct ServerVariant {
   std::vector<std::string> server_flags;
   ClientOptions client;
 };
-// Writes the files into `dir`. False (printed) if openssl fails.
-bool MakeSecureSetup(const std::string& dir, SecureSetup* out);
+// The TLS + tokens variant: a CA and a server certificate for 127.0.0.1
+// (made with the openssl CLI), an auth file with one admin token, the
+// rawfeatd flags that use them, and client options that trust the CA and
+// send the token. Writes the files into `dir`. False (printed) if openssl
+// fails.
+bool MakeSecureSetup(const std::string& dir, ServerVariant* out);
 
 // Runs RocksDB's db_bench with `args` (e.g. "--benchmarks=fillseq,readseq
 // --num=1000000 ...") and returns the ops/s it reports for `benchmark`, or
