@@ -69,6 +69,15 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
   return e;
 }
 
+v1::IngestRequest OrdersBatch(std::vector<v1::Event> events,
+                              v1::OnInvalid mode) {
+  v1::IngestRequest r;
+  r.set_stream("orders");
+  r.set_on_invalid(mode);
+  for (auto& e : events) *r.add_events() = std::move(e);
+  return r;
+}
+
 v1::FeatureDef Feature(const std::string& name, const std::string& agg,
                        const std::string& field, const std::string& window,
                        uint32_t k) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client/client.h"
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
@@ -39,6 +40,10 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
                 double amount, int64_t quantity = 1,
                 const std::string& category = "books",
                 const std::string& coupon = "");
+
+// An IngestRequest of `events` for the orders stream.
+v1::IngestRequest OrdersBatch(std::vector<v1::Event> events,
+                              v1::OnInvalid mode = v1::REJECT_BATCH);
 
 // A feature definition (k only for last_k).
 v1::FeatureDef Feature(const std::string& name, const std::string& agg,

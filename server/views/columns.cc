@@ -24,6 +24,16 @@ void PutNonEmptyBytesField(std::string* out, int field, const std::string& v) {
   if (!v.empty()) wire::PutBytesField(out, field, v);
 }
 
+// Reads one length-delimited field numbered `field` off the front of `in`.
+bool GetLenField(absl::string_view* in, int field, absl::string_view* body) {
+  if (in->empty() ||
+      static_cast<uint8_t>((*in)[0]) != wire::Tag(field, wire::kLen)) {
+    return false;
+  }
+  in->remove_prefix(1);
+  return GetLengthPrefixed(in, body);
+}
+
 absl::Status Malformed(absl::string_view what) {
   return absl::InternalError(absl::StrCat(
       "columnar answer: a value's bytes are malformed (", what, ")"));
@@ -75,9 +85,7 @@ class ColumnChunkBuilder::Column {
         uint32_t n = 0;
         while (!bytes.empty()) {
           absl::string_view item;
-          if (static_cast<uint8_t>(bytes[0]) !=
-                  wire::Tag(v1::ValueList::kValuesFieldNumber, wire::kLen) ||
-              (bytes.remove_prefix(1), !GetLengthPrefixed(&bytes, &item))) {
+          if (!GetLenField(&bytes, v1::ValueList::kValuesFieldNumber, &item)) {
             return Malformed("list item");
           }
           RETURN_IF_ERROR(items_->Add(item));
@@ -197,9 +205,7 @@ void ColumnChunkBuilder::StartRow(uint64_t index) {
 absl::Status ColumnChunkBuilder::AddValues(absl::string_view fields) {
   while (!fields.empty()) {
     absl::string_view body;
-    if (static_cast<uint8_t>(fields[0]) !=
-            wire::Tag(v1::JoinedRow::kValuesFieldNumber, wire::kLen) ||
-        (fields.remove_prefix(1), !GetLengthPrefixed(&fields, &body))) {
+    if (!GetLenField(&fields, v1::JoinedRow::kValuesFieldNumber, &body)) {
       return Malformed("values field");
     }
     RETURN_IF_ERROR(AddBody(body));

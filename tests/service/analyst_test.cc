@@ -500,20 +500,25 @@ absl::StatusOr<std::map<uint64_t, v1::JoinedRow>> ColumnarJoin(
 }
 
 // Every value of a columnar join (labels as columns, answer as columns)
-// equals the row join's, bit for bit: every aggregation, nulls, lists,
-// ±2^60 sums; in chunks cut by rows and by bytes, over several runs.
-TEST_F(AnalystTest, ColumnarJoinEqualsTheRowJoin) {
-  std::mt19937_64 rng(17);
-  auto labels = RandomLabels(rng, 2500);
-  auto rows = Join(ts_, labels, w2_, 1000);
+// equals the row join's, bit for bit. Label messages of `per_message` rows.
+void ExpectColumnarJoinEqualsRowJoin(TestServer& ts,
+                                     const std::vector<Label>& labels,
+                                     uint64_t watermark, size_t per_message) {
+  auto rows = Join(ts, labels, watermark, per_message);
   ASSERT_TRUE(rows.ok()) << rows.status();
-  auto columnar = ColumnarJoin(ts_, labels, w2_, 333);
+  auto columnar = ColumnarJoin(ts, labels, watermark, per_message / 3 + 1);
   ASSERT_TRUE(columnar.ok()) << columnar.status();
   ASSERT_EQ(columnar->size(), labels.size());
   for (size_t i = 0; i < labels.size(); ++i) {
     EXPECT_EQ(Values((*columnar)[i].values()), Values((*rows)[i].values()))
         << "row " << i;
   }
+}
+
+// Every aggregation, nulls, lists, ±2^60 sums.
+TEST_F(AnalystTest, ColumnarJoinEqualsTheRowJoin) {
+  std::mt19937_64 rng(17);
+  ExpectColumnarJoinEqualsRowJoin(ts_, RandomLabels(rng, 2500), w2_, 1000);
 }
 
 TEST(AnalystRunsTest, ColumnarJoinInSmallRunsAndSmallMessages) {
@@ -524,16 +529,8 @@ TEST(AnalystRunsTest, ColumnarJoinInSmallRunsAndSmallMessages) {
   ApplyView(ts);
   std::mt19937_64 rng(23);
   const uint64_t w = IngestAll(ts, RandomOrders(rng, 800, "r"));
-  auto labels = RandomLabels(rng, 400);
-  auto rows = Join(ts, labels, w, 50);
-  ASSERT_TRUE(rows.ok()) << rows.status();
-  auto columnar = ColumnarJoin(ts, labels, w, 29);
-  ASSERT_TRUE(columnar.ok()) << columnar.status();
-  ASSERT_EQ(columnar->size(), labels.size());
-  for (size_t i = 0; i < labels.size(); ++i) {
-    EXPECT_EQ(Values((*columnar)[i].values()), Values((*rows)[i].values()))
-        << "row " << i;
-  }
+  // Chunks cut by rows and by bytes, over several runs.
+  ExpectColumnarJoinEqualsRowJoin(ts, RandomLabels(rng, 400), w, 50);
 }
 
 TEST_F(AnalystTest, BadLabelColumnsAreRefusedNamingTheProblem) {

@@ -17,19 +17,11 @@ namespace rawfeat {
 namespace {
 
 using testing::Order;
+using testing::OrdersBatch;
 using testing::TestServer;
 
 constexpr int64_t kDay = 86400LL * 1000000;
 constexpr int64_t kT0 = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
-
-v1::IngestRequest Batch(std::vector<v1::Event> events,
-                        v1::OnInvalid mode = v1::REJECT_BATCH) {
-  v1::IngestRequest r;
-  r.set_stream("orders");
-  r.set_on_invalid(mode);
-  for (auto& e : events) *r.add_events() = std::move(e);
-  return r;
-}
 
 std::vector<v1::Event> ReadAll(Client& client, v1::ReadEventsRequest req) {
   req.set_stream(req.stream().empty() ? "orders" : req.stream());
@@ -64,8 +56,8 @@ uint64_t Count(Client& client) {
 TEST(IngestTest, SameBatchThreeTimesIsStoredOnce) {
   TestServer ts;
   auto batch =
-      Batch({Order("o1", "u1", kT0, 10), Order("o2", "u2", kT0 + 1, 20),
-             Order("", "u3", kT0 + 2, 30)});  // derived id
+      OrdersBatch({Order("o1", "u1", kT0, 10), Order("o2", "u2", kT0 + 1, 20),
+                   Order("", "u3", kT0 + 2, 30)});  // derived id
   for (int i = 0; i < 3; ++i) {
     auto r = ts.client().Ingest(batch);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -98,7 +90,7 @@ TEST(IngestTest, FourConcurrentClientsStoreEachEventOnce) {
           std::vector<v1::Event> part(
               events.begin() + i,
               events.begin() + std::min(events.size(), i + step));
-          auto r = client.Ingest(Batch(part));
+          auto r = client.Ingest(OrdersBatch(part));
           ASSERT_TRUE(r.ok()) << r.status();
           accepted += r->accepted();
         }
@@ -117,9 +109,10 @@ TEST(IngestTest, FourConcurrentClientsStoreEachEventOnce) {
 
 TEST(IngestTest, ConflictIsRefusedAndOriginalKept) {
   TestServer ts;
-  ASSERT_TRUE(ts.client().Ingest(Batch({Order("o1", "u1", kT0, 10)})).ok());
+  ASSERT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("o1", "u1", kT0, 10)})).ok());
   auto r = ts.client().Ingest(
-      Batch({Order("o9", "u9", kT0, 1), Order("o1", "u1", kT0, 99)}));
+      OrdersBatch({Order("o9", "u9", kT0, 1), Order("o1", "u1", kT0, 99)}));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("row 1 field event_id"),
@@ -131,7 +124,7 @@ TEST(IngestTest, ConflictIsRefusedAndOriginalKept) {
   EXPECT_EQ(events[0].fields().at("amount").double_value(), 10);
 
   // With SKIP_ROW the valid row goes in and the conflict is listed.
-  auto skip = ts.client().Ingest(Batch(
+  auto skip = ts.client().Ingest(OrdersBatch(
       {Order("o9", "u9", kT0, 1), Order("o1", "u1", kT0, 99)}, v1::SKIP_ROW));
   ASSERT_TRUE(skip.ok());
   EXPECT_EQ(skip->accepted(), 1);
@@ -213,7 +206,7 @@ TEST(IngestTest, EveryBadInputGetsItsErrorAndWritesNothing) {
   };
   for (const auto& c : cases) {
     auto batch =
-        Batch({Order("ok1", "u1", kT0, 1), Order("ok2", "u2", kT0, 2)});
+        OrdersBatch({Order("ok1", "u1", kT0, 1), Order("ok2", "u2", kT0, 2)});
     c.spoil(&batch);
     auto r = ts.client().Ingest(batch);
     ASSERT_FALSE(r.ok()) << c.name;
@@ -230,9 +223,9 @@ TEST(IngestTest, EveryBadInputGetsItsErrorAndWritesNothing) {
 
 TEST(IngestTest, SkipRowWritesValidRowsAndListsTheRest) {
   TestServer ts;
-  auto batch = Batch({Order("a", "u1", kT0, 1), Order("b", "", kT0, 2),
-                      Order("c", "u3", kT0, 3)},
-                     v1::SKIP_ROW);
+  auto batch = OrdersBatch({Order("a", "u1", kT0, 1), Order("b", "", kT0, 2),
+                            Order("c", "u3", kT0, 3)},
+                           v1::SKIP_ROW);
   (*batch.mutable_events(2)->mutable_fields())["quantity"].set_bool_value(true);
   auto r = ts.client().Ingest(batch);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -299,7 +292,7 @@ TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
       if (rng() % 4 == 0) (*e.mutable_fields())["is_gift"].set_bool_value(true);
       batch.push_back(e);
     }
-    ASSERT_TRUE(ts.client().Ingest(Batch(batch)).ok());
+    ASSERT_TRUE(ts.client().Ingest(OrdersBatch(batch)).ok());
     accepted.insert(accepted.end(), batch.begin(), batch.end());
   }
   auto all = ReadAll(ts.client());
@@ -383,7 +376,7 @@ TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
 
 TEST(ReplayTest, WatermarkMakesReadsReproducible) {
   TestServer ts;
-  ASSERT_TRUE(ts.client().Ingest(Batch({Order("a", "u", kT0, 1)})).ok());
+  ASSERT_TRUE(ts.client().Ingest(OrdersBatch({Order("a", "u", kT0, 1)})).ok());
   v1::ReadEventsRequest req;
   req.set_stream("orders");
   uint64_t used = 0;
@@ -396,7 +389,8 @@ TEST(ReplayTest, WatermarkMakesReadsReproducible) {
                   .ok());
   EXPECT_EQ(used, 1u);
   // A late event inside the same time range arrives.
-  ASSERT_TRUE(ts.client().Ingest(Batch({Order("b", "u", kT0 - 1, 2)})).ok());
+  ASSERT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("b", "u", kT0 - 1, 2)})).ok());
   req.set_watermark(used);
   EXPECT_EQ(ReadAll(ts.client(), req).size(), 1u);
   req.set_watermark(0);
@@ -429,7 +423,7 @@ TEST(ReplayTest, EarlyStopsAndConcurrentSlowReadersAreServed) {
     events.push_back(Order("r" + std::to_string(i),
                            "u" + std::to_string(i % 37), kT0 + i, i));
   }
-  ASSERT_TRUE(ts.client().Ingest(Batch(events)).ok());
+  ASSERT_TRUE(ts.client().Ingest(OrdersBatch(events)).ok());
   v1::ReadEventsRequest req;
   req.set_stream("orders");
   // A reader that stops after its first chunk: success, one chunk seen.
@@ -474,7 +468,7 @@ TEST(ReplayTest, ShutdownEndsAReplayWhoseReaderStalled) {
       events.push_back(Order("s" + std::to_string(i),
                              "u" + std::to_string(i % 101), kT0 + i, i));
     }
-    ASSERT_TRUE(ts.client().Ingest(Batch(events)).ok());
+    ASSERT_TRUE(ts.client().Ingest(OrdersBatch(events)).ok());
   }
   // A window that cannot grow, so the stalled reader stalls the server.
   auto stub = testing::SmallWindowStub(ts.address());
@@ -518,7 +512,7 @@ TEST(RestartTest, DataAndDefinitionsSurviveAndReingestAddsNothing) {
   }
   {
     TestServer ts(dir.Sub("data"));
-    ASSERT_TRUE(ts.client().Ingest(Batch(dump)).ok());
+    ASSERT_TRUE(ts.client().Ingest(OrdersBatch(dump)).ok());
     // Evolve the stream before the restart.
     v1::ApplyDefinitionsRequest apply;
     *apply.mutable_definitions() = testing::OrdersDefinitions();
@@ -533,14 +527,14 @@ TEST(RestartTest, DataAndDefinitionsSurviveAndReingestAddsNothing) {
   ASSERT_TRUE(defs.ok());
   ASSERT_EQ(defs->streams_size(), 1);
   EXPECT_EQ(defs->streams(0).schema_versions(), 2u);
-  auto r = ts.client().Ingest(Batch(dump));
+  auto r = ts.client().Ingest(OrdersBatch(dump));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->accepted(), 0);
   EXPECT_EQ(r->duplicates(), 300);
   // Old events decode under the evolved stream; new ones use the new field.
   auto e = Order("new", "u", kT0, 1);
   (*e.mutable_fields())["channel"].set_string_value("web");
-  ASSERT_TRUE(ts.client().Ingest(Batch({e})).ok());
+  ASSERT_TRUE(ts.client().Ingest(OrdersBatch({e})).ok());
   auto all = ReadAll(ts.client());
   ASSERT_EQ(all.size(), 301u);
   EXPECT_EQ(all[0].event_id().size(), 64u);  // derived from content
@@ -576,7 +570,7 @@ TEST(StatusTest, ReportsCountsWatermarkDiskAndProblems) {
   ServerOptions opts;
   opts.schemas_dir = schemas.path();
   TestServer ts("", true, opts);
-  ASSERT_TRUE(ts.client().Ingest(Batch({Order("a", "u", kT0, 1)})).ok());
+  ASSERT_TRUE(ts.client().Ingest(OrdersBatch({Order("a", "u", kT0, 1)})).ok());
   auto st = ts.client().GetStatus();
   ASSERT_TRUE(st.ok());
   EXPECT_FALSE(st->version().empty());

@@ -24,6 +24,7 @@ namespace {
 
 using testing::Feature;
 using testing::Order;
+using testing::OrdersBatch;
 using testing::TestServer;
 
 constexpr int64_t kT0 = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
@@ -69,15 +70,6 @@ std::map<std::string, double> Parse(const std::string& text) {
   return out;
 }
 
-v1::IngestRequest Batch(std::vector<v1::Event> events,
-                        v1::OnInvalid mode = v1::REJECT_BATCH) {
-  v1::IngestRequest r;
-  r.set_stream("orders");
-  r.set_on_invalid(mode);
-  for (auto& e : events) *r.add_events() = std::move(e);
-  return r;
-}
-
 TEST(MetricsTest, ScrapedCountersEqualTheWorkload) {
   ServerOptions options;
   options.metrics_listen = "127.0.0.1:0";
@@ -102,19 +94,20 @@ TEST(MetricsTest, ScrapedCountersEqualTheWorkload) {
     ten.push_back(Order("e" + std::to_string(i), "u" + std::to_string(i % 4),
                         kT0 + i, i));
   }
-  const v1::IngestRequest first = Batch(ten);
+  const v1::IngestRequest first = OrdersBatch(ten);
   ASSERT_TRUE(ts.client().Ingest(first).ok());
   ASSERT_TRUE(ts.client().Ingest(first).ok());
   v1::Event invalid = Order("bad", "u1", kT0, 1);
   invalid.mutable_fields()->erase("category");  // required
-  auto mixed = ts.client().Ingest(Batch(
+  auto mixed = ts.client().Ingest(OrdersBatch(
       {Order("e3", "u3", kT0 + 3, 99), invalid, Order("e10", "u9", kT0, 1)},
       v1::SKIP_ROW));
   ASSERT_TRUE(mixed.ok()) << mixed.status();
   ASSERT_EQ(mixed->accepted(), 1);
   ASSERT_EQ(mixed->rejected_size(), 2);
-  EXPECT_FALSE(
-      ts.client().Ingest(Batch({invalid, Order("e11", "u1", kT0, 1)})).ok());
+  EXPECT_FALSE(ts.client()
+                   .Ingest(OrdersBatch({invalid, Order("e11", "u1", kT0, 1)}))
+                   .ok());
 
   // Lookups: 4 that answer (1+2+3+1 entities), 2 of an unknown view.
   int entities = 0;
