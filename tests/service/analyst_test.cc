@@ -190,6 +190,22 @@ class AnalystTest : public ::testing::Test {
     w2_ = IngestAll(ts_, RandomOrders(rng, 600, "b"));
     ASSERT_GT(w2_, w1_);
   }
+  // A join of no rows: one response, with the names and the watermark.
+  void ExpectOnlyTheHeader(const v1::JoinFeaturesRequest& first) {
+    int responses = 0;
+    absl::Status s = ts_.client().JoinFeatures(
+        first, [](v1::JoinFeaturesRequest*) { return false; },
+        [&](const v1::JoinFeaturesResponse& r) {
+          ++responses;
+          EXPECT_EQ(r.feature_names_size(), 15);
+          EXPECT_EQ(r.watermark(), w2_);
+          EXPECT_EQ(r.rows_size(), 0);
+          return true;
+        });
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(responses, 1);
+  }
+
   TestServer ts_;
   uint64_t w1_ = 0;
   uint64_t w2_ = 0;
@@ -455,17 +471,7 @@ TEST_F(AnalystTest, JoinErrors) {
 
   // No rows at all: one response with the names and the watermark.
   first.clear_rows();
-  int responses = 0;
-  s = ts_.client().JoinFeatures(
-      first, [](v1::JoinFeaturesRequest*) { return false; },
-      [&](const v1::JoinFeaturesResponse& r) {
-        ++responses;
-        EXPECT_EQ(r.feature_names_size(), 15);
-        EXPECT_EQ(r.watermark(), w2_);
-        return true;
-      });
-  EXPECT_TRUE(s.ok()) << s;
-  EXPECT_EQ(responses, 1);
+  ExpectOnlyTheHeader(first);
 }
 
 // A join with its labels sent as LabelColumns and its answer asked as
@@ -578,17 +584,7 @@ TEST_F(AnalystTest, BadLabelColumnsAreRefusedNamingTheProblem) {
 
   // Columnar and no rows: one response with the names and the watermark.
   first.clear_rows();
-  int responses = 0;
-  s = ts_.client().JoinFeatures(
-      first, [](v1::JoinFeaturesRequest*) { return false; },
-      [&](const v1::JoinFeaturesResponse& r) {
-        ++responses;
-        EXPECT_EQ(r.feature_names_size(), 15);
-        EXPECT_EQ(r.watermark(), w2_);
-        return true;
-      });
-  EXPECT_TRUE(s.ok()) << s;
-  EXPECT_EQ(responses, 1);
+  ExpectOnlyTheHeader(first);
 }
 
 // A client that gives up -- while sending labels, or after the first
