@@ -250,6 +250,8 @@ class Client:
         self._stream_timeout = stream_timeout
         self._retries = retries
         self._rng = random.Random()
+        # Feature types by (view, service, version), which are immutable.
+        self._types: Dict[tuple, Dict[str, str]] = {}
 
     def close(self) -> None:
         """Closes the channel."""
@@ -507,8 +509,13 @@ class Client:
             _set_time(req.as_of, _micros([as_of], "as_of")[0])
         r = self._call(lambda: self._stub.GetFeatures(
             req, timeout=self._timeout, metadata=self._metadata))
-        types = self._feature_types(self._definitions(), view, r.version,
-                                    service, r.version)
+        # A (name, version) never changes: its types are fetched once.
+        key = (view, service, r.version)
+        types = self._types.get(key)
+        if types is None:
+            types = self._feature_types(self._definitions(), view, r.version,
+                                        service, r.version)
+            self._types[key] = types
         names = list(r.feature_names)
         columns: List[List[Any]] = [[] for _ in names]
         for row in r.rows:
