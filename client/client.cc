@@ -259,4 +259,15 @@ absl::StatusOr<v1::GetStatusResponse> Client::GetStatus() {
       });
 }
 
+absl::StatusOr<v1::BackupResponse> Client::Backup(const std::string& dir) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  v1::BackupRequest request;
+  request.set_dir(dir);
+  v1::BackupResponse response;
+  grpc::Status s = stub_->Backup(&ctx, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
+  return response;
+}
+
 }  // namespace rawfeat

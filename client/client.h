@@ -74,6 +74,9 @@ class Client {
       const std::function<absl::StatusOr<bool>(v1::JoinFeaturesRequest*)>& next,
       const std::function<bool(const v1::JoinFeaturesResponse&)>& on_response);
   absl::StatusOr<v1::GetStatusResponse> GetStatus();
+  // A backup of the whole store into `dir` on the server's machine (the
+  // streaming deadline: a large store takes a while to copy).
+  absl::StatusOr<v1::BackupResponse> Backup(const std::string& dir);
 
   // Blocks until the channel is connected or `timeout` passes.
   bool WaitForConnected(std::chrono::milliseconds timeout);

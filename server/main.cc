@@ -67,6 +67,9 @@ ABSL_FLAG(int, stall_seconds, 300,
           "end a server stream whose client reads nothing for this long");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
+ABSL_FLAG(std::string, restore_from, "",
+          "restore this backup (rawfeat backup) into --data_dir, which must "
+          "be absent or empty, then serve it");
 ABSL_FLAG(std::string, metrics_listen, "",
           "HOST:PORT (or PORT: 127.0.0.1) serving Prometheus metrics at "
           "/metrics; empty = off");
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_calls_per_principal);
   options.streams.stall_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_stall_seconds));
+  options.restore_from = absl::GetFlag(FLAGS_restore_from);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.shutdown_drain =
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_drain_seconds));

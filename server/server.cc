@@ -22,6 +22,7 @@
 #include "server/rpc/service.h"
 #include "server/rpc/status_convert.h"
 #include "server/schema/registry.h"
+#include "server/storage/backup.h"
 #include "server/views/view_engine.h"
 
 namespace rawfeat {
@@ -150,6 +151,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     auto auth = Authorizer::Load(options.auth_file);
     if (!auth.ok()) return auth.status();
     server->auth_ = std::move(*auth);
+  }
+  if (!options.restore_from.empty()) {
+    auto restored = RestoreBackup(options.restore_from, options.data_dir);
+    if (!restored.ok()) return restored.status();
+    LogInfo(absl::StrCat("restored ", options.restore_from, " into ",
+                         options.data_dir, ": watermark ", *restored));
   }
   EventStoreOptions store_options = options.store;
   store_options.statistics = !options.metrics_listen.empty();

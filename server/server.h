@@ -56,6 +56,10 @@ struct ServerOptions {
   std::string auth_file;
   // RocksDB directory. Default: ./data.
   std::string data_dir = "./data";
+  // A backup (rawfeat backup: a DIR/backup-W directory, or DIR for its
+  // newest) restored into data_dir, which must be absent or empty, before
+  // it is opened. Default: empty (none).
+  std::string restore_from;
   // A folder of *.textproto definitions applied at start-up; empty = none.
   std::string schemas_dir;
   // Storage settings (sync: WAL synced before an ingest ack).

@@ -606,6 +606,22 @@ std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
   return "";
 }
 
+// ---------------------------------------------------------------- backup
+
+int RunBackup(Client& client, const std::string& dir) {
+  auto r = client.Backup(dir);
+  if (!r.ok()) return Fail(r.status());
+  std::printf(
+      "backup %s: watermark %llu, %lld files copied (%s), %lld reused\n",
+      r->backup_dir().c_str(), static_cast<unsigned long long>(r->watermark()),
+      static_cast<long long>(r->files_copied()),
+      HumanBytes(r->bytes_copied()).c_str(),
+      static_cast<long long>(r->files_reused()));
+  std::printf("restore: rawfeatd --restore_from %s --data_dir NEW_DIR ...\n",
+              r->backup_dir().c_str());
+  return 0;
+}
+
 // ---------------------------------------------------------------- status
 
 int RunStatus(Client& client) {
@@ -784,6 +800,17 @@ int main(int argc, char** argv) {
   describe_cmd->add_option("--version", describe.version,
                            "view version (0 = latest)");
 
+  std::string backup_dir;
+  auto* backup_cmd = app.add_subcommand(
+      "backup",
+      "a consistent online backup of the whole store into a directory on the "
+      "server's machine (incremental: unchanged table files are reused)");
+  backup_cmd
+      ->add_option("--out", backup_dir,
+                   "absolute path on the server: new, empty, or holding "
+                   "earlier backups of this store")
+      ->required();
+
   app.add_subcommand("status", "server version, counts, watermark, problems");
   for (CLI::App* cmd : app.get_subcommands({})) {
     cmd->footer(
@@ -821,5 +848,6 @@ int main(int argc, char** argv) {
   if (*describe_cmd) return RunDescribe(client, describe);
   if (*diff_cmd) return RunDiff(server, diff, *client_options);
   if (*backfill_cmd) return RunBackfill(server, backfill, *client_options);
+  if (*backup_cmd) return RunBackup(client, backup_dir);
   return RunStatus(client);
 }

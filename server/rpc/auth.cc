@@ -29,16 +29,18 @@ constexpr uint32_t kReaderActions = Bit(AuthAction::kReadEvents) |
                                     Bit(AuthAction::kReadFeatures) |
                                     Bit(AuthAction::kStatus);
 constexpr uint32_t kWriterActions = kReaderActions | Bit(AuthAction::kIngest);
-constexpr uint32_t kAdminActions = kWriterActions | Bit(AuthAction::kApply);
+constexpr uint32_t kAdminActions =
+    kWriterActions | Bit(AuthAction::kApply) | Bit(AuthAction::kBackup);
 // Actions on an object (the others need no stream or view).
-constexpr uint32_t kObjectActions = kAdminActions & ~Bit(AuthAction::kStatus);
+constexpr uint32_t kObjectActions =
+    kAdminActions & ~Bit(AuthAction::kStatus) & ~Bit(AuthAction::kBackup);
 
 absl::StatusOr<uint32_t> RoleActions(const std::string& role) {
   if (role == "reader") return kReaderActions;
   if (role == "writer") return kWriterActions;
   if (role == "admin") return kAdminActions;
-  return absl::InvalidArgumentError(
-      absl::StrCat("role '", Echo(role), "' is not one of reader, writer, admin"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "role '", Echo(role), "' is not one of reader, writer, admin"));
 }
 
 absl::StatusOr<uint32_t> ActionBit(const std::string& action) {
@@ -47,21 +49,22 @@ absl::StatusOr<uint32_t> ActionBit(const std::string& action) {
   if (action == "read_events") return Bit(AuthAction::kReadEvents);
   if (action == "read_features") return Bit(AuthAction::kReadFeatures);
   if (action == "status") return Bit(AuthAction::kStatus);
+  if (action == "backup") return Bit(AuthAction::kBackup);
   return absl::InvalidArgumentError(
       absl::StrCat("action '", Echo(action),
                    "' is not one of apply, ingest, read_events, "
-                   "read_features, status"));
+                   "read_features, status, backup"));
 }
 
 // "ingest into stream 'orders'": what was refused, for messages.
 std::string Refused(AuthAction action, ObjectKind kind,
                     absl::string_view object) {
-  const char* noun = kind == ObjectKind::kStream  ? " stream '"
-                     : kind == ObjectKind::kView    ? " view '"
-                                                    : " service '";
-  const std::string what =
-      kind == ObjectKind::kNone ? std::string()
-                                : absl::StrCat(noun, Echo(object), "'");
+  const char* noun = kind == ObjectKind::kStream ? " stream '"
+                     : kind == ObjectKind::kView ? " view '"
+                                                 : " service '";
+  const std::string what = kind == ObjectKind::kNone
+                               ? std::string()
+                               : absl::StrCat(noun, Echo(object), "'");
   switch (action) {
     case AuthAction::kApply:
       return absl::StrCat("apply definitions of", what);
@@ -73,6 +76,8 @@ std::string Refused(AuthAction action, ObjectKind kind,
       return absl::StrCat("read features of", what);
     case AuthAction::kStatus:
       return "read status and definitions";
+    case AuthAction::kBackup:
+      return "back the store up";
   }
   return "do that";
 }
@@ -100,8 +105,8 @@ void AuditLine(absl::string_view principal,
                        " outcome=", outcome));
 }
 
-absl::Status PatternsOk(const google::protobuf::RepeatedPtrField<std::string>&
-                            patterns) {
+absl::Status PatternsOk(
+    const google::protobuf::RepeatedPtrField<std::string>& patterns) {
   for (const std::string& p : patterns) {
     if (p.empty()) {
       return absl::InvalidArgumentError(
@@ -164,8 +169,8 @@ absl::Status CallAuth::Require(AuthAction action, ObjectKind kind,
   AuditLine(principal_->name, context_, method_, ObjectLabel(kind, object),
             absl::StrCat("PERMISSION_DENIED (may not ", refused, ")"));
   return absl::PermissionDeniedError(
-      absl::StrCat("principal '", principal_->name, "' may not ", refused,
-                   " (", method_, "): no grant in the --auth_file allows it"));
+      absl::StrCat("principal '", principal_->name, "' may not ", refused, " (",
+                   method_, "): no grant in the --auth_file allows it"));
 }
 
 void CallAuth::Audit(absl::string_view object, absl::string_view outcome,

@@ -33,6 +33,7 @@ enum class AuthAction : uint32_t {
   kReadEvents = 4,
   kReadFeatures = 8,
   kStatus = 16,
+  kBackup = 32,
 };
 
 enum class ObjectKind { kNone, kStream, kView, kService };
@@ -40,7 +41,7 @@ enum class ObjectKind { kNone, kStream, kView, kService };
 // One principal of the auth file. Immutable once loaded.
 struct Principal {
   struct Grant {
-    uint32_t actions = 0;  // AuthAction bits
+    uint32_t actions = 0;              // AuthAction bits
     std::vector<std::string> streams;  // name patterns
     std::vector<std::string> views;
     std::vector<std::string> services;

@@ -15,6 +15,7 @@
 #include "server/rpc/status_convert.h"
 #include "server/rpc/status_report.h"
 #include "server/rpc/stream_calls.h"
+#include "server/storage/backup.h"
 
 namespace rawfeat {
 
@@ -306,6 +307,28 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext* context,
     calls->set_open(slots->open());
     calls->set_cap(slots->cap());
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status FeatureStoreService::Backup(grpc::ServerContext* context,
+                                         const v1::BackupRequest* request,
+                                         v1::BackupResponse* response) {
+  auto auth = Authenticate(*context, "Backup");
+  if (!auth.ok()) return ToGrpcStatus(auth.status());
+  absl::Status allowed =
+      auth->Require(AuthAction::kBackup, ObjectKind::kNone, "");
+  if (!allowed.ok()) return ToGrpcStatus(allowed);
+  auto result = BackupStore(store_, request->dir());
+  auth->Audit(absl::StrCat("backup:", absl::CHexEscape(request->dir())),
+              result.ok() ? absl::StrCat("OK watermark=", result->watermark)
+                          : result.status().ToString(),
+              /*always=*/true);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  response->set_watermark(result->watermark);
+  response->set_backup_dir(result->dir);
+  response->set_files_copied(result->files_copied);
+  response->set_files_reused(result->files_reused);
+  response->set_bytes_copied(result->bytes_copied);
   return grpc::Status::OK;
 }
 

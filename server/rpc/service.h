@@ -102,6 +102,9 @@ class FeatureStoreService final
   grpc::Status GetStatus(grpc::ServerContext* context,
                          const v1::GetStatusRequest* request,
                          v1::GetStatusResponse* response) override;
+  grpc::Status Backup(grpc::ServerContext* context,
+                      const v1::BackupRequest* request,
+                      v1::BackupResponse* response) override;
 
  private:
   EventStore* const store_;

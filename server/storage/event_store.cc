@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
@@ -849,6 +851,26 @@ absl::Status EventStore::RunExclusive(
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> EventStore::Checkpoint(const std::string& dir) {
+  rocksdb::Checkpoint* raw = nullptr;
+  RETURN_IF_ERROR(
+      FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // No group commits meanwhile: the log holds whole groups up to W.
+  absl::MutexLock commit_lock(&commit_mu_);
+  const uint64_t w = watermark();
+  RETURN_IF_ERROR(FromRocks(
+      checkpoint->CreateCheckpoint(dir, std::numeric_limits<uint64_t>::max()),
+      "checkpoint"));
+  return w;
+}
+
+std::string EventStore::Identity() const {
+  std::string identity;
+  if (!db_->GetDbIdentity(identity).ok()) return "";
+  return identity;
 }
 
 size_t EventStore::TileCount() const {

@@ -226,6 +226,15 @@ class EventStore {
 
   // Number of tiles stored.
   size_t TileCount() const;
+  // Writes a consistent checkpoint of the store into `dir` (which must not
+  // exist; on the data dir's disk its table files are hard links) and
+  // returns its watermark W: it holds exactly the events with seq <= W and
+  // the definitions of that moment. Appends wait while the files are
+  // linked and the unflushed log is copied. Errors: UNAVAILABLE /
+  // RESOURCE_EXHAUSTED (I/O, disk full) with RocksDB's message.
+  absl::StatusOr<uint64_t> Checkpoint(const std::string& dir);
+  // RocksDB's identity of this database (unique per data dir).
+  std::string Identity() const;
 
   // Calls fn(seq, event_key, event_value) for each log entry with
   // after_seq < seq <= up_to_seq in seq order, until fn returns false.

@@ -7,8 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -256,6 +261,129 @@ TEST(MetricsTest, OffByDefaultAndABusyPortFailsTheStart) {
   EXPECT_NE(second.status().message().find("--metrics_listen"),
             std::string::npos)
       << second.status();
+}
+
+// Every event of `stream` visible at `watermark` (0 = latest), canonical.
+std::vector<std::string> ReadAll(Client& client, uint64_t watermark) {
+  v1::ReadEventsRequest req;
+  req.set_stream("orders");
+  req.set_watermark(watermark);
+  std::vector<std::string> out;
+  absl::Status s = client.ReadEvents(req, [&](const auto& chunk) {
+    for (const auto& e : chunk.events()) out.push_back(testing::Canonical(e));
+    return true;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  return out;
+}
+
+// A backup taken while ingest goes on holds exactly the events up to its
+// watermark; a second backup into the same directory copies only what is
+// new; the restored server answers as the source did at that watermark,
+// goes on from it, and survives a restart.
+TEST(BackupTest, ARestoredServerHoldsExactlyTheEventsUpToItsWatermark) {
+  testing::TempDir dir;
+  ServerOptions options;
+  // Table files early (the hash memtables take 8 MiB of buckets first).
+  options.store.write_buffer_bytes = 12 << 20;
+  TestServer source("", true, options);
+  auto batch = [](int b) {
+    std::vector<v1::Event> events;
+    for (int i = 0; i < 200; ++i) {
+      events.push_back(Order(absl::StrCat("b", b, "-", i),
+                             absl::StrCat("u", i % 37), kT0 + b * 1000 + i, i,
+                             1, std::string(1000, 'a' + b % 26)));
+    }
+    return OrdersBatch(std::move(events));
+  };
+  for (int b = 0; b < 60; ++b)
+    ASSERT_TRUE(source.client().Ingest(batch(b)).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    Client client(source.address());
+    for (int b = 60; b < 400 && !stop; ++b) {
+      if (client.Ingest(batch(b)).ok()) ++written;
+    }
+  });
+  // The backups start while the writer is at it (bounded wait).
+  for (int i = 0; i < 600 && written < 5; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  const std::string root = dir.Sub("backups");
+  auto first = source.client().Backup(root);
+  auto second = source.client().Backup(root);
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_GE(first->watermark(), 60u * 200);
+  EXPECT_GE(second->watermark(), first->watermark());
+  EXPECT_GT(second->files_reused(), 0) << "no table file was reused";
+  EXPECT_EQ(first->backup_dir(),
+            absl::StrCat(root, "/backup-", first->watermark()));
+  const std::vector<std::string> want =
+      ReadAll(source.client(), first->watermark());
+  ASSERT_EQ(want.size(), first->watermark());
+
+  {
+    ServerOptions restore;
+    restore.restore_from = first->backup_dir();
+    TestServer restored(dir.Sub("restored"), false, restore);
+    auto st = restored.client().GetStatus();
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->watermark(), first->watermark());
+    EXPECT_EQ(ReadAll(restored.client(), 0), want);
+    // It goes on from the backup's watermark.
+    auto more =
+        restored.client().Ingest(OrdersBatch({Order("after", "u1", kT0, 1)}));
+    ASSERT_TRUE(more.ok()) << more.status();
+    EXPECT_EQ(more->watermark(), first->watermark() + 1);
+  }
+  // A restart of the restored server (without --restore_from) keeps it.
+  TestServer again(dir.Sub("restored"), false);
+  std::vector<std::string> after = ReadAll(again.client(), 0);
+  ASSERT_EQ(after.size(), want.size() + 1);
+  after.pop_back();
+  EXPECT_EQ(after, want);
+  // The root's newest backup is the second.
+  TestServer newest(dir.Sub("newest"), false, [&] {
+    ServerOptions o;
+    o.restore_from = root;
+    return o;
+  }());
+  EXPECT_EQ(newest.client().GetStatus()->watermark(), second->watermark());
+}
+
+TEST(BackupTest, BadTargetsFailClearlyAndTheServerServes) {
+  testing::TempDir dir;
+  TestServer ts;
+  ASSERT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("e1", "u1", kT0, 1)})).ok());
+  const std::string foreign = dir.Sub("foreign");
+  std::filesystem::create_directories(foreign);
+  { std::ofstream(foreign + "/notes.txt") << "mine"; }
+  auto r = ts.client().Backup(foreign);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("not a rawfeat backup directory"),
+            std::string::npos)
+      << r.status();
+  r = ts.client().Backup("relative/dir");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  // Another store's backups are not mixed into this root.
+  TestServer other;
+  auto mine = ts.client().Backup(dir.Sub("root"));
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  r = other.client().Backup(dir.Sub("root"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  // Restoring into a data dir that is not empty is refused.
+  ServerOptions restore;
+  restore.restore_from = mine->backup_dir();
+  restore.data_dir = foreign;
+  restore.listen = "127.0.0.1:0";
+  auto start = Server::Start(restore);
+  EXPECT_EQ(start.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(ts.client().GetStatus().ok());
 }
 
 }  // namespace
