@@ -6,8 +6,14 @@
 set -euo pipefail
 RAWFEATD=$1 RAWFEAT=$2 SCHEMAS=$3
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rawfeat-cli-XXXXXX")
-PID=""
-cleanup() { set +e; [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
+PID="" PID2=""
+cleanup() {
+  set +e
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null
+  [ -n "$PID2" ] && kill "$PID2" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -497,4 +503,21 @@ printf 'user_id,order_time,amount,quantity,category\nu1,2026-11-01T00:00:00Z,x,1
 WM=$("${CLI[@]}" status | awk '$1=="watermark" {print $2}')
 grep -q "0 accepted, 0 duplicates, 2 rejected; watermark $WM$" "$WORK/allbad.txt" || fail "all rejected: $(cat "$WORK/allbad.txt") (server at $WM)"
 grep -q "^rejected line 3: column 'amount'" "$WORK/allbad.err" || fail "rejected rows not shown: $(cat "$WORK/allbad.err")"
+# Backup of the live server, restore into a new data dir: the same replay.
+"${CLI[@]}" backup --out "$WORK/backups" > "$WORK/backup.txt" || fail "backup: $(cat "$WORK/backup.txt")"
+BACKUP_WM=$(sed -n 's/.*: watermark \([0-9]*\),.*/\1/p' "$WORK/backup.txt")
+[ "$BACKUP_WM" = "$WM" ] || fail "backup watermark '$BACKUP_WM', server at $WM: $(cat "$WORK/backup.txt")"
+grep -q "^restore: rawfeatd --restore_from $WORK/backups/backup-$WM --data_dir NEW_DIR" "$WORK/backup.txt" \
+  || fail "backup hint: $(cat "$WORK/backup.txt")"
+"${CLI[@]}" backup --out "$WORK/orders.csv" 2> "$WORK/backup.err" && fail "backup over a file"
+"$RAWFEATD" --listen=127.0.0.1:0 --data_dir="$WORK/restored" --restore_from="$WORK/backups" \
+  --port_file="$WORK/port2" 2>"$WORK/server2.log" &
+PID2=$!
+for _ in $(seq 1 200); do [ -s "$WORK/port2" ] && break; sleep 0.05; done
+[ -s "$WORK/port2" ] || fail "restored server did not start: $(cat "$WORK/server2.log")"
+RESTORED=("$RAWFEAT" --server "127.0.0.1:$(cat "$WORK/port2")")
+"${RESTORED[@]}" replay --stream orders --out "$WORK/restored.csv" 2>/dev/null
+"${CLI[@]}" replay --stream orders --watermark "$WM" --out "$WORK/source.csv" 2>/dev/null
+cmp -s "$WORK/source.csv" "$WORK/restored.csv" || fail "restored replay differs from the source's at $WM"
+kill "$PID2"; wait "$PID2" || true; PID2=""
 echo "cli e2e: ok"
