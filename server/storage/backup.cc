@@ -249,7 +249,12 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
         fs::remove(shared, size_ec);
         const std::string part = shared + ".tmp";
         fs::remove(part, size_ec);
-        RETURN_IF_ERROR(CopyFileSynced(p.string(), part, &result.bytes_copied));
+        absl::Status copied =
+            CopyFileSynced(p.string(), part, &result.bytes_copied);
+        if (!copied.ok()) {
+          fs::remove(part, size_ec);  // no half file stays behind
+          return copied;
+        }
         fs::rename(part, shared, ec);
         if (ec) return IoError(ec.value(), absl::StrCat("rename ", part));
         ++result.files_copied;

@@ -4,10 +4,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -384,6 +386,44 @@ TEST(BackupTest, BadTargetsFailClearlyAndTheServerServes) {
   auto start = Server::Start(restore);
   EXPECT_EQ(start.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(ts.client().GetStatus().ok());
+}
+
+// A backup into a disk that fills up fails with RESOURCE_EXHAUSTED, leaves
+// no backup (nor half a file) behind, and the server serves and ingests.
+// Needs the right to mount a tmpfs; skipped with the reason otherwise.
+TEST(BackupTest, AFullDiskFailsTheBackupAndTheServerGoesOn) {
+  testing::TempDir dir;
+  const std::string mnt = dir.Sub("mnt");
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
+                 << ")";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  TestServer ts;
+  std::vector<v1::Event> events;
+  for (int i = 0; i < 3000; ++i) {
+    events.push_back(Order(absl::StrCat("e", i), absl::StrCat("u", i % 7),
+                           kT0 + i, i, 1, std::string(1000, 'x')));
+  }
+  ASSERT_TRUE(ts.client().Ingest(OrdersBatch(std::move(events))).ok());
+  auto r = ts.client().Backup(mnt + "/backups");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted)
+      << r.status();
+  EXPECT_NE(r.status().message().find("disk full"), std::string::npos)
+      << r.status();
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(mnt + "/backups")) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_TRUE(entry.is_directory() || name == "RAWFEAT_BACKUPS")
+        << "left behind: " << entry.path();
+  }
+  EXPECT_TRUE(ts.client().GetStatus().ok());
+  EXPECT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("after", "u1", kT0, 1)})).ok());
 }
 
 }  // namespace
