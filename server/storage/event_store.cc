@@ -858,6 +858,11 @@ absl::StatusOr<uint64_t> EventStore::Checkpoint(const std::string& dir) {
   RETURN_IF_ERROR(
       FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // Flushed first, while appends go on, so the log copied below (with
+  // appends waiting) is only what arrived since.
+  rocksdb::FlushOptions flush;
+  flush.allow_write_stall = true;
+  RETURN_IF_ERROR(FromRocks(db_->Flush(flush, handles_), "flush"));
   // No group commits meanwhile: the log holds whole groups up to W.
   absl::MutexLock commit_lock(&commit_mu_);
   const uint64_t w = watermark();
