@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -404,10 +405,14 @@ TEST(BackupTest, AFullDiskFailsTheBackupAndTheServerGoesOn) {
     ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
   } unmount{mnt};
   TestServer ts;
+  // ~3 MB that does not compress.
+  std::mt19937_64 rng(3);
   std::vector<v1::Event> events;
   for (int i = 0; i < 3000; ++i) {
+    std::string noise(1000, ' ');
+    for (char& c : noise) c = static_cast<char>('a' + rng() % 26);
     events.push_back(Order(absl::StrCat("e", i), absl::StrCat("u", i % 7),
-                           kT0 + i, i, 1, std::string(1000, 'x')));
+                           kT0 + i, i, 1, noise));
   }
   ASSERT_TRUE(ts.client().Ingest(OrdersBatch(std::move(events))).ok());
   auto r = ts.client().Backup(mnt + "/backups");
