@@ -1,7 +1,9 @@
 #include "tests/test_util.h"
 
 #include <stdlib.h>
+#include <sys/mount.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -46,6 +48,19 @@ v1::StreamDef OrdersStream() {
   add("coupon", v1::STRING, false);
   add("is_gift", v1::BOOL, false);
   return s;
+}
+
+Tmpfs::Tmpfs(const std::string& dir, const std::string& size) : dir_(dir) {
+  std::filesystem::create_directories(dir);
+  const std::string options = "size=" + size;
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) != 0) {
+    why_ =
+        std::string("cannot mount a tmpfs here (") + std::strerror(errno) + ")";
+  }
+}
+
+Tmpfs::~Tmpfs() {
+  if (mounted()) ::umount2(dir_.c_str(), MNT_DETACH);
 }
 
 v1::Definitions OrdersDefinitions() {

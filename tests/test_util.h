@@ -31,6 +31,22 @@ class TempDir {
   std::string path_;
 };
 
+// A tmpfs of `size` bytes ("1m", "160m") mounted on `dir` (created) until
+// destruction, for tests of a real full disk. Mounting needs the right to
+// (root in a container that allows it): mounted() says whether it worked,
+// why() why not.
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& dir, const std::string& size);
+  ~Tmpfs();
+  bool mounted() const { return why_.empty(); }
+  const std::string& why() const { return why_; }
+
+ private:
+  std::string dir_;
+  std::string why_;
+};
+
 // The example `orders` stream of schemas/ (entity user_id, time order_time).
 v1::StreamDef OrdersStream();
 v1::Definitions OrdersDefinitions();

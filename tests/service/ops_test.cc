@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -395,15 +394,8 @@ TEST(BackupTest, BadTargetsFailClearlyAndTheServerServes) {
 TEST(BackupTest, AFullDiskFailsTheBackupAndTheServerGoesOn) {
   testing::TempDir dir;
   const std::string mnt = dir.Sub("mnt");
-  std::filesystem::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
-                 << ")";
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::Tmpfs tmpfs(mnt, "1m");
+  if (!tmpfs.mounted()) GTEST_SKIP() << tmpfs.why();
   TestServer ts;
   // ~3 MB that does not compress.
   std::mt19937_64 rng(3);

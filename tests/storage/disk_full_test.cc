@@ -4,9 +4,6 @@
 // exactly once and seqs have no gap. Faults are injected under RocksDB by a
 // FileSystem wrapper (after RocksDB's own FaultInjectionTestFS); a second
 // test fills a real tmpfs where mounting is permitted.
-
-#include <sys/mount.h>
-
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -303,15 +300,11 @@ TEST(DiskReserveTest, AppendsAreRefusedBelowTheReserve) {
 TEST(RealDiskFullTest, TmpfsFillsUpTheStoreStaysUpAndResumes) {
   testing::TempDir dir;
   const std::string mnt = dir.Sub("mnt");
-  std::filesystem::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=160m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here (" << std::strerror(errno)
-                 << "); the injected faults above cover the same paths";
+  testing::Tmpfs tmpfs(mnt, "160m");
+  if (!tmpfs.mounted()) {
+    GTEST_SKIP() << tmpfs.why()
+                 << "; the injected faults above cover the same paths";
   }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
   // Ballast to free later: RocksDB's own recovery waits for 64 MiB free.
   {
     std::ofstream ballast(mnt + "/ballast", std::ios::binary);
