@@ -4,6 +4,7 @@
 // exactly once and seqs have no gap. Faults are injected under RocksDB by a
 // FileSystem wrapper (after RocksDB's own FaultInjectionTestFS); a second
 // test fills a real tmpfs where mounting is permitted.
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
