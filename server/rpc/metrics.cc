@@ -188,7 +188,9 @@ class Metrics::Scraped : public prometheus::Collectable {
   const Metrics* const metrics_;
 };
 
-// Per call: counted and timed when the call object goes away.
+// Per call: counted and timed as its status is sent (before the client can
+// see the call end, so a scrape after it counts it); a call that ends
+// without a status (cancelled) when the call object goes away.
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(Metrics* metrics, Metrics::MethodSeries* series)
@@ -197,29 +199,32 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
         start_(std::chrono::steady_clock::now()) {
     series_->open->Increment();
   }
-  ~MetricsInterceptor() override {
-    series_->open->Decrement();
-    metrics_->RecordCall(
-        series_, code_,
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
-            .count());
-  }
+  ~MetricsInterceptor() override { End(grpc::StatusCode::CANCELLED); }
 
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      code_ = methods->GetSendStatus().error_code();
+      End(methods->GetSendStatus().error_code());
     }
     methods->Proceed();
   }
 
  private:
+  void End(int code) {
+    if (ended_) return;
+    ended_ = true;
+    series_->open->Decrement();
+    metrics_->RecordCall(
+        series_, code,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+            .count());
+  }
+
   Metrics* const metrics_;
   Metrics::MethodSeries* const series_;
   const std::chrono::steady_clock::time_point start_;
-  // A call that ends without sending a status was cancelled.
-  int code_ = grpc::StatusCode::CANCELLED;
+  bool ended_ = false;
 };
 
 namespace {

@@ -314,8 +314,21 @@ absl::StatusOr<uint64_t> RestoreBackup(const std::string& backup_arg,
   }
   const std::string shared =
       (fs::path(backup).parent_path() / "shared").string();
-  fs::create_directories(data_dir, ec);
-  if (ec) return IoError(ec.value(), absl::StrCat("create ", data_dir));
+  // Written beside data_dir and renamed onto it when complete, so a failed
+  // restore leaves no half store behind (rename replaces an empty dir).
+  const std::string target =
+      std::string(absl::StripSuffix(data_dir, "/")) + ".restoring";
+  fs::remove_all(target, ec);
+  fs::create_directories(target, ec);
+  if (ec) return IoError(ec.value(), absl::StrCat("create ", target));
+  struct CleanupTarget {
+    ~CleanupTarget() {
+      std::error_code ignored;
+      if (!done) fs::remove_all(path, ignored);
+    }
+    std::string path;
+    bool done = false;
+  } cleanup{target};
   uint64_t bytes = 0;
   for (const auto& [name, size] : manifest.tables) {
     const std::string from = absl::StrCat(shared, "/", name);
@@ -326,16 +339,24 @@ absl::StatusOr<uint64_t> RestoreBackup(const std::string& backup_arg,
                        " is missing or not ", size, " bytes"));
     }
     RETURN_IF_ERROR(
-        CopyFileSynced(from, absl::StrCat(data_dir, "/", name), &bytes));
+        CopyFileSynced(from, absl::StrCat(target, "/", name), &bytes));
   }
   for (const auto& entry : fs::directory_iterator(backup, ec)) {
     const std::string name = entry.path().filename().string();
     if (name == kManifest) continue;
     RETURN_IF_ERROR(CopyFileSynced(entry.path().string(),
-                                   absl::StrCat(data_dir, "/", name), &bytes));
+                                   absl::StrCat(target, "/", name), &bytes));
   }
   if (ec) return IoError(ec.value(), absl::StrCat("list ", backup));
-  RETURN_IF_ERROR(SyncPath(data_dir, O_RDONLY | O_DIRECTORY));
+  RETURN_IF_ERROR(SyncPath(target, O_RDONLY | O_DIRECTORY));
+  fs::rename(target, data_dir, ec);
+  if (ec) {
+    return IoError(ec.value(),
+                   absl::StrCat("rename ", target, " to ", data_dir));
+  }
+  cleanup.done = true;
+  RETURN_IF_ERROR(SyncPath(fs::absolute(data_dir).parent_path().string(),
+                           O_RDONLY | O_DIRECTORY));
   return manifest.watermark;
 }
 

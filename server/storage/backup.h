@@ -39,8 +39,11 @@ struct BackupResult {
 absl::StatusOr<BackupResult> BackupStore(EventStore* store,
                                          const std::string& root);
 
-// Restores a backup into `data_dir`, which must not exist or be empty.
-// `backup` is a ROOT/backup-W directory or a root (its newest backup).
+// Restores a backup into `data_dir`, which must not exist or be empty
+// (nor be a mount point: the restore is written to DATA_DIR.restoring
+// beside it and renamed onto it once complete, so a failed restore leaves
+// nothing behind). `backup` is a ROOT/backup-W directory or a root (its
+// newest backup).
 // Returns the backup's watermark. Errors: NOT_FOUND (no backup there),
 // FAILED_PRECONDITION (data_dir not empty), DATA_LOSS (a file of the
 // backup is missing or has the wrong size), RESOURCE_EXHAUSTED /

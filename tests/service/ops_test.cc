@@ -24,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/common/time_util.h"
+#include "server/storage/backup.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
@@ -385,6 +386,20 @@ TEST(BackupTest, BadTargetsFailClearlyAndTheServerServes) {
   restore.listen = "127.0.0.1:0";
   auto start = Server::Start(restore);
   EXPECT_EQ(start.status().code(), absl::StatusCode::kFailedPrecondition);
+  // A backup that lost a table file fails the restore with DATA_LOSS and
+  // leaves nothing behind.
+  int removed = 0;
+  for (const auto& f :
+       std::filesystem::directory_iterator(dir.Sub("root") + "/shared")) {
+    removed += std::filesystem::remove(f.path()) ? 1 : 0;
+  }
+  ASSERT_GT(removed, 0) << "the backup has no table file";
+  const std::string fresh = dir.Sub("fresh");
+  auto restored = RestoreBackup(mine->backup_dir(), fresh);
+  EXPECT_EQ(restored.status().code(), absl::StatusCode::kDataLoss)
+      << restored.status();
+  EXPECT_FALSE(std::filesystem::exists(fresh));
+  EXPECT_FALSE(std::filesystem::exists(fresh + ".restoring"));
   EXPECT_TRUE(ts.client().GetStatus().ok());
 }
 
