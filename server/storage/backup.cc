@@ -108,6 +108,16 @@ absl::Status WriteSmallFile(const std::string& path, const std::string& text) {
 
 bool IsTable(const fs::path& p) { return p.extension() == ".sst"; }
 
+// Removes a directory tree when it goes out of scope, unless kept.
+struct RemoveOnExit {
+  ~RemoveOnExit() {
+    std::error_code ignored;
+    if (!keep) fs::remove_all(path, ignored);
+  }
+  std::string path;
+  bool keep = false;
+};
+
 bool EmptyOrAbsent(const std::string& dir) {
   std::error_code ec;
   return !fs::exists(dir, ec) || fs::is_empty(dir, ec);
@@ -205,13 +215,7 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
   // The checkpoint's table files are hard links into the data dir: cheap,
   // and the files cannot go away while they are copied.
   ASSIGN_OR_RETURN(const uint64_t w, store->Checkpoint(checkpoint));
-  struct Cleanup {
-    ~Cleanup() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-    std::string path;
-  } cleanup{checkpoint};
+  const RemoveOnExit remove_checkpoint{checkpoint};
 
   RETURN_IF_ERROR(PrepareRoot(root, store->Identity()));
   BackupResult result;
@@ -224,14 +228,7 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return IoError(ec.value(), absl::StrCat("create ", tmp));
-  struct CleanupTmp {
-    ~CleanupTmp() {
-      std::error_code ignored;
-      if (!done) fs::remove_all(path, ignored);
-    }
-    std::string path;
-    bool done = false;
-  } cleanup_tmp{tmp};
+  RemoveOnExit remove_tmp{tmp};
 
   Manifest manifest;
   manifest.watermark = w;
@@ -280,7 +277,7 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
       SyncPath(absl::StrCat(root, "/shared"), O_RDONLY | O_DIRECTORY));
   fs::rename(tmp, result.dir, ec);
   if (ec) return IoError(ec.value(), absl::StrCat("rename ", tmp));
-  cleanup_tmp.done = true;
+  remove_tmp.keep = true;
   RETURN_IF_ERROR(SyncPath(root, O_RDONLY | O_DIRECTORY));
   return result;
 }
@@ -321,14 +318,7 @@ absl::StatusOr<uint64_t> RestoreBackup(const std::string& backup_arg,
   fs::remove_all(target, ec);
   fs::create_directories(target, ec);
   if (ec) return IoError(ec.value(), absl::StrCat("create ", target));
-  struct CleanupTarget {
-    ~CleanupTarget() {
-      std::error_code ignored;
-      if (!done) fs::remove_all(path, ignored);
-    }
-    std::string path;
-    bool done = false;
-  } cleanup{target};
+  RemoveOnExit remove_target{target};
   uint64_t bytes = 0;
   for (const auto& [name, size] : manifest.tables) {
     const std::string from = absl::StrCat(shared, "/", name);
@@ -354,7 +344,7 @@ absl::StatusOr<uint64_t> RestoreBackup(const std::string& backup_arg,
     return IoError(ec.value(),
                    absl::StrCat("rename ", target, " to ", data_dir));
   }
-  cleanup.done = true;
+  remove_target.keep = true;
   RETURN_IF_ERROR(SyncPath(fs::absolute(data_dir).parent_path().string(),
                            O_RDONLY | O_DIRECTORY));
   return manifest.watermark;
