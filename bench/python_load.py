@@ -29,25 +29,10 @@ import pandas as pd
 import rawfeat
 
 END = pd.Timestamp("2026-11-24T00:00:00Z")
-DEFINITIONS = """
-streams {
-  name: "orders" entity_field: "user_id" time_field: "order_time"
-  fields { name: "amount" type: DOUBLE required: true }
-  fields { name: "quantity" type: INT64 required: true }
-  fields { name: "category" type: STRING required: true }
-}
-views {
-  name: "bench" version: 1 stream: "orders"
-  features { name: "orders_1h"      aggregation: "count" window: "1h" }
-  features { name: "spend_1d"       aggregation: "sum" field: "amount" window: "1d" }
-  features { name: "avg_7d"         aggregation: "avg" field: "amount" window: "7d" }
-  features { name: "items_7d"       aggregation: "sum" field: "quantity" window: "7d" }
-  features { name: "max_30d"        aggregation: "max" field: "amount" window: "30d" }
-  features { name: "categories_30d" aggregation: "count_distinct" field: "category" window: "30d" }
-  features { name: "orders_life"    aggregation: "count" window: "lifetime" }
-  features { name: "last_category"  aggregation: "last" field: "category" window: "lifetime" }
-}
-"""
+# The stream and view of the C++ load tools (bench/workload.cc embeds it).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "bench.textproto")) as _f:
+    DEFINITIONS = _f.read()
 
 
 def zipf_ranks(rng, n, entities, s=1.1):

@@ -19,29 +19,9 @@
 namespace rawfeat {
 namespace bench {
 
-const char kDefinitions[] = R"(
-streams {
-  name: "orders"
-  entity_field: "user_id"
-  time_field: "order_time"
-  fields { name: "amount"   type: DOUBLE required: true }
-  fields { name: "quantity" type: INT64  required: true }
-  fields { name: "category" type: STRING required: true }
-  fields { name: "coupon"   type: STRING }
-  fields { name: "is_gift"  type: BOOL }
-}
-views {
-  name: "bench" version: 1 stream: "orders"
-  features { name: "orders_1h"     aggregation: "count"          window: "1h" }
-  features { name: "spend_1d"      aggregation: "sum"            field: "amount"   window: "1d" }
-  features { name: "avg_7d"        aggregation: "avg"            field: "amount"   window: "7d" }
-  features { name: "items_7d"      aggregation: "sum"            field: "quantity" window: "7d" }
-  features { name: "max_30d"       aggregation: "max"            field: "amount"   window: "30d" }
-  features { name: "categories_30d" aggregation: "count_distinct" field: "category" window: "30d" }
-  features { name: "orders_life"   aggregation: "count"          window: "lifetime" }
-  features { name: "last_category" aggregation: "last"           field: "category" window: "lifetime" }
-}
-)";
+const char kDefinitions[] =
+#include "bench_definitions.inc"
+    ;
 
 std::string Entity(int rank) { return absl::StrCat("user-", rank); }
 
