@@ -243,6 +243,16 @@ services {
       [](const v1::JoinFeaturesResponse&) { return true; });
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_TRUE(absl::StrContains(s.message(), "label row")) << s;
+  // The same join answered as columns, and a columnar snapshot.
+  first.set_columnar(true);
+  s = ts.client().JoinFeatures(
+      first, [](v1::JoinFeaturesRequest*) { return false; },
+      [](const v1::JoinFeaturesResponse&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "label row")) << s;
+  snap.set_columnar(true);
+  s = ts.client().Snapshot(snap, [](const v1::SnapshotChunk&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
 
   // The same through a feature service: its lookup, snapshot and join.
   v1::GetFeaturesRequest get_service;
