@@ -270,4 +270,24 @@ absl::StatusOr<v1::BackupResponse> Client::Backup(const std::string& dir) {
   return response;
 }
 
+absl::StatusOr<v1::EraseResponse> Client::Erase(const std::string& stream,
+                                                const std::string& entity) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  v1::EraseRequest request;
+  request.set_stream(stream);
+  request.set_entity(entity);
+  v1::EraseResponse response;
+  grpc::Status s = stub_->Erase(&ctx, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
+  return response;
+}
+
+absl::StatusOr<v1::ListErasuresResponse> Client::ListErasures() {
+  return Unary<v1::ListErasuresResponse>(
+      [&](grpc::ClientContext* ctx, v1::ListErasuresResponse* response) {
+        return stub_->ListErasures(ctx, v1::ListErasuresRequest(), response);
+      });
+}
+
 }  // namespace rawfeat

@@ -77,6 +77,11 @@ class Client {
   // A backup of the whole store into `dir` on the server's machine (the
   // streaming deadline: a large store takes a while to copy).
   absl::StatusOr<v1::BackupResponse> Backup(const std::string& dir);
+  // Erases every event of `entity` in `stream` (the streaming deadline: an
+  // entity may have millions of events).
+  absl::StatusOr<v1::EraseResponse> Erase(const std::string& stream,
+                                          const std::string& entity);
+  absl::StatusOr<v1::ListErasuresResponse> ListErasures();
 
   // Blocks until the channel is connected or `timeout` passes.
   bool WaitForConnected(std::chrono::milliseconds timeout);

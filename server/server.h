@@ -105,6 +105,9 @@ class Server {
   int port() const { return port_; }
   std::string address() const;
 
+  // The store, for tests and tools in this process (e.g. CompactAll).
+  EventStore* store() const { return store_.get(); }
+
   // The address /metrics is served on ("" without metrics).
   std::string metrics_address() const;
   // Reports NOT_SERVING on the health service (grpc.health.v1) while still

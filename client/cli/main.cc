@@ -183,7 +183,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
   batch.set_stream(args.stream);
   batch.set_on_invalid(args.skip_invalid ? v1::SKIP_ROW : v1::REJECT_BATCH);
   std::vector<int64_t> lines;  // line of each row in `batch`
-  int64_t rows = 0, accepted = 0, duplicates = 0;
+  int64_t rows = 0, accepted = 0, duplicates = 0, expired = 0;
   uint64_t watermark = 0;
 
   auto flush = [&]() -> absl::Status {
@@ -203,6 +203,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
     }
     accepted += r->accepted();
     duplicates += r->duplicates();
+    expired += r->expired();
     watermark = r->watermark();
     for (const auto& e : r->rejected()) {
       reject(absl::StrCat("line ", lines[e.row()], ": ",
@@ -266,11 +267,16 @@ int RunIngest(Client& client, const IngestArgs& args) {
     if (st.ok()) watermark = st->watermark();
   }
   std::printf(
-      "%s: %lld rows read, %lld accepted, %lld duplicates, %lld rejected; "
+      "%s: %lld rows read, %lld accepted, %lld duplicates, %lld rejected%s; "
       "watermark %llu\n",
       args.file.c_str(), static_cast<long long>(rows),
       static_cast<long long>(accepted), static_cast<long long>(duplicates),
       static_cast<long long>(rejected),
+      expired == 0
+          ? ""
+          : absl::StrCat(", ", expired,
+                         " expired (older than the stream's retention)")
+                .c_str(),
       static_cast<unsigned long long>(watermark));
   return 0;
 }
@@ -622,6 +628,37 @@ int RunBackup(Client& client, const std::string& dir) {
   return 0;
 }
 
+// ---------------------------------------------------------------- erase
+
+int RunErase(Client& client, const std::string& stream,
+             const std::string& entity) {
+  auto r = client.Erase(stream, entity);
+  if (!r.ok()) return Fail(r.status());
+  std::printf(
+      "erased %llu events of one entity of stream %s (entity sha256 %s); "
+      "watermark %llu\n",
+      static_cast<unsigned long long>(r->events()), stream.c_str(),
+      r->entity_sha256().c_str(),
+      static_cast<unsigned long long>(r->watermark()));
+  return 0;
+}
+
+int RunErasures(Client& client) {
+  auto r = client.ListErasures();
+  if (!r.ok()) return Fail(r.status());
+  std::printf("%-27s %-12s %-16s %-10s %-10s %s\n", "at", "principal", "stream",
+              "events", "watermark", "entity sha256");
+  for (const v1::Erasure& e : r->erasures()) {
+    std::printf("%-27s %-12s %-16s %-10llu %-10llu %s\n",
+                FormatMicros(TimestampToMicros(e.at()).value_or(0)).c_str(),
+                e.principal().empty() ? "-" : e.principal().c_str(),
+                e.stream().c_str(), static_cast<unsigned long long>(e.events()),
+                static_cast<unsigned long long>(e.watermark()),
+                e.entity_sha256().c_str());
+  }
+  return 0;
+}
+
 // ---------------------------------------------------------------- status
 
 int RunStatus(Client& client) {
@@ -665,8 +702,18 @@ int RunStatus(Client& client) {
           : absl::StrCat("http://", st->metrics_address(), "/metrics");
   std::printf("metrics    %s\n", metrics.c_str());
   for (const auto& s : st->streams()) {
-    std::printf("stream     %-24s %llu events\n", s.name().c_str(),
-                static_cast<unsigned long long>(s.events()));
+    std::string kept;
+    if (!s.retention().empty() || s.has_horizon()) {
+      kept = absl::StrCat(
+          ", retention ", s.retention().empty() ? "forever" : s.retention(),
+          s.has_horizon()
+              ? absl::StrCat(
+                    ", horizon ",
+                    FormatMicros(TimestampToMicros(s.horizon()).value_or(0)))
+              : "");
+    }
+    std::printf("stream     %-24s %llu events%s\n", s.name().c_str(),
+                static_cast<unsigned long long>(s.events()), kept.c_str());
   }
   auto defs = client.ListDefinitions();
   if (defs.ok()) {
@@ -811,6 +858,18 @@ int main(int argc, char** argv) {
                    "earlier backups of this store")
       ->required();
 
+  std::string erase_stream, erase_entity;
+  auto* erase_cmd = app.add_subcommand(
+      "erase",
+      "delete every event of one entity of a stream (its events, ids, log "
+      "entries and tiles), e.g. for a GDPR erasure request; recorded in the "
+      "erasure log (admin only)");
+  erase_cmd->add_option("--stream", erase_stream, "stream name")->required();
+  erase_cmd->add_option("--entity", erase_entity, "the entity to erase")
+      ->required();
+  auto* erasures_cmd = app.add_subcommand(
+      "erasures", "the erasure log: when, who, stream, entity hash, events");
+
   app.add_subcommand("status", "server version, counts, watermark, problems");
   for (CLI::App* cmd : app.get_subcommands({})) {
     cmd->footer(
@@ -849,5 +908,7 @@ int main(int argc, char** argv) {
   if (*diff_cmd) return RunDiff(server, diff, *client_options);
   if (*backfill_cmd) return RunBackfill(server, backfill, *client_options);
   if (*backup_cmd) return RunBackup(client, backup_dir);
+  if (*erase_cmd) return RunErase(client, erase_stream, erase_entity);
+  if (*erasures_cmd) return RunErasures(client);
   return RunStatus(client);
 }

@@ -78,6 +78,7 @@ absl::StatusOr<v1::IngestResponse> Ingester::IngestCounted(
   } else {
     counts->accepted = result->accepted;
     counts->duplicates = result->duplicates;
+    counts->expired = result->expired;
   }
   for (const AppendConflict& c : result->conflicts) {
     v1::RowError err;
@@ -97,6 +98,7 @@ absl::StatusOr<v1::IngestResponse> Ingester::IngestCounted(
   v1::IngestResponse response;
   response.set_accepted(result->accepted);
   response.set_duplicates(result->duplicates);
+  response.set_expired(result->expired);
   response.set_watermark(result->watermark);
   response.set_batches(1);
   for (auto& e : errors) {

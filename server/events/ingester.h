@@ -23,6 +23,7 @@ struct IngestCounts {
   int64_t bytes = 0;  // the request's wire size
   int64_t accepted = 0;
   int64_t duplicates = 0;
+  int64_t expired = 0;    // below the stream's retention horizon
   int64_t conflicts = 0;  // same event id, other content
   int64_t invalid = 0;    // rows that failed validation
   bool failed = false;    // nothing written (rejected batch, storage error)

@@ -43,6 +43,23 @@ absl::Status Replayer::ReadEvents(
   if (from_us > to_us) {
     return absl::InvalidArgumentError("from_time is after to_time");
   }
+  // Retention: replay starts at the stream's horizon (events below it are
+  // gone or going); asking for less is refused, never answered short.
+  const int64_t horizon = store_->Horizon(schema->stream_id);
+  if (horizon != kNoHorizon) {
+    if (request.has_from_time() && from_us < horizon) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "from_time ", FormatMicros(from_us),
+          " is below the retention horizon of stream '", schema->name, "' at ",
+          FormatMicros(horizon), " (retention ",
+          schema->def().retention().empty() ? "forever, after a shorter one"
+                                            : schema->def().retention(),
+          "): events there are no longer kept; leave from_time unset to "
+          "replay from the horizon"));
+    }
+    from_us = std::max(from_us, horizon);
+    to_us = std::max(to_us, from_us);
+  }
   RETURN_IF_ERROR(ValidatePartition(request.partition()));
   const uint32_t pcount = request.partition().count();
   const uint32_t pindex = request.partition().index();

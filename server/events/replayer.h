@@ -34,6 +34,8 @@ class Replayer {
   // straight from storage, see event_wire.h) carrying the watermark used;
   // `emit` may take the string's contents. Stops early if `emit` returns
   // false (client gone). Reads one consistent snapshot.
+  // A stream with a retention horizon replays from it (events below are
+  // not returned); a from_time below it is FAILED_PRECONDITION.
   // Errors: NOT_FOUND (unknown stream), INVALID_ARGUMENT (watermark above
   // the latest, bad time range, bad partition), DATA_LOSS (corrupt event).
   absl::Status ReadEvents(

@@ -30,7 +30,8 @@ constexpr uint32_t kReaderActions = Bit(AuthAction::kReadEvents) |
                                     Bit(AuthAction::kStatus);
 constexpr uint32_t kWriterActions = kReaderActions | Bit(AuthAction::kIngest);
 constexpr uint32_t kAdminActions =
-    kWriterActions | Bit(AuthAction::kApply) | Bit(AuthAction::kBackup);
+    kWriterActions | Bit(AuthAction::kApply) | Bit(AuthAction::kBackup) |
+    Bit(AuthAction::kErase);
 // Actions on an object (the others need no stream or view).
 constexpr uint32_t kObjectActions =
     kAdminActions & ~Bit(AuthAction::kStatus) & ~Bit(AuthAction::kBackup);
@@ -50,10 +51,11 @@ absl::StatusOr<uint32_t> ActionBit(const std::string& action) {
   if (action == "read_features") return Bit(AuthAction::kReadFeatures);
   if (action == "status") return Bit(AuthAction::kStatus);
   if (action == "backup") return Bit(AuthAction::kBackup);
+  if (action == "erase") return Bit(AuthAction::kErase);
   return absl::InvalidArgumentError(
       absl::StrCat("action '", Echo(action),
                    "' is not one of apply, ingest, read_events, "
-                   "read_features, status, backup"));
+                   "read_features, status, backup, erase"));
 }
 
 // "ingest into stream 'orders'": what was refused, for messages.
@@ -78,6 +80,8 @@ std::string Refused(AuthAction action, ObjectKind kind,
       return "read status and definitions";
     case AuthAction::kBackup:
       return "back the store up";
+    case AuthAction::kErase:
+      return absl::StrCat("erase entities of", what);
   }
   return "do that";
 }

@@ -34,6 +34,7 @@ enum class AuthAction : uint32_t {
   kReadFeatures = 8,
   kStatus = 16,
   kBackup = 32,
+  kErase = 64,
 };
 
 enum class ObjectKind { kNone, kStream, kView, kService };

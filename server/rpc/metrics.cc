@@ -116,6 +116,7 @@ struct Metrics::StreamSeries {
   prometheus::Counter* events;
   prometheus::Counter* bytes;
   prometheus::Counter* duplicates;
+  prometheus::Counter* expired;
   prometheus::Counter* conflicts;
   prometheus::Counter* invalid;
   prometheus::Counter* failed_batches;
@@ -272,6 +273,10 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Start(
   m->ingest_duplicates_ =
       counter("rawfeat_ingest_duplicates_total",
               "Events already stored (same id and content), per stream.");
+  m->ingest_expired_ =
+      counter("rawfeat_ingest_expired_total",
+              "Events below their stream's retention horizon (acknowledged, "
+              "not stored), per stream.");
   m->ingest_conflicts_ =
       counter("rawfeat_ingest_conflicts_total",
               "Events whose id is stored with other content, per stream.");
@@ -373,7 +378,8 @@ Ingester::Observer Metrics::IngestObserver() {
         const prometheus::Labels labels = {{"stream", stream}};
         series = std::make_unique<StreamSeries>(StreamSeries{
             &ingest_events_->Add(labels), &ingest_bytes_->Add(labels),
-            &ingest_duplicates_->Add(labels), &ingest_conflicts_->Add(labels),
+            &ingest_duplicates_->Add(labels), &ingest_expired_->Add(labels),
+            &ingest_conflicts_->Add(labels),
             &ingest_rejected_->Add({{"stream", stream}, {"kind", "row"}}),
             &ingest_rejected_->Add({{"stream", stream}, {"kind", "batch"}})});
       }
@@ -382,6 +388,7 @@ Ingester::Observer Metrics::IngestObserver() {
     s->events->Increment(static_cast<double>(c.accepted));
     s->bytes->Increment(static_cast<double>(c.bytes));
     s->duplicates->Increment(static_cast<double>(c.duplicates));
+    s->expired->Increment(static_cast<double>(c.expired));
     s->conflicts->Increment(static_cast<double>(c.conflicts));
     s->invalid->Increment(static_cast<double>(c.invalid));
     if (c.failed) s->failed_batches->Increment();

@@ -87,6 +87,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* ingest_events_ = nullptr;
   prometheus::Family<prometheus::Counter>* ingest_bytes_ = nullptr;
   prometheus::Family<prometheus::Counter>* ingest_duplicates_ = nullptr;
+  prometheus::Family<prometheus::Counter>* ingest_expired_ = nullptr;
   prometheus::Family<prometheus::Counter>* ingest_conflicts_ = nullptr;
   prometheus::Family<prometheus::Counter>* ingest_rejected_ = nullptr;
   prometheus::Histogram* lookup_entities_ = nullptr;

@@ -9,6 +9,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "server/aggregation/aggregation_spec.h"
+#include "server/common/echo.h"
+#include "server/common/hash.h"
 #include "server/common/status_macros.h"
 #include "server/rpc/metrics.h"
 #include "server/rpc/rpc_util.h"
@@ -329,6 +331,54 @@ grpc::Status FeatureStoreService::Backup(grpc::ServerContext* context,
   response->set_files_copied(result->files_copied);
   response->set_files_reused(result->files_reused);
   response->set_bytes_copied(result->bytes_copied);
+  return grpc::Status::OK;
+}
+
+grpc::Status FeatureStoreService::Erase(grpc::ServerContext* context,
+                                        const v1::EraseRequest* request,
+                                        v1::EraseResponse* response) {
+  auto auth = Authenticate(*context, "Erase");
+  if (!auth.ok()) return ToGrpcStatus(auth.status());
+  absl::Status allowed =
+      auth->Require(AuthAction::kErase, ObjectKind::kStream, request->stream());
+  if (!allowed.ok()) return ToGrpcStatus(allowed);
+  auto stream = registry_->FindStream(request->stream());
+  if (stream == nullptr) {
+    return ToGrpcStatus(absl::NotFoundError(
+        absl::StrCat("stream '", Echo(request->stream()), "' is not defined")));
+  }
+  // The log keeps a hash of the entity, never the entity itself.
+  const Sha256Digest digest = Sha256(request->entity());
+  const std::string hash = HexEncode(absl::string_view(
+      reinterpret_cast<const char*>(digest.data()), digest.size()));
+  v1::Erasure record;
+  record.set_principal(auth->principal());
+  record.set_stream(stream->name);
+  record.set_entity_sha256(hash);
+  auto result = store_->Erase(stream->stream_id, request->entity(), record);
+  auth->Audit(absl::StrCat("stream:", absl::CHexEscape(stream->name),
+                           " entity_sha256:", hash),
+              result.ok() ? absl::StrCat("OK erased=", result->events)
+                          : result.status().ToString(),
+              /*always=*/true);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  response->set_events(result->events);
+  response->set_watermark(result->watermark);
+  response->set_entity_sha256(hash);
+  return grpc::Status::OK;
+}
+
+grpc::Status FeatureStoreService::ListErasures(
+    grpc::ServerContext* context, const v1::ListErasuresRequest*,
+    v1::ListErasuresResponse* response) {
+  auto auth = Authenticate(*context, "ListErasures");
+  if (!auth.ok()) return ToGrpcStatus(auth.status());
+  absl::Status allowed =
+      auth->Require(AuthAction::kStatus, ObjectKind::kNone, "");
+  if (!allowed.ok()) return ToGrpcStatus(allowed);
+  auto erasures = store_->Erasures();
+  if (!erasures.ok()) return ToGrpcStatus(erasures.status());
+  for (auto& e : *erasures) *response->add_erasures() = std::move(e);
   return grpc::Status::OK;
 }
 

@@ -105,6 +105,12 @@ class FeatureStoreService final
   grpc::Status Backup(grpc::ServerContext* context,
                       const v1::BackupRequest* request,
                       v1::BackupResponse* response) override;
+  grpc::Status Erase(grpc::ServerContext* context,
+                     const v1::EraseRequest* request,
+                     v1::EraseResponse* response) override;
+  grpc::Status ListErasures(grpc::ServerContext* context,
+                            const v1::ListErasuresRequest* request,
+                            v1::ListErasuresResponse* response) override;
 
  private:
   EventStore* const store_;

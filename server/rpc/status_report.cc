@@ -17,6 +17,11 @@ void FillStatus(EventStore* store, Registry* registry, const Authorizer* auth,
     st->set_name(s->name);
     auto it = counts.find(s->stream_id);
     st->set_events(it == counts.end() ? 0 : it->second);
+    st->set_retention(s->def().retention());
+    const int64_t horizon = store->Horizon(s->stream_id);
+    if (horizon != kNoHorizon) {
+      *st->mutable_horizon() = MicrosToTimestamp(horizon);
+    }
   }
   response->set_disk_bytes(store->DiskBytes());
   for (auto& p : registry->problems()) {

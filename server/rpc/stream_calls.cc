@@ -304,6 +304,7 @@ class IngestStreamReactor final
       if (!result.ok()) return Fail(result.status(), batch);
       total_.set_accepted(total_.accepted() + result->accepted());
       total_.set_duplicates(total_.duplicates() + result->duplicates());
+      total_.set_expired(total_.expired() + result->expired());
       for (auto& r : *result->mutable_rejected()) {
         *total_.add_rejected() = std::move(r);
       }

@@ -60,6 +60,9 @@ absl::Status Registry::Load() {
         std::vector<v1::StreamDef> versions(stored.versions().begin(),
                                             stored.versions().end());
         auto schema = MakeSchema(stored.stream_id(), std::move(versions));
+        auto retention = ParseRetention(schema->def().retention());
+        store_->LoadRetention(schema->stream_id,
+                              retention.ok() ? *retention : 0);
         streams[schema->name] = schema;
       });
   if (!s.ok()) return s;
@@ -170,6 +173,8 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     next_id = next_stream_id_;
   }
   std::vector<std::pair<std::string, std::string>> writes;
+  // Streams whose retention is set or changes: id -> microseconds.
+  std::vector<std::pair<uint32_t, int64_t>> retention;
 
   std::map<std::string, int> seen_streams;
   for (const auto& def : defs.streams()) {
@@ -189,6 +194,9 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     if (it == streams.end()) {
       id = next_id++;
       versions.push_back(def);
+      if (!def.retention().empty()) {
+        retention.emplace_back(id, *ParseRetention(def.retention()));
+      }
       out.changes.push_back(absl::StrCat("add stream '", def.name(), "' (",
                                          def.fields_size(), " fields)"));
     } else {
@@ -201,6 +209,9 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
       if (!ev->changed) continue;
       id = it->second->stream_id;
       versions = it->second->versions;
+      if (ev->retention_changed) {
+        retention.emplace_back(id, *ParseRetention(def.retention()));
+      }
       if (ev->new_schema_version) {
         versions.push_back(ev->merged);
       } else {
@@ -225,6 +236,9 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
       continue;
     }
     auto invalid = ValidateView(view, sit->second->def());
+    if (invalid.empty() && views.count({view.name(), view.version()}) == 0) {
+      invalid = ViewRetentionProblems(view, sit->second->def());
+    }
     if (!invalid.empty()) {
       problems.insert(problems.end(), invalid.begin(), invalid.end());
       continue;
@@ -270,7 +284,7 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
                         : absl::InvalidArgumentError(msg);
   }
   if (!writes.empty()) {
-    absl::Status s = store_->PutMeta(writes);
+    absl::Status s = store_->PutDefinitions(writes, retention);
     if (!s.ok()) return s;
   }
   absl::MutexLock l(&mu_);
@@ -299,10 +313,9 @@ Registry::FindService(absl::string_view name, uint32_t version) const {
   }
   if (found == nullptr) {
     return absl::NotFoundError(
-        version == 0
-            ? absl::StrCat("service '", Echo(name), "' is not defined")
-            : absl::StrCat("service '", Echo(name), "' version ", version,
-                           " is not defined"));
+        version == 0 ? absl::StrCat("service '", Echo(name), "' is not defined")
+                     : absl::StrCat("service '", Echo(name), "' version ",
+                                    version, " is not defined"));
   }
   return found;
 }

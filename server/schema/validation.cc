@@ -93,6 +93,18 @@ absl::StatusOr<Window> ParseWindow(absl::string_view text) {
   return Window{false, n * unit};
 }
 
+absl::StatusOr<int64_t> ParseRetention(absl::string_view text) {
+  if (text.empty()) return 0;
+  auto w = ParseWindow(text);
+  if (!w.ok() || w->lifetime) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad retention '", text,
+        "': want a positive duration such as 90d, 400d or 52w, or nothing "
+        "(keep forever)"));
+  }
+  return w->micros;
+}
+
 std::vector<std::string> ValidateStream(const v1::StreamDef& def) {
   std::vector<std::string> problems;
   const std::string where = absl::StrCat("stream '", def.name(), "'");
@@ -113,6 +125,9 @@ std::vector<std::string> ValidateStream(const v1::StreamDef& def) {
   }
   if (def.fields_size() > kMaxFields) {
     add(absl::StrCat("more than ", kMaxFields, " fields"));
+  }
+  if (auto r = ParseRetention(def.retention()); !r.ok()) {
+    add(r.status().message());
   }
   absl::flat_hash_set<std::string> seen;
   for (const auto& f : def.fields()) {
@@ -300,6 +315,23 @@ std::vector<std::string> ServiceFeatureNames(
   return names;
 }
 
+std::vector<std::string> ViewRetentionProblems(const v1::FeatureViewDef& view,
+                                               const v1::StreamDef& stream) {
+  std::vector<std::string> problems;
+  auto retention = ParseRetention(stream.retention());
+  if (!retention.ok() || *retention == 0) return problems;
+  for (const auto& feature : view.features()) {
+    auto w = ParseWindow(feature.window());
+    if (!w.ok() || (!w->lifetime && w->micros <= *retention)) continue;
+    problems.push_back(absl::StrCat(
+        "view '", view.name(), "' version ", view.version(), ": feature '",
+        feature.name(), "': window ", feature.window(),
+        " reaches below the retention of stream '", stream.name(), "' (",
+        stream.retention(), "): every read of it would be refused"));
+  }
+  return problems;
+}
+
 absl::StatusOr<StreamEvolution> EvolveStream(const v1::StreamDef& current,
                                              const v1::StreamDef& proposed) {
   const std::string where = absl::StrCat("stream '", current.name(), "'");
@@ -364,6 +396,14 @@ absl::StatusOr<StreamEvolution> EvolveStream(const v1::StreamDef& current,
   if (proposed.description() != current.description()) {
     ev.merged.set_description(proposed.description());
     ev.changes.push_back(absl::StrCat(where, ": description updated"));
+  }
+  if (proposed.retention() != current.retention()) {
+    ev.merged.set_retention(proposed.retention());
+    ev.retention_changed = true;
+    ev.changes.push_back(absl::StrCat(
+        where, ": retention ",
+        current.retention().empty() ? "forever" : current.retention(), " -> ",
+        proposed.retention().empty() ? "forever" : proposed.retention()));
   }
   ev.changed = !ev.changes.empty();
   return ev;

@@ -26,6 +26,11 @@ struct Window {
 // Errors: INVALID_ARGUMENT naming the text and the accepted forms.
 absl::StatusOr<Window> ParseWindow(absl::string_view text);
 
+// A stream's retention in microseconds: 0 for "" (keep forever), else a
+// positive duration as ParseWindow takes (not "lifetime").
+// Errors: INVALID_ARGUMENT naming the text.
+absl::StatusOr<int64_t> ParseRetention(absl::string_view text);
+
 // True for [A-Za-z_][A-Za-z0-9_]{0,63}.
 bool IsValidName(absl::string_view name);
 
@@ -40,6 +45,12 @@ std::vector<std::string> ValidateStream(const v1::StreamDef& def);
 // Problems with one view over `stream` (already valid). Empty = valid.
 std::vector<std::string> ValidateView(const v1::FeatureViewDef& view,
                                       const v1::StreamDef& stream);
+
+// Problems of a new view with its stream's retention: a window longer than
+// the retention (or lifetime, when the stream has one) could never be read.
+// Empty = none.
+std::vector<std::string> ViewRetentionProblems(const v1::FeatureViewDef& view,
+                                               const v1::StreamDef& stream);
 
 // The view (name, version) a service part names, or nullptr if unknown.
 using FindViewFn = std::function<const v1::FeatureViewDef*(
@@ -66,6 +77,7 @@ std::vector<std::string> ServiceFeatureNames(
 struct StreamEvolution {
   bool changed = false;
   bool new_schema_version = false;  // fields were added
+  bool retention_changed = false;
   // The definition to store: the old fields in their old order, then the
   // added ones (so field positions never move), with updated descriptions.
   v1::StreamDef merged;

@@ -75,26 +75,36 @@ bool GetFieldPayload(absl::string_view* in, FieldValue* f) {
   }
 }
 
-bool EventValueReader::Parse(absl::string_view in,
-                             const std::vector<v1::FieldType>& types) {
-  if (in.empty() || in[0] != kFormat) return false;
-  in.remove_prefix(1);
+bool EventValueReader::ParseHeader(absl::string_view* in) {
+  if (in->empty() || (*in)[0] != kFormat) return false;
+  in->remove_prefix(1);
   uint64_t sv;
-  if (!GetVarint64(&in, &sv) || in.empty()) return false;
+  if (!GetVarint64(in, &sv) || in->empty()) return false;
   schema_version_ = static_cast<uint32_t>(sv);
-  const char kind = in[0];
-  in.remove_prefix(1);
+  const char kind = (*in)[0];
+  in->remove_prefix(1);
   if (kind == kIdDerived) {
-    if (in.size() < 32) return false;
+    if (in->size() < 32) return false;
     derived_id_ = true;
-    id_ = in.substr(0, 32);
-    in.remove_prefix(32);
+    id_ = in->substr(0, 32);
+    in->remove_prefix(32);
   } else if (kind == kIdGiven) {
     derived_id_ = false;
-    if (!GetLengthPrefixed(&in, &id_)) return false;
+    if (!GetLengthPrefixed(in, &id_)) return false;
   } else {
     return false;
   }
+  return true;
+}
+
+bool EventValueReader::ParseId(absl::string_view value) {
+  fields_.clear();
+  return ParseHeader(&value);
+}
+
+bool EventValueReader::Parse(absl::string_view in,
+                             const std::vector<v1::FieldType>& types) {
+  if (!ParseHeader(&in)) return false;
   uint64_t n;
   if (!GetVarint64(&in, &n) || n > types.size()) return false;
   const size_t bitmap_bytes = (n + 7) / 8;

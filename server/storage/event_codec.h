@@ -62,6 +62,9 @@ class EventValueReader {
  public:
   // False if the value is corrupt or has more fields than `types`.
   bool Parse(absl::string_view value, const std::vector<v1::FieldType>& types);
+  // Parses only the schema version and the event id (no field list
+  // needed); fields() is then empty. False if corrupt.
+  bool ParseId(absl::string_view value);
 
   uint32_t schema_version() const { return schema_version_; }
   // The event id: the writer's, or the lower-case hex of the derived digest.
@@ -74,6 +77,9 @@ class EventValueReader {
   const std::vector<FieldValue>& fields() const { return fields_; }
 
  private:
+  // Reads the format, schema version and id from the front of *in.
+  bool ParseHeader(absl::string_view* in);
+
   uint32_t schema_version_ = 0;
   bool derived_id_ = false;
   absl::string_view id_;

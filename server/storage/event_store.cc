@@ -12,6 +12,7 @@
 #include <limits>
 #include <system_error>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -31,6 +32,8 @@
 #include "server/common/echo.h"
 #include "server/common/log.h"
 #include "server/common/status_macros.h"
+#include "server/common/time_util.h"
+#include "server/storage/event_codec.h"
 #include "server/storage/keys.h"
 #include "server/storage/seq_file.h"
 #include "server/storage/wal_check.h"
@@ -146,17 +149,21 @@ std::string VouchedSeq(
   return last.ok() ? absl::StrCat(*last) : "(unknown)";
 }
 
-// ids value: be64(seq) | 32-byte content hash.
-std::string EncodeIdRecord(uint64_t seq, const Sha256Digest& hash) {
+// ids value: be64(seq) | 32-byte content hash | be64(event time ^ signbit)
+// (the time lets retention drop the record; records written before it
+// have none: 40 bytes).
+std::string EncodeIdRecord(uint64_t seq, const Sha256Digest& hash,
+                           int64_t time_us) {
   std::string v;
-  v.reserve(40);
+  v.reserve(48);
   PutBigEndian64(&v, seq);
   v.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  PutBigEndian64(&v, OrderedFromSigned(time_us));
   return v;
 }
 
 bool DecodeIdRecord(absl::string_view v, uint64_t* seq, Sha256Digest* hash) {
-  if (v.size() != 40) return false;
+  if (v.size() != 40 && v.size() != 48) return false;
   *seq = DecodeBigEndian64(v.data());
   std::memcpy(hash->data(), v.data() + 8, 32);
   return true;
@@ -336,13 +343,26 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   events_cf.prefix_extractor = std::make_shared<EntityPrefixTransform>();
   events_cf.memtable_prefix_bloom_size_ratio = 0.05;
   events_cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 20));
+  // Retention drops old events, ids and tiles, and empties log entries,
+  // as compactions rewrite them.
+  RetentionPolicy* retention = &store->retention_;
+  events_cf.compaction_filter_factory =
+      NewRetentionFilterFactory(retention, RetentionFilterKind::kEvents);
+  ids_cf.compaction_filter_factory =
+      NewRetentionFilterFactory(retention, RetentionFilterKind::kIds);
+  rocksdb::ColumnFamilyOptions log_cf = make_cf(Bloom::kNone);
+  log_cf.compaction_filter_factory =
+      NewRetentionFilterFactory(retention, RetentionFilterKind::kLog);
+  rocksdb::ColumnFamilyOptions tiles_cf = make_cf(Bloom::kNone);
+  tiles_cf.compaction_filter_factory =
+      NewRetentionFilterFactory(retention, RetentionFilterKind::kTiles);
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, make_cf(Bloom::kNone)},
       {kEventsColumnFamily, events_cf},
       {kIdsColumnFamily, ids_cf},
-      {kLogColumnFamily, make_cf(Bloom::kNone)},
+      {kLogColumnFamily, log_cf},
       {kMetaColumnFamily, make_cf(Bloom::kNone)},
-      {kTilesColumnFamily, make_cf(Bloom::kNone)},
+      {kTilesColumnFamily, tiles_cf},
   };
   // Replay the log tolerating only an incomplete last record: a write cut
   // short by a crash was never synced, so never acknowledged. Anything
@@ -482,6 +502,14 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
     }
     if (!tiles->status().ok()) return FromRocks(tiles->status(), "load tiles");
   }
+  RETURN_IF_ERROR(ScanMeta(
+      kMetaHorizonPrefix, [this](absl::string_view k, absl::string_view v) {
+        const absl::string_view id = k.substr(strlen(kMetaHorizonPrefix));
+        if (id.size() == 4 && v.size() == 8) {
+          retention_.Set(DecodeBigEndian32(id.data()), 0,
+                         SignedFromOrdered(DecodeBigEndian64(v.data())));
+        }
+      }));
   absl::MutexLock l(&mu_);
   return ScanMeta(
       kMetaCountPrefix, [this](absl::string_view k, absl::string_view v) {
@@ -533,6 +561,17 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
   Writer w(request);
+  const int64_t horizon = Horizon(request->stream_id);
+  if (horizon != kNoHorizon) {
+    auto& events = request->events;
+    const size_t before = events.size();
+    events.erase(std::remove_if(events.begin(), events.end(),
+                                [horizon](const PendingEvent& e) {
+                                  return e.time_us < horizon;
+                                }),
+                 events.end());
+    w.result.expired = static_cast<int64_t>(before - events.size());
+  }
   mu_.Lock();
   writers_.push_back(&w);
   while (!w.done && writers_.front() != &w) w.cv.Wait(&mu_);
@@ -658,7 +697,8 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
         }
       }
       event_puts.push_back({std::move(event_key), &e.value});
-      id_puts.push_back({keys[i], EncodeIdRecord(s, e.content_hash)});
+      id_puts.push_back(
+          {keys[i], EncodeIdRecord(s, e.content_hash, e.time_us)});
       group_ids.emplace(std::move(keys[i]), e.content_hash);
     }
     added[req.stream_id] += to_write.size();
@@ -897,6 +937,7 @@ absl::Status EventStore::ScanLog(
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
   for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid(); it->Next()) {
+    if (IsRemovedLogValue(ToView(it->value()))) continue;
     absl::string_view event_key, event_value;
     if (!ParseLogValue(ToView(it->value()), &event_key, &event_value)) {
       return absl::DataLossError(absl::StrCat("malformed log entry at seq ",
@@ -1081,6 +1122,155 @@ uint64_t EventStore::DiskBytes() const {
     }
   }
   return total;
+}
+
+int64_t EventStore::Horizon(uint32_t stream_id) const {
+  return retention_.Horizon(stream_id, absl::ToUnixMicros(absl::Now()));
+}
+
+void EventStore::LoadRetention(uint32_t stream_id, int64_t retention_us) {
+  retention_.Set(stream_id, retention_us, kNoHorizon);
+}
+
+absl::Status EventStore::PutDefinitions(
+    const std::vector<std::pair<std::string, std::string>>& kvs,
+    const std::vector<std::pair<uint32_t, int64_t>>& retention) {
+  if (retention.empty()) return PutMeta(kvs);
+  // No compaction filter is made while the change is written: each one
+  // snapshots the cutoffs, which must never pass a floor written here.
+  absl::WriterMutexLock change(retention_.change_mu());
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  std::vector<std::pair<std::string, std::string>> writes = kvs;
+  std::vector<int64_t> floors;
+  for (const auto& [stream, retention_us] : retention) {
+    const int64_t floor = retention_.FloorForChange(stream, retention_us, now);
+    floors.push_back(floor);
+    if (floor == kNoHorizon) continue;
+    std::string key = kMetaHorizonPrefix;
+    PutBigEndian32(&key, stream);
+    std::string value;
+    PutBigEndian64(&value, OrderedFromSigned(floor));
+    writes.emplace_back(std::move(key), std::move(value));
+  }
+  RETURN_IF_ERROR(PutMeta(writes));
+  for (size_t i = 0; i < retention.size(); ++i) {
+    retention_.Set(retention[i].first, retention[i].second, floors[i]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventStore::CompactAll() {
+  if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
+  rocksdb::FlushOptions flush;
+  RETURN_IF_ERROR(FromRocks(db_->Flush(flush, handles_), "flush"));
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction =
+      rocksdb::BottommostLevelCompaction::kForce;
+  for (auto* cf : handles_) {
+    RETURN_IF_ERROR(
+        FromRocks(db_->CompactRange(compact, cf, nullptr, nullptr), "compact"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
+    uint32_t stream_id, absl::string_view entity, v1::Erasure record) {
+  if (entity.empty() || entity.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        "entity must be non-empty and hold no NUL byte");
+  }
+  if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
+  const std::string prefix = EntityPrefix(stream_id, entity);
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::WriteBatch batch;
+  uint64_t events = 0;
+  EventValueReader reader;
+  // Removes one event's id record and log entry (its event and tiles go
+  // with the ranges below).
+  auto remove = [&](absl::string_view key, absl::string_view value) {
+    ParsedEventKey parsed;
+    if (!ParseEventKey(key, &parsed) || !reader.ParseId(value)) {
+      return absl::DataLossError(
+          absl::StrCat("corrupt stored event of the entity being erased (key ",
+                       HexEncode(key), ")"));
+    }
+    batch.Delete(ids_cf_, ToSlice(IdKey(stream_id, reader.event_id())));
+    batch.Put(log_cf_, ToSlice(LogKey(parsed.seq)),
+              rocksdb::Slice(kLogRemoved, 1));
+    ++events;
+    return absl::OkStatus();
+  };
+  // Most of the entity's events, from a snapshot while appends go on.
+  auto pinned = PinRead(0);
+  if (!pinned.ok()) return pinned.status();
+  {
+    auto it = ScanEvents(prefix, upper, pinned->view.get());
+    for (; it->Valid(); it->Next())
+      RETURN_IF_ERROR(remove(it->key(), it->value()));
+    RETURN_IF_ERROR(it->status());
+  }
+  pinned->view.reset();
+
+  absl::MutexLock commit_lock(&commit_mu_);
+  // Events appended since the snapshot: their log entries carry them.
+  const uint64_t watermark = this->watermark();
+  absl::Status inner;
+  RETURN_IF_ERROR(
+      ScanLog(pinned->watermark, watermark, nullptr,
+              [&](uint64_t, absl::string_view key, absl::string_view value) {
+                if (!absl::StartsWith(key, prefix)) return true;
+                inner = remove(key, value);
+                return inner.ok();
+              }));
+  RETURN_IF_ERROR(inner);
+  batch.DeleteRange(events_cf_, ToSlice(prefix), ToSlice(upper));
+  batch.DeleteRange(tiles_cf_, ToSlice(prefix), ToSlice(upper));
+  {
+    absl::MutexLock l(&mu_);
+    const uint64_t count = counts_[stream_id];
+    std::string v;
+    PutBigEndian64(&v, count - std::min(count, events));
+    batch.Put(meta_cf_, ToSlice(MetaCountKey(stream_id)), ToSlice(v));
+  }
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  last_erasure_us_ = std::max(now, last_erasure_us_ + 1);
+  record.set_events(events);
+  record.set_watermark(watermark);
+  *record.mutable_at() = MicrosToTimestamp(last_erasure_us_);
+  std::string log_key = kMetaErasurePrefix;
+  PutBigEndian64(&log_key, OrderedFromSigned(last_erasure_us_));
+  batch.Put(meta_cf_, ToSlice(log_key), record.SerializeAsString());
+  RETURN_IF_ERROR(CheckWritable());
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "erase"));
+  {
+    absl::MutexLock l(&mu_);
+    uint64_t& count = counts_[stream_id];
+    count -= std::min(count, events);
+  }
+  for (auto it = tiled_.begin(); it != tiled_.end();) {
+    if (absl::StartsWith(it->first, prefix)) {
+      tiled_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  return EraseResult{events, watermark};
+}
+
+absl::StatusOr<std::vector<v1::Erasure>> EventStore::Erasures() const {
+  std::vector<v1::Erasure> out;
+  bool corrupt = false;
+  RETURN_IF_ERROR(
+      ScanMeta(kMetaErasurePrefix, [&](absl::string_view, absl::string_view v) {
+        out.emplace_back();
+        if (!out.back().ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+          corrupt = true;
+        }
+      }));
+  if (corrupt) return absl::DataLossError("corrupt erasure log entry");
+  return out;
 }
 
 }  // namespace rawfeat

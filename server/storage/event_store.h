@@ -23,8 +23,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/hash.h"
 #include "server/storage/keys.h"
+#include "server/storage/retention.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -107,6 +109,8 @@ struct AppendConflict {
 struct AppendResult {
   int64_t accepted = 0;
   int64_t duplicates = 0;
+  // Below the stream's retention horizon: acknowledged, not stored.
+  int64_t expired = 0;
   std::vector<AppendConflict> conflicts;
   // The published watermark after this append (every seq <= it is durable
   // and visible).
@@ -166,7 +170,9 @@ class EventStore {
   EventStore(const EventStore&) = delete;
   EventStore& operator=(const EventStore&) = delete;
 
-  // Appends events with idempotency by (stream, event_id): an id already
+  // Appends events with idempotency by (stream, event_id): events below the
+  // stream's retention horizon are counted as expired and not stored; an id
+  // already
   // stored with the same content hash, or repeated within the request with
   // the same content, counts as a duplicate and is not written; the same id
   // with another content is a conflict (the original stays). Concurrent
@@ -259,6 +265,45 @@ class EventStore {
                         const std::function<void(absl::string_view,
                                                  absl::string_view)>& fn) const;
 
+  // Retention (retention.h). The stream's horizon now: reads may not reach
+  // below it (kNoHorizon: everything is kept).
+  int64_t Horizon(uint32_t stream_id) const;
+  // Sets a stream's retention (microseconds, 0 = forever) as loaded from
+  // its stored definition: no floor is recorded.
+  void LoadRetention(uint32_t stream_id, int64_t retention_us);
+  // Writes definitions (`kvs`, synced, as PutMeta) and changes the
+  // retention of streams (`retention`: stream id -> microseconds, 0 =
+  // forever) in one step no compaction sees half of: each stream whose
+  // retention changes gets a floor (its horizon under the old retention,
+  // now) written with the definitions.
+  absl::Status PutDefinitions(
+      const std::vector<std::pair<std::string, std::string>>& kvs,
+      const std::vector<std::pair<uint32_t, int64_t>>& retention);
+  // Flushes memtables and compacts every column family to the bottom, so
+  // retention and erasure leave the files now rather than eventually.
+  // Slow on a big store (rewrites it). Errors: UNAVAILABLE /
+  // RESOURCE_EXHAUSTED.
+  absl::Status CompactAll();
+
+  // Erasure: deletes every event of `entity` in the stream -- its events,
+  // id records, log entries (they become removed markers; seqs stay) and
+  // tiles -- in one atomic synced write, and appends an entry to the
+  // erasure log (`record`, with its events and watermark filled in, keyed
+  // by time). Events are found from a snapshot while appends go on; only
+  // the ones appended since, and the write, hold appends back. Idempotent:
+  // erasing an entity with no events deletes nothing and is still logged.
+  // Errors: INVALID_ARGUMENT (empty entity or NUL), UNAVAILABLE /
+  // RESOURCE_EXHAUSTED (the write failed; nothing erased), DATA_LOSS.
+  struct EraseResult {
+    uint64_t events = 0;
+    uint64_t watermark = 0;
+  };
+  absl::StatusOr<EraseResult> Erase(uint32_t stream_id,
+                                    absl::string_view entity,
+                                    v1::Erasure record);
+  // The erasure log, oldest first.
+  absl::StatusOr<std::vector<v1::Erasure>> Erasures() const;
+
   // Losses accepted on this store (accept_data_loss), oldest first.
   std::vector<DataLoss> DataLosses() const;
 
@@ -315,6 +360,8 @@ class EventStore {
 
   const std::string dir_;
   const EventStoreOptions options_;
+  // Before db_: its compaction filters use it until the database closes.
+  RetentionPolicy retention_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* events_cf_ = nullptr;
@@ -351,6 +398,8 @@ class EventStore {
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
   absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(commit_mu_);
+  // Time of the last erasure-log entry (keys stay unique).
+  int64_t last_erasure_us_ ABSL_GUARDED_BY(commit_mu_) = 0;
 };
 
 }  // namespace rawfeat

@@ -56,8 +56,15 @@ std::string LogKey(uint64_t seq);
 // REQUIRES: key.size() == 8.
 uint64_t ParseLogKey(absl::string_view key);
 std::string LogValue(absl::string_view event_key, absl::string_view value);
+// The log value of a seq whose event was removed (expired by retention, or
+// erased): the seq stays in the log, so the log still ends at the highest
+// seq ever issued, and replay skips it.
+inline constexpr char kLogRemoved[] = "\x02";
+inline bool IsRemovedLogValue(absl::string_view log_value) {
+  return log_value == absl::string_view(kLogRemoved, 1);
+}
 // Splits a log value; `event_value` is empty for the old key-only format.
-// False if malformed.
+// False if malformed (or removed).
 bool ParseLogValue(absl::string_view log_value, absl::string_view* event_key,
                    absl::string_view* event_value);
 
@@ -94,6 +101,11 @@ inline constexpr char kMetaServicePrefix[] = "service/";     // + name/be32(ver)
 inline constexpr char kMetaCountPrefix[] = "count/";  // + be32(stream_id)
 // + be64(first seq) -> be64(last seq) | be64(accepted at, us) | detail
 inline constexpr char kMetaLossPrefix[] = "loss/";
+// + be32(stream_id) -> be64(time_us ^ signbit): the stream's retention
+// horizon may never go below this (events under it may be dropped).
+inline constexpr char kMetaHorizonPrefix[] = "horizon/";
+// + be64(at, us) -> v1::Erasure: the erasure log.
+inline constexpr char kMetaErasurePrefix[] = "erasure/";
 std::string MetaStreamKey(absl::string_view name);
 std::string MetaViewKey(absl::string_view name, uint32_t version);
 std::string MetaServiceKey(absl::string_view name, uint32_t version);

@@ -173,6 +173,18 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
   if (!service.parts.empty()) {
     RETURN_IF_ERROR(session->BindKeys(service, first));
   }
+  // Retention: the earliest label time every part can answer.
+  if (session->view_ != nullptr) {
+    session->earliest_ = engine->EarliestAsOf(*session->view_);
+    session->earliest_view_ = session->view_.get();
+  }
+  for (const ServicePartView& part : service.parts) {
+    const int64_t earliest = engine->EarliestAsOf(*part.view);
+    if (session->earliest_view_ == nullptr || earliest > session->earliest_) {
+      session->earliest_ = earliest;
+      session->earliest_view_ = part.view.get();
+    }
+  }
   session->fused_ = FuseParts(service.parts);
   session->service_ = std::move(service);
   session->columnar_ = first.columnar();
@@ -296,6 +308,10 @@ absl::Status JoinSession::AddRow(
   // and also answers grouped input early.
   const bool service = !service_.parts.empty();
   const uint64_t index = next_index_++;
+  if (time_us < earliest_) {
+    return ViewEngine::CheckAsOf(*earliest_view_, time_us, earliest_,
+                                 absl::StrCat("label row ", index, ": "));
+  }
   if (!service &&
       (entity.empty() || entity.find('\0') != absl::string_view::npos)) {
     return absl::InvalidArgumentError(

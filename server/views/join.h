@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,9 +79,10 @@ class JoinSession {
   // arena); may answer rows through `emit`. Errors: INVALID_ARGUMENT naming
   // the row (0-based index in the whole input) for an empty/NUL entity, a
   // NUL key, key_values that do not fit key_columns, a missing/out-of-range
-  // time, or passthrough in a columnar join; INVALID_ARGUMENT for a message
-  // with both rows and labels or label columns of unequal lengths;
-  // OUT_OF_RANGE (int overflow); any error of `emit`.
+  // time, or passthrough in a columnar join; FAILED_PRECONDITION naming the
+  // row whose time puts a window below a stream's retention horizon;
+  // INVALID_ARGUMENT for a message with both rows and labels or label columns
+  // of unequal lengths; OUT_OF_RANGE (int overflow); any error of `emit`.
   absl::Status Add(v1::JoinFeaturesRequest* message, const Emit& emit);
 
   // The input is complete: answers every remaining row. Always emits at
@@ -192,6 +194,10 @@ class JoinSession {
   const EventStore::PinnedRead pinned_;
   const EventStore* const store_;
   const Options options_;
+  // Label rows before earliest_ are refused: a window of earliest_view_
+  // would reach below its stream's retention horizon.
+  int64_t earliest_ = std::numeric_limits<int64_t>::min();
+  const CompiledView* earliest_view_ = nullptr;
   uint64_t next_index_ = 0;              // input index of the next row taken
   std::deque<Pending> buffer_;           // a deque: growing never copies it
   ByteBlocks input_;                     // the buffered rows' strings

@@ -163,6 +163,40 @@ int64_t CompiledView::ScanStart(int64_t as_of_us) const {
   return std::max(kMinMicros, SaturatingSub(as_of_us, max_window_us));
 }
 
+int64_t ViewEngine::EarliestAsOf(const CompiledView& view) const {
+  const int64_t horizon = store_->Horizon(view.stream->stream_id);
+  if (horizon == kNoHorizon) return std::numeric_limits<int64_t>::min();
+  if (view.any_lifetime) return std::numeric_limits<int64_t>::max();
+  return horizon > std::numeric_limits<int64_t>::max() - view.max_window_us
+             ? std::numeric_limits<int64_t>::max()
+             : horizon + view.max_window_us;
+}
+
+absl::Status ViewEngine::CheckAsOf(const CompiledView& view, int64_t as_of_us,
+                                   int64_t earliest, absl::string_view what) {
+  if (as_of_us >= earliest) return absl::OkStatus();
+  const v1::StreamDef& stream = view.stream->def();
+  const std::string where =
+      absl::StrCat(what, "view '", view.def->name(), "' version ",
+                   view.def->version(), " as of ", FormatMicros(as_of_us));
+  const std::string horizon_text = absl::StrCat(
+      "the retention horizon of stream '", stream.name(), "' (retention ",
+      stream.retention().empty() ? "forever, after a shorter one"
+                                 : stream.retention(),
+      ")");
+  if (view.any_lifetime || earliest == std::numeric_limits<int64_t>::max()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, " has a lifetime feature, which reads below ", horizon_text,
+        ": events there are no longer kept, so it cannot be answered"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      where, " reads events from ", FormatMicros(as_of_us - view.max_window_us),
+      ", below ", horizon_text, " at ",
+      FormatMicros(earliest - view.max_window_us),
+      ": events there are no longer kept; ask for an as-of time at or after ",
+      FormatMicros(earliest)));
+}
+
 absl::StatusOr<std::shared_ptr<const CompiledView>> ViewEngine::Resolve(
     const std::string& name, uint32_t version) const {
   auto def = registry_->FindView(name, version);
@@ -494,6 +528,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   auto as_of_or = AsOf(request);
   if (!as_of_or.ok()) return as_of_or.status();
   const int64_t as_of = *as_of_or;
+  RETURN_IF_ERROR(CheckAsOf(**view, as_of, EarliestAsOf(**view)));
   v1::GetFeaturesResponse response;
   for (const auto& f : (*view)->features) response.add_feature_names(f.name);
   // Counted while rows are built, so an oversized answer is refused before
@@ -617,6 +652,9 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
   auto as_of_or = AsOf(request);
   if (!as_of_or.ok()) return as_of_or.status();
   const int64_t as_of = *as_of_or;
+  for (const ServicePartView& part : service->parts) {
+    RETURN_IF_ERROR(CheckAsOf(*part.view, as_of, EarliestAsOf(*part.view)));
+  }
   size_t budget = options_.max_response_bytes;
   v1::FeatureRow computed;
   for (const v1::KeyRow& keys : request.key_rows()) {
@@ -725,6 +763,10 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     auto t = AsOf(request);
     if (!t.ok()) return t.status();
     times.push_back(*t);
+  }
+  for (const ServicePartView& part : parts) {
+    RETURN_IF_ERROR(
+        CheckAsOf(*part.view, times.front(), EarliestAsOf(*part.view)));
   }
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();

@@ -168,7 +168,9 @@ class ViewEngine {
   // `as_of` (default: now) at `watermark` (default: latest), read from one
   // consistent snapshot.
   // Errors: NOT_FOUND (view or version), INVALID_ARGUMENT (no entities, too
-  // many, bad entity, watermark above the latest, bad time), OUT_OF_RANGE
+  // many, bad entity, watermark above the latest, bad time),
+  // FAILED_PRECONDITION (a window reaches below the stream's retention
+  // horizon; see CheckAsOf), OUT_OF_RANGE
   // (an INT64 sum overflows; names the feature and entity),
   // RESOURCE_EXHAUSTED (the response would pass max_response_bytes).
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
@@ -216,6 +218,17 @@ class ViewEngine {
                              int64_t as_of_us, uint64_t watermark,
                              const ReadView* read_view, v1::FeatureRow* row,
                              size_t* budget) const;
+
+  // Retention: the earliest as-of time `view` can answer, i.e. whose every
+  // window starts at or above its stream's horizon now (the lowest int64
+  // when the stream keeps everything; the highest when a lifetime feature
+  // meets a horizon).
+  int64_t EarliestAsOf(const CompiledView& view) const;
+  // FAILED_PRECONDITION naming the view, the stream, its retention and
+  // horizon, and `as_of_us`, when as_of_us < earliest (EarliestAsOf).
+  // `what` prefixes the message ("label row 7: ").
+  static absl::Status CheckAsOf(const CompiledView& view, int64_t as_of_us,
+                                int64_t earliest, absl::string_view what = "");
 
   const EventStore& store() const { return *store_; }
   const Registry& registry() const { return *registry_; }

@@ -1,0 +1,160 @@
+#include "server/storage/retention.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "rocksdb/compaction_filter.h"
+#include "server/common/coding.h"
+#include "server/storage/keys.h"
+
+namespace rawfeat {
+
+int64_t RetentionPolicy::retention(uint32_t stream_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = streams_.find(stream_id);
+  return it == streams_.end() ? 0 : it->second.retention_us;
+}
+
+namespace {
+int64_t HorizonOf(int64_t retention_us, int64_t floor_us, int64_t now_us) {
+  const int64_t by_retention =
+      retention_us > 0 ? now_us - retention_us : kNoHorizon;
+  return std::max(by_retention, floor_us);
+}
+}  // namespace
+
+int64_t RetentionPolicy::Horizon(uint32_t stream_id, int64_t now_us) const {
+  absl::MutexLock l(&mu_);
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return kNoHorizon;
+  return HorizonOf(it->second.retention_us, it->second.floor_us, now_us);
+}
+
+void RetentionPolicy::Set(uint32_t stream_id, int64_t retention_us,
+                          int64_t floor_us) {
+  absl::MutexLock l(&mu_);
+  Stream& s = streams_[stream_id];
+  s.retention_us = retention_us;
+  s.floor_us = std::max(s.floor_us, floor_us);
+}
+
+int64_t RetentionPolicy::FloorForChange(uint32_t stream_id,
+                                        int64_t new_retention_us,
+                                        int64_t now_us) const {
+  absl::MutexLock l(&mu_);
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end() || it->second.retention_us == 0 ||
+      it->second.retention_us == new_retention_us) {
+    return kNoHorizon;
+  }
+  return HorizonOf(it->second.retention_us, it->second.floor_us, now_us);
+}
+
+absl::flat_hash_map<uint32_t, int64_t> RetentionPolicy::Cutoffs(
+    int64_t now_us) const {
+  absl::flat_hash_map<uint32_t, int64_t> out;
+  absl::MutexLock l(&mu_);
+  for (const auto& [id, s] : streams_) {
+    const int64_t horizon = HorizonOf(s.retention_us, s.floor_us, now_us);
+    if (horizon > kNoHorizon + kRetentionGrace) {
+      out[id] = horizon - kRetentionGrace;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+class RetentionFilter final : public rocksdb::CompactionFilter {
+ public:
+  RetentionFilter(RetentionFilterKind kind,
+                  absl::flat_hash_map<uint32_t, int64_t> cutoffs)
+      : kind_(kind), cutoffs_(std::move(cutoffs)) {}
+
+  const char* Name() const override { return "rawfeat.Retention"; }
+
+  bool Filter(int /*level*/, const rocksdb::Slice& key,
+              const rocksdb::Slice& value, std::string* new_value,
+              bool* value_changed) const override {
+    const absl::string_view k(key.data(), key.size());
+    const absl::string_view v(value.data(), value.size());
+    switch (kind_) {
+      case RetentionFilterKind::kEvents: {
+        ParsedEventKey parsed;
+        return ParseEventKey(k, &parsed) &&
+               Below(parsed.stream_id, parsed.time_us);
+      }
+      case RetentionFilterKind::kIds:
+        // be32(stream) | id -> be64 seq | 32-byte hash | be64 time (older
+        // records carry no time and are kept).
+        return k.size() >= 4 && v.size() == 48 &&
+               Below(DecodeBigEndian32(k.data()),
+                     SignedFromOrdered(DecodeBigEndian64(v.data() + 40)));
+      case RetentionFilterKind::kLog: {
+        absl::string_view event_key, event_value;
+        ParsedEventKey parsed;
+        if (IsRemovedLogValue(v) ||
+            !ParseLogValue(v, &event_key, &event_value) ||
+            !ParseEventKey(event_key, &parsed) ||
+            !Below(parsed.stream_id, parsed.time_us)) {
+          return false;
+        }
+        // The seq stays: the log must keep ending at the highest seq.
+        new_value->assign(kLogRemoved, 1);
+        *value_changed = true;
+        return false;
+      }
+      case RetentionFilterKind::kTiles: {
+        // be32(stream) | ... | be64(day_start ^ signbit)
+        if (k.size() < 12) return false;
+        const int64_t day =
+            SignedFromOrdered(DecodeBigEndian64(k.data() + k.size() - 8));
+        return day <= std::numeric_limits<int64_t>::max() - kDayMicros &&
+               Below(DecodeBigEndian32(k.data()), day + kDayMicros - 1);
+      }
+    }
+    return false;
+  }
+
+ private:
+  bool Below(uint32_t stream_id, int64_t time_us) const {
+    auto it = cutoffs_.find(stream_id);
+    return it != cutoffs_.end() && time_us < it->second;
+  }
+
+  const RetentionFilterKind kind_;
+  const absl::flat_hash_map<uint32_t, int64_t> cutoffs_;
+};
+
+class RetentionFilterFactory final : public rocksdb::CompactionFilterFactory {
+ public:
+  RetentionFilterFactory(RetentionPolicy* policy, RetentionFilterKind kind)
+      : policy_(policy), kind_(kind) {}
+
+  const char* Name() const override { return "rawfeat.RetentionFactory"; }
+
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& /*context*/) override {
+    absl::flat_hash_map<uint32_t, int64_t> cutoffs;
+    {
+      absl::ReaderMutexLock l(policy_->change_mu());
+      cutoffs = policy_->Cutoffs(absl::ToUnixMicros(absl::Now()));
+    }
+    if (cutoffs.empty()) return nullptr;  // nothing to drop
+    return std::make_unique<RetentionFilter>(kind_, std::move(cutoffs));
+  }
+
+ private:
+  RetentionPolicy* const policy_;
+  const RetentionFilterKind kind_;
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::CompactionFilterFactory> NewRetentionFilterFactory(
+    RetentionPolicy* policy, RetentionFilterKind kind) {
+  return std::make_shared<RetentionFilterFactory>(policy, kind);
+}
+
+}  // namespace rawfeat
