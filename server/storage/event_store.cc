@@ -342,7 +342,8 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   rocksdb::ColumnFamilyOptions events_cf = make_cf(Bloom::kPrefix);
   events_cf.prefix_extractor = std::make_shared<EntityPrefixTransform>();
   events_cf.memtable_prefix_bloom_size_ratio = 0.05;
-  events_cf.memtable_factory.reset(rocksdb::NewHashSkipListRepFactory(1 << 20));
+  events_cf.memtable_factory.reset(
+      rocksdb::NewHashSkipListRepFactory(1 << 20, /*skiplist_height=*/12));
   // Retention drops old events, ids and tiles, and empties log entries,
   // as compactions rewrite them.
   RetentionPolicy* retention = &store->retention_;
@@ -502,6 +503,7 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
     }
     if (!tiles->status().ok()) return FromRocks(tiles->status(), "load tiles");
   }
+  RETURN_IF_ERROR(ResumeErasures());
   RETURN_IF_ERROR(ScanMeta(
       kMetaHorizonPrefix, [this](absl::string_view k, absl::string_view v) {
         const absl::string_view id = k.substr(strlen(kMetaHorizonPrefix));
@@ -636,6 +638,8 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       db_->MultiGet(rocksdb::ReadOptions(), ids_cf_, n, slices.data(),
                     found.data(), statuses.data());
     }
+    // An id whose event was erased (its record not yet emptied) is free.
+    const PendingErasures pending = pending_erasures();
     // Ids first seen in this request, by key -> index of the event.
     absl::flat_hash_map<absl::string_view, size_t> local;
     std::vector<size_t> to_write;
@@ -658,8 +662,16 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
           return absl::DataLossError(
               absl::StrCat("corrupt id record for event_id ", e.event_id));
         }
-        existing = &stored_hash;
-        where = absl::StrCat("seq ", stored_seq);
+        PendingErase* erased =
+            pending.empty() ? nullptr : ErasedBy(pending, stored_seq);
+        if (erased == nullptr) {
+          existing = &stored_hash;
+          where = absl::StrCat("seq ", stored_seq);
+        } else {
+          // A new event under the id: its record must survive the
+          // emptying of the erased one's.
+          erased->reclaimed.insert(keys[i]);
+        }
       } else if (!statuses[i].IsNotFound()) {
         return FromRocks(statuses[i], "id lookup");
       }
@@ -936,8 +948,13 @@ absl::Status EventStore::ScanLog(
   ro.snapshot = SnapshotOf(view);
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
+  const PendingErasures pending = pending_erasures();
   for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid(); it->Next()) {
     if (IsRemovedLogValue(ToView(it->value()))) continue;
+    if (!pending.empty() &&
+        ErasedBy(pending, ParseLogKey(ToView(it->key()))) != nullptr) {
+      continue;  // erased; its entry is being emptied
+    }
     absl::string_view event_key, event_value;
     if (!ParseLogValue(ToView(it->value()), &event_key, &event_value)) {
       return absl::DataLossError(absl::StrCat("malformed log entry at seq ",
@@ -1173,6 +1190,50 @@ absl::Status EventStore::CompactAll() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The record of an erasure whose events are deleted and whose log entries
+// and ids are still being emptied: be32(stream) | varint seq deltas.
+std::string EncodePendingErase(uint32_t stream_id,
+                               const std::vector<uint64_t>& seqs) {
+  std::string v;
+  PutBigEndian32(&v, stream_id);
+  uint64_t last = 0;
+  for (uint64_t seq : seqs) {
+    PutVarint64(&v, seq - last);
+    last = seq;
+  }
+  return v;
+}
+
+bool DecodePendingErase(absl::string_view v, std::vector<uint64_t>* seqs) {
+  if (v.size() < 4) return false;
+  v.remove_prefix(4);
+  uint64_t last = 0, delta = 0;
+  while (!v.empty()) {
+    if (!GetVarint64(&v, &delta)) return false;
+    last += delta;
+    seqs->push_back(last);
+  }
+  return true;
+}
+
+}  // namespace
+
+EventStore::PendingErase* EventStore::ErasedBy(const PendingErasures& pending,
+                                               uint64_t seq) {
+  for (const auto& p : pending) {
+    if (std::binary_search(p->seqs.begin(), p->seqs.end(), seq)) return p.get();
+  }
+  return nullptr;
+}
+
+EventStore::PendingErasures EventStore::pending_erasures() const {
+  if (pending_count_.load(std::memory_order_acquire) == 0) return {};
+  absl::MutexLock l(&mu_);
+  return pending_;
+}
+
 absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     uint32_t stream_id, absl::string_view entity, v1::Erasure record) {
   if (entity.empty() || entity.find('\0') != absl::string_view::npos) {
@@ -1182,81 +1243,230 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   const std::string prefix = EntityPrefix(stream_id, entity);
   const std::string upper = PrefixSuccessor(prefix);
-  rocksdb::WriteBatch batch;
-  uint64_t events = 0;
+  auto erasing = std::make_shared<PendingErase>();
+  std::vector<uint64_t>& seqs = erasing->seqs;
+  // (seq, id key) of every event found.
+  std::vector<std::pair<uint64_t, std::string>> found;
   EventValueReader reader;
-  // Removes one event's id record and log entry (its event and tiles go
-  // with the ranges below).
-  auto remove = [&](absl::string_view key, absl::string_view value) {
+  auto take = [&](absl::string_view key, absl::string_view value) {
     ParsedEventKey parsed;
     if (!ParseEventKey(key, &parsed) || !reader.ParseId(value)) {
       return absl::DataLossError(
           absl::StrCat("corrupt stored event of the entity being erased (key ",
                        HexEncode(key), ")"));
     }
-    batch.Delete(ids_cf_, ToSlice(IdKey(stream_id, reader.event_id())));
-    batch.Put(log_cf_, ToSlice(LogKey(parsed.seq)),
-              rocksdb::Slice(kLogRemoved, 1));
-    ++events;
+    found.emplace_back(parsed.seq, IdKey(stream_id, reader.event_id()));
     return absl::OkStatus();
   };
-  // Most of the entity's events, from a snapshot while appends go on.
+  // The entity's seqs, from a snapshot while appends go on.
   auto pinned = PinRead(0);
   if (!pinned.ok()) return pinned.status();
   {
     auto it = ScanEvents(prefix, upper, pinned->view.get());
-    for (; it->Valid(); it->Next())
-      RETURN_IF_ERROR(remove(it->key(), it->value()));
+    for (; it->Valid(); it->Next()) {
+      RETURN_IF_ERROR(take(it->key(), it->value()));
+    }
     RETURN_IF_ERROR(it->status());
   }
   pinned->view.reset();
 
-  absl::MutexLock commit_lock(&commit_mu_);
-  // Events appended since the snapshot: their log entries carry them.
-  const uint64_t watermark = this->watermark();
-  absl::Status inner;
-  RETURN_IF_ERROR(
-      ScanLog(pinned->watermark, watermark, nullptr,
-              [&](uint64_t, absl::string_view key, absl::string_view value) {
-                if (!absl::StartsWith(key, prefix)) return true;
-                inner = remove(key, value);
-                return inner.ok();
-              }));
-  RETURN_IF_ERROR(inner);
-  batch.DeleteRange(events_cf_, ToSlice(prefix), ToSlice(upper));
-  batch.DeleteRange(tiles_cf_, ToSlice(prefix), ToSlice(upper));
+  // The commit is small whatever the entity's size: its events and tiles
+  // go as two range deletions, with a record of its seqs; the log entries
+  // and ids of those seqs are emptied afterwards (EmptyErased), and until
+  // then readers and ingest skip them.
+  uint64_t watermark = 0;
   {
-    absl::MutexLock l(&mu_);
-    const uint64_t count = counts_[stream_id];
-    std::string v;
-    PutBigEndian64(&v, count - std::min(count, events));
-    batch.Put(meta_cf_, ToSlice(MetaCountKey(stream_id)), ToSlice(v));
-  }
-  const int64_t now = absl::ToUnixMicros(absl::Now());
-  last_erasure_us_ = std::max(now, last_erasure_us_ + 1);
-  record.set_events(events);
-  record.set_watermark(watermark);
-  *record.mutable_at() = MicrosToTimestamp(last_erasure_us_);
-  std::string log_key = kMetaErasurePrefix;
-  PutBigEndian64(&log_key, OrderedFromSigned(last_erasure_us_));
-  batch.Put(meta_cf_, ToSlice(log_key), record.SerializeAsString());
-  RETURN_IF_ERROR(CheckWritable());
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "erase"));
-  {
-    absl::MutexLock l(&mu_);
-    uint64_t& count = counts_[stream_id];
-    count -= std::min(count, events);
-  }
-  for (auto it = tiled_.begin(); it != tiled_.end();) {
-    if (absl::StartsWith(it->first, prefix)) {
-      tiled_.erase(it++);
-    } else {
-      ++it;
+    absl::MutexLock commit_lock(&commit_mu_);
+    // Events appended since the snapshot: the log names them.
+    watermark = this->watermark();
+    absl::Status inner;
+    RETURN_IF_ERROR(
+        ScanLog(pinned->watermark, watermark, nullptr,
+                [&](uint64_t, absl::string_view key, absl::string_view value) {
+                  if (!absl::StartsWith(key, prefix)) return true;
+                  inner = take(key, value);
+                  return inner.ok();
+                }));
+    RETURN_IF_ERROR(inner);
+    std::sort(found.begin(), found.end());
+    seqs.reserve(found.size());
+    for (const auto& f : found) seqs.push_back(f.first);
+    const uint64_t events = seqs.size();
+    rocksdb::WriteBatch batch;
+    batch.DeleteRange(events_cf_, ToSlice(prefix), ToSlice(upper));
+    batch.DeleteRange(tiles_cf_, ToSlice(prefix), ToSlice(upper));
+    {
+      absl::MutexLock l(&mu_);
+      const uint64_t count = counts_[stream_id];
+      std::string v;
+      PutBigEndian64(&v, count - std::min(count, events));
+      batch.Put(meta_cf_, ToSlice(MetaCountKey(stream_id)), ToSlice(v));
+    }
+    const int64_t now = absl::ToUnixMicros(absl::Now());
+    last_erasure_us_ = std::max(now, last_erasure_us_ + 1);
+    record.set_events(events);
+    record.set_watermark(watermark);
+    *record.mutable_at() = MicrosToTimestamp(last_erasure_us_);
+    std::string log_key = kMetaErasurePrefix;
+    PutBigEndian64(&log_key, OrderedFromSigned(last_erasure_us_));
+    batch.Put(meta_cf_, ToSlice(log_key), record.SerializeAsString());
+    if (events > 0) {
+      erasing->key = kMetaErasingPrefix;
+      PutBigEndian64(&erasing->key, OrderedFromSigned(last_erasure_us_));
+      batch.Put(meta_cf_, ToSlice(erasing->key),
+                EncodePendingErase(stream_id, seqs));
+    }
+    RETURN_IF_ERROR(CheckWritable());
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "erase"));
+    {
+      absl::MutexLock l(&mu_);
+      uint64_t& count = counts_[stream_id];
+      count -= std::min(count, events);
+      if (events > 0) {
+        pending_.push_back(erasing);
+        pending_count_.store(pending_.size(), std::memory_order_release);
+      }
+    }
+    for (auto it = tiled_.begin(); it != tiled_.end();) {
+      if (absl::StartsWith(it->first, prefix)) {
+        tiled_.erase(it++);
+      } else {
+        ++it;
+      }
     }
   }
-  return EraseResult{events, watermark};
+  if (!seqs.empty()) {
+    absl::Status s = EmptyErased(erasing, std::move(found));
+    if (!s.ok()) {
+      // The erasure took effect; its log entries and ids are emptied at
+      // the next start.
+      LogError(
+          absl::StrCat("erasure committed, emptying its log entries "
+                       "and ids failed (retried at the next start): ",
+                       s.message()));
+    }
+  }
+  return EraseResult{seqs.size(), watermark};
+}
+
+absl::Status EventStore::EmptyErased(
+    const std::shared_ptr<PendingErase>& erasing,
+    std::vector<std::pair<uint64_t, std::string>> ids) {
+  const std::vector<uint64_t>& seqs = erasing->seqs;
+  if (ids.empty()) {
+    // After a restart: the ids come from the log entries (their events
+    // are gone). Entries from before the log carried values have none at
+    // hand; such old ids stay.
+    EventValueReader reader;
+    RETURN_IF_ERROR(MultiGetLog(seqs, [&](uint64_t seq, absl::string_view v) {
+      absl::string_view event_key, event_value;
+      ParsedEventKey parsed;
+      if (IsRemovedLogValue(v)) return absl::OkStatus();
+      if (!ParseLogValue(v, &event_key, &event_value) ||
+          !ParseEventKey(event_key, &parsed)) {
+        return absl::DataLossError(
+            absl::StrCat("malformed log entry at seq ", seq));
+      }
+      if (!event_value.empty() && reader.ParseId(event_value)) {
+        ids.emplace_back(seq, IdKey(parsed.stream_id, reader.event_id()));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  constexpr size_t kChunk = 20000;
+  for (size_t begin = 0; begin < std::max(seqs.size(), ids.size());
+       begin += kChunk) {
+    // The ids first: a restart finds the ids still to delete through the
+    // log entries not yet emptied (writes land in order).
+    {
+      // Under the commit lock: an id re-ingested since the erasure (a new
+      // event) keeps its new record.
+      rocksdb::WriteBatch id_batch;
+      absl::MutexLock commit_lock(&commit_mu_);
+      for (size_t i = begin; i < std::min(ids.size(), begin + kChunk); ++i) {
+        if (!erasing->reclaimed.contains(ids[i].second)) {
+          id_batch.Delete(ids_cf_, ToSlice(ids[i].second));
+        }
+      }
+      RETURN_IF_ERROR(CheckWritable());
+      RETURN_IF_ERROR(
+          FromRocks(db_->Write(rocksdb::WriteOptions(), &id_batch), "erase"));
+    }
+    // The log entries, without holding appends back (their seqs are
+    // nobody else's).
+    rocksdb::WriteBatch log;
+    for (size_t i = begin; i < std::min(seqs.size(), begin + kChunk); ++i) {
+      log.Put(log_cf_, ToSlice(LogKey(seqs[i])),
+              rocksdb::Slice(kLogRemoved, 1));
+    }
+    RETURN_IF_ERROR(
+        FromRocks(db_->Write(rocksdb::WriteOptions(), &log), "erase"));
+  }
+  absl::MutexLock commit_lock(&commit_mu_);
+  rocksdb::WriteBatch done;
+  done.Delete(meta_cf_, ToSlice(erasing->key));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  RETURN_IF_ERROR(FromRocks(db_->Write(wo, &done), "erase"));
+  absl::MutexLock l(&mu_);
+  pending_.erase(std::remove(pending_.begin(), pending_.end(), erasing),
+                 pending_.end());
+  pending_count_.store(pending_.size(), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status EventStore::MultiGetLog(
+    const std::vector<uint64_t>& seqs,
+    const std::function<absl::Status(uint64_t, absl::string_view)>& fn) const {
+  constexpr size_t kChunk = 20000;
+  for (size_t begin = 0; begin < seqs.size(); begin += kChunk) {
+    const size_t n = std::min(kChunk, seqs.size() - begin);
+    std::vector<std::string> keys(n);
+    std::vector<rocksdb::Slice> slices(n);
+    for (size_t i = 0; i < n; ++i) {
+      keys[i] = LogKey(seqs[begin + i]);
+      slices[i] = ToSlice(keys[i]);
+    }
+    std::vector<rocksdb::PinnableSlice> values(n);
+    std::vector<rocksdb::Status> statuses(n);
+    db_->MultiGet(rocksdb::ReadOptions(), log_cf_, n, slices.data(),
+                  values.data(), statuses.data());
+    for (size_t i = 0; i < n; ++i) {
+      if (statuses[i].IsNotFound()) continue;
+      RETURN_IF_ERROR(FromRocks(statuses[i], "read log"));
+      RETURN_IF_ERROR(fn(seqs[begin + i], ToView(values[i])));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventStore::ResumeErasures() {
+  std::vector<std::shared_ptr<PendingErase>> found;
+  bool corrupt = false;
+  RETURN_IF_ERROR(ScanMeta(kMetaErasingPrefix,
+                           [&](absl::string_view k, absl::string_view v) {
+                             auto p = std::make_shared<PendingErase>();
+                             p->key = std::string(k);
+                             if (!DecodePendingErase(v, &p->seqs))
+                               corrupt = true;
+                             found.push_back(std::move(p));
+                           }));
+  if (corrupt) return absl::DataLossError("corrupt pending erasure record");
+  if (found.empty()) return absl::OkStatus();
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& p : found) pending_.push_back(p);
+    pending_count_.store(pending_.size(), std::memory_order_release);
+  }
+  if (!read_only_.empty()) return absl::OkStatus();  // skipped until writable
+  for (const auto& p : found) {
+    LogInfo(absl::StrCat("finishing an erasure interrupted by a stop: ",
+                         p->seqs.size(), " log entries and ids to empty"));
+    RETURN_IF_ERROR(EmptyErased(p, {}));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::Erasure>> EventStore::Erasures() const {

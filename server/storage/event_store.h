@@ -19,6 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -287,11 +288,16 @@ class EventStore {
 
   // Erasure: deletes every event of `entity` in the stream -- its events,
   // id records, log entries (they become removed markers; seqs stay) and
-  // tiles -- in one atomic synced write, and appends an entry to the
-  // erasure log (`record`, with its events and watermark filled in, keyed
-  // by time). Events are found from a snapshot while appends go on; only
-  // the ones appended since, and the write, hold appends back. Idempotent:
-  // erasing an entity with no events deletes nothing and is still logged.
+  // tiles -- and appends an entry to the erasure log (`record`, with its
+  // events and watermark filled in, keyed by time). Its seqs are found
+  // from a snapshot while appends go on; one small synced write (two range
+  // deletions and the list of seqs) then makes it take effect atomically,
+  // holding appends back only for the events appended meanwhile. The log
+  // entries and ids are emptied next, in chunks (appends wait for one
+  // chunk at most); until then replay and ingest skip them, and a stop
+  // before the end is finished at the next start. Returns once all is
+  // done. Idempotent: erasing an entity with no events deletes nothing and
+  // is still logged.
   // Errors: INVALID_ARGUMENT (empty entity or NUL), UNAVAILABLE /
   // RESOURCE_EXHAUSTED (the write failed; nothing erased), DATA_LOSS.
   struct EraseResult {
@@ -398,6 +404,31 @@ class EventStore {
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
   absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(commit_mu_);
+  // Erasures that took effect and whose log entries and ids are still
+  // being emptied (EmptyErased): their seqs, sorted.
+  struct PendingErase {
+    std::string key;  // its record in meta
+    std::vector<uint64_t> seqs;
+    // Id keys of erased events that new events took since (their records
+    // stay). Guarded by commit_mu_.
+    absl::flat_hash_set<std::string> reclaimed;
+  };
+  using PendingErasures = std::vector<std::shared_ptr<PendingErase>>;
+  PendingErasures pending_erasures() const;
+  // The pending erasure that holds `seq`, or nullptr.
+  static PendingErase* ErasedBy(const PendingErasures& pending, uint64_t seq);
+  // Empties the log entries and id records (`ids`: (seq, id key); empty =
+  // read them from the log) of an erasure's seqs, then drops its record.
+  absl::Status EmptyErased(const std::shared_ptr<PendingErase>& erasing,
+                           std::vector<std::pair<uint64_t, std::string>> ids);
+  // fn(seq, log value) for each of `seqs` (sorted) that the log holds.
+  absl::Status MultiGetLog(
+      const std::vector<uint64_t>& seqs,
+      const std::function<absl::Status(uint64_t, absl::string_view)>& fn) const;
+  // Finishes erasures a stop interrupted (at open).
+  absl::Status ResumeErasures();
+  PendingErasures pending_ ABSL_GUARDED_BY(mu_);
+  std::atomic<size_t> pending_count_{0};
   // Time of the last erasure-log entry (keys stay unique).
   int64_t last_erasure_us_ ABSL_GUARDED_BY(commit_mu_) = 0;
 };

@@ -106,6 +106,9 @@ inline constexpr char kMetaLossPrefix[] = "loss/";
 inline constexpr char kMetaHorizonPrefix[] = "horizon/";
 // + be64(at, us) -> v1::Erasure: the erasure log.
 inline constexpr char kMetaErasurePrefix[] = "erasure/";
+// + be64(at, us) -> be32(stream_id) | varint seq deltas: an erasure that
+// took effect and whose log entries and ids are not all emptied yet.
+inline constexpr char kMetaErasingPrefix[] = "erasing/";
 std::string MetaStreamKey(absl::string_view name);
 std::string MetaViewKey(absl::string_view name, uint32_t version);
 std::string MetaServiceKey(absl::string_view name, uint32_t version);

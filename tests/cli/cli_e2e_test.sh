@@ -520,4 +520,19 @@ RESTORED=("$RAWFEAT" --server "127.0.0.1:$(cat "$WORK/port2")")
 "${CLI[@]}" replay --stream orders --watermark "$WM" --out "$WORK/source.csv" 2>/dev/null
 cmp -s "$WORK/source.csv" "$WORK/restored.csv" || fail "restored replay differs from the source's at $WM"
 kill "$PID2"; wait "$PID2" || true; PID2=""
+
+# Erasure: every event of u5 goes; the erasure log names a hash, not u5.
+N_U5=$("${CLI[@]}" replay --stream orders --entity u5 --format jsonl --out - 2>/dev/null | wc -l)
+[ "$N_U5" -gt 0 ] || fail "u5 has no events to erase"
+"${CLI[@]}" erase --stream orders --entity u5 > "$WORK/erase.txt" || fail "erase: $(cat "$WORK/erase.txt")"
+U5_SHA=$(printf u5 | sha256sum | cut -d' ' -f1)
+grep -q "^erased $N_U5 events of one entity of stream orders (entity sha256 $U5_SHA); watermark " "$WORK/erase.txt" \
+  || fail "erase output: $(cat "$WORK/erase.txt") (u5 had $N_U5 events)"
+[ "$("${CLI[@]}" replay --stream orders --entity u5 --format jsonl --out - 2>/dev/null | wc -l)" = 0 ] \
+  || fail "u5 still replays after the erasure"
+"${CLI[@]}" replay --stream orders --format jsonl --out - 2>/dev/null | grep -q '"u5"' && fail "u5 in the stream's replay"
+"${CLI[@]}" erase --stream orders --entity u5 | grep -q "^erased 0 events" || fail "a second erasure is not a no-op"
+"${CLI[@]}" erasures > "$WORK/erasures.txt"
+[ "$(grep -c "orders .*$U5_SHA$" "$WORK/erasures.txt")" = 2 ] || fail "erasure log: $(cat "$WORK/erasures.txt")"
+grep -qw u5 "$WORK/erasures.txt" && fail "the erasure log names the entity"
 echo "cli e2e: ok"

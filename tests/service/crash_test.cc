@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -22,20 +23,24 @@ namespace {
 
 constexpr int64_t kT0 = 1795478400LL * 1000000;
 
-TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
-  testing::TempDir dir;
+// Writes the orders stream into DIR/schemas; returns that folder.
+std::string WriteSchemas(const testing::TempDir& dir) {
   const std::string schemas = dir.Sub("schemas");
   mkdir(schemas.c_str(), 0755);
-  {
-    std::ofstream out(schemas + "/orders.textproto");
-    out << "streams { name: 'orders' entity_field: 'user_id' "
-           "time_field: 'order_time' "
-           "fields { name: 'amount' type: DOUBLE required: true } "
-           "fields { name: 'quantity' type: INT64 required: true } "
-           "fields { name: 'category' type: STRING required: true } "
-           "fields { name: 'coupon' type: STRING } "
-           "fields { name: 'is_gift' type: BOOL } }";
-  }
+  std::ofstream out(schemas + "/orders.textproto");
+  out << "streams { name: 'orders' entity_field: 'user_id' "
+         "time_field: 'order_time' "
+         "fields { name: 'amount' type: DOUBLE required: true } "
+         "fields { name: 'quantity' type: INT64 required: true } "
+         "fields { name: 'category' type: STRING required: true } "
+         "fields { name: 'coupon' type: STRING } "
+         "fields { name: 'is_gift' type: BOOL } }";
+  return schemas;
+}
+
+TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
+  testing::TempDir dir;
+  const std::string schemas = WriteSchemas(dir);
   const std::string data = dir.Sub("data");
 
   std::mutex mu;
@@ -123,6 +128,104 @@ TEST(CrashTest, AckedEventsSurviveSigkillExactlyOnce) {
   // A clean stop on SIGTERM.
   const int status = child.Terminate();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// Events of `entity` in the whole-stream replay (the log) and in the
+// entity's own replay (its events), which must agree.
+std::pair<size_t, size_t> Replayed(Client& client, const std::string& entity) {
+  size_t in_log = 0, own = 0;
+  v1::ReadEventsRequest req;
+  req.set_stream("orders");
+  EXPECT_TRUE(client
+                  .ReadEvents(req,
+                              [&](const auto& chunk) {
+                                for (const auto& e : chunk.events()) {
+                                  in_log += e.entity() == entity ? 1 : 0;
+                                }
+                                return true;
+                              })
+                  .ok());
+  req.set_entity(entity);
+  EXPECT_TRUE(client
+                  .ReadEvents(req,
+                              [&](const auto& chunk) {
+                                own += chunk.events_size();
+                                return true;
+                              })
+                  .ok());
+  return {in_log, own};
+}
+
+TEST(CrashTest, AnErasureKilledMidwayLeavesAllOrNothing) {
+  testing::TempDir dir;
+  const std::string schemas = WriteSchemas(dir);
+  const std::string data = dir.Sub("data");
+  constexpr int kBatches = 12, kPerBatch = 5000;
+  constexpr size_t kHeavy = kBatches * kPerBatch;
+  std::vector<v1::IngestRequest> heavy(kBatches);
+  for (int b = 0; b < kBatches; ++b) {
+    heavy[b].set_stream("orders");
+    for (int i = 0; i < kPerBatch; ++i) {
+      const int n = b * kPerBatch + i;
+      *heavy[b].add_events() = testing::Order(
+          n % 2 ? "h" + std::to_string(n) : "", "heavy", kT0 + n, n * 0.25);
+    }
+  }
+  v1::IngestRequest light;
+  light.set_stream("orders");
+  for (int i = 0; i < 100; ++i) {
+    *light.add_events() =
+        testing::Order("l" + std::to_string(i), "light", kT0 + i, i);
+  }
+  std::mt19937 rng(11);
+  int all = 0, nothing = 0;
+  constexpr int kRounds = 5;
+  for (int round = 0; round <= kRounds; ++round) {
+    LocalServer child(RAWFEATD_PATH, data, dir.path(),
+                      {"--schemas=" + schemas});
+    ASSERT_TRUE(child.ok()) << "rawfeatd did not start";
+    ClientOptions co;
+    co.timeout = std::chrono::seconds(60);
+    Client client(child.address(), co);
+    // All or nothing: the heavy entity is whole or absent, in its own
+    // events and in the log alike, and the stream's count agrees.
+    const auto [in_log, own] = Replayed(client, "heavy");
+    EXPECT_TRUE(own == 0 || own == kHeavy) << own << " events left";
+    EXPECT_EQ(in_log, own);
+    if (round > 0) (own == 0 ? all : nothing) += 1;
+    auto st = client.GetStatus();
+    ASSERT_TRUE(st.ok());
+    ASSERT_EQ(st->streams_size(), 1);
+    EXPECT_EQ(st->streams(0).events(), own + (round == 0 ? 0 : 100));
+    // Its ids went with it (every event is new again), or all stayed.
+    int64_t accepted = 0, duplicates = 0;
+    for (const auto& batch : heavy) {
+      auto r = client.Ingest(batch);
+      ASSERT_TRUE(r.ok()) << r.status();
+      accepted += r->accepted();
+      duplicates += r->duplicates();
+    }
+    EXPECT_EQ(accepted, static_cast<int64_t>(kHeavy - own));
+    EXPECT_EQ(duplicates, static_cast<int64_t>(own));
+    if (round == 0) ASSERT_TRUE(client.Ingest(light).ok());
+    if (round == kRounds) {
+      // Uninterrupted, the erasure takes everything, and the rest stays.
+      auto r = client.Erase("orders", "heavy");
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->events(), kHeavy);
+      EXPECT_EQ(Replayed(client, "heavy"),
+                std::make_pair(size_t{0}, size_t{0}));
+      EXPECT_EQ(Replayed(client, "light"),
+                std::make_pair(size_t{100}, size_t{100}));
+      break;
+    }
+    std::thread eraser([&] { (void)client.Erase("orders", "heavy"); });
+    usleep(static_cast<useconds_t>(rng() % 250000));
+    child.Kill();
+    eraser.join();
+  }
+  std::printf("erasures killed midway: %d took effect, %d did not\n", all,
+              nothing);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/common/hash.h"
 #include "server/common/time_util.h"
 #include "server/storage/backup.h"
 #include "tests/test_util.h"
@@ -403,6 +405,64 @@ TEST(BackupTest, BadTargetsFailClearlyAndTheServerServes) {
   EXPECT_TRUE(ts.client().GetStatus().ok());
 }
 
+// The digest and count of a stream's replay at `watermark` (a million
+// events are compared without holding them twice).
+std::pair<std::string, uint64_t> ReplayDigest(Client& client,
+                                              uint64_t watermark) {
+  v1::ReadEventsRequest req;
+  req.set_stream("orders");
+  req.set_watermark(watermark);
+  std::string rolling;
+  uint64_t n = 0;
+  absl::Status s = client.ReadEvents(req, [&](const auto& chunk) {
+    for (const auto& e : chunk.events()) {
+      const Sha256Digest d = Sha256(rolling + testing::Canonical(e));
+      rolling.assign(reinterpret_cast<const char*>(d.data()), d.size());
+      ++n;
+    }
+    return true;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  return {HexEncode(rolling), n};
+}
+
+// A store of a million events backs up and restores event for event, and
+// the restored server survives a restart.
+TEST(BackupTest, AMillionEventStoreRestoresEventForEvent) {
+  testing::TempDir dir;
+  ServerOptions options;
+  options.store.sync = false;  // loading only
+  TestServer source(dir.Sub("source"), true, options);
+  constexpr int kEvents = 1000000, kBatch = 5000;
+  int next = 0;
+  auto sent = source.client().IngestStream([&](v1::IngestRequest* req) {
+    if (next >= kEvents) return false;
+    req->set_stream("orders");
+    for (int i = 0; i < kBatch; ++i, ++next) {
+      *req->add_events() =
+          Order(absl::StrCat("m", next), absl::StrCat("u", next % 10007),
+                kT0 - static_cast<int64_t>(next) * 997, next * 0.5);
+    }
+    return true;
+  });
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  ASSERT_EQ(sent->accepted(), kEvents);
+  auto backup = source.client().Backup(dir.Sub("backups"));
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  EXPECT_EQ(backup->watermark(), static_cast<uint64_t>(kEvents));
+  const auto want = ReplayDigest(source.client(), backup->watermark());
+  EXPECT_EQ(want.second, static_cast<uint64_t>(kEvents));
+  {
+    ServerOptions restore;
+    restore.restore_from = backup->backup_dir();
+    TestServer restored(dir.Sub("restored"), false, restore);
+    EXPECT_EQ(ReplayDigest(restored.client(), 0), want);
+  }
+  TestServer again(dir.Sub("restored"), false);
+  EXPECT_EQ(again.client().GetStatus()->watermark(), backup->watermark());
+  EXPECT_EQ(ReplayDigest(again.client(), 0), want);
+}
+
 // A backup into a disk that fills up fails with RESOURCE_EXHAUSTED, leaves
 // no backup (nor half a file) behind, and the server serves and ingests.
 // Needs the right to mount a tmpfs; skipped with the reason otherwise.
@@ -436,6 +496,40 @@ TEST(BackupTest, AFullDiskFailsTheBackupAndTheServerGoesOn) {
   EXPECT_TRUE(ts.client().GetStatus().ok());
   EXPECT_TRUE(
       ts.client().Ingest(OrdersBatch({Order("after", "u1", kT0, 1)})).ok());
+}
+
+// An I/O error other than a full disk (a file system gone read-only under
+// the backup directory) fails the backup with UNAVAILABLE naming the error;
+// the earlier backup there still restores, and the server goes on.
+TEST(BackupTest, AnIoErrorFailsTheBackupAndEarlierBackupsStayUsable) {
+  testing::TempDir dir;
+  const std::string mnt = dir.Sub("mnt");
+  testing::Tmpfs tmpfs(mnt, "64m");
+  if (!tmpfs.mounted()) GTEST_SKIP() << tmpfs.why();
+  TestServer ts;
+  ASSERT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("e1", "u1", kT0, 1)})).ok());
+  auto first = ts.client().Backup(mnt + "/backups");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("e2", "u2", kT0, 2)})).ok());
+  ASSERT_EQ(
+      ::mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr),
+      0)
+      << std::strerror(errno);
+  auto r = ts.client().Backup(mnt + "/backups");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_NE(r.status().message().find("Read-only file system"),
+            std::string::npos)
+      << r.status();
+  EXPECT_TRUE(
+      ts.client().Ingest(OrdersBatch({Order("e3", "u3", kT0, 3)})).ok());
+  ServerOptions restore;
+  restore.restore_from = mnt + "/backups";
+  TestServer restored(dir.Sub("restored"), false, restore);
+  EXPECT_EQ(restored.client().GetStatus()->watermark(), first->watermark());
+  EXPECT_EQ(ReadAll(restored.client(), 0).size(), 1u);
+  ASSERT_EQ(::mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT, nullptr), 0);
 }
 
 }  // namespace
