@@ -932,6 +932,23 @@ std::string EventStore::Identity() const {
 
 size_t EventStore::TileCount() const {
   absl::MutexLock l(&commit_mu_);
+  // Tiles of days retention drops (or has dropped) are not counted, nor
+  // remembered: no read or append can reach those days any more.
+  const auto cutoffs = retention_.Cutoffs(absl::ToUnixMicros(absl::Now()));
+  if (!cutoffs.empty()) {
+    for (auto it = tiled_.begin(); it != tiled_.end();) {
+      // The key is EntityTimeKey(stream, entity, day start).
+      const absl::string_view day_key = it->first;
+      auto cut = cutoffs.find(DecodeBigEndian32(day_key.data()));
+      const int64_t day = SignedFromOrdered(
+          DecodeBigEndian64(day_key.data() + day_key.size() - 8));
+      if (cut != cutoffs.end() && day < cut->second - kDayMicros) {
+        tiled_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
   size_t n = 0;
   for (const auto& [day, keys] : tiled_) n += keys.size();
   return n;

@@ -402,7 +402,7 @@ class EventStore {
   // Held while a group commits or an exclusive section runs.
   mutable absl::Mutex commit_mu_;
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
-  absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
+  mutable absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(commit_mu_);
   // Erasures that took effect and whose log entries and ids are still
   // being emptied (EmptyErased): their seqs, sorted.

@@ -249,6 +249,7 @@ TEST(RetentionTest, OldEventsLeaveEveryFamilyAndReadsBelowTheHorizonFail) {
     EXPECT_EQ(late->expired(), 1);
 
     ASSERT_TRUE(ts.server().store()->CompactAll().ok());
+    EXPECT_EQ(ts.client().GetStatus()->tiles(), 0u);
     watermark = ts.client().GetStatus()->watermark();
     EXPECT_EQ(watermark, 50u);
   }
