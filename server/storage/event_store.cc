@@ -621,6 +621,9 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
   absl::flat_hash_map<uint32_t, uint64_t> added;
   std::vector<std::pair<std::string, const std::string*>> event_puts;
   std::vector<std::pair<std::string, std::string>> id_puts;
+  // Ids of erased events written again (by new events): once written,
+  // the emptying of the erasure must leave their new records.
+  std::vector<std::pair<PendingErase*, std::string>> reclaims;
 
   for (Writer* w : group) {
     AppendRequest& req = *w->request;
@@ -640,6 +643,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
     // An id whose event was erased (its record not yet emptied) is free.
     const PendingErasures pending = pending_erasures();
+    std::vector<PendingErase*> reclaiming(pending.empty() ? 0 : n, nullptr);
     // Ids first seen in this request, by key -> index of the event.
     absl::flat_hash_map<absl::string_view, size_t> local;
     std::vector<size_t> to_write;
@@ -668,9 +672,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
           existing = &stored_hash;
           where = absl::StrCat("seq ", stored_seq);
         } else {
-          // A new event under the id: its record must survive the
-          // emptying of the erased one's.
-          erased->reclaimed.insert(keys[i]);
+          reclaiming[i] = erased;  // free: the id is new again
         }
       } else if (!statuses[i].IsNotFound()) {
         return FromRocks(statuses[i], "id lookup");
@@ -707,6 +709,9 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
           }
           untiled.push_back(std::move(day));
         }
+      }
+      if (!reclaiming.empty() && reclaiming[i] != nullptr) {
+        reclaims.emplace_back(reclaiming[i], keys[i]);
       }
       event_puts.push_back({std::move(event_key), &e.value});
       id_puts.push_back(
@@ -779,6 +784,9 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   next_seq_ = seq;
+  for (auto& [erasing, key] : reclaims) {
+    erasing->reclaimed.insert(std::move(key));
+  }
   for (const auto& day : untiled) {
     auto tiles = tiled_.find(day);
     if (tiles == tiled_.end()) continue;
@@ -1258,6 +1266,9 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
         "entity must be non-empty and hold no NUL byte");
   }
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
+  // One erasure at a time: a second one of the same entity finds what the
+  // first left (nothing), never the same events again.
+  absl::MutexLock erase_lock(&erase_mu_);
   const std::string prefix = EntityPrefix(stream_id, entity);
   const std::string upper = PrefixSuccessor(prefix);
   auto erasing = std::make_shared<PendingErase>();

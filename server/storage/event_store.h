@@ -428,6 +428,7 @@ class EventStore {
   // Finishes erasures a stop interrupted (at open).
   absl::Status ResumeErasures();
   PendingErasures pending_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex erase_mu_;  // serializes Erase
   std::atomic<size_t> pending_count_{0};
   // Time of the last erasure-log entry (keys stay unique).
   int64_t last_erasure_us_ ABSL_GUARDED_BY(commit_mu_) = 0;
