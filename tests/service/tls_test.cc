@@ -261,6 +261,16 @@ TEST_F(AuthTest, TokensAndRolesDenyByDefault) {
           .ReadEvents(read, [](const v1::ReadEventsResponse&) { return true; })
           .code(),
       absl::StatusCode::kUnauthenticated);
+  // Erasure is the admin's; the log records who erased.
+  EXPECT_EQ(As(**server, "writer-token").Erase("orders", "u").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto erased = As(**server, "admin-token").Erase("orders", "u");
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->events(), 1u);
+  auto log = As(**server, "reader-token").ListErasures();
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->erasures_size(), 1);
+  EXPECT_EQ(log->erasures(0).principal(), "ops");
 
   // A reload drops the reader; a broken file keeps what is in force.
   WriteAuth(Principals(false));
