@@ -2,6 +2,8 @@
 // without, however late events arrive, at any watermark, across restarts.
 
 #include <random>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
@@ -61,12 +63,16 @@ class TilesTest : public ::testing::Test {
     ASSERT_TRUE(s.client().ApplyDefinitions(req).ok());
   }
 
-  // The same batch to both servers.
-  void Ingest(int n, int64_t from, int64_t span) {
+  // The same batch to both servers: n events of `users` (default: "heavy"
+  // three times in four, else "light").
+  void Ingest(int n, int64_t from, int64_t span,
+              const std::vector<std::string>& users = {}) {
     v1::IngestRequest req;
     req.set_stream("orders");
     for (int i = 0; i < n; ++i) {
-      const std::string user = rng_() % 4 == 0 ? "light" : "heavy";
+      const std::string user = !users.empty()    ? users[rng_() % users.size()]
+                               : rng_() % 4 == 0 ? "light"
+                                                 : "heavy";
       *req.add_events() = testing::Order(
           "", user, from + static_cast<int64_t>(rng_() % span),
           static_cast<double>(rng_() % 10000) / 7, rng_() % 9,
@@ -78,12 +84,12 @@ class TilesTest : public ::testing::Test {
     }
   }
 
-  // Compares both servers at `as_of` / `watermark` for both entities.
-  void Compare(int64_t as_of, uint64_t watermark) {
+  // Compares both servers at `as_of` / `watermark` for `entities`.
+  void Compare(int64_t as_of, uint64_t watermark,
+               const std::vector<std::string>& entities = {"heavy", "light"}) {
     v1::GetFeaturesRequest req;
     req.set_view("tv");
-    req.add_entities("heavy");
-    req.add_entities("light");
+    for (const auto& e : entities) req.add_entities(e);
     *req.mutable_as_of() = MicrosToTimestamp(as_of);
     req.set_watermark(watermark);
     auto a = tiled_->client().GetFeatures(req);
@@ -184,6 +190,28 @@ TEST_F(TilesTest, WindowStartsInsideATiledDay) {
   Compare(as_of, 0);  // reads them
   Compare(as_of + 1, 0);
   Compare(as_of - 1, 0);
+}
+
+// Entities that are byte prefixes of one another, or share long prefixes:
+// each reads its own tiles (found through the tiles' prefix blooms) and
+// nobody else's.
+TEST_F(TilesTest, EntitiesSharingPrefixesReadOnlyTheirOwnTiles) {
+  const std::string long_prefix(200, 'p');
+  const std::vector<std::string> users = {"a",
+                                          "ab",
+                                          std::string("a\x01"),
+                                          "b",
+                                          long_prefix + "1",
+                                          long_prefix + "12",
+                                          long_prefix};
+  Ingest(6000, kStart, 20 * kDay, users);
+  for (int i = 0; i < 10; ++i) Compare(RandomAsOf(), 0, users);
+  ASSERT_GT(Tiles(), 0u);
+  // Late events for some of them only: their tiles go, the others' stay.
+  Ingest(200, kStart, 20 * kDay, {"a", long_prefix + "1"});
+  for (int i = 0; i < 10; ++i) Compare(RandomAsOf(), 0, users);
+  // Entities with no events at all, next to the tiled ones.
+  Compare(kStart + 25 * kDay, 0, {"aa", "a\x02", long_prefix + "0", "c"});
 }
 
 // Tiles hold serialized aggregator states. A data dir whose tiles were
