@@ -207,7 +207,9 @@ TEST(CrashTest, AnErasureKilledMidwayLeavesAllOrNothing) {
     }
     EXPECT_EQ(accepted, static_cast<int64_t>(kHeavy - own));
     EXPECT_EQ(duplicates, static_cast<int64_t>(own));
-    if (round == 0) ASSERT_TRUE(client.Ingest(light).ok());
+    if (round == 0) {
+      ASSERT_TRUE(client.Ingest(light).ok());
+    }
     if (round == kRounds) {
       // Uninterrupted, the erasure takes everything, and the rest stays.
       auto r = client.Erase("orders", "heavy");
