@@ -11,6 +11,11 @@ Sha256Digest Sha256(absl::string_view data) {
   return out;
 }
 
+std::string DigestHex(const Sha256Digest& digest) {
+  return HexEncode(absl::string_view(
+      reinterpret_cast<const char*>(digest.data()), digest.size()));
+}
+
 std::string HexEncode(absl::string_view data) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;

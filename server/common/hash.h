@@ -19,6 +19,8 @@ Sha256Digest Sha256(absl::string_view data);
 
 // Lower-case hex of `data`.
 std::string HexEncode(absl::string_view data);
+// Lower-case hex of a digest (64 characters).
+std::string DigestHex(const Sha256Digest& digest);
 
 // 64-bit FNV-1a: the entity-hash of `Partition`.
 inline uint64_t Fnv1a64(absl::string_view s) {

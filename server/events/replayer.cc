@@ -51,9 +51,7 @@ absl::Status Replayer::ReadEvents(
       return absl::FailedPreconditionError(absl::StrCat(
           "from_time ", FormatMicros(from_us),
           " is below the retention horizon of stream '", schema->name, "' at ",
-          FormatMicros(horizon), " (retention ",
-          schema->def().retention().empty() ? "forever, after a shorter one"
-                                            : schema->def().retention(),
+          FormatMicros(horizon), " (", DescribeRetention(schema->def()),
           "): events there are no longer kept; leave from_time unset to "
           "replay from the horizon"));
     }

@@ -348,9 +348,7 @@ grpc::Status FeatureStoreService::Erase(grpc::ServerContext* context,
         absl::StrCat("stream '", Echo(request->stream()), "' is not defined")));
   }
   // The log keeps a hash of the entity, never the entity itself.
-  const Sha256Digest digest = Sha256(request->entity());
-  const std::string hash = HexEncode(absl::string_view(
-      reinterpret_cast<const char*>(digest.data()), digest.size()));
+  const std::string hash = DigestHex(Sha256(request->entity()));
   v1::Erasure record;
   record.set_principal(auth->principal());
   record.set_stream(stream->name);

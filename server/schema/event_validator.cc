@@ -201,9 +201,7 @@ void PrepareEvents(const StreamSchema& schema,
     p.time_us = time_us;
     p.content_hash = ContentHash(schema, p.entity, time_us, values);
     if (e.event_id().empty()) {
-      p.event_id = HexEncode(absl::string_view(
-          reinterpret_cast<const char*>(p.content_hash.data()),
-          p.content_hash.size()));
+      p.event_id = DigestHex(p.content_hash);
       EncodeEventValue(schema.schema_version(), "", &p.content_hash, values,
                        &p.value);
     } else {

@@ -105,6 +105,12 @@ absl::StatusOr<int64_t> ParseRetention(absl::string_view text) {
   return w->micros;
 }
 
+std::string DescribeRetention(const v1::StreamDef& stream) {
+  return absl::StrCat("retention ", stream.retention().empty()
+                                        ? "forever, after a shorter one"
+                                        : stream.retention());
+}
+
 std::vector<std::string> ValidateStream(const v1::StreamDef& def) {
   std::vector<std::string> problems;
   const std::string where = absl::StrCat("stream '", def.name(), "'");

@@ -31,6 +31,11 @@ absl::StatusOr<Window> ParseWindow(absl::string_view text);
 // Errors: INVALID_ARGUMENT naming the text.
 absl::StatusOr<int64_t> ParseRetention(absl::string_view text);
 
+// "retention 400d", or "retention forever, after a shorter one" for a
+// stream that keeps everything now but had a retention before: for
+// messages about its horizon.
+std::string DescribeRetention(const v1::StreamDef& stream);
+
 // True for [A-Za-z_][A-Za-z0-9_]{0,63}.
 bool IsValidName(absl::string_view name);
 

@@ -179,11 +179,9 @@ absl::Status ViewEngine::CheckAsOf(const CompiledView& view, int64_t as_of_us,
   const std::string where =
       absl::StrCat(what, "view '", view.def->name(), "' version ",
                    view.def->version(), " as of ", FormatMicros(as_of_us));
-  const std::string horizon_text = absl::StrCat(
-      "the retention horizon of stream '", stream.name(), "' (retention ",
-      stream.retention().empty() ? "forever, after a shorter one"
-                                 : stream.retention(),
-      ")");
+  const std::string horizon_text =
+      absl::StrCat("the retention horizon of stream '", stream.name(), "' (",
+                   DescribeRetention(stream), ")");
   if (view.any_lifetime || earliest == std::numeric_limits<int64_t>::max()) {
     return absl::FailedPreconditionError(absl::StrCat(
         where, " has a lifetime feature, which reads below ", horizon_text,
