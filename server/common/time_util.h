@@ -19,6 +19,15 @@ namespace rawfeat {
 inline constexpr int64_t kMinMicros = -62135596800LL * 1000000;
 inline constexpr int64_t kMaxMicros = 253402300799LL * 1000000 + 999999;
 
+// UTC days (the unit of day tiles and retention's grace).
+inline constexpr int64_t kDayMicros = 86400LL * 1000000;
+// The start of the UTC day holding `time_us` (floor).
+inline int64_t DayStart(int64_t time_us) {
+  int64_t d = time_us / kDayMicros;
+  if (time_us % kDayMicros < 0) --d;
+  return d * kDayMicros;
+}
+
 // Floors to microseconds. Errors: INVALID_ARGUMENT if out of range or if
 // nanos is not in [0, 1e9).
 absl::StatusOr<int64_t> TimestampToMicros(

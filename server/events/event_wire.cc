@@ -4,9 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
+#include "server/common/echo.h"
 #include "server/common/hash.h"
 #include "server/common/wire.h"
-#include "server/storage/keys.h"
 
 namespace rawfeat {
 namespace {
@@ -105,15 +105,13 @@ EventChunkEncoder::EventChunkEncoder(const StreamSchema& schema)
   }
 }
 
-absl::Status EventChunkEncoder::AppendEvent(absl::string_view key,
-                                            absl::string_view value,
+absl::Status EventChunkEncoder::AppendEvent(const StoredEventRef& k,
                                             std::string* chunk) {
-  ParsedEventKey k;
-  if (!ParseEventKey(key, &k) || !reader_.Parse(value, schema_.types) ||
+  if (!reader_.Parse(k.value, schema_.types) ||
       reader_.fields().size() > entry_keys_.size()) {
-    return absl::DataLossError(absl::StrCat("stored event of stream '",
-                                            schema_.name, "' is corrupt (key ",
-                                            HexEncode(key), ")"));
+    return absl::DataLossError(absl::StrCat(
+        "stored event of stream '", schema_.name, "' is corrupt (entity '",
+        Echo(k.entity), "', seq ", k.seq, ")"));
   }
   const wire::TimestampParts time(k.time_us);
   const size_t time_body = time.BodySize();

@@ -2,11 +2,11 @@
 #define RAWFEAT_SERVER_EVENTS_EVENT_WIRE_H_
 
 // Writes ReadEventsResponse messages in protobuf wire format straight from
-// stored events (key + compact value), without building v1::Event objects:
-// building and serializing a map<string, Value> per event was most of a
-// replay's server CPU. The bytes parse as the same v1::Event that
-// DecodeStoredEvent-style conversion would give (fields in schema order).
-// Not thread-safe: one encoder per replay.
+// stored events (entity, time, seq and compact value), without building
+// v1::Event objects: building and serializing a map<string, Value> per
+// event was most of a replay's server CPU. The bytes parse as the same
+// v1::Event that DecodeStoredEvent-style conversion would give (fields in
+// schema order). Not thread-safe: one encoder per replay.
 
 #include <cstdint>
 #include <string>
@@ -24,11 +24,17 @@ class EventChunkEncoder {
   // REQUIRES: `schema` outlives the encoder.
   explicit EventChunkEncoder(const StreamSchema& schema);
 
-  // Appends the stored event (key, value) to `chunk` as one `events` entry
-  // (field 1) of a ReadEventsResponse. Errors: DATA_LOSS (corrupt key or
-  // value); `chunk` is unchanged then.
-  absl::Status AppendEvent(absl::string_view key, absl::string_view value,
-                           std::string* chunk);
+  // One stored event: where it is and its stored value (event_codec.h).
+  struct StoredEventRef {
+    absl::string_view entity;
+    int64_t time_us = 0;
+    uint64_t seq = 0;
+    absl::string_view value;
+  };
+  // Appends the event to `chunk` as one `events` entry (field 1) of a
+  // ReadEventsResponse. Errors: DATA_LOSS (a corrupt value); `chunk` is
+  // unchanged then.
+  absl::Status AppendEvent(const StoredEventRef& event, std::string* chunk);
 
   // Appends the response's `watermark` field (field 2).
   static void AppendWatermark(uint64_t watermark, std::string* chunk);

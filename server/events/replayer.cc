@@ -12,7 +12,6 @@
 #include "server/common/time_util.h"
 #include "server/events/event_wire.h"
 #include "server/schema/validation.h"
-#include "server/storage/keys.h"
 
 namespace rawfeat {
 
@@ -76,10 +75,9 @@ absl::Status Replayer::ReadEvents(
     chunk.clear();
     chunk_events = 0;
   };
-  // Encodes (key, value) into the chunk, flushing as it fills.
-  auto add = [&](absl::string_view key, absl::string_view value) {
-    absl::Status s = encoder.AppendEvent(key, value, &chunk);
-    if (!s.ok()) return s;
+  // Encodes an event into the chunk, flushing as it fills.
+  auto add = [&](const EventChunkEncoder::StoredEventRef& event) {
+    RETURN_IF_ERROR(encoder.AppendEvent(event, &chunk));
     ++chunk_events;
     ++emitted;
     if (chunk_events >= options_.chunk_events ||
@@ -95,91 +93,41 @@ absl::Status Replayer::ReadEvents(
       return absl::OkStatus();
     }
     // One entity: a bounded scan of its time range, then seq order.
-    const std::string lower =
-        from_us == std::numeric_limits<int64_t>::min()
-            ? EntityPrefix(schema->stream_id, request.entity())
-            : EntityTimeKey(schema->stream_id, request.entity(), from_us);
-    const std::string upper =
-        to_us == std::numeric_limits<int64_t>::max()
-            ? PrefixSuccessor(EntityPrefix(schema->stream_id, request.entity()))
-            : EntityTimeKey(schema->stream_id, request.entity(), to_us);
-    std::vector<std::pair<uint64_t, std::pair<std::string, std::string>>> found;
-    auto it = store_->ScanEvents(lower, upper, view);
-    for (; it->Valid(); it->Next()) {
-      ParsedEventKey k;
-      if (!ParseEventKey(it->key(), &k)) {
-        return absl::DataLossError("malformed event key");
-      }
-      if (k.seq <= request.after_seq() || k.seq > watermark) continue;
-      found.push_back(
-          {k.seq, {std::string(it->key()), std::string(it->value())}});
+    struct Found {
+      uint64_t seq;
+      int64_t time_us;
+      std::string value;
+    };
+    std::vector<Found> found;
+    auto cursor = store_->NewEventCursor(schema->stream_id, view);
+    for (cursor->Seek(request.entity(), from_us, to_us); cursor->Valid();
+         cursor->Next()) {
+      const uint64_t seq = cursor->seq();
+      if (seq <= request.after_seq() || seq > watermark) continue;
+      found.push_back({seq, cursor->time_us(), std::string(cursor->value())});
     }
-    if (!it->status().ok()) return it->status();
+    RETURN_IF_ERROR(cursor->status());
     std::sort(found.begin(), found.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [seq, kv] : found) {
+              [](const Found& a, const Found& b) { return a.seq < b.seq; });
+    for (const Found& f : found) {
       if (emitted >= limit || stopped) break;
-      absl::Status s = add(kv.first, kv.second);
-      if (!s.ok()) return s;
+      RETURN_IF_ERROR(add({request.entity(), f.time_us, f.seq, f.value}));
     }
   } else {
-    // Whole stream: walk the log in seq order; entries carry their event
-    // (older ones are fetched by key, in batches).
-    constexpr size_t kFetch = 1024;
-    std::vector<std::string> keys;
-    std::vector<std::string> values;
-    absl::Status inner;
-    auto drain = [&]() {
-      if (keys.empty()) return absl::OkStatus();
-      absl::Status s = store_->MultiGetEvents(keys, view, &values);
-      if (!s.ok()) return s;
-      for (size_t i = 0; i < keys.size() && !stopped; ++i) {
-        if (values[i].empty()) {
-          return absl::DataLossError(absl::StrCat(
-              "log points at a missing event (key ", HexEncode(keys[i]), ")"));
-        }
-        s = add(keys[i], values[i]);
-        if (!s.ok()) return s;
-      }
-      keys.clear();
-      return absl::OkStatus();
-    };
+    // Whole stream: walk the log in seq order.
     uint64_t selected = 0;
-    absl::Status s = store_->ScanLog(
-        request.after_seq(), watermark, view,
-        [&](uint64_t, absl::string_view event_key,
-            absl::string_view event_value) {
-          ParsedEventKey k;
-          if (!ParseEventKey(event_key, &k)) {
-            inner = absl::DataLossError("malformed log entry");
-            return false;
-          }
-          if (k.stream_id != schema->stream_id || k.time_us < from_us ||
-              k.time_us >= to_us || !InPartition(k.entity, pindex, pcount)) {
+    absl::Status inner;
+    RETURN_IF_ERROR(store_->ScanLog(
+        request.after_seq(), watermark, view, [&](const LoggedEvent& e) {
+          if (e.stream_id != schema->stream_id || e.time_us < from_us ||
+              e.time_us >= to_us || !InPartition(e.entity, pindex, pcount)) {
             return true;
           }
           ++selected;
-          if (!event_value.empty()) {
-            // The log carries the value: no point read. Older entries
-            // queued before keep their place in seq order.
-            inner = drain();
-            if (inner.ok()) inner = add(event_key, event_value);
-            if (!inner.ok() || stopped) return false;
-            return selected < limit;
-          }
-          keys.emplace_back(event_key);
-          if (keys.size() >= kFetch) {
-            inner = drain();
-            if (!inner.ok() || stopped) return false;
-          }
-          return selected < limit;
-        });
-    if (!s.ok()) return s;
-    if (!inner.ok()) return inner;
-    if (!stopped) {
-      s = drain();
-      if (!s.ok()) return s;
-    }
+          inner = add({e.entity, e.time_us, e.seq, e.value});
+          return inner.ok() && !stopped && selected < limit;
+        }));
+    RETURN_IF_ERROR(inner);
   }
   if (stopped) return absl::CancelledError("client went away");
   if (chunk_events > 0 || emitted == 0) {

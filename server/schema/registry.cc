@@ -11,7 +11,6 @@
 #include "server/common/definitions_text.h"
 #include "server/common/echo.h"
 #include "server/schema/validation.h"
-#include "server/storage/keys.h"
 
 namespace rawfeat {
 
@@ -40,8 +39,9 @@ absl::Status Registry::Load() {
   std::map<std::string, std::shared_ptr<const StreamSchema>> streams;
   std::map<ViewKey, std::shared_ptr<const v1::FeatureViewDef>> views;
   uint32_t max_id = 0;
-  absl::Status s = store_->ScanMeta(
-      kMetaStreamPrefix, [&](absl::string_view key, absl::string_view value) {
+  absl::Status s = store_->ScanDefinitions(
+      EventStore::DefinitionKind::kStream,
+      [&](absl::string_view key, absl::string_view value) {
         internal::StoredStream stored;
         if (!stored.ParseFromArray(value.data(),
                                    static_cast<int>(value.size())) ||
@@ -68,56 +68,54 @@ absl::Status Registry::Load() {
   if (!s.ok()) return s;
   // Ids of counters too, so a stream whose record is corrupt never has its
   // id reused by another stream.
-  s = store_->ScanMeta(
-      kMetaCountPrefix, [&](absl::string_view key, absl::string_view) {
-        const size_t p = strlen(kMetaCountPrefix);
-        if (key.size() == p + 4) {
-          max_id = std::max(max_id, DecodeBigEndian32(key.data() + p));
+  auto counted = store_->HighestCountedStreamId();
+  if (!counted.ok()) return counted.status();
+  max_id = std::max(max_id, *counted);
+  s = store_->ScanDefinitions(
+      EventStore::DefinitionKind::kView,
+      [&](absl::string_view key, absl::string_view value) {
+        auto view = std::make_shared<v1::FeatureViewDef>();
+        if (!view->ParseFromArray(value.data(),
+                                  static_cast<int>(value.size()))) {
+          problems.push_back(absl::StrCat("stored definition '", key,
+                                          "': corrupt record, skipped"));
+          return;
         }
+        auto it = streams.find(view->stream());
+        if (it == streams.end()) {
+          problems.push_back(absl::StrCat(
+              "stored view '", view->name(), "' version ", view->version(),
+              ": stream '", view->stream(), "' is not loaded, skipped"));
+          return;
+        }
+        const auto invalid = ValidateView(*view, it->second->def());
+        if (!invalid.empty()) {
+          problems.push_back(
+              absl::StrCat("stored ", absl::StrJoin(invalid, "; ")));
+          return;
+        }
+        views[{view->name(), view->version()}] = view;
       });
   if (!s.ok()) return s;
-  s = store_->ScanMeta(kMetaViewPrefix, [&](absl::string_view key,
-                                            absl::string_view value) {
-    auto view = std::make_shared<v1::FeatureViewDef>();
-    if (!view->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-      problems.push_back(absl::StrCat("stored definition '",
-                                      absl::CHexEscape(key),
-                                      "': corrupt record, skipped"));
-      return;
-    }
-    auto it = streams.find(view->stream());
-    if (it == streams.end()) {
-      problems.push_back(absl::StrCat(
-          "stored view '", view->name(), "' version ", view->version(),
-          ": stream '", view->stream(), "' is not loaded, skipped"));
-      return;
-    }
-    const auto invalid = ValidateView(*view, it->second->def());
-    if (!invalid.empty()) {
-      problems.push_back(absl::StrCat("stored ", absl::StrJoin(invalid, "; ")));
-      return;
-    }
-    views[{view->name(), view->version()}] = view;
-  });
-  if (!s.ok()) return s;
   ServiceMap services;
-  s = store_->ScanMeta(kMetaServicePrefix, [&](absl::string_view key,
-                                               absl::string_view value) {
-    auto service = std::make_shared<v1::FeatureServiceDef>();
-    if (!service->ParseFromArray(value.data(),
-                                 static_cast<int>(value.size()))) {
-      problems.push_back(absl::StrCat("stored definition '",
-                                      absl::CHexEscape(key),
-                                      "': corrupt record, skipped"));
-      return;
-    }
-    const auto invalid = ValidateService(*service, ViewFinder(views));
-    if (!invalid.empty()) {
-      problems.push_back(absl::StrCat("stored ", absl::StrJoin(invalid, "; ")));
-      return;
-    }
-    services[{service->name(), service->version()}] = service;
-  });
+  s = store_->ScanDefinitions(
+      EventStore::DefinitionKind::kService,
+      [&](absl::string_view key, absl::string_view value) {
+        auto service = std::make_shared<v1::FeatureServiceDef>();
+        if (!service->ParseFromArray(value.data(),
+                                     static_cast<int>(value.size()))) {
+          problems.push_back(absl::StrCat("stored definition '", key,
+                                          "': corrupt record, skipped"));
+          return;
+        }
+        const auto invalid = ValidateService(*service, ViewFinder(views));
+        if (!invalid.empty()) {
+          problems.push_back(
+              absl::StrCat("stored ", absl::StrJoin(invalid, "; ")));
+          return;
+        }
+        services[{service->name(), service->version()}] = service;
+      });
   if (!s.ok()) return s;
   absl::MutexLock l(&mu_);
   streams_ = std::move(streams);
@@ -172,7 +170,7 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     services = services_;
     next_id = next_stream_id_;
   }
-  std::vector<std::pair<std::string, std::string>> writes;
+  std::vector<EventStore::Definition> writes;
   // Streams whose retention is set or changes: id -> microseconds.
   std::vector<std::pair<uint32_t, int64_t>> retention;
 
@@ -223,7 +221,8 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     internal::StoredStream stored;
     stored.set_stream_id(id);
     for (const auto& v : versions) *stored.add_versions() = v;
-    writes.emplace_back(MetaStreamKey(def.name()), stored.SerializeAsString());
+    writes.push_back({EventStore::DefinitionKind::kStream, def.name(), 0,
+                      stored.SerializeAsString()});
     streams[def.name()] = MakeSchema(id, std::move(versions));
   }
 
@@ -248,8 +247,8 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
     out.changes.push_back(absl::StrCat("add view '", view.name(), "' version ",
                                        view.version(), " (",
                                        view.features_size(), " features)"));
-    writes.emplace_back(MetaViewKey(view.name(), view.version()),
-                        view.SerializeAsString());
+    writes.push_back({EventStore::DefinitionKind::kView, view.name(),
+                      view.version(), view.SerializeAsString()});
     views[key] = std::make_shared<v1::FeatureViewDef>(view);
   }
 
@@ -268,8 +267,8 @@ absl::StatusOr<ApplyOutcome> Registry::Apply(const v1::Definitions& defs,
         service.parts_size(), " parts, ",
         ::rawfeat::ServiceFeatureNames(service, ViewFinder(views)).size(),
         " features)"));
-    writes.emplace_back(MetaServiceKey(service.name(), service.version()),
-                        service.SerializeAsString());
+    writes.push_back({EventStore::DefinitionKind::kService, service.name(),
+                      service.version(), service.SerializeAsString()});
     services[key] = std::make_shared<v1::FeatureServiceDef>(service);
   }
 

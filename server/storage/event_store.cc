@@ -12,6 +12,7 @@
 #include <limits>
 #include <system_error>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -35,27 +36,12 @@
 #include "server/common/time_util.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/keys.h"
+#include "server/storage/rocks_util.h"
 #include "server/storage/seq_file.h"
 #include "server/storage/wal_check.h"
 
 namespace rawfeat {
 namespace {
-
-// The one place rocksdb::Status becomes absl::Status.
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  const std::string msg = absl::StrCat(what, ": ", s.ToString());
-  if (s.IsNotFound()) return absl::NotFoundError(msg);
-  if (s.IsNoSpace()) {
-    return absl::ResourceExhaustedError(absl::StrCat("disk full: ", msg));
-  }
-  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsIOError()) {
-    return absl::UnavailableError(msg);
-  }
-  if (s.IsCorruption()) return absl::DataLossError(msg);
-  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
-  return absl::InternalError(msg);
-}
 
 // RocksDB's info log (`LOG` in the data dir), written with plain write(2)
 // whose failures drop the line. RocksDB's own file logger asserts on the
@@ -97,13 +83,6 @@ class DataDirLogger final : public rocksdb::Logger {
  private:
   int fd_ = -1;
 };
-
-rocksdb::Slice ToSlice(absl::string_view s) {
-  return rocksdb::Slice(s.data(), s.size());
-}
-absl::string_view ToView(const rocksdb::Slice& s) {
-  return absl::string_view(s.data(), s.size());
-}
 
 // The highest seq in the log column family (0 if empty).
 absl::StatusOr<uint64_t> LastLogSeq(rocksdb::DB* db,
@@ -197,30 +176,6 @@ ReadView::~ReadView() { db_->ReleaseSnapshot(snapshot_); }
 
 const rocksdb::Snapshot* EventStore::SnapshotOf(const ReadView* view) {
   return view == nullptr ? nullptr : view->snapshot_;
-}
-
-// -------------------------------------------------------- EventIterator
-
-struct EventIterator::Rep {
-  std::string lower;
-  std::string upper;
-  rocksdb::Slice upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it;
-};
-
-EventIterator::EventIterator(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
-EventIterator::~EventIterator() = default;
-bool EventIterator::Valid() const { return rep_->it->Valid(); }
-void EventIterator::Next() { rep_->it->Next(); }
-void EventIterator::Seek(absl::string_view target) {
-  rep_->it->Seek(ToSlice(target));
-}
-absl::string_view EventIterator::key() const { return ToView(rep_->it->key()); }
-absl::string_view EventIterator::value() const {
-  return ToView(rep_->it->value());
-}
-absl::Status EventIterator::status() const {
-  return FromRocks(rep_->it->status(), "scan events");
 }
 
 // ----------------------------------------------------------- EventStore
@@ -336,7 +291,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   // and a skiplist memtable spends most of ingest comparing keys. A hash of
   // skiplists keyed by the entity prefix keeps each insert's search within
   // one entity's recent events. Entity scans (the read path) stay prefix
-  // seeks; whole-stream scans ask for total order (see ScanEvents).
+  // seeks; whole-stream scans ask for total order (event_cursor.cc).
   // Prefix blooms (per SST file and per memtable) let an entity lookup skip
   // every file and memtable that holds none of its events.
   rocksdb::ColumnFamilyOptions events_cf = make_cf(Bloom::kPrefix);
@@ -840,74 +795,36 @@ absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
   return pinned;
 }
 
-std::unique_ptr<EventIterator> EventStore::Scan(rocksdb::ColumnFamilyHandle* cf,
-                                                absl::string_view lower,
-                                                absl::string_view upper,
-                                                const ReadView* view,
-                                                bool total_order) const {
-  auto rep = std::make_unique<EventIterator::Rep>();
-  rep->lower = std::string(lower);
-  rep->upper = std::string(upper);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
-  if (!rep->upper.empty()) {
-    rep->upper_slice = ToSlice(rep->upper);
-    ro.iterate_upper_bound = &rep->upper_slice;
-  }
-  ro.total_order_seek = total_order;
-  ro.prefix_same_as_start = !total_order;
-  rep->it.reset(db_->NewIterator(ro, cf));
-  rep->it->Seek(ToSlice(rep->lower));
-  return std::unique_ptr<EventIterator>(new EventIterator(std::move(rep)));
-}
-
-std::unique_ptr<EventIterator> EventStore::ScanEvents(
-    absl::string_view lower, absl::string_view upper,
-    const ReadView* view) const {
-  // Within one entity a prefix seek suffices (and is what the hash memtable
-  // is fast at); anything wider needs total order.
-  const size_t plen = EntityPrefixTransform::PrefixLength(ToSlice(lower));
-  const bool one_entity = plen > 0 && !upper.empty() && upper.size() >= plen &&
-                          (upper.compare(0, plen, lower.substr(0, plen)) == 0 ||
-                           upper == PrefixSuccessor(lower.substr(0, plen)));
-  return Scan(events_cf_, lower, upper, view, !one_entity);
-}
-
-std::unique_ptr<EventIterator> EventStore::NewEntityCursor(
-    const ReadView* view) const {
-  auto rep = std::make_unique<EventIterator::Rep>();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
-  ro.prefix_same_as_start = true;
-  rep->it.reset(db_->NewIterator(ro, events_cf_));
-  return std::unique_ptr<EventIterator>(new EventIterator(std::move(rep)));
-}
-
-std::unique_ptr<EventIterator> EventStore::ScanTiles(
-    absl::string_view lower, absl::string_view upper,
-    const ReadView* view) const {
-  if (!tiles_readable_) return Scan(tiles_cf_, "", "\x00", view, true);
-  return Scan(tiles_cf_, lower, upper, view, /*total_order=*/true);
-}
-
-absl::Status EventStore::RunExclusive(
+absl::Status EventStore::WriteTiles(
+    const TileScope& scope,
     const std::function<absl::Status(
-        uint64_t, std::vector<std::pair<std::string, std::string>>*)>& fn) {
+        uint64_t, std::vector<std::pair<int64_t, std::string>>*)>& build) {
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   absl::MutexLock commit_lock(&commit_mu_);
-  std::vector<std::pair<std::string, std::string>> tiles;
-  absl::Status s = fn(watermark(), &tiles);
+  std::vector<std::pair<int64_t, std::string>> tiles;
+  const uint64_t w = watermark();
+  absl::Status s = build(w, &tiles);
   if (!s.ok() || tiles.empty()) return s;
+  const std::string prefix =
+      TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
+  std::vector<std::string> keys;
+  keys.reserve(tiles.size());
   rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : tiles) batch.Put(tiles_cf_, ToSlice(k), ToSlice(v));
+  std::string value;
+  for (const auto& [day, payload] : tiles) {
+    keys.push_back(TileKey(prefix, day));
+    value.clear();
+    PutBigEndian64(&value, w);
+    value += payload;
+    batch.Put(tiles_cf_, ToSlice(keys.back()), ToSlice(value));
+  }
   s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles");
   if (!s.ok()) return s;
-  std::string day_key;
-  for (const auto& [k, v] : tiles) {
-    if (!TileDayKey(k, &day_key)) continue;
-    auto& keys = tiled_[day_key];
-    if (std::find(keys.begin(), keys.end(), k) == keys.end()) {
-      keys.push_back(k);
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    auto& stored =
+        tiled_[EntityTimeKey(scope.stream_id, scope.entity, tiles[i].first)];
+    if (std::find(stored.begin(), stored.end(), keys[i]) == stored.end()) {
+      stored.push_back(std::move(keys[i]));
     }
   }
   return absl::OkStatus();
@@ -964,8 +881,7 @@ size_t EventStore::TileCount() const {
 
 absl::Status EventStore::ScanLog(
     uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
-    const std::function<bool(uint64_t, absl::string_view, absl::string_view)>&
-        fn) const {
+    const std::function<bool(const LoggedEvent&)>& fn) const {
   if (up_to_seq <= after_seq) return absl::OkStatus();
   const std::string upper = LogKey(up_to_seq + 1);
   const rocksdb::Slice upper_slice = ToSlice(upper);
@@ -974,20 +890,60 @@ absl::Status EventStore::ScanLog(
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
   const PendingErasures pending = pending_erasures();
-  for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid(); it->Next()) {
+  bool stop = false;
+  auto emit = [&](uint64_t seq, absl::string_view key,
+                  absl::string_view value) {
+    ParsedEventKey k;
+    if (!ParseEventKey(key, &k)) {
+      return absl::DataLossError(
+          absl::StrCat("malformed log entry at seq ", seq));
+    }
+    stop = !fn(LoggedEvent{seq, k.stream_id, k.entity, k.time_us, value});
+    return absl::OkStatus();
+  };
+  // Entries written before the log carried values hold only the event's
+  // key: their events are read in batches, keeping seq order.
+  constexpr size_t kFetch = 1024;
+  std::vector<uint64_t> keyed_seqs;
+  std::vector<std::string> keys, values;
+  auto drain = [&]() {
+    if (keys.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(MultiGetEvents(keys, view, &values));
+    for (size_t i = 0; i < keys.size() && !stop; ++i) {
+      if (values[i].empty()) {
+        return absl::DataLossError(absl::StrCat(
+            "the log entry at seq ", keyed_seqs[i],
+            " names a missing event (key ", HexEncode(keys[i]), ")"));
+      }
+      RETURN_IF_ERROR(emit(keyed_seqs[i], keys[i], values[i]));
+    }
+    keys.clear();
+    keyed_seqs.clear();
+    return absl::OkStatus();
+  };
+  for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid() && !stop;
+       it->Next()) {
     if (IsRemovedLogValue(ToView(it->value()))) continue;
-    if (!pending.empty() &&
-        ErasedBy(pending, ParseLogKey(ToView(it->key()))) != nullptr) {
+    const uint64_t seq = ParseLogKey(ToView(it->key()));
+    if (!pending.empty() && ErasedBy(pending, seq) != nullptr) {
       continue;  // erased; its entry is being emptied
     }
     absl::string_view event_key, event_value;
     if (!ParseLogValue(ToView(it->value()), &event_key, &event_value)) {
-      return absl::DataLossError(absl::StrCat("malformed log entry at seq ",
-                                              ParseLogKey(ToView(it->key()))));
+      return absl::DataLossError(
+          absl::StrCat("malformed log entry at seq ", seq));
     }
-    if (!fn(ParseLogKey(ToView(it->key())), event_key, event_value)) break;
+    if (event_value.empty()) {
+      keyed_seqs.push_back(seq);
+      keys.emplace_back(event_key);
+      if (keys.size() >= kFetch) RETURN_IF_ERROR(drain());
+      continue;
+    }
+    RETURN_IF_ERROR(drain());
+    if (!stop) RETURN_IF_ERROR(emit(seq, event_key, event_value));
   }
-  return FromRocks(it->status(), "scan log");
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan log"));
+  return drain();
 }
 
 absl::Status EventStore::MultiGetEvents(
@@ -1174,9 +1130,62 @@ void EventStore::LoadRetention(uint32_t stream_id, int64_t retention_us) {
   retention_.Set(stream_id, retention_us, kNoHorizon);
 }
 
+namespace {
+
+const char* DefinitionPrefix(EventStore::DefinitionKind kind) {
+  switch (kind) {
+    case EventStore::DefinitionKind::kStream:
+      return kMetaStreamPrefix;
+    case EventStore::DefinitionKind::kView:
+      return kMetaViewPrefix;
+    case EventStore::DefinitionKind::kService:
+      return kMetaServicePrefix;
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status EventStore::ScanDefinitions(
+    DefinitionKind kind,
+    const std::function<void(absl::string_view, absl::string_view)>& fn) const {
+  return ScanMeta(DefinitionPrefix(kind),
+                  [&](absl::string_view key, absl::string_view value) {
+                    fn(absl::CHexEscape(key), value);
+                  });
+}
+
+absl::StatusOr<uint32_t> EventStore::HighestCountedStreamId() const {
+  uint32_t highest = 0;
+  RETURN_IF_ERROR(
+      ScanMeta(kMetaCountPrefix, [&](absl::string_view key, absl::string_view) {
+        const size_t p = strlen(kMetaCountPrefix);
+        if (key.size() == p + 4) {
+          highest = std::max(highest, DecodeBigEndian32(key.data() + p));
+        }
+      }));
+  return highest;
+}
+
 absl::Status EventStore::PutDefinitions(
-    const std::vector<std::pair<std::string, std::string>>& kvs,
+    const std::vector<Definition>& definitions,
     const std::vector<std::pair<uint32_t, int64_t>>& retention) {
+  std::vector<std::pair<std::string, std::string>> kvs;
+  for (const Definition& d : definitions) {
+    std::string key;
+    switch (d.kind) {
+      case DefinitionKind::kStream:
+        key = MetaStreamKey(d.name);
+        break;
+      case DefinitionKind::kView:
+        key = MetaViewKey(d.name, d.version);
+        break;
+      case DefinitionKind::kService:
+        key = MetaServiceKey(d.name, d.version);
+        break;
+    }
+    kvs.emplace_back(std::move(key), d.bytes);
+  }
   if (retention.empty()) return PutMeta(kvs);
   // No compaction filter is made while the change is written: each one
   // snapshots the cutoffs, which must never pass a floor written here.
@@ -1276,25 +1285,23 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
   // (seq, id key) of every event found.
   std::vector<std::pair<uint64_t, std::string>> found;
   EventValueReader reader;
-  auto take = [&](absl::string_view key, absl::string_view value) {
-    ParsedEventKey parsed;
-    if (!ParseEventKey(key, &parsed) || !reader.ParseId(value)) {
-      return absl::DataLossError(
-          absl::StrCat("corrupt stored event of the entity being erased (key ",
-                       HexEncode(key), ")"));
+  auto take = [&](uint64_t seq, absl::string_view value) {
+    if (!reader.ParseId(value)) {
+      return absl::DataLossError(absl::StrCat(
+          "corrupt stored event of the entity being erased (seq ", seq, ")"));
     }
-    found.emplace_back(parsed.seq, IdKey(stream_id, reader.event_id()));
+    found.emplace_back(seq, IdKey(stream_id, reader.event_id()));
     return absl::OkStatus();
   };
   // The entity's seqs, from a snapshot while appends go on.
   auto pinned = PinRead(0);
   if (!pinned.ok()) return pinned.status();
   {
-    auto it = ScanEvents(prefix, upper, pinned->view.get());
-    for (; it->Valid(); it->Next()) {
-      RETURN_IF_ERROR(take(it->key(), it->value()));
+    auto cursor = NewEventCursor(stream_id, pinned->view.get());
+    for (cursor->Seek(entity); cursor->Valid(); cursor->Next()) {
+      RETURN_IF_ERROR(take(cursor->seq(), cursor->value()));
     }
-    RETURN_IF_ERROR(it->status());
+    RETURN_IF_ERROR(cursor->status());
   }
   pinned->view.reset();
 
@@ -1308,13 +1315,14 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     // Events appended since the snapshot: the log names them.
     watermark = this->watermark();
     absl::Status inner;
-    RETURN_IF_ERROR(
-        ScanLog(pinned->watermark, watermark, nullptr,
-                [&](uint64_t, absl::string_view key, absl::string_view value) {
-                  if (!absl::StartsWith(key, prefix)) return true;
-                  inner = take(key, value);
-                  return inner.ok();
-                }));
+    RETURN_IF_ERROR(ScanLog(
+        pinned->watermark, watermark, nullptr, [&](const LoggedEvent& e) {
+          if (e.stream_id != stream_id || e.entity != entity) {
+            return true;
+          }
+          inner = take(e.seq, e.value);
+          return inner.ok();
+        }));
     RETURN_IF_ERROR(inner);
     std::sort(found.begin(), found.end());
     seqs.reserve(found.size());

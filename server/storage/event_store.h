@@ -26,7 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/hash.h"
-#include "server/storage/keys.h"
+#include "server/storage/event_cursor.h"
 #include "server/storage/retention.h"
 
 namespace rocksdb {
@@ -133,26 +133,6 @@ class ReadView {
   const rocksdb::Snapshot* snapshot_;
 };
 
-// A forward iterator over one key range of the events column family.
-class EventIterator {
- public:
-  ~EventIterator();
-  bool Valid() const;
-  void Next();
-  // Moves to the first key >= target (within the scan's bounds).
-  void Seek(absl::string_view target);
-  absl::string_view key() const;
-  absl::string_view value() const;
-  // Non-OK if the scan stopped on an error (then Valid() is false).
-  absl::Status status() const;
-
- private:
-  friend class EventStore;
-  struct Rep;
-  explicit EventIterator(std::unique_ptr<Rep> rep);
-  std::unique_ptr<Rep> rep_;
-};
-
 class EventStore {
  public:
   // Opens (creating if needed) the database in `dir`. Recovers the next seq
@@ -203,33 +183,37 @@ class EventStore {
   };
   absl::StatusOr<PinnedRead> PinRead(uint64_t requested) const;
 
-  // Iterates the events column family over [lower, upper) (upper empty =
-  // unbounded) as of `view` (nullptr = latest).
-  std::unique_ptr<EventIterator> ScanEvents(absl::string_view lower,
-                                            absl::string_view upper,
-                                            const ReadView* view) const;
+  // An unpositioned cursor over the events of `stream_id` as of `view`
+  // (nullptr = latest): EventCursor::Seek puts it on one entity's time
+  // range, and it can be re-seeked to others (one cursor serves many
+  // entities).
+  std::unique_ptr<EventCursor> NewEventCursor(uint32_t stream_id,
+                                              const ReadView* view) const;
+  // A cursor over every event of `stream_id` as of `view`, entity by
+  // entity, positioned on the first.
+  std::unique_ptr<EventCursor> ScanStream(uint32_t stream_id,
+                                          const ReadView* view) const;
 
-  // An unpositioned iterator over one entity's events at a time: Seek to a
-  // key of the entity (EntityPrefix / EntityTimeKey) and it stays within
-  // that entity's prefix. Re-seekable to other entities, so one cursor can
-  // serve many entities (saves creating an iterator per entity).
-  std::unique_ptr<EventIterator> NewEntityCursor(const ReadView* view) const;
+  // The tiles of `scope` for days in [from_day, to_day) (kMinEventTime /
+  // kMaxEventTime: unbounded), as of `view`.
+  std::unique_ptr<TileCursor> ScanTiles(const TileScope& scope,
+                                        int64_t from_day, int64_t to_day,
+                                        const ReadView* view) const;
 
-  // Iterates the tiles column family over [lower, upper).
-  std::unique_ptr<EventIterator> ScanTiles(absl::string_view lower,
-                                           absl::string_view upper,
-                                           const ReadView* view) const;
-
-  // Runs `fn` while no append can commit, with the current watermark (so
-  // every event it reads is final at that watermark), then writes the tile
-  // (key, value) pairs `fn` returns. A tile stays valid until an event is
-  // appended to the (stream, entity, day) it covers: that append deletes it
-  // in the same atomic write. Tiles are a cache: they are not synced.
-  // Keep `fn` short: ingest waits for it.
-  absl::Status RunExclusive(
+  // Builds tiles of `scope`: runs `build` while no append can commit, with
+  // the current watermark (every event it reads at the latest state is
+  // final at that watermark), then stores the (day start, payload) pairs
+  // it returns, built at that watermark. A tile stays valid until an event
+  // is appended to the (stream, entity, day) it covers: that append deletes
+  // it in the same atomic write. Tiles are a cache: they are not synced.
+  // Keep `build` short: ingest waits for it.
+  // Errors: those of `build`; RESOURCE_EXHAUSTED (read-only store),
+  // UNAVAILABLE (the write failed).
+  absl::Status WriteTiles(
+      const TileScope& scope,
       const std::function<absl::Status(
           uint64_t watermark,
-          std::vector<std::pair<std::string, std::string>>* tiles)>& fn);
+          std::vector<std::pair<int64_t, std::string>>* tiles)>& build);
 
   // Number of tiles stored.
   size_t TileCount() const;
@@ -243,28 +227,33 @@ class EventStore {
   // RocksDB's identity of this database (unique per data dir).
   std::string Identity() const;
 
-  // Calls fn(seq, event_key, event_value) for each log entry with
-  // after_seq < seq <= up_to_seq in seq order, until fn returns false.
-  // event_value is empty for entries written before the log carried values
-  // (then read the event by key). Errors: DATA_LOSS (malformed entry).
+  // Calls fn for each event of the log with after_seq < seq <= up_to_seq
+  // in seq order, as of `view`, until fn returns false. Removed (expired or
+  // erased) seqs are skipped. Errors: DATA_LOSS (a malformed entry, or one
+  // that names a missing event).
   absl::Status ScanLog(uint64_t after_seq, uint64_t up_to_seq,
                        const ReadView* view,
-                       const std::function<bool(uint64_t, absl::string_view,
-                                                absl::string_view)>& fn) const;
+                       const std::function<bool(const LoggedEvent&)>& fn) const;
 
-  // Point reads of events by key; values[i] is empty if keys[i] is missing.
-  absl::Status MultiGetEvents(const std::vector<std::string>& keys,
-                              const ReadView* view,
-                              std::vector<std::string>* values) const;
-
-  // Metadata. Writes are synced (definitions must survive a crash).
-  absl::StatusOr<std::string> GetMeta(
-      absl::string_view key) const;  // NOT_FOUND
-  absl::Status PutMeta(
-      const std::vector<std::pair<std::string, std::string>>& kvs);
-  absl::Status ScanMeta(absl::string_view prefix,
-                        const std::function<void(absl::string_view,
-                                                 absl::string_view)>& fn) const;
+  // Definitions: the registry's records (serialized protos). A stream's
+  // record holds all its schema versions, so its version is 0.
+  enum class DefinitionKind { kStream, kView, kService };
+  struct Definition {
+    DefinitionKind kind = DefinitionKind::kStream;
+    std::string name;
+    uint32_t version = 0;
+    std::string bytes;
+  };
+  // Calls fn(label, bytes) for each stored definition of `kind`, in name
+  // (then version) order; `label` names the record in errors
+  // ("stream/orders"). Errors: UNAVAILABLE / DATA_LOSS from RocksDB.
+  absl::Status ScanDefinitions(
+      DefinitionKind kind,
+      const std::function<void(absl::string_view label,
+                               absl::string_view bytes)>& fn) const;
+  // The highest stream id that has an event counter (0: none), so a stream
+  // whose record is unreadable never has its id given to another.
+  absl::StatusOr<uint32_t> HighestCountedStreamId() const;
 
   // Retention (retention.h). The stream's horizon now: reads may not reach
   // below it (kNoHorizon: everything is kept).
@@ -272,13 +261,14 @@ class EventStore {
   // Sets a stream's retention (microseconds, 0 = forever) as loaded from
   // its stored definition: no floor is recorded.
   void LoadRetention(uint32_t stream_id, int64_t retention_us);
-  // Writes definitions (`kvs`, synced, as PutMeta) and changes the
+  // Writes definitions (synced: they must survive a crash) and changes the
   // retention of streams (`retention`: stream id -> microseconds, 0 =
   // forever) in one step no compaction sees half of: each stream whose
   // retention changes gets a floor (its horizon under the old retention,
   // now) written with the definitions.
+  // Errors: RESOURCE_EXHAUSTED (read-only store), UNAVAILABLE.
   absl::Status PutDefinitions(
-      const std::vector<std::pair<std::string, std::string>>& kvs,
+      const std::vector<Definition>& definitions,
       const std::vector<std::pair<uint32_t, int64_t>>& retention);
   // Flushes memtables and compacts every column family to the bottom, so
   // retention and erasure leave the files now rather than eventually.
@@ -356,14 +346,20 @@ class EventStore {
   // then records it.
   absl::Status DropTilesOfOtherFormats();
   static const rocksdb::Snapshot* SnapshotOf(const ReadView* view);
+  // The meta column family (keys.h). Writes are synced.
+  absl::StatusOr<std::string> GetMeta(
+      absl::string_view key) const;  // NOT_FOUND
+  absl::Status PutMeta(
+      const std::vector<std::pair<std::string, std::string>>& kvs);
+  absl::Status ScanMeta(absl::string_view prefix,
+                        const std::function<void(absl::string_view,
+                                                 absl::string_view)>& fn) const;
+  // Point reads of events by key; values[i] is empty if keys[i] is missing.
+  absl::Status MultiGetEvents(const std::vector<std::string>& keys,
+                              const ReadView* view,
+                              std::vector<std::string>* values) const;
   // Leader-only: decides and writes one group. Returns the result status.
   absl::Status CommitGroup(const std::vector<Writer*>& group);
-  std::unique_ptr<EventIterator> Scan(rocksdb::ColumnFamilyHandle* cf,
-                                      absl::string_view lower,
-                                      absl::string_view upper,
-                                      const ReadView* view,
-                                      bool total_order) const;
-
   const std::string dir_;
   const EventStoreOptions options_;
   // Before db_: its compaction filters use it until the database closes.

@@ -108,12 +108,6 @@ uint64_t ParseLogKey(absl::string_view key) {
   return DecodeBigEndian64(key.data());
 }
 
-int64_t DayStart(int64_t time_us) {
-  int64_t d = time_us / kDayMicros;
-  if (time_us % kDayMicros < 0) --d;
-  return d * kDayMicros;
-}
-
 std::string TilePrefix(uint32_t stream_id, absl::string_view entity,
                        absl::string_view view, uint32_t version) {
   std::string k = EntityPrefix(stream_id, entity);

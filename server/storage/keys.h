@@ -11,6 +11,8 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "server/common/time_util.h"      // DayStart: tiles are per UTC day
+#include "server/storage/event_cursor.h"  // kTileFormat
 
 namespace rawfeat {
 
@@ -68,11 +70,6 @@ inline bool IsRemovedLogValue(absl::string_view log_value) {
 bool ParseLogValue(absl::string_view log_value, absl::string_view* event_key,
                    absl::string_view* event_value);
 
-// Day buckets of tiles, UTC.
-inline constexpr int64_t kDayMicros = 86400LL * 1000000;
-// The start of the UTC day holding `time_us` (floor).
-int64_t DayStart(int64_t time_us);
-
 // tiles: be32(stream_id) | entity | 0x00 | lp(view name) | be32(version) |
 // be64(day_start ^ signbit)  ->  tile (see views/tiles.h). One view's tiles
 // of one entity are contiguous and in day order.
@@ -83,15 +80,6 @@ std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
 // entity, day_start): the key ingest uses to find tiles to invalidate.
 // False if malformed.
 bool TileDayKey(absl::string_view tile_key, std::string* day_key);
-
-// The format of tile values: the tile layout (views/view_engine.cc) and
-// every aggregator's Serialize encoding. Bump it whenever either changes:
-// tiles of another format are dropped when the store opens (they are a
-// cache, rebuilt on demand), never merged with new ones.
-//   1: up to issue 11 (stddev from rounded sums; sums as slots from 0).
-//   2: exact stddev state (n, exact sum, exact sum of squares); sums as
-//      (first slot, count, slots).
-inline constexpr uint32_t kTileFormat = 2;
 
 // meta keys.
 inline constexpr char kMetaTileFormatKey[] = "tile_format";  // be32

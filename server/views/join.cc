@@ -452,10 +452,13 @@ absl::Status JoinSession::SweepBy(const CompiledView& view, const KeyOf& key_of,
   std::sort(work.begin(), work.end(), [](const auto& a, const auto& b) {
     return a.second.size() > b.second.size();
   });
-  std::vector<std::unique_ptr<EventIterator>> cursors(options_.threads);
+  std::vector<std::unique_ptr<EventCursor>> cursors(options_.threads);
   return ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
     auto& cursor = cursors[worker];
-    if (cursor == nullptr) cursor = store_->NewEntityCursor(pinned_.view.get());
+    if (cursor == nullptr) {
+      cursor =
+          store_->NewEventCursor(view.stream->stream_id, pinned_.view.get());
+    }
     const absl::string_view key = work[g].first;
     std::vector<uint32_t>& rows = work[g].second;
     std::sort(rows.begin(), rows.end(), [&](uint32_t a, uint32_t b) {

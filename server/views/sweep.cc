@@ -7,7 +7,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/time_util.h"
-#include "server/storage/keys.h"
 
 namespace rawfeat {
 namespace {
@@ -106,7 +105,7 @@ class FeatureWindow {
 
 }  // namespace
 
-absl::Status SweepEntity(const CompiledView& view, EventIterator* it,
+absl::Status SweepEntity(const CompiledView& view, EventCursor* it,
                          absl::string_view entity,
                          absl::Span<const int64_t> as_of, uint64_t watermark,
                          ValuesSink sink) {
@@ -117,12 +116,7 @@ absl::Status SweepEntity(const CompiledView& view, EventIterator* it,
   windows.reserve(nf);
   for (const auto& f : view.features) windows.emplace_back(f);
 
-  const int64_t lo = view.ScanStart(as_of.front());
-  const std::string lower = lo == std::numeric_limits<int64_t>::min()
-                                ? EntityPrefix(stream.stream_id, entity)
-                                : EntityTimeKey(stream.stream_id, entity, lo);
-  it->Seek(lower);  // the cursor stays within the entity's prefix
-  EventValueReader reader;
+  it->Seek(entity, view.ScanStart(as_of.front()));
   std::vector<int64_t> starts(nf);
   FieldValue value;
   google::protobuf::RepeatedPtrField<v1::Value> values;
@@ -137,22 +131,17 @@ absl::Status SweepEntity(const CompiledView& view, EventIterator* it,
       windows[f].Evict(starts[f]);
     }
     for (; it->Valid(); it->Next()) {
-      ParsedEventKey key;
-      if (!ParseEventKey(it->key(), &key)) {
-        return absl::DataLossError(
-            absl::StrCat("corrupt stored event of entity '", entity, "'"));
-      }
+      const int64_t time_us = it->time_us();
       // Events stamped exactly t are not part of the value as of t.
-      if (key.time_us >= t || key.entity != entity) break;
-      if (key.seq > watermark || key.time_us < min_start) continue;
-      if (!reader.Parse(it->value(), stream.types)) {
-        return absl::DataLossError(
-            absl::StrCat("corrupt stored event of entity '", entity, "'"));
-      }
+      if (time_us >= t) break;
+      const uint64_t seq = it->seq();
+      if (seq > watermark || time_us < min_start) continue;
+      const EventValueReader* event = it->Decode(stream.types);
+      if (event == nullptr) break;
       for (size_t f = 0; f < nf; ++f) {
-        if (key.time_us >= starts[f] &&
-            view.features[f].Accepts(reader.fields(), &value)) {
-          windows[f].Offer(value, key.time_us, key.seq, final);
+        if (time_us >= starts[f] &&
+            view.features[f].Accepts(event->fields(), &value)) {
+          windows[f].Offer(value, time_us, seq, final);
         }
       }
     }

@@ -35,13 +35,13 @@ using ValuesSink = absl::FunctionRef<void(
 
 // Computes every feature of `view` for `entity` as of each time in `as_of`
 // (ascending; repeats allowed) at `watermark`, with one scan of `cursor`
-// (from EventStore::NewEntityCursor; it is re-seeked here, so one cursor
-// may serve many entities in turn). Memory: the accepted values of the
+// (an entity cursor of the view's stream, EventStore::NewEventCursor; it
+// is re-seeked here, so one cursor may serve many entities in turn). Memory: the accepted values of the
 // longest finite window of the entity (lifetime features keep only a state).
 // Errors: DATA_LOSS (a corrupt stored event), OUT_OF_RANGE (an INT64 sum
 // overflows; names the feature, entity and time).
 // Thread-safe for distinct cursors.
-absl::Status SweepEntity(const CompiledView& view, EventIterator* cursor,
+absl::Status SweepEntity(const CompiledView& view, EventCursor* cursor,
                          absl::string_view entity,
                          absl::Span<const int64_t> as_of, uint64_t watermark,
                          ValuesSink sink);

@@ -11,157 +11,11 @@
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 #include "server/schema/validation.h"
-#include "server/storage/keys.h"
 #include "server/views/columns.h"
 #include "server/views/sweep.h"
+#include "server/views/tiles.h"
 
 namespace rawfeat {
-namespace {
-
-absl::StatusOr<CompiledFilter::Op> ParseOp(const std::string& op) {
-  using Op = CompiledFilter::Op;
-  if (op == "=") return Op::kEq;
-  if (op == "!=") return Op::kNe;
-  if (op == "<") return Op::kLt;
-  if (op == "<=") return Op::kLe;
-  if (op == ">") return Op::kGt;
-  if (op == ">=") return Op::kGe;
-  if (op == "in") return Op::kIn;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown filter op '", op, "'"));
-}
-
-// A filter literal in the field's type (INT64 literals widen for DOUBLE).
-OwnedValue Literal(const v1::Value& v, v1::FieldType type) {
-  FieldValue f;
-  f.type = type;
-  switch (type) {
-    case v1::INT64:
-      f.i = v.int64_value();
-      break;
-    case v1::DOUBLE:
-      f.d = v.kind_case() == v1::Value::kInt64Value
-                ? static_cast<double>(v.int64_value())
-                : v.double_value();
-      break;
-    case v1::STRING:
-      f.s = v.string_value();
-      break;
-    case v1::BOOL:
-      f.b = v.bool_value();
-      break;
-    default:
-      break;
-  }
-  return OwnedValue(f);
-}
-
-int64_t SaturatingSub(int64_t a, int64_t b) {
-  if (b > 0 && a < std::numeric_limits<int64_t>::min() + b) {
-    return std::numeric_limits<int64_t>::min();
-  }
-  return a - b;
-}
-
-// A request's as-of time in microseconds; now when unset.
-template <typename Request>
-absl::StatusOr<int64_t> AsOf(const Request& request) {
-  if (!request.has_as_of()) return NowMicros();
-  return RequestTimeToMicros(request.as_of(), "as_of");
-}
-
-}  // namespace
-
-bool CompiledFilter::Matches(const std::vector<FieldValue>& fields) const {
-  if (position >= static_cast<int>(fields.size())) return false;
-  const FieldValue& v = fields[position];
-  if (!v.present()) return false;
-  if (op == Op::kIn) {
-    for (const auto& lit : values) {
-      if (CompareValues(v, lit.v) == 0) return true;
-    }
-    return false;
-  }
-  const int c = CompareValues(v, values[0].v);
-  switch (op) {
-    case Op::kEq:
-      return c == 0;
-    case Op::kNe:
-      return c != 0;
-    case Op::kLt:
-      return c < 0;
-    case Op::kLe:
-      return c <= 0;
-    case Op::kGt:
-      return c > 0;
-    case Op::kGe:
-      return c >= 0;
-    default:
-      return false;
-  }
-}
-
-absl::StatusOr<CompiledView> CompiledView::Compile(
-    std::shared_ptr<const v1::FeatureViewDef> def,
-    std::shared_ptr<const StreamSchema> stream) {
-  CompiledView view;
-  view.def = def;
-  view.stream = stream;
-  for (const auto& f : def->features()) {
-    CompiledFeature cf;
-    cf.name = f.name();
-    cf.def = f;
-    cf.aggregation = BuiltinAggregators().Find(f.aggregation());
-    if (cf.aggregation == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("feature '", f.name(),
-                                                     "': unknown aggregation '",
-                                                     f.aggregation(), "'"));
-    }
-    if (!f.field().empty()) {
-      auto it = stream->position.find(f.field());
-      if (it == stream->position.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "feature '", f.name(), "': field '", f.field(), "' is unknown"));
-      }
-      cf.field_position = it->second;
-      cf.field_type = stream->types[it->second];
-    }
-    auto window = ParseWindow(f.window());
-    if (!window.ok()) return window.status();
-    cf.lifetime = window->lifetime;
-    cf.window_us = window->micros;
-    if (f.has_filter()) {
-      auto it = stream->position.find(f.filter().field());
-      if (it == stream->position.end()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("feature '", f.name(), "': filter field '",
-                         f.filter().field(), "' is unknown"));
-      }
-      auto op = ParseOp(f.filter().op());
-      if (!op.ok()) return op.status();
-      cf.has_filter = true;
-      cf.filter.position = it->second;
-      cf.filter.type = stream->types[it->second];
-      cf.filter.op = *op;
-      for (const auto& v : f.filter().values()) {
-        cf.filter.values.push_back(Literal(v, cf.filter.type));
-      }
-      if (cf.filter.values.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("feature '", f.name(), "': filter has no value"));
-      }
-    }
-    view.any_lifetime = view.any_lifetime || cf.lifetime;
-    view.max_window_us = std::max(view.max_window_us, cf.window_us);
-    view.features.push_back(std::move(cf));
-  }
-  return view;
-}
-
-int64_t CompiledView::ScanStart(int64_t as_of_us) const {
-  if (any_lifetime) return std::numeric_limits<int64_t>::min();
-  return std::max(kMinMicros, SaturatingSub(as_of_us, max_window_us));
-}
 
 int64_t ViewEngine::EarliestAsOf(const CompiledView& view) const {
   const int64_t horizon = store_->Horizon(view.stream->stream_id);
@@ -225,55 +79,6 @@ absl::StatusOr<std::shared_ptr<const CompiledView>> ViewEngine::Resolve(
 
 namespace {
 
-std::string TilePrefixOf(const CompiledView& view, absl::string_view entity) {
-  return TilePrefix(view.stream->stream_id, entity, view.def->name(),
-                    view.def->version());
-}
-
-// Adds one stored event to every feature whose window [starts[i], as-of)
-// holds it; `starts` may be null, then windows are ignored (tiles hold
-// whole days). With `tiled_day` set, features whose window starts at or
-// before that day already have the day from its tile and are skipped.
-void AddEvent(const CompiledView& view, const ParsedEventKey& key,
-              const std::vector<FieldValue>& fields,
-              const std::vector<int64_t>* starts,
-              std::vector<std::unique_ptr<Aggregator>>* states,
-              int64_t tiled_day = std::numeric_limits<int64_t>::min()) {
-  FieldValue value;
-  const bool in_tile = tiled_day != std::numeric_limits<int64_t>::min();
-  for (size_t i = 0; i < view.features.size(); ++i) {
-    if (starts != nullptr && key.time_us < (*starts)[i]) continue;
-    if (in_tile && starts != nullptr && (*starts)[i] <= tiled_day) continue;
-    if (view.features[i].Accepts(fields, &value)) {
-      (*states)[i]->Add(value, key.time_us, key.seq);
-    }
-  }
-}
-
-std::vector<std::unique_ptr<Aggregator>> NewStates(const CompiledView& view) {
-  std::vector<std::unique_ptr<Aggregator>> states;
-  states.reserve(view.features.size());
-  for (const auto& f : view.features) {
-    states.push_back(f.aggregation->create(f.def, f.field_type));
-  }
-  return states;
-}
-
-// Tile value: be64(build watermark) | varint n | n x lp(serialized state).
-std::string EncodeTile(uint64_t watermark,
-                       const std::vector<std::unique_ptr<Aggregator>>& states) {
-  std::string v;
-  PutBigEndian64(&v, watermark);
-  PutVarint64(&v, states.size());
-  std::string state;
-  for (const auto& st : states) {
-    state.clear();
-    st->Serialize(&state);
-    PutLengthPrefixed(&v, state);
-  }
-  return v;
-}
-
 // Takes `bytes` from `*budget` for feature `feature` (-1: the row itself)
 // of `entity`; RESOURCE_EXHAUSTED naming them once the budget is spent.
 absl::Status TakeBytes(size_t bytes, size_t* budget, const CompiledView& view,
@@ -328,54 +133,30 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   std::vector<Covered> covered;   // days served by tiles, ascending
   std::vector<int64_t> existing;  // every tiled day in range, ascending
   if (options_.tiles) {
-    const std::string prefix = TilePrefixOf(view, entity);
-    const std::string lower = lo == std::numeric_limits<int64_t>::min()
-                                  ? prefix
-                                  : TileKey(prefix, DayStart(lo));
     auto tiles =
-        store_->ScanTiles(lower, TileKey(prefix, as_of_day), read_view);
-    std::vector<std::unique_ptr<Aggregator>> scratch;  // made on first tile
+        store_->ScanTiles(TileScopeOf(view, entity),
+                          lo == kMinEventTime ? kMinEventTime : DayStart(lo),
+                          as_of_day, read_view);
+    AggregatorStates scratch;  // made on first tile
     for (; tiles->Valid(); tiles->Next()) {
-      absl::string_view k = tiles->key();
-      absl::string_view v = tiles->value();
-      if (k.size() != prefix.size() + 8 || v.size() < 8) {
-        return absl::DataLossError("malformed tile");
-      }
-      const int64_t day =
-          SignedFromOrdered(DecodeBigEndian64(k.data() + prefix.size()));
+      const int64_t day = tiles->day();
       existing.push_back(day);
       // A tile holds every event of its day up to its build watermark;
       // read at an older watermark it would hold too much.
-      if (day + kDayMicros > as_of_us ||
-          DecodeBigEndian64(v.data()) > watermark) {
+      if (day + kDayMicros > as_of_us || tiles->watermark() > watermark) {
         continue;
       }
-      v.remove_prefix(8);
-      uint64_t n;
-      if (!GetVarint64(&v, &n) || n != states.size()) {
-        return absl::DataLossError("malformed tile");
-      }
-      if (scratch.empty()) scratch = NewStates(view);
-      for (size_t i = 0; i < states.size(); ++i) {
-        absl::string_view bytes;
-        if (!GetLengthPrefixed(&v, &bytes) || !scratch[i]->Deserialize(bytes)) {
-          return absl::DataLossError("malformed tile state");
-        }
-        if (day >= starts[i]) states[i]->Merge(*scratch[i]);
-      }
+      RETURN_IF_ERROR(MergeTilePayload(view, tiles->payload(), day, starts,
+                                       &scratch, &states));
       covered.push_back(Covered{day, raw_from_of(day)});
     }
     tiles_used_.fetch_add(covered.size(), std::memory_order_relaxed);
     if (!tiles->status().ok()) return tiles->status();
   }
 
-  const std::string lower = lo == std::numeric_limits<int64_t>::min()
-                                ? EntityPrefix(stream.stream_id, entity)
-                                : EntityTimeKey(stream.stream_id, entity, lo);
-  // Keys of events stamped exactly as_of sort after this bound: excluded.
-  const std::string upper = EntityTimeKey(stream.stream_id, entity, as_of_us);
-  EventValueReader reader;
-  auto it = store_->ScanEvents(lower, upper, read_view);
+  // Events stamped exactly as_of are not part of the value as of it.
+  auto it = store_->NewEventCursor(stream.stream_id, read_view);
+  it->Seek(entity, lo, as_of_us);
   size_t next_covered = 0;
   int64_t day = std::numeric_limits<int64_t>::min();
   int64_t day_events = 0;
@@ -390,12 +171,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     }
   };
   while (it->Valid()) {
-    ParsedEventKey key;
-    if (!ParseEventKey(it->key(), &key)) {
-      return absl::DataLossError(
-          absl::StrCat("corrupt stored event of entity '", entity, "'"));
-    }
-    const int64_t event_day = DayStart(key.time_us);
+    const int64_t time_us = it->time_us();
+    const int64_t event_day = DayStart(time_us);
     if (event_day != day) {
       close_day();
       day = event_day;
@@ -407,7 +184,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     }
     const bool tiled =
         next_covered < covered.size() && covered[next_covered].day == event_day;
-    if (tiled && key.time_us < covered[next_covered].raw_from) {
+    if (tiled && time_us < covered[next_covered].raw_from) {
       // The tile has this part of the day: seek to where raw events are
       // needed again, across a run of days tiles serve entirely.
       int64_t target = covered[next_covered].raw_from;
@@ -418,17 +195,15 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
         target = covered[next_covered].raw_from;
       }
       day_events = 0;
-      it->Seek(EntityTimeKey(stream.stream_id, entity, target));
+      it->SeekTime(target);
       continue;
     }
     if (!tiled) ++day_events;
-    if (key.seq <= watermark) {
-      if (!reader.Parse(it->value(), stream.types)) {
-        return absl::DataLossError(
-            absl::StrCat("corrupt stored event of entity '", entity, "'"));
-      }
+    if (it->seq() <= watermark) {
+      const EventValueReader* event = it->Decode(stream.types);
+      if (event == nullptr) break;
       // In a tiled day, only features whose window starts inside it.
-      AddEvent(view, key, reader.fields(), &starts, &states,
+      AddEvent(view, time_us, it->seq(), event->fields(), &starts, &states,
                tiled ? event_day : std::numeric_limits<int64_t>::min());
     }
     it->Next();
@@ -456,43 +231,11 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       heavy_days.resize(options_.max_tiles_per_lookup);
     }
     // A cache fill: failing to build tiles never fails the lookup.
-    (void)BuildTiles(view, entity, heavy_days);
+    if (BuildTiles(store_, view, entity, heavy_days).ok()) {
+      tiles_built_.fetch_add(heavy_days.size(), std::memory_order_relaxed);
+    }
   }
   return absl::OkStatus();
-}
-
-absl::Status ViewEngine::BuildTiles(const CompiledView& view,
-                                    absl::string_view entity,
-                                    const std::vector<int64_t>& days) const {
-  const std::string prefix = TilePrefixOf(view, entity);
-  const uint32_t stream_id = view.stream->stream_id;
-  absl::Status s = store_->RunExclusive(
-      [&](uint64_t watermark,
-          std::vector<std::pair<std::string, std::string>>* tiles) {
-        EventValueReader reader;
-        for (int64_t day : days) {
-          auto states = NewStates(view);
-          // No append commits meanwhile: this is the day's final content
-          // at `watermark`.
-          auto it = store_->ScanEvents(
-              EntityTimeKey(stream_id, entity, day),
-              EntityTimeKey(stream_id, entity, day + kDayMicros), nullptr);
-          for (; it->Valid(); it->Next()) {
-            ParsedEventKey key;
-            if (!ParseEventKey(it->key(), &key) ||
-                !reader.Parse(it->value(), view.stream->types)) {
-              return absl::DataLossError("corrupt stored event");
-            }
-            AddEvent(view, key, reader.fields(), nullptr, &states);
-          }
-          if (!it->status().ok()) return it->status();
-          tiles->emplace_back(TileKey(prefix, day),
-                              EncodeTile(watermark, states));
-        }
-        return absl::OkStatus();
-      });
-  if (s.ok()) tiles_built_.fetch_add(days.size(), std::memory_order_relaxed);
-  return s;
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
@@ -523,7 +266,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   }
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();
-  auto as_of_or = AsOf(request);
+  auto as_of_or = RequestAsOf(request);
   if (!as_of_or.ok()) return as_of_or.status();
   const int64_t as_of = *as_of_or;
   RETURN_IF_ERROR(CheckAsOf(**view, as_of, EarliestAsOf(**view)));
@@ -647,7 +390,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
   // One watermark for every part: seqs are global, so it pins every stream.
   auto pinned = store_->PinRead(request.watermark());
   if (!pinned.ok()) return pinned.status();
-  auto as_of_or = AsOf(request);
+  auto as_of_or = RequestAsOf(request);
   if (!as_of_or.ok()) return as_of_or.status();
   const int64_t as_of = *as_of_or;
   for (const ServicePartView& part : service->parts) {
@@ -676,323 +419,6 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
   response.set_version(service->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
   return response;
-}
-
-absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
-                                  const SnapshotEmit& emit,
-                                  const std::function<bool()>& cancelled,
-                                  int chunk_rows) const {
-  // What each row holds: one part per view read (a view snapshot is one
-  // part taking every feature).
-  std::vector<ServicePartView> parts;
-  std::vector<std::string> feature_names;
-  uint32_t version = 0;
-  std::string what;  // for errors: "view 'v'" or "service 's'"
-  if (!request.service().empty()) {
-    if (!request.view().empty()) {
-      return absl::InvalidArgumentError(
-          "give a view or a service to snapshot, not both");
-    }
-    auto service = ResolveService(request.service(), request.service_version());
-    if (!service.ok()) return service.status();
-    for (const ServicePartView& part : service->parts) {
-      if (part.key != service->parts[0].key) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "service '", request.service(), "' v", service->def->version(),
-            " cannot be snapshotted: part 1 (view '",
-            service->parts[0].view->def->name(), "') is keyed by '",
-            service->parts[0].key, "' but part ",
-            &part - service->parts.data() + 1, " (view '",
-            part.view->def->name(), "') by '", part.key,
-            "'; a snapshot lists the entities of one key column (use "
-            "GetFeatures or JoinFeatures with rows of keys)"));
-      }
-    }
-    feature_names = service->FeatureNames();
-    version = service->def->version();
-    what = absl::StrCat("service '", request.service(), "'");
-    parts = std::move(service->parts);
-  } else {
-    auto view = Resolve(request.view(), request.version());
-    if (!view.ok()) return view.status();
-    for (const auto& f : (*view)->features) feature_names.push_back(f.name);
-    version = (*view)->def->version();
-    what = absl::StrCat("view '", request.view(), "'");
-    parts.push_back({*std::move(view), "", "", {}});
-  }
-  // One part taking every feature: its values are swapped in whole.
-  const bool whole = parts.size() == 1 && parts[0].take.empty();
-  // Parts on one stream (all share the key) are swept together; each
-  // part's values land at its place in the row.
-  const std::vector<FusedParts> groups = FuseParts(parts);
-  std::vector<int> out_at(parts.size());
-  int width = 0;
-  for (size_t k = 0; k < parts.size(); ++k) {
-    out_at[k] = width;
-    width += static_cast<int>(parts[k].take.size());
-  }
-  // The distinct streams the parts read, each scanned for entities.
-  std::vector<uint32_t> stream_ids;
-  for (const FusedParts& group : groups) {
-    stream_ids.push_back(group.view->stream->stream_id);
-  }
-  RETURN_IF_ERROR(ValidatePartition(request.partition()));
-  const uint32_t pindex = request.partition().index();
-  const uint32_t pcount = request.partition().count();
-  // The as-of times, ascending and distinct.
-  std::vector<int64_t> times;
-  if (request.as_of_times_size() > 0) {
-    if (request.has_as_of()) {
-      return absl::InvalidArgumentError("set as_of or as_of_times, not both");
-    }
-    if (request.as_of_times_size() > kMaxSnapshotTimes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(request.as_of_times_size(),
-                       " as_of_times; the limit is ", kMaxSnapshotTimes));
-    }
-    for (const auto& ts : request.as_of_times()) {
-      auto t = RequestTimeToMicros(ts, "as_of_times");
-      if (!t.ok()) return t.status();
-      times.push_back(*t);
-    }
-    std::sort(times.begin(), times.end());
-    times.erase(std::unique(times.begin(), times.end()), times.end());
-  } else {
-    auto t = AsOf(request);
-    if (!t.ok()) return t.status();
-    times.push_back(*t);
-  }
-  for (const ServicePartView& part : parts) {
-    RETURN_IF_ERROR(
-        CheckAsOf(*part.view, times.front(), EarliestAsOf(*part.view)));
-  }
-  auto pinned = store_->PinRead(request.watermark());
-  if (!pinned.ok()) return pinned.status();
-  const uint64_t watermark = pinned->watermark;
-  const ReadView* read_view = pinned->view.get();
-  const size_t nt = times.size();
-
-  // One chunk under construction per as-of time.
-  std::vector<v1::SnapshotChunk> chunks(nt);
-  std::vector<bool> sent(nt, false);
-  bool names_sent = false;
-  v1::SnapshotChunk piece;
-  std::vector<v1::FeatureRow*> taken;
-  auto header = [&](v1::SnapshotChunk* chunk, size_t k) {
-    if (!names_sent) {
-      for (const auto& name : feature_names) chunk->add_feature_names(name);
-      names_sent = true;
-    }
-    chunk->set_watermark(watermark);
-    chunk->set_version(version);
-    *chunk->mutable_as_of() = MicrosToTimestamp(times[k]);
-  };
-  // Emits a chunk, as columns when asked.
-  auto send = [&](v1::SnapshotChunk* chunk) {
-    if (request.columnar()) {
-      RETURN_IF_ERROR(SnapshotRowsToColumns(feature_names.size(), chunk));
-    }
-    return emit(chunk);
-  };
-  // Sends time k's rows in chunks of about snapshot_chunk_bytes (at least
-  // one chunk, even without rows).
-  auto flush = [&](size_t k) {
-    v1::SnapshotChunk& all = chunks[k];
-    sent[k] = true;
-    while (true) {
-      size_t bytes = 0;
-      int n = 0;
-      while (n < all.rows_size() &&
-             (n == 0 ||
-              (bytes < options_.snapshot_chunk_bytes && n < chunk_rows))) {
-        // Sized when the row was computed (ByteSizeLong caches it).
-        bytes += static_cast<size_t>(all.rows(n).GetCachedSize());
-        ++n;
-      }
-      if (n == all.rows_size()) {
-        // The rest fits one chunk: sent in place. Clear keeps the rows
-        // allocated, so the next batch reuses them.
-        header(&all, k);
-        RETURN_IF_ERROR(send(&all));
-        all.Clear();
-        return absl::OkStatus();
-      }
-      piece.Clear();
-      header(&piece, k);
-      taken.resize(static_cast<size_t>(n));
-      all.mutable_rows()->ExtractSubrange(0, n, taken.data());
-      for (v1::FeatureRow* row : taken) piece.mutable_rows()->AddAllocated(row);
-      RETURN_IF_ERROR(send(&piece));
-    }
-  };
-
-  // One total-order pass over each stream's keys finds the entities (one
-  // Seek skips the rest of each) and each one's first visible event time;
-  // the streams' entities are merged in byte order. Each batch of entities
-  // is then swept by workers, with one entity cursor per worker, for every
-  // as-of time after that first event.
-  struct Found {
-    std::string entity;
-    size_t first_time = 0;  // index of the first as-of time it is part of
-    std::vector<v1::FeatureRow*> rows;  // one per time from first_time on
-  };
-  const int64_t last_time = times.back();
-  struct Scan {
-    uint32_t stream_id;
-    std::unique_ptr<EventIterator> it;
-    ParsedEventKey key;  // of it's current event, while it is valid
-  };
-  std::vector<Scan> scans;
-  for (uint32_t id : stream_ids) {
-    const std::string prefix = StreamPrefix(id);
-    scans.push_back(
-        {id,
-         store_->ScanEvents(prefix, PrefixSuccessor(prefix), read_view),
-         {}});
-  }
-  // Parses each valid scan's key; the smallest entity, or false when every
-  // scan is done.
-  std::string entity;
-  auto next_entity = [&](bool* any) -> absl::Status {
-    *any = false;
-    for (Scan& scan : scans) {
-      if (!scan.it->Valid()) {
-        if (!scan.it->status().ok()) return scan.it->status();
-        continue;
-      }
-      if (!ParseEventKey(scan.it->key(), &scan.key)) {
-        return absl::DataLossError("corrupt stored event key");
-      }
-      if (!*any || scan.key.entity < entity)
-        entity = std::string(scan.key.entity);
-      *any = true;
-    }
-    return absl::OkStatus();
-  };
-  // Index of the first as-of time after the entity's earliest visible event
-  // in `scan` (times.size() when none is visible before the last time), and
-  // moves the scan past the entity.
-  auto first_visible = [&](Scan& scan, size_t* first) -> absl::Status {
-    ParsedEventKey& key = scan.key;
-    for (; scan.it->Valid(); scan.it->Next()) {
-      if (!ParseEventKey(scan.it->key(), &key)) {
-        return absl::DataLossError("corrupt stored event key");
-      }
-      if (key.entity != entity || key.time_us >= last_time) break;
-      if (key.seq <= watermark) {  // usually the first key
-        *first = std::min<size_t>(
-            *first, std::upper_bound(times.begin(), times.end(), key.time_us) -
-                        times.begin());
-        break;
-      }
-    }
-    if (!scan.it->status().ok()) return scan.it->status();
-    scan.it->Seek(PrefixSuccessor(EntityPrefix(scan.stream_id, entity)));
-    return absl::OkStatus();
-  };
-  std::vector<std::unique_ptr<EventIterator>> cursors(
-      std::max(1, options_.analyst_threads));
-  std::vector<Found> batch;
-  // Entities per batch: a batch holds up to (entities x times) rows, and
-  // about one chunk's bytes: its size follows the rows seen so far,
-  // starting small.
-  const size_t max_batch =
-      std::clamp<size_t>(static_cast<size_t>(chunk_rows) * 32 / nt, 64,
-                         static_cast<size_t>(std::max(chunk_rows, 64)));
-  size_t batch_limit = 64;
-  // Bytes of rows each worker computed in this batch (one counter per
-  // worker: no shared cache line on the per-row path).
-  std::vector<PaddedCount> worker_bytes(std::max(1, options_.analyst_threads));
-  size_t rows_seen = 0, bytes_seen = 0;
-  bool more = true;
-  while (more) {
-    if (cancelled()) return absl::CancelledError("snapshot cancelled");
-    batch.clear();
-    while (batch.size() < batch_limit) {
-      RETURN_IF_ERROR(next_entity(&more));
-      if (!more) break;
-      const bool in_partition = InPartition(entity, pindex, pcount);
-      size_t first = nt;
-      for (Scan& scan : scans) {
-        if (!scan.it->Valid() || scan.key.entity != entity) continue;
-        if (in_partition) {
-          RETURN_IF_ERROR(first_visible(scan, &first));
-        } else {
-          scan.it->Seek(PrefixSuccessor(EntityPrefix(scan.stream_id, entity)));
-        }
-      }
-      // Part of every as-of time after its first event.
-      if (first < nt) batch.push_back(Found{entity, first, {}});
-    }
-    if (batch.empty()) break;
-    for (Found& f : batch) {
-      for (size_t k = f.first_time; k < nt; ++k) {
-        v1::FeatureRow* row = chunks[k].add_rows();
-        row->set_entity(f.entity);
-        f.rows.push_back(row);
-      }
-    }
-    for (PaddedCount& c : worker_bytes) c.n = 0;
-    RETURN_IF_ERROR(ParallelFor(
-        batch.size(), options_.analyst_threads, [&](size_t i, int worker) {
-          if (cancelled()) return absl::CancelledError("snapshot cancelled");
-          auto& cursor = cursors[worker];
-          if (cursor == nullptr) cursor = store_->NewEntityCursor(read_view);
-          Found& f = batch[i];
-          const auto entity_times =
-              absl::MakeConstSpan(times).subspan(f.first_time);
-          for (const FusedParts& group : groups) {
-            RETURN_IF_ERROR(
-                SweepEntity(*group.view, cursor.get(), f.entity, entity_times,
-                            watermark, [&](size_t j, auto* values) {
-                              auto* row_values = f.rows[j]->mutable_values();
-                              if (whole) {
-                                row_values->Swap(values);
-                                return;
-                              }
-                              while (row_values->size() < width)
-                                row_values->Add();
-                              for (const auto& [k, offset] : group.parts) {
-                                int at = out_at[k];
-                                for (int v : parts[k].take) {
-                                  row_values->Mutable(at++)->Swap(
-                                      values->Mutable(offset + v));
-                                }
-                              }
-                            }));
-          }
-          for (v1::FeatureRow* row : f.rows) {
-            const size_t bytes = row->ByteSizeLong();
-            // One row must fit a message, and the batch must stay near
-            // what the next chunks can carry.
-            worker_bytes[worker].n += bytes;
-            if (bytes > options_.max_response_bytes ||
-                worker_bytes[worker].n > options_.max_response_bytes) {
-              return absl::ResourceExhaustedError(
-                  absl::StrCat("the row of entity '", Echo(f.entity), "' is ",
-                               bytes, " bytes; snapshot rows of ", what,
-                               " in flight would exceed the largest message "
-                               "(--max_message_bytes ",
-                               options_.max_response_bytes, ")"));
-            }
-          }
-          return absl::OkStatus();
-        }));
-    rows_seen += batch.size() * nt;
-    for (const PaddedCount& c : worker_bytes) bytes_seen += c.n;
-    const size_t per_entity =
-        std::max<size_t>(1, bytes_seen * nt / std::max<size_t>(1, rows_seen));
-    batch_limit = std::clamp<size_t>(options_.snapshot_chunk_bytes / per_entity,
-                                     1, max_batch);
-    for (size_t k = 0; k < nt; ++k) {
-      if (chunks[k].rows_size() > 0) RETURN_IF_ERROR(flush(k));
-    }
-  }
-  // Every as-of time gets at least one chunk, even with no entity.
-  for (size_t k = 0; k < nt; ++k) {
-    if (!sent[k]) RETURN_IF_ERROR(flush(k));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace rawfeat

@@ -7,7 +7,6 @@
 #include "gtest/gtest.h"
 #include "server/common/hash.h"
 #include "server/common/time_util.h"
-#include "server/storage/keys.h"
 
 namespace rawfeat {
 namespace {
@@ -38,12 +37,10 @@ StreamSchema MakeSchema() {
 }
 
 // The reference: the same event built through the protobuf API.
-v1::Event Reference(const StreamSchema& schema, absl::string_view key,
-                    absl::string_view value) {
-  ParsedEventKey k;
+v1::Event Reference(const StreamSchema& schema,
+                    const EventChunkEncoder::StoredEventRef& k) {
   EventValueReader reader;
-  EXPECT_TRUE(ParseEventKey(key, &k));
-  EXPECT_TRUE(reader.Parse(value, schema.types));
+  EXPECT_TRUE(reader.Parse(k.value, schema.types));
   v1::Event e;
   e.set_event_id(reader.event_id());
   e.set_entity(std::string(k.entity));
@@ -58,8 +55,14 @@ v1::Event Reference(const StreamSchema& schema, absl::string_view key,
 }
 
 struct Stored {
-  std::string key;
+  std::string entity;
+  int64_t time_us = 0;
+  uint64_t seq = 0;
   std::string value;
+
+  EventChunkEncoder::StoredEventRef ref() const {
+    return {entity, time_us, seq, value};
+  }
 };
 
 Stored RandomEvent(std::mt19937_64& rng, uint64_t seq) {
@@ -108,7 +111,9 @@ Stored RandomEvent(std::mt19937_64& rng, uint64_t seq) {
     }
   }
   Stored out;
-  out.key = EventKey(7, entities[pick(4)], times[pick(8)], seq);
+  out.entity = entities[pick(4)];
+  out.time_us = times[pick(8)];
+  out.seq = seq;
   if (pick(2) == 0) {
     Sha256Digest d;
     for (auto& b : d) b = static_cast<uint8_t>(rng());
@@ -131,8 +136,8 @@ TEST(EventWireTest, ChunksParseAsTheReferenceEvents) {
     for (int i = 0; i < n; ++i) {
       const uint64_t seqs[] = {0, 1, 127, 128, rng()};
       const Stored e = RandomEvent(rng, seqs[rng() % 5]);
-      ASSERT_TRUE(encoder.AppendEvent(e.key, e.value, &chunk).ok());
-      *expected.add_events() = Reference(schema, e.key, e.value);
+      ASSERT_TRUE(encoder.AppendEvent(e.ref(), &chunk).ok());
+      *expected.add_events() = Reference(schema, e.ref());
     }
     const uint64_t watermark = round % 3 == 0 ? 0 : rng();
     EventChunkEncoder::AppendWatermark(watermark, &chunk);
@@ -152,13 +157,15 @@ TEST(EventWireTest, CorruptValueIsDataLossAndLeavesTheChunk) {
   std::mt19937_64 rng(1);
   const Stored good = RandomEvent(rng, 5);
   std::string chunk;
-  ASSERT_TRUE(encoder.AppendEvent(good.key, good.value, &chunk).ok());
+  ASSERT_TRUE(encoder.AppendEvent(good.ref(), &chunk).ok());
   const std::string before = chunk;
-  const std::string truncated = good.value.substr(0, good.value.size() / 2);
-  absl::Status s = encoder.AppendEvent(good.key, truncated + "\xff", &chunk);
+  Stored bad = good;
+  bad.value = good.value.substr(0, good.value.size() / 2) + "\xff";
+  absl::Status s = encoder.AppendEvent(bad.ref(), &chunk);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(s.message().find("orders"), std::string::npos) << s;
-  s = encoder.AppendEvent("short", good.value, &chunk);
+  bad.value.clear();
+  s = encoder.AppendEvent(bad.ref(), &chunk);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(chunk, before);
 }

@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "server/storage/keys.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
@@ -118,8 +117,11 @@ TEST_F(RegistryTest, EvolutionKeepsSchemaVersions) {
 TEST_F(RegistryTest, CorruptStoredDefinitionIsReportedNotFatal) {
   ASSERT_TRUE(registry_->Apply(testing::OrdersDefinitions(), false, "").ok());
   ASSERT_TRUE(store_
-                  ->PutMeta({{MetaStreamKey("clicks"), "\xff\xff garbage"},
-                             {MetaViewKey("ghost", 1), "\x01"}})
+                  ->PutDefinitions(
+                      {{EventStore::DefinitionKind::kStream, "clicks", 0,
+                        "\xff\xff garbage"},
+                       {EventStore::DefinitionKind::kView, "ghost", 1, "\x01"}},
+                      {})
                   .ok());
   Reopen();
   EXPECT_NE(registry_->FindStream("orders"), nullptr);
@@ -220,17 +222,23 @@ TEST_F(RegistryTest, ServiceErrorsNameThePart) {
     const char* problem;
   };
   const Case cases[] = {
-      {[](v1::FeatureServiceDef* s) { s->mutable_parts(1)->set_view_version(7); },
+      {[](v1::FeatureServiceDef* s) {
+         s->mutable_parts(1)->set_view_version(7);
+       },
        "part 2 (view 'user_orders' v7): no such view version"},
       {[](v1::FeatureServiceDef* s) { s->mutable_parts(1)->set_view("nope"); },
        "part 2 (view 'nope' v1): no such view version"},
-      {[](v1::FeatureServiceDef* s) { s->mutable_parts(0)->set_view_version(0); },
+      {[](v1::FeatureServiceDef* s) {
+         s->mutable_parts(0)->set_view_version(0);
+       },
        "part 1 (view 'user_orders' v0): view_version must be given"},
       {[](v1::FeatureServiceDef* s) { s->mutable_parts(1)->clear_key(); },
        "part 2 (view 'user_orders' v1): key must name the label column"},
       {[](v1::FeatureServiceDef* s) { s->mutable_parts(1)->add_features("x"); },
        "part 2 (view 'user_orders' v1): feature 'x' is not in the view"},
-      {[](v1::FeatureServiceDef* s) { s->mutable_parts(1)->set_prefix("buyer_"); },
+      {[](v1::FeatureServiceDef* s) {
+         s->mutable_parts(1)->set_prefix("buyer_");
+       },
        "part 2 (view 'user_orders' v1): output feature 'buyer_n' clashes with "
        "part 1's: give one of them a prefix"},
       {[](v1::FeatureServiceDef* s) { s->clear_parts(); }, "has no parts"},

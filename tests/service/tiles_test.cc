@@ -261,18 +261,21 @@ views {
     auto store = EventStore::Open(data, old_format.store);
     ASSERT_TRUE(store.ok()) << store.status();
     ASSERT_EQ((*store)->TileCount(), 1u);
-    auto it = (*store)->ScanTiles("", "", nullptr);
+    // "orders" is the data dir's first stream: id 1.
+    const TileScope scope{1, "u", "sv", 1};
+    auto it = (*store)->ScanTiles(scope, kMinEventTime, kMaxEventTime, nullptr);
     ASSERT_TRUE(it->Valid());
-    const std::string key(it->key());
-    std::string value(it->value().substr(0, 8));      // build watermark
-    value += std::string("\x01\x03\x32\x00\x00", 5);  // 1 state, 3 bytes
+    const int64_t day = it->day();
+    const std::string payload("\x01\x03\x32\x00\x00", 5);  // 1 state, 3 bytes
     it.reset();
     ASSERT_TRUE((*store)
-                    ->RunExclusive([&](uint64_t, auto* tiles) {
-                      tiles->emplace_back(key, value);
-                      return absl::OkStatus();
-                    })
+                    ->WriteTiles(scope,
+                                 [&](uint64_t, auto* tiles) {
+                                   tiles->emplace_back(day, payload);
+                                   return absl::OkStatus();
+                                 })
                     .ok());
+    ASSERT_EQ((*store)->TileCount(), 1u);
   }
   {
     // Control: a server that still takes format 1 merges the old bytes.

@@ -139,14 +139,13 @@ AppendRequest Batch(int b) {
 // Every event id in the log, and the log's seqs.
 void ReadLog(EventStore* store, std::vector<uint64_t>* seqs) {
   seqs->clear();
-  ASSERT_TRUE(
-      store
-          ->ScanLog(0, store->watermark(), nullptr,
-                    [&](uint64_t seq, absl::string_view, absl::string_view) {
-                      seqs->push_back(seq);
-                      return true;
-                    })
-          .ok());
+  ASSERT_TRUE(store
+                  ->ScanLog(0, store->watermark(), nullptr,
+                            [&](const LoggedEvent& e) {
+                              seqs->push_back(e.seq);
+                              return true;
+                            })
+                  .ok());
 }
 
 // Retries `batch` until it is accepted; the store may need a moment to

@@ -54,17 +54,15 @@ TEST_F(EventStoreTest, AssignsIncreasingSeqAndCountsDuplicates) {
   EXPECT_EQ(again->watermark, 2u);
   EXPECT_EQ(store_->StreamCounts()[1], 2u);
 
-  // Log order is seq order; it carries each event's key and value.
+  // Log order is seq order; it carries each event's place and value.
   std::vector<uint64_t> seqs;
   ASSERT_TRUE(store_
                   ->ScanLog(0, 10, nullptr,
-                            [&](uint64_t s, absl::string_view key,
-                                absl::string_view value) {
-                              ParsedEventKey k;
-                              EXPECT_TRUE(ParseEventKey(key, &k));
-                              EXPECT_EQ(k.seq, s);
-                              EXPECT_FALSE(value.empty());
-                              seqs.push_back(s);
+                            [&](const LoggedEvent& e) {
+                              EXPECT_EQ(e.stream_id, 1u);
+                              EXPECT_EQ(e.entity, e.seq == 1 ? "u1" : "u2");
+                              EXPECT_FALSE(e.value.empty());
+                              seqs.push_back(e.seq);
                               return true;
                             })
                   .ok());
@@ -135,9 +133,8 @@ TEST_F(EventStoreTest, ConcurrentWritersLeaveNoGapsAndNoDuplicates) {
   uint64_t expect = 1;
   ASSERT_TRUE(store_
                   ->ScanLog(0, store_->watermark(), nullptr,
-                            [&](uint64_t s, absl::string_view,
-                                absl::string_view) {
-                              EXPECT_EQ(s, expect++);
+                            [&](const LoggedEvent& e) {
+                              EXPECT_EQ(e.seq, expect++);
                               return true;
                             })
                   .ok());
@@ -171,9 +168,9 @@ TEST_F(EventStoreTest, ReadViewIsStable) {
   more.events = {Pending(0, "b", "u", 2, 2)};
   ASSERT_TRUE(store_->Append(&more).ok());
   int seen = 0;
-  auto it = store_->ScanEvents(StreamPrefix(1),
-                               PrefixSuccessor(StreamPrefix(1)), view.get());
-  for (; it->Valid(); it->Next()) ++seen;
+  for (auto it = store_->ScanStream(1, view.get()); it->Valid(); it->Next()) {
+    ++seen;
+  }
   EXPECT_EQ(seen, 1);
 }
 
