@@ -1,8 +1,10 @@
 #include "server/storage/event_store.h"
 
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/storage/keys.h"
 #include "tests/test_util.h"
@@ -172,6 +174,159 @@ TEST_F(EventStoreTest, ReadViewIsStable) {
     ++seen;
   }
   EXPECT_EQ(seen, 1);
+}
+
+}  // namespace
+}  // namespace rawfeat
+
+namespace rawfeat {
+namespace {
+
+// An event whose value decodes: one INT64 field holding `x`.
+PendingEvent Typed(int row, const std::string& id, const std::string& entity,
+                   int64_t t, int64_t x) {
+  PendingEvent p = Pending(row, id, entity, t, static_cast<unsigned char>(x));
+  FieldValue v;
+  v.type = v1::INT64;
+  v.i = x;
+  p.value.clear();
+  EncodeEventValue(0, id, nullptr, {v}, &p.value);
+  return p;
+}
+
+const std::vector<v1::FieldType> kTypes = {v1::INT64};
+
+// (entity, time, seq, x) of every event the cursor shows from here on.
+using Row = std::tuple<std::string, int64_t, uint64_t, int64_t>;
+std::vector<Row> Drain(EventCursor* c) {
+  std::vector<Row> rows;
+  for (; c->Valid(); c->Next()) {
+    const EventValueReader* e = c->Decode(kTypes);
+    EXPECT_NE(e, nullptr) << c->status();
+    if (e == nullptr) break;
+    rows.emplace_back(std::string(c->entity()), c->time_us(), c->seq(),
+                      e->fields()[0].i);
+  }
+  EXPECT_TRUE(c->status().ok()) << c->status();
+  return rows;
+}
+
+TEST_F(EventStoreTest, EntityCursorsKeepToTheirEntityAndTimeRange) {
+  // Entities that are byte prefixes of one another, another stream's
+  // events under the same entity, and a late event (seq 6 at time 15).
+  AppendRequest req;
+  req.stream_id = 2;
+  req.events = {Typed(0, "1", "a", 10, 1),  Typed(1, "2", "a", 20, 2),
+                Typed(2, "3", "ab", 10, 3), Typed(3, "4", "a\x01", 5, 4),
+                Typed(4, "5", "b", 30, 5),  Typed(5, "6", "a", 15, 6)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  AppendRequest other;
+  other.stream_id = 3;
+  other.events = {Typed(0, "x", "a", 12, 7)};
+  ASSERT_TRUE(store_->Append(&other).ok());
+
+  auto c = store_->NewEventCursor(2, nullptr);
+  c->Seek("a");
+  EXPECT_EQ(
+      Drain(c.get()),
+      (std::vector<Row>{{"a", 10, 1, 1}, {"a", 15, 6, 6}, {"a", 20, 2, 2}}));
+  // [from, to): the end is exclusive; SeekTime keeps the end.
+  c->Seek("a", 15, 20);
+  EXPECT_EQ(Drain(c.get()), (std::vector<Row>{{"a", 15, 6, 6}}));
+  c->Seek("a", 11, 21);
+  c->SeekTime(16);
+  EXPECT_EQ(Drain(c.get()), (std::vector<Row>{{"a", 20, 2, 2}}));
+  c->Seek("ab");
+  EXPECT_EQ(Drain(c.get()), (std::vector<Row>{{"ab", 10, 3, 3}}));
+  c->Seek("zz");
+  EXPECT_FALSE(c->Valid());
+  EXPECT_TRUE(c->status().ok());
+  c->Seek("a", 21);
+  EXPECT_FALSE(c->Valid());
+
+  // A stream cursor walks entities in byte order; NextEntity skips one.
+  auto s = store_->ScanStream(2, nullptr);
+  EXPECT_EQ(Drain(s.get()).size(), 6u);
+  s = store_->ScanStream(2, nullptr);
+  ASSERT_TRUE(s->Valid());
+  EXPECT_EQ(s->entity(), "a");
+  s->NextEntity();
+  ASSERT_TRUE(s->Valid());
+  EXPECT_EQ(s->entity(), "a\x01");
+  s->NextEntity();
+  EXPECT_EQ(Drain(s.get()),
+            (std::vector<Row>{{"ab", 10, 3, 3}, {"b", 30, 5, 5}}));
+  EXPECT_FALSE(store_->ScanStream(9, nullptr)->Valid());
+}
+
+TEST_F(EventStoreTest, ACorruptStoredEventStopsTheCursorWithDataLoss) {
+  AppendRequest req;
+  req.stream_id = 1;
+  req.events = {Typed(0, "1", "u", 1, 1), Pending(1, "2", "u", 2, 2)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  auto c = store_->NewEventCursor(1, nullptr);
+  c->Seek("u");
+  ASSERT_TRUE(c->Valid());
+  ASSERT_NE(c->Decode(kTypes), nullptr);
+  c->Next();
+  ASSERT_TRUE(c->Valid());
+  EXPECT_EQ(c->Decode(kTypes), nullptr);  // "v\x02" is no event value
+  EXPECT_FALSE(c->Valid());
+  EXPECT_EQ(c->status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(c->status().message().find("entity 'u' (seq 2)"), std::string::npos)
+      << c->status();
+  // Re-seeking starts afresh.
+  c->Seek("u", 0, 2);
+  EXPECT_TRUE(c->Valid());
+  EXPECT_TRUE(c->status().ok());
+}
+
+TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
+  AppendRequest req;
+  req.stream_id = 1;
+  req.events = {Typed(0, "1", "u", 5, 1)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  const TileScope scope{1, "u", "v", 1};
+  const TileScope other{1, "u", "v", 2};
+  auto days = [&](const TileScope& sc, int64_t from, int64_t to) {
+    std::vector<std::pair<int64_t, uint64_t>> out;
+    auto t = store_->ScanTiles(sc, from, to, nullptr);
+    for (; t->Valid(); t->Next()) {
+      out.emplace_back(t->day(), t->watermark());
+      EXPECT_EQ(t->payload(), absl::StrCat("p", t->day() / kDayMicros));
+    }
+    EXPECT_TRUE(t->status().ok()) << t->status();
+    return out;
+  };
+  for (const TileScope& sc : {scope, other}) {
+    ASSERT_TRUE(store_
+                    ->WriteTiles(sc,
+                                 [](uint64_t w, auto* tiles) {
+                                   EXPECT_EQ(w, 1u);
+                                   for (int d : {0, 1, 2}) {
+                                     tiles->emplace_back(d * kDayMicros,
+                                                         absl::StrCat("p", d));
+                                   }
+                                   return absl::OkStatus();
+                                 })
+                    .ok());
+  }
+  EXPECT_EQ(store_->TileCount(), 6u);
+  EXPECT_EQ(days(scope, kMinEventTime, kMaxEventTime),
+            (std::vector<std::pair<int64_t, uint64_t>>{
+                {0, 1}, {kDayMicros, 1}, {2 * kDayMicros, 1}}));
+  EXPECT_EQ(days(scope, kDayMicros, 2 * kDayMicros),
+            (std::vector<std::pair<int64_t, uint64_t>>{{kDayMicros, 1}}));
+  // An event in day 1 drops both versions' tiles of that day, only.
+  req.events = {Typed(0, "2", "u", kDayMicros + 7, 2)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  EXPECT_EQ(store_->TileCount(), 4u);
+  EXPECT_EQ(
+      days(scope, kMinEventTime, kMaxEventTime),
+      (std::vector<std::pair<int64_t, uint64_t>>{{0, 1}, {2 * kDayMicros, 1}}));
+  EXPECT_EQ(
+      days(TileScope{1, "u2", "v", 1}, kMinEventTime, kMaxEventTime).size(),
+      0u);
 }
 
 }  // namespace
