@@ -379,7 +379,33 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   return store;
 }
 
+absl::Status EventStore::CheckFormat() {
+  std::string stored;
+  const rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), meta_cf_, kMetaFormatKey, &stored);
+  if (s.ok()) {
+    if (stored.size() != 4) {
+      return absl::DataLossError(
+          absl::StrCat("the storage format marker of ", dir_, " is corrupt"));
+    }
+    const uint32_t format = DecodeBigEndian32(stored.data());
+    if (format == kStoreFormat) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir_, " holds storage format ", format,
+                     "; this rawfeatd reads format ", kStoreFormat,
+                     ". Start the rawfeatd release that wrote it (or a newer "
+                     "one); nothing was changed"));
+  }
+  if (!s.IsNotFound()) return FromRocks(s, "read the storage format");
+  // A new store, or one written before the marker (format 1).
+  if (!read_only_.empty()) return absl::OkStatus();
+  std::string marker;
+  PutBigEndian32(&marker, kStoreFormat);
+  return PutMeta({{kMetaFormatKey, marker}});
+}
+
 absl::Status EventStore::Recover(const std::string& wal_damage) {
+  RETURN_IF_ERROR(CheckFormat());
   auto last = LastLogSeq(db_.get(), log_cf_);
   if (!last.ok()) return last.status();
   next_seq_ = *last + 1;

@@ -142,8 +142,10 @@ class EventStore {
   // seqs than the last clean stop left, is DATA_LOSS unless
   // options.accept_data_loss.
   // Errors: DATA_LOSS (naming the log file, offset and the highest seq the
-  // store can vouch for), INTERNAL / UNAVAILABLE with RocksDB's message
-  // (e.g. the directory is locked by another rawfeatd).
+  // store can vouch for), FAILED_PRECONDITION (the dir holds a storage
+  // format this server does not read; keys.h kStoreFormat), INTERNAL /
+  // UNAVAILABLE with RocksDB's message (e.g. the directory is locked by
+  // another rawfeatd).
   static absl::StatusOr<std::unique_ptr<EventStore>> Open(
       const std::string& dir, const EventStoreOptions& options);
 
@@ -334,6 +336,10 @@ class EventStore {
  private:
   struct Writer;
   EventStore(std::string dir, EventStoreOptions options);
+  // OK if the data dir's storage format is kStoreFormat (recording it on
+  // a store that has no marker yet); FAILED_PRECONDITION naming both
+  // formats otherwise.
+  absl::Status CheckFormat();
   // `wal_damage`: what Open found damaged in the log (empty: nothing).
   absl::Status Recover(const std::string& wal_damage);
   // OK if an append may write now: enough free disk, and RocksDB resumed

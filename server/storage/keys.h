@@ -81,7 +81,14 @@ std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
 // False if malformed.
 bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 
+// The storage layout of the data dir (meta "format", be32), written when a
+// store is created or first opened by a server that knows it; a store of
+// a layout this server does not know is refused at open.
+//   1: this file's layout (events, ids and log one key per event).
+inline constexpr uint32_t kStoreFormat = 1;
+
 // meta keys.
+inline constexpr char kMetaFormatKey[] = "format";           // be32
 inline constexpr char kMetaTileFormatKey[] = "tile_format";  // be32
 inline constexpr char kMetaStreamPrefix[] = "stream/";       // + name
 inline constexpr char kMetaViewPrefix[] = "view/";           // + name/be32(ver)

@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
+#include "server/common/coding.h"
 #include "server/storage/keys.h"
 #include "tests/test_util.h"
 
@@ -327,6 +329,60 @@ TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
   EXPECT_EQ(
       days(TileScope{1, "u2", "v", 1}, kMinEventTime, kMaxEventTime).size(),
       0u);
+}
+
+}  // namespace
+}  // namespace rawfeat
+
+namespace rawfeat {
+namespace {
+
+// Writes meta "format" of a stopped store with RocksDB itself.
+void SetStoredFormat(const std::string& dir, uint32_t format) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(
+      rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : names) {
+    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(
+      rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] != kMetaColumnFamily) continue;
+    std::string v;
+    PutBigEndian32(&v, format);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Put(wo, handles[i], kMetaFormatKey, v).ok());
+  }
+  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+}
+
+TEST_F(EventStoreTest, AStoreOfAnotherStorageFormatIsRefusedUntouched) {
+  AppendRequest req;
+  req.stream_id = 1;
+  req.events = {Typed(0, "1", "u", 1, 1)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  store_.reset();
+  SetStoredFormat(dir_.Sub("db"), kStoreFormat + 1);
+  auto refused = EventStore::Open(dir_.Sub("db"), EventStoreOptions());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find(
+                absl::StrCat("holds storage format ", kStoreFormat + 1)),
+            std::string::npos)
+      << refused.status();
+  // Nothing was changed: put back, it opens with its event.
+  SetStoredFormat(dir_.Sub("db"), kStoreFormat);
+  Open();
+  EXPECT_EQ(store_->watermark(), 1u);
+  auto c = store_->NewEventCursor(1, nullptr);
+  c->Seek("u");
+  EXPECT_TRUE(c->Valid());
 }
 
 }  // namespace
