@@ -9,6 +9,7 @@
 //
 //   ingest_load --rawfeatd build/server/rawfeatd [--events 2000000]
 //               [--entities 10000] [--batch 1000] [--clients 2]
+//               [--csv_rows 1000000 --rawfeat_cli build/client/rawfeat]
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,6 +52,12 @@ ABSL_FLAG(int, metrics_rounds, 0,
           "pairs of runs without and with --metrics_listen per mode (0: "
           "none): the cost of recording metrics");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: a temp dir)");
+ABSL_FLAG(int64_t, csv_rows, 0,
+          "also time `rawfeat ingest` of a CSV of this many rows (RFC 3339 "
+          "times, 9 columns) into a durable server, against db_bench "
+          "fillrandom (sync) with the same count and batch (0: skip)");
+ABSL_FLAG(std::string, rawfeat_cli, "build/client/rawfeat",
+          "the rawfeat CLI binary (for --csv_rows)");
 
 namespace rawfeat {
 namespace {
@@ -109,6 +116,64 @@ struct RunResult {
   int64_t accepted = 0;
   uint64_t disk_bytes = 0;
 };
+
+// Writes `n` orders rows as `rawfeat ingest` reads them: a header, then
+// event_id, user_id, an RFC 3339 order_time and six fields per row.
+bool WriteCsv(const std::string& path, int64_t n, int entities) {
+  std::ofstream out(path);
+  out << "event_id,user_id,order_time,amount,quantity,category,coupon,note,"
+         "is_gift\n";
+  std::mt19937_64 rng(7);
+  const int64_t t0 = 1795478400LL * 1000000;
+  static const char* kCategories[] = {"books",  "toys",        "food",
+                                      "garden", "electronics", "fashion"};
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = t0 - static_cast<int64_t>(rng() % (90LL * 86400000000LL));
+    out << "ev-" << i << ",user-" << rng() % entities << "," << FormatMicros(t)
+        << "," << static_cast<double>(rng() % 100000) / 100 << "," << rng() % 10
+        << "," << kCategories[rng() % 6] << ","
+        << absl::StrFormat("CPN-%012d", rng() % 1000000) << ","
+        << absl::StrFormat("gift wrap %08x leave at door %08x %010d",
+                           static_cast<unsigned>(rng()),
+                           static_cast<unsigned>(rng()),
+                           static_cast<int>(rng() % 1000000000))
+        << "," << (rng() % 2 ? "true" : "false") << "\n";
+  }
+  return static_cast<bool>(out);
+}
+
+// `rawfeat ingest` of `csv` into a fresh durable server; rows/s.
+bool RunCsvIngest(const std::string& csv, int64_t rows, const std::string& work,
+                  RunResult* out) {
+  const std::string dir = work + "/rawfeat-csv";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  { std::ofstream(dir + "/orders.textproto") << kSchema; }
+  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), dir + "/data", dir,
+                     {"--schemas=" + dir});
+  if (!server.ok()) {
+    std::fprintf(stderr, "rawfeatd did not start\n");
+    return false;
+  }
+  const std::string command = absl::StrCat(
+      absl::GetFlag(FLAGS_rawfeat_cli), " --server ", server.address(),
+      " ingest --stream orders --batch-size ", absl::GetFlag(FLAGS_batch), " ",
+      csv, " > ", dir, "/cli.out 2>&1");
+  const auto start = std::chrono::steady_clock::now();
+  const int rc = std::system(command.c_str());
+  out->seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  if (rc != 0) {
+    std::fprintf(stderr, "%s failed (%d)\n", command.c_str(), rc);
+    return false;
+  }
+  out->accepted = rows;
+  out->events_per_sec = rows / out->seconds;
+  out->peak_rss = server.PeakRssBytes();
+  server.Terminate();
+  return true;
+}
 
 // `secure`: TLS and a token (nullptr: plain text, no auth).
 bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
@@ -247,8 +312,8 @@ int Main() {
           }
           (on ? with : plain).push_back(x.events_per_sec);
           std::printf("%-7s round %d %-10s %9.0f events/s\n",
-                      sync ? "sync" : "nosync", round + 1,
-                      on ? name : "plain", x.events_per_sec);
+                      sync ? "sync" : "nosync", round + 1, on ? name : "plain",
+                      x.events_per_sec);
           std::fflush(stdout);
         }
       }
@@ -260,6 +325,23 @@ int Main() {
       std::fflush(stdout);
       return true;
     };
+    if (sync && absl::GetFlag(FLAGS_csv_rows) > 0) {
+      const int64_t rows = absl::GetFlag(FLAGS_csv_rows);
+      const std::string csv = work + "/orders.csv";
+      if (!WriteCsv(csv, rows, absl::GetFlag(FLAGS_entities))) return 1;
+      RunResult c;
+      if (!RunCsvIngest(csv, rows, work, &c)) return 1;
+      const double cref = absl::GetFlag(FLAGS_db_bench).empty()
+                              ? -1
+                              : RunDbBench(rows, batch, true, work);
+      std::printf(
+          "csv     rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
+          "CSV) | db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
+          c.events_per_sec, c.seconds, static_cast<long long>(rows),
+          std::filesystem::file_size(csv) / 1048576.0, cref,
+          cref > 0 ? c.events_per_sec / cref : 0);
+      std::fflush(stdout);
+    }
     if (absl::GetFlag(FLAGS_secure) &&
         !compare("TLS+token", secure, absl::GetFlag(FLAGS_secure_rounds))) {
       return 1;

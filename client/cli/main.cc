@@ -25,12 +25,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -154,11 +158,15 @@ int RunIngest(Client& client, const IngestArgs& args) {
           absl::StrCat(args.reject_file, ": cannot create: ", strerror(errno)));
     }
   }
+  // Rejects come from this thread (rows that do not parse) and from the
+  // sender (rows the server refused).
+  std::mutex reject_mu;
   int64_t rejected = 0;
   // `text` starts with "line N: ". Without a reject file, the first few
   // are shown on stderr.
   constexpr int64_t kShownRejects = 5;
   auto reject = [&](absl::string_view text) {
+    std::lock_guard<std::mutex> l(reject_mu);
     ++rejected;
     if (rejects.is_open()) {
       rejects << text << "\n";
@@ -179,16 +187,25 @@ int RunIngest(Client& client, const IngestArgs& args) {
   }
 
   Progress progress("ingest", total_bytes);
-  v1::IngestRequest batch;
-  batch.set_stream(args.stream);
-  batch.set_on_invalid(args.skip_invalid ? v1::SKIP_ROW : v1::REJECT_BATCH);
-  std::vector<int64_t> lines;  // line of each row in `batch`
+  struct Batch {
+    v1::IngestRequest request;
+    std::vector<int64_t> lines;  // line of each row
+  };
+  auto new_batch = [&]() {
+    Batch b;
+    b.request.set_stream(args.stream);
+    b.request.set_on_invalid(args.skip_invalid ? v1::SKIP_ROW
+                                               : v1::REJECT_BATCH);
+    return b;
+  };
+  Batch batch = new_batch();
+  // Counts: rows by this thread, the rest by the sender (read once it is
+  // joined).
   int64_t rows = 0, accepted = 0, duplicates = 0, expired = 0;
   uint64_t watermark = 0;
 
-  auto flush = [&]() -> absl::Status {
-    if (batch.events().empty()) return absl::OkStatus();
-    auto r = SendWithRetries(client, batch, args.retries, rng);
+  auto send = [&](const Batch& b) -> absl::Status {
+    auto r = SendWithRetries(client, b.request, args.retries, rng);
     if (!r.ok()) {
       // Who may write is not about the rows: no batch to point at.
       if (absl::IsPermissionDenied(r.status()) ||
@@ -197,7 +214,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
       }
       return absl::Status(
           r.status().code(),
-          absl::StrCat("batch of lines ", lines.front(), "-", lines.back(),
+          absl::StrCat("batch of lines ", b.lines.front(), "-", b.lines.back(),
                        " (row i is the i-th record of the batch): ",
                        r.status().message()));
     }
@@ -206,14 +223,65 @@ int RunIngest(Client& client, const IngestArgs& args) {
     expired += r->expired();
     watermark = r->watermark();
     for (const auto& e : r->rejected()) {
-      reject(absl::StrCat("line ", lines[e.row()], ": ",
+      reject(absl::StrCat("line ", b.lines[e.row()], ": ",
                           e.field().empty() ? "" : "field ", e.field(),
                           e.field().empty() ? "" : ": ", e.reason()));
     }
-    batch.clear_events();
-    lines.clear();
     return absl::OkStatus();
   };
+
+  // One batch is sent while the next is read: the server stores batch k
+  // while this thread parses batch k + 1. Batches still go one at a time,
+  // in file order, so the file's order is the order of acceptance.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Batch> queued;  // handed to the sender, not yet taken
+  bool input_done = false;
+  absl::Status send_failure;
+  std::thread sender([&] {
+    while (true) {
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return queued.has_value() || input_done; });
+      if (!queued.has_value()) return;
+      Batch b = std::move(*queued);
+      queued.reset();
+      cv.notify_all();
+      l.unlock();
+      absl::Status s = send(b);
+      if (!s.ok()) {
+        l.lock();
+        send_failure = std::move(s);
+        cv.notify_all();
+        return;
+      }
+    }
+  });
+  // Waits for the sender to finish what it has; its failure, if any.
+  auto finish_sending = [&]() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      input_done = true;
+    }
+    cv.notify_all();
+    if (sender.joinable()) sender.join();
+    return send_failure;
+  };
+  // Hands the batch over once the sender took the previous one.
+  auto flush = [&]() -> absl::Status {
+    if (batch.request.events().empty()) return absl::OkStatus();
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return !queued.has_value() || !send_failure.ok(); });
+    if (!send_failure.ok()) return send_failure;
+    queued = std::move(batch);
+    batch = new_batch();
+    cv.notify_all();
+    return absl::OkStatus();
+  };
+  // Every return below stops the sender first.
+  struct StopSender {
+    std::function<absl::Status()> stop;
+    ~StopSender() { (void)stop(); }
+  } stop_sender{finish_sending};
 
   std::string text;
   int64_t line = 0;
@@ -242,9 +310,9 @@ int RunIngest(Client& client, const IngestArgs& args) {
       reject(event.status().message());
       continue;
     }
-    *batch.add_events() = std::move(*event);
-    lines.push_back(line);
-    if (batch.events_size() >= args.batch_size) {
+    *batch.request.add_events() = std::move(*event);
+    batch.lines.push_back(line);
+    if (batch.request.events_size() >= args.batch_size) {
       absl::Status s = flush();
       if (!s.ok()) return Fail(s);
       const int64_t pos = in.tellg();
@@ -252,6 +320,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
     }
   }
   absl::Status s = flush();
+  if (s.ok()) s = finish_sending();
   if (!s.ok()) return Fail(s);
   progress.Update(total_bytes, rows);
   progress.Done();
