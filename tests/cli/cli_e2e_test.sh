@@ -535,4 +535,20 @@ grep -q "^erased $N_U5 events of one entity of stream orders (entity sha256 $U5_
 "${CLI[@]}" erasures > "$WORK/erasures.txt"
 [ "$(grep -c "orders .*$U5_SHA$" "$WORK/erasures.txt")" = 2 ] || fail "erasure log: $(cat "$WORK/erasures.txt")"
 grep -qw u5 "$WORK/erasures.txt" && fail "the erasure log names the entity"
+# A batch that fails mid-file stops the ingest there, naming its lines; the
+# batches before it are stored, the ones after it never sent (one batch is
+# sent while the next is read, in file order).
+MID="$WORK/mid.csv"
+{
+  echo "event_id,user_id,order_time,amount,quantity,category"
+  for i in 1 2 3 4; do echo "m$i,mid,2026-11-02T00:00:0${i}Z,1,1,a"; done
+  echo "o1,u1,2026-11-02T00:00:00Z,9,1,not-o1"  # another content under o1
+  for i in 6 7 8 9 10; do echo "m$i,mid,2026-11-02T00:00:0${i}Z,1,1,a"; done
+} | sed 's/:010Z/:10Z/' > "$MID"
+if "${CLI[@]}" ingest --stream orders "$MID" --batch-size 2 > /dev/null 2> "$WORK/mid.err"; then
+  fail "a conflicting batch was accepted"
+fi
+grep -q "batch of lines 6-7" "$WORK/mid.err" || fail "mid-file failure: $(cat "$WORK/mid.err")"
+[ "$("${CLI[@]}" replay --stream orders --entity mid --format jsonl --out - 2>/dev/null | wc -l)" = 4 ] \
+  || fail "the batches before the failing one are not all stored, or later ones were"
 echo "cli e2e: ok"
