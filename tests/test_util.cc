@@ -84,6 +84,27 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
   return e;
 }
 
+v1::Value Int(int64_t i) {
+  v1::Value v;
+  v.set_int64_value(i);
+  return v;
+}
+v1::Value Double(double d) {
+  v1::Value v;
+  v.set_double_value(d);
+  return v;
+}
+v1::Value Str(const std::string& s) {
+  v1::Value v;
+  v.set_string_value(s);
+  return v;
+}
+v1::Value Bool(bool b) {
+  v1::Value v;
+  v.set_bool_value(b);
+  return v;
+}
+
 v1::IngestRequest OrdersBatch(std::vector<v1::Event> events,
                               v1::OnInvalid mode) {
   v1::IngestRequest r;

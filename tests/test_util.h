@@ -57,6 +57,12 @@ v1::Event Order(const std::string& id, const std::string& user, int64_t time_us,
                 const std::string& category = "books",
                 const std::string& coupon = "");
 
+// Typed feature values as the API returns them.
+v1::Value Int(int64_t i);
+v1::Value Double(double d);
+v1::Value Str(const std::string& s);
+v1::Value Bool(bool b);
+
 // An IngestRequest of `events` for the orders stream.
 v1::IngestRequest OrdersBatch(std::vector<v1::Event> events,
                               v1::OnInvalid mode = v1::REJECT_BATCH);

@@ -17,6 +17,24 @@
 #include "server/storage/rocks_util.h"
 
 namespace rawfeat {
+namespace {
+
+// A total-order iterator of `cf` that ends before `upper`, which it reads
+// from `*upper_store` (kept by the caller as long as the iterator lives).
+std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
+    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+    const rocksdb::Snapshot* snapshot, std::string upper,
+    std::string* upper_store, rocksdb::Slice* upper_slice) {
+  *upper_store = std::move(upper);
+  *upper_slice = ToSlice(*upper_store);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  ro.iterate_upper_bound = upper_slice;
+  ro.total_order_seek = true;
+  return std::unique_ptr<rocksdb::Iterator>(db->NewIterator(ro, cf));
+}
+
+}  // namespace
 
 // ---------------------------------------------------------- EventCursor
 
@@ -135,13 +153,9 @@ std::unique_ptr<EventCursor> EventStore::ScanStream(
   auto rep = std::make_unique<EventCursor::Rep>();
   rep->stream_id = stream_id;
   const std::string prefix = StreamPrefix(stream_id);
-  rep->upper = PrefixSuccessor(prefix);
-  rep->upper_slice = ToSlice(rep->upper);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
-  ro.iterate_upper_bound = &rep->upper_slice;
-  ro.total_order_seek = true;
-  rep->it.reset(db_->NewIterator(ro, events_cf_));
+  rep->it = NewBoundedIterator(db_.get(), events_cf_, SnapshotOf(view),
+                               PrefixSuccessor(prefix), &rep->upper,
+                               &rep->upper_slice);
   rep->it->Seek(ToSlice(prefix));
   rep->Settle();
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
@@ -202,14 +216,11 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
     const std::string prefix =
         TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
     rep->prefix_size = prefix.size();
-    rep->upper = to_day == kMaxEventTime ? PrefixSuccessor(prefix)
-                                         : TileKey(prefix, to_day);
-    rep->upper_slice = ToSlice(rep->upper);
-    rocksdb::ReadOptions ro;
-    ro.snapshot = SnapshotOf(view);
-    ro.iterate_upper_bound = &rep->upper_slice;
-    ro.total_order_seek = true;
-    rep->it.reset(db_->NewIterator(ro, tiles_cf_));
+    rep->it =
+        NewBoundedIterator(db_.get(), tiles_cf_, SnapshotOf(view),
+                           to_day == kMaxEventTime ? PrefixSuccessor(prefix)
+                                                   : TileKey(prefix, to_day),
+                           &rep->upper, &rep->upper_slice);
     rep->it->Seek(ToSlice(
         from_day == kMinEventTime ? prefix : TileKey(prefix, from_day)));
     rep->Settle();

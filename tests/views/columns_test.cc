@@ -14,26 +14,11 @@
 namespace rawfeat {
 namespace {
 
-v1::Value Int(int64_t i) {
-  v1::Value v;
-  v.set_int64_value(i);
-  return v;
-}
-v1::Value Double(double d) {
-  v1::Value v;
-  v.set_double_value(d);
-  return v;
-}
-v1::Value Str(const std::string& s) {
-  v1::Value v;
-  v.set_string_value(s);
-  return v;
-}
-v1::Value Bool(bool b) {
-  v1::Value v;
-  v.set_bool_value(b);
-  return v;
-}
+using testing::Bool;
+using testing::Double;
+using testing::Int;
+using testing::Str;
+
 v1::Value List(std::vector<v1::Value> items) {
   v1::Value v;
   for (auto& item : items) *v.mutable_list_value()->add_values() = item;

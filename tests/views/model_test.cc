@@ -109,21 +109,9 @@ struct ModelEvent {
   }
 };
 
-v1::Value Int(int64_t v) {
-  v1::Value out;
-  out.set_int64_value(v);
-  return out;
-}
-v1::Value Dbl(double v) {
-  v1::Value out;
-  out.set_double_value(v);
-  return out;
-}
-v1::Value Str(const std::string& v) {
-  v1::Value out;
-  out.set_string_value(v);
-  return out;
-}
+using testing::Double;
+using testing::Int;
+using testing::Str;
 
 // The view's features for `entity` as of `t` at `watermark`, from the
 // definitions. `events` are one stream's, in seq order.
@@ -156,14 +144,14 @@ std::vector<v1::Value> Oracle(const std::vector<ModelEvent>& events,
   v.push_back(Int(sx));
   double sd = 0;
   for (const auto* e : window(3 * kDay)) sd += e->d;  // exact: see above
-  v.push_back(Dbl(sd));
+  v.push_back(Double(sd));
   const auto day = window(kDay);
   if (day.empty()) {
     v.emplace_back();
   } else {
     double s = 0;
     for (const auto* e : day) s += e->d;
-    v.push_back(Dbl(s / static_cast<double>(day.size())));
+    v.push_back(Double(s / static_cast<double>(day.size())));
   }
   const auto two = window(2 * kDay);
   if (two.empty()) {
@@ -171,7 +159,7 @@ std::vector<v1::Value> Oracle(const std::vector<ModelEvent>& events,
   } else {
     double m = two[0]->d;
     for (const auto* e : two) m = std::min(m, e->d);
-    v.push_back(Dbl(m));
+    v.push_back(Double(m));
   }
   const auto month = window(30 * kDay);
   if (month.empty()) {
@@ -179,7 +167,7 @@ std::vector<v1::Value> Oracle(const std::vector<ModelEvent>& events,
   } else {
     double m = month[0]->d;
     for (const auto* e : month) m = std::max(m, e->d);
-    v.push_back(Dbl(m));
+    v.push_back(Double(m));
   }
   v.emplace_back();  // first c, lifetime
   for (const auto* e : in) {
