@@ -6,8 +6,9 @@
 //
 // To regenerate (only ever for a new fixture of a new format, never to
 // make this test pass):
-//   RAWFEAT_WRITE_FIXTURE=/tmp/fx build/tests/rawfeat_service_tests \
+//   RAWFEAT_WRITE_FIXTURE=/tmp/fx build/tests/rawfeat_service_tests
 //     --gtest_also_run_disabled_tests --gtest_filter='*WriteV1Fixture*'
+// (one command), then copy /tmp/fx/v1_datadir.{tar.gz,answers} here.
 
 #include <cstdlib>
 #include <fstream>
