@@ -99,9 +99,9 @@ absl::Status Replayer::ReadEvents(
       std::string value;
     };
     std::vector<Found> found;
-    auto cursor = store_->NewEventCursor(schema->stream_id, view);
-    for (cursor->Seek(request.entity(), from_us, to_us); cursor->Valid();
-         cursor->Next()) {
+    auto cursor = store_->ScanEntity(schema->stream_id, request.entity(),
+                                     from_us, to_us, view);
+    for (; cursor->Valid(); cursor->Next()) {
       const uint64_t seq = cursor->seq();
       if (seq <= request.after_seq() || seq > watermark) continue;
       found.push_back({seq, cursor->time_us(), std::string(cursor->value())});

@@ -148,6 +148,29 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }
 
+std::unique_ptr<EventCursor> EventStore::ScanEntity(
+    uint32_t stream_id, absl::string_view entity, int64_t from_us,
+    int64_t to_us, const ReadView* view) const {
+  auto rep = std::make_unique<EventCursor::Rep>();
+  rep->stream_id = stream_id;
+  // The bound keeps RocksDB from reading past the range (the next block of
+  // another entity) just to find where it ends.
+  rep->upper = to_us == kMaxEventTime
+                   ? PrefixSuccessor(EntityPrefix(stream_id, entity))
+                   : EntityTimeKey(stream_id, entity, to_us);
+  rep->upper_slice = ToSlice(rep->upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = SnapshotOf(view);
+  ro.prefix_same_as_start = true;
+  ro.iterate_upper_bound = &rep->upper_slice;
+  rep->it.reset(db_->NewIterator(ro, events_cf_));
+  rep->one_entity = true;
+  rep->entity.assign(entity.data(), entity.size());
+  rep->to_us = to_us;
+  rep->SeekTo(from_us);
+  return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
+}
+
 std::unique_ptr<EventCursor> EventStore::ScanStream(
     uint32_t stream_id, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();

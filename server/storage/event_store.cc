@@ -1323,8 +1323,9 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
   auto pinned = PinRead(0);
   if (!pinned.ok()) return pinned.status();
   {
-    auto cursor = NewEventCursor(stream_id, pinned->view.get());
-    for (cursor->Seek(entity); cursor->Valid(); cursor->Next()) {
+    auto cursor = ScanEntity(stream_id, entity, kMinEventTime, kMaxEventTime,
+                             pinned->view.get());
+    for (; cursor->Valid(); cursor->Next()) {
       RETURN_IF_ERROR(take(cursor->seq(), cursor->value()));
     }
     RETURN_IF_ERROR(cursor->status());

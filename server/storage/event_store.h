@@ -191,6 +191,13 @@ class EventStore {
   // entities).
   std::unique_ptr<EventCursor> NewEventCursor(uint32_t stream_id,
                                               const ReadView* view) const;
+  // A cursor over one entity's events with from_us <= time < to_us, as of
+  // `view`, positioned on the first: for one scan (it reads no further than
+  // the range). SeekTime moves it forward within the range.
+  std::unique_ptr<EventCursor> ScanEntity(uint32_t stream_id,
+                                          absl::string_view entity,
+                                          int64_t from_us, int64_t to_us,
+                                          const ReadView* view) const;
   // A cursor over every event of `stream_id` as of `view`, entity by
   // entity, positioned on the first.
   std::unique_ptr<EventCursor> ScanStream(uint32_t stream_id,

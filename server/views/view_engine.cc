@@ -155,8 +155,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   }
 
   // Events stamped exactly as_of are not part of the value as of it.
-  auto it = store_->NewEventCursor(stream.stream_id, read_view);
-  it->Seek(entity, lo, as_of_us);
+  auto it =
+      store_->ScanEntity(stream.stream_id, entity, lo, as_of_us, read_view);
   size_t next_covered = 0;
   int64_t day = std::numeric_limits<int64_t>::min();
   int64_t day_events = 0;

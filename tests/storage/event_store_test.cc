@@ -246,6 +246,15 @@ TEST_F(EventStoreTest, EntityCursorsKeepToTheirEntityAndTimeRange) {
   c->Seek("a", 21);
   EXPECT_FALSE(c->Valid());
 
+  // A range cursor reads one entity's range only.
+  auto r = store_->ScanEntity(2, "a", 15, 20, nullptr);
+  EXPECT_EQ(Drain(r.get()), (std::vector<Row>{{"a", 15, 6, 6}}));
+  r = store_->ScanEntity(2, "a", kMinEventTime, kMaxEventTime, nullptr);
+  EXPECT_EQ(Drain(r.get()).size(), 3u);
+  r = store_->ScanEntity(2, "a", 11, kMaxEventTime, nullptr);
+  r->SeekTime(16);
+  EXPECT_EQ(Drain(r.get()), (std::vector<Row>{{"a", 20, 2, 2}}));
+
   // A stream cursor walks entities in byte order; NextEntity skips one.
   auto s = store_->ScanStream(2, nullptr);
   EXPECT_EQ(Drain(s.get()).size(), 6u);
