@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <limits>
+#include <streambuf>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
@@ -17,13 +19,17 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
   fields->clear();
   quoted_.clear();
   if (!error_.ok()) return false;
-  int c = in_->get();
-  if (c == EOF) return false;
+  // Characters straight from the stream buffer: istream::get builds a
+  // sentry per character, which was a tenth of a CSV ingest's client CPU.
+  std::streambuf* buf = in_->rdbuf();
+  constexpr int kEof = std::char_traits<char>::eof();
+  int c = buf->sbumpc();
+  if (c == kEof) return false;
   record_line_ = line_;
   std::string field;
   enum { kStart, kUnquoted, kQuoted, kAfterQuote } state = kStart;
   while (true) {
-    if (c == EOF) {
+    if (c == kEof) {
       if (state == kQuoted) {
         error_ = absl::InvalidArgumentError(
             absl::StrCat("line ", record_line_, ": unterminated quoted field"));
@@ -45,7 +51,7 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
           field.clear();
           state = kStart;
         } else if (ch == '\n' || ch == '\r') {
-          if (ch == '\r' && in_->peek() == '\n') in_->get();
+          if (ch == '\r' && buf->sgetc() == '\n') buf->sbumpc();
           ++line_;
           fields->push_back(std::move(field));
           quoted_.push_back(false);
@@ -57,8 +63,8 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
         break;
       case kQuoted:
         if (ch == '"') {
-          if (in_->peek() == '"') {
-            in_->get();
+          if (buf->sgetc() == '"') {
+            buf->sbumpc();
             field.push_back('"');
           } else {
             state = kAfterQuote;
@@ -75,7 +81,7 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
           field.clear();
           state = kStart;
         } else if (ch == '\n' || ch == '\r') {
-          if (ch == '\r' && in_->peek() == '\n') in_->get();
+          if (ch == '\r' && buf->sgetc() == '\n') buf->sbumpc();
           ++line_;
           fields->push_back(std::move(field));
           quoted_.push_back(true);
@@ -87,7 +93,7 @@ bool CsvReader::Next(std::vector<std::string>* fields) {
         }
         break;
     }
-    c = in_->get();
+    c = buf->sbumpc();
   }
 }
 
@@ -107,7 +113,8 @@ std::string CsvEscape(absl::string_view s) {
 std::string FormatDouble(double d) {
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), d);
-  std::string text = ec != std::errc() ? absl::StrCat(d) : std::string(buf, end);
+  std::string text =
+      ec != std::errc() ? absl::StrCat(d) : std::string(buf, end);
   if (text.find_first_of(".eEni") == std::string::npos) text += ".0";
   return text;
 }
@@ -314,14 +321,14 @@ absl::StatusOr<v1::Event> RecordMapper::FromJson(absl::string_view text,
     // column 9: syntax error while parsing ...": keep the reason.
     const std::string what = e.what();
     const size_t at = what.find(": ", what.find("column"));
-    return absl::InvalidArgumentError(absl::StrCat(
-        "line ", line, ", column ", e.byte, ": invalid JSON: ",
-        at == std::string::npos ? what : what.substr(at + 2)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", line, ", column ", e.byte, ": invalid JSON: ",
+                     at == std::string::npos ? what : what.substr(at + 2)));
   }
   if (!j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "line ", line, ": a JSON ", j.type_name(),
-        ", not an object (JSON Lines: one {...} per line)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", line, ": a JSON ", j.type_name(),
+                     ", not an object (JSON Lines: one {...} per line)"));
   }
   absl::flat_hash_map<std::string, int> fields;
   for (int i = 0; i < stream_.fields_size(); ++i) {
