@@ -175,36 +175,30 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     std::vector<v1::FeatureRow*> rows;  // one per time from first_time on
   };
   const int64_t last_time = times.back();
-  struct Scan {
-    uint32_t stream_id;
-    std::unique_ptr<EventCursor> it;
-  };
-  std::vector<Scan> scans;
-  for (uint32_t id : stream_ids) {
-    scans.push_back({id, store_->ScanStream(id, read_view)});
-  }
+  std::vector<std::unique_ptr<EventCursor>> scans;
+  for (uint32_t id : stream_ids)
+    scans.push_back(store_->ScanStream(id, read_view));
   // The smallest entity among the valid scans, or false when every scan is
   // done.
   std::string entity;
   auto next_entity = [&](bool* any) -> absl::Status {
     *any = false;
-    for (Scan& scan : scans) {
-      if (!scan.it->Valid()) {
-        RETURN_IF_ERROR(scan.it->status());
+    for (const auto& scan : scans) {
+      if (!scan->Valid()) {
+        RETURN_IF_ERROR(scan->status());
         continue;
       }
-      if (!*any || scan.it->entity() < entity) {
-        entity = std::string(scan.it->entity());
+      if (!*any || scan->entity() < entity) {
+        entity = std::string(scan->entity());
       }
       *any = true;
     }
     return absl::OkStatus();
   };
   // Index of the first as-of time after the entity's earliest visible event
-  // in `scan` (times.size() when none is visible before the last time), and
+  // in `it` (times.size() when none is visible before the last time), and
   // moves the scan past the entity.
-  auto first_visible = [&](Scan& scan, size_t* first) -> absl::Status {
-    EventCursor& it = *scan.it;
+  auto first_visible = [&](EventCursor& it, size_t* first) -> absl::Status {
     for (; it.Valid(); it.Next()) {
       if (it.entity() != entity || it.time_us() >= last_time) break;
       if (it.seq() <= watermark) {  // usually the first event
@@ -243,12 +237,12 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       if (!more) break;
       const bool in_partition = InPartition(entity, pindex, pcount);
       size_t first = nt;
-      for (Scan& scan : scans) {
-        if (!scan.it->Valid() || scan.it->entity() != entity) continue;
+      for (const auto& scan : scans) {
+        if (!scan->Valid() || scan->entity() != entity) continue;
         if (in_partition) {
-          RETURN_IF_ERROR(first_visible(scan, &first));
+          RETURN_IF_ERROR(first_visible(*scan, &first));
         } else {
-          scan.it->NextEntity();
+          scan->NextEntity();
         }
       }
       // Part of every as-of time after its first event.
