@@ -105,7 +105,7 @@ EventChunkEncoder::EventChunkEncoder(const StreamSchema& schema)
   }
 }
 
-absl::Status EventChunkEncoder::AppendEvent(const StoredEventRef& k,
+absl::Status EventChunkEncoder::AppendEvent(const StoredEvent& k,
                                             std::string* chunk) {
   if (!reader_.Parse(k.value, schema_.types) ||
       reader_.fields().size() > entry_keys_.size()) {

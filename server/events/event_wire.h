@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_codec.h"
+#include "server/storage/event_cursor.h"
 
 namespace rawfeat {
 
@@ -24,17 +25,10 @@ class EventChunkEncoder {
   // REQUIRES: `schema` outlives the encoder.
   explicit EventChunkEncoder(const StreamSchema& schema);
 
-  // One stored event: where it is and its stored value (event_codec.h).
-  struct StoredEventRef {
-    absl::string_view entity;
-    int64_t time_us = 0;
-    uint64_t seq = 0;
-    absl::string_view value;
-  };
   // Appends the event to `chunk` as one `events` entry (field 1) of a
   // ReadEventsResponse. Errors: DATA_LOSS (a corrupt value); `chunk` is
   // unchanged then.
-  absl::Status AppendEvent(const StoredEventRef& event, std::string* chunk);
+  absl::Status AppendEvent(const StoredEvent& event, std::string* chunk);
 
   // Appends the response's `watermark` field (field 2).
   static void AppendWatermark(uint64_t watermark, std::string* chunk);

@@ -76,7 +76,7 @@ absl::Status Replayer::ReadEvents(
     chunk_events = 0;
   };
   // Encodes an event into the chunk, flushing as it fills.
-  auto add = [&](const EventChunkEncoder::StoredEventRef& event) {
+  auto add = [&](const StoredEvent& event) {
     RETURN_IF_ERROR(encoder.AppendEvent(event, &chunk));
     ++chunk_events;
     ++emitted;
@@ -111,20 +111,21 @@ absl::Status Replayer::ReadEvents(
               [](const Found& a, const Found& b) { return a.seq < b.seq; });
     for (const Found& f : found) {
       if (emitted >= limit || stopped) break;
-      RETURN_IF_ERROR(add({request.entity(), f.time_us, f.seq, f.value}));
+      RETURN_IF_ERROR(add(
+          {f.seq, schema->stream_id, request.entity(), f.time_us, f.value}));
     }
   } else {
     // Whole stream: walk the log in seq order.
     uint64_t selected = 0;
     absl::Status inner;
     RETURN_IF_ERROR(store_->ScanLog(
-        request.after_seq(), watermark, view, [&](const LoggedEvent& e) {
+        request.after_seq(), watermark, view, [&](const StoredEvent& e) {
           if (e.stream_id != schema->stream_id || e.time_us < from_us ||
               e.time_us >= to_us || !InPartition(e.entity, pindex, pcount)) {
             return true;
           }
           ++selected;
-          inner = add({e.entity, e.time_us, e.seq, e.value});
+          inner = add(e);
           return inner.ok() && !stopped && selected < limit;
         }));
     RETURN_IF_ERROR(inner);

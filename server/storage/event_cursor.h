@@ -81,9 +81,10 @@ class EventCursor {
   std::unique_ptr<Rep> rep_;
 };
 
-// One event of the log (replay in seq order). Views are valid during the
-// callback that receives it.
-struct LoggedEvent {
+// One stored event: where it is and its stored value, as the log hands it
+// out (replay in seq order) and the replay encoder takes it. Views into
+// memory owned elsewhere (during ScanLog's callback: the store's).
+struct StoredEvent {
   uint64_t seq = 0;
   uint32_t stream_id = 0;
   absl::string_view entity;

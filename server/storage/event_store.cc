@@ -907,7 +907,7 @@ size_t EventStore::TileCount() const {
 
 absl::Status EventStore::ScanLog(
     uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
-    const std::function<bool(const LoggedEvent&)>& fn) const {
+    const std::function<bool(const StoredEvent&)>& fn) const {
   if (up_to_seq <= after_seq) return absl::OkStatus();
   const std::string upper = LogKey(up_to_seq + 1);
   const rocksdb::Slice upper_slice = ToSlice(upper);
@@ -924,7 +924,7 @@ absl::Status EventStore::ScanLog(
       return absl::DataLossError(
           absl::StrCat("malformed log entry at seq ", seq));
     }
-    stop = !fn(LoggedEvent{seq, k.stream_id, k.entity, k.time_us, value});
+    stop = !fn(StoredEvent{seq, k.stream_id, k.entity, k.time_us, value});
     return absl::OkStatus();
   };
   // Entries written before the log carried values hold only the event's
@@ -1343,7 +1343,7 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     watermark = this->watermark();
     absl::Status inner;
     RETURN_IF_ERROR(ScanLog(
-        pinned->watermark, watermark, nullptr, [&](const LoggedEvent& e) {
+        pinned->watermark, watermark, nullptr, [&](const StoredEvent& e) {
           if (e.stream_id != stream_id || e.entity != entity) {
             return true;
           }

@@ -242,7 +242,7 @@ class EventStore {
   // that names a missing event).
   absl::Status ScanLog(uint64_t after_seq, uint64_t up_to_seq,
                        const ReadView* view,
-                       const std::function<bool(const LoggedEvent&)>& fn) const;
+                       const std::function<bool(const StoredEvent&)>& fn) const;
 
   // Definitions: the registry's records (serialized protos). A stream's
   // record holds all its schema versions, so its version is 0.

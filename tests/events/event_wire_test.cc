@@ -37,8 +37,7 @@ StreamSchema MakeSchema() {
 }
 
 // The reference: the same event built through the protobuf API.
-v1::Event Reference(const StreamSchema& schema,
-                    const EventChunkEncoder::StoredEventRef& k) {
+v1::Event Reference(const StreamSchema& schema, const StoredEvent& k) {
   EventValueReader reader;
   EXPECT_TRUE(reader.Parse(k.value, schema.types));
   v1::Event e;
@@ -60,9 +59,7 @@ struct Stored {
   uint64_t seq = 0;
   std::string value;
 
-  EventChunkEncoder::StoredEventRef ref() const {
-    return {entity, time_us, seq, value};
-  }
+  StoredEvent ref() const { return {seq, 7, entity, time_us, value}; }
 };
 
 Stored RandomEvent(std::mt19937_64& rng, uint64_t seq) {

@@ -141,7 +141,7 @@ void ReadLog(EventStore* store, std::vector<uint64_t>* seqs) {
   seqs->clear();
   ASSERT_TRUE(store
                   ->ScanLog(0, store->watermark(), nullptr,
-                            [&](const LoggedEvent& e) {
+                            [&](const StoredEvent& e) {
                               seqs->push_back(e.seq);
                               return true;
                             })

@@ -62,7 +62,7 @@ TEST_F(EventStoreTest, AssignsIncreasingSeqAndCountsDuplicates) {
   std::vector<uint64_t> seqs;
   ASSERT_TRUE(store_
                   ->ScanLog(0, 10, nullptr,
-                            [&](const LoggedEvent& e) {
+                            [&](const StoredEvent& e) {
                               EXPECT_EQ(e.stream_id, 1u);
                               EXPECT_EQ(e.entity, e.seq == 1 ? "u1" : "u2");
                               EXPECT_FALSE(e.value.empty());
@@ -137,7 +137,7 @@ TEST_F(EventStoreTest, ConcurrentWritersLeaveNoGapsAndNoDuplicates) {
   uint64_t expect = 1;
   ASSERT_TRUE(store_
                   ->ScanLog(0, store_->watermark(), nullptr,
-                            [&](const LoggedEvent& e) {
+                            [&](const StoredEvent& e) {
                               EXPECT_EQ(e.seq, expect++);
                               return true;
                             })
