@@ -36,12 +36,20 @@
 #include "server/common/time_util.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/keys.h"
+#include "server/storage/log_record.h"
 #include "server/storage/rocks_util.h"
 #include "server/storage/seq_file.h"
 #include "server/storage/wal_check.h"
 
 namespace rawfeat {
 namespace {
+
+// A committed group goes to the log in entries of at most this many events
+// or (about) bytes: one key per entry instead of one per event, while a
+// reader starting inside an entry skips little, and an erasure or expiry
+// rewrites little.
+constexpr size_t kLogEntryMaxEvents = 1024;
+constexpr size_t kLogEntryMaxBytes = 256 << 10;
 
 // RocksDB's info log (`LOG` in the data dir), written with plain write(2)
 // whose failures drop the line. RocksDB's own file logger asserts on the
@@ -390,15 +398,24 @@ absl::Status EventStore::CheckFormat() {
     }
     const uint32_t format = DecodeBigEndian32(stored.data());
     if (format == kStoreFormat) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir_, " holds storage format ", format,
-                     "; this rawfeatd reads format ", kStoreFormat,
-                     ". Start the rawfeatd release that wrote it (or a newer "
-                     "one); nothing was changed"));
+    if (format != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          dir_, " holds storage format ", format,
+          "; this rawfeatd reads formats 1 to ", kStoreFormat,
+          ". Start the rawfeatd release that wrote it (or a newer "
+          "one); nothing was changed"));
+    }
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read the storage format");
   }
-  if (!s.IsNotFound()) return FromRocks(s, "read the storage format");
-  // A new store, or one written before the marker (format 1).
+  // A new store, or one of format 1 (marked, or written before the
+  // marker): format 1 reads as it is. It is marked 2 before anything of
+  // format 2 is written, so a format-1 server refuses it from then on.
   if (!read_only_.empty()) return absl::OkStatus();
+  if (s.ok()) {
+    LogInfo(absl::StrCat(dir_, ": storage format 1 -> ", kStoreFormat,
+                         " (its stored events are read as they are)"));
+  }
   std::string marker;
   PutBigEndian32(&marker, kStoreFormat);
   return PutMeta({{kMetaFormatKey, marker}});
@@ -605,6 +622,9 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
   // Ids of erased events written again (by new events): once written,
   // the emptying of the erasure must leave their new records.
   std::vector<std::pair<PendingErase*, std::string>> reclaims;
+  // The group's events go to the log as entries of up to
+  // kLogEntryMaxEvents events, each keyed by its last seq.
+  LogGroupWriter log(seq);
 
   for (Writer* w : group) {
     AppendRequest& req = *w->request;
@@ -678,8 +698,12 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       const PendingEvent& e = req.events[i];
       const uint64_t s = seq++;
       std::string event_key = EventKey(req.stream_id, e.entity, e.time_us, s);
-      batch.Put(log_cf_, ToSlice(LogKey(s)),
-                ToSlice(LogValue(event_key, e.value)));
+      log.Add(StoredEvent{s, req.stream_id, e.entity, e.time_us, e.value});
+      if (log.events() >= kLogEntryMaxEvents ||
+          log.bytes() >= kLogEntryMaxBytes) {
+        batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(log.value()));
+        log.Reset(seq);
+      }
       if (!tiled_.empty()) {
         std::string day =
             EntityTimeKey(req.stream_id, e.entity, DayStart(e.time_us));
@@ -700,6 +724,9 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       group_ids.emplace(std::move(keys[i]), e.content_hash);
     }
     added[req.stream_id] += to_write.size();
+  }
+  if (log.events() > 0) {
+    batch.Put(log_cf_, ToSlice(LogKey(seq - 1)), ToSlice(log.value()));
   }
   // Memtable inserts dominate the write path. Inserting each column
   // family's keys in sorted order lets the skiplist reuse its last splice
@@ -909,28 +936,15 @@ absl::Status EventStore::ScanLog(
     uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
     const std::function<bool(const StoredEvent&)>& fn) const {
   if (up_to_seq <= after_seq) return absl::OkStatus();
-  const std::string upper = LogKey(up_to_seq + 1);
-  const rocksdb::Slice upper_slice = ToSlice(upper);
   rocksdb::ReadOptions ro;
   ro.snapshot = SnapshotOf(view);
-  ro.iterate_upper_bound = &upper_slice;
+  // No upper bound: the entry holding up_to_seq may be keyed above it.
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
   const PendingErasures pending = pending_erasures();
   bool stop = false;
-  auto emit = [&](uint64_t seq, absl::string_view key,
-                  absl::string_view value) {
-    ParsedEventKey k;
-    if (!ParseEventKey(key, &k)) {
-      return absl::DataLossError(
-          absl::StrCat("malformed log entry at seq ", seq));
-    }
-    stop = !fn(StoredEvent{seq, k.stream_id, k.entity, k.time_us, value});
-    return absl::OkStatus();
-  };
-  // Entries written before the log carried values hold only the event's
-  // key: their events are read in batches, keeping seq order.
+  // Format-1 entries written before the log carried values hold only the
+  // event's key: their events are read in batches, keeping seq order.
   constexpr size_t kFetch = 1024;
-  std::vector<uint64_t> keyed_seqs;
   std::vector<std::string> keys, values;
   auto drain = [&]() {
     if (keys.empty()) return absl::OkStatus();
@@ -938,35 +952,49 @@ absl::Status EventStore::ScanLog(
     for (size_t i = 0; i < keys.size() && !stop; ++i) {
       if (values[i].empty()) {
         return absl::DataLossError(absl::StrCat(
-            "the log entry at seq ", keyed_seqs[i],
+            "the log entry at seq ", DecodeBigEndian64(
+                keys[i].data() + keys[i].size() - 8),
             " names a missing event (key ", HexEncode(keys[i]), ")"));
       }
-      RETURN_IF_ERROR(emit(keyed_seqs[i], keys[i], values[i]));
+      ParsedEventKey k;
+      ParseEventKey(keys[i], &k);  // it parsed when the entry was read
+      stop = !fn(StoredEvent{k.seq, k.stream_id, k.entity, k.time_us,
+                             values[i]});
     }
     keys.clear();
-    keyed_seqs.clear();
     return absl::OkStatus();
   };
+  LogEntryReader reader;
+  StoredEvent e;
   for (it->Seek(ToSlice(LogKey(after_seq + 1))); it->Valid() && !stop;
        it->Next()) {
-    if (IsRemovedLogValue(ToView(it->value()))) continue;
-    const uint64_t seq = ParseLogKey(ToView(it->key()));
-    if (!pending.empty() && ErasedBy(pending, seq) != nullptr) {
-      continue;  // erased; its entry is being emptied
-    }
-    absl::string_view event_key, event_value;
-    if (!ParseLogValue(ToView(it->value()), &event_key, &event_value)) {
+    const uint64_t key_seq = ParseLogKey(ToView(it->key()));
+    if (!reader.Reset(key_seq, ToView(it->value()))) {
       return absl::DataLossError(
-          absl::StrCat("malformed log entry at seq ", seq));
+          absl::StrCat("malformed log entry at seq ", key_seq));
     }
-    if (event_value.empty()) {
-      keyed_seqs.push_back(seq);
-      keys.emplace_back(event_key);
-      if (keys.size() >= kFetch) RETURN_IF_ERROR(drain());
-      continue;
+    while (!stop && reader.Next(&e)) {
+      if (e.seq <= after_seq) continue;
+      if (e.seq > up_to_seq) {
+        stop = true;
+        break;
+      }
+      if (!pending.empty() && ErasedBy(pending, e.seq) != nullptr) {
+        continue;  // erased; its entry is being emptied
+      }
+      if (e.value.empty()) {
+        keys.push_back(EventKey(e.stream_id, e.entity, e.time_us, e.seq));
+        if (keys.size() >= kFetch) RETURN_IF_ERROR(drain());
+        continue;
+      }
+      RETURN_IF_ERROR(drain());
+      if (!stop) stop = !fn(e);
     }
-    RETURN_IF_ERROR(drain());
-    if (!stop) RETURN_IF_ERROR(emit(seq, event_key, event_value));
+    if (!reader.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("malformed log entry at seq ", key_seq));
+    }
+    if (key_seq >= up_to_seq) break;
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "scan log"));
   return drain();
@@ -1420,29 +1448,37 @@ absl::Status EventStore::EmptyErased(
   const std::vector<uint64_t>& seqs = erasing->seqs;
   if (ids.empty()) {
     // After a restart: the ids come from the log entries (their events
-    // are gone). Entries from before the log carried values have none at
-    // hand; such old ids stay.
+    // are gone). Format-1 entries from before the log carried values have
+    // none at hand; such old ids stay.
     EventValueReader reader;
-    RETURN_IF_ERROR(MultiGetLog(seqs, [&](uint64_t seq, absl::string_view v) {
-      absl::string_view event_key, event_value;
-      ParsedEventKey parsed;
-      if (IsRemovedLogValue(v)) return absl::OkStatus();
-      if (!ParseLogValue(v, &event_key, &event_value) ||
-          !ParseEventKey(event_key, &parsed)) {
-        return absl::DataLossError(
-            absl::StrCat("malformed log entry at seq ", seq));
-      }
-      if (!event_value.empty() && reader.ParseId(event_value)) {
-        ids.emplace_back(seq, IdKey(parsed.stream_id, reader.event_id()));
-      }
-      return absl::OkStatus();
-    }));
+    RETURN_IF_ERROR(ForEachLogEntryOf(
+        seqs, [&](uint64_t key_seq, absl::string_view value,
+                  absl::Span<const uint64_t> wanted) {
+          LogEntryReader entry;
+          if (!entry.Reset(key_seq, value)) {
+            return absl::DataLossError(
+                absl::StrCat("malformed log entry at seq ", key_seq));
+          }
+          StoredEvent e;
+          while (entry.Next(&e)) {
+            if (!e.value.empty() &&
+                std::binary_search(wanted.begin(), wanted.end(), e.seq) &&
+                reader.ParseId(e.value)) {
+              ids.emplace_back(e.seq, IdKey(e.stream_id, reader.event_id()));
+            }
+          }
+          return entry.ok() ? absl::OkStatus()
+                            : absl::DataLossError(absl::StrCat(
+                                  "malformed log entry at seq ", key_seq));
+        }));
   }
   constexpr size_t kChunk = 20000;
   for (size_t begin = 0; begin < std::max(seqs.size(), ids.size());
        begin += kChunk) {
     // The ids first: a restart finds the ids still to delete through the
-    // log entries not yet emptied (writes land in order).
+    // log entries not yet emptied (writes land in order). The ids are a
+    // subset of the seqs in the same order, so the first k ids cover the
+    // erased events of the first k seqs.
     {
       // Under the commit lock: an id re-ingested since the erasure (a new
       // event) keeps its new record.
@@ -1457,13 +1493,38 @@ absl::Status EventStore::EmptyErased(
       RETURN_IF_ERROR(
           FromRocks(db_->Write(rocksdb::WriteOptions(), &id_batch), "erase"));
     }
-    // The log entries, without holding appends back (their seqs are
-    // nobody else's).
+    // The log entries, rewritten without the chunk's seqs, without holding
+    // appends back: appends write new entries only, and erasures run one
+    // at a time.
+    if (begin >= seqs.size()) continue;
+    const std::vector<uint64_t> chunk(
+        seqs.begin() + begin,
+        seqs.begin() + std::min(seqs.size(), begin + kChunk));
     rocksdb::WriteBatch log;
-    for (size_t i = begin; i < std::min(seqs.size(), begin + kChunk); ++i) {
-      log.Put(log_cf_, ToSlice(LogKey(seqs[i])),
-              rocksdb::Slice(kLogRemoved, 1));
-    }
+    std::string rewritten;
+    RETURN_IF_ERROR(ForEachLogEntryOf(
+        chunk, [&](uint64_t key_seq, absl::string_view value,
+                   absl::Span<const uint64_t> wanted) {
+          const LogRewrite r = RewriteLogEntry(
+              key_seq, value,
+              [&](const StoredEvent& e) {
+                return !std::binary_search(wanted.begin(), wanted.end(),
+                                           e.seq);
+              },
+              &rewritten);
+          if (r == LogRewrite::kMalformed) {
+            return absl::DataLossError(
+                absl::StrCat("malformed log entry at seq ", key_seq));
+          }
+          if (r == LogRewrite::kChanged) {
+            log.Put(log_cf_, ToSlice(LogKey(key_seq)), ToSlice(rewritten));
+          }
+          if (log.GetDataSize() < (8 << 20)) return absl::OkStatus();
+          absl::Status s =
+              FromRocks(db_->Write(rocksdb::WriteOptions(), &log), "erase");
+          log.Clear();
+          return s;
+        }));
     RETURN_IF_ERROR(
         FromRocks(db_->Write(rocksdb::WriteOptions(), &log), "erase"));
   }
@@ -1480,29 +1541,24 @@ absl::Status EventStore::EmptyErased(
   return absl::OkStatus();
 }
 
-absl::Status EventStore::MultiGetLog(
+absl::Status EventStore::ForEachLogEntryOf(
     const std::vector<uint64_t>& seqs,
-    const std::function<absl::Status(uint64_t, absl::string_view)>& fn) const {
-  constexpr size_t kChunk = 20000;
-  for (size_t begin = 0; begin < seqs.size(); begin += kChunk) {
-    const size_t n = std::min(kChunk, seqs.size() - begin);
-    std::vector<std::string> keys(n);
-    std::vector<rocksdb::Slice> slices(n);
-    for (size_t i = 0; i < n; ++i) {
-      keys[i] = LogKey(seqs[begin + i]);
-      slices[i] = ToSlice(keys[i]);
-    }
-    std::vector<rocksdb::PinnableSlice> values(n);
-    std::vector<rocksdb::Status> statuses(n);
-    db_->MultiGet(rocksdb::ReadOptions(), log_cf_, n, slices.data(),
-                  values.data(), statuses.data());
-    for (size_t i = 0; i < n; ++i) {
-      if (statuses[i].IsNotFound()) continue;
-      RETURN_IF_ERROR(FromRocks(statuses[i], "read log"));
-      RETURN_IF_ERROR(fn(seqs[begin + i], ToView(values[i])));
-    }
+    const std::function<absl::Status(uint64_t, absl::string_view,
+                                     absl::Span<const uint64_t>)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), log_cf_));
+  size_t i = 0;
+  while (i < seqs.size()) {
+    it->Seek(ToSlice(LogKey(seqs[i])));
+    if (!it->Valid()) break;  // above the log's end: nothing stored
+    const uint64_t key_seq = ParseLogKey(ToView(it->key()));
+    size_t j = i;
+    while (j < seqs.size() && seqs[j] <= key_seq) ++j;
+    RETURN_IF_ERROR(fn(key_seq, ToView(it->value()),
+                       absl::MakeConstSpan(seqs.data() + i, j - i)));
+    i = j;
   }
-  return absl::OkStatus();
+  return FromRocks(it->status(), "read log");
 }
 
 absl::Status EventStore::ResumeErasures() {

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "absl/synchronization/mutex.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/hash.h"
@@ -430,10 +431,13 @@ class EventStore {
   // read them from the log) of an erasure's seqs, then drops its record.
   absl::Status EmptyErased(const std::shared_ptr<PendingErase>& erasing,
                            std::vector<std::pair<uint64_t, std::string>> ids);
-  // fn(seq, log value) for each of `seqs` (sorted) that the log holds.
-  absl::Status MultiGetLog(
+  // fn(key seq, value, the seqs of `seqs` it covers) for each log entry
+  // (log_record.h) that covers one of `seqs` (sorted), in order, at the
+  // latest state.
+  absl::Status ForEachLogEntryOf(
       const std::vector<uint64_t>& seqs,
-      const std::function<absl::Status(uint64_t, absl::string_view)>& fn) const;
+      const std::function<absl::Status(uint64_t, absl::string_view,
+                                       absl::Span<const uint64_t>)>& fn) const;
   // Finishes erasures a stop interrupted (at open).
   absl::Status ResumeErasures();
   PendingErasures pending_ ABSL_GUARDED_BY(mu_);

@@ -74,36 +74,6 @@ std::string LogKey(uint64_t seq) {
   return k;
 }
 
-namespace {
-constexpr char kLogWithValue = 0x01;
-}  // namespace
-
-std::string LogValue(absl::string_view event_key, absl::string_view value) {
-  std::string out;
-  out.reserve(1 + 2 + event_key.size() + value.size());
-  out.push_back(kLogWithValue);
-  PutVarint64(&out, event_key.size());
-  out.append(event_key.data(), event_key.size());
-  out.append(value.data(), value.size());
-  return out;
-}
-
-bool ParseLogValue(absl::string_view log_value, absl::string_view* event_key,
-                   absl::string_view* event_value) {
-  if (log_value.empty()) return false;
-  if (log_value[0] != kLogWithValue) {  // key-only format
-    *event_key = log_value;
-    *event_value = absl::string_view();
-    return true;
-  }
-  log_value.remove_prefix(1);
-  uint64_t n;
-  if (!GetVarint64(&log_value, &n) || n > log_value.size()) return false;
-  *event_key = log_value.substr(0, n);
-  *event_value = log_value.substr(n);
-  return !event_value->empty();
-}
-
 uint64_t ParseLogKey(absl::string_view key) {
   return DecodeBigEndian64(key.data());
 }

@@ -49,26 +49,11 @@ bool ParseEventKey(absl::string_view key, ParsedEventKey* out);
 // ids: be32(stream_id) | event_id  ->  IdRecord
 std::string IdKey(uint32_t stream_id, absl::string_view event_id);
 
-// log: be64(seq)  ->  0x01 | varint(key size) | the event's key in
-// `events` | the event's value. Carrying the value makes replay in seq
-// order one sequential scan. (Data written before this format holds the
-// bare event key, which starts with be32(stream_id), so its first byte is
-// 0x00; readers accept both.)
+// log: be64(seq) -> an entry of log_record.h: the key is the highest seq
+// the entry covers.
 std::string LogKey(uint64_t seq);
 // REQUIRES: key.size() == 8.
 uint64_t ParseLogKey(absl::string_view key);
-std::string LogValue(absl::string_view event_key, absl::string_view value);
-// The log value of a seq whose event was removed (expired by retention, or
-// erased): the seq stays in the log, so the log still ends at the highest
-// seq ever issued, and replay skips it.
-inline constexpr char kLogRemoved[] = "\x02";
-inline bool IsRemovedLogValue(absl::string_view log_value) {
-  return log_value == absl::string_view(kLogRemoved, 1);
-}
-// Splits a log value; `event_value` is empty for the old key-only format.
-// False if malformed (or removed).
-bool ParseLogValue(absl::string_view log_value, absl::string_view* event_key,
-                   absl::string_view* event_value);
 
 // tiles: be32(stream_id) | entity | 0x00 | lp(view name) | be32(version) |
 // be64(day_start ^ signbit)  ->  tile (see views/tiles.h). One view's tiles
@@ -84,8 +69,11 @@ bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 // The storage layout of the data dir (meta "format", be32), written when a
 // store is created or first opened by a server that knows it; a store of
 // a layout this server does not know is refused at open.
-//   1: this file's layout (events, ids and log one key per event).
-inline constexpr uint32_t kStoreFormat = 1;
+//   1: events, ids and log one key per event.
+//   2: the log holds one entry per committed group (log_record.h); a
+//      format-1 store is read as it is and marked 2 when opened (its old
+//      log entries stay readable).
+inline constexpr uint32_t kStoreFormat = 2;
 
 // meta keys.
 inline constexpr char kMetaFormatKey[] = "format";           // be32

@@ -7,6 +7,7 @@
 #include "rocksdb/compaction_filter.h"
 #include "server/common/coding.h"
 #include "server/storage/keys.h"
+#include "server/storage/log_record.h"
 
 namespace rawfeat {
 
@@ -92,17 +93,17 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
                Below(DecodeBigEndian32(k.data()),
                      SignedFromOrdered(DecodeBigEndian64(v.data() + 40)));
       case RetentionFilterKind::kLog: {
-        absl::string_view event_key, event_value;
-        ParsedEventKey parsed;
-        if (IsRemovedLogValue(v) ||
-            !ParseLogValue(v, &event_key, &event_value) ||
-            !ParseEventKey(event_key, &parsed) ||
-            !Below(parsed.stream_id, parsed.time_us)) {
-          return false;
-        }
-        // The seq stays: the log must keep ending at the highest seq.
-        new_value->assign(kLogRemoved, 1);
-        *value_changed = true;
+        // The entry is rewritten without its expired events; its key stays
+        // (the log must keep ending at the highest seq). A malformed entry
+        // is kept for the reader to report.
+        if (k.size() != 8) return false;
+        *value_changed =
+            RewriteLogEntry(
+                ParseLogKey(k), v,
+                [this](const StoredEvent& e) {
+                  return !Below(e.stream_id, e.time_us);
+                },
+                new_value) == LogRewrite::kChanged;
         return false;
       }
       case RetentionFilterKind::kTiles: {

@@ -70,7 +70,7 @@ class RetentionPolicy {
 enum class RetentionFilterKind {
   kEvents,  // events below the cutoff
   kIds,     // id records carrying an event time below it
-  kLog,     // entries of such events become kLogRemoved markers
+  kLog,     // such events leave their log entries (log_record.h)
   kTiles,   // tiles of days that end at or below it
 };
 

@@ -5,11 +5,13 @@
 // and give the same answers, bit for bit, at the same watermarks.
 //
 // To regenerate (only ever for a new fixture of a new format, never to
-// make this test pass):
+// make this test pass; the v1 one was written at commit 8185941, the last
+// server that wrote format 1):
 //   RAWFEAT_WRITE_FIXTURE=/tmp/fx build/tests/rawfeat_service_tests
 //     --gtest_also_run_disabled_tests --gtest_filter='*WriteV1Fixture*'
 // (one command), then copy /tmp/fx/v1_datadir.{tar.gz,answers} here.
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -307,6 +309,52 @@ TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
   EXPECT_EQ(s.client().GetStatus()->watermark(), w_end + 1);
   EXPECT_EQ(Answers(s, w_mid, w_end).at("replay clicks/@end"),
             want.at("replay clicks/@end"));
+
+  // The log now holds format-1 entries and format-2 group entries. An
+  // entity with events in both is erased: it leaves both, and every other
+  // event stays where it was, before and after a restart.
+  auto replay = [&s]() {
+    std::vector<std::pair<std::string, std::string>> events;  // entity, all
+    v1::ReadEventsRequest req;
+    req.set_stream("orders");
+    EXPECT_TRUE(s.client()
+                    .ReadEvents(req,
+                                [&](const v1::ReadEventsResponse& r) {
+                                  for (const auto& e : r.events()) {
+                                    events.emplace_back(e.entity(),
+                                                        Canonical(e));
+                                  }
+                                  return true;
+                                })
+                    .ok());
+    return events;
+  };
+  const size_t v1_events = replay().size();
+  ASSERT_GT(v1_events, 0u);
+  std::vector<v1::Event> fresh;
+  for (int i = 0; i < 40; ++i) {
+    fresh.push_back(testing::Order(absl::StrCat("new-u5-", i),
+                                   i % 2 ? "u5" : "u6", kT0 + i * kHour, i));
+  }
+  ASSERT_TRUE(s.client().Ingest(testing::OrdersBatch(fresh)).ok());
+  auto before = replay();
+  ASSERT_EQ(before.size(), v1_events + 40);
+  const size_t u5 = std::count_if(before.begin(), before.end(),
+                                  [](const auto& e) { return e.first == "u5"; });
+  ASSERT_GT(u5, 20u);  // old ones and the 20 new ones
+  auto erased = s.client().Erase("orders", "u5");
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->events(), u5);
+  before.erase(std::remove_if(before.begin(), before.end(),
+                              [](const auto& e) { return e.first == "u5"; }),
+               before.end());
+  EXPECT_EQ(replay(), before);
+  s.Restart();
+  EXPECT_EQ(replay(), before);
+  auto again = s.client().Ingest(testing::OrdersBatch(fresh));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->accepted(), 20);  // the erased half is new again
+  EXPECT_EQ(again->duplicates(), 20);
 }
 
 }  // namespace

@@ -21,23 +21,6 @@ TEST(KeysTest, EventKeyRoundTrip) {
   EXPECT_FALSE(ParseEventKey("short", &p));
 }
 
-TEST(KeysTest, LogValueCarriesKeyAndValueAndReadsTheOldFormat) {
-  const std::string key = EventKey(3, "user-1", 1700000000000000, 42);
-  absl::string_view k, v;
-  const std::string log_value = LogValue(key, "VALUE");
-  ASSERT_TRUE(ParseLogValue(log_value, &k, &v));
-  EXPECT_EQ(k, key);
-  EXPECT_EQ(v, "VALUE");
-  // Written before the log carried values: the bare event key.
-  ASSERT_TRUE(ParseLogValue(key, &k, &v));
-  EXPECT_EQ(k, key);
-  EXPECT_TRUE(v.empty());
-  std::string truncated = LogValue(key, "VALUE");
-  truncated.resize(5);
-  EXPECT_FALSE(ParseLogValue(truncated, &k, &v));
-  EXPECT_FALSE(ParseLogValue("", &k, &v));
-}
-
 TEST(KeysTest, ByteOrderIsStreamEntityTimeSeqOrder) {
   std::mt19937 rng(3);
   const std::vector<std::string> entities = {"",      "a",    "ab", "b",
