@@ -108,13 +108,15 @@ absl::Status WriteSmallFile(const std::string& path, const std::string& text) {
 
 bool IsTable(const fs::path& p) { return p.extension() == ".sst"; }
 
-// Removes a directory tree when it goes out of scope, unless kept.
+// Removes directory trees (or files) when it goes out of scope, unless
+// kept.
 struct RemoveOnExit {
   ~RemoveOnExit() {
     std::error_code ignored;
-    if (!keep) fs::remove_all(path, ignored);
+    if (keep) return;
+    for (const std::string& path : paths) fs::remove_all(path, ignored);
   }
-  std::string path;
+  std::vector<std::string> paths;
   bool keep = false;
 };
 
@@ -215,7 +217,7 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
   // The checkpoint's table files are hard links into the data dir: cheap,
   // and the files cannot go away while they are copied.
   ASSIGN_OR_RETURN(const uint64_t w, store->Checkpoint(checkpoint));
-  const RemoveOnExit remove_checkpoint{checkpoint};
+  const RemoveOnExit remove_checkpoint{{checkpoint}};
 
   RETURN_IF_ERROR(PrepareRoot(root, store->Identity()));
   BackupResult result;
@@ -228,7 +230,11 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return IoError(ec.value(), absl::StrCat("create ", tmp));
-  RemoveOnExit remove_tmp{tmp};
+  RemoveOnExit remove_tmp{{tmp}};
+  // Table files this backup copied into shared/: a failed backup takes
+  // them back, so it leaves nothing on a full disk (files an earlier
+  // backup copied stay, they are in use).
+  RemoveOnExit remove_copied;
 
   Manifest manifest;
   manifest.watermark = w;
@@ -254,6 +260,7 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
         }
         fs::rename(part, shared, ec);
         if (ec) return IoError(ec.value(), absl::StrCat("rename ", part));
+        remove_copied.paths.push_back(shared);
         ++result.files_copied;
       }
       manifest.tables.emplace_back(p.filename().string(), size);
@@ -278,6 +285,7 @@ absl::StatusOr<BackupResult> BackupStore(EventStore* store,
   fs::rename(tmp, result.dir, ec);
   if (ec) return IoError(ec.value(), absl::StrCat("rename ", tmp));
   remove_tmp.keep = true;
+  remove_copied.keep = true;
   RETURN_IF_ERROR(SyncPath(root, O_RDONLY | O_DIRECTORY));
   return result;
 }
@@ -318,7 +326,7 @@ absl::StatusOr<uint64_t> RestoreBackup(const std::string& backup_arg,
   fs::remove_all(target, ec);
   fs::create_directories(target, ec);
   if (ec) return IoError(ec.value(), absl::StrCat("create ", target));
-  RemoveOnExit remove_target{target};
+  RemoveOnExit remove_target{{target}};
   uint64_t bytes = 0;
   for (const auto& [name, size] : manifest.tables) {
     const std::string from = absl::StrCat(shared, "/", name);

@@ -201,6 +201,14 @@ EventStore::EventStore(std::string dir, EventStoreOptions options)
     : dir_(std::move(dir)), options_(options) {}
 
 EventStore::~EventStore() {
+  if (sealer_.joinable()) {
+    {
+      absl::MutexLock l(&seal_state_mu_);
+      stop_sealer_ = true;
+      seal_cv_.Signal();
+    }
+    sealer_.join();
+  }
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   handles_.clear();
   if (db_ == nullptr) return;
@@ -384,6 +392,14 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   store->tiles_cf_ = store->handles_[5];
   absl::Status rs = store->Recover(wal_damage);
   if (!rs.ok()) return rs;
+  if (store->read_only_.empty()) {
+    rs = store->LoadUnsealed();
+    if (!rs.ok()) return rs;
+    if (options.seal_min_events > 0) {
+      EventStore* raw_store = store.get();
+      store->sealer_ = std::thread([raw_store] { raw_store->SealLoop(); });
+    }
+  }
   return store;
 }
 
@@ -398,7 +414,7 @@ absl::Status EventStore::CheckFormat() {
     }
     const uint32_t format = DecodeBigEndian32(stored.data());
     if (format == kStoreFormat) return absl::OkStatus();
-    if (format != 1) {
+    if (format != 1 && format != 2) {
       return absl::FailedPreconditionError(absl::StrCat(
           dir_, " holds storage format ", format,
           "; this rawfeatd reads formats 1 to ", kStoreFormat,
@@ -408,13 +424,17 @@ absl::Status EventStore::CheckFormat() {
   } else if (!s.IsNotFound()) {
     return FromRocks(s, "read the storage format");
   }
-  // A new store, or one of format 1 (marked, or written before the
-  // marker): format 1 reads as it is. It is marked 2 before anything of
-  // format 2 is written, so a format-1 server refuses it from then on.
+  // A new store, or one of an earlier format (marked, or written before
+  // the marker: format 1), which reads as it is. It is marked with this
+  // format before anything of it is written, so an older server refuses
+  // it from then on.
   if (!read_only_.empty()) return absl::OkStatus();
   if (s.ok()) {
-    LogInfo(absl::StrCat(dir_, ": storage format 1 -> ", kStoreFormat,
-                         " (its stored events are read as they are)"));
+    LogInfo(absl::StrCat(dir_, ": storage format ",
+                         DecodeBigEndian32(stored.data()), " -> ",
+                         kStoreFormat,
+                         " (its stored events are read as they are, and "
+                         "sealed into blocks in the background)"));
   }
   std::string marker;
   PutBigEndian32(&marker, kStoreFormat);
@@ -792,6 +812,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   next_seq_ = seq;
+  NoteUnsealed(event_puts);
   for (auto& [erasing, key] : reclaims) {
     erasing->reclaimed.insert(std::move(key));
   }
@@ -1366,6 +1387,8 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
   // then readers and ingest skip them.
   uint64_t watermark = 0;
   {
+    // No sealing writes the entity's events back after the deletion.
+    absl::MutexLock seal_lock(&seal_mu_);
     absl::MutexLock commit_lock(&commit_mu_);
     // Events appended since the snapshot: the log names them.
     watermark = this->watermark();

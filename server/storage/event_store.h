@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -75,6 +76,11 @@ struct EventStoreOptions {
   // Collect RocksDB's tickers (block cache hits and misses, stall time)
   // for EngineStats. Default: false.
   bool statistics = false;
+  // Sealing (event_block.h): a background thread folds an entity's
+  // unsealed events of a day into blocks once it has at least this many,
+  // and every entity's once appends pause. 0: no background sealing (only
+  // Seal() seals). Default: 64.
+  size_t seal_min_events = 64;
 };
 
 // Acknowledged events the store lost and an operator accepted losing.
@@ -224,6 +230,17 @@ class EventStore {
       const std::function<absl::Status(
           uint64_t watermark,
           std::vector<std::pair<int64_t, std::string>>* tiles)>& build);
+
+  // Seals the unsealed events of every entity that has at least
+  // `min_events` of them (1: all) into blocks (event_block.h). Safe while
+  // appends, reads and erasures go on: a read sees the same events, with
+  // the same times, seqs and values, before and after, and a crash leaves
+  // each day of an entity sealed or not, never half. Errors: UNAVAILABLE /
+  // RESOURCE_EXHAUSTED (a write failed or the disk is low; what was sealed
+  // stays sealed, the rest is retried), DATA_LOSS (a corrupt block).
+  absl::Status Seal(size_t min_events = 1);
+  // Events appended (or found at open) and not sealed yet.
+  uint64_t UnsealedEvents() const;
 
   // Number of tiles stored.
   size_t TileCount() const;
@@ -440,6 +457,39 @@ class EventStore {
                                        absl::Span<const uint64_t>)>& fn) const;
   // Finishes erasures a stop interrupted (at open).
   absl::Status ResumeErasures();
+
+  // Sealing (event_store_seal.cc). What is not sealed yet, by entity
+  // prefix (keys.h EntityPrefix): how many events, the lowest seq, and per
+  // day the earliest event time.
+  struct Unsealed {
+    uint64_t events = 0;
+    uint64_t min_seq = 0;
+    std::vector<std::pair<int64_t, int64_t>> days;  // (day start, min time)
+    void Note(int64_t time_us, uint64_t seq);
+    void Merge(const Unsealed& other);
+  };
+  // Records appended events (their event keys) as unsealed.
+  void NoteUnsealed(
+      const std::vector<std::pair<std::string, const std::string*>>& puts);
+  // Rebuilds unsealed_ at open from the log after meta "unsealed_from".
+  absl::Status LoadUnsealed();
+  // Seals one day of one entity: its unsealed events from `min_time` on,
+  // with the block before them if it has room or reaches past min_time.
+  absl::Status SealDay(const std::string& prefix, int64_t day,
+                       int64_t min_time);
+  void SealLoop();
+  absl::Mutex seal_pass_mu_;  // one Seal pass at a time
+  // Held while one entity is sealed; Erase commits under it, so no
+  // sealing writes back events an erasure deleted.
+  absl::Mutex seal_mu_;
+  mutable absl::Mutex seal_state_mu_;
+  absl::flat_hash_map<std::string, Unsealed> unsealed_
+      ABSL_GUARDED_BY(seal_state_mu_);
+  uint64_t unsealed_events_ ABSL_GUARDED_BY(seal_state_mu_) = 0;
+  uint64_t unsealed_from_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;  // as stored
+  bool stop_sealer_ ABSL_GUARDED_BY(seal_state_mu_) = false;
+  absl::CondVar seal_cv_;
+  std::thread sealer_;
   PendingErasures pending_ ABSL_GUARDED_BY(mu_);
   absl::Mutex erase_mu_;  // serializes Erase
   std::atomic<size_t> pending_count_{0};

@@ -23,6 +23,8 @@ inline constexpr char kMetaColumnFamily[] = "meta";
 inline constexpr char kTilesColumnFamily[] = "tiles";
 
 // events: be32(stream_id) | entity | 0x00 | be64(time_us ^ signbit) | be64(seq)
+// -> one event's stored value (event_codec.h), or a block of events
+// (event_block.h) keyed by its first event.
 std::string EventKey(uint32_t stream_id, absl::string_view entity,
                      int64_t time_us, uint64_t seq);
 // be32(stream_id): every event of a stream.
@@ -70,10 +72,13 @@ bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 // store is created or first opened by a server that knows it; a store of
 // a layout this server does not know is refused at open.
 //   1: events, ids and log one key per event.
-//   2: the log holds one entry per committed group (log_record.h); a
-//      format-1 store is read as it is and marked 2 when opened (its old
-//      log entries stay readable).
-inline constexpr uint32_t kStoreFormat = 2;
+//   2: the log holds one entry per committed group (log_record.h).
+//   3: events are sealed into blocks (event_block.h) beside the event
+//      keys not sealed yet.
+// A store of an earlier format is read as it is and marked with this one
+// when opened: old log entries stay readable, and its events, all
+// unsealed, are sealed in the background.
+inline constexpr uint32_t kStoreFormat = 3;
 
 // meta keys.
 inline constexpr char kMetaFormatKey[] = "format";           // be32

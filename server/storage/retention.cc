@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "rocksdb/compaction_filter.h"
 #include "server/common/coding.h"
+#include "server/storage/event_block.h"
 #include "server/storage/keys.h"
 #include "server/storage/log_record.h"
 
@@ -83,8 +85,25 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
     switch (kind_) {
       case RetentionFilterKind::kEvents: {
         ParsedEventKey parsed;
-        return ParseEventKey(k, &parsed) &&
-               Below(parsed.stream_id, parsed.time_us);
+        if (!ParseEventKey(k, &parsed)) return false;
+        if (!IsBlockValue(v)) return Below(parsed.stream_id, parsed.time_us);
+        // A block: its key time is a lower bound of its events' times and
+        // stays; the block keeps its events from the cutoff on.
+        std::vector<BlockEvent> events;
+        if (!Below(parsed.stream_id, parsed.time_us) ||
+            !DecodeBlock(parsed.time_us, v, &events)) {
+          return false;  // nothing expired, or corrupt: kept for readers
+        }
+        const auto cut = cutoffs_.find(parsed.stream_id);
+        const auto first_kept = std::find_if(
+            events.begin(), events.end(),
+            [&](const BlockEvent& e) { return e.time_us >= cut->second; });
+        if (first_kept == events.end()) return true;
+        if (first_kept == events.begin()) return false;
+        *new_value = EncodeBlock(
+            parsed.time_us, std::vector<BlockEvent>(first_kept, events.end()));
+        *value_changed = true;
+        return false;
       }
       case RetentionFilterKind::kIds:
         // be32(stream) | id -> be64 seq | 32-byte hash | be64 time (older

@@ -1,0 +1,309 @@
+// Event blocks (event_block.h): the codec, and a store whose events are
+// sealed into blocks at random moments reads exactly like the model of
+// what was appended -- through every cursor, at old read views, across
+// block and day edges, with late events into sealed blocks, erasure and
+// reopening.
+
+#include "server/storage/event_block.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/common/time_util.h"
+#include "server/storage/event_codec.h"
+#include "server/storage/event_store.h"
+#include "tests/test_util.h"
+
+namespace rawfeat {
+namespace {
+
+TEST(EventBlockTest, RoundTripsAndRefusesDamage) {
+  const int64_t key_time = -5;
+  std::vector<std::string> values = {"\x01one", "\x01two", "\x01three"};
+  std::vector<BlockEvent> events = {
+      {-5, 90, values[0]}, {-5, 91, values[1]}, {1000, 7, values[2]}};
+  const std::string block = EncodeBlock(key_time, events);
+  EXPECT_TRUE(IsBlockValue(block));
+  uint64_t n = 0;
+  int64_t last = 0;
+  ASSERT_TRUE(ReadBlockHeader(key_time, block, &n, &last));
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(last, 1000);
+  std::vector<BlockEvent> got;
+  ASSERT_TRUE(DecodeBlock(key_time, block, &got));
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[i].time_us, events[i].time_us);
+    EXPECT_EQ(got[i].seq, events[i].seq);
+    EXPECT_EQ(got[i].value, events[i].value);
+  }
+  // Every cut, and trailing bytes, are malformed.
+  for (size_t cut = 0; cut < block.size(); ++cut) {
+    EXPECT_FALSE(DecodeBlock(key_time, block.substr(0, cut), &got)) << cut;
+  }
+  EXPECT_FALSE(DecodeBlock(key_time, block + "x", &got));
+  // A stored event value is not a block.
+  EXPECT_FALSE(IsBlockValue("\x01rest"));
+  // Extreme times and seqs.
+  const std::vector<BlockEvent> extremes = {
+      {kMinEventTime, UINT64_MAX, "\x01a"}, {kMaxEventTime, 1, "\x01b"}};
+  ASSERT_TRUE(DecodeBlock(kMinEventTime, EncodeBlock(kMinEventTime, extremes),
+                          &got));
+  EXPECT_EQ(got[0].seq, UINT64_MAX);
+  EXPECT_EQ(got[1].time_us, kMaxEventTime);
+  EXPECT_EQ(got[1].seq, 1u);
+}
+
+constexpr int64_t kDay = kDayMicros;
+constexpr int64_t kT0 = 1767225600LL * 1000000;  // 2026-01-01T00:00:00Z
+
+struct ModelEvent {
+  int64_t time;
+  uint64_t seq;
+  std::string value;
+  bool operator<(const ModelEvent& o) const {
+    return std::tie(time, seq) < std::tie(o.time, o.seq);
+  }
+  bool operator==(const ModelEvent& o) const {
+    return time == o.time && seq == o.seq && value == o.value;
+  }
+};
+using Model = std::map<std::string, std::vector<ModelEvent>>;  // sorted
+
+std::string Describe(const std::vector<ModelEvent>& events) {
+  std::string out;
+  for (const auto& e : events) absl::StrAppend(&out, e.time, "/", e.seq, " ");
+  return out;
+}
+
+class SealedStoreTest : public ::testing::Test {
+ protected:
+  void Open() {
+    store_.reset();
+    EventStoreOptions options;
+    options.seal_min_events = 0;  // the test seals
+    auto s = EventStore::Open(dir_.Sub("db"), options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  }
+  void SetUp() override { Open(); }
+
+  // Appends (entity, time) events to stream 1 and to the model.
+  void Append(const std::vector<std::pair<std::string, int64_t>>& events) {
+    AppendRequest req;
+    req.stream_id = 1;
+    for (const auto& [entity, time] : events) {
+      PendingEvent p;
+      p.row = static_cast<int>(req.events.size());
+      p.event_id = absl::StrCat("id", next_id_++);
+      p.entity = entity;
+      p.time_us = time;
+      p.content_hash.fill(1);
+      FieldValue f;
+      f.type = v1::STRING;
+      f.s = p.event_id;
+      EncodeEventValue(0, p.event_id, nullptr, {f}, &p.value);
+      req.events.push_back(p);
+    }
+    auto r = store_->Append(&req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->accepted, static_cast<int64_t>(events.size()));
+    uint64_t seq = r->watermark - events.size() + 1;
+    for (const PendingEvent& p : req.events) {
+      auto& v = model_[p.entity];
+      v.push_back({p.time_us, seq++, p.value});
+      std::sort(v.begin(), v.end());
+    }
+  }
+
+  static std::vector<ModelEvent> Collect(EventCursor* c, size_t limit = -1) {
+    std::vector<ModelEvent> out;
+    for (; c->Valid() && out.size() < limit; c->Next()) {
+      out.push_back({c->time_us(), c->seq(), std::string(c->value())});
+    }
+    EXPECT_TRUE(c->status().ok()) << c->status();
+    return out;
+  }
+
+  static std::vector<ModelEvent> Range(const std::vector<ModelEvent>& all,
+                                       int64_t from, int64_t to) {
+    std::vector<ModelEvent> out;
+    for (const auto& e : all) {
+      if (e.time >= from && e.time < to) out.push_back(e);
+    }
+    return out;
+  }
+
+  // Every read path against `model` as of `view`.
+  void Check(const Model& model, const ReadView* view,
+             const std::vector<int64_t>& edges, const std::string& where) {
+    SCOPED_TRACE(where);
+    auto cursor = store_->NewEventCursor(1, view);
+    for (const auto& [entity, all] : model) {
+      for (int64_t from : edges) {
+        for (int64_t to : edges) {
+          if (to < from) continue;
+          const auto want = Range(all, from, to);
+          cursor->Seek(entity, from, to);
+          EXPECT_EQ(Describe(Collect(cursor.get())), Describe(want))
+              << entity << " [" << from << ", " << to << ")";
+          auto range = store_->ScanEntity(1, entity, from, to, view);
+          EXPECT_EQ(Collect(range.get()), want)
+              << entity << " [" << from << ", " << to << ")";
+        }
+        // SeekTime forward from the entity's start.
+        cursor->Seek(entity);
+        if (cursor->Valid()) {
+          cursor->SeekTime(from);
+          EXPECT_EQ(Collect(cursor.get()), Range(all, from, kMaxEventTime))
+              << entity << " SeekTime " << from;
+        }
+      }
+    }
+    // The whole stream, entity by entity, and NextEntity from the middle
+    // of each entity.
+    std::vector<ModelEvent> want_all;
+    std::vector<std::string> want_entities;
+    for (const auto& [entity, all] : model) {
+      if (all.empty()) continue;
+      want_entities.push_back(entity);
+      want_all.insert(want_all.end(), all.begin(), all.end());
+    }
+    auto stream = store_->ScanStream(1, view);
+    std::vector<ModelEvent> got_all;
+    std::vector<std::string> got_entities;
+    for (; stream->Valid(); stream->Next()) {
+      if (got_entities.empty() || got_entities.back() != stream->entity()) {
+        got_entities.emplace_back(stream->entity());
+      }
+      got_all.push_back(
+          {stream->time_us(), stream->seq(), std::string(stream->value())});
+    }
+    EXPECT_TRUE(stream->status().ok()) << stream->status();
+    EXPECT_EQ(got_entities, want_entities);
+    EXPECT_EQ(got_all, want_all);
+    stream = store_->ScanStream(1, view);
+    std::vector<std::string> firsts;
+    while (stream->Valid()) {
+      firsts.emplace_back(stream->entity());
+      stream->Next();  // one step in, then to the next entity
+      if (stream->Valid() && stream->entity() == firsts.back()) {
+        stream->NextEntity();
+      }
+    }
+    EXPECT_EQ(firsts, want_entities);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<EventStore> store_;
+  Model model_;
+  int next_id_ = 0;
+};
+
+TEST_F(SealedStoreTest, RandomHistoriesReadTheSameSealedOrNot) {
+  std::mt19937_64 rng(20261202);
+  // Byte-prefix entities, and a heavy one whose days hold many blocks.
+  const std::vector<std::string> entities = {"a", "ab", std::string("a\x01"),
+                                             "heavy", "z"};
+  // Times on a coarse grid (collisions, day edges), over three days.
+  auto time = [&]() {
+    return kT0 + static_cast<int64_t>(rng() % (3 * 24 * 6)) * 600 * 1000000 +
+           (rng() % 4 == 0 ? 0 : static_cast<int64_t>(rng() % 3));
+  };
+  std::vector<int64_t> edges = {kMinEventTime, kT0, kT0 + kDay - 1,
+                                kT0 + kDay, kT0 + 2 * kDay + 1,
+                                kT0 + 3 * kDay, kMaxEventTime};
+  std::vector<std::pair<Model, std::unique_ptr<ReadView>>> pinned;
+  for (int round = 0; round < 30; ++round) {
+    std::vector<std::pair<std::string, int64_t>> batch;
+    const int n = static_cast<int>(rng() % 200) + 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string& e =
+          rng() % 2 ? entities[3] : entities[rng() % entities.size()];
+      batch.emplace_back(e, time());
+    }
+    Append(batch);
+    if (rng() % 3 == 0) edges.push_back(batch[rng() % batch.size()].second);
+    switch (rng() % 4) {
+      case 0:
+        ASSERT_TRUE(store_->Seal(1).ok());
+        EXPECT_EQ(store_->UnsealedEvents(), 0u);
+        break;
+      case 1:
+        ASSERT_TRUE(store_->Seal(64).ok());
+        break;
+      default:
+        break;  // left unsealed for now
+    }
+    if (round % 10 == 9) {
+      pinned.emplace_back(model_, store_->NewReadView());
+    }
+  }
+  ASSERT_TRUE(store_->Seal(1).ok());
+  Check(model_, nullptr, edges, "latest, all sealed");
+  // Views pinned before later appends and seals still read their past.
+  for (size_t i = 0; i < pinned.size(); ++i) {
+    Check(pinned[i].first, pinned[i].second.get(), edges,
+          absl::StrCat("pinned view ", i));
+  }
+  pinned.clear();
+  // Late events into sealed blocks, at block and day edges.
+  std::vector<std::pair<std::string, int64_t>> late;
+  for (const auto& e : model_["heavy"]) {
+    if (rng() % 40 == 0) late.emplace_back("heavy", e.time);
+  }
+  late.emplace_back("a", kT0 + kDay);
+  late.emplace_back("ab", kT0 + kDay - 1);
+  Append(late);
+  Check(model_, nullptr, edges, "late events unsealed");
+  ASSERT_TRUE(store_->Seal(1).ok());
+  Check(model_, nullptr, edges, "late events sealed");
+  // Reopened: the same, and what is unsealed is found again.
+  Append({{"z", kT0 + 5}, {"z", kT0 + 2 * kDay}});
+  Open();
+  EXPECT_GE(store_->UnsealedEvents(), 2u);
+  Check(model_, nullptr, edges, "reopened");
+  ASSERT_TRUE(store_->Seal(1).ok());
+  EXPECT_EQ(store_->UnsealedEvents(), 0u);
+  Check(model_, nullptr, edges, "reopened, sealed");
+  // Erasing a sealed entity leaves the others as they were.
+  auto erased = store_->Erase(1, "heavy", v1::Erasure());
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(erased->events, model_["heavy"].size());
+  model_.erase("heavy");
+  Check(model_, nullptr, edges, "after erasure");
+}
+
+// One entity whose day is many full blocks: windows that start and end
+// exactly at block edges (every kBlockMaxEvents-th event).
+TEST_F(SealedStoreTest, WindowsAtBlockEdgesOfOneHugeDay) {
+  constexpr int kEvents = 5 * static_cast<int>(kBlockMaxEvents) + 17;
+  std::vector<std::pair<std::string, int64_t>> events;
+  for (int i = 0; i < kEvents; ++i) {
+    events.emplace_back("big", kT0 + static_cast<int64_t>(i) * 1000);
+  }
+  Append(events);
+  ASSERT_TRUE(store_->Seal(1).ok());
+  std::vector<int64_t> edges = {kMinEventTime, kMaxEventTime};
+  for (int b = 0; b <= 5; ++b) {
+    const int64_t edge = kT0 + static_cast<int64_t>(b * kBlockMaxEvents) * 1000;
+    edges.push_back(edge - 1);
+    edges.push_back(edge);
+    edges.push_back(edge + 1);
+  }
+  Check(model_, nullptr, edges, "one huge day");
+  // A late event exactly at a block edge, and one before everything.
+  Append({{"big", kT0 + static_cast<int64_t>(kBlockMaxEvents) * 1000},
+          {"big", kT0 - 1}});
+  ASSERT_TRUE(store_->Seal(1).ok());
+  Check(model_, nullptr, edges, "late at an edge");
+}
+
+}  // namespace
+}  // namespace rawfeat
