@@ -40,6 +40,9 @@
 #include "nlohmann/json.hpp"
 #include "server/common/time_util.h"
 
+ABSL_FLAG(bool, restart, true,
+          "restart rawfeatd after loading, before the reads (no process "
+          "memory carries over; the page cache may be warm)");
 ABSL_FLAG(std::string, duckdb_modules, "build/duckdb/node_modules",
           "node_modules folder holding @duckdb/node-api (empty: skip DuckDB)");
 ABSL_FLAG(std::string, node, "node", "node binary");
@@ -290,7 +293,8 @@ int Main() {
   }
   const auto loaded = workload.StartLoaded(
       absl::GetFlag(FLAGS_rawfeatd), work, absl::GetFlag(FLAGS_server_flags),
-      absl::GetFlag(FLAGS_settle_seconds), load_payments);
+      absl::GetFlag(FLAGS_settle_seconds), load_payments,
+      absl::GetFlag(FLAGS_restart));
   if (loaded == nullptr) return 1;
   LocalServer& server = *loaded;
   Client client(server.address());

@@ -128,7 +128,8 @@ bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill) {
 std::unique_ptr<LocalServer> Workload::StartLoaded(
     const std::string& rawfeatd, const std::string& work,
     const std::string& extra_flags, int settle_seconds,
-    const std::function<bool(const std::string& address)>& also_load) const {
+    const std::function<bool(const std::string& address)>& also_load,
+    bool restart) const {
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
@@ -155,11 +156,25 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
   start = Clock::now();
   while (since(start) < settle_seconds) {
     auto st = client.GetStatus();
-    if (!st.ok() || !st->compacting()) break;
+    // Settled: no compaction running and every event sealed into blocks.
+    if (!st.ok() || (!st->compacting() && st->unsealed_events() == 0)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  std::printf("compactions settled after %.1f s; rawfeatd RSS %.0f MiB\n",
-              since(start), server->RssBytes() / 1048576.0);
+  std::printf(
+      "compactions and sealing settled after %.1f s; rawfeatd RSS %.0f MiB\n",
+      since(start), server->RssBytes() / 1048576.0);
+  if (restart) {
+    start = Clock::now();
+    server->Terminate();
+    server =
+        std::make_unique<LocalServer>(rawfeatd, work + "/data", work, flags);
+    if (!server->ok()) {
+      std::fprintf(stderr, "rawfeatd did not restart\n");
+      return nullptr;
+    }
+    std::printf("restarted in %.1f s; rawfeatd RSS %.0f MiB\n", since(start),
+                server->RssBytes() / 1048576.0);
+  }
   std::fflush(stdout);
   return server;
 }

@@ -75,13 +75,16 @@ struct Workload {
   // definitions (and any other *.textproto the caller put in `work`),
   // --sync=false (loading only) and `extra_flags` (comma-separated), loads
   // every event and then `also_load(address)` if given, then waits up to
-  // `settle_seconds` for the load's compactions so reads measure a steady
-  // state. Prints each phase. nullptr (printed) on failure.
+  // `settle_seconds` for the load's compactions and sealing so reads
+  // measure a steady state. With `restart`, the server is then stopped and
+  // started again on the data dir (the page cache may be warm, no process
+  // memory carries over). Prints each phase. nullptr (printed) on failure.
   std::unique_ptr<LocalServer> StartLoaded(
       const std::string& rawfeatd, const std::string& work,
       const std::string& extra_flags, int settle_seconds,
       const std::function<bool(const std::string& address)>& also_load =
-          nullptr) const;
+          nullptr,
+      bool restart = false) const;
 };
 
 // Sends `count` events to the rawfeatd at `address` over 2 IngestStream

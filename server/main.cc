@@ -43,6 +43,10 @@ ABSL_FLAG(bool, tiles, true,
           "do not rescan history (values are identical either way)");
 ABSL_FLAG(int, tile_min_events, 32,
           "events a day needs before a lookup tiles it");
+ABSL_FLAG(int, seal_min_events, 64,
+          "seal an entity's new events of a day into a block once it has "
+          "this many (every entity's once ingest pauses); 0 = never seal "
+          "(reads are identical either way, faster over sealed blocks)");
 ABSL_FLAG(int64_t, join_run_rows, 1000000,
           "most label rows one JoinFeatures call holds in memory");
 ABSL_FLAG(int, analyst_threads, 0,
@@ -111,6 +115,12 @@ int main(int argc, char** argv) {
   options.max_entities = absl::GetFlag(FLAGS_max_entities);
   options.tiles = absl::GetFlag(FLAGS_tiles);
   options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
+  if (absl::GetFlag(FLAGS_seal_min_events) < 0) {
+    std::fprintf(stderr, "rawfeatd: --seal_min_events must be 0 or more\n");
+    return 2;
+  }
+  options.store.seal_min_events =
+      static_cast<size_t>(absl::GetFlag(FLAGS_seal_min_events));
   if (absl::GetFlag(FLAGS_join_run_rows) < 1) {
     std::fprintf(stderr, "rawfeatd: --join_run_rows must be at least 1\n");
     return 2;

@@ -142,6 +142,9 @@ class Metrics::Scraped : public prometheus::Collectable {
           static_cast<double>(store.watermark()));
     gauge("rawfeat_tiles", "Day tiles stored.",
           static_cast<double>(store.TileCount()));
+    gauge("rawfeat_unsealed_events",
+          "Events not sealed into blocks yet (sealed in the background).",
+          static_cast<double>(store.UnsealedEvents()));
     counter("rawfeat_tiles_invalidated_total",
             "Day tiles deleted by appends to their day.",
             static_cast<double>(s.tiles_invalidated));

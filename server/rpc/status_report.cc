@@ -31,6 +31,7 @@ void FillStatus(EventStore* store, Registry* registry, const Authorizer* auth,
   response->set_sync(store->sync());
   response->set_tiles(store->TileCount());
   response->set_compacting(store->Compacting());
+  response->set_unsealed_events(store->UnsealedEvents());
   response->set_write_error(store->WriteError());
   response->set_disk_free_bytes(store->DiskFreeBytes());
   for (const DataLoss& loss : store->DataLosses()) {

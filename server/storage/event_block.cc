@@ -3,22 +3,43 @@
 #include "server/common/coding.h"
 
 namespace rawfeat {
+namespace {
 
-std::string EncodeBlock(int64_t key_time,
-                        const std::vector<BlockEvent>& events) {
+uint64_t Diff(int64_t a, int64_t b) {
+  return static_cast<uint64_t>(a) - static_cast<uint64_t>(b);
+}
+int64_t Add(int64_t a, uint64_t d) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + d);
+}
+
+// Reads the format byte, n and the first and last times from *in.
+bool ReadHeader(absl::string_view* in, uint64_t* n, int64_t* first,
+                int64_t* last) {
+  uint64_t z, span;
+  if (!IsBlockValue(*in)) return false;
+  in->remove_prefix(1);
+  if (!GetVarint64(in, n) || *n == 0 || *n > in->size() ||
+      !GetVarint64(in, &z) || !GetVarint64(in, &span)) {
+    return false;
+  }
+  *first = ZigZagDecode(z);
+  *last = Add(*first, span);
+  return *last >= *first;
+}
+
+}  // namespace
+
+std::string EncodeBlock(const std::vector<BlockEvent>& events) {
   std::string out;
-  size_t bytes = 16;
+  size_t bytes = 24;
   for (const BlockEvent& e : events) bytes += 8 + e.value.size();
   out.reserve(bytes);
   out.push_back(kBlockFormat);
   PutVarint64(&out, events.size());
-  PutVarint64(&out, static_cast<uint64_t>(events.back().time_us) -
-                        static_cast<uint64_t>(key_time));
-  int64_t prev_time = key_time;
-  for (const BlockEvent& e : events) {
-    PutVarint64(&out, static_cast<uint64_t>(e.time_us) -
-                          static_cast<uint64_t>(prev_time));
-    prev_time = e.time_us;
+  PutVarint64(&out, ZigZagEncode(events.front().time_us));
+  PutVarint64(&out, Diff(events.back().time_us, events.front().time_us));
+  for (size_t i = 1; i < events.size(); ++i) {
+    PutVarint64(&out, Diff(events[i].time_us, events[i - 1].time_us));
   }
   PutVarint64(&out, events.front().seq);
   for (size_t i = 1; i < events.size(); ++i) {
@@ -29,45 +50,26 @@ std::string EncodeBlock(int64_t key_time,
   return out;
 }
 
-namespace {
-
-// Reads the format byte, n and the last time from the front of *in.
-bool ReadHeader(int64_t key_time, absl::string_view* in, uint64_t* n,
-                int64_t* last) {
-  uint64_t span;
-  if (!IsBlockValue(*in)) return false;
-  in->remove_prefix(1);
-  if (!GetVarint64(in, n) || *n == 0 || *n > in->size() ||
-      !GetVarint64(in, &span)) {
-    return false;
-  }
-  *last = static_cast<int64_t>(static_cast<uint64_t>(key_time) + span);
-  return *last >= key_time;
+bool ReadBlockHeader(absl::string_view value, uint64_t* events, int64_t* first,
+                     int64_t* last) {
+  return ReadHeader(&value, events, first, last);
 }
 
-}  // namespace
-
-bool ReadBlockHeader(int64_t key_time, absl::string_view value,
-                     uint64_t* events, int64_t* last) {
-  return ReadHeader(key_time, &value, events, last);
-}
-
-bool DecodeBlock(int64_t key_time, absl::string_view value,
-                 std::vector<BlockEvent>* out) {
+bool DecodeBlock(absl::string_view value, std::vector<BlockEvent>* out) {
   uint64_t n;
-  int64_t last;
+  int64_t first, last;
   out->clear();
-  if (!ReadHeader(key_time, &value, &n, &last)) return false;
+  if (!ReadHeader(&value, &n, &first, &last)) return false;
   out->resize(n);
-  int64_t time = key_time;
-  for (BlockEvent& e : *out) {
+  int64_t time = first;
+  (*out)[0].time_us = first;
+  for (uint64_t i = 1; i < n; ++i) {
     uint64_t delta;
     if (!GetVarint64(&value, &delta)) return false;
-    const int64_t next =
-        static_cast<int64_t>(static_cast<uint64_t>(time) + delta);
+    const int64_t next = Add(time, delta);
     if (next < time) return false;  // times never decrease
     time = next;
-    e.time_us = time;
+    (*out)[i].time_us = time;
   }
   if (time != last) return false;
   uint64_t seq;
@@ -78,11 +80,7 @@ bool DecodeBlock(int64_t key_time, absl::string_view value,
     if (!GetVarint64(&value, &z)) return false;
     seq += static_cast<uint64_t>(ZigZagDecode(z));
     (*out)[i].seq = seq;
-    // (time, seq) strictly increases.
-    if ((*out)[i].time_us == (*out)[i - 1].time_us &&
-        seq <= (*out)[i - 1].seq) {
-      return false;
-    }
+    if (!((*out)[i - 1] < (*out)[i])) return false;  // strictly increasing
   }
   for (BlockEvent& e : *out) {
     if (!GetLengthPrefixed(&value, &e.value) || e.value.empty()) return false;

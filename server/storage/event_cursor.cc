@@ -12,7 +12,6 @@
 #include "rocksdb/options.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
-#include "server/common/time_util.h"
 #include "server/storage/event_block.h"
 #include "server/storage/event_store.h"
 #include "server/storage/keys.h"
@@ -40,17 +39,16 @@ std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
 
 // ---------------------------------------------------------- EventCursor
 
-// The cursor merges two sources in (entity, time, seq) order: the events
-// of the block it last read (decoded into `block`), and the keys that
-// follow it (single events, or the next block). Blocks of an entity never
-// overlap and never span a day, so the block being read holds every
-// sealed event up to the next block key, and a seek starts at the day's
-// first key.
+// The cursor merges two sorted sources in (entity, time, seq) order: the
+// events not sealed yet (one key each, iterator `it`) and the sealed
+// blocks (iterator `bit`; the block read last is decoded into `block`).
 struct EventCursor::Rep {
   uint32_t stream_id = 0;
-  std::unique_ptr<rocksdb::Iterator> it;
-  std::string upper;  // stream cursors: the end of the stream's keys
-  rocksdb::Slice upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it;   // unsealed events
+  std::unique_ptr<rocksdb::Iterator> bit;  // blocks
+  // Iterator bounds (kept alive as long as the iterators).
+  std::string upper, block_upper;
+  rocksdb::Slice upper_slice, block_upper_slice;
   std::string target;       // scratch for seek keys
   bool one_entity = false;  // kept to `entity` by Seek
   std::string entity;       // the entity Seek chose
@@ -59,14 +57,16 @@ struct EventCursor::Rep {
   bool valid = false;
   // The current event: from the block (in_block) or the iterator's key.
   bool in_block = false;
-  ParsedEventKey key;  // the iterator's key, while it is in range
+  ParsedEventKey key;  // it's key, while key_ok
   bool key_ok = false;
+  bool key_read = false;  // `it` has not moved since key was read
   // The block read last: its value, entity and events; `next` is the
   // first not yet passed.
   std::string block_value;
   std::string block_entity;
   std::vector<BlockEvent> block;
   size_t next = 0;
+  bool blocks_done = false;  // the block source reached to_us
   EventValueReader reader;
   absl::Status status;
 
@@ -78,11 +78,11 @@ struct EventCursor::Rep {
     next = 0;
   }
 
-  // Reads the iterator's position into `key`: false at the end of the
-  // range (or on an error, with status set).
+  // Reads `it`'s position into `key`: false at the end of the range (or
+  // on an error, with status set).
   bool ReadKey() {
+    key_read = true;
     key_ok = false;
-    if (it == nullptr) return false;
     if (!it->Valid()) {
       absl::Status s = FromRocks(it->status(), "scan events");
       if (!s.ok()) Fail(std::move(s));
@@ -100,9 +100,41 @@ struct EventCursor::Rep {
     return key_ok = true;
   }
 
-  bool BlockLeft() const { return next < block.size(); }
+  // Decodes the block `bit` is on into `block` if it belongs to the range;
+  // else leaves `block` empty. Moves `bit` past it.
+  void ReadBlock() {
+    block.clear();
+    next = 0;
+    if (!bit->Valid()) {
+      absl::Status s = FromRocks(bit->status(), "scan event blocks");
+      if (!s.ok()) Fail(std::move(s));
+      return;
+    }
+    const absl::string_view k = ToView(bit->key());
+    ParsedEventKey bk;
+    // A tail block's key has no valid time; only its entity is read.
+    const bool parsed = ParseEventKey(k, &bk);
+    if (!parsed || bk.stream_id != (stream_id | kBlockStreamBit)) {
+      Fail(absl::DataLossError(absl::StrCat(
+          "stream ", stream_id, " holds a malformed block key (",
+          HexEncode(k), ")")));
+      return;
+    }
+    if (one_entity && bk.entity != entity) return;
+    block_entity.assign(bk.entity.data(), bk.entity.size());
+    block_value.assign(bit->value().data(), bit->value().size());
+    bit->Next();
+    if (!DecodeBlock(block_value, &block)) {
+      Fail(absl::DataLossError(absl::StrCat(
+          "corrupt event block of entity '", Echo(block_entity),
+          "' in stream ", stream_id)));
+      return;
+    }
+    // Skip what lies before the range (one block can straddle its start).
+    while (next < block.size() && block[next].time_us < from_us) ++next;
+  }
 
-  // True if the block's next event comes before the iterator's key.
+  // True if the block's next event comes before `it`'s key.
   bool BlockFirst() const {
     if (!key_ok) return true;
     if (key.entity != block_entity) return key.entity > block_entity;
@@ -111,78 +143,50 @@ struct EventCursor::Rep {
                                     : b.seq < key.seq;
   }
 
-  // Positions on the first event at or after where the sources stand,
-  // skipping events before from_us and ending at to_us.
+  // Positions on the next event of the merge at or after where the
+  // sources stand, within [from_us, to_us).
   void Settle() {
     valid = false;
-    while (status.ok()) {
-      if (!key_ok) ReadKey();
-      if (!status.ok()) return;
-      if (key_ok && !BlockLeft() && IsBlockValue(ToView(it->value()))) {
-        // A block with nothing of the last one left: read it, unless it
-        // ends before the range.
-        uint64_t n;
-        int64_t last;
-        if (from_us != kMinEventTime &&
-            ReadBlockHeader(key.time_us, ToView(it->value()), &n, &last) &&
-            last < from_us) {
-          it->Next();
-          key_ok = false;
-          continue;
-        }
-        block_value.assign(it->value().data(), it->value().size());
-        block_entity.assign(key.entity.data(), key.entity.size());
-        if (!DecodeBlock(key.time_us, block_value, &block)) {
-          Fail(absl::DataLossError(absl::StrCat(
-              "corrupt event block of entity '", Echo(block_entity),
-              "' at time ", key.time_us, " in stream ", stream_id)));
-          return;
-        }
-        next = 0;
-        it->Next();
-        key_ok = false;
-        continue;
-      }
-      if (BlockLeft() && (BlockFirst() || IsBlockValue(ToView(it->value())))) {
-        const BlockEvent& b = block[next];
-        if (b.time_us < from_us) {
-          ++next;
-          continue;
-        }
-        if (b.time_us >= to_us) {
-          block.clear();
-          next = 0;
-          continue;
-        }
-        in_block = true;
-        valid = true;
-        return;
-      }
-      if (!key_ok) return;  // both sources are done
-      if (key.time_us < from_us) {
-        it->Next();
-        key_ok = false;
-        continue;
-      }
-      in_block = false;
+    if (!status.ok()) return;
+    if (!key_read) ReadKey();
+    if (!status.ok()) return;
+    // The block source: a block of the range with events left, or none.
+    while (next >= block.size() && !blocks_done && status.ok() &&
+           bit->Valid()) {
+      ReadBlock();
+      if (block.empty()) blocks_done = true;  // past the entity
+    }
+    if (!status.ok()) return;
+    if (next < block.size() && block[next].time_us >= to_us) {
+      block.clear();  // sorted: nothing later is in range either
+      next = 0;
+      blocks_done = true;
+    }
+    const bool block_left = next < block.size();
+    if (block_left && BlockFirst()) {
+      in_block = true;
       valid = true;
       return;
     }
+    if (key_ok) {
+      in_block = false;
+      valid = true;
+    }
   }
 
-  // Positions on the entity's first event with time >= from.
   void SeekTo(int64_t from) {
+    from_us = from;
     block.clear();
     next = 0;
-    from_us = from;
-    // A block never spans a day, so the block holding `from` starts on
-    // its day.
-    target = from == kMinEventTime
-                 ? EntityPrefix(stream_id, entity)
-                 : EntityTimeKey(stream_id, entity, DayStart(from));
-    it->Seek(ToSlice(target));
-    key_ok = false;
+    blocks_done = false;
     status = absl::OkStatus();
+    target = from == kMinEventTime ? EntityPrefix(stream_id, entity)
+                                   : EntityTimeKey(stream_id, entity, from);
+    it->Seek(ToSlice(target));
+    key_read = false;
+    target = from == kMinEventTime ? BlockPrefix(stream_id, entity)
+                                   : BlockKey(stream_id, entity, from, 0);
+    bit->Seek(ToSlice(target));
     Settle();
   }
 };
@@ -208,14 +212,18 @@ void EventCursor::SeekTime(int64_t from_us) {
 }
 
 void EventCursor::NextEntity() {
-  rep_->target = PrefixSuccessor(EntityPrefix(rep_->stream_id, entity()));
+  const std::string e(entity());
   rep_->one_entity = false;
   rep_->from_us = kMinEventTime;
   rep_->to_us = kMaxEventTime;
   rep_->block.clear();
   rep_->next = 0;
+  rep_->blocks_done = false;
+  rep_->target = PrefixSuccessor(EntityPrefix(rep_->stream_id, e));
   rep_->it->Seek(ToSlice(rep_->target));
-  rep_->key_ok = false;
+  rep_->key_read = false;
+  rep_->target = PrefixSuccessor(BlockPrefix(rep_->stream_id, e));
+  rep_->bit->Seek(ToSlice(rep_->target));
   rep_->Settle();
 }
 
@@ -225,7 +233,7 @@ void EventCursor::Next() {
     ++rep_->next;
   } else {
     rep_->it->Next();
-    rep_->key_ok = false;
+    rep_->key_read = false;
   }
   rep_->Settle();
 }
@@ -265,6 +273,7 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
   // filters skip files without it, and the hash memtable is fast at it.
   ro.prefix_same_as_start = true;
   rep->it.reset(db_->NewIterator(ro, events_cf_));
+  rep->bit.reset(db_->NewIterator(ro, events_cf_));
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }
 
@@ -273,17 +282,22 @@ std::unique_ptr<EventCursor> EventStore::ScanEntity(
     int64_t to_us, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();
   rep->stream_id = stream_id;
-  // The bound keeps RocksDB from reading past the range (the next block of
-  // another entity) just to find where it ends.
+  // The bounds keep RocksDB from reading past the range (the next block of
+  // another entity) just to find where it ends. A block is keyed by its
+  // last event, so the one holding the range's end may lie beyond it.
   rep->upper = to_us == kMaxEventTime
                    ? PrefixSuccessor(EntityPrefix(stream_id, entity))
                    : EntityTimeKey(stream_id, entity, to_us);
   rep->upper_slice = ToSlice(rep->upper);
+  rep->block_upper = PrefixSuccessor(BlockPrefix(stream_id, entity));
+  rep->block_upper_slice = ToSlice(rep->block_upper);
   rocksdb::ReadOptions ro;
   ro.snapshot = SnapshotOf(view);
   ro.prefix_same_as_start = true;
   ro.iterate_upper_bound = &rep->upper_slice;
   rep->it.reset(db_->NewIterator(ro, events_cf_));
+  ro.iterate_upper_bound = &rep->block_upper_slice;
+  rep->bit.reset(db_->NewIterator(ro, events_cf_));
   rep->one_entity = true;
   rep->entity.assign(entity.data(), entity.size());
   rep->to_us = to_us;
@@ -296,10 +310,15 @@ std::unique_ptr<EventCursor> EventStore::ScanStream(
   auto rep = std::make_unique<EventCursor::Rep>();
   rep->stream_id = stream_id;
   const std::string prefix = StreamPrefix(stream_id);
+  const std::string block_prefix = StreamPrefix(stream_id | kBlockStreamBit);
   rep->it = NewBoundedIterator(db_.get(), events_cf_, SnapshotOf(view),
                                PrefixSuccessor(prefix), &rep->upper,
                                &rep->upper_slice);
+  rep->bit = NewBoundedIterator(db_.get(), events_cf_, SnapshotOf(view),
+                                PrefixSuccessor(block_prefix),
+                                &rep->block_upper, &rep->block_upper_slice);
   rep->it->Seek(ToSlice(prefix));
+  rep->bit->Seek(ToSlice(block_prefix));
   rep->Settle();
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }

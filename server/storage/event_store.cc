@@ -1408,6 +1408,9 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     const uint64_t events = seqs.size();
     rocksdb::WriteBatch batch;
     batch.DeleteRange(events_cf_, ToSlice(prefix), ToSlice(upper));
+    const std::string blocks = BlockPrefix(stream_id, entity);
+    batch.DeleteRange(events_cf_, ToSlice(blocks),
+                      ToSlice(PrefixSuccessor(blocks)));
     batch.DeleteRange(tiles_cf_, ToSlice(prefix), ToSlice(upper));
     {
       absl::MutexLock l(&mu_);

@@ -459,13 +459,11 @@ class EventStore {
   absl::Status ResumeErasures();
 
   // Sealing (event_store_seal.cc). What is not sealed yet, by entity
-  // prefix (keys.h EntityPrefix): how many events, the lowest seq, and per
-  // day the earliest event time.
+  // prefix (keys.h EntityPrefix): how many events and the lowest seq.
   struct Unsealed {
     uint64_t events = 0;
     uint64_t min_seq = 0;
-    std::vector<std::pair<int64_t, int64_t>> days;  // (day start, min time)
-    void Note(int64_t time_us, uint64_t seq);
+    void Note(uint64_t seq);
     void Merge(const Unsealed& other);
   };
   // Records appended events (their event keys) as unsealed.
@@ -473,10 +471,9 @@ class EventStore {
       const std::vector<std::pair<std::string, const std::string*>>& puts);
   // Rebuilds unsealed_ at open from the log after meta "unsealed_from".
   absl::Status LoadUnsealed();
-  // Seals one day of one entity: its unsealed events from `min_time` on,
-  // with the block before them if it has room or reaches past min_time.
-  absl::Status SealDay(const std::string& prefix, int64_t day,
-                       int64_t min_time);
+  // Seals the unsealed events of the entity whose EntityPrefix is
+  // `prefix` into its blocks.
+  absl::Status SealEntity(absl::string_view prefix);
   void SealLoop();
   absl::Mutex seal_pass_mu_;  // one Seal pass at a time
   // Held while one entity is sealed; Erase commits under it, so no

@@ -1,12 +1,13 @@
 // EventStore: sealing events into blocks (event_block.h).
 //
 // Appends write one key per event. A background thread (SealLoop) folds
-// an entity's events of a day into blocks: it reads the day from the
-// first unsealed event on (and the block before it, if that block has room
-// or holds later events), sorts, cuts into blocks of kBlockMaxEvents, and
-// writes the blocks and the deletions of what they replace in one atomic
-// write. Readers merge blocks with the events not sealed yet
-// (event_cursor.cc), so sealing never changes an answer.
+// an entity's unsealed events into its blocks: each event goes into the
+// first block whose last event is not before it (or into the tail block
+// when there is none), the blocks that received events are re-cut into
+// blocks of at most kBlockMaxEvents, and the new blocks, the deletion of
+// the blocks they replace and the deletion of the sealed events' own keys
+// go in one atomic write. Readers merge blocks with the events not sealed
+// yet (event_cursor.cc), so sealing never changes an answer.
 //
 // What is unsealed is tracked in memory (unsealed_), fed by appends; at
 // open it is rebuilt from the log after meta "unsealed_from", a seq below
@@ -40,42 +41,17 @@ namespace {
 
 constexpr char kMetaUnsealedFromKey[] = "unsealed_from";  // be64 seq
 
-// prefix | be64(time ^ signbit) [| be64(seq)]
-std::string TimeKey(const std::string& prefix, int64_t time_us) {
-  std::string k = prefix;
-  PutBigEndian64(&k, OrderedFromSigned(time_us));
-  return k;
-}
-
 }  // namespace
 
-void EventStore::Unsealed::Note(int64_t time_us, uint64_t seq) {
+void EventStore::Unsealed::Note(uint64_t seq) {
   ++events;
   min_seq = min_seq == 0 ? seq : std::min(min_seq, seq);
-  const int64_t day = DayStart(time_us);
-  for (auto& [d, min_time] : days) {
-    if (d == day) {
-      min_time = std::min(min_time, time_us);
-      return;
-    }
-  }
-  days.emplace_back(day, time_us);
 }
 
 void EventStore::Unsealed::Merge(const Unsealed& other) {
   events += other.events;
   if (other.min_seq != 0) {
     min_seq = min_seq == 0 ? other.min_seq : std::min(min_seq, other.min_seq);
-  }
-  for (const auto& [day, time] : other.days) {
-    bool found = false;
-    for (auto& [d, min_time] : days) {
-      if (d == day) {
-        min_time = std::min(min_time, time);
-        found = true;
-      }
-    }
-    if (!found) days.emplace_back(day, time);
   }
 }
 
@@ -92,9 +68,7 @@ void EventStore::NoteUnsealed(
       current = &unsealed_[prefix];
       current_prefix = prefix;
     }
-    current->Note(
-        SignedFromOrdered(DecodeBigEndian64(key.data() + key.size() - 16)),
-        DecodeBigEndian64(key.data() + key.size() - 8));
+    current->Note(DecodeBigEndian64(key.data() + key.size() - 8));
   }
   unsealed_events_ += puts.size();
   if (options_.seal_min_events > 0 &&
@@ -125,7 +99,7 @@ absl::Status EventStore::LoadUnsealed() {
   RETURN_IF_ERROR(ScanLog(from - 1, watermark(), nullptr,
                           [&](const StoredEvent& e) {
                             found[EntityPrefix(e.stream_id, e.entity)].Note(
-                                e.time_us, e.seq);
+                                e.seq);
                             ++events;
                             return true;
                           }));
@@ -151,22 +125,17 @@ absl::Status EventStore::Seal(size_t min_events) {
       }
     }
   }
-  // Entity by entity in key order, each day in order.
+  // Entity by entity in key order.
   std::sort(picked.begin(), picked.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   absl::Status status;
   size_t done = 0;
-  for (; done < picked.size() && status.ok(); ++done) {
-    auto& days = picked[done].second.days;
-    std::sort(days.begin(), days.end());
+  for (; done < picked.size(); ++done) {
     // One entity at a time under seal_mu_: an erasure waits for one
     // entity's sealing at most.
     absl::MutexLock seal_lock(&seal_mu_);
-    for (const auto& [day, min_time] : days) {
-      status = SealDay(picked[done].first, day, min_time);
-      if (!status.ok()) break;
-    }
-    if (!status.ok()) break;  // this entity stays unsealed (in part)
+    status = SealEntity(picked[done].first);
+    if (!status.ok()) break;  // this entity and the rest stay unsealed
   }
   {
     absl::MutexLock l(&seal_state_mu_);
@@ -197,119 +166,122 @@ absl::Status EventStore::Seal(size_t min_events) {
   return absl::OkStatus();
 }
 
-absl::Status EventStore::SealDay(const std::string& prefix, int64_t day,
-                                 int64_t min_time) {
+absl::Status EventStore::SealEntity(absl::string_view prefix) {
   if (DiskFreeBytes() < options_.min_free_bytes) {
     return absl::ResourceExhaustedError(
         "disk space low: sealing waits for free space");
   }
-  const std::string lower = TimeKey(prefix, day);
-  const std::string upper =
-      day > std::numeric_limits<int64_t>::max() - kDayMicros
-          ? PrefixSuccessor(prefix)
-          : TimeKey(prefix, day + kDayMicros);
+  // The entity's unsealed events: every key under its prefix.
+  const std::string upper = PrefixSuccessor(prefix);
   const rocksdb::Slice upper_slice = ToSlice(upper);
-  // A prefix iterator: the `events` memtable is hashed by entity and
-  // serves one entity's keys directly (a total-order iterator would sort
-  // the whole memtable first). It reads the day forward: RocksDB's hash
-  // memtable cannot seek backwards.
+  // Prefix iterators: the `events` memtable is hashed by entity and serves
+  // one entity's keys directly (a total-order iterator would sort the
+  // whole memtable first).
   rocksdb::ReadOptions ro;
   ro.prefix_same_as_start = true;
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_cf_));
-  std::string target = TimeKey(prefix, min_time);
-  PutBigEndian64(&target, 0);
-
-  // What the day holds from the first unsealed event on, with the block
-  // before it if that block holds later events (a late event landed inside
-  // it) or has room: (key, value, is a block).
-  struct Item {
-    std::string key;
-    std::string value;
-    bool block;
-  };
-  std::vector<Item> items;
-  size_t last_single = 0;
-  bool any_single = false;
-  bool collecting = false;
-  for (it->Seek(ToSlice(lower)); it->Valid(); it->Next()) {
-    const absl::string_view key = ToView(it->key());
-    const absl::string_view value = ToView(it->value());
-    const bool block = IsBlockValue(value);
-    if (!collecting && block && key < target) {
-      ParsedEventKey k;
-      uint64_t n = 0;
-      int64_t last = 0;
-      if (!ParseEventKey(key, &k) ||
-          !ReadBlockHeader(k.time_us, value, &n, &last)) {
-        return absl::DataLossError(
-            absl::StrCat("corrupt event block (key ", HexEncode(key), ")"));
-      }
-      items.clear();
-      if (last >= min_time || n < kBlockMaxEvents / 2) {
-        items.push_back({std::string(key), std::string(value), true});
-      }
-      continue;
-    }
-    collecting = true;
-    items.push_back({std::string(key), std::string(value), block});
-    if (!block) {
-      last_single = items.size() - 1;
-      any_single = true;
-    }
+  std::vector<std::string> single_keys, single_values;
+  std::vector<BlockEvent> singles;
+  uint32_t stream_id = 0;
+  absl::string_view entity;
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    single_keys.emplace_back(ToView(it->key()));
+    single_values.emplace_back(ToView(it->value()));
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "seal"));
-  if (!any_single) return absl::OkStatus();  // sealed, erased or expired
-  // Blocks after the last unsealed event stay as they are.
-  items.resize(last_single + 1);
-
-  std::vector<BlockEvent> events, decoded;
-  for (const Item& item : items) {
+  if (single_keys.empty()) return absl::OkStatus();  // erased or expired
+  for (size_t i = 0; i < single_keys.size(); ++i) {
     ParsedEventKey k;
-    if (!ParseEventKey(item.key, &k)) {
+    if (!ParseEventKey(single_keys[i], &k)) {
       return absl::DataLossError(
-          absl::StrCat("malformed event key ", HexEncode(item.key)));
+          absl::StrCat("malformed event key ", HexEncode(single_keys[i])));
     }
-    if (!item.block) {
-      events.push_back({k.time_us, k.seq, item.value});
-      continue;
-    }
-    if (!DecodeBlock(k.time_us, item.value, &decoded)) {
-      return absl::DataLossError(absl::StrCat(
-          "corrupt event block of entity '", Echo(k.entity), "' at time ",
-          k.time_us));
-    }
-    events.insert(events.end(), decoded.begin(), decoded.end());
+    stream_id = k.stream_id;
+    entity = k.entity;
+    singles.push_back({k.time_us, k.seq, single_values[i]});
   }
-  std::sort(events.begin(), events.end(),
-            [](const BlockEvent& a, const BlockEvent& b) {
-              return a.time_us != b.time_us ? a.time_us < b.time_us
-                                            : a.seq < b.seq;
-            });
+  // Keys order them by (time, seq) already.
+
+  ro.iterate_upper_bound = nullptr;
+  const std::string block_prefix = BlockPrefix(stream_id, entity);
+  const std::string block_upper = PrefixSuccessor(block_prefix);
+  const rocksdb::Slice block_upper_slice = ToSlice(block_upper);
+  ro.iterate_upper_bound = &block_upper_slice;
+  std::unique_ptr<rocksdb::Iterator> bit(db_->NewIterator(ro, events_cf_));
+  const std::string tail_key = TailBlockKey(stream_id, entity);
 
   rocksdb::WriteBatch batch;
-  // Deletions first: a new block may take the key of an event it holds.
-  for (const Item& item : items) batch.Delete(events_cf_, ToSlice(item.key));
-  std::vector<BlockEvent> chunk;
-  size_t bytes = 0;
-  auto flush = [&]() {
-    if (chunk.empty()) return;
-    std::string key = TimeKey(prefix, chunk.front().time_us);
-    PutBigEndian64(&key, chunk.front().seq);
-    batch.Put(events_cf_, ToSlice(key),
-              ToSlice(EncodeBlock(chunk.front().time_us, chunk)));
-    chunk.clear();
-    bytes = 0;
-  };
-  for (const BlockEvent& e : events) {
-    if (chunk.size() >= kBlockMaxEvents ||
-        (!chunk.empty() && bytes + e.value.size() > kBlockMaxBytes)) {
-      flush();
+  // Deletions before puts: a re-cut block may take the key of one it
+  // replaces.
+  std::vector<std::pair<std::string, std::string>> puts;
+  auto cut = [&](std::vector<BlockEvent>& events, bool keep_tail) {
+    std::sort(events.begin(), events.end());
+    // Blocks of kBlockMaxEvents (or kBlockMaxBytes) from the front; with
+    // keep_tail, a last one that is not full becomes the tail.
+    size_t begin = 0;
+    while (begin < events.size()) {
+      size_t end = begin, bytes = 0;
+      while (end < events.size() && end - begin < kBlockMaxEvents &&
+             (end == begin ||
+              bytes + events[end].value.size() <= kBlockMaxBytes)) {
+        bytes += events[end].value.size() + 4;
+        ++end;
+      }
+      const bool full = end - begin == kBlockMaxEvents || end < events.size();
+      const std::vector<BlockEvent> chunk(events.begin() + begin,
+                                          events.begin() + end);
+      if (keep_tail && !full) {
+        puts.emplace_back(tail_key, EncodeBlock(chunk));
+      } else {
+        puts.emplace_back(BlockKey(stream_id, entity, chunk.back().time_us,
+                                   chunk.back().seq),
+                          EncodeBlock(chunk));
+      }
+      begin = end;
     }
-    chunk.push_back(e);
-    bytes += e.value.size() + 4;
+  };
+  std::vector<BlockEvent> merged;
+  std::string block_value;
+  size_t i = 0;
+  while (i < singles.size()) {
+    // The first block whose last event is not before singles[i]: the
+    // singles up to its last event go into it.
+    bit->Seek(ToSlice(
+        BlockKey(stream_id, entity, singles[i].time_us, singles[i].seq)));
+    RETURN_IF_ERROR(FromRocks(bit->status(), "seal"));
+    merged.clear();
+    bool tail = true;
+    size_t j = singles.size();
+    if (bit->Valid()) {
+      const std::string key(ToView(bit->key()));
+      block_value.assign(bit->value().data(), bit->value().size());
+      if (!DecodeBlock(block_value, &merged)) {
+        return absl::DataLossError(absl::StrCat(
+            "corrupt event block of entity '", Echo(entity), "' (key ",
+            HexEncode(key), ")"));
+      }
+      batch.Delete(events_cf_, ToSlice(key));
+      tail = key == tail_key;
+      if (!tail) {
+        const BlockEvent& last = merged.back();
+        j = i;
+        while (j < singles.size() && !(last < singles[j])) ++j;
+      }
+    }
+    merged.insert(merged.end(), singles.begin() + i, singles.begin() + j);
+    cut(merged, tail);
+    i = j;
+    if (!tail) continue;
+    // Whatever was left went into the tail.
+    break;
   }
-  flush();
+  for (const std::string& key : single_keys) {
+    batch.Delete(events_cf_, ToSlice(key));
+  }
+  for (const auto& [key, value] : puts) {
+    batch.Put(events_cf_, ToSlice(key), ToSlice(value));
+  }
   // Not synced: the events it replaces are durable already, and the
   // write-ahead log keeps this write whole or not at all.
   return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal");
@@ -317,17 +289,22 @@ absl::Status EventStore::SealDay(const std::string& prefix, int64_t day,
 
 void EventStore::SealLoop() {
   uint64_t last_watermark = watermark();
+  absl::Time last_full = absl::Now();
   absl::Duration wait = absl::Milliseconds(500);
   absl::MutexLock l(&seal_state_mu_);
   while (!stop_sealer_) {
     seal_cv_.WaitWithTimeout(&seal_state_mu_, wait);
     if (stop_sealer_) break;
     const uint64_t w = watermark();
-    const bool idle = w == last_watermark;  // no append for a while
+    // Everything is sealed when appends pause, and at least once a minute
+    // under a steady trickle (so a restart reads little of the log).
+    const bool full =
+        w == last_watermark || absl::Now() - last_full > absl::Minutes(1);
     last_watermark = w;
     if (unsealed_events_ == 0) continue;
+    if (full) last_full = absl::Now();
     seal_state_mu_.Unlock();
-    const absl::Status s = Seal(idle ? 1 : options_.seal_min_events);
+    const absl::Status s = Seal(full ? 1 : options_.seal_min_events);
     seal_state_mu_.Lock();
     if (s.ok()) {
       wait = absl::Milliseconds(500);

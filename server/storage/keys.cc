@@ -34,6 +34,21 @@ std::string EventKey(uint32_t stream_id, absl::string_view entity,
   return k;
 }
 
+std::string BlockPrefix(uint32_t stream_id, absl::string_view entity) {
+  return EntityPrefix(stream_id | kBlockStreamBit, entity);
+}
+
+std::string BlockKey(uint32_t stream_id, absl::string_view entity,
+                     int64_t last_time_us, uint64_t last_seq) {
+  return EventKey(stream_id | kBlockStreamBit, entity, last_time_us, last_seq);
+}
+
+std::string TailBlockKey(uint32_t stream_id, absl::string_view entity) {
+  std::string k = BlockPrefix(stream_id, entity);
+  k.append(16, '\xff');
+  return k;
+}
+
 std::string PrefixSuccessor(absl::string_view prefix) {
   std::string s(prefix);
   while (!s.empty()) {

@@ -23,8 +23,10 @@ inline constexpr char kMetaColumnFamily[] = "meta";
 inline constexpr char kTilesColumnFamily[] = "tiles";
 
 // events: be32(stream_id) | entity | 0x00 | be64(time_us ^ signbit) | be64(seq)
-// -> one event's stored value (event_codec.h), or a block of events
-// (event_block.h) keyed by its first event.
+// -> one event not sealed yet: its stored value (event_codec.h).
+// Sealed blocks (event_block.h) of the stream live under the stream id with
+// kBlockStreamBit set: BlockKey. Stream ids never have that bit.
+inline constexpr uint32_t kBlockStreamBit = 0x80000000u;
 std::string EventKey(uint32_t stream_id, absl::string_view entity,
                      int64_t time_us, uint64_t seq);
 // be32(stream_id): every event of a stream.
@@ -35,6 +37,16 @@ std::string EntityPrefix(uint32_t stream_id, absl::string_view entity);
 // "events of the entity at or after time_us".
 std::string EntityTimeKey(uint32_t stream_id, absl::string_view entity,
                           int64_t time_us);
+// be32(stream_id | kBlockStreamBit) | entity | 0x00: an entity's blocks.
+std::string BlockPrefix(uint32_t stream_id, absl::string_view entity);
+// A full block of the entity, by its last event; a seek to
+// BlockKey(stream, entity, t, 0) lands on the block that can hold the first
+// sealed event at or after t (or on the tail).
+std::string BlockKey(uint32_t stream_id, absl::string_view entity,
+                     int64_t last_time_us, uint64_t last_seq);
+// The entity's tail block: after all its full blocks.
+std::string TailBlockKey(uint32_t stream_id, absl::string_view entity);
+
 // The smallest key greater than every key starting with `prefix`
 // (an exclusive upper bound); empty if none exists (all 0xff).
 std::string PrefixSuccessor(absl::string_view prefix);

@@ -87,21 +87,25 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
         ParsedEventKey parsed;
         if (!ParseEventKey(k, &parsed)) return false;
         if (!IsBlockValue(v)) return Below(parsed.stream_id, parsed.time_us);
-        // A block: its key time is a lower bound of its events' times and
-        // stays; the block keeps its events from the cutoff on.
-        std::vector<BlockEvent> events;
-        if (!Below(parsed.stream_id, parsed.time_us) ||
-            !DecodeBlock(parsed.time_us, v, &events)) {
+        // A block (under the stream id with kBlockStreamBit): dropped when
+        // all its events expired, rewritten when some did. Its key (its
+        // last event, or the tail's) stays right: the last event is kept.
+        const uint32_t stream = parsed.stream_id & ~kBlockStreamBit;
+        uint64_t n;
+        int64_t first, last;
+        if (!ReadBlockHeader(v, &n, &first, &last) || !Below(stream, first)) {
           return false;  // nothing expired, or corrupt: kept for readers
         }
-        const auto cut = cutoffs_.find(parsed.stream_id);
-        const auto first_kept = std::find_if(
-            events.begin(), events.end(),
-            [&](const BlockEvent& e) { return e.time_us >= cut->second; });
-        if (first_kept == events.end()) return true;
-        if (first_kept == events.begin()) return false;
-        *new_value = EncodeBlock(
-            parsed.time_us, std::vector<BlockEvent>(first_kept, events.end()));
+        if (Below(stream, last)) return true;
+        std::vector<BlockEvent> events;
+        if (!DecodeBlock(v, &events)) return false;
+        const int64_t cutoff = cutoffs_.find(stream)->second;
+        events.erase(events.begin(),
+                     std::find_if(events.begin(), events.end(),
+                                  [&](const BlockEvent& e) {
+                                    return e.time_us >= cutoff;
+                                  }));
+        *new_value = EncodeBlock(events);
         *value_changed = true;
         return false;
       }

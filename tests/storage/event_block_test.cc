@@ -14,29 +14,31 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/common/time_util.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/event_store.h"
+#include "server/storage/retention.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
 namespace {
 
 TEST(EventBlockTest, RoundTripsAndRefusesDamage) {
-  const int64_t key_time = -5;
   std::vector<std::string> values = {"\x01one", "\x01two", "\x01three"};
   std::vector<BlockEvent> events = {
       {-5, 90, values[0]}, {-5, 91, values[1]}, {1000, 7, values[2]}};
-  const std::string block = EncodeBlock(key_time, events);
+  const std::string block = EncodeBlock(events);
   EXPECT_TRUE(IsBlockValue(block));
   uint64_t n = 0;
-  int64_t last = 0;
-  ASSERT_TRUE(ReadBlockHeader(key_time, block, &n, &last));
+  int64_t first = 0, last = 0;
+  ASSERT_TRUE(ReadBlockHeader(block, &n, &first, &last));
   EXPECT_EQ(n, 3u);
+  EXPECT_EQ(first, -5);
   EXPECT_EQ(last, 1000);
   std::vector<BlockEvent> got;
-  ASSERT_TRUE(DecodeBlock(key_time, block, &got));
+  ASSERT_TRUE(DecodeBlock(block, &got));
   ASSERT_EQ(got.size(), 3u);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(got[i].time_us, events[i].time_us);
@@ -45,16 +47,18 @@ TEST(EventBlockTest, RoundTripsAndRefusesDamage) {
   }
   // Every cut, and trailing bytes, are malformed.
   for (size_t cut = 0; cut < block.size(); ++cut) {
-    EXPECT_FALSE(DecodeBlock(key_time, block.substr(0, cut), &got)) << cut;
+    EXPECT_FALSE(DecodeBlock(block.substr(0, cut), &got)) << cut;
   }
-  EXPECT_FALSE(DecodeBlock(key_time, block + "x", &got));
+  EXPECT_FALSE(DecodeBlock(block + "x", &got));
+  // Events out of (time, seq) order are malformed.
+  EXPECT_FALSE(DecodeBlock(EncodeBlock({events[1], events[0]}), &got));
   // A stored event value is not a block.
   EXPECT_FALSE(IsBlockValue("\x01rest"));
   // Extreme times and seqs.
   const std::vector<BlockEvent> extremes = {
       {kMinEventTime, UINT64_MAX, "\x01a"}, {kMaxEventTime, 1, "\x01b"}};
-  ASSERT_TRUE(DecodeBlock(kMinEventTime, EncodeBlock(kMinEventTime, extremes),
-                          &got));
+  ASSERT_TRUE(DecodeBlock(EncodeBlock(extremes), &got));
+  EXPECT_EQ(got[0].time_us, kMinEventTime);
   EXPECT_EQ(got[0].seq, UINT64_MAX);
   EXPECT_EQ(got[1].time_us, kMaxEventTime);
   EXPECT_EQ(got[1].seq, 1u);
@@ -303,6 +307,38 @@ TEST_F(SealedStoreTest, WindowsAtBlockEdgesOfOneHugeDay) {
           {"big", kT0 - 1}});
   ASSERT_TRUE(store_->Seal(1).ok());
   Check(model_, nullptr, edges, "late at an edge");
+}
+
+// Retention drops blocks whose events all expired, rewrites the block
+// that straddles the cutoff, and drops expired unsealed events; what is
+// left reads exactly as the model's events from the cutoff on.
+TEST_F(SealedStoreTest, RetentionTrimsBlocksAtTheCutoff) {
+  constexpr int64_t kHour = 3600LL * 1000000;
+  const int64_t now = absl::ToUnixMicros(absl::Now());
+  // Hourly events from 35 to 25 days ago, half an hour off the cutoff
+  // (31 days ago: the horizon less a day of grace).
+  const int64_t base = now - 35 * kDay + kHour / 2;
+  std::vector<std::pair<std::string, int64_t>> events;
+  for (int64_t t = base; t < now - 25 * kDay; t += kHour) {
+    events.emplace_back("r", t);
+  }
+  Append(events);
+  ASSERT_TRUE(store_->Seal(1).ok());
+  Append({{"r", now - 40 * kDay}, {"r", now - 26 * kDay + 7}});  // unsealed
+  const int64_t cutoff = now - 30 * kDay - kRetentionGrace;
+  store_->LoadRetention(1, 30 * kDay);
+  ASSERT_TRUE(store_->CompactAll().ok());
+  Model kept;
+  for (const auto& e : model_["r"]) {
+    if (e.time >= cutoff) kept["r"].push_back(e);
+  }
+  ASSERT_LT(kept["r"].size(), model_["r"].size());
+  ASSERT_GT(kept["r"].size(), 100u);
+  // Read from below everything: only what retention kept is left.
+  auto c = store_->ScanEntity(1, "r", kMinEventTime, kMaxEventTime, nullptr);
+  EXPECT_EQ(Collect(c.get()), kept["r"]);
+  Check(kept, nullptr, {kMinEventTime, cutoff, now - 28 * kDay, kMaxEventTime},
+        "after retention");
 }
 
 }  // namespace
