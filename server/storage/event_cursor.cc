@@ -163,6 +163,16 @@ struct EventCursor::Rep {
       blocks_done = true;
     }
     const bool block_left = next < block.size();
+    // An unsealed event that a block holds too is read once, from the
+    // block. (Sealing deletes an event's own key in the same write; the
+    // key could only come back if RocksDB replayed a write of it twice,
+    // after a failed write was retried and the server then crashed.)
+    while (block_left && key_ok && key.entity == block_entity &&
+           key.time_us == block[next].time_us && key.seq == block[next].seq) {
+      it->Next();
+      ReadKey();
+      if (!status.ok()) return;
+    }
     if (block_left && BlockFirst()) {
       in_block = true;
       valid = true;
@@ -216,14 +226,28 @@ void EventCursor::NextEntity() {
   rep_->one_entity = false;
   rep_->from_us = kMinEventTime;
   rep_->to_us = kMaxEventTime;
-  rep_->block.clear();
-  rep_->next = 0;
   rep_->blocks_done = false;
+  // A block read ahead that belongs to a later entity stays: `bit` is past
+  // it already.
+  const bool keep_block = rep_->next < rep_->block.size() &&
+                          absl::string_view(rep_->block_entity) > e;
+  if (!keep_block) {
+    rep_->block.clear();
+    rep_->next = 0;
+  }
+  // Each source seeks only if it is not past the entity already: after a
+  // whole entity was read, one of them usually is (a seek would skip the
+  // deletions sealing left once more).
   rep_->target = PrefixSuccessor(EntityPrefix(rep_->stream_id, e));
-  rep_->it->Seek(ToSlice(rep_->target));
+  if (rep_->it->Valid() && ToView(rep_->it->key()) < rep_->target) {
+    rep_->it->Seek(ToSlice(rep_->target));
+  }
   rep_->key_read = false;
   rep_->target = PrefixSuccessor(BlockPrefix(rep_->stream_id, e));
-  rep_->bit->Seek(ToSlice(rep_->target));
+  if (!keep_block && rep_->bit->Valid() &&
+      ToView(rep_->bit->key()) < rep_->target) {
+    rep_->bit->Seek(ToSlice(rep_->target));
+  }
   rep_->Settle();
 }
 

@@ -28,6 +28,7 @@
 #include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/utilities/table_properties_collectors.h"
 #include "rocksdb/write_batch.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
@@ -315,6 +316,11 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   events_cf.memtable_prefix_bloom_size_ratio = 0.05;
   events_cf.memtable_factory.reset(
       rocksdb::NewHashSkipListRepFactory(1 << 20, /*skiplist_height=*/12));
+  // Sealing deletes the keys of the events it moves into blocks: table
+  // files dense with those deletions are compacted early, so seeks stop
+  // skipping them.
+  events_cf.table_properties_collector_factories.push_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(1024, 512));
   // Retention drops old events, ids and tiles, and empties log entries,
   // as compactions rewrite them.
   RetentionPolicy* retention = &store->retention_;

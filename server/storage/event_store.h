@@ -77,9 +77,9 @@ struct EventStoreOptions {
   // for EngineStats. Default: false.
   bool statistics = false;
   // Sealing (event_block.h): a background thread folds an entity's
-  // unsealed events of a day into blocks once it has at least this many,
-  // and every entity's once appends pause. 0: no background sealing (only
-  // Seal() seals). Default: 64.
+  // unsealed events into its blocks once it has at least this many, and
+  // every entity's once appends pause (or a minute passed). 0: no
+  // background sealing (only Seal() seals). Default: 64.
   size_t seal_min_events = 64;
 };
 
@@ -235,7 +235,7 @@ class EventStore {
   // `min_events` of them (1: all) into blocks (event_block.h). Safe while
   // appends, reads and erasures go on: a read sees the same events, with
   // the same times, seqs and values, before and after, and a crash leaves
-  // each day of an entity sealed or not, never half. Errors: UNAVAILABLE /
+  // each entity sealed or not, never half. Errors: UNAVAILABLE /
   // RESOURCE_EXHAUSTED (a write failed or the disk is low; what was sealed
   // stays sealed, the rest is retried), DATA_LOSS (a corrupt block).
   absl::Status Seal(size_t min_events = 1);

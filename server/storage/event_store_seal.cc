@@ -217,6 +217,13 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
   std::vector<std::pair<std::string, std::string>> puts;
   auto cut = [&](std::vector<BlockEvent>& events, bool keep_tail) {
     std::sort(events.begin(), events.end());
+    // An event already in a block (an event key that came back, see
+    // EventCursor) is kept once.
+    events.erase(std::unique(events.begin(), events.end(),
+                             [](const BlockEvent& a, const BlockEvent& b) {
+                               return a.time_us == b.time_us && a.seq == b.seq;
+                             }),
+                 events.end());
     // Blocks of kBlockMaxEvents (or kBlockMaxBytes) from the front; with
     // keep_tail, a last one that is not full becomes the tail.
     size_t begin = 0;
@@ -276,8 +283,12 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
     // Whatever was left went into the tail.
     break;
   }
+  // Each event key is written once (its seq is its own), so SingleDelete
+  // applies: the deletion and the event vanish together as soon as a
+  // flush or compaction meets both, instead of a tombstone that lives
+  // until the bottom level and slows every seek over it.
   for (const std::string& key : single_keys) {
-    batch.Delete(events_cf_, ToSlice(key));
+    batch.SingleDelete(events_cf_, ToSlice(key));
   }
   for (const auto& [key, value] : puts) {
     batch.Put(events_cf_, ToSlice(key), ToSlice(value));

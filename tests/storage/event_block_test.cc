@@ -276,12 +276,35 @@ TEST_F(SealedStoreTest, RandomHistoriesReadTheSameSealedOrNot) {
   ASSERT_TRUE(store_->Seal(1).ok());
   EXPECT_EQ(store_->UnsealedEvents(), 0u);
   Check(model_, nullptr, edges, "reopened, sealed");
+  // An entity with unsealed events only, between sealed ones: a stream
+  // cursor on it has the next entity's block read ahead.
+  Append({{"aa", kT0 + 1}, {"aa", kT0 + 2}, {"aa", kT0 + kDay}});
+  Check(model_, nullptr, edges, "unsealed entity between sealed ones");
   // Erasing a sealed entity leaves the others as they were.
   auto erased = store_->Erase(1, "heavy", v1::Erasure());
   ASSERT_TRUE(erased.ok()) << erased.status();
   EXPECT_EQ(erased->events, model_["heavy"].size());
   model_.erase("heavy");
   Check(model_, nullptr, edges, "after erasure");
+}
+
+// A stream cursor on an entity with unsealed events only has the next
+// entity's block read ahead: moving to the next entity keeps it.
+TEST_F(SealedStoreTest, NextEntityKeepsABlockReadAhead) {
+  Append({{"p", kT0}, {"p", kT0 + 1}, {"r", kT0}, {"r", kT0 + 1}});
+  ASSERT_TRUE(store_->Seal(1).ok());
+  Append({{"q", kT0}, {"q", kT0 + 1}});
+  auto c = store_->ScanStream(1, nullptr);
+  std::vector<std::string> entities;
+  while (c->Valid()) {
+    entities.emplace_back(c->entity());
+    c->Next();  // still the same entity: each has two events
+    ASSERT_TRUE(c->Valid());
+    ASSERT_EQ(c->entity(), entities.back());
+    c->NextEntity();
+  }
+  EXPECT_TRUE(c->status().ok()) << c->status();
+  EXPECT_EQ(entities, (std::vector<std::string>{"p", "q", "r"}));
 }
 
 // One entity whose day is many full blocks: windows that start and end
