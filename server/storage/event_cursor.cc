@@ -60,9 +60,10 @@ struct EventCursor::Rep {
   ParsedEventKey key;  // it's key, while key_ok
   bool key_ok = false;
   bool key_read = false;  // `it` has not moved since key was read
-  // The block read last: its value, entity and events; `next` is the
-  // first not yet passed.
-  std::string block_value;
+  // The block read last: its entity and events (views into the value
+  // `bit` stays on while block_pinned); `next` is the first not yet
+  // passed.
+  bool block_pinned = false;
   std::string block_entity;
   std::vector<BlockEvent> block;
   size_t next = 0;
@@ -74,8 +75,13 @@ struct EventCursor::Rep {
     status = std::move(s);
     valid = false;
     key_ok = false;
+    ClearBlock();
+  }
+
+  void ClearBlock() {
     block.clear();
     next = 0;
+    block_pinned = false;
   }
 
   // Reads `it`'s position into `key`: false at the end of the range (or
@@ -100,11 +106,12 @@ struct EventCursor::Rep {
     return key_ok = true;
   }
 
-  // Decodes the block `bit` is on into `block` if it belongs to the range;
-  // else leaves `block` empty. Moves `bit` past it.
+  // Moves `bit` past the block read last (if any) and decodes the one it
+  // lands on into `block` if that belongs to the range; else leaves
+  // `block` empty. `bit` stays on the block read.
   void ReadBlock() {
-    block.clear();
-    next = 0;
+    if (block_pinned) bit->Next();
+    ClearBlock();
     if (!bit->Valid()) {
       absl::Status s = FromRocks(bit->status(), "scan event blocks");
       if (!s.ok()) Fail(std::move(s));
@@ -122,9 +129,8 @@ struct EventCursor::Rep {
     }
     if (one_entity && bk.entity != entity) return;
     block_entity.assign(bk.entity.data(), bk.entity.size());
-    block_value.assign(bit->value().data(), bit->value().size());
-    bit->Next();
-    if (!DecodeBlock(block_value, &block)) {
+    block_pinned = true;
+    if (!DecodeBlock(ToView(bit->value()), &block)) {
       Fail(absl::DataLossError(absl::StrCat(
           "corrupt event block of entity '", Echo(block_entity),
           "' in stream ", stream_id)));
@@ -158,8 +164,7 @@ struct EventCursor::Rep {
     }
     if (!status.ok()) return;
     if (next < block.size() && block[next].time_us >= to_us) {
-      block.clear();  // sorted: nothing later is in range either
-      next = 0;
+      ClearBlock();  // sorted: nothing later is in range either
       blocks_done = true;
     }
     const bool block_left = next < block.size();
@@ -186,8 +191,7 @@ struct EventCursor::Rep {
 
   void SeekTo(int64_t from) {
     from_us = from;
-    block.clear();
-    next = 0;
+    ClearBlock();
     blocks_done = false;
     status = absl::OkStatus();
     target = from == kMinEventTime ? EntityPrefix(stream_id, entity)
@@ -227,14 +231,11 @@ void EventCursor::NextEntity() {
   rep_->from_us = kMinEventTime;
   rep_->to_us = kMaxEventTime;
   rep_->blocks_done = false;
-  // A block read ahead that belongs to a later entity stays: `bit` is past
-  // it already.
+  // A block read ahead that belongs to a later entity stays (`bit` is on
+  // it).
   const bool keep_block = rep_->next < rep_->block.size() &&
                           absl::string_view(rep_->block_entity) > e;
-  if (!keep_block) {
-    rep_->block.clear();
-    rep_->next = 0;
-  }
+  if (!keep_block) rep_->ClearBlock();
   // Each source seeks only if it is not past the entity already: after a
   // whole entity was read, one of them usually is (a seek would skip the
   // deletions sealing left once more).
