@@ -202,6 +202,7 @@ EventStore::EventStore(std::string dir, EventStoreOptions options)
     : dir_(std::move(dir)), options_(options) {}
 
 EventStore::~EventStore() {
+  stopping_.store(true, std::memory_order_release);
   if (sealer_.joinable()) {
     {
       absl::MutexLock l(&seal_state_mu_);

@@ -485,6 +485,7 @@ class EventStore {
   uint64_t unsealed_events_ ABSL_GUARDED_BY(seal_state_mu_) = 0;
   uint64_t unsealed_from_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;  // as stored
   bool stop_sealer_ ABSL_GUARDED_BY(seal_state_mu_) = false;
+  std::atomic<bool> stopping_{false};  // the store is closing
   absl::CondVar seal_cv_;
   std::thread sealer_;
   PendingErasures pending_ ABSL_GUARDED_BY(mu_);

@@ -131,6 +131,8 @@ absl::Status EventStore::Seal(size_t min_events) {
   absl::Status status;
   size_t done = 0;
   for (; done < picked.size(); ++done) {
+    // A closing store stops between entities; the rest stays unsealed.
+    if (stopping_.load(std::memory_order_acquire)) break;
     // One entity at a time under seal_mu_: an erasure waits for one
     // entity's sealing at most.
     absl::MutexLock seal_lock(&seal_mu_);
