@@ -205,7 +205,6 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
   }
   // Keys order them by (time, seq) already.
 
-  ro.iterate_upper_bound = nullptr;
   const std::string block_prefix = BlockPrefix(stream_id, entity);
   const std::string block_upper = PrefixSuccessor(block_prefix);
   const rocksdb::Slice block_upper_slice = ToSlice(block_upper);
