@@ -52,6 +52,11 @@ namespace {
 constexpr size_t kLogEntryMaxEvents = 1024;
 constexpr size_t kLogEntryMaxBytes = 256 << 10;
 
+absl::Status MalformedLogEntry(uint64_t key_seq) {
+  return absl::DataLossError(
+      absl::StrCat("malformed log entry at seq ", key_seq));
+}
+
 // RocksDB's info log (`LOG` in the data dir), written with plain write(2)
 // whose failures drop the line. RocksDB's own file logger asserts on the
 // next line after a failed write, so on a full disk it took the server
@@ -998,8 +1003,7 @@ absl::Status EventStore::ScanLog(
        it->Next()) {
     const uint64_t key_seq = ParseLogKey(ToView(it->key()));
     if (!reader.Reset(key_seq, ToView(it->value()))) {
-      return absl::DataLossError(
-          absl::StrCat("malformed log entry at seq ", key_seq));
+      return MalformedLogEntry(key_seq);
     }
     while (!stop && reader.Next(&e)) {
       if (e.seq <= after_seq) continue;
@@ -1019,8 +1023,7 @@ absl::Status EventStore::ScanLog(
       if (!stop) stop = !fn(e);
     }
     if (!reader.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("malformed log entry at seq ", key_seq));
+      return MalformedLogEntry(key_seq);
     }
     if (key_seq >= up_to_seq) break;
   }
@@ -1489,8 +1492,7 @@ absl::Status EventStore::EmptyErased(
                   absl::Span<const uint64_t> wanted) {
           LogEntryReader entry;
           if (!entry.Reset(key_seq, value)) {
-            return absl::DataLossError(
-                absl::StrCat("malformed log entry at seq ", key_seq));
+            return MalformedLogEntry(key_seq);
           }
           StoredEvent e;
           while (entry.Next(&e)) {
@@ -1500,9 +1502,7 @@ absl::Status EventStore::EmptyErased(
               ids.emplace_back(e.seq, IdKey(e.stream_id, reader.event_id()));
             }
           }
-          return entry.ok() ? absl::OkStatus()
-                            : absl::DataLossError(absl::StrCat(
-                                  "malformed log entry at seq ", key_seq));
+          return entry.ok() ? absl::OkStatus() : MalformedLogEntry(key_seq);
         }));
   }
   constexpr size_t kChunk = 20000;
@@ -1546,8 +1546,7 @@ absl::Status EventStore::EmptyErased(
               },
               &rewritten);
           if (r == LogRewrite::kMalformed) {
-            return absl::DataLossError(
-                absl::StrCat("malformed log entry at seq ", key_seq));
+            return MalformedLogEntry(key_seq);
           }
           if (r == LogRewrite::kChanged) {
             log.Put(log_cf_, ToSlice(LogKey(key_seq)), ToSlice(rewritten));

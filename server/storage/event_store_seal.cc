@@ -250,7 +250,6 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
     }
   };
   std::vector<BlockEvent> merged;
-  std::string block_value;
   size_t i = 0;
   while (i < singles.size()) {
     // The first block whose last event is not before singles[i]: the
@@ -262,9 +261,10 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
     bool tail = true;
     size_t j = singles.size();
     if (bit->Valid()) {
-      const std::string key(ToView(bit->key()));
-      block_value.assign(bit->value().data(), bit->value().size());
-      if (!DecodeBlock(block_value, &merged)) {
+      // `merged` views the iterator's value: cut() encodes it before `bit`
+      // moves again.
+      const absl::string_view key = ToView(bit->key());
+      if (!DecodeBlock(ToView(bit->value()), &merged)) {
         return absl::DataLossError(absl::StrCat(
             "corrupt event block of entity '", Echo(entity), "' (key ",
             HexEncode(key), ")"));
