@@ -274,6 +274,59 @@ INSTANTIATE_TEST_SUITE_P(Points, DiskFaultTest,
                                "_after_", info.param.after_writes);
                          });
 
+// Every event of u0..u4 as (entity, time, seq, value), through the
+// entity cursors (sealed blocks and unsealed events).
+std::vector<std::string> ReadEntities(EventStore* store) {
+  std::vector<std::string> out;
+  for (int u = 0; u < 5; ++u) {
+    auto c = store->ScanEntity(1, absl::StrCat("u", u), kMinEventTime,
+                               kMaxEventTime, nullptr);
+    for (; c->Valid(); c->Next()) {
+      out.push_back(absl::StrCat(c->entity(), "/", c->time_us(), "/",
+                                 c->seq(), "/", c->value()));
+    }
+    EXPECT_TRUE(c->status().ok()) << c->status();
+  }
+  return out;
+}
+
+// A seal whose write fails (EIO, ENOSPC) changes nothing: every event
+// reads as before, and what was not sealed is sealed once writes work.
+TEST(DiskFaultSealTest, AFailedSealLeavesEveryEventReadable) {
+  for (bool no_space : {false, true}) {
+    SCOPED_TRACE(no_space ? "ENOSPC" : "EIO");
+    testing::TempDir dir;
+    auto fs = std::make_shared<FaultFs>(rocksdb::FileSystem::Default());
+    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+    EventStoreOptions options;
+    options.env = env.get();
+    options.min_free_bytes = 0;
+    options.seal_min_events = 0;  // the test seals
+    std::vector<std::string> want;
+    {
+      auto store = EventStore::Open(dir.Sub("db"), options);
+      ASSERT_TRUE(store.ok()) << store.status();
+      for (int b = 0; b < 5; ++b) {
+        AppendRequest req = Batch(b);
+        ASSERT_TRUE((*store)->Append(&req).ok());
+      }
+      want = ReadEntities(store->get());
+      ASSERT_EQ(want.size(), 250u);
+      fs->Arm(0, no_space);
+      EXPECT_FALSE((*store)->Seal(1).ok());
+      EXPECT_EQ((*store)->UnsealedEvents(), 250u);
+      EXPECT_EQ(ReadEntities(store->get()), want);
+      fs->Disarm();
+    }
+    auto store = EventStore::Open(dir.Sub("db"), options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->UnsealedEvents(), 250u);
+    ASSERT_TRUE((*store)->Seal(1).ok());
+    EXPECT_EQ((*store)->UnsealedEvents(), 0u);
+    EXPECT_EQ(ReadEntities(store->get()), want);
+  }
+}
+
 // The reserve: appends are refused before the disk is full, so RocksDB
 // never meets a full disk itself.
 TEST(DiskReserveTest, AppendsAreRefusedBelowTheReserve) {
