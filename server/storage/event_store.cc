@@ -142,24 +142,10 @@ std::string VouchedSeq(
   return last.ok() ? absl::StrCat(*last) : "(unknown)";
 }
 
-// ids value: be64(seq) | 32-byte content hash | be64(event time ^ signbit)
-// (the time lets retention drop the record; records written before it
-// have none: 40 bytes).
-std::string EncodeIdRecord(uint64_t seq, const Sha256Digest& hash,
-                           int64_t time_us) {
-  std::string v;
-  v.reserve(48);
-  PutBigEndian64(&v, seq);
-  v.append(reinterpret_cast<const char*>(hash.data()), hash.size());
-  PutBigEndian64(&v, OrderedFromSigned(time_us));
-  return v;
-}
-
-bool DecodeIdRecord(absl::string_view v, uint64_t* seq, Sha256Digest* hash) {
-  if (v.size() != 40 && v.size() != 48) return false;
-  *seq = DecodeBigEndian64(v.data());
-  std::memcpy(hash->data(), v.data() + 8, 32);
-  return true;
+// The part of a content hash an id record keeps (keys.h).
+absl::string_view IdHash(const Sha256Digest& hash) {
+  return absl::string_view(reinterpret_cast<const char*>(hash.data()),
+                           kIdHashBytes);
 }
 
 // The entity prefix of an events key: be32(stream_id) | entity | 0x00.
@@ -683,37 +669,37 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     int64_t duplicates = 0;
     for (size_t i = 0; i < n; ++i) {
       const PendingEvent& e = req.events[i];
-      const Sha256Digest* existing = nullptr;
-      Sha256Digest stored_hash;
+      // What decides duplicate or conflict: the stored id's hash.
+      absl::string_view existing;
+      IdRecord stored;
       std::string where;
       if (auto it = local.find(keys[i]); it != local.end()) {
-        existing = &req.events[it->second].content_hash;
+        existing = IdHash(req.events[it->second].content_hash);
         where =
             absl::StrCat("row ", req.events[it->second].row, " of this batch");
       } else if (auto git = group_ids.find(keys[i]); git != group_ids.end()) {
-        existing = &git->second;
+        existing = IdHash(git->second);
         where = "a concurrent batch";
       } else if (statuses[i].ok()) {
-        uint64_t stored_seq = 0;
-        if (!DecodeIdRecord(ToView(found[i]), &stored_seq, &stored_hash)) {
+        if (!DecodeIdRecord(ToView(found[i]), &stored)) {
           return absl::DataLossError(
               absl::StrCat("corrupt id record for event_id ", e.event_id));
         }
         PendingErase* erased =
-            pending.empty() ? nullptr : ErasedBy(pending, stored_seq);
+            pending.empty() ? nullptr : ErasedBy(pending, stored.seq);
         if (erased == nullptr) {
-          existing = &stored_hash;
-          where = absl::StrCat("seq ", stored_seq);
+          existing = stored.hash;
+          where = absl::StrCat("seq ", stored.seq);
         } else {
           reclaiming[i] = erased;  // free: the id is new again
         }
       } else if (!statuses[i].IsNotFound()) {
         return FromRocks(statuses[i], "id lookup");
       }
-      if (existing == nullptr) {
+      if (existing.empty()) {
         local.emplace(keys[i], i);
         to_write.push_back(i);
-      } else if (*existing == e.content_hash) {
+      } else if (existing == IdHash(e.content_hash)) {
         ++duplicates;
       } else {
         res.conflicts.push_back(
@@ -752,7 +738,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
       }
       event_puts.push_back({std::move(event_key), &e.value});
       id_puts.push_back(
-          {keys[i], EncodeIdRecord(s, e.content_hash, e.time_us)});
+          {keys[i], EncodeIdRecord(s, IdHash(e.content_hash), e.time_us)});
       group_ids.emplace(std::move(keys[i]), e.content_hash);
     }
     added[req.stream_id] += to_write.size();

@@ -1,5 +1,7 @@
 #include "server/storage/keys.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 
@@ -81,6 +83,38 @@ std::string IdKey(uint32_t stream_id, absl::string_view event_id) {
   PutBigEndian32(&k, stream_id);
   k.append(event_id.data(), event_id.size());
   return k;
+}
+
+std::string EncodeIdRecord(uint64_t seq, absl::string_view hash,
+                           int64_t time_us) {
+  std::string v;
+  v.reserve(20 + kIdHashBytes);
+  PutVarint64(&v, seq);
+  PutVarint64(&v, ZigZagEncode(time_us));
+  v.append(hash.data(), std::min(hash.size(), kIdHashBytes));
+  v.resize(v.size() + kIdHashBytes - std::min(hash.size(), kIdHashBytes));
+  return v;
+}
+
+bool DecodeIdRecord(absl::string_view value, IdRecord* out) {
+  if (value.size() == 40 || value.size() == 48) {  // before format 3
+    out->seq = DecodeBigEndian64(value.data());
+    out->hash = value.substr(8, kIdHashBytes);
+    out->has_time = value.size() == 48;
+    out->time_us =
+        out->has_time ? SignedFromOrdered(DecodeBigEndian64(value.data() + 40))
+                      : 0;
+    return true;
+  }
+  uint64_t zigzag_time = 0;
+  if (!GetVarint64(&value, &out->seq) || !GetVarint64(&value, &zigzag_time) ||
+      value.size() != kIdHashBytes) {
+    return false;
+  }
+  out->has_time = true;
+  out->time_us = ZigZagDecode(zigzag_time);
+  out->hash = value;
+  return true;
 }
 
 std::string LogKey(uint64_t seq) {

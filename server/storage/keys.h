@@ -60,8 +60,26 @@ struct ParsedEventKey {
 // False if `key` is not a well-formed event key.
 bool ParseEventKey(absl::string_view key, ParsedEventKey* out);
 
-// ids: be32(stream_id) | event_id  ->  IdRecord
+// ids: be32(stream_id) | event_id  ->  id record
 std::string IdKey(uint32_t stream_id, absl::string_view event_id);
+
+// An id record: the event's seq, its time (for retention) and the first
+// kIdHashBytes bytes of its content hash (SHA-256), which decide duplicate
+// (equal) or conflict (different). Format 3 writes
+//   varint(seq) | varint(zigzag(time)) | hash[0, 16)   (18 to 36 bytes);
+// earlier formats wrote be64(seq) | 32-byte hash, with be64(time ^ 2^63)
+// appended since retention (40 or 48 bytes). Every form is read.
+inline constexpr size_t kIdHashBytes = 16;
+struct IdRecord {
+  uint64_t seq = 0;
+  bool has_time = false;  // false: an old 40-byte record
+  int64_t time_us = 0;
+  absl::string_view hash;  // kIdHashBytes bytes, points into the value
+};
+std::string EncodeIdRecord(uint64_t seq, absl::string_view hash,
+                           int64_t time_us);
+// False if `value` is none of the forms above.
+bool DecodeIdRecord(absl::string_view value, IdRecord* out);
 
 // log: be64(seq) -> an entry of log_record.h: the key is the highest seq
 // the entry covers.

@@ -109,12 +109,14 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
         *value_changed = true;
         return false;
       }
-      case RetentionFilterKind::kIds:
-        // be32(stream) | id -> be64 seq | 32-byte hash | be64 time (older
-        // records carry no time and are kept).
-        return k.size() >= 4 && v.size() == 48 &&
-               Below(DecodeBigEndian32(k.data()),
-                     SignedFromOrdered(DecodeBigEndian64(v.data() + 40)));
+      case RetentionFilterKind::kIds: {
+        // be32(stream) | id -> id record (keys.h). Records without a time
+        // (the oldest form) and malformed ones are kept.
+        IdRecord record;
+        return k.size() >= 4 && DecodeIdRecord(v, &record) &&
+               record.has_time &&
+               Below(DecodeBigEndian32(k.data()), record.time_us);
+      }
       case RetentionFilterKind::kLog: {
         // The entry is rewritten without its expired events; its key stays
         // (the log must keep ending at the highest seq). A malformed entry

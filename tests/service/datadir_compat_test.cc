@@ -310,6 +310,43 @@ TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
   EXPECT_EQ(Answers(s, w_mid, w_end).at("replay clicks/@end"),
             want.at("replay clicks/@end"));
 
+  // The fixture's id records are in the older 48-byte form (seq, whole
+  // hash, time); today's are shorter. Re-sent fixture events are found
+  // duplicates, and one with changed content a conflict, the original kept.
+  {
+    v1::IngestRequest resend;
+    resend.set_stream("orders");
+    v1::ReadEventsRequest req;
+    req.set_stream("orders");
+    ASSERT_TRUE(s.client()
+                    .ReadEvents(req,
+                                [&](const v1::ReadEventsResponse& r) {
+                                  for (const auto& e : r.events()) {
+                                    if (resend.events_size() == 50) break;
+                                    *resend.add_events() = e;
+                                  }
+                                  return resend.events_size() < 50;
+                                })
+                    .ok());
+    ASSERT_EQ(resend.events_size(), 50);
+    ASSERT_FALSE(resend.events(0).event_id().empty());
+    auto dup = s.client().Ingest(resend);
+    ASSERT_TRUE(dup.ok()) << dup.status();
+    EXPECT_EQ(dup->accepted(), 0);
+    EXPECT_EQ(dup->duplicates(), 50);
+    v1::IngestRequest changed;
+    changed.set_stream("orders");
+    *changed.add_events() = resend.events(7);
+    (*changed.mutable_events(0)->mutable_fields())["amount"].set_double_value(
+        -1.25);
+    auto conflict = s.client().Ingest(changed);
+    ASSERT_FALSE(conflict.ok());
+    EXPECT_EQ(conflict.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(conflict.status().message().find("different content"),
+              std::string::npos)
+        << conflict.status();
+  }
+
   // The log now holds format-1 entries and format-2 group entries. An
   // entity with events in both is erased: it leaves both, and every other
   // event stays where it was, before and after a restart.

@@ -1,6 +1,8 @@
 #include "server/storage/keys.h"
 
 #include <algorithm>
+#include <limits>
+#include <utility>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -62,6 +64,44 @@ TEST(KeysTest, LogKeysSortBySeq) {
   EXPECT_LT(LogKey(9), LogKey(10));
   EXPECT_LT(LogKey(255), LogKey(256));
   EXPECT_EQ(ParseLogKey(LogKey(123456789)), 123456789u);
+}
+
+TEST(KeysTest, IdRecordsOfEveryFormRoundTrip) {
+  std::string hash(32, '\0');
+  for (int i = 0; i < 32; ++i) hash[i] = static_cast<char>(0xa0 + i);
+  const int64_t kMin = std::numeric_limits<int64_t>::min();
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  for (const auto& [seq, time] : std::vector<std::pair<uint64_t, int64_t>>{
+           {1, 0}, {127, -1}, {300, 1795478400000000}, {~0ULL, kMin},
+           {1ULL << 40, kMax}}) {
+    const std::string v = EncodeIdRecord(seq, hash, time);
+    EXPECT_GE(v.size(), 18u);
+    EXPECT_LE(v.size(), 36u);  // never an older record's 40 or 48 bytes
+    IdRecord r;
+    ASSERT_TRUE(DecodeIdRecord(v, &r)) << seq;
+    EXPECT_EQ(r.seq, seq);
+    EXPECT_TRUE(r.has_time);
+    EXPECT_EQ(r.time_us, time);
+    EXPECT_EQ(r.hash, absl::string_view(hash).substr(0, kIdHashBytes));
+    // Every cut of it is malformed.
+    for (size_t n = 0; n < v.size(); ++n) {
+      EXPECT_FALSE(DecodeIdRecord(absl::string_view(v).substr(0, n), &r));
+    }
+  }
+  // The forms written before format 3: be64 seq | 32-byte hash, and the
+  // same with be64(time ^ 2^63) appended.
+  std::string old = std::string("\0\0\0\0\0\0\x01\x02", 8) + hash;
+  IdRecord r;
+  ASSERT_TRUE(DecodeIdRecord(old, &r));
+  EXPECT_EQ(r.seq, 258u);
+  EXPECT_FALSE(r.has_time);
+  EXPECT_EQ(r.hash, absl::string_view(hash).substr(0, kIdHashBytes));
+  old += std::string("\x80\0\0\0\0\0\0\x05", 8);
+  ASSERT_TRUE(DecodeIdRecord(old, &r));
+  EXPECT_EQ(r.seq, 258u);
+  EXPECT_TRUE(r.has_time);
+  EXPECT_EQ(r.time_us, 5);
+  EXPECT_FALSE(DecodeIdRecord(old + "x", &r));
 }
 
 }  // namespace
