@@ -111,12 +111,15 @@ bool EventValueReader::Parse(absl::string_view in,
   if (in.size() < bitmap_bytes) return false;
   const absl::string_view bitmap = in.substr(0, bitmap_bytes);
   in.remove_prefix(bitmap_bytes);
-  fields_.assign(n, FieldValue());
+  // The vector is reused from event to event: each field is overwritten,
+  // absent ones with an empty value.
+  fields_.resize(n);
   for (size_t i = 0; i < n; ++i) {
+    FieldValue& f = fields_[i];
     if (((static_cast<unsigned char>(bitmap[i / 8]) >> (i % 8)) & 1) == 0) {
+      f = FieldValue();
       continue;
     }
-    FieldValue& f = fields_[i];
     f.type = types[i];
     if (!GetFieldPayload(&in, &f)) return false;
   }

@@ -2,9 +2,15 @@
 // pass over its streams.
 
 #include <algorithm>
+#include <deque>
 #include <limits>
+#include <memory>
+#include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/common/echo.h"
 #include "server/common/hash.h"
 #include "server/common/parallel.h"
@@ -110,12 +116,11 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   const ReadView* read_view = pinned->view.get();
   const size_t nt = times.size();
 
-  // One chunk under construction per as-of time.
-  std::vector<v1::SnapshotChunk> chunks(nt);
-  std::vector<bool> sent(nt, false);
   bool names_sent = false;
   v1::SnapshotChunk piece;
   std::vector<v1::FeatureRow*> taken;
+  // Whether time k has had a chunk yet (each gets at least one).
+  std::vector<bool> sent(nt, false);
   auto header = [&](v1::SnapshotChunk* chunk, size_t k) {
     if (!names_sent) {
       for (const auto& name : feature_names) chunk->add_feature_names(name);
@@ -132,10 +137,9 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     }
     return emit(chunk);
   };
-  // Sends time k's rows in chunks of about snapshot_chunk_bytes (at least
-  // one chunk, even without rows).
-  auto flush = [&](size_t k) {
-    v1::SnapshotChunk& all = chunks[k];
+  // Sends `all` (rows of time k) in chunks of about snapshot_chunk_bytes (at
+  // least one chunk, even without rows).
+  auto flush = [&](v1::SnapshotChunk& all, size_t k) {
     sent[k] = true;
     while (true) {
       size_t bytes = 0;
@@ -149,7 +153,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       }
       if (n == all.rows_size()) {
         // The rest fits one chunk: sent in place. Clear keeps the rows
-        // allocated, so the next batch reuses them.
+        // allocated, so a later batch reuses them.
         header(&all, k);
         RETURN_IF_ERROR(send(&all));
         all.Clear();
@@ -212,11 +216,128 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     if (it.Valid() && it.entity() == entity) it.NextEntity();
     return absl::OkStatus();
   };
-  // One entity cursor per worker and group (groups may read other streams).
-  std::vector<std::vector<std::unique_ptr<EventCursor>>> cursors(
-      std::max(1, options_.analyst_threads));
-  for (auto& per_worker : cursors) per_worker.resize(groups.size());
-  std::vector<Found> batch;
+  // This thread finds the entities in batches while `analyst_threads`
+  // workers sweep the batches found before, up to kBatchesInFlight at once.
+  // Workers take one entity at a time from the oldest batch that has one
+  // left, so a heavy entity holds one worker, not the others. A batch is
+  // sent, in entity order, as soon as all of its entities are swept.
+  struct Batch {
+    std::vector<Found> found;
+    std::vector<v1::SnapshotChunk> chunks;  // its rows, one chunk per time
+    size_t handed = 0;  // entities given to workers
+    size_t swept = 0;   // entities done
+    size_t bytes = 0;   // bytes of the rows done
+  };
+  // Computes the rows of one entity with one worker's cursors; adds their
+  // bytes to *bytes.
+  auto sweep = [&](Found& f, std::vector<std::unique_ptr<EventCursor>>* cursors,
+                   size_t* bytes) -> absl::Status {
+    const auto entity_times = absl::MakeConstSpan(times).subspan(f.first_time);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const FusedParts& group = groups[g];
+      auto& cursor = (*cursors)[g];
+      if (cursor == nullptr) {
+        cursor =
+            store_->NewEventCursor(group.view->stream->stream_id, read_view);
+      }
+      RETURN_IF_ERROR(SweepEntity(
+          *group.view, cursor.get(), f.entity, entity_times, watermark,
+          [&](size_t j, auto* values) {
+            auto* row_values = f.rows[j]->mutable_values();
+            if (whole) {
+              row_values->Swap(values);
+              return;
+            }
+            while (row_values->size() < width) row_values->Add();
+            for (const auto& [k, offset] : group.parts) {
+              int at = out_at[k];
+              for (int v : parts[k].take) {
+                row_values->Mutable(at++)->Swap(values->Mutable(offset + v));
+              }
+            }
+          }));
+    }
+    for (v1::FeatureRow* row : f.rows) {
+      const size_t row_bytes = row->ByteSizeLong();
+      if (row_bytes > options_.max_response_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the row of entity '", Echo(f.entity), "' is ", row_bytes,
+            " bytes; a snapshot row of ", what,
+            " must fit the largest message (--max_message_bytes ",
+            options_.max_response_bytes, ")"));
+      }
+      *bytes += row_bytes;
+    }
+    return absl::OkStatus();
+  };
+  constexpr size_t kBatchesInFlight = 3;
+  absl::Mutex mu;
+  absl::CondVar changed;  // a batch queued or swept, or an error
+  std::deque<std::unique_ptr<Batch>> queue;  // in entity order; guarded by mu
+  bool found_all = false;                    // guarded by mu
+  bool stop = false;                         // guarded by mu
+  absl::Status failed;                       // guarded by mu
+  const int n_workers = std::max(1, options_.analyst_threads);
+  const size_t batch_max_bytes =
+      options_.max_response_bytes * static_cast<size_t>(n_workers);
+  auto work = [&]() {
+    // One entity cursor per group (groups may read other streams).
+    std::vector<std::unique_ptr<EventCursor>> cursors(groups.size());
+    absl::MutexLock l(&mu);
+    while (true) {
+      Batch* b = nullptr;
+      while (!stop) {
+        for (const auto& q : queue) {
+          if (q->handed < q->found.size()) {
+            b = q.get();
+            break;
+          }
+        }
+        if (b != nullptr || found_all) break;
+        changed.Wait(&mu);
+      }
+      if (b == nullptr) return;  // stopped, or nothing is left
+      Found& f = b->found[b->handed++];
+      size_t bytes = 0;
+      absl::Status s;
+      mu.Unlock();
+      if (cancelled()) {
+        s = absl::CancelledError("snapshot cancelled");
+      } else {
+        s = sweep(f, &cursors, &bytes);
+      }
+      mu.Lock();
+      b->bytes += bytes;
+      ++b->swept;
+      // A batch is sized to about a chunk from the rows seen before; should
+      // its rows weigh far more, memory stays bounded: a message's bytes
+      // per worker.
+      if (s.ok() && b->bytes > batch_max_bytes) {
+        s = absl::ResourceExhaustedError(absl::StrCat(
+            "snapshot rows of ", what, " computed at once (", b->swept,
+            " entities up to '", Echo(f.entity), "') are ", b->bytes,
+            " bytes, more than ", batch_max_bytes, " (--max_message_bytes ",
+            options_.max_response_bytes, " per worker)"));
+      }
+      if (!s.ok() && failed.ok()) {
+        failed = std::move(s);
+        stop = true;
+      }
+      // Only a finished batch or an error is news to anyone.
+      if (stop || b->swept == b->found.size()) changed.SignalAll();
+    }
+  };
+  std::vector<std::thread> workers;
+  auto join = absl::MakeCleanup([&] {
+    {
+      absl::MutexLock l(&mu);
+      stop = true;
+      changed.SignalAll();
+    }
+    for (std::thread& t : workers) t.join();
+  });
+  for (int w = 0; w < n_workers; ++w) workers.emplace_back(work);
+
   // Entities per batch: a batch holds up to (entities x times) rows, and
   // about one chunk's bytes: its size follows the rows seen so far,
   // starting small.
@@ -224,101 +345,93 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       std::clamp<size_t>(static_cast<size_t>(chunk_rows) * 32 / nt, 64,
                          static_cast<size_t>(std::max(chunk_rows, 64)));
   size_t batch_limit = 64;
-  // Bytes of rows each worker computed in this batch (one counter per
-  // worker: no shared cache line on the per-row path).
-  std::vector<PaddedCount> worker_bytes(std::max(1, options_.analyst_threads));
   size_t rows_seen = 0, bytes_seen = 0;
+  // Sent batches, kept for their allocated rows.
+  std::vector<std::unique_ptr<Batch>> spare;
   bool more = true;
-  while (more) {
+  while (true) {
     if (cancelled()) return absl::CancelledError("snapshot cancelled");
-    batch.clear();
-    while (batch.size() < batch_limit) {
-      RETURN_IF_ERROR(next_entity(&more));
-      if (!more) break;
-      const bool in_partition = InPartition(entity, pindex, pcount);
-      size_t first = nt;
-      for (const auto& scan : scans) {
-        if (!scan->Valid() || scan->entity() != entity) continue;
-        if (in_partition) {
-          RETURN_IF_ERROR(first_visible(*scan, &first));
-        } else {
-          scan->NextEntity();
+    size_t in_flight;
+    {
+      absl::MutexLock l(&mu);
+      if (!failed.ok()) return failed;
+      in_flight = queue.size();
+    }
+    if (more && in_flight < kBatchesInFlight) {
+      std::unique_ptr<Batch> b;
+      if (spare.empty()) {
+        b = std::make_unique<Batch>();
+        b->chunks.resize(nt);
+      } else {
+        b = std::move(spare.back());
+        spare.pop_back();
+      }
+      b->found.clear();
+      b->handed = b->swept = b->bytes = 0;
+      while (b->found.size() < batch_limit) {
+        RETURN_IF_ERROR(next_entity(&more));
+        if (!more) break;
+        const bool in_partition = InPartition(entity, pindex, pcount);
+        size_t first = nt;
+        for (const auto& scan : scans) {
+          if (!scan->Valid() || scan->entity() != entity) continue;
+          if (in_partition) {
+            RETURN_IF_ERROR(first_visible(*scan, &first));
+          } else {
+            scan->NextEntity();
+          }
+        }
+        // Part of every as-of time after its first event.
+        if (first < nt) b->found.push_back(Found{entity, first, {}});
+      }
+      for (Found& f : b->found) {
+        f.rows.clear();
+        for (size_t k = f.first_time; k < nt; ++k) {
+          v1::FeatureRow* row = b->chunks[k].add_rows();
+          row->set_entity(f.entity);
+          f.rows.push_back(row);
         }
       }
-      // Part of every as-of time after its first event.
-      if (first < nt) batch.push_back(Found{entity, first, {}});
+      absl::MutexLock l(&mu);
+      if (!b->found.empty()) queue.push_back(std::move(b));
+      found_all = !more;
+      changed.SignalAll();
+      continue;
     }
-    if (batch.empty()) break;
-    for (Found& f : batch) {
-      for (size_t k = f.first_time; k < nt; ++k) {
-        v1::FeatureRow* row = chunks[k].add_rows();
-        row->set_entity(f.entity);
-        f.rows.push_back(row);
+    // Wait for the oldest batch to be swept, then send it.
+    std::unique_ptr<Batch> done;
+    {
+      absl::MutexLock l(&mu);
+      while (failed.ok() && !queue.empty() &&
+             queue.front()->swept < queue.front()->found.size()) {
+        // Woken at least every 50 ms to see a cancelled call.
+        changed.WaitWithTimeout(&mu, absl::Milliseconds(50));
+        if (cancelled()) return absl::CancelledError("snapshot cancelled");
       }
+      if (!failed.ok()) return failed;
+      if (queue.empty()) break;  // every batch found is sent
+      done = std::move(queue.front());
+      queue.pop_front();
     }
-    for (PaddedCount& c : worker_bytes) c.n = 0;
-    RETURN_IF_ERROR(ParallelFor(
-        batch.size(), options_.analyst_threads, [&](size_t i, int worker) {
-          if (cancelled()) return absl::CancelledError("snapshot cancelled");
-          Found& f = batch[i];
-          const auto entity_times =
-              absl::MakeConstSpan(times).subspan(f.first_time);
-          for (size_t g = 0; g < groups.size(); ++g) {
-            const FusedParts& group = groups[g];
-            auto& cursor = cursors[worker][g];
-            if (cursor == nullptr) {
-              cursor = store_->NewEventCursor(group.view->stream->stream_id,
-                                              read_view);
-            }
-            RETURN_IF_ERROR(
-                SweepEntity(*group.view, cursor.get(), f.entity, entity_times,
-                            watermark, [&](size_t j, auto* values) {
-                              auto* row_values = f.rows[j]->mutable_values();
-                              if (whole) {
-                                row_values->Swap(values);
-                                return;
-                              }
-                              while (row_values->size() < width)
-                                row_values->Add();
-                              for (const auto& [k, offset] : group.parts) {
-                                int at = out_at[k];
-                                for (int v : parts[k].take) {
-                                  row_values->Mutable(at++)->Swap(
-                                      values->Mutable(offset + v));
-                                }
-                              }
-                            }));
-          }
-          for (v1::FeatureRow* row : f.rows) {
-            const size_t bytes = row->ByteSizeLong();
-            // One row must fit a message, and the batch must stay near
-            // what the next chunks can carry.
-            worker_bytes[worker].n += bytes;
-            if (bytes > options_.max_response_bytes ||
-                worker_bytes[worker].n > options_.max_response_bytes) {
-              return absl::ResourceExhaustedError(
-                  absl::StrCat("the row of entity '", Echo(f.entity), "' is ",
-                               bytes, " bytes; snapshot rows of ", what,
-                               " in flight would exceed the largest message "
-                               "(--max_message_bytes ",
-                               options_.max_response_bytes, ")"));
-            }
-          }
-          return absl::OkStatus();
-        }));
-    rows_seen += batch.size() * nt;
-    for (const PaddedCount& c : worker_bytes) bytes_seen += c.n;
+    rows_seen += done->found.size() * nt;
+    bytes_seen += done->bytes;
     const size_t per_entity =
         std::max<size_t>(1, bytes_seen * nt / std::max<size_t>(1, rows_seen));
     batch_limit = std::clamp<size_t>(options_.snapshot_chunk_bytes / per_entity,
                                      1, max_batch);
     for (size_t k = 0; k < nt; ++k) {
-      if (chunks[k].rows_size() > 0) RETURN_IF_ERROR(flush(k));
+      if (done->chunks[k].rows_size() > 0) {
+        RETURN_IF_ERROR(flush(done->chunks[k], k));
+      }
     }
+    spare.push_back(std::move(done));
   }
   // Every as-of time gets at least one chunk, even with no entity.
   for (size_t k = 0; k < nt; ++k) {
-    if (!sent[k]) RETURN_IF_ERROR(flush(k));
+    if (!sent[k]) {
+      v1::SnapshotChunk empty;
+      RETURN_IF_ERROR(flush(empty, k));
+    }
   }
   return absl::OkStatus();
 }

@@ -127,9 +127,10 @@ class ViewEngine {
   // no event of the entity gives count 0 / nulls, as GetFeatures does); a
   // service keyed by several columns is INVALID_ARGUMENT naming them. One pass
   // over the stream in key order from one consistent snapshot finds the
-  // entities; each chunk's entities are then computed on `analyst_threads`
-  // threads (SweepEntity). Memory: one chunk plus one entity's window per
-  // thread. Calls `emit` with chunks of up to `chunk_rows` rows (the first with
+  // entities in batches of about a chunk; `analyst_threads` workers compute
+  // them (SweepEntity, one entity at a time) while the next batches are
+  // found, and each batch is sent as soon as it is complete. Memory: up to
+  // three batches of rows plus one entity's window per worker. Calls `emit` with chunks of up to `chunk_rows` rows (the first with
   // the feature names; at least one chunk, even when no entity qualifies); an
   // error from `emit` stops the scan and is returned.
   // Errors: those of GetFeatures, INVALID_ARGUMENT (bad partition).

@@ -63,13 +63,14 @@ void ApplyView(TestServer& ts, const std::string& name = "v") {
 // Random orders: a few heavy entities, many light ones, times over ~10
 // days with many repeats (ties), values with adversarial magnitudes.
 std::vector<v1::Event> RandomOrders(std::mt19937_64& rng, int n,
-                                    const std::string& id_prefix) {
+                                    const std::string& id_prefix,
+                                    int light_users = 40) {
   const char* cats[] = {"books", "toys", "food", "garden"};
   std::vector<v1::Event> out;
   for (int i = 0; i < n; ++i) {
     const int r = static_cast<int>(rng() % 100);
     const std::string user = r < 40 ? "heavy" + std::to_string(r % 2)
-                                    : "u" + std::to_string(rng() % 40);
+                                    : "u" + std::to_string(rng() % light_users);
     const int64_t t = kT0 + static_cast<int64_t>(rng() % (10 * 48)) * kHour / 2;
     const int kind = static_cast<int>(rng() % 10);
     const double amount = kind == 0   ? std::ldexp(1.0, 60)
@@ -537,6 +538,34 @@ TEST(AnalystRunsTest, ColumnarJoinInSmallRunsAndSmallMessages) {
   const uint64_t w = IngestAll(ts, RandomOrders(rng, 800, "r"));
   // Chunks cut by rows and by bytes, over several runs.
   ExpectColumnarJoinEqualsRowJoin(ts, RandomLabels(rng, 400), w, 50);
+}
+
+TEST(AnalystRunsTest, SnapshotOfManyBatchesKeepsEntityOrder) {
+  ServerOptions options;
+  options.analyst_threads = 3;
+  // Chunks of ~60 KB: batches of a few hundred entities, several swept at
+  // once while two heavy entities hold a worker each.
+  options.max_message_bytes = 64 << 10;
+  TestServer ts("", true, options);
+  ApplyView(ts);
+  std::mt19937_64 rng(29);
+  const std::vector<v1::Event> events = RandomOrders(rng, 8000, "m", 6000);
+  const uint64_t w = IngestAll(ts, events);
+  std::set<std::string> want;
+  for (const auto& e : events) want.insert(e.entity());
+  const int64_t as_of = kT0 + 11 * kDay;  // after every event
+  auto snap = Snap(ts, as_of, w);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  EXPECT_GT(snap->chunks, 5);
+  std::vector<std::string> got;
+  for (const auto& row : snap->rows) got.push_back(row.entity());
+  EXPECT_EQ(got, std::vector<std::string>(want.begin(), want.end()));
+  for (size_t i = 0; i < snap->rows.size(); i += 13) {
+    const v1::FeatureRow& row = snap->rows[i];
+    auto g = Get(ts, row.entity(), as_of, w);
+    ASSERT_EQ(g.rows_size(), 1);
+    EXPECT_EQ(Values(row.values()), Values(g.rows(0).values())) << row.entity();
+  }
 }
 
 TEST_F(AnalystTest, BadLabelColumnsAreRefusedNamingTheProblem) {

@@ -216,6 +216,9 @@ class ModelTest : public ::testing::TestWithParam<uint64_t> {
     ViewEngine::Options options;
     options.tile_min_events = 3;
     options.analyst_threads = 2;
+    // Snapshot batches of one or two entities: several are in flight at
+    // once, and chunks are cut small.
+    options.snapshot_chunk_bytes = 512;
     engine_ =
         std::make_unique<ViewEngine>(store_.get(), registry_.get(), options);
     replayer_ = std::make_unique<Replayer>(store_.get(), registry_.get(),
@@ -462,6 +465,7 @@ TEST_P(ModelTest, EveryReadPathAgreesWithTheModelAtEveryWatermark) {
     snap.set_watermark(w);
     for (int64_t t : times) *snap.add_as_of_times() = MicrosToTimestamp(t);
     size_t rows = 0;
+    std::map<int64_t, std::string> last_entity;  // per time: entity order
     ASSERT_TRUE(engine_
                     ->Snapshot(snap,
                                [&](v1::SnapshotChunk* chunk) {
@@ -469,6 +473,12 @@ TEST_P(ModelTest, EveryReadPathAgreesWithTheModelAtEveryWatermark) {
                                      *TimestampToMicros(chunk->as_of());
                                  for (const auto& row : chunk->rows()) {
                                    ++rows;
+                                   auto [at, first] =
+                                       last_entity.emplace(t, row.entity());
+                                   if (!first) {
+                                     EXPECT_LT(at->second, row.entity());
+                                     at->second = row.entity();
+                                   }
                                    EXPECT_EQ(testing::Canonical(row),
                                              want.at({row.entity(), t}))
                                        << "Snapshot " << row.entity()
@@ -478,6 +488,15 @@ TEST_P(ModelTest, EveryReadPathAgreesWithTheModelAtEveryWatermark) {
                                })
                     .ok());
     EXPECT_GT(rows, 0u);
+    // A consumer failing midway ends the snapshot with its error, while
+    // batches are still being swept.
+    int chunks = 0;
+    absl::Status stopped = engine_->Snapshot(snap, [&](v1::SnapshotChunk*) {
+      return ++chunks == 2 ? absl::UnavailableError("consumer gone")
+                           : absl::OkStatus();
+    });
+    EXPECT_EQ(stopped.code(), absl::StatusCode::kUnavailable) << stopped;
+    EXPECT_EQ(chunks, 2);
 
     v1::JoinFeaturesRequest first;
     first.set_view("v");
