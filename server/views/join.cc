@@ -453,6 +453,7 @@ absl::Status JoinSession::SweepBy(const CompiledView& view, const KeyOf& key_of,
     return a.second.size() > b.second.size();
   });
   std::vector<std::unique_ptr<EventCursor>> cursors(options_.threads);
+  std::vector<SweepScratch> scratches(std::max(1, options_.threads));
   return ParallelFor(work.size(), options_.threads, [&](size_t g, int worker) {
     auto& cursor = cursors[worker];
     if (cursor == nullptr) {
@@ -473,8 +474,8 @@ absl::Status JoinSession::SweepBy(const CompiledView& view, const KeyOf& key_of,
     auto each = [&](size_t j, auto* values) {
       if (failed.ok()) failed = sink(worker, rows[j], key, values);
     };
-    RETURN_IF_ERROR(
-        SweepEntity(view, cursor.get(), key, times, pinned_.watermark, each));
+    RETURN_IF_ERROR(SweepEntity(view, cursor.get(), key, times,
+                                pinned_.watermark, each, &scratches[worker]));
     return failed;
   });
 }

@@ -231,6 +231,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   // Computes the rows of one entity with one worker's cursors; adds their
   // bytes to *bytes.
   auto sweep = [&](Found& f, std::vector<std::unique_ptr<EventCursor>>* cursors,
+                   std::vector<SweepScratch>* scratches,
                    size_t* bytes) -> absl::Status {
     const auto entity_times = absl::MakeConstSpan(times).subspan(f.first_time);
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -255,7 +256,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
                 row_values->Mutable(at++)->Swap(values->Mutable(offset + v));
               }
             }
-          }));
+          },
+          &(*scratches)[g]));
     }
     for (v1::FeatureRow* row : f.rows) {
       const size_t row_bytes = row->ByteSizeLong();
@@ -283,6 +285,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   auto work = [&]() {
     // One entity cursor per group (groups may read other streams).
     std::vector<std::unique_ptr<EventCursor>> cursors(groups.size());
+    std::vector<SweepScratch> scratches(groups.size());
     absl::MutexLock l(&mu);
     while (true) {
       Batch* b = nullptr;
@@ -304,7 +307,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       if (cancelled()) {
         s = absl::CancelledError("snapshot cancelled");
       } else {
-        s = sweep(f, &cursors, &bytes);
+        s = sweep(f, &cursors, &scratches, &bytes);
       }
       mu.Lock();
       b->bytes += bytes;

@@ -18,6 +18,8 @@ struct Item {
   OwnedValue v;
 };
 
+}  // namespace
+
 // One feature's window as it slides forward, kept as its aggregation's
 // spec declares (AggregationSpec::Sliding). Values are always finalized by
 // the aggregator itself.
@@ -30,6 +32,12 @@ class FeatureWindow {
         sliding_(f.aggregation->spec.sliding),
         growing_(f.lifetime),
         keep_(f.aggregation->spec.takes_k ? f.def.k() : 1) {}
+
+  // Forgets every event: as newly made.
+  void Reset() {
+    state_->Reset();
+    items_.clear();
+  }
 
   // An event with time < the current as-of and >= the current window start.
   // `final`: no later as-of follows, so nothing will be evicted again and
@@ -103,23 +111,33 @@ class FeatureWindow {
   std::deque<Item> items_;
 };
 
-}  // namespace
+SweepScratch::SweepScratch() = default;
+SweepScratch::~SweepScratch() = default;
 
 absl::Status SweepEntity(const CompiledView& view, EventCursor* it,
                          absl::string_view entity,
                          absl::Span<const int64_t> as_of, uint64_t watermark,
-                         ValuesSink sink) {
+                         ValuesSink sink, SweepScratch* scratch) {
   if (as_of.empty()) return absl::OkStatus();
   const StreamSchema& stream = *view.stream;
   const size_t nf = view.features.size();
-  std::vector<FeatureWindow> windows;
-  windows.reserve(nf);
-  for (const auto& f : view.features) windows.emplace_back(f);
+  SweepScratch own;
+  if (scratch == nullptr) scratch = &own;
+  std::vector<FeatureWindow>& windows = scratch->windows_;
+  if (scratch->view_ != &view) {
+    windows.clear();
+    windows.reserve(nf);
+    for (const auto& f : view.features) windows.emplace_back(f);
+    scratch->view_ = &view;
+  } else {
+    for (FeatureWindow& w : windows) w.Reset();
+  }
 
   it->Seek(entity, view.ScanStart(as_of.front()));
-  std::vector<int64_t> starts(nf);
+  std::vector<int64_t>& starts = scratch->starts_;
+  starts.resize(nf);
   FieldValue value;
-  google::protobuf::RepeatedPtrField<v1::Value> values;
+  google::protobuf::RepeatedPtrField<v1::Value>& values = scratch->values_;
   for (size_t i = 0; i < as_of.size(); ++i) {
     const int64_t t = as_of[i];
     const bool final = i + 1 == as_of.size();

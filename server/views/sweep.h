@@ -16,6 +16,7 @@
 // watermark).
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -33,6 +34,29 @@ namespace rawfeat {
 using ValuesSink = absl::FunctionRef<void(
     size_t i, google::protobuf::RepeatedPtrField<v1::Value>* values)>;
 
+class FeatureWindow;
+
+// What SweepEntity keeps from one entity to the next when a caller sweeps
+// many (its feature windows and value buffers), so that a sweep of a small
+// entity allocates next to nothing. One per thread. It knows its view by
+// address, so it must not outlive the views it served.
+class SweepScratch {
+ public:
+  SweepScratch();
+  ~SweepScratch();
+  SweepScratch(const SweepScratch&) = delete;
+  SweepScratch& operator=(const SweepScratch&) = delete;
+
+ private:
+  friend absl::Status SweepEntity(const CompiledView&, EventCursor*,
+                                  absl::string_view, absl::Span<const int64_t>,
+                                  uint64_t, ValuesSink, SweepScratch*);
+  const CompiledView* view_ = nullptr;  // what windows_ were made for
+  std::vector<FeatureWindow> windows_;
+  std::vector<int64_t> starts_;
+  google::protobuf::RepeatedPtrField<v1::Value> values_;
+};
+
 // Computes every feature of `view` for `entity` as of each time in `as_of`
 // (ascending; repeats allowed) at `watermark`, with one scan of `cursor`
 // (an entity cursor of the view's stream, EventStore::NewEventCursor; it
@@ -40,11 +64,12 @@ using ValuesSink = absl::FunctionRef<void(
 // longest finite window of the entity (lifetime features keep only a state).
 // Errors: DATA_LOSS (a corrupt stored event), OUT_OF_RANGE (an INT64 sum
 // overflows; names the feature, entity and time).
-// Thread-safe for distinct cursors.
+// `scratch` (optional) is state reused between calls of one thread.
+// Thread-safe for distinct cursors and scratches.
 absl::Status SweepEntity(const CompiledView& view, EventCursor* cursor,
                          absl::string_view entity,
                          absl::Span<const int64_t> as_of, uint64_t watermark,
-                         ValuesSink sink);
+                         ValuesSink sink, SweepScratch* scratch = nullptr);
 
 }  // namespace rawfeat
 
