@@ -1,10 +1,13 @@
 // The transport's floor for the load tools: a gRPC server built from the
-// same libgrpc++ as rawfeatd that implements only
-// rawfeat.v1.FeatureStore/GetFeatures, answering every request with the
-// same pre-serialized response (a real GetFeaturesResponse saved by the load
-// tool) on gRPC's thread, as rawfeatd's GetFeatures does. No storage, no
-// parsing, no auth: what is left is gRPC, TLS if asked for, and the
-// loopback.
+// same libgrpc++ as rawfeatd that implements only two methods of
+// rawfeat.v1.FeatureStore:
+// - GetFeatures answers every request with the same pre-serialized response
+//   (a real GetFeaturesResponse saved by the load tool) on gRPC's thread, as
+//   rawfeatd's GetFeatures does;
+// - IngestStream parses each IngestRequest (any server must) and counts its
+//   events, then answers accepted = that count; nothing is stored.
+// No storage, no validation, no auth: what is left is gRPC, protobuf, TLS
+// if asked for, and the loopback.
 //
 //   rawfeat_echo --listen=127.0.0.1:0 --port_file=F --response_file=R
 //                [--tls_cert=PEM --tls_key=PEM]
@@ -31,11 +34,52 @@ std::string Slurp(const std::string& path) {
                      std::istreambuf_iterator<char>());
 }
 
-class EchoService final : public rawfeat::v1::FeatureStore::
-                              WithRawCallbackMethod_GetFeatures<
-                                  rawfeat::v1::FeatureStore::Service> {
+// Reads an IngestStream to its end, counting events, then answers.
+class CountingReader final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  explicit CountingReader(grpc::ByteBuffer* response) : response_(response) {
+    StartRead(&request_);
+  }
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      rawfeat::v1::IngestRequest parsed;
+      if (!grpc::GenericDeserialize<grpc::ProtoBufferReader,
+                                    rawfeat::v1::IngestRequest>(&request_,
+                                                                &parsed)
+               .ok()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad batch"));
+        return;
+      }
+      answer_.set_accepted(answer_.accepted() + parsed.events_size());
+      answer_.set_batches(answer_.batches() + 1);
+      StartRead(&request_);
+      return;
+    }
+    bool own_buffer = false;
+    grpc::GenericSerialize<grpc::ProtoBufferWriter,
+                           rawfeat::v1::IngestResponse>(answer_, response_,
+                                                        &own_buffer);
+    Finish(grpc::Status::OK);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ByteBuffer* const response_;
+  grpc::ByteBuffer request_;
+  rawfeat::v1::IngestResponse answer_;
+};
+
+class EchoService final
+    : public rawfeat::v1::FeatureStore::WithRawCallbackMethod_GetFeatures<
+          rawfeat::v1::FeatureStore::WithRawCallbackMethod_IngestStream<
+              rawfeat::v1::FeatureStore::Service>> {
  public:
   explicit EchoService(std::string response) : response_(std::move(response)) {}
+
+  grpc::ServerReadReactor<grpc::ByteBuffer>* IngestStream(
+      grpc::CallbackServerContext*, grpc::ByteBuffer* response) override {
+    return new CountingReader(response);
+  }
 
   grpc::ServerUnaryReactor* GetFeatures(grpc::CallbackServerContext* context,
                                         const grpc::ByteBuffer*,

@@ -58,6 +58,9 @@ ABSL_FLAG(int64_t, csv_rows, 0,
           "fillrandom (sync) with the same count and batch (0: skip)");
 ABSL_FLAG(std::string, rawfeat_cli, "build/client/rawfeat",
           "the rawfeat CLI binary (for --csv_rows)");
+ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
+          "the transport's floor: the same batches, clients and IngestStream "
+          "calls into a gRPC server that only parses them (empty: skip)");
 
 namespace rawfeat {
 namespace {
@@ -175,10 +178,12 @@ bool RunCsvIngest(const std::string& csv, int64_t rows, const std::string& work,
   return true;
 }
 
-// `secure`: TLS and a token (nullptr: plain text, no auth).
+// `secure`: TLS and a token (nullptr: plain text, no auth). `binary`:
+// rawfeatd, or the echo floor (which ignores rawfeatd's flags).
 bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
                 const std::string& work, const bench::ServerVariant* secure,
-                RunResult* out) {
+                RunResult* out,
+                const std::string& binary = absl::GetFlag(FLAGS_rawfeatd)) {
   const std::string dir =
       absl::StrCat(work, "/rawfeat-", sync ? "sync" : "nosync");
   std::filesystem::remove_all(dir);
@@ -192,9 +197,9 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
                  secure->server_flags.end());
     options = secure->client;
   }
-  LocalServer server(absl::GetFlag(FLAGS_rawfeatd), dir + "/data", dir, flags);
+  LocalServer server(binary, dir + "/data", dir, flags);
   if (!server.ok()) {
-    std::fprintf(stderr, "rawfeatd did not start\n");
+    std::fprintf(stderr, "%s did not start\n", binary.c_str());
     return false;
   }
   const int clients = absl::GetFlag(FLAGS_clients);
@@ -299,6 +304,23 @@ int Main() {
         static_cast<long long>(r.accepted), r.peak_rss / 1048576.0,
         r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
     std::fflush(stdout);
+    if (!sync && !absl::GetFlag(FLAGS_echo).empty()) {
+      // What the client and gRPC alone reach on this machine: the ceiling
+      // of any server behind the same calls.
+      RunResult f;
+      if (!RunRawfeat(batches, false, work, nullptr, &f,
+                      absl::GetFlag(FLAGS_echo))) {
+        return 1;
+      }
+      std::printf(
+          "%-7s floor   %9.0f events/s (%.2f s: the same calls into "
+          "rawfeat_echo, parsed, nothing stored) | db_bench %9.0f ops/s | "
+          "ratio %.2fx | rawfeat / floor %.2fx\n",
+          "nosync", f.events_per_sec, f.seconds, ref,
+          ref > 0 ? f.events_per_sec / ref : 0,
+          f.events_per_sec > 0 ? r.events_per_sec / f.events_per_sec : 0);
+      std::fflush(stdout);
+    }
     // Plain runs and runs with `variant` alternate, so drift in the
     // machine's speed hits both; the overhead is the ratio of the medians.
     auto compare = [&](const char* name, const bench::ServerVariant& variant,
