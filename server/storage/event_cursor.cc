@@ -403,11 +403,16 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
     const std::string prefix =
         TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
     rep->prefix_size = prefix.size();
-    rep->it =
-        NewBoundedIterator(db_.get(), tiles_cf_, SnapshotOf(view),
-                           to_day == kMaxEventTime ? PrefixSuccessor(prefix)
-                                                   : TileKey(prefix, to_day),
-                           &rep->upper, &rep->upper_slice);
+    rep->upper = to_day == kMaxEventTime ? PrefixSuccessor(prefix)
+                                         : TileKey(prefix, to_day);
+    rep->upper_slice = ToSlice(rep->upper);
+    // Within one entity's prefix: the prefix Bloom filters skip every file
+    // (and the memtable) holding no tile of the entity.
+    rocksdb::ReadOptions ro;
+    ro.snapshot = SnapshotOf(view);
+    ro.iterate_upper_bound = &rep->upper_slice;
+    ro.prefix_same_as_start = true;
+    rep->it.reset(db_->NewIterator(ro, tiles_cf_));
     rep->it->Seek(ToSlice(
         from_day == kMinEventTime ? prefix : TileKey(prefix, from_day)));
     rep->Settle();

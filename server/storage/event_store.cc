@@ -323,7 +323,13 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   rocksdb::ColumnFamilyOptions log_cf = make_cf(Bloom::kNone);
   log_cf.compaction_filter_factory =
       NewRetentionFilterFactory(retention, RetentionFilterKind::kLog);
-  rocksdb::ColumnFamilyOptions tiles_cf = make_cf(Bloom::kNone);
+  // Tile keys begin with the same entity prefix as event keys. Most
+  // entities have no tiles: a lookup's tile seek is then answered by the
+  // prefix Bloom filters instead of a seek into every level. Scans of all
+  // tiles ask for total order.
+  rocksdb::ColumnFamilyOptions tiles_cf = make_cf(Bloom::kPrefix);
+  tiles_cf.prefix_extractor = events_cf.prefix_extractor;
+  tiles_cf.memtable_prefix_bloom_size_ratio = 0.05;
   tiles_cf.compaction_filter_factory =
       NewRetentionFilterFactory(retention, RetentionFilterKind::kTiles);
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
@@ -509,8 +515,9 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
   {
     absl::MutexLock tl(&commit_mu_);
     RETURN_IF_ERROR(DropTilesOfOtherFormats());
-    std::unique_ptr<rocksdb::Iterator> tiles(
-        db_->NewIterator(rocksdb::ReadOptions(), tiles_cf_));
+    rocksdb::ReadOptions all;
+    all.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> tiles(db_->NewIterator(all, tiles_cf_));
     std::string day_key;
     for (tiles->SeekToFirst(); tiles->Valid(); tiles->Next()) {
       if (TileDayKey(ToView(tiles->key()), &day_key)) {
@@ -556,8 +563,9 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
   }
   rocksdb::WriteBatch batch;
   int64_t dropped = 0;
-  std::unique_ptr<rocksdb::Iterator> tiles(
-      db_->NewIterator(rocksdb::ReadOptions(), tiles_cf_));
+  rocksdb::ReadOptions all;
+  all.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> tiles(db_->NewIterator(all, tiles_cf_));
   for (tiles->SeekToFirst(); tiles->Valid(); tiles->Next()) {
     batch.Delete(tiles_cf_, tiles->key());
     ++dropped;
