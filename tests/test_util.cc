@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "grpcpp/grpcpp.h"
@@ -285,6 +287,18 @@ void TestServer::Restart() {
   client_.reset();
   server_.reset();
   Start();
+}
+
+uint64_t TestServer::SettledTiles() {
+  for (int i = 0; i < 1200; ++i) {
+    auto st = client_->GetStatus();
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (!st.ok()) return 0;
+    if (st->tile_builds_pending() == 0) return st->tiles();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ADD_FAILURE() << "tile builds still pending after a minute";
+  return 0;
 }
 
 }  // namespace testing

@@ -102,6 +102,9 @@ class TestServer {
   std::string address() const { return server_->address(); }
   // Stops the server (the data dir stays) and starts a new one on it.
   void Restart();
+  // The day tiles stored once the tile builds lookups asked for (run in the
+  // background) are done; waits for them (up to a minute, then fails).
+  uint64_t SettledTiles();
 
  private:
   void Start();

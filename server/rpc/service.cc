@@ -300,6 +300,7 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext* context,
       auth->Require(AuthAction::kStatus, ObjectKind::kNone, "");
   if (!allowed.ok()) return ToGrpcStatus(allowed);
   FillStatus(store_, registry_, auth_, response);
+  response->set_tile_builds_pending(views_->TileBuildsPending());
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
   if (metrics_ != nullptr) response->set_metrics_address(metrics_->address());
   for (const CallSlots* slots : {&read_events_slots_, &snapshot_slots_,

@@ -730,9 +730,12 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
         batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(log.value()));
         log.Reset(seq);
       }
-      if (!tiled_.empty()) {
+      if (!tiled_.empty() || !tile_builds_.empty()) {
         std::string day =
             EntityTimeKey(req.stream_id, e.entity, DayStart(e.time_us));
+        for (TileBuild* build : tile_builds_) {
+          if (build->days.contains(day)) build->voided.insert(day);
+        }
         auto tiles = tiled_.find(day);
         if (tiles != tiled_.end()) {
           for (const auto& tile : tiles->second) {
@@ -875,34 +878,58 @@ absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
   return pinned;
 }
 
-absl::Status EventStore::WriteTiles(
-    const TileScope& scope,
-    const std::function<absl::Status(
-        uint64_t, std::vector<std::pair<int64_t, std::string>>*)>& build) {
+absl::Status EventStore::WriteTiles(const TileScope& scope,
+                                    const std::vector<int64_t>& days,
+                                    const TileBuilder& build) {
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
-  absl::MutexLock commit_lock(&commit_mu_);
+  TileBuild registered;
+  registered.entity_prefix = EntityPrefix(scope.stream_id, scope.entity);
+  for (int64_t day : days) {
+    registered.days.insert(
+        EntityTimeKey(scope.stream_id, scope.entity, DayStart(day)));
+  }
+  uint64_t w = 0;
+  std::unique_ptr<ReadView> view;
+  {
+    // No group is half committed under the lock: the view holds exactly
+    // the events up to the watermark.
+    absl::MutexLock commit_lock(&commit_mu_);
+    w = watermark();
+    view = NewReadView();
+    tile_builds_.push_back(&registered);
+  }
   std::vector<std::pair<int64_t, std::string>> tiles;
-  const uint64_t w = watermark();
-  absl::Status s = build(w, &tiles);
-  if (!s.ok() || tiles.empty()) return s;
+  absl::Status s = build(w, view.get(), &tiles);
+  view.reset();
+  absl::MutexLock commit_lock(&commit_mu_);
+  tile_builds_.erase(
+      std::find(tile_builds_.begin(), tile_builds_.end(), &registered));
+  if (!s.ok()) return s;
   const std::string prefix =
       TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
   std::vector<std::string> keys;
-  keys.reserve(tiles.size());
+  std::vector<std::string> day_keys;
   rocksdb::WriteBatch batch;
   std::string value;
   for (const auto& [day, payload] : tiles) {
+    std::string day_key = EntityTimeKey(scope.stream_id, scope.entity, day);
+    if (!registered.days.contains(day_key)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a tile for ", FormatMicros(day), ", not a day being built"));
+    }
+    if (registered.voided.contains(day_key)) continue;  // changed since
     keys.push_back(TileKey(prefix, day));
+    day_keys.push_back(std::move(day_key));
     value.clear();
     PutBigEndian64(&value, w);
     value += payload;
     batch.Put(tiles_cf_, ToSlice(keys.back()), ToSlice(value));
   }
+  if (keys.empty()) return absl::OkStatus();
   s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles");
   if (!s.ok()) return s;
-  for (size_t i = 0; i < tiles.size(); ++i) {
-    auto& stored =
-        tiled_[EntityTimeKey(scope.stream_id, scope.entity, tiles[i].first)];
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto& stored = tiled_[day_keys[i]];
     if (std::find(stored.begin(), stored.end(), keys[i]) == stored.end()) {
       stored.push_back(std::move(keys[i]));
     }
@@ -1455,6 +1482,12 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
         tiled_.erase(it++);
       } else {
         ++it;
+      }
+    }
+    // Tiles being built of the entity's days were read before: void them.
+    for (TileBuild* build : tile_builds_) {
+      if (build->entity_prefix == prefix) {
+        build->voided = build->days;
       }
     }
   }

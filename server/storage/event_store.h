@@ -216,20 +216,24 @@ class EventStore {
                                         int64_t from_day, int64_t to_day,
                                         const ReadView* view) const;
 
-  // Builds tiles of `scope`: runs `build` while no append can commit, with
-  // the current watermark (every event it reads at the latest state is
-  // final at that watermark), then stores the (day start, payload) pairs
-  // it returns, built at that watermark. A tile stays valid until an event
-  // is appended to the (stream, entity, day) it covers: that append deletes
-  // it in the same atomic write. Tiles are a cache: they are not synced.
-  // Keep `build` short: ingest waits for it.
-  // Errors: those of `build`; RESOURCE_EXHAUSTED (read-only store),
-  // UNAVAILABLE (the write failed).
-  absl::Status WriteTiles(
-      const TileScope& scope,
-      const std::function<absl::Status(
-          uint64_t watermark,
-          std::vector<std::pair<int64_t, std::string>>* tiles)>& build);
+  // Builds tiles of `scope` for the UTC days starting at `days`: pins the
+  // latest watermark and a read view at it, runs `build` on that view while
+  // appends go on, then stores the (day start, payload) pairs it returns,
+  // built at that watermark. An append into one of the days (or an erasure
+  // of the entity) committed after the pin voids that day's tile: it is not
+  // stored. A stored tile stays valid until an event is appended to the
+  // (stream, entity, day) it covers: that append deletes it in the same
+  // atomic write. Tiles are a cache: they are not synced. Ingest waits only
+  // for the pin and the final write, never for `build`.
+  // Errors: those of `build`; INVALID_ARGUMENT (a tile for a day not in
+  // `days`); RESOURCE_EXHAUSTED (read-only store), UNAVAILABLE (the write
+  // failed). Thread-safe.
+  using TileBuilder = std::function<absl::Status(
+      uint64_t watermark, const ReadView* view,
+      std::vector<std::pair<int64_t, std::string>>* tiles)>;
+  absl::Status WriteTiles(const TileScope& scope,
+                          const std::vector<int64_t>& days,
+                          const TileBuilder& build);
 
   // Seals the unsealed events of every entity that has at least
   // `min_events` of them (1: all) into blocks (event_block.h). Safe while
@@ -431,6 +435,15 @@ class EventStore {
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
   mutable absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(commit_mu_);
+  // A WriteTiles between its pin and its write: the days it builds
+  // (EntityTimeKey of the day start) and those an append or erasure voided
+  // meanwhile.
+  struct TileBuild {
+    std::string entity_prefix;  // EntityPrefix of the scope
+    absl::flat_hash_set<std::string> days;
+    absl::flat_hash_set<std::string> voided;
+  };
+  std::vector<TileBuild*> tile_builds_ ABSL_GUARDED_BY(commit_mu_);
   // Erasures that took effect and whose log entries and ids are still
   // being emptied (EmptyErased): their seqs, sorted.
   struct PendingErase {

@@ -73,11 +73,12 @@ absl::Status BuildTiles(EventStore* store, const CompiledView& view,
                         absl::string_view entity,
                         const std::vector<int64_t>& days) {
   return store->WriteTiles(
-      TileScopeOf(view, entity),
-      [&](uint64_t, std::vector<std::pair<int64_t, std::string>>* tiles) {
-        // No append commits meanwhile: the latest state is each day's
-        // final content at the build watermark.
-        auto cursor = store->NewEventCursor(view.stream->stream_id, nullptr);
+      TileScopeOf(view, entity), days,
+      [&](uint64_t, const ReadView* read_view,
+          std::vector<std::pair<int64_t, std::string>>* tiles) {
+        // Each day's content at the build watermark.
+        auto cursor =
+            store->NewEventCursor(view.stream->stream_id, read_view);
         for (int64_t day : days) {
           auto states = NewStates(view);
           for (cursor->Seek(entity, day, day + kDayMicros); cursor->Valid();

@@ -59,8 +59,9 @@ absl::Status MergeTilePayload(const CompiledView& view,
 TileScope TileScopeOf(const CompiledView& view, absl::string_view entity);
 
 // Builds and stores the tiles of whole `days` (day starts) of `entity`
-// from its events at the latest watermark, while ingest waits
-// (EventStore::WriteTiles). Errors: those of WriteTiles, DATA_LOSS.
+// from its events at the latest watermark, while ingest goes on (a day
+// that gets an event meanwhile gets no tile: EventStore::WriteTiles).
+// Errors: those of WriteTiles, DATA_LOSS.
 absl::Status BuildTiles(EventStore* store, const CompiledView& view,
                         absl::string_view entity,
                         const std::vector<int64_t>& days);

@@ -230,12 +230,66 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     if (static_cast<int>(heavy_days.size()) > options_.max_tiles_per_lookup) {
       heavy_days.resize(options_.max_tiles_per_lookup);
     }
-    // A cache fill: failing to build tiles never fails the lookup.
-    if (BuildTiles(store_, view, entity, heavy_days).ok()) {
-      tiles_built_.fetch_add(heavy_days.size(), std::memory_order_relaxed);
-    }
+    // A cache fill, in the background: the lookup does not wait for it.
+    QueueTiles(view, entity, std::move(heavy_days));
   }
   return absl::OkStatus();
+}
+
+ViewEngine::~ViewEngine() {
+  std::thread thread;
+  {
+    absl::MutexLock l(&tile_mu_);
+    tile_stop_ = true;
+    tile_cv_.SignalAll();
+    thread = std::move(tile_thread_);
+  }
+  if (thread.joinable()) thread.join();
+}
+
+void ViewEngine::QueueTiles(const CompiledView& view, absl::string_view entity,
+                            std::vector<int64_t> days) const {
+  std::string key = absl::StrCat(view.def->name(), std::string(1, '\0'),
+                                 view.def->version(), std::string(1, '\0'),
+                                 entity);
+  absl::MutexLock l(&tile_mu_);
+  if (tile_stop_ || tile_jobs_.size() >= kMaxTileJobs ||
+      !tile_queued_.insert(std::move(key)).second) {
+    return;
+  }
+  tile_jobs_.push_back(TileJob{view.def->name(), view.def->version(),
+                               std::string(entity), std::move(days)});
+  if (!tile_thread_.joinable()) {
+    tile_thread_ = std::thread([this] { BuildQueuedTiles(); });
+  }
+  tile_cv_.Signal();
+}
+
+void ViewEngine::BuildQueuedTiles() const {
+  absl::MutexLock l(&tile_mu_);
+  while (true) {
+    while (!tile_stop_ && tile_jobs_.empty()) tile_cv_.Wait(&tile_mu_);
+    if (tile_stop_) return;
+    const TileJob job = std::move(tile_jobs_.front());
+    tile_jobs_.pop_front();
+    tile_mu_.Unlock();
+    // The view as it is now (a dropped or changed view builds nothing).
+    auto view = Resolve(job.view, job.version);
+    if (view.ok() &&
+        BuildTiles(store_, **view, job.entity, job.days).ok()) {
+      tiles_built_.fetch_add(job.days.size(), std::memory_order_relaxed);
+    }
+    tile_mu_.Lock();
+    tile_queued_.erase(absl::StrCat(job.view, std::string(1, '\0'),
+                                    job.version, std::string(1, '\0'),
+                                    job.entity));
+    tile_cv_.SignalAll();  // TileBuildsPending may fall to 0
+  }
+}
+
+size_t ViewEngine::TileBuildsPending() const {
+  absl::MutexLock l(&tile_mu_);
+  return tile_queued_.size();
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(

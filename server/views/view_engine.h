@@ -12,12 +12,15 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "rawfeat/v1/rawfeat.pb.h"
@@ -104,6 +107,10 @@ class ViewEngine {
   // REQUIRES: `store` and `registry` outlive the engine.
   ViewEngine(EventStore* store, const Registry* registry, Options options)
       : store_(store), registry_(registry), options_(options) {}
+  // Stops the tile builder (a build in progress finishes first).
+  ~ViewEngine();
+  ViewEngine(const ViewEngine&) = delete;
+  ViewEngine& operator=(const ViewEngine&) = delete;
 
   // Features of a view for a list of entities, one row per entity in
   // request order (unknown entities get count 0 / nulls), as of
@@ -190,13 +197,15 @@ class ViewEngine {
   absl::StatusOr<ResolvedService> ResolveService(const std::string& name,
                                                  uint32_t version) const;
 
-  // Day tiles read by lookups and built by them, since start (metrics).
+  // Day tiles read by lookups and built for them, since start (metrics).
   uint64_t tiles_used() const {
     return tiles_used_.load(std::memory_order_relaxed);
   }
   uint64_t tiles_built() const {
     return tiles_built_.load(std::memory_order_relaxed);
   }
+  // Tile builds lookups asked for that are queued or running.
+  size_t TileBuildsPending() const;
 
  private:
   EventStore* const store_;
@@ -209,6 +218,29 @@ class ViewEngine {
       cache_ ABSL_GUARDED_BY(cache_mu_);
   mutable std::atomic<uint64_t> tiles_used_{0};
   mutable std::atomic<uint64_t> tiles_built_{0};
+
+  // Tiles of heavy days a lookup scanned are built by one background
+  // thread (started by the first request), off the request path: a lookup
+  // only queues them. At most kMaxTileJobs wait; one entity of one view is
+  // queued once; more are dropped (a later lookup asks again).
+  struct TileJob {
+    std::string view;
+    uint32_t version = 0;
+    std::string entity;
+    std::vector<int64_t> days;
+  };
+  static constexpr size_t kMaxTileJobs = 256;
+  void QueueTiles(const CompiledView& view, absl::string_view entity,
+                  std::vector<int64_t> days) const;
+  void BuildQueuedTiles() const;
+  mutable absl::Mutex tile_mu_;
+  mutable absl::CondVar tile_cv_;
+  mutable std::deque<TileJob> tile_jobs_ ABSL_GUARDED_BY(tile_mu_);
+  // view \0 version \0 entity of each queued or running job.
+  mutable absl::flat_hash_set<std::string> tile_queued_
+      ABSL_GUARDED_BY(tile_mu_);
+  mutable bool tile_stop_ ABSL_GUARDED_BY(tile_mu_) = false;
+  mutable std::thread tile_thread_ ABSL_GUARDED_BY(tile_mu_);
 };
 
 }  // namespace rawfeat

@@ -427,7 +427,13 @@ def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
                     if resp is not None:
                         compare(want, resp.rows[0].values, where, feats)
 
-    check_gets("get(scan)")  # builds tiles for whole past days
+    check_gets("get(scan)")  # asks for tiles of whole past days
+    # Tiles are built in the background: wait until none is pending.
+    for _ in range(1200):
+        if stub.GetStatus(pb.GetStatusRequest(),
+                          timeout=30).tile_builds_pending == 0:
+            break
+        time.sleep(0.05)
     tiles = stub.GetStatus(pb.GetStatusRequest(), timeout=30).tiles
     assert tiles > 0, "the adversarial lookups should have built tiles"
     check_gets("get(tiles)")
@@ -663,7 +669,7 @@ def main():
     args = ap.parse_args()
     rng = random.Random(args.seed)
     work = tempfile.mkdtemp(prefix="rawfeat-diff-")
-    server = None
+    started = []  # every rawfeatd started
     try:
         generate_protos(args.protos, work)
         import grpc
@@ -679,6 +685,7 @@ def main():
                  "--data_dir=" + os.path.join(work, "data"),
                  "--port_file=" + port_file],
                 stderr=subprocess.DEVNULL)
+            started.append(proc)  # stopped at the end, whatever happens
             for _ in range(600):
                 if os.path.exists(port_file) and open(port_file).read():
                     break
@@ -874,9 +881,10 @@ def main():
               f"{failures} mismatches")
         return 1 if failures or checked == 0 else 0
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+        for proc in started:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -256,7 +256,7 @@ TEST(DataDirCompatTest, DISABLED_WriteV1Fixture) {
     TestServer s(dir + "/data", true, options);
     WriteHistory(s, dir + "/backup", &w_mid);
     w_end = s.client().GetStatus()->watermark();
-    ASSERT_GT(s.client().GetStatus()->tiles(), 0u);
+    ASSERT_GT(s.SettledTiles(), 0u);
     answers = Answers(s, w_mid, w_end);
   }
   std::ofstream f(dir + "/v1_datadir.answers");

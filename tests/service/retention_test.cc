@@ -219,7 +219,7 @@ TEST(RetentionTest, OldEventsLeaveEveryFamilyAndReadsBelowTheHorizonFail) {
     ASSERT_TRUE(ts.client().Ingest(OrdersBatch(events)).ok());
     // A lookup in the old days builds a tile of u1's heavy old day.
     ASSERT_TRUE(Lookup(ts.client(), {"u1"}, old_day + 2 * kDay).ok());
-    ASSERT_GT(ts.client().GetStatus()->tiles(), 0u);
+    ASSERT_GT(ts.SettledTiles(), 0u);
 
     auto applied = ts.client().ApplyDefinitions(Definitions("30d"));
     ASSERT_TRUE(applied.ok()) << applied.status();
@@ -274,7 +274,7 @@ TEST(RetentionTest, OldEventsLeaveEveryFamilyAndReadsBelowTheHorizonFail) {
     EXPECT_EQ(late->expired(), 1);
 
     ASSERT_TRUE(ts.server().store()->CompactAll().ok());
-    EXPECT_EQ(ts.client().GetStatus()->tiles(), 0u);
+    EXPECT_EQ(ts.SettledTiles(), 0u);
     watermark = ts.client().GetStatus()->watermark();
     EXPECT_EQ(watermark, 50u);
   }
@@ -382,7 +382,7 @@ TEST(ErasureTest, TheEntityLeavesEveryReadAndOthersStayBitIdentical) {
       ASSERT_TRUE(ts.client().Ingest(OrdersBatch(batch)).ok());
     }
     ASSERT_TRUE(Lookup(ts.client(), {"u1"}, now).ok());  // tiles of u1
-    ASSERT_GT(ts.client().GetStatus()->tiles(), 0u);
+    ASSERT_GT(ts.SettledTiles(), 0u);
     const uint64_t w0 = ts.client().GetStatus()->watermark();
     auto before = Lookup(ts.client(), others, now);
     ASSERT_TRUE(before.ok());
@@ -442,7 +442,7 @@ TEST(ErasureTest, TheEntityLeavesEveryReadAndOthersStayBitIdentical) {
       EXPECT_TRUE(ReadAll(ts.client(), "u1", w).empty());
     }
     auto st = ts.client().GetStatus();
-    EXPECT_EQ(st->tiles(), 0u);
+    EXPECT_EQ(ts.SettledTiles(), 0u);
     EXPECT_EQ(OrdersStatus(*st)->events(), events.size() - n_erased);
 
     // Idempotent: a second erasure deletes nothing and is logged too.

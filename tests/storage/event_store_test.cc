@@ -311,8 +311,8 @@ TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
   };
   for (const TileScope& sc : {scope, other}) {
     ASSERT_TRUE(store_
-                    ->WriteTiles(sc,
-                                 [](uint64_t w, auto* tiles) {
+                    ->WriteTiles(sc, {0, kDayMicros, 2 * kDayMicros},
+                                 [](uint64_t w, const ReadView*, auto* tiles) {
                                    EXPECT_EQ(w, 1u);
                                    for (int d : {0, 1, 2}) {
                                      tiles->emplace_back(d * kDayMicros,
@@ -338,6 +338,74 @@ TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
   EXPECT_EQ(
       days(TileScope{1, "u2", "v", 1}, kMinEventTime, kMaxEventTime).size(),
       0u);
+}
+
+// A tile is built from a read pinned at its watermark while appends go on:
+// a day that gets an event (or whose entity is erased) before the tile is
+// written gets no tile, and the build sees none of the later events.
+TEST_F(EventStoreTest, TilesBuiltWhileAppendsGoOnSkipTheDaysTheyChanged) {
+  AppendRequest req;
+  req.stream_id = 1;
+  req.events = {Typed(0, "1", "u", 5, 1), Typed(1, "2", "u", kDayMicros + 5, 2),
+                Typed(2, "3", "u", 2 * kDayMicros + 5, 3)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  const TileScope scope{1, "u", "v", 1};
+  auto stored_days = [&]() {
+    std::vector<int64_t> out;
+    auto t = store_->ScanTiles(scope, kMinEventTime, kMaxEventTime, nullptr);
+    for (; t->Valid(); t->Next()) {
+      EXPECT_EQ(t->watermark(), 3u);
+      out.push_back(t->day());
+    }
+    return out;
+  };
+  const std::vector<int64_t> all = {0, kDayMicros, 2 * kDayMicros};
+  ASSERT_TRUE(
+      store_
+          ->WriteTiles(
+              scope, all,
+              [&](uint64_t w, const ReadView* view, auto* tiles) {
+                EXPECT_EQ(w, 3u);
+                // Appended while the build runs: a late event into day 1
+                // and another entity's event into day 2.
+                AppendRequest late;
+                late.stream_id = 1;
+                late.events = {Typed(0, "4", "u", kDayMicros + 9, 4),
+                               Typed(1, "5", "x", 2 * kDayMicros + 9, 5)};
+                EXPECT_TRUE(store_->Append(&late).ok());
+                // The pinned view holds only what the watermark covers.
+                auto c = store_->NewEventCursor(1, view);
+                c->Seek("u", kMinEventTime, kMaxEventTime);
+                int n = 0;
+                for (; c->Valid(); c->Next()) ++n;
+                EXPECT_EQ(n, 3);
+                for (int64_t day : all) tiles->emplace_back(day, "p");
+                return absl::OkStatus();
+              })
+          .ok());
+  EXPECT_EQ(stored_days(), (std::vector<int64_t>{0, 2 * kDayMicros}));
+  EXPECT_EQ(store_->TileCount(), 2u);
+
+  // A tile for a day it was not asked to build is refused.
+  auto wrong = store_->WriteTiles(
+      scope, {0}, [](uint64_t, const ReadView*, auto* tiles) {
+        tiles->emplace_back(5 * kDayMicros, "p");
+        return absl::OkStatus();
+      });
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kInvalidArgument) << wrong;
+
+  // An erasure of the entity while a build runs voids all of its days.
+  ASSERT_TRUE(
+      store_
+          ->WriteTiles(scope, {3 * kDayMicros},
+                       [&](uint64_t, const ReadView*, auto* tiles) {
+                         EXPECT_TRUE(store_->Erase(1, "u", v1::Erasure()).ok());
+                         tiles->emplace_back(3 * kDayMicros, "p");
+                         return absl::OkStatus();
+                       })
+          .ok());
+  EXPECT_TRUE(stored_days().empty());
+  EXPECT_EQ(store_->TileCount(), 0u);
 }
 
 }  // namespace
