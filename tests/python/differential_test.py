@@ -427,16 +427,19 @@ def adversarial_numbers(args, rng, pb, grpc, stub, server, start_server,
                     if resp is not None:
                         compare(want, resp.rows[0].values, where, feats)
 
+    def settled_tiles():
+        """Tiles stored once the background builds lookups asked for end."""
+        for _ in range(1200):
+            st = stub.GetStatus(pb.GetStatusRequest(), timeout=30)
+            if st.tile_builds_pending == 0:
+                return st.tiles
+            time.sleep(0.05)
+        raise AssertionError("tile builds still pending after a minute")
+
     check_gets("get(scan)")  # asks for tiles of whole past days
-    # Tiles are built in the background: wait until none is pending.
-    for _ in range(1200):
-        if stub.GetStatus(pb.GetStatusRequest(),
-                          timeout=30).tile_builds_pending == 0:
-            break
-        time.sleep(0.05)
-    tiles = stub.GetStatus(pb.GetStatusRequest(), timeout=30).tiles
-    assert tiles > 0, "the adversarial lookups should have built tiles"
+    assert settled_tiles() > 0, "the adversarial lookups should have built tiles"
     check_gets("get(tiles)")
+    tiles = settled_tiles()  # these lookups may have asked for more
     server.terminate()
     server.wait(timeout=30)
     server, stub = start_server()

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -239,6 +240,23 @@ void WriteHistory(TestServer& s, const std::string& backup_dir,
   ASSERT_TRUE(s.client().Erase("orders", "u7").ok());
 }
 
+// Calls `take` with the stored orders events in seq order until it
+// returns false.
+void ForEachOrder(TestServer& s,
+                  const std::function<bool(const v1::Event&)>& take) {
+  v1::ReadEventsRequest req;
+  req.set_stream("orders");
+  EXPECT_TRUE(s.client()
+                  .ReadEvents(req,
+                              [&](const v1::ReadEventsResponse& r) {
+                                for (const auto& e : r.events()) {
+                                  if (!take(e)) return false;
+                                }
+                                return true;
+                              })
+                  .ok());
+}
+
 std::string FixturePath(const std::string& name) {
   return absl::StrCat(RAWFEAT_FIXTURES_DIR, "/", name);
 }
@@ -316,18 +334,10 @@ TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
   {
     v1::IngestRequest resend;
     resend.set_stream("orders");
-    v1::ReadEventsRequest req;
-    req.set_stream("orders");
-    ASSERT_TRUE(s.client()
-                    .ReadEvents(req,
-                                [&](const v1::ReadEventsResponse& r) {
-                                  for (const auto& e : r.events()) {
-                                    if (resend.events_size() == 50) break;
-                                    *resend.add_events() = e;
-                                  }
-                                  return resend.events_size() < 50;
-                                })
-                    .ok());
+    ForEachOrder(s, [&](const v1::Event& e) {
+      *resend.add_events() = e;
+      return resend.events_size() < 50;
+    });
     ASSERT_EQ(resend.events_size(), 50);
     ASSERT_FALSE(resend.events(0).event_id().empty());
     auto dup = s.client().Ingest(resend);
@@ -352,18 +362,10 @@ TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
   // event stays where it was, before and after a restart.
   auto replay = [&s]() {
     std::vector<std::pair<std::string, std::string>> events;  // entity, all
-    v1::ReadEventsRequest req;
-    req.set_stream("orders");
-    EXPECT_TRUE(s.client()
-                    .ReadEvents(req,
-                                [&](const v1::ReadEventsResponse& r) {
-                                  for (const auto& e : r.events()) {
-                                    events.emplace_back(e.entity(),
-                                                        Canonical(e));
-                                  }
-                                  return true;
-                                })
-                    .ok());
+    ForEachOrder(s, [&](const v1::Event& e) {
+      events.emplace_back(e.entity(), Canonical(e));
+      return true;
+    });
     return events;
   };
   const size_t v1_events = replay().size();
