@@ -13,7 +13,6 @@
 #include "absl/time/time.h"
 #include "server/common/echo.h"
 #include "server/common/hash.h"
-#include "server/common/parallel.h"
 #include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 #include "server/views/columns.h"

@@ -247,11 +247,21 @@ ViewEngine::~ViewEngine() {
   if (thread.joinable()) thread.join();
 }
 
+namespace {
+
+// What identifies a tile job: one entity of one view version.
+std::string TileJobKey(absl::string_view view, uint32_t version,
+                       absl::string_view entity) {
+  return absl::StrCat(view, absl::string_view("\0", 1), version,
+                      absl::string_view("\0", 1), entity);
+}
+
+}  // namespace
+
 void ViewEngine::QueueTiles(const CompiledView& view, absl::string_view entity,
                             std::vector<int64_t> days) const {
-  std::string key = absl::StrCat(view.def->name(), std::string(1, '\0'),
-                                 view.def->version(), std::string(1, '\0'),
-                                 entity);
+  std::string key =
+      TileJobKey(view.def->name(), view.def->version(), entity);
   absl::MutexLock l(&tile_mu_);
   if (tile_stop_ || tile_jobs_.size() >= kMaxTileJobs ||
       !tile_queued_.insert(std::move(key)).second) {
@@ -273,16 +283,14 @@ void ViewEngine::BuildQueuedTiles() const {
     const TileJob job = std::move(tile_jobs_.front());
     tile_jobs_.pop_front();
     tile_mu_.Unlock();
-    // The view as it is now (a dropped or changed view builds nothing).
+    // The same view version (one dropped since builds nothing).
     auto view = Resolve(job.view, job.version);
     if (view.ok() &&
         BuildTiles(store_, **view, job.entity, job.days).ok()) {
       tiles_built_.fetch_add(job.days.size(), std::memory_order_relaxed);
     }
     tile_mu_.Lock();
-    tile_queued_.erase(absl::StrCat(job.view, std::string(1, '\0'),
-                                    job.version, std::string(1, '\0'),
-                                    job.entity));
+    tile_queued_.erase(TileJobKey(job.view, job.version, job.entity));
     tile_cv_.SignalAll();  // TileBuildsPending may fall to 0
   }
 }
