@@ -9,7 +9,11 @@
 // precomputed 8-field row per entity, and measures HGETALL with the same
 // client concurrency, printing our latency as a ratio of Redis's.
 // A last scenario measures the floor of both: GetFeatures of an unknown
-// view (NOT_FOUND after one lookup) against Redis PING.
+// view (NOT_FOUND after one lookup) against Redis PING. The transport's
+// floor is measured too: bench/rawfeat_echo, built from the same libgrpc++,
+// answers the median scenarios' requests (1 and 100 entities) with real
+// answers of their size and computes nothing; every scenario is printed as
+// a ratio of the floor of its size (`x floor` columns).
 // Every phase is bounded in request count and in time.
 //
 //   features_load --rawfeatd build/server/rawfeatd [--events 10000000]
@@ -61,8 +65,9 @@ ABSL_FLAG(int, secure_rounds, 0,
           "times in plain text and with TLS + a bearer token (alternating) "
           "and compare the median-entity scenarios (0: skip)");
 ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
-          "the transport's floor for --secure_rounds: a gRPC server that "
-          "answers GetFeatures with a canned response (empty: skip)");
+          "the transport's floor (the floor columns and --secure_rounds): a "
+          "gRPC server that answers GetFeatures with a canned response "
+          "(empty: skip)");
 ABSL_FLAG(std::string, secure_mode, "tls+token",
           "what --secure_rounds compares with plain text: tls+token, tls "
           "(no --auth_file), token (an --auth_file, no TLS) or metrics "
@@ -355,23 +360,49 @@ int Main() {
     const Scenario& sc = scenarios[i];
     ours[i] = ClosedLoop(Caller(server.address(), ClientOptions(), sc));
   }
-  if (absl::GetFlag(FLAGS_secure_rounds) > 0) {
-    // The echo floor's canned answer: a real median-entity response.
+  const std::string echo = absl::GetFlag(FLAGS_echo);
+  // The echo floor's canned answers: real responses for the median
+  // entities, one of 1 entity and one of 100.
+  for (const int n : {1, 100}) {
+    if (echo.empty()) break;
     v1::GetFeaturesRequest req;
     req.set_view("bench");
     *req.mutable_as_of() = MicrosToTimestamp(kEnd);
-    req.add_entities(Entity(median_rank));
+    for (int i = 0; i < n; ++i) req.add_entities(Entity(median_rank + i));
     auto r = Client(server.address()).GetFeatures(req);
     if (!r.ok()) {
       std::fprintf(stderr, "GetFeatures: %s\n", r.status().ToString().c_str());
       return 1;
     }
-    std::ofstream(work + "/echo_response.bin", std::ios::binary)
+    std::ofstream(n == 1 ? work + "/echo_response.bin"
+                         : work + "/echo_response_100.bin",
+                  std::ios::binary)
         << r->SerializeAsString();
-    std::printf("echo response: %zu bytes\n", r->ByteSizeLong());
+    std::printf("echo response of %d entities: %zu bytes\n", n,
+                r->ByteSizeLong());
   }
   const long long rss = server.PeakRssBytes();
   server.Terminate();
+
+  // The transport's floor in the same run: rawfeat_echo answers each
+  // scenario's call with a real answer of its size (1 or 100 entities), with
+  // the same clients, threads and channels; nothing is computed.
+  Stats floor_of[2];  // answers of 1 entity, of 100
+  for (const int n : {1, 100}) {
+    if (echo.empty()) break;
+    LocalServer echo_server(
+        echo, work + "/data", work,
+        {"--response_file=" + work +
+         (n == 1 ? "/echo_response.bin" : "/echo_response_100.bin")});
+    if (!echo_server.ok()) {
+      std::fprintf(stderr, "rawfeat_echo did not start\n");
+      return 1;
+    }
+    // Requests like the median scenarios' (1 or 100 entities).
+    floor_of[n == 1 ? 0 : 1] = ClosedLoop(Caller(
+        echo_server.address(), ClientOptions(), scenarios[n == 1 ? 0 : 1]));
+    echo_server.Terminate();
+  }
 
   std::vector<Stats> redis(scenarios.size());
   const std::string redis_bin = absl::GetFlag(FLAGS_redis_server);
@@ -446,16 +477,23 @@ int Main() {
     waitpid(pid, nullptr, 0);
   }
 
-  std::printf("\n%-30s %10s %10s %10s %9s | %9s %9s | %7s %7s\n", "scenario",
-              "p50 us", "p99 us", "p99.9 us", "QPS", "redis p50", "redis p99",
-              "x p50", "x p99");
+  std::printf(
+      "\n%-30s %10s %10s %10s %9s | %9s %9s | %7s %7s | %9s %9s | %9s "
+      "%9s\n",
+      "scenario", "p50 us", "p99 us", "p99.9 us", "QPS", "redis p50",
+      "redis p99", "x p50", "x p99", "floor p50", "floor p99", "xfloor p50",
+      "xfloor p99");
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0; };
   for (size_t i = 0; i < scenarios.size(); ++i) {
     const Stats& o = ours[i];
     const Stats& r = redis[i];
+    const Stats& f = floor_of[scenarios[i].batch == 1 ? 0 : 1];
     std::printf(
-        "%-30s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f\n",
+        "%-30s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f | "
+        "%9.0f %9.0f | %9.1f %9.1f\n",
         scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
-        r.p50 > 0 ? o.p50 / r.p50 : 0, r.p99 > 0 ? o.p99 / r.p99 : 0);
+        ratio(o.p50, r.p50), ratio(o.p99, r.p99), f.p50, f.p99,
+        ratio(o.p50, f.p50), ratio(o.p99, f.p99));
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
   std::fflush(stdout);
