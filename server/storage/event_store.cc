@@ -418,7 +418,7 @@ absl::Status EventStore::CheckFormat() {
     }
     const uint32_t format = DecodeBigEndian32(stored.data());
     if (format == kStoreFormat) return absl::OkStatus();
-    if (format != 1 && format != 2) {
+    if (format < 1 || format > kStoreFormat) {
       return absl::FailedPreconditionError(absl::StrCat(
           dir_, " holds storage format ", format,
           "; this rawfeatd reads formats 1 to ", kStoreFormat,

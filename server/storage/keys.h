@@ -65,7 +65,7 @@ std::string IdKey(uint32_t stream_id, absl::string_view event_id);
 
 // An id record: the event's seq, its time (for retention) and the first
 // kIdHashBytes bytes of its content hash (SHA-256), which decide duplicate
-// (equal) or conflict (different). Format 3 writes
+// (equal) or conflict (different). Format 4 writes
 //   varint(seq) | varint(zigzag(time)) | hash[0, 16)   (18 to 36 bytes);
 // earlier formats wrote be64(seq) | 32-byte hash, with be64(time ^ 2^63)
 // appended since retention (40 or 48 bytes). Every form is read.
@@ -105,10 +105,12 @@ bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 //   2: the log holds one entry per committed group (log_record.h).
 //   3: events are sealed into blocks (event_block.h) beside the event
 //      keys not sealed yet.
+//   4: id records are short (IdRecord below; a format-3 server would take
+//      them for corrupt).
 // A store of an earlier format is read as it is and marked with this one
-// when opened: old log entries stay readable, and its events, all
-// unsealed, are sealed in the background.
-inline constexpr uint32_t kStoreFormat = 3;
+// when opened: old log entries and id records stay readable, and its
+// events, if unsealed, are sealed in the background.
+inline constexpr uint32_t kStoreFormat = 4;
 
 // meta keys.
 inline constexpr char kMetaFormatKey[] = "format";           // be32

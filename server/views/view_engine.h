@@ -10,9 +10,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
-#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -137,9 +137,10 @@ class ViewEngine {
   // entities in batches of about a chunk; `analyst_threads` workers compute
   // them (SweepEntity, one entity at a time) while the next batches are
   // found, and each batch is sent as soon as it is complete. Memory: up to
-  // three batches of rows plus one entity's window per worker. Calls `emit` with chunks of up to `chunk_rows` rows (the first with
-  // the feature names; at least one chunk, even when no entity qualifies); an
-  // error from `emit` stops the scan and is returned.
+  // three batches of rows plus one entity's window per worker. Calls `emit`
+  // with chunks of up to `chunk_rows` rows (the first with the feature
+  // names; at least one chunk, even when no entity qualifies); an error from
+  // `emit` stops the scan and is returned.
   // Errors: those of GetFeatures, INVALID_ARGUMENT (bad partition).
   // With as_of_times (up to kMaxSnapshotTimes), one pass computes every
   // time: each chunk holds rows of one time (its as_of), entity order per
@@ -161,7 +162,8 @@ class ViewEngine {
   // Computes every feature of `view` for one entity. Appends values (aligned
   // with view.features) to `row`. Uses the tiles valid at `watermark` for
   // whole days inside every window (or outside it), scans the rest, and may
-  // build tiles for heavy days it scanned. `*budget` is the bytes the row
+  // queue tiles of heavy days it scanned for the background builder (it
+  // never waits for them). `*budget` is the bytes the row
   // may still take; it is reduced by what the row takes, and a row that
   // would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,

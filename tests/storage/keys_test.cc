@@ -88,7 +88,7 @@ TEST(KeysTest, IdRecordsOfEveryFormRoundTrip) {
       EXPECT_FALSE(DecodeIdRecord(absl::string_view(v).substr(0, n), &r));
     }
   }
-  // The forms written before format 3: be64 seq | 32-byte hash, and the
+  // The forms written before format 4: be64 seq | 32-byte hash, and the
   // same with be64(time ^ 2^63) appended.
   std::string old = std::string("\0\0\0\0\0\0\x01\x02", 8) + hash;
   IdRecord r;
