@@ -326,8 +326,8 @@ int Main() {
   std::vector<Stats> ours(scenarios.size());
   for (size_t i = 0; i < scenarios.size(); ++i) {
     if (i == 3) {
-      // Warm-up: look every heavy entity up a few times (each lookup tiles
-      // up to 16 of its days).
+      // Warm-up: look every heavy entity up a few times (each lookup asks
+      // for tiles of up to 16 of its days), then wait for the tiles.
       const auto start = Clock::now();
       const auto until = start + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(
@@ -349,7 +349,13 @@ int Main() {
       }
       for (auto& th : threads) th.join();
       Client client(server.address());
+      // Tiles are built in the background: warm means they are all built
+      // (within the same time bound).
       auto st = client.GetStatus();
+      while (st.ok() && st->tile_builds_pending() > 0 && Clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        st = client.GetStatus();
+      }
       std::printf(
           "warm-up: %.1f s, %llu tiles\n",
           std::chrono::duration<double>(Clock::now() - start).count(),
