@@ -116,6 +116,16 @@ v1::IngestRequest OrdersBatch(std::vector<v1::Event> events,
   return r;
 }
 
+absl::Status ForEachEvent(Client& client, const v1::ReadEventsRequest& req,
+                          const std::function<bool(const v1::Event&)>& take) {
+  return client.ReadEvents(req, [&](const v1::ReadEventsResponse& chunk) {
+    for (const auto& e : chunk.events()) {
+      if (!take(e)) return false;
+    }
+    return true;
+  });
+}
+
 v1::FeatureDef Feature(const std::string& name, const std::string& agg,
                        const std::string& field, const std::string& window,
                        uint32_t k) {

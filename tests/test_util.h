@@ -5,6 +5,7 @@
 // 127.0.0.1:0, and event builders.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,6 +67,11 @@ v1::Value Bool(bool b);
 // An IngestRequest of `events` for the orders stream.
 v1::IngestRequest OrdersBatch(std::vector<v1::Event> events,
                               v1::OnInvalid mode = v1::REJECT_BATCH);
+
+// Reads every event `req` selects (ReadEvents, seq order) and calls `take`
+// with each until it returns false. The call's status.
+absl::Status ForEachEvent(Client& client, const v1::ReadEventsRequest& req,
+                          const std::function<bool(const v1::Event&)>& take);
 
 // A feature definition (k only for last_k).
 v1::FeatureDef Feature(const std::string& name, const std::string& agg,

@@ -45,15 +45,10 @@ std::pair<size_t, size_t> Replayed(Client& client, const std::string& entity) {
   size_t in_log = 0, own = 0;
   v1::ReadEventsRequest req;
   req.set_stream("orders");
-  EXPECT_TRUE(client
-                  .ReadEvents(req,
-                              [&](const auto& chunk) {
-                                for (const auto& e : chunk.events()) {
-                                  in_log += e.entity() == entity ? 1 : 0;
-                                }
-                                return true;
-                              })
-                  .ok());
+  EXPECT_TRUE(testing::ForEachEvent(client, req, [&](const v1::Event& e) {
+                in_log += e.entity() == entity ? 1 : 0;
+                return true;
+              }).ok());
   req.set_entity(entity);
   EXPECT_TRUE(client
                   .ReadEvents(req,
@@ -135,16 +130,11 @@ void SigkillWhileIngesting(const std::vector<std::string>& flags) {
   uint64_t expect_seq = 1;
   v1::ReadEventsRequest req;
   req.set_stream("orders");
-  ASSERT_TRUE(client
-                  .ReadEvents(req,
-                              [&](const auto& chunk) {
-                                for (const auto& e : chunk.events()) {
-                                  ++seen[e.event_id()];
-                                  EXPECT_EQ(e.seq(), expect_seq++);
-                                }
-                                return true;
-                              })
-                  .ok());
+  ASSERT_TRUE(testing::ForEachEvent(client, req, [&](const v1::Event& e) {
+                ++seen[e.event_id()];
+                EXPECT_EQ(e.seq(), expect_seq++);
+                return true;
+              }).ok());
   size_t acked_events = 0;
   for (const auto& [name, batch] : acked) {
     acked_events += batch.events_size();

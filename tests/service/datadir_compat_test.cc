@@ -246,15 +246,7 @@ void ForEachOrder(TestServer& s,
                   const std::function<bool(const v1::Event&)>& take) {
   v1::ReadEventsRequest req;
   req.set_stream("orders");
-  EXPECT_TRUE(s.client()
-                  .ReadEvents(req,
-                              [&](const v1::ReadEventsResponse& r) {
-                                for (const auto& e : r.events()) {
-                                  if (!take(e)) return false;
-                                }
-                                return true;
-                              })
-                  .ok());
+  EXPECT_TRUE(testing::ForEachEvent(s.client(), req, take).ok());
 }
 
 std::string FixturePath(const std::string& name) {

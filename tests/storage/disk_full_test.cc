@@ -120,6 +120,20 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
   std::atomic<bool> no_space_{true};
 };
 
+// A FaultFs, the Env over it, and store options that use that Env with no
+// free-space floor (the faults, not the floor, stop the writes).
+struct FaultyDisk {
+  std::shared_ptr<FaultFs> fs =
+      std::make_shared<FaultFs>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  EventStoreOptions Options() const {
+    EventStoreOptions options;
+    options.env = env.get();
+    options.min_free_bytes = 0;
+    return options;
+  }
+};
+
 AppendRequest Batch(int b) {
   AppendRequest req;
   req.stream_id = 1;
@@ -171,11 +185,9 @@ class DiskFaultTest : public ::testing::TestWithParam<Fault> {};
 TEST_P(DiskFaultTest, AppendsFailCleanlyReadsGoOnWritesResume) {
   const Fault fault = GetParam();
   testing::TempDir dir;
-  auto fs = std::make_shared<FaultFs>(rocksdb::FileSystem::Default());
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-  EventStoreOptions options;
-  options.env = env.get();
-  options.min_free_bytes = 0;
+  FaultyDisk disk;
+  FaultFs* fs = disk.fs.get();
+  const EventStoreOptions options = disk.Options();
   std::set<int> acked;
   {
     auto store = EventStore::Open(dir.Sub("db"), options);
@@ -296,11 +308,9 @@ TEST(DiskFaultSealTest, AFailedSealLeavesEveryEventReadable) {
   for (bool no_space : {false, true}) {
     SCOPED_TRACE(no_space ? "ENOSPC" : "EIO");
     testing::TempDir dir;
-    auto fs = std::make_shared<FaultFs>(rocksdb::FileSystem::Default());
-    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
-    EventStoreOptions options;
-    options.env = env.get();
-    options.min_free_bytes = 0;
+    FaultyDisk disk;
+    FaultFs* fs = disk.fs.get();
+    EventStoreOptions options = disk.Options();
     options.seal_min_events = 0;  // the test seals
     std::vector<std::string> want;
     {
