@@ -42,7 +42,10 @@ ABSL_FLAG(bool, tiles, true,
           "keep per-day partial aggregates of heavy entities so long windows "
           "do not rescan history (values are identical either way)");
 ABSL_FLAG(int, tile_min_events, 32,
-          "events a day needs before a lookup tiles it");
+          "events a day needs before it is tiled");
+ABSL_FLAG(bool, tile_sealed_days, true,
+          "tile heavy days of entities whose old events were sealed, in the "
+          "background once sealing is quiet, before any lookup asks");
 ABSL_FLAG(int, seal_min_events, 64,
           "seal an entity's new events of a day into a block once it has "
           "this many (every entity's once ingest pauses); 0 = never seal "
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
   options.max_entities = absl::GetFlag(FLAGS_max_entities);
   options.tiles = absl::GetFlag(FLAGS_tiles);
   options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
+  options.tile_sealed_days = absl::GetFlag(FLAGS_tile_sealed_days);
   if (absl::GetFlag(FLAGS_seal_min_events) < 0) {
     std::fprintf(stderr, "rawfeatd: --seal_min_events must be 0 or more\n");
     return 2;

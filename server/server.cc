@@ -197,6 +197,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   view_options.max_entities = options.max_entities;
   view_options.tiles = options.tiles;
   view_options.tile_min_events = options.tile_min_events;
+  view_options.tile_sealed_days = options.tile_sealed_days;
   // Room for the message's own framing under gRPC's limit.
   view_options.max_response_bytes =
       static_cast<size_t>(std::max(options.max_message_bytes - 4096, 4096));

@@ -70,6 +70,9 @@ struct ServerOptions {
   // Day tiles for heavy entities (see ViewEngine::Options). Default: on.
   bool tiles = true;
   int tile_min_events = 32;
+  // Tile heavy old days of what the sealer sealed, ahead of lookups
+  // (ViewEngine::Options::tile_sealed_days). Default: on.
+  bool tile_sealed_days = true;
   // Most label rows a JoinFeatures call holds at once (see JoinSession).
   // Default: 1,000,000.
   size_t join_run_rows = 1000000;

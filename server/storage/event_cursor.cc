@@ -399,9 +399,14 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
                                                   int64_t to_day,
                                                   const ReadView* view) const {
   auto rep = std::make_unique<TileCursor::Rep>();
-  if (tiles_readable_) {
-    const std::string prefix =
-        TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
+  const std::string prefix =
+      TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
+  bool tiled;
+  {
+    absl::MutexLock l(&tiled_scopes_mu_);
+    tiled = tiled_scopes_.contains(prefix);
+  }
+  if (tiles_readable_ && tiled) {
     rep->prefix_size = prefix.size();
     rep->upper = to_day == kMaxEventTime ? PrefixSuccessor(prefix)
                                          : TileKey(prefix, to_day);

@@ -522,6 +522,9 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
     for (tiles->SeekToFirst(); tiles->Valid(); tiles->Next()) {
       if (TileDayKey(ToView(tiles->key()), &day_key)) {
         tiled_[day_key].emplace_back(ToView(tiles->key()));
+        absl::MutexLock sl(&tiled_scopes_mu_);
+        const absl::string_view key = ToView(tiles->key());
+        tiled_scopes_.emplace(key.substr(0, key.size() - 8));
       }
     }
     if (!tiles->status().ok()) return FromRocks(tiles->status(), "load tiles");
@@ -928,6 +931,10 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
   if (keys.empty()) return absl::OkStatus();
   s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles");
   if (!s.ok()) return s;
+  {
+    absl::MutexLock sl(&tiled_scopes_mu_);
+    tiled_scopes_.insert(prefix);
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
     auto& stored = tiled_[day_keys[i]];
     if (std::find(stored.begin(), stored.end(), keys[i]) == stored.end()) {

@@ -246,6 +246,20 @@ class EventStore {
   // Events appended (or found at open) and not sealed yet.
   uint64_t UnsealedEvents() const;
 
+  // Told, by the thread that sealed them, that the events of one entity
+  // of `stream_id` were sealed, the earliest at `earliest_us`: a hint that
+  // its history changed (ViewEngine tiles heavy past days from it). Called
+  // after the seal is written, with no store lock held but one that
+  // SetSealListener takes: it must be quick and must not call back into
+  // sealing.
+  using SealListener = std::function<void(
+      uint32_t stream_id, absl::string_view entity, int64_t earliest_us)>;
+  // Installs `listener` for `owner` (replacing any other), or with nullptr
+  // removes it if `owner` installed it. Returns after any call in progress
+  // has ended, so an owner may be destroyed once it removed its listener.
+  // Thread-safe.
+  void SetSealListener(const void* owner, SealListener listener);
+
   // Number of tiles stored.
   size_t TileCount() const;
   // Writes a consistent checkpoint of the store into `dir` (which must not
@@ -432,6 +446,14 @@ class EventStore {
   absl::Mutex meta_mu_;           // serializes PutMeta
   // Held while a group commits or an exclusive section runs.
   mutable absl::Mutex commit_mu_;
+  // The scopes (TilePrefix) that have had a tile since open: ScanTiles of
+  // any other finds nothing without asking RocksDB (most entities have no
+  // tiles). Only grows; a hint, never the truth (a scope whose tiles went
+  // is scanned in vain, and one a concurrent write just tiled is read
+  // without its tiles, which only costs a longer scan).
+  mutable absl::Mutex tiled_scopes_mu_;
+  absl::flat_hash_set<std::string> tiled_scopes_
+      ABSL_GUARDED_BY(tiled_scopes_mu_);
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
   mutable absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(commit_mu_);
@@ -501,6 +523,10 @@ class EventStore {
   std::atomic<bool> stopping_{false};  // the store is closing
   absl::CondVar seal_cv_;
   std::thread sealer_;
+  absl::Mutex seal_listener_mu_;  // held while the listener is called
+  const void* seal_listener_owner_ ABSL_GUARDED_BY(seal_listener_mu_) =
+      nullptr;
+  SealListener seal_listener_ ABSL_GUARDED_BY(seal_listener_mu_);
   PendingErasures pending_ ABSL_GUARDED_BY(mu_);
   absl::Mutex erase_mu_;  // serializes Erase
   std::atomic<size_t> pending_count_{0};

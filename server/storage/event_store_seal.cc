@@ -77,6 +77,13 @@ void EventStore::NoteUnsealed(
   }
 }
 
+void EventStore::SetSealListener(const void* owner, SealListener listener) {
+  absl::MutexLock l(&seal_listener_mu_);
+  if (listener == nullptr && owner != seal_listener_owner_) return;
+  seal_listener_owner_ = listener == nullptr ? nullptr : owner;
+  seal_listener_ = std::move(listener);
+}
+
 uint64_t EventStore::UnsealedEvents() const {
   absl::MutexLock l(&seal_state_mu_);
   return unsealed_events_;
@@ -296,7 +303,13 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
   }
   // Not synced: the events it replaces are durable already, and the
   // write-ahead log keeps this write whole or not at all.
-  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal");
+  RETURN_IF_ERROR(
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal"));
+  absl::MutexLock l(&seal_listener_mu_);
+  if (seal_listener_ != nullptr) {
+    seal_listener_(stream_id, entity, singles.front().time_us);
+  }
+  return absl::OkStatus();
 }
 
 void EventStore::SealLoop() {

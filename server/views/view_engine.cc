@@ -1,9 +1,15 @@
 #include "server/views/view_engine.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
 #include "server/common/hash.h"
@@ -103,6 +109,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                        absl::string_view entity,
                                        int64_t as_of_us, uint64_t watermark,
                                        const ReadView* read_view,
+                                       EventCursor* cursor,
                                        v1::FeatureRow* row,
                                        size_t* budget) const {
   const StreamSchema& stream = *view.stream;
@@ -155,8 +162,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   }
 
   // Events stamped exactly as_of are not part of the value as of it.
-  auto it =
-      store_->ScanEntity(stream.stream_id, entity, lo, as_of_us, read_view);
+  EventCursor* const it = cursor;
+  it->Seek(entity, lo, as_of_us);
   size_t next_covered = 0;
   int64_t day = std::numeric_limits<int64_t>::min();
   int64_t day_events = 0;
@@ -236,7 +243,21 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   return absl::OkStatus();
 }
 
+ViewEngine::ViewEngine(EventStore* store, const Registry* registry,
+                       Options options)
+    : store_(store), registry_(registry), options_(options) {
+  if (options_.tiles && options_.tile_sealed_days) {
+    store_->SetSealListener(
+        this, [this](uint32_t stream_id, absl::string_view entity,
+                     int64_t earliest_us) {
+          NoteSealed(stream_id, entity, earliest_us);
+        });
+  }
+}
+
 ViewEngine::~ViewEngine() {
+  // No sealer call is in progress or comes after this.
+  store_->SetSealListener(this, nullptr);
   std::thread thread;
   {
     absl::MutexLock l(&tile_mu_);
@@ -269,17 +290,71 @@ void ViewEngine::QueueTiles(const CompiledView& view, absl::string_view entity,
   }
   tile_jobs_.push_back(TileJob{view.def->name(), view.def->version(),
                                std::string(entity), std::move(days)});
-  if (!tile_thread_.joinable()) {
-    tile_thread_ = std::thread([this] { BuildQueuedTiles(); });
-  }
+  StartTileThread();
   tile_cv_.Signal();
 }
 
+void ViewEngine::StartTileThread() const {
+  if (!tile_thread_.joinable()) {
+    tile_thread_ = std::thread([this] { BuildQueuedTiles(); });
+  }
+}
+
+void ViewEngine::NoteSealed(uint32_t stream_id, absl::string_view entity,
+                            int64_t earliest_us) const {
+  // Only a day before yesterday can be tiled (ComputeEntity's horizon).
+  if (DayStart(earliest_us) >= DayStart(NowMicros()) - kDayMicros) return;
+  absl::MutexLock l(&tile_mu_);
+  if (tile_stop_ || sealed_.size() >= kMaxSealedEntities) return;
+  const absl::Time now = absl::Now();
+  sealed_last_ = now;
+  if (!sealed_.empty()) {
+    // The builder waits for quiet with a timeout of its own already.
+    sealed_.emplace(stream_id, std::string(entity));
+    return;
+  }
+  sealed_first_ = now;
+  sealed_.emplace(stream_id, std::string(entity));
+  StartTileThread();
+  tile_cv_.Signal();  // from an untimed wait to a timed one
+}
+
 void ViewEngine::BuildQueuedTiles() const {
+  // Tiles are a cache fill: the scheduler gives this thread what ingest
+  // and lookups leave (Linux nice applies per thread; failing is harmless).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  const absl::Duration quiet = absl::Milliseconds(options_.sealed_quiet_ms);
   absl::MutexLock l(&tile_mu_);
   while (true) {
-    while (!tile_stop_ && tile_jobs_.empty()) tile_cv_.Wait(&tile_mu_);
+    // Lookups' jobs first; sealed entities once sealing is quiet (or has
+    // gone on long enough).
+    while (!tile_stop_ && tile_jobs_.empty()) {
+      if (sealed_.empty()) {
+        tile_cv_.Wait(&tile_mu_);
+        continue;
+      }
+      const absl::Time ready =
+          std::min(sealed_last_ + quiet, sealed_first_ + 30 * quiet);
+      const absl::Time now = absl::Now();
+      if (now >= ready) break;
+      tile_cv_.WaitWithTimeout(&tile_mu_, ready - now);
+    }
     if (tile_stop_) return;
+    if (tile_jobs_.empty()) {
+      // A few sealed entities at a time, so lookups' jobs wait little.
+      std::vector<SealedEntity> batch;
+      while (!sealed_.empty() && batch.size() < 16) {
+        batch.push_back(std::move(sealed_.extract(sealed_.begin()).value()));
+      }
+      if (sealed_.empty()) sealed_first_ = absl::InfinitePast();
+      sealed_running_ += batch.size();
+      tile_mu_.Unlock();
+      TileSealed(batch);
+      tile_mu_.Lock();
+      sealed_running_ -= batch.size();
+      tile_cv_.SignalAll();  // TileBuildsPending may fall to 0
+      continue;
+    }
     const TileJob job = std::move(tile_jobs_.front());
     tile_jobs_.pop_front();
     tile_mu_.Unlock();
@@ -295,9 +370,68 @@ void ViewEngine::BuildQueuedTiles() const {
   }
 }
 
+void ViewEngine::TileSealed(const std::vector<SealedEntity>& entities) const {
+  // The newest version of each view, by stream.
+  using Views = std::vector<std::shared_ptr<const CompiledView>>;
+  absl::flat_hash_map<uint32_t, Views> views;
+  std::map<std::string, uint32_t> newest;
+  for (const auto& def : registry_->Views()) {
+    uint32_t& v = newest[def->name()];
+    v = std::max(v, def->version());
+  }
+  for (const auto& [name, version] : newest) {
+    auto view = Resolve(name, version);
+    if (view.ok()) views[(*view)->stream->stream_id].push_back(*view);
+  }
+  // ComputeEntity's horizon: days before it get no more events in the
+  // normal course.
+  const int64_t horizon = DayStart(NowMicros()) - kDayMicros;
+  for (const auto& [stream_id, entity] : entities) {
+    auto found = views.find(stream_id);
+    if (found == views.end()) continue;
+    // The entity's heavy days, from one scan of its event times.
+    std::vector<int64_t> heavy;
+    auto cursor = store_->NewEventCursor(stream_id, nullptr);
+    int64_t day = kMinEventTime;
+    int64_t events = 0;
+    for (cursor->Seek(entity, kMinEventTime, horizon); cursor->Valid();
+         cursor->Next()) {
+      const int64_t d = DayStart(cursor->time_us());
+      if (d != day) {
+        if (events >= options_.tile_min_events) heavy.push_back(day);
+        day = d;
+        events = 0;
+      }
+      ++events;
+    }
+    if (events >= options_.tile_min_events) heavy.push_back(day);
+    if (!cursor->status().ok() || heavy.empty()) continue;
+    for (const auto& view : found->second) {
+      // Those without a tile (a stored tile is valid at the latest
+      // watermark: an append deletes it).
+      std::vector<int64_t> missing;
+      auto tiles = store_->ScanTiles(TileScopeOf(*view, entity), heavy.front(),
+                                     heavy.back() + kDayMicros, nullptr);
+      for (int64_t d : heavy) {
+        while (tiles->Valid() && tiles->day() < d) tiles->Next();
+        if (!tiles->Valid() || tiles->day() != d) missing.push_back(d);
+      }
+      if (!tiles->status().ok()) continue;
+      const size_t chunk = std::max(options_.max_tiles_per_lookup, 1);
+      for (size_t i = 0; i < missing.size(); i += chunk) {
+        const std::vector<int64_t> days(
+            missing.begin() + i,
+            missing.begin() + std::min(missing.size(), i + chunk));
+        if (!BuildTiles(store_, *view, entity, days).ok()) break;
+        tiles_built_.fetch_add(days.size(), std::memory_order_relaxed);
+      }
+    }
+  }
+}
+
 size_t ViewEngine::TileBuildsPending() const {
   absl::MutexLock l(&tile_mu_);
-  return tile_queued_.size();
+  return tile_queued_.size() + sealed_.size() + sealed_running_;
 }
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
@@ -339,10 +473,14 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   size_t budget = options_.max_response_bytes;
   RETURN_IF_ERROR(
       TakeBytes(response.ByteSizeLong() + 64, &budget, **view, -1, ""));
+  // One cursor re-seeked for each entity (a RocksDB iterator costs about
+  // as much to make as a median entity's whole scan).
+  auto cursor =
+      store_->NewEventCursor((*view)->stream->stream_id, pinned->view.get());
   for (const auto& entity : request.entities()) {
-    absl::Status s =
-        ComputeEntity(**view, entity, as_of, pinned->watermark,
-                      pinned->view.get(), response.add_rows(), &budget);
+    absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
+                                   pinned->view.get(), cursor.get(),
+                                   response.add_rows(), &budget);
     if (!s.ok()) return s;
   }
   response.set_watermark(pinned->watermark);
@@ -460,6 +598,8 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
   }
   size_t budget = options_.max_response_bytes;
   v1::FeatureRow computed;
+  // One cursor per stream, re-seeked for each key.
+  absl::flat_hash_map<uint32_t, std::unique_ptr<EventCursor>> cursors;
   for (const v1::KeyRow& keys : request.key_rows()) {
     v1::FeatureRow* row = response.add_rows();
     for (const ServicePartView& part : service->parts) {
@@ -470,9 +610,15 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
         continue;
       }
       computed.Clear();
-      absl::Status s =
-          ComputeEntity(*part.view, it->second, as_of, pinned->watermark,
-                        pinned->view.get(), &computed, &budget);
+      std::unique_ptr<EventCursor>& cursor =
+          cursors[part.view->stream->stream_id];
+      if (cursor == nullptr) {
+        cursor = store_->NewEventCursor(part.view->stream->stream_id,
+                                        pinned->view.get());
+      }
+      absl::Status s = ComputeEntity(*part.view, it->second, as_of,
+                                     pinned->watermark, pinned->view.get(),
+                                     cursor.get(), &computed, &budget);
       if (!s.ok()) return s;
       for (int i : part.take) *row->add_values() = computed.values(i);
     }

@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/aggregation/aggregator.h"
 #include "server/common/time_util.h"
@@ -88,9 +89,18 @@ class ViewEngine {
     // events (reading a tile costs about as much as scanning ~20 events).
     // Default: 32.
     int tile_min_events = 32;
-    // Most days tiled by one lookup (tiles are built while ingest waits).
-    // Default: 16.
+    // Most days tiled by one lookup, and by one build of the background
+    // builder. Default: 16.
     int max_tiles_per_lookup = 16;
+    // Tiles heavy days ahead of lookups: the entities whose events the
+    // store sealed (EventStore::SetSealListener), from a day before
+    // yesterday or earlier, get tiles for each such day with at least
+    // tile_min_events events, for the newest version of every view of
+    // their stream. The background builder takes them once sealing has
+    // been quiet for sealed_quiet_ms (or has gone on for 30 times that),
+    // after the lookups' own requests. Default: on, 1 s.
+    bool tile_sealed_days = true;
+    int sealed_quiet_ms = 1000;
     // Threads computing one Snapshot's entities. Default: 1.
     int analyst_threads = 1;
     // Largest GetFeatures response, Snapshot chunk or snapshot row in
@@ -105,9 +115,11 @@ class ViewEngine {
   };
 
   // REQUIRES: `store` and `registry` outlive the engine.
-  ViewEngine(EventStore* store, const Registry* registry, Options options)
-      : store_(store), registry_(registry), options_(options) {}
-  // Stops the tile builder (a build in progress finishes first).
+  // With tiles and tile_sealed_days, listens to the store's sealer
+  // (EventStore::SetSealListener; one engine per store does).
+  ViewEngine(EventStore* store, const Registry* registry, Options options);
+  // Stops listening and stops the tile builder (a build in progress
+  // finishes first).
   ~ViewEngine();
   ViewEngine(const ViewEngine&) = delete;
   ViewEngine& operator=(const ViewEngine&) = delete;
@@ -160,16 +172,18 @@ class ViewEngine {
       int chunk_rows = 1000) const;
 
   // Computes every feature of `view` for one entity. Appends values (aligned
-  // with view.features) to `row`. Uses the tiles valid at `watermark` for
-  // whole days inside every window (or outside it), scans the rest, and may
-  // queue tiles of heavy days it scanned for the background builder (it
-  // never waits for them). `*budget` is the bytes the row
-  // may still take; it is reduced by what the row takes, and a row that
-  // would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
+  // with view.features) to `row`. Reads events through `cursor`, an entity
+  // cursor of the view's stream at `read_view` (EventStore::NewEventCursor;
+  // re-seeked here, so one serves many calls). Uses the tiles valid at
+  // `watermark` for whole days inside every window (or outside it), scans
+  // the rest, and may queue tiles of heavy days it scanned for the
+  // background builder (it never waits for them). `*budget` is the bytes
+  // the row may still take; it is reduced by what the row takes, and a row
+  // that would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,
                              int64_t as_of_us, uint64_t watermark,
-                             const ReadView* read_view, v1::FeatureRow* row,
-                             size_t* budget) const;
+                             const ReadView* read_view, EventCursor* cursor,
+                             v1::FeatureRow* row, size_t* budget) const;
 
   // Retention: the earliest as-of time `view` can answer, i.e. whose every
   // window starts at or above its stream's horizon now (the lowest int64
@@ -206,7 +220,8 @@ class ViewEngine {
   uint64_t tiles_built() const {
     return tiles_built_.load(std::memory_order_relaxed);
   }
-  // Tile builds lookups asked for that are queued or running.
+  // Tile builds lookups asked for, and entities the sealer named
+  // (tile_sealed_days), that are queued or running.
   size_t TileBuildsPending() const;
 
  private:
@@ -235,12 +250,26 @@ class ViewEngine {
   void QueueTiles(const CompiledView& view, absl::string_view entity,
                   std::vector<int64_t> days) const;
   void BuildQueuedTiles() const;
+  void StartTileThread() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(tile_mu_);
+  // Entities the sealer named (tile_sealed_days): at most
+  // kMaxSealedEntities wait (more are dropped: lookups still tile them).
+  using SealedEntity = std::pair<uint32_t, std::string>;  // stream id, entity
+  static constexpr size_t kMaxSealedEntities = 1 << 18;
+  void NoteSealed(uint32_t stream_id, absl::string_view entity,
+                  int64_t earliest_us) const;
+  // Builds the missing tiles of heavy old days of `entities`.
+  void TileSealed(const std::vector<SealedEntity>& entities) const;
   mutable absl::Mutex tile_mu_;
   mutable absl::CondVar tile_cv_;
   mutable std::deque<TileJob> tile_jobs_ ABSL_GUARDED_BY(tile_mu_);
   // view \0 version \0 entity of each queued or running job.
   mutable absl::flat_hash_set<std::string> tile_queued_
       ABSL_GUARDED_BY(tile_mu_);
+  mutable absl::flat_hash_set<SealedEntity> sealed_ ABSL_GUARDED_BY(tile_mu_);
+  mutable size_t sealed_running_ ABSL_GUARDED_BY(tile_mu_) = 0;
+  // When the first of sealed_ and the last were noted.
+  mutable absl::Time sealed_first_ ABSL_GUARDED_BY(tile_mu_);
+  mutable absl::Time sealed_last_ ABSL_GUARDED_BY(tile_mu_);
   mutable bool tile_stop_ ABSL_GUARDED_BY(tile_mu_) = false;
   mutable std::thread tile_thread_ ABSL_GUARDED_BY(tile_mu_);
 };

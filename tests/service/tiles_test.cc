@@ -49,6 +49,9 @@ class TilesTest : public ::testing::Test {
   void SetUp() override {
     ServerOptions with;
     with.tile_min_events = 20;
+    // Tiles from lookups only, so the tests know which exist
+    // (SealedHeavyDaysAreTiledBeforeAnyLookup tests the sealer's).
+    with.tile_sealed_days = false;
     tiled_ = std::make_unique<TestServer>(dir_.Sub("tiled"), true, with);
     ServerOptions without;
     without.tiles = false;
@@ -266,6 +269,70 @@ TEST_F(TilesTest, EntitiesSharingPrefixesReadOnlyTheirOwnTiles) {
   Compare(kStart + 25 * kDay, 0, {"aa", "a\x02", long_prefix + "0", "c"});
 }
 
+// What the sealer seals into a day before yesterday is tiled in the
+// background before any lookup asks: exactly the days with at least
+// tile_min_events events, one tile each; answers stay bit-identical; a late
+// event's day loses its tile at once and is tiled again once it is sealed.
+TEST_F(TilesTest, SealedHeavyDaysAreTiledBeforeAnyLookup) {
+  ServerOptions with;
+  with.tile_min_events = 20;
+  tiled_ = std::make_unique<TestServer>(dir_.Sub("sealed"), true, with);
+  Apply(*tiled_);
+  const int64_t today = DayStart(NowMicros());
+  v1::IngestRequest req;
+  req.set_stream("orders");
+  int n = 0;
+  auto add = [&](const std::string& user, int64_t day, int count) {
+    for (int i = 0; i < count; ++i, ++n) {
+      *req.add_events() =
+          testing::Order(absl::StrCat("e", n), user, day + i * kDay / count,
+                         n % 97 * 1.25, n % 9, absl::StrCat("c", n % 6),
+                         n % 3 ? "" : "K");
+    }
+  };
+  for (int d = 0; d < 5; ++d) {
+    add("heavy", kStart + d * kDay, 25);  // tiled
+    add("light", kStart + d * kDay, 10);  // too few
+  }
+  add("edge", kStart + 6 * kDay, 20);  // exactly enough
+  add("edge", kStart + 7 * kDay, 19);
+  add("recent", today - kDay, 40);  // yesterday and today: late events
+  add("recent", today, 40);         // may still come
+  for (auto* s : {tiled_.get(), plain_.get()}) {
+    ASSERT_TRUE(s->client().Ingest(req).ok());
+  }
+  // Sealed once ingest pauses, tiled once sealing is quiet.
+  auto tiles_reach = [&](uint64_t want) {
+    for (int i = 0; i < 600; ++i) {
+      auto st = tiled_->client().GetStatus();
+      if (st.ok() && st->tiles() >= want && st->tile_builds_pending() == 0) {
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  };
+  tiles_reach(6);
+  ASSERT_EQ(Tiles(), 6u);
+  const std::vector<std::string> users = {"heavy", "light", "edge", "recent"};
+  for (int64_t as_of : {kStart + 3 * kDay + 1, kStart + 8 * kDay,
+                        kStart + 5 * kDay - 1, today + kHour}) {
+    Compare(as_of, 0, users);
+  }
+
+  v1::IngestRequest late;
+  late.set_stream("orders");
+  *late.add_events() =
+      testing::Order("late", "heavy", kStart + 2 * kDay + kHour, 1e6);
+  for (auto* s : {tiled_.get(), plain_.get()}) {
+    ASSERT_TRUE(s->client().Ingest(late).ok());
+  }
+  EXPECT_EQ(tiled_->client().GetStatus()->tiles(), 5u);
+  tiles_reach(6);
+  ASSERT_EQ(Tiles(), 6u);
+  Compare(kStart + 8 * kDay, 0, users);
+  Compare(kStart + 3 * kDay, 0, users);
+}
+
 // Tiles hold serialized aggregator states. A data dir whose tiles were
 // written in an older state format (before issue 11: stddev from rounded
 // sums) must never have them merged with this server's states: they are
@@ -286,6 +353,7 @@ views {
   std::string want;
   ServerOptions old_format;
   old_format.tile_min_events = 20;
+  old_format.tile_sealed_days = false;  // the lookup's tile only
   old_format.store.tile_format = 1;
   {
     TestServer s(data, true, old_format);
