@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -72,6 +73,9 @@ ABSL_FLAG(std::string, secure_mode, "tls+token",
           "what --secure_rounds compares with plain text: tls+token, tls "
           "(no --auth_file), token (an --auth_file, no TLS) or metrics "
           "(--metrics_listen on: the cost of recording metrics)");
+ABSL_FLAG(int64_t, storm_events, 500000,
+          "late events ingested alone, then again while heavy entities are "
+          "looked up (0: skip)");
 ABSL_FLAG(double, warmup_seconds, 120,
           "most seconds spent tiling the heavy entities before warm runs");
 
@@ -87,15 +91,21 @@ struct Stats {
   int64_t n = 0;
 };
 
-// Runs `call` from every client thread until the request or time bound.
+// Runs `call` from every client thread until the request or time bound,
+// or with `until` given, until it turns true (at most 10 times the time
+// bound).
 Stats ClosedLoop(
-    const std::function<std::function<bool(std::mt19937_64&)>()>& make_caller) {
+    const std::function<std::function<bool(std::mt19937_64&)>()>& make_caller,
+    const std::atomic<bool>* until = nullptr) {
   const int clients = absl::GetFlag(FLAGS_clients);
-  const int64_t max_requests = absl::GetFlag(FLAGS_requests);
+  const int64_t max_requests = until != nullptr
+                                   ? std::numeric_limits<int64_t>::max()
+                                   : absl::GetFlag(FLAGS_requests);
   const auto deadline =
-      Clock::now() +
-      std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(
+                             absl::GetFlag(FLAGS_seconds) *
+                             (until != nullptr ? 10 : 1)));
   std::atomic<int64_t> issued{0};
   std::vector<std::vector<double>> lat(clients);
   std::vector<std::thread> threads;
@@ -104,7 +114,8 @@ Stats ClosedLoop(
     threads.emplace_back([&, c] {
       auto call = make_caller();
       std::mt19937_64 rng(c + 7);
-      while (issued++ < max_requests && Clock::now() < deadline) {
+      while (issued++ < max_requests && Clock::now() < deadline &&
+             (until == nullptr || !until->load())) {
         const auto t0 = Clock::now();
         if (!call(rng)) return;
         lat[c].push_back(
@@ -324,6 +335,20 @@ int Main() {
            chosen.end();
   };
   std::vector<Stats> ours(scenarios.size());
+  {
+    // The median entities' blocks into the block cache (an online
+    // service's working set): each looked up once, 100 a call. Heavy
+    // entities get no such help: their first row is measured cold.
+    Client client(server.address());
+    for (int first = median_rank - 500; first < median_rank + 500;
+         first += 100) {
+      v1::GetFeaturesRequest req;
+      req.set_view("bench");
+      *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+      for (int k = first; k < first + 100; ++k) req.add_entities(Entity(k));
+      (void)client.GetFeatures(req);
+    }
+  }
   for (size_t i = 0; i < scenarios.size(); ++i) {
     if (i == 3) {
       // Warm-up: look every heavy entity up a few times (each lookup asks
@@ -387,6 +412,67 @@ int Main() {
     std::printf("echo response of %d entities: %zu bytes\n", n,
                 r->ByteSizeLong());
   }
+  // Ingest alone, then as much again while the heaviest 1% are looked up
+  // from --clients closed-loop threads, twice: new events of the data's
+  // last day (what a pipeline sends while lookups ask as of now; no tile
+  // covers that day), then late events on random days of the history,
+  // which also delete the tiles of the heavy days they reach, so those
+  // lookups scan raw events again and ask for tiles while the sealer and
+  // the tile builder run. Ids follow every event stored.
+  const int64_t storm_events = absl::GetFlag(FLAGS_storm_events);
+  struct StormRun {
+    const char* what = "";
+    int span_days = 0;
+    double alone = 0, with_lookups = 0;
+    Stats lookups;
+  };
+  StormRun storms[2];
+  storms[0].what = "new events (last day)";
+  storms[0].span_days = 1;
+  storms[1].what = "late events (any day)";
+  storms[1].span_days = 0;
+  auto ingest = [&](int64_t first, int span_days) {
+    const auto t0 = Clock::now();
+    const bool ok = bench::LoadEvents(
+        server.address(), storm_events,
+        [&](int64_t begin, int64_t end, v1::IngestRequest* req) {
+          workload.FillBatch(first + begin, first + end, req, span_days);
+        });
+    const double secs =
+        std::chrono::duration<double>(Clock::now() - t0).count();
+    return ok ? storm_events / secs : 0.0;
+  };
+  // The sealer and tile builder done, so each phase starts alike.
+  auto settle = [&] {
+    Client client(server.address());
+    for (int i = 0; i < 600; ++i) {
+      auto st = client.GetStatus();
+      if (!st.ok() || (st->unsealed_events() == 0 && !st->compacting() &&
+                       st->tile_builds_pending() == 0)) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  };
+  for (StormRun& run : storms) {
+    if (storm_events <= 0) break;
+    auto st = Client(server.address()).GetStatus();
+    const int64_t first =
+        std::max<int64_t>(absl::GetFlag(FLAGS_events),
+                          st.ok() ? static_cast<int64_t>(st->watermark()) : 0);
+    settle();
+    run.alone = ingest(first, run.span_days);
+    settle();
+    std::atomic<bool> done{false};
+    std::thread lookups([&] {
+      run.lookups = ClosedLoop(
+          Caller(server.address(), ClientOptions(), scenarios[3]), &done);
+    });
+    run.with_lookups = ingest(first + storm_events, run.span_days);
+    done = true;
+    lookups.join();
+  }
+
   const long long rss = server.PeakRssBytes();
   server.Terminate();
 
@@ -500,6 +586,19 @@ int Main() {
         scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
         ratio(o.p50, r.p50), ratio(o.p99, r.p99), f.p50, f.p99,
         ratio(o.p50, f.p50), ratio(o.p99, f.p99));
+  }
+  if (storm_events > 0) {
+    std::printf(
+        "\n%-22s %12s | %14s %9s %8s %8s | %9s\n",
+        ("ingest of " + std::to_string(storm_events)).c_str(), "alone ev/s",
+        "with lookups",
+        "lookups/s", "p50 us", "p99 us", "of alone");
+    for (const StormRun& run : storms) {
+      std::printf("%-22s %12.0f | %14.0f %9.0f %8.0f %8.0f | %8.0f%%\n",
+                  run.what, run.alone, run.with_lookups, run.lookups.qps,
+                  run.lookups.p50, run.lookups.p99,
+                  run.alone > 0 ? 100 * run.with_lookups / run.alone : 0.0);
+    }
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
   std::fflush(stdout);

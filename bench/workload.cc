@@ -56,13 +56,15 @@ uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-Order Workload::Event(int64_t i) const {
+Order Workload::Event(int64_t i, int span_days) const {
   static const char* kCategories[] = {
       "books",   "toys",   "food",  "garden", "electronics",
       "fashion", "sports", "music", "beauty", "auto"};
   uint64_t s = static_cast<uint64_t>(i) * 0x2545f4914f6cdd1dULL + 12345;
   auto draw = [&]() { return s = Mix(s); };
-  const uint64_t span = static_cast<uint64_t>(days) * 86400ULL * 1000000;
+  const uint64_t span =
+      static_cast<uint64_t>(span_days > 0 ? span_days : days) * 86400ULL *
+      1000000;
   Order o;
   o.rank = zipf.Sample(static_cast<double>(draw() >> 11) * 0x1.0p-53);
   o.time_us = kEnd - 1 - static_cast<int64_t>(draw() % span);
@@ -75,10 +77,10 @@ Order Workload::Event(int64_t i) const {
 }
 
 void Workload::FillBatch(int64_t begin, int64_t end,
-                         v1::IngestRequest* request) const {
+                         v1::IngestRequest* request, int span_days) const {
   request->set_stream("orders");
   for (int64_t i = begin; i < end; ++i) {
-    const Order o = Event(i);
+    const Order o = Event(i, span_days);
     v1::Event* e = request->add_events();
     e->set_event_id(absl::StrCat("e", i));
     e->set_entity(Entity(o.rank));
@@ -147,27 +149,43 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
     return nullptr;
   }
   auto start = Clock::now();
-  if (!Load(server->address())) return nullptr;
-  const double load_secs = since(start);
-  std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
-              static_cast<double>(events) / load_secs);
+  const auto found = Client(server->address()).GetStatus();
+  if (reuse && found.ok() &&
+      found->watermark() >= static_cast<uint64_t>(events)) {
+    std::printf("reused the data in %s/data\n", work.c_str());
+  } else {
+    if (!Load(server->address())) return nullptr;
+    const double load_secs = since(start);
+    std::printf("loaded in %.1f s (%.0f events/s)\n", load_secs,
+                static_cast<double>(events) / load_secs);
+  }
   if (also_load && !also_load(server->address())) return nullptr;
-  // Settled: no compaction running or pending and every event sealed into
-  // blocks. Returns the seconds it took.
+  // Settled: no compaction running or pending, every event sealed into
+  // blocks, and the tiles of heavy days the sealing asked for built.
+  // Returns the seconds it took.
   auto settle = [&](const std::string& address) {
     Client client(address);
     const auto begin = Clock::now();
     while (since(begin) < settle_seconds) {
       auto st = client.GetStatus();
-      if (!st.ok() || (!st->compacting() && st->unsealed_events() == 0)) break;
+      if (!st.ok() || (!st->compacting() && st->unsealed_events() == 0 &&
+                       st->tile_builds_pending() == 0)) {
+        break;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     return since(begin);
   };
   const double settled = settle(server->address());
-  std::printf(
-      "compactions and sealing settled after %.1f s; rawfeatd RSS %.0f MiB\n",
-      settled, server->RssBytes() / 1048576.0);
+  {
+    auto st = Client(server->address()).GetStatus();
+    std::printf(
+        "compactions, sealing and tiling settled after %.1f s (%llu tiles); "
+        "rawfeatd RSS %.0f MiB\n",
+        settled,
+        st.ok() ? static_cast<unsigned long long>(st->tiles()) : 0ULL,
+        server->RssBytes() / 1048576.0);
+  }
   if (restart) {
     start = Clock::now();
     server->Terminate();

@@ -64,10 +64,16 @@ struct Workload {
   int entities;
   int days;
   Zipf zipf;
+  // StartLoaded starts on the data dir already in `work` (a run of the same
+  // workload left it) instead of loading again.
+  bool reuse = false;
 
-  Order Event(int64_t i) const;
+  // Event i: its entity by the Zipf law, its time uniform over the last
+  // `span_days` days before kEnd (0: all `days`).
+  Order Event(int64_t i, int span_days = 0) const;
   // Appends events [begin, end) to `request` (stream `orders`, ids "e<i>").
-  void FillBatch(int64_t begin, int64_t end, v1::IngestRequest* request) const;
+  void FillBatch(int64_t begin, int64_t end, v1::IngestRequest* request,
+                 int span_days = 0) const;
   // Loads every event into the rawfeatd at `address` (LoadEvents).
   bool Load(const std::string& address) const;
 
