@@ -163,15 +163,18 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
   // Settled: no compaction running or pending, every event sealed into
   // blocks, and the tiles of heavy days the sealing asked for built.
   // Returns the seconds it took.
+  // Quiet for 2 s straight: one compaction's end may come just before
+  // the next one is picked.
   auto settle = [&](const std::string& address) {
     Client client(address);
     const auto begin = Clock::now();
-    while (since(begin) < settle_seconds) {
+    int quiet = 0;
+    while (since(begin) < settle_seconds && quiet < 4) {
       auto st = client.GetStatus();
-      if (!st.ok() || (!st->compacting() && st->unsealed_events() == 0 &&
-                       st->tile_builds_pending() == 0)) {
-        break;
-      }
+      if (!st.ok()) break;
+      const bool idle = !st->compacting() && st->unsealed_events() == 0 &&
+                        st->tile_builds_pending() == 0;
+      quiet = idle ? quiet + 1 : 0;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     return since(begin);

@@ -151,7 +151,8 @@ class Metrics::Scraped : public prometheus::Collectable {
     if (const ViewEngine* views = metrics_->views_) {
       counter("rawfeat_tiles_used_total", "Day tiles read by lookups.",
               static_cast<double>(views->tiles_used()));
-      counter("rawfeat_tiles_built_total", "Day tiles built by lookups.",
+      counter("rawfeat_tiles_built_total",
+              "Day tiles built in the background (for lookups and sealing).",
               static_cast<double>(views->tiles_built()));
     }
     gauge("rocksdb_pending_compaction_bytes",
