@@ -940,7 +940,14 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
   }
   if (keys.empty()) return absl::OkStatus();
   s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles");
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    // RocksDB stopped writes: the next append resumes it first
+    // (CheckWritable) instead of failing on the stop.
+    needs_resume_ = true;
+    last_write_failure_ = s;
+    LogWarning(absl::StrCat("tile write failed: ", s.message()));
+    return s;
+  }
   {
     absl::MutexLock sl(&tiled_scopes_mu_);
     tiled_scopes_.insert(prefix);

@@ -383,28 +383,33 @@ void ViewEngine::TileSealed(const std::vector<SealedEntity>& entities) const {
     auto view = Resolve(name, version);
     if (view.ok()) views[(*view)->stream->stream_id].push_back(*view);
   }
-  // ComputeEntity's horizon: days before it get no more events in the
-  // normal course.
-  const int64_t horizon = DayStart(NowMicros()) - kDayMicros;
+  // ComputeEntity's tile horizon: days before yesterday get no more
+  // events in the normal course.
+  const int64_t yesterday = DayStart(NowMicros()) - kDayMicros;
   for (const auto& [stream_id, entity] : entities) {
     auto found = views.find(stream_id);
     if (found == views.end()) continue;
-    // The entity's heavy days, from one scan of its event times.
+    // The entity's heavy days, from one scan of its event times (from the
+    // stream's retention horizon on: no window reads below it).
     std::vector<int64_t> heavy;
     auto cursor = store_->NewEventCursor(stream_id, nullptr);
+    const int64_t kept = store_->Horizon(stream_id);  // kNoHorizon: all
     int64_t day = kMinEventTime;
     int64_t events = 0;
-    for (cursor->Seek(entity, kMinEventTime, horizon); cursor->Valid();
+    for (cursor->Seek(entity, kept, yesterday); cursor->Valid();
          cursor->Next()) {
       const int64_t d = DayStart(cursor->time_us());
       if (d != day) {
-        if (events >= options_.tile_min_events) heavy.push_back(day);
+        // A day that starts below the horizon is never read whole.
+        if (events >= options_.tile_min_events && day >= kept) {
+          heavy.push_back(day);
+        }
         day = d;
         events = 0;
       }
       ++events;
     }
-    if (events >= options_.tile_min_events) heavy.push_back(day);
+    if (events >= options_.tile_min_events && day >= kept) heavy.push_back(day);
     if (!cursor->status().ok() || heavy.empty()) continue;
     for (const auto& view : found->second) {
       // Those without a tile (a stored tile is valid at the latest
