@@ -22,6 +22,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
@@ -98,6 +99,8 @@ class EchoService final
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As rawfeatd does (server/main.cc): no lock-order checks.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // SIGTERM/SIGINT are taken by sigwait below; blocked before gRPC starts
   // its threads, so none of them takes the signal instead.
   sigset_t stop;

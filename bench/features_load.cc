@@ -45,6 +45,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
 #include "bench/workload_flags.h"
@@ -613,5 +614,7 @@ int Main() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // The clients too, as rawfeatd does (server/main.cc): no lock-order checks.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   return rawfeat::Main();
 }
