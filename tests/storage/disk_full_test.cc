@@ -302,104 +302,105 @@ std::vector<std::string> ReadEntities(EventStore* store) {
   return out;
 }
 
-// A seal whose write fails (EIO, ENOSPC) changes nothing: every event
-// reads as before, and what was not sealed is sealed once writes work.
-TEST(DiskFaultSealTest, AFailedSealLeavesEveryEventReadable) {
-  for (bool no_space : {false, true}) {
-    SCOPED_TRACE(no_space ? "ENOSPC" : "EIO");
-    testing::TempDir dir;
-    FaultyDisk disk;
-    FaultFs* fs = disk.fs.get();
-    EventStoreOptions options = disk.Options();
-    options.seal_min_events = 0;  // the test seals
-    std::vector<std::string> want;
-    {
-      auto store = EventStore::Open(dir.Sub("db"), options);
-      ASSERT_TRUE(store.ok()) << store.status();
-      for (int b = 0; b < 5; ++b) {
-        AppendRequest req = Batch(b);
-        ASSERT_TRUE((*store)->Append(&req).ok());
-      }
-      want = ReadEntities(store->get());
-      ASSERT_EQ(want.size(), 250u);
-      fs->Arm(0, no_space);
-      EXPECT_FALSE((*store)->Seal(1).ok());
-      EXPECT_EQ((*store)->UnsealedEvents(), 250u);
-      EXPECT_EQ(ReadEntities(store->get()), want);
-      fs->Disarm();
-    }
-    auto store = EventStore::Open(dir.Sub("db"), options);
-    ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->UnsealedEvents(), 250u);
-    ASSERT_TRUE((*store)->Seal(1).ok());
-    EXPECT_EQ((*store)->UnsealedEvents(), 0u);
-    EXPECT_EQ(ReadEntities(store->get()), want);
-  }
-}
+// A background write (a seal, a tile) failing with ENOSPC (the
+// parameter) or EIO, on a store that seals only when the test says.
+class BackgroundWriteFaultTest : public ::testing::TestWithParam<bool> {
+ protected:
+  BackgroundWriteFaultTest() { options_.seal_min_events = 0; }
+  const bool no_space_ = GetParam();
+  testing::TempDir dir_;
+  FaultyDisk disk_;
+  FaultFs* const fs_ = disk_.fs.get();
+  EventStoreOptions options_ = disk_.Options();
+};
 
-// A tile write that fails (EIO, ENOSPC) stores nothing and changes no
-// read. It stops RocksDB's writes as a failed append does, and the next
-// append resumes them as after a failed append: after a full disk they
-// go on, after an I/O error they say to restart (DiskFaultTest). Then
-// tiles are stored again. The background tile builder only drops a failed build: a later
-// lookup or seal asks for it again.
-TEST(DiskFaultTileTest, AFailedTileWriteStoresNothingAndTilesResume) {
-  for (bool no_space : {false, true}) {
-    SCOPED_TRACE(no_space ? "ENOSPC" : "EIO");
-    testing::TempDir dir;
-    FaultyDisk disk;
-    FaultFs* fs = disk.fs.get();
-    EventStoreOptions options = disk.Options();
-    options.seal_min_events = 0;
-    auto store = EventStore::Open(dir.Sub("db"), options);
+INSTANTIATE_TEST_SUITE_P(Faults, BackgroundWriteFaultTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ENOSPC" : "EIO";
+                         });
+
+// A seal whose write fails changes nothing: every event reads as before,
+// and what was not sealed is sealed once writes work.
+TEST_P(BackgroundWriteFaultTest, AFailedSealLeavesEveryEventReadable) {
+  std::vector<std::string> want;
+  {
+    auto store = EventStore::Open(dir_.Sub("db"), options_);
     ASSERT_TRUE(store.ok()) << store.status();
-    for (int b = 0; b < 3; ++b) {
+    for (int b = 0; b < 5; ++b) {
       AppendRequest req = Batch(b);
       ASSERT_TRUE((*store)->Append(&req).ok());
     }
-    const std::vector<std::string> want = ReadEntities(store->get());
-    const TileScope scope{1, "u1", "v", 1};
-    auto write_tile = [&] {
-      return (*store)->WriteTiles(
-          scope, {0}, [](uint64_t, const ReadView*, auto* tiles) {
-            tiles->emplace_back(0, "payload");
-            return absl::OkStatus();
-          });
-    };
-    auto stored = [&] {
-      auto t = (*store)->ScanTiles(scope, kMinEventTime, kMaxEventTime,
-                                   nullptr);
-      int n = 0;
-      for (; t->Valid(); t->Next()) ++n;
-      EXPECT_TRUE(t->status().ok()) << t->status();
-      return n;
-    };
-    fs->Arm(0, no_space);
-    const absl::Status failed = write_tile();
-    EXPECT_TRUE(absl::IsUnavailable(failed) ||
-                absl::IsResourceExhausted(failed))
-        << failed;
-    EXPECT_EQ((*store)->TileCount(), 0u);
-    EXPECT_EQ(stored(), 0);
+    want = ReadEntities(store->get());
+    ASSERT_EQ(want.size(), 250u);
+    fs_->Arm(0, no_space_);
+    EXPECT_FALSE((*store)->Seal(1).ok());
+    EXPECT_EQ((*store)->UnsealedEvents(), 250u);
     EXPECT_EQ(ReadEntities(store->get()), want);
-    fs->Disarm();
-    if (!no_space) {
-      AppendRequest req = Batch(3);
-      auto r = (*store)->Append(&req);
-      ASSERT_FALSE(r.ok());
-      EXPECT_TRUE(absl::StrContains(r.status().message(), "restart"))
-          << r.status();
-      EXPECT_EQ(ReadEntities(store->get()), want);
-      store->reset();
-      store = EventStore::Open(dir.Sub("db"), options);
-      ASSERT_TRUE(store.ok()) << store.status();
-      EXPECT_EQ(ReadEntities(store->get()), want);
-    }
-    ASSERT_TRUE(AppendEventually(store->get(), 3).ok());
-    ASSERT_TRUE(write_tile().ok());
-    EXPECT_EQ((*store)->TileCount(), 1u);
-    EXPECT_EQ(stored(), 1);
+    fs_->Disarm();
   }
+  auto store = EventStore::Open(dir_.Sub("db"), options_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->UnsealedEvents(), 250u);
+  ASSERT_TRUE((*store)->Seal(1).ok());
+  EXPECT_EQ((*store)->UnsealedEvents(), 0u);
+  EXPECT_EQ(ReadEntities(store->get()), want);
+}
+
+// A tile write that fails stores nothing and changes no read. It stops
+// RocksDB's writes as a failed append does, and the next append resumes
+// them as after a failed append: after a full disk_ they go on, after an
+// I/O error they say to restart (DiskFaultTest). Then tiles are stored
+// again. The background tile builder only drops a failed build: a later
+// lookup or seal asks for it again.
+TEST_P(BackgroundWriteFaultTest, AFailedTileWriteStoresNothingAndTilesResume) {
+  auto store = EventStore::Open(dir_.Sub("db"), options_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int b = 0; b < 3; ++b) {
+    AppendRequest req = Batch(b);
+    ASSERT_TRUE((*store)->Append(&req).ok());
+  }
+  const std::vector<std::string> want = ReadEntities(store->get());
+  const TileScope scope{1, "u1", "v", 1};
+  auto write_tile = [&] {
+    return (*store)->WriteTiles(
+        scope, {0}, [](uint64_t, const ReadView*, auto* tiles) {
+          tiles->emplace_back(0, "payload");
+          return absl::OkStatus();
+        });
+  };
+  auto stored = [&] {
+    auto t = (*store)->ScanTiles(scope, kMinEventTime, kMaxEventTime,
+                                 nullptr);
+    int n = 0;
+    for (; t->Valid(); t->Next()) ++n;
+    EXPECT_TRUE(t->status().ok()) << t->status();
+    return n;
+  };
+  fs_->Arm(0, no_space_);
+  const absl::Status failed = write_tile();
+  EXPECT_TRUE(absl::IsUnavailable(failed) ||
+              absl::IsResourceExhausted(failed))
+      << failed;
+  EXPECT_EQ((*store)->TileCount(), 0u);
+  EXPECT_EQ(stored(), 0);
+  EXPECT_EQ(ReadEntities(store->get()), want);
+  fs_->Disarm();
+  if (!no_space_) {
+    AppendRequest req = Batch(3);
+    auto r = (*store)->Append(&req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "restart"))
+        << r.status();
+    EXPECT_EQ(ReadEntities(store->get()), want);
+    store->reset();
+    store = EventStore::Open(dir_.Sub("db"), options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ(ReadEntities(store->get()), want);
+  }
+  ASSERT_TRUE(AppendEventually(store->get(), 3).ok());
+  ASSERT_TRUE(write_tile().ok());
+  EXPECT_EQ((*store)->TileCount(), 1u);
+  EXPECT_EQ(stored(), 1);
 }
 
 // The reserve: appends are refused before the disk is full, so RocksDB
