@@ -75,8 +75,8 @@ ABSL_FLAG(std::string, secure_mode, "tls+token",
           "(no --auth_file), token (an --auth_file, no TLS) or metrics "
           "(--metrics_listen on: the cost of recording metrics)");
 ABSL_FLAG(int64_t, storm_events, 500000,
-          "late events ingested alone, then again while heavy entities are "
-          "looked up (0: skip)");
+          "events ingested alone, then again while heavy entities are looked "
+          "up, for new events of the last day and for late ones (0: skip)");
 ABSL_FLAG(double, warmup_seconds, 120,
           "most seconds spent tiling the heavy entities before warm runs");
 
@@ -415,11 +415,11 @@ int Main() {
   }
   // Ingest alone, then as much again while the heaviest 1% are looked up
   // from --clients closed-loop threads, twice: new events of the data's
-  // last day (what a pipeline sends while lookups ask as of now; no tile
-  // covers that day), then late events on random days of the history,
-  // which also delete the tiles of the heavy days they reach, so those
-  // lookups scan raw events again and ask for tiles while the sealer and
-  // the tile builder run. Ids follow every event stored.
+  // last day (what a pipeline sends while lookups ask as of the end of the
+  // data), then late events on random days of the history. Either kind
+  // deletes the tiles of the heavy days it reaches, so those lookups scan
+  // raw events again and ask for tiles while the sealer and the tile
+  // builder run. Ids follow every event stored.
   const int64_t storm_events = absl::GetFlag(FLAGS_storm_events);
   struct StormRun {
     const char* what = "";
@@ -592,8 +592,7 @@ int Main() {
     std::printf(
         "\n%-22s %12s | %14s %9s %8s %8s | %9s\n",
         ("ingest of " + std::to_string(storm_events)).c_str(), "alone ev/s",
-        "with lookups",
-        "lookups/s", "p50 us", "p99 us", "of alone");
+        "with lookups", "lookups/s", "p50 us", "p99 us", "of alone");
     for (const StormRun& run : storms) {
       std::printf("%-22s %12.0f | %14.0f %9.0f %8.0f %8.0f | %8.0f%%\n",
                   run.what, run.alone, run.with_lookups, run.lookups.qps,
