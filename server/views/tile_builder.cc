@@ -168,6 +168,12 @@ void ViewEngine::TileSealed(const std::vector<SealedEntity>& entities) const {
   // events in the normal course.
   const int64_t yesterday = DayStart(NowMicros()) - kDayMicros;
   for (const auto& [stream_id, entity] : entities) {
+    {
+      // A closing engine stops between entities (a heavy one's history
+      // takes a while), not after the batch.
+      absl::MutexLock l(&tile_mu_);
+      if (tile_stop_) return;
+    }
     auto found = views.find(stream_id);
     if (found == views.end()) continue;
     // The entity's heavy days, from one scan of its event times (from the

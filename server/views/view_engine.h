@@ -257,7 +257,8 @@ class ViewEngine {
   static constexpr size_t kMaxSealedEntities = 1 << 18;
   void NoteSealed(uint32_t stream_id, absl::string_view entity,
                   int64_t earliest_us) const;
-  // Builds the missing tiles of heavy old days of `entities`.
+  // Builds the missing tiles of heavy old days of `entities` (stops
+  // between entities once the engine closes).
   void TileSealed(const std::vector<SealedEntity>& entities) const;
   mutable absl::Mutex tile_mu_;
   mutable absl::CondVar tile_cv_;
