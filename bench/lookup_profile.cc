@@ -1,0 +1,115 @@
+// Where one GetFeatures lookup's time goes, without gRPC: opens a data dir
+// that features_load left (--work_dir, rawfeatd stopped), and runs
+// ViewEngine::GetFeatures in process for entities of a Zipf rank range,
+// first to warm the block cache, then measured with RocksDB's perf context
+// (PerfLevel::kEnableTimeExceptForMutex). Prints, per lookup: wall time,
+// RocksDB's time in iterator creation, seeks and block reads, and how many
+// table files, filters and blocks it touched.
+//
+//   lookup_profile --data_dir /tmp/fl/data [--first_rank 49500 --ranks 1000]
+//                  [--batch 1] [--lookups 20000]
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/synchronization/mutex.h"
+#include "bench/workload.h"
+#include "rocksdb/perf_context.h"
+#include "rocksdb/perf_level.h"
+#include "server/common/time_util.h"
+#include "server/schema/registry.h"
+#include "server/storage/event_store.h"
+#include "server/views/view_engine.h"
+
+ABSL_FLAG(std::string, data_dir, "", "a data dir features_load loaded");
+ABSL_FLAG(int, first_rank, 49500, "first Zipf rank looked up (median: 49500)");
+ABSL_FLAG(int, ranks, 1000, "ranks looked up, from first_rank");
+ABSL_FLAG(int, batch, 1, "entities per lookup");
+ABSL_FLAG(int, lookups, 20000, "lookups measured (as many warm the cache)");
+
+namespace rawfeat {
+namespace {
+
+int Main() {
+  EventStoreOptions store_options;
+  store_options.seal_min_events = 0;  // a read-only look: nothing moves
+  auto store = EventStore::Open(absl::GetFlag(FLAGS_data_dir), store_options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+    return 1;
+  }
+  Registry registry(store->get());
+  if (!registry.Load().ok()) return 1;
+  ViewEngine::Options options;
+  options.tile_sealed_days = false;
+  ViewEngine views(store->get(), &registry, options);
+
+  const int lookups = absl::GetFlag(FLAGS_lookups);
+  std::mt19937_64 rng(7);
+  auto lookup = [&] {
+    v1::GetFeaturesRequest request;
+    request.set_view("bench");
+    *request.mutable_as_of() = MicrosToTimestamp(bench::kEnd);
+    for (int i = 0; i < absl::GetFlag(FLAGS_batch); ++i) {
+      request.add_entities(bench::Entity(
+          absl::GetFlag(FLAGS_first_rank) +
+          static_cast<int>(rng() % absl::GetFlag(FLAGS_ranks))));
+    }
+    return views.GetFeatures(request).ok();
+  };
+  for (int i = 0; i < lookups; ++i) {
+    if (!lookup()) return 1;
+  }
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+  rocksdb::get_perf_context()->Reset();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < lookups; ++i) {
+    if (!lookup()) return 1;
+  }
+  const double wall_us = std::chrono::duration<double, std::micro>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  const rocksdb::PerfContext& p = *rocksdb::get_perf_context();
+  const double n = lookups;
+  std::printf(
+      "%d lookups of %d entities (ranks %d..%d), per lookup:\n"
+      "  wall time                    %8.1f us (perf context on)\n"
+      "  table iterators made         %8.1f us\n"
+      "  seeks into children          %8.1f us (%.1f child seeks)\n"
+      "  seek heap, next user entry   %8.1f us\n"
+      "  memtable seeks               %8.1f us\n"
+      "  block reads (cache misses)   %8.1f us (%.2f blocks, %.0f bytes)\n"
+      "  block seeks                  %8.1f us\n"
+      "  block cache hits             %8.2f (index %.2f, filter %.2f)\n"
+      "  prefix filter: skipped %.2f files, passed %.2f\n"
+      "  keys compared                %8.1f (%.1f deleted keys skipped)\n"
+      "  seek CPU                     %8.1f us\n",
+      lookups, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_first_rank),
+      absl::GetFlag(FLAGS_first_rank) + absl::GetFlag(FLAGS_ranks) - 1,
+      wall_us / n, p.new_table_iterator_nanos / n / 1000,
+      p.seek_child_seek_time / n / 1000, p.seek_child_seek_count / n,
+      (p.seek_min_heap_time + p.find_next_user_entry_time) / n / 1000,
+      p.seek_on_memtable_time / n / 1000, p.block_read_time / n / 1000,
+      p.block_read_count / n, p.block_read_byte / n,
+      p.block_seek_nanos / n / 1000, p.block_cache_hit_count / n,
+      p.block_cache_index_hit_count / n, p.block_cache_filter_hit_count / n,
+      p.bloom_sst_miss_count / n, p.bloom_sst_hit_count / n,
+      p.user_key_comparison_count / n, p.internal_delete_skipped_count / n,
+      p.iter_seek_cpu_nanos / n / 1000);
+  return 0;
+}
+
+}  // namespace
+}  // namespace rawfeat
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  // As rawfeatd does (server/main.cc): no lock-order checks.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return rawfeat::Main();
+}
