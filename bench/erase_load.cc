@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
@@ -179,6 +178,5 @@ int Main() {
 }  // namespace rawfeat
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  return rawfeat::Main();
+  return rawfeat::bench::RunTool(argc, argv, rawfeat::Main);
 }

@@ -26,11 +26,9 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
 #include "client/client.h"
@@ -384,8 +382,5 @@ int Main() {
 }  // namespace rawfeat
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  // The clients too, as rawfeatd does (server/main.cc): no lock-order checks.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  return rawfeat::Main();
+  return rawfeat::bench::RunTool(argc, argv, rawfeat::Main);
 }

@@ -15,8 +15,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/synchronization/mutex.h"
 #include "bench/workload.h"
 #include "rocksdb/perf_context.h"
 #include "rocksdb/perf_level.h"
@@ -108,8 +106,5 @@ int Main() {
 }  // namespace rawfeat
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  // As rawfeatd does (server/main.cc): no lock-order checks.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  return rawfeat::Main();
+  return rawfeat::bench::RunTool(argc, argv, rawfeat::Main);
 }

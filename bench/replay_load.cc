@@ -15,7 +15,6 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
@@ -161,6 +160,5 @@ int Main() {
 }  // namespace rawfeat
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
-  return rawfeat::Main();
+  return rawfeat::bench::RunTool(argc, argv, rawfeat::Main);
 }

@@ -11,8 +11,10 @@
 #include <regex>
 #include <thread>
 
+#include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "client/client.h"
 #include "server/common/time_util.h"
 
@@ -99,6 +101,12 @@ bool Workload::Load(const std::string& address) const {
                     [this](int64_t begin, int64_t end, v1::IngestRequest* r) {
                       FillBatch(begin, end, r);
                     });
+}
+
+int RunTool(int argc, char** argv, int (*tool)()) {
+  absl::ParseCommandLine(argc, argv);
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return tool();
 }
 
 bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill) {

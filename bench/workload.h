@@ -93,6 +93,11 @@ struct Workload {
       bool restart = false) const;
 };
 
+// A load tool's main: parses the command line, turns off Abseil's
+// lock-order checks as rawfeatd does (server/main.cc; Debian's Abseil
+// keeps them on), and returns `tool()`.
+int RunTool(int argc, char** argv, int (*tool)());
+
 // Sends `count` events to the rawfeatd at `address` over 2 IngestStream
 // clients in batches of 1,000; `fill(begin, end, request)` writes events
 // [begin, end) and the stream into `request`. False on failure (printed).
