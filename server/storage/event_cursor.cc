@@ -20,18 +20,25 @@
 namespace rawfeat {
 namespace {
 
-// A total-order iterator of `cf` that ends before `upper`, which it reads
-// from `*upper_store` (kept by the caller as long as the iterator lives).
+// How a bounded iterator seeks: in total order (across entities), or
+// within the entity prefix of its first seek (the prefix Bloom filters
+// skip every file and memtable without it).
+enum class SeekMode { kTotalOrder, kWithinPrefix };
+
+// An iterator of `cf` that ends before `upper`, which it reads from
+// `*upper_store` (kept by the caller as long as the iterator lives).
 std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
     rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
     const rocksdb::Snapshot* snapshot, std::string upper,
-    std::string* upper_store, rocksdb::Slice* upper_slice) {
+    std::string* upper_store, rocksdb::Slice* upper_slice,
+    SeekMode mode = SeekMode::kTotalOrder) {
   *upper_store = std::move(upper);
   *upper_slice = ToSlice(*upper_store);
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot;
   ro.iterate_upper_bound = upper_slice;
-  ro.total_order_seek = true;
+  ro.total_order_seek = mode == SeekMode::kTotalOrder;
+  ro.prefix_same_as_start = mode == SeekMode::kWithinPrefix;
   return std::unique_ptr<rocksdb::Iterator>(db->NewIterator(ro, cf));
 }
 
@@ -310,19 +317,15 @@ std::unique_ptr<EventCursor> EventStore::ScanEntity(
   // The bounds keep RocksDB from reading past the range (the next block of
   // another entity) just to find where it ends. A block is keyed by its
   // last event, so the one holding the range's end may lie beyond it.
-  rep->upper = to_us == kMaxEventTime
-                   ? PrefixSuccessor(EntityPrefix(stream_id, entity))
-                   : EntityTimeKey(stream_id, entity, to_us);
-  rep->upper_slice = ToSlice(rep->upper);
-  rep->block_upper = PrefixSuccessor(BlockPrefix(stream_id, entity));
-  rep->block_upper_slice = ToSlice(rep->block_upper);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
-  ro.prefix_same_as_start = true;
-  ro.iterate_upper_bound = &rep->upper_slice;
-  rep->it.reset(db_->NewIterator(ro, events_cf_));
-  ro.iterate_upper_bound = &rep->block_upper_slice;
-  rep->bit.reset(db_->NewIterator(ro, events_cf_));
+  rep->it = NewBoundedIterator(
+      db_.get(), events_cf_, SnapshotOf(view),
+      to_us == kMaxEventTime ? PrefixSuccessor(EntityPrefix(stream_id, entity))
+                             : EntityTimeKey(stream_id, entity, to_us),
+      &rep->upper, &rep->upper_slice, SeekMode::kWithinPrefix);
+  rep->bit = NewBoundedIterator(
+      db_.get(), events_cf_, SnapshotOf(view),
+      PrefixSuccessor(BlockPrefix(stream_id, entity)), &rep->block_upper,
+      &rep->block_upper_slice, SeekMode::kWithinPrefix);
   rep->one_entity = true;
   rep->entity.assign(entity.data(), entity.size());
   rep->to_us = to_us;
@@ -408,16 +411,12 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
   }
   if (tiles_readable_ && tiled) {
     rep->prefix_size = prefix.size();
-    rep->upper = to_day == kMaxEventTime ? PrefixSuccessor(prefix)
-                                         : TileKey(prefix, to_day);
-    rep->upper_slice = ToSlice(rep->upper);
-    // Within one entity's prefix: the prefix Bloom filters skip every file
-    // (and the memtable) holding no tile of the entity.
-    rocksdb::ReadOptions ro;
-    ro.snapshot = SnapshotOf(view);
-    ro.iterate_upper_bound = &rep->upper_slice;
-    ro.prefix_same_as_start = true;
-    rep->it.reset(db_->NewIterator(ro, tiles_cf_));
+    rep->it = NewBoundedIterator(db_.get(), tiles_cf_, SnapshotOf(view),
+                                 to_day == kMaxEventTime
+                                     ? PrefixSuccessor(prefix)
+                                     : TileKey(prefix, to_day),
+                                 &rep->upper, &rep->upper_slice,
+                                 SeekMode::kWithinPrefix);
     rep->it->Seek(ToSlice(
         from_day == kMinEventTime ? prefix : TileKey(prefix, from_day)));
     rep->Settle();
