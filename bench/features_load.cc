@@ -442,17 +442,7 @@ int Main() {
     return ok ? storm_events / secs : 0.0;
   };
   // The sealer and tile builder done, so each phase starts alike.
-  auto settle = [&] {
-    Client client(server.address());
-    for (int i = 0; i < 600; ++i) {
-      auto st = client.GetStatus();
-      if (!st.ok() || (st->unsealed_events() == 0 && !st->compacting() &&
-                       st->tile_builds_pending() == 0)) {
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  };
+  auto settle = [&] { bench::WaitSettled(server.address(), 60); };
   for (StormRun& run : storms) {
     if (storm_events <= 0) break;
     auto st = Client(server.address()).GetStatus();

@@ -103,6 +103,25 @@ bool Workload::Load(const std::string& address) const {
                     });
 }
 
+double WaitSettled(const std::string& address, double max_seconds) {
+  using Clock = std::chrono::steady_clock;
+  Client client(address);
+  const auto begin = Clock::now();
+  auto since = [&] {
+    return std::chrono::duration<double>(Clock::now() - begin).count();
+  };
+  int quiet = 0;
+  while (since() < max_seconds && quiet < 4) {
+    auto st = client.GetStatus();
+    if (!st.ok()) break;
+    const bool idle = !st->compacting() && st->unsealed_events() == 0 &&
+                      st->tile_builds_pending() == 0;
+    quiet = idle ? quiet + 1 : 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return since();
+}
+
 int RunTool(int argc, char** argv, int (*tool)()) {
   absl::ParseCommandLine(argc, argv);
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -168,24 +187,8 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
                 static_cast<double>(events) / load_secs);
   }
   if (also_load && !also_load(server->address())) return nullptr;
-  // Settled: no compaction running or pending, every event sealed into
-  // blocks, and the tiles of heavy days the sealing asked for built.
-  // Returns the seconds it took.
-  // Quiet for 2 s straight: one compaction's end may come just before
-  // the next one is picked.
   auto settle = [&](const std::string& address) {
-    Client client(address);
-    const auto begin = Clock::now();
-    int quiet = 0;
-    while (since(begin) < settle_seconds && quiet < 4) {
-      auto st = client.GetStatus();
-      if (!st.ok()) break;
-      const bool idle = !st->compacting() && st->unsealed_events() == 0 &&
-                        st->tile_builds_pending() == 0;
-      quiet = idle ? quiet + 1 : 0;
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    }
-    return since(begin);
+    return WaitSettled(address, settle_seconds);
   };
   const double settled = settle(server->address());
   {

@@ -93,6 +93,12 @@ struct Workload {
       bool restart = false) const;
 };
 
+// Waits (up to `max_seconds`) until the rawfeatd at `address` has been
+// settled for 2 s straight (one compaction's end may come just before the
+// next one is picked): no compaction running or pending, every event sealed
+// into blocks, every tile build asked for done. Returns the seconds waited.
+double WaitSettled(const std::string& address, double max_seconds);
+
 // A load tool's main: parses the command line, turns off Abseil's
 // lock-order checks as rawfeatd does (server/main.cc; Debian's Abseil
 // keeps them on), and returns `tool()`.
