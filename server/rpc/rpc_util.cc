@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "grpcpp/support/proto_buffer_reader.h"
+
 namespace rawfeat {
 
 bool ParseMessage(const grpc::ByteBuffer& bytes,
@@ -15,11 +17,12 @@ bool ParseMessage(const grpc::ByteBuffer& bytes,
     return message->ParseFromArray(slices[0].begin(),
                                    static_cast<int>(slices[0].size()));
   }
-  std::string joined;
-  for (const auto& slice : slices) {
-    joined.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  return message->ParseFromString(joined);
+  // A big message arrives in many slices: parsed across them, not joined
+  // into one copy first. (The reader takes a mutable buffer; the copy
+  // shares the slices.)
+  grpc::ByteBuffer shared(bytes);
+  grpc::ProtoBufferReader reader(&shared);
+  return message->ParseFromZeroCopyStream(&reader) && reader.status().ok();
 }
 
 void ReleaseFreedMemory() { malloc_trim(0); }
