@@ -48,9 +48,13 @@ ABSL_FLAG(bool, tile_sealed_days, true,
           "tile heavy days of entities whose old events were sealed, in the "
           "background once sealing is quiet, before any lookup asks");
 ABSL_FLAG(int, seal_min_events, 64,
-          "seal an entity's new events of a day into a block once it has "
-          "this many (every entity's once ingest pauses); 0 = never seal "
-          "(reads are identical either way, faster over sealed blocks)");
+          "seal an entity's new events into its blocks once it has this "
+          "many in memory (every entity's once ingest pauses, or when the "
+          "head is half full); 0 = only when the head is full (reads are "
+          "identical either way)");
+ABSL_FLAG(int64_t, head_max_mb, 256,
+          "memory for events not sealed into blocks yet (the head); an "
+          "append waits for sealing above it");
 ABSL_FLAG(int64_t, join_run_rows, 1000000,
           "most label rows one JoinFeatures call holds in memory");
 ABSL_FLAG(int, analyst_threads, 0,
@@ -125,6 +129,12 @@ int main(int argc, char** argv) {
   options.tiles = absl::GetFlag(FLAGS_tiles);
   options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
   options.tile_sealed_days = absl::GetFlag(FLAGS_tile_sealed_days);
+  if (absl::GetFlag(FLAGS_head_max_mb) < 1) {
+    std::fprintf(stderr, "rawfeatd: --head_max_mb must be 1 or more\n");
+    return 2;
+  }
+  options.store.head_max_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_head_max_mb)) << 20;
   if (absl::GetFlag(FLAGS_seal_min_events) < 0) {
     std::fprintf(stderr, "rawfeatd: --seal_min_events must be 0 or more\n");
     return 2;

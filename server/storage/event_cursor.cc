@@ -3,6 +3,7 @@
 
 #include "server/storage/event_cursor.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -47,26 +48,43 @@ std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
 // ---------------------------------------------------------- EventCursor
 
 // The cursor merges two sorted sources in (entity, time, seq) order: the
-// events not sealed yet (one key each, iterator `it`) and the sealed
-// blocks (iterator `bit`; the block read last is decoded into `block`).
+// events not sealed yet (the store's head, event_head.h: one entity's
+// EntityHead at a time) and the sealed blocks (iterator `bit`; the block
+// read last is decoded into `block`).
 struct EventCursor::Rep {
+  ~Rep() {
+    if (head != nullptr && registered) head->Unregister(read_seq);
+  }
   uint32_t stream_id = 0;
-  std::unique_ptr<rocksdb::Iterator> it;   // unsealed events
+  // The head, and the RocksDB sequence this cursor reads at: it shows a
+  // head event unless a block visible at read_seq holds it.
+  EventHead* head = nullptr;
+  uint64_t read_seq = 0;
+  bool registered = false;  // with head (a cursor without a view)
   std::unique_ptr<rocksdb::Iterator> bit;  // blocks
-  // Iterator bounds (kept alive as long as the iterators).
-  std::string upper, block_upper;
-  rocksdb::Slice upper_slice, block_upper_slice;
+  // Iterator bound (kept alive as long as the iterator).
+  std::string block_upper;
+  rocksdb::Slice block_upper_slice;
   std::string target;       // scratch for seek keys
   bool one_entity = false;  // kept to `entity` by Seek
   std::string entity;       // the entity Seek chose
   int64_t from_us = kMinEventTime;
   int64_t to_us = kMaxEventTime;
   bool valid = false;
-  // The current event: from the block (in_block) or the iterator's key.
+  // The current event: from the block (in_block) or the head.
   bool in_block = false;
-  ParsedEventKey key;  // it's key, while key_ok
+  // The head source: the entity (head_prefix, its EntityPrefix) whose
+  // events it is on, and the position in them. A stream cursor moves on
+  // to the next entity with head events at or after head_next_from, below
+  // head_upper, while head_more.
+  std::string head_prefix;
+  EntityHeadRef hentity;
+  size_t hpos = 0;
+  std::string head_next_from, head_upper;
+  bool head_more = false;
+  ParsedEventKey key;  // the head's current event, while key_ok
   bool key_ok = false;
-  bool key_read = false;  // `it` has not moved since key was read
+  bool key_read = false;  // the head source has not moved since key was read
   // The block read last: its entity and events (views into the value
   // `bit` stays on while block_pinned); `next` is the first not yet
   // passed.
@@ -91,26 +109,37 @@ struct EventCursor::Rep {
     block_pinned = false;
   }
 
-  // Reads `it`'s position into `key`: false at the end of the range (or
-  // on an error, with status set).
+  // Reads the head source's position into `key`: false at the end of the
+  // range.
   bool ReadKey() {
     key_read = true;
     key_ok = false;
-    if (!it->Valid()) {
-      absl::Status s = FromRocks(it->status(), "scan events");
-      if (!s.ok()) Fail(std::move(s));
-      return false;
+    while (true) {
+      if (hentity != nullptr) {
+        const std::vector<HeadEvent>& events = hentity->events;
+        while (hpos < events.size() &&
+               !EntityHead::Visible(events[hpos], read_seq)) {
+          ++hpos;
+        }
+        if (hpos < events.size()) {
+          key.stream_id = stream_id;
+          key.entity =
+              absl::string_view(head_prefix).substr(4, head_prefix.size() - 5);
+          key.time_us = events[hpos].time_us;
+          key.seq = events[hpos].seq;
+          if (key.time_us >= to_us) return false;
+          return key_ok = true;
+        }
+        hentity = nullptr;
+      }
+      if (one_entity || !head_more) return false;
+      if (!head->Next(head_next_from, head_upper, &head_prefix, &hentity)) {
+        head_more = false;
+        return false;
+      }
+      hpos = 0;
+      head_next_from = PrefixSuccessor(head_prefix);
     }
-    const absl::string_view k = ToView(it->key());
-    if (!ParseEventKey(k, &key) || key.stream_id != stream_id) {
-      Fail(absl::DataLossError(
-          absl::StrCat("stream ", stream_id, " holds a malformed event key (",
-                       HexEncode(k), ")")));
-      return false;
-    }
-    if (one_entity && key.entity != entity) return false;
-    if (key.time_us >= to_us) return false;
-    return key_ok = true;
   }
 
   // Moves `bit` past the block read last (if any) and decodes the one it
@@ -175,15 +204,14 @@ struct EventCursor::Rep {
       blocks_done = true;
     }
     const bool block_left = next < block.size();
-    // An unsealed event that a block holds too is read once, from the
-    // block. (Sealing deletes an event's own key in the same write; the
-    // key could only come back if RocksDB replayed a write of it twice,
-    // after a failed write was retried and the server then crashed.)
+    // A head event that a block holds too is read once, from the block:
+    // the block was sealed after this cursor's view was taken (the head
+    // marks it gone from a later sequence on), or the head was rebuilt
+    // from the log at open and holds events sealed before the stop.
     while (block_left && key_ok && key.entity == block_entity &&
            key.time_us == block[next].time_us && key.seq == block[next].seq) {
-      it->Next();
+      ++hpos;
       ReadKey();
-      if (!status.ok()) return;
     }
     if (block_left && BlockFirst()) {
       in_block = true;
@@ -201,9 +229,17 @@ struct EventCursor::Rep {
     ClearBlock();
     blocks_done = false;
     status = absl::OkStatus();
-    target = from == kMinEventTime ? EntityPrefix(stream_id, entity)
-                                   : EntityTimeKey(stream_id, entity, from);
-    it->Seek(ToSlice(target));
+    head_prefix = EntityPrefix(stream_id, entity);
+    hentity = head->Find(head_prefix);
+    hpos = 0;
+    if (hentity != nullptr && from != kMinEventTime) {
+      const std::vector<HeadEvent>& events = hentity->events;
+      hpos = std::partition_point(events.begin(), events.end(),
+                                  [from](const HeadEvent& e) {
+                                    return e.time_us < from;
+                                  }) -
+             events.begin();
+    }
     key_read = false;
     target = from == kMinEventTime ? BlockPrefix(stream_id, entity)
                                    : BlockKey(stream_id, entity, from, 0);
@@ -243,12 +279,13 @@ void EventCursor::NextEntity() {
   const bool keep_block = rep_->next < rep_->block.size() &&
                           absl::string_view(rep_->block_entity) > e;
   if (!keep_block) rep_->ClearBlock();
-  // Each source seeks only if it is not past the entity already: after a
-  // whole entity was read, one of them usually is (a seek would skip the
-  // deletions sealing left once more).
+  // Each source moves only if it is not past the entity already.
   rep_->target = PrefixSuccessor(EntityPrefix(rep_->stream_id, e));
-  if (rep_->it->Valid() && ToView(rep_->it->key()) < rep_->target) {
-    rep_->it->Seek(ToSlice(rep_->target));
+  if (rep_->hentity == nullptr ||
+      absl::string_view(rep_->head_prefix) < rep_->target) {
+    rep_->hentity = nullptr;
+    rep_->head_next_from = rep_->target;
+    rep_->head_more = true;
   }
   rep_->key_read = false;
   rep_->target = PrefixSuccessor(BlockPrefix(rep_->stream_id, e));
@@ -264,7 +301,7 @@ void EventCursor::Next() {
   if (rep_->in_block) {
     ++rep_->next;
   } else {
-    rep_->it->Next();
+    ++rep_->hpos;
     rep_->key_read = false;
   }
   rep_->Settle();
@@ -281,7 +318,7 @@ uint64_t EventCursor::seq() const {
 }
 absl::string_view EventCursor::value() const {
   return rep_->in_block ? rep_->block[rep_->next].value
-                        : ToView(rep_->it->value());
+                        : rep_->hentity->events[rep_->hpos].value;
 }
 
 const EventValueReader* EventCursor::Decode(
@@ -295,16 +332,30 @@ const EventValueReader* EventCursor::Decode(
 
 absl::Status EventCursor::status() const { return rep_->status; }
 
+void EventStore::StartCursor(EventCursor::Rep* rep, uint32_t stream_id,
+                             const ReadView* view) const {
+  rep->stream_id = stream_id;
+  rep->head = &head_;
+  if (view != nullptr) {
+    rep->read_seq = view->read_seq_;  // the view is registered
+  } else {
+    // Registered before the iterators are made: they read at this
+    // sequence or later, and the head keeps what they may not see.
+    rep->read_seq =
+        head_.Register([this] { return db_->GetLatestSequenceNumber(); });
+    rep->registered = true;
+  }
+}
+
 std::unique_ptr<EventCursor> EventStore::NewEventCursor(
     uint32_t stream_id, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();
-  rep->stream_id = stream_id;
+  StartCursor(rep.get(), stream_id, view);
   rocksdb::ReadOptions ro;
   ro.snapshot = SnapshotOf(view);
   // Within one entity a prefix seek suffices: the entity-prefix Bloom
-  // filters skip files without it, and the hash memtable is fast at it.
+  // filters skip files without it.
   ro.prefix_same_as_start = true;
-  rep->it.reset(db_->NewIterator(ro, events_cf_));
   rep->bit.reset(db_->NewIterator(ro, events_cf_));
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }
@@ -313,15 +364,10 @@ std::unique_ptr<EventCursor> EventStore::ScanEntity(
     uint32_t stream_id, absl::string_view entity, int64_t from_us,
     int64_t to_us, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();
-  rep->stream_id = stream_id;
-  // The bounds keep RocksDB from reading past the range (the next block of
-  // another entity) just to find where it ends. A block is keyed by its
-  // last event, so the one holding the range's end may lie beyond it.
-  rep->it = NewBoundedIterator(
-      db_.get(), events_cf_, SnapshotOf(view),
-      to_us == kMaxEventTime ? PrefixSuccessor(EntityPrefix(stream_id, entity))
-                             : EntityTimeKey(stream_id, entity, to_us),
-      &rep->upper, &rep->upper_slice, SeekMode::kWithinPrefix);
+  StartCursor(rep.get(), stream_id, view);
+  // The bound keeps RocksDB from reading past the entity (the next block
+  // of another entity) just to find where it ends. A block is keyed by its
+  // last event, so the one holding the range's end may lie beyond to_us.
   rep->bit = NewBoundedIterator(
       db_.get(), events_cf_, SnapshotOf(view),
       PrefixSuccessor(BlockPrefix(stream_id, entity)), &rep->block_upper,
@@ -336,16 +382,15 @@ std::unique_ptr<EventCursor> EventStore::ScanEntity(
 std::unique_ptr<EventCursor> EventStore::ScanStream(
     uint32_t stream_id, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();
-  rep->stream_id = stream_id;
+  StartCursor(rep.get(), stream_id, view);
   const std::string prefix = StreamPrefix(stream_id);
   const std::string block_prefix = StreamPrefix(stream_id | kBlockStreamBit);
-  rep->it = NewBoundedIterator(db_.get(), events_cf_, SnapshotOf(view),
-                               PrefixSuccessor(prefix), &rep->upper,
-                               &rep->upper_slice);
   rep->bit = NewBoundedIterator(db_.get(), events_cf_, SnapshotOf(view),
                                 PrefixSuccessor(block_prefix),
                                 &rep->block_upper, &rep->block_upper_slice);
-  rep->it->Seek(ToSlice(prefix));
+  rep->head_next_from = prefix;
+  rep->head_upper = PrefixSuccessor(prefix);
+  rep->head_more = true;
   rep->bit->Seek(ToSlice(block_prefix));
   rep->Settle();
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));

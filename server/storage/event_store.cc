@@ -172,7 +172,10 @@ class EntityPrefixTransform final : public rocksdb::SliceTransform {
 
 // ------------------------------------------------------------- ReadView
 
-ReadView::~ReadView() { db_->ReleaseSnapshot(snapshot_); }
+ReadView::~ReadView() {
+  db_->ReleaseSnapshot(snapshot_);
+  head_->Unregister(read_seq_);
+}
 
 const rocksdb::Snapshot* EventStore::SnapshotOf(const ReadView* view) {
   return view == nullptr ? nullptr : view->snapshot_;
@@ -406,9 +409,9 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   store->tiles_cf_ = store->handles_[5];
   absl::Status rs = store->Recover(wal_damage);
   if (!rs.ok()) return rs;
+  rs = store->LoadUnsealed();
+  if (!rs.ok()) return rs;
   if (store->read_only_.empty()) {
-    rs = store->LoadUnsealed();
-    if (!rs.ok()) return rs;
     if (options.seal_min_events > 0) {
       EventStore* raw_store = store.get();
       store->sealer_ = std::thread([raw_store] { raw_store->SealLoop(); });
@@ -599,6 +602,7 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
+  RETURN_IF_ERROR(MakeHeadRoom());
   Writer w(request);
   const int64_t horizon = Horizon(request->stream_id);
   if (horizon != kNoHorizon) {
@@ -772,12 +776,12 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
   }
   // Memtable inserts dominate the write path. Inserting each column
   // family's keys in sorted order lets the skiplist reuse its last splice
-  // instead of searching from the top for every key.
+  // instead of searching from the top for every key. (The event keys are
+  // sorted for the head, which takes them entity by entity.)
   std::sort(event_puts.begin(), event_puts.end());
   std::sort(id_puts.begin(), id_puts.end());
-  for (const auto& [key, value] : event_puts) {
-    batch.Put(events_cf_, ToSlice(key), ToSlice(*value));
-  }
+  // The events themselves are written once, in the log entries above;
+  // the head (event_head.h) indexes them by entity until they are sealed.
   for (const auto& [key, value] : id_puts) {
     batch.Put(ids_cf_, ToSlice(key), ToSlice(value));
   }
@@ -834,7 +838,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   next_seq_ = seq;
-  NoteUnsealed(event_puts);
+  AddToHead(event_puts);
   for (auto& [erasing, key] : reclaims) {
     erasing->reclaimed.insert(std::move(key));
   }
@@ -862,7 +866,14 @@ absl::flat_hash_map<uint32_t, uint64_t> EventStore::StreamCounts() const {
 }
 
 std::unique_ptr<ReadView> EventStore::NewReadView() const {
-  return std::unique_ptr<ReadView>(new ReadView(db_.get(), db_->GetSnapshot()));
+  std::unique_ptr<ReadView> view(new ReadView(db_.get(), &head_));
+  // Registered with the head at the snapshot's sequence: the head keeps
+  // every event this view must show until the view is gone.
+  view->read_seq_ = head_.Register([&] {
+    view->snapshot_ = db_->GetSnapshot();
+    return view->snapshot_->GetSequenceNumber();
+  });
+  return view;
 }
 
 absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
@@ -1342,6 +1353,8 @@ absl::Status EventStore::PutDefinitions(
 
 absl::Status EventStore::CompactAll() {
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
+  // Unsealed events first, so retention meets them in their blocks.
+  RETURN_IF_ERROR(Seal(1));
   rocksdb::FlushOptions flush;
   RETURN_IF_ERROR(FromRocks(db_->Flush(flush, handles_), "flush"));
   rocksdb::CompactRangeOptions compact;
@@ -1430,6 +1443,8 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     auto cursor = ScanEntity(stream_id, entity, kMinEventTime, kMaxEventTime,
                              pinned->view.get());
     for (; cursor->Valid(); cursor->Next()) {
+      // Later seqs (the head shows them) are the log scan's, below.
+      if (cursor->seq() > pinned->watermark) continue;
       RETURN_IF_ERROR(take(cursor->seq(), cursor->value()));
     }
     RETURN_IF_ERROR(cursor->status());
@@ -1492,6 +1507,9 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     rocksdb::WriteOptions wo;
     wo.sync = true;
     RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "erase"));
+    // Its unsealed events leave the head for every read from now on
+    // (appends wait on commit_mu_, so none of the entity came meanwhile).
+    head_.MarkGone(prefix, {}, db_->GetLatestSequenceNumber());
     {
       absl::MutexLock l(&mu_);
       uint64_t& count = counts_[stream_id];

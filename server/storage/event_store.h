@@ -29,6 +29,7 @@
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/hash.h"
 #include "server/storage/event_cursor.h"
+#include "server/storage/event_head.h"
 #include "server/storage/retention.h"
 
 namespace rocksdb {
@@ -76,11 +77,17 @@ struct EventStoreOptions {
   // Collect RocksDB's tickers (block cache hits and misses, stall time)
   // for EngineStats. Default: false.
   bool statistics = false;
-  // Sealing (event_block.h): a background thread folds an entity's
-  // unsealed events into its blocks once it has at least this many, and
-  // every entity's once appends pause (or a minute passed). 0: no
-  // background sealing (only Seal() seals). Default: 64.
+  // Sealing (event_block.h): a background thread writes an entity's
+  // unsealed events (held in memory, event_head.h) into its blocks once it
+  // has at least this many, and every entity's once appends pause (or a
+  // minute passed). 0: no background sealing (only Seal() seals, and an
+  // append seals everything itself when the head is full). Default: 64.
   size_t seal_min_events = 64;
+  // Memory the unsealed events may hold (event_head.h). Above it an
+  // append first waits for sealing (and seals everything when the 10 s it
+  // waits are up); reads that hold old views keep sealed events in memory
+  // until they end. Default: 256 MiB.
+  size_t head_max_bytes = size_t{256} << 20;
 };
 
 // Acknowledged events the store lost and an operator accepted losing.
@@ -134,10 +141,11 @@ class ReadView {
 
  private:
   friend class EventStore;
-  ReadView(rocksdb::DB* db, const rocksdb::Snapshot* snapshot)
-      : db_(db), snapshot_(snapshot) {}
+  ReadView(rocksdb::DB* db, EventHead* head) : db_(db), head_(head) {}
   rocksdb::DB* db_;
-  const rocksdb::Snapshot* snapshot_;
+  EventHead* head_;  // registered with it at read_seq_
+  const rocksdb::Snapshot* snapshot_ = nullptr;
+  uint64_t read_seq_ = 0;
 };
 
 class EventStore {
@@ -315,8 +323,9 @@ class EventStore {
   absl::Status PutDefinitions(
       const std::vector<Definition>& definitions,
       const std::vector<std::pair<uint32_t, int64_t>>& retention);
-  // Flushes memtables and compacts every column family to the bottom, so
-  // retention and erasure leave the files now rather than eventually.
+  // Seals every unsealed event, flushes memtables and compacts every
+  // column family to the bottom, so retention and erasure leave the files
+  // now rather than eventually.
   // Slow on a big store (rewrites it). Errors: UNAVAILABLE /
   // RESOURCE_EXHAUSTED.
   absl::Status CompactAll();
@@ -395,6 +404,10 @@ class EventStore {
   // then records it.
   absl::Status DropTilesOfOtherFormats();
   static const rocksdb::Snapshot* SnapshotOf(const ReadView* view);
+  // Sets up a cursor's stream and head source: it reads at `view`'s
+  // sequence, or (nullptr) registers the latest with the head.
+  void StartCursor(EventCursor::Rep* rep, uint32_t stream_id,
+                   const ReadView* view) const;
   // The meta column family (keys.h). Writes are synced.
   absl::StatusOr<std::string> GetMeta(
       absl::string_view key) const;  // NOT_FOUND
@@ -493,35 +506,42 @@ class EventStore {
   // Finishes erasures a stop interrupted (at open).
   absl::Status ResumeErasures();
 
-  // Sealing (event_store_seal.cc). What is not sealed yet, by entity
-  // prefix (keys.h EntityPrefix): how many events and the lowest seq.
-  struct Unsealed {
-    uint64_t events = 0;
-    uint64_t min_seq = 0;
-    void Note(uint64_t seq);
-    void Merge(const Unsealed& other);
-  };
-  // Records appended events (their event keys) as unsealed.
-  void NoteUnsealed(
+  // Sealing (event_store_seal.cc). The events not sealed yet, in memory
+  // (event_head.h).
+  mutable EventHead head_;
+  // True if the events family may hold event keys of a format before 5
+  // (one key per unsealed event): sealing an entity deletes its keys. Set
+  // at open.
+  bool legacy_event_keys_ = false;
+  // Adds appended events (their sorted event keys and values) to the head.
+  void AddToHead(
       const std::vector<std::pair<std::string, const std::string*>>& puts);
-  // Rebuilds unsealed_ at open from the log after meta "unsealed_from".
+  // Rebuilds the head at open from the log after meta "unsealed_from",
+  // sealing as it goes whenever it holds head_max_bytes.
   absl::Status LoadUnsealed();
-  // Seals the unsealed events of the entity whose EntityPrefix is
-  // `prefix` into its blocks.
-  absl::Status SealEntity(absl::string_view prefix);
+  // Seals `head` (the live events of the entity whose EntityPrefix is
+  // `prefix`) into its blocks, and marks them gone from the head.
+  absl::Status SealEntity(absl::string_view prefix, const EntityHead& head);
+  // Persists meta "unsealed_from" (a seq at or below every live head
+  // event's) if it moved.
+  absl::Status SaveUnsealedFrom() ABSL_EXCLUSIVE_LOCKS_REQUIRED(seal_pass_mu_);
+  // Before an append: if the head is full, waits for sealing to make room
+  // (or seals itself). Errors: those of Seal.
+  absl::Status MakeHeadRoom();
   void SealLoop();
   absl::Mutex seal_pass_mu_;  // one Seal pass at a time
   // Held while one entity is sealed; Erase commits under it, so no
   // sealing writes back events an erasure deleted.
   absl::Mutex seal_mu_;
   mutable absl::Mutex seal_state_mu_;
-  absl::flat_hash_map<std::string, Unsealed> unsealed_
-      ABSL_GUARDED_BY(seal_state_mu_);
-  uint64_t unsealed_events_ ABSL_GUARDED_BY(seal_state_mu_) = 0;
   uint64_t unsealed_from_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;  // as stored
+  // While LoadUnsealed seals: the first seq of the log not loaded yet.
+  uint64_t load_limit_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;
   bool stop_sealer_ ABSL_GUARDED_BY(seal_state_mu_) = false;
   std::atomic<bool> stopping_{false};  // the store is closing
   absl::CondVar seal_cv_;
+  // Signalled after each sealing pass (appends wait on it for head room).
+  absl::CondVar sealed_cv_;
   std::thread sealer_;
   absl::Mutex seal_listener_mu_;  // held while the listener is called
   const void* seal_listener_owner_ ABSL_GUARDED_BY(seal_listener_mu_) =

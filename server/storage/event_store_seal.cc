@@ -1,17 +1,19 @@
 // EventStore: sealing events into blocks (event_block.h).
 //
-// Appends write one key per event. A background thread (SealLoop) folds
-// an entity's unsealed events into its blocks: each event goes into the
-// first block whose last event is not before it (or into the tail block
-// when there is none), the blocks that received events are re-cut into
-// blocks of at most kBlockMaxEvents, and the new blocks, the deletion of
-// the blocks they replace and the deletion of the sealed events' own keys
-// go in one atomic write. Readers merge blocks with the events not sealed
-// yet (event_cursor.cc), so sealing never changes an answer.
+// Appends write each event once, into the log; until it is sealed the
+// event lives in memory, in the head (event_head.h), where reads find it
+// by entity. A background thread (SealLoop) writes an entity's head
+// events into its blocks: each event goes into the first block whose last
+// event is not before it (or into the tail block when there is none), the
+// blocks that received events are re-cut into blocks of at most
+// kBlockMaxEvents, and the new blocks and the deletion of the blocks they
+// replace go in one atomic write, after which the events are marked gone
+// from the head for reads that see the new blocks. Readers merge blocks
+// with the head (event_cursor.cc), so sealing never changes an answer.
 //
-// What is unsealed is tracked in memory (unsealed_), fed by appends; at
-// open it is rebuilt from the log after meta "unsealed_from", a seq below
-// every unsealed event's, which each sealing pass moves forward.
+// At open the head is rebuilt from the log after meta "unsealed_from", a
+// seq at or below every unsealed event's, which each sealing pass moves
+// forward.
 
 #include <algorithm>
 #include <limits>
@@ -43,36 +45,29 @@ constexpr char kMetaUnsealedFromKey[] = "unsealed_from";  // be64 seq
 
 }  // namespace
 
-void EventStore::Unsealed::Note(uint64_t seq) {
-  ++events;
-  min_seq = min_seq == 0 ? seq : std::min(min_seq, seq);
-}
-
-void EventStore::Unsealed::Merge(const Unsealed& other) {
-  events += other.events;
-  if (other.min_seq != 0) {
-    min_seq = min_seq == 0 ? other.min_seq : std::min(min_seq, other.min_seq);
-  }
-}
-
-void EventStore::NoteUnsealed(
+void EventStore::AddToHead(
     const std::vector<std::pair<std::string, const std::string*>>& puts) {
   if (puts.empty()) return;
-  absl::MutexLock l(&seal_state_mu_);
-  Unsealed* current = nullptr;
-  absl::string_view current_prefix;
+  std::vector<EventHead::NewEvent> events;
+  events.reserve(puts.size());
   for (const auto& [key, value] : puts) {
-    // Sorted keys: one lookup per entity.
-    const absl::string_view prefix(key.data(), key.size() - 16);
-    if (current == nullptr || prefix != current_prefix) {
-      current = &unsealed_[prefix];
-      current_prefix = prefix;
-    }
-    current->Note(DecodeBigEndian64(key.data() + key.size() - 8));
+    // An event key: entity prefix | be64(time) | be64(seq).
+    EventHead::NewEvent e;
+    e.prefix = absl::string_view(key.data(), key.size() - 16);
+    e.time_us = SignedFromOrdered(DecodeBigEndian64(key.data() + key.size() -
+                                                    16));
+    e.seq = DecodeBigEndian64(key.data() + key.size() - 8);
+    e.value = *value;
+    events.push_back(e);
   }
-  unsealed_events_ += puts.size();
+  // At or after the append's own write: a view that holds the write (and
+  // so the watermark published after this) is at this sequence or later.
+  head_.Add(events, db_->GetLatestSequenceNumber());
+  // The sealer runs every half second; a head past half its memory wakes
+  // it at once (it then seals everything).
   if (options_.seal_min_events > 0 &&
-      unsealed_events_ >= 16 * options_.seal_min_events) {
+      head_.bytes() >= options_.head_max_bytes / 2) {
+    absl::MutexLock l(&seal_state_mu_);
     seal_cv_.Signal();
   }
 }
@@ -84,10 +79,7 @@ void EventStore::SetSealListener(const void* owner, SealListener listener) {
   seal_listener_ = std::move(listener);
 }
 
-uint64_t EventStore::UnsealedEvents() const {
-  absl::MutexLock l(&seal_state_mu_);
-  return unsealed_events_;
-}
+uint64_t EventStore::UnsealedEvents() const { return head_.live_events(); }
 
 absl::Status EventStore::LoadUnsealed() {
   uint64_t from = 1;
@@ -101,116 +93,177 @@ absl::Status EventStore::LoadUnsealed() {
     absl::MutexLock l(&seal_pass_mu_);
     unsealed_from_ = from;
   }
-  absl::flat_hash_map<std::string, Unsealed> found;
-  uint64_t events = 0;
+  {
+    // Event keys of an earlier format (one per unsealed event) sort before
+    // every block key: if the family starts with one, sealing deletes them.
+    rocksdb::ReadOptions ro;
+    ro.total_order_seek = true;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_cf_));
+    it->SeekToFirst();
+    RETURN_IF_ERROR(FromRocks(it->status(), "open events"));
+    legacy_event_keys_ =
+        it->Valid() && it->key().size() >= 4 &&
+        (DecodeBigEndian32(it->key().data()) & kBlockStreamBit) == 0;
+  }
+  // The log after `from` holds every unsealed event (and perhaps some
+  // sealed since: the head then holds them beside their block, which
+  // reads and sealing tell apart by seq). Added in sorted runs; whenever
+  // the head is full, what it holds is sealed first (a store of an old
+  // format converts in bounded memory, and resumes where it stopped).
+  std::vector<std::pair<std::string, std::string>> run;
+  std::vector<std::pair<std::string, const std::string*>> puts;
+  size_t run_bytes = 0;
+  auto flush = [&]() -> absl::Status {
+    std::sort(run.begin(), run.end());
+    puts.clear();
+    for (const auto& [key, value] : run) puts.emplace_back(key, &value);
+    AddToHead(puts);
+    const uint64_t next = run.empty()
+                              ? 0
+                              : DecodeBigEndian64(run.back().first.data() +
+                                                  run.back().first.size() - 8);
+    run.clear();
+    run_bytes = 0;
+    if (head_.bytes() >= options_.head_max_bytes && read_only_.empty()) {
+      {
+        absl::MutexLock l(&seal_pass_mu_);
+        load_limit_ = next + 1;  // the log after it is not loaded yet
+      }
+      const absl::Status s = Seal(1);
+      absl::MutexLock l(&seal_pass_mu_);
+      load_limit_ = 0;
+      RETURN_IF_ERROR(s);
+    }
+    return absl::OkStatus();
+  };
+  absl::Status inner;
   RETURN_IF_ERROR(ScanLog(from - 1, watermark(), nullptr,
                           [&](const StoredEvent& e) {
-                            found[EntityPrefix(e.stream_id, e.entity)].Note(
-                                e.seq);
-                            ++events;
+                            run.emplace_back(EventKey(e.stream_id, e.entity,
+                                                      e.time_us, e.seq),
+                                             std::string(e.value));
+                            run_bytes += e.value.size() + 64;
+                            if (run_bytes >= (16 << 20)) {
+                              inner = flush();
+                              return inner.ok();
+                            }
                             return true;
                           }));
-  absl::MutexLock l(&seal_state_mu_);
-  unsealed_ = std::move(found);
-  unsealed_events_ = events;
+  RETURN_IF_ERROR(inner);
+  return flush();
+}
+
+absl::Status EventStore::MakeHeadRoom() {
+  if (head_.bytes() < options_.head_max_bytes) return absl::OkStatus();
+  if (options_.seal_min_events > 0 && read_only_.empty()) {
+    absl::MutexLock l(&seal_state_mu_);
+    seal_cv_.Signal();
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (head_.bytes() >= options_.head_max_bytes &&
+           absl::Now() < deadline && !stop_sealer_) {
+      sealed_cv_.WaitWithDeadline(&seal_state_mu_, deadline);
+    }
+    if (head_.bytes() < options_.head_max_bytes) return absl::OkStatus();
+  }
+  // No sealer, or it fell behind: seal here (Seal makes room unless a
+  // long read holds sealed events in memory; the append then goes on).
+  RETURN_IF_ERROR(Seal(1));
   return absl::OkStatus();
 }
 
 absl::Status EventStore::Seal(size_t min_events) {
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   absl::MutexLock pass_lock(&seal_pass_mu_);
-  std::vector<std::pair<std::string, Unsealed>> picked;
-  {
-    absl::MutexLock l(&seal_state_mu_);
-    for (auto it = unsealed_.begin(); it != unsealed_.end();) {
-      if (it->second.events >= std::max<size_t>(min_events, 1)) {
-        unsealed_events_ -= it->second.events;
-        picked.emplace_back(it->first, std::move(it->second));
-        unsealed_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-  }
-  // Entity by entity in key order.
-  std::sort(picked.begin(), picked.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  const auto picked = head_.Pick(min_events);
   absl::Status status;
-  size_t done = 0;
-  for (; done < picked.size(); ++done) {
+  for (const auto& [prefix, head] : picked) {
     // A closing store stops between entities; the rest stays unsealed.
     if (stopping_.load(std::memory_order_acquire)) break;
     // One entity at a time under seal_mu_: an erasure waits for one
     // entity's sealing at most.
     absl::MutexLock seal_lock(&seal_mu_);
-    status = SealEntity(picked[done].first);
+    status = SealEntity(prefix, *head);
     if (!status.ok()) break;  // this entity and the rest stay unsealed
   }
+  head_.Purge();
   {
     absl::MutexLock l(&seal_state_mu_);
-    // What was not sealed goes back.
-    for (size_t i = done; i < picked.size(); ++i) {
-      unsealed_[picked[i].first].Merge(picked[i].second);
-      unsealed_events_ += picked[i].second.events;
-    }
+    sealed_cv_.SignalAll();
   }
-  if (!status.ok()) return status;
-  // Every unsealed event now has a seq >= from: a restart reads the log
-  // from there (a lost update only makes it read more).
-  uint64_t from = watermark() + 1;
-  {
-    absl::MutexLock l(&seal_state_mu_);
-    for (const auto& [prefix, u] : unsealed_) {
-      from = std::min(from, u.min_seq);
-    }
-  }
-  if (from > unsealed_from_) {
-    std::string v;
-    PutBigEndian64(&v, from);
-    RETURN_IF_ERROR(FromRocks(db_->Put(rocksdb::WriteOptions(), meta_cf_,
-                                       kMetaUnsealedFromKey, v),
-                              "seal"));
-    unsealed_from_ = from;
-  }
+  RETURN_IF_ERROR(status);
+  return SaveUnsealedFrom();
+}
+
+absl::Status EventStore::SaveUnsealedFrom() {
+  // Every unsealed event has a seq >= from: a restart reads the log from
+  // there (a lost update only makes it read more). The watermark is read
+  // first: an event appended after that has a higher seq, and one
+  // appended before is in the head (appends add to it before they publish
+  // the watermark) or sealed.
+  const uint64_t limit = load_limit_ != 0 ? load_limit_ : watermark() + 1;
+  const uint64_t min_live = head_.min_live_seq();
+  const uint64_t from = min_live != 0 ? std::min(min_live, limit) : limit;
+  if (from <= unsealed_from_) return absl::OkStatus();
+  std::string v;
+  PutBigEndian64(&v, from);
+  RETURN_IF_ERROR(FromRocks(
+      db_->Put(rocksdb::WriteOptions(), meta_cf_, kMetaUnsealedFromKey, v),
+      "seal"));
+  unsealed_from_ = from;
   return absl::OkStatus();
 }
 
-absl::Status EventStore::SealEntity(absl::string_view prefix) {
+absl::Status EventStore::SealEntity(absl::string_view prefix,
+                                    const EntityHead& head) {
   if (DiskFreeBytes() < options_.min_free_bytes) {
     return absl::ResourceExhaustedError(
         "disk space low: sealing waits for free space");
   }
-  // The entity's unsealed events: every key under its prefix.
-  const std::string upper = PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice = ToSlice(upper);
-  // Prefix iterators: the `events` memtable is hashed by entity and serves
-  // one entity's keys directly (a total-order iterator would sort the
-  // whole memtable first).
+  // An entity prefix: be32(stream) | entity | 0x00.
+  const uint32_t stream_id = DecodeBigEndian32(prefix.data());
+  const absl::string_view entity = prefix.substr(4, prefix.size() - 5);
+  // The entity's live head events, by (time, seq).
+  std::vector<BlockEvent> singles;
+  std::vector<uint64_t> sealed_seqs;
+  for (const HeadEvent& e : head.events) {
+    if (e.gone_at != 0) continue;
+    singles.push_back({e.time_us, e.seq, e.value});
+    sealed_seqs.push_back(e.seq);
+  }
+  std::sort(sealed_seqs.begin(), sealed_seqs.end());
   rocksdb::ReadOptions ro;
   ro.prefix_same_as_start = true;
-  ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_cf_));
+  // Event keys an earlier format wrote for unsealed events: their events
+  // are in the head too (loaded from the log); the keys are deleted with
+  // this seal, and their values join in case one is not.
   std::vector<std::string> single_keys, single_values;
-  std::vector<BlockEvent> singles;
-  uint32_t stream_id = 0;
-  absl::string_view entity;
-  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
-    single_keys.emplace_back(ToView(it->key()));
-    single_values.emplace_back(ToView(it->value()));
-  }
-  RETURN_IF_ERROR(FromRocks(it->status(), "seal"));
-  if (single_keys.empty()) return absl::OkStatus();  // erased or expired
-  for (size_t i = 0; i < single_keys.size(); ++i) {
-    ParsedEventKey k;
-    if (!ParseEventKey(single_keys[i], &k)) {
-      return absl::DataLossError(
-          absl::StrCat("malformed event key ", HexEncode(single_keys[i])));
+  if (legacy_event_keys_) {
+    const std::string upper = PrefixSuccessor(prefix);
+    const rocksdb::Slice upper_slice = ToSlice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_cf_));
+    for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+      single_keys.emplace_back(ToView(it->key()));
+      single_values.emplace_back(ToView(it->value()));
     }
-    stream_id = k.stream_id;
-    entity = k.entity;
-    singles.push_back({k.time_us, k.seq, single_values[i]});
+    RETURN_IF_ERROR(FromRocks(it->status(), "seal"));
+    for (size_t i = 0; i < single_keys.size(); ++i) {
+      ParsedEventKey k;
+      if (!ParseEventKey(single_keys[i], &k)) {
+        return absl::DataLossError(
+            absl::StrCat("malformed event key ", HexEncode(single_keys[i])));
+      }
+      singles.push_back({k.time_us, k.seq, single_values[i]});
+    }
+    std::sort(singles.begin(), singles.end());
+    singles.erase(std::unique(singles.begin(), singles.end(),
+                              [](const BlockEvent& a, const BlockEvent& b) {
+                                return a.time_us == b.time_us &&
+                                       a.seq == b.seq;
+                              }),
+                  singles.end());
   }
-  // Keys order them by (time, seq) already.
+  if (singles.empty()) return absl::OkStatus();
 
   const std::string block_prefix = BlockPrefix(stream_id, entity);
   const std::string block_upper = PrefixSuccessor(block_prefix);
@@ -225,8 +278,8 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
   std::vector<std::pair<std::string, std::string>> puts;
   auto cut = [&](std::vector<BlockEvent>& events, bool keep_tail) {
     std::sort(events.begin(), events.end());
-    // An event already in a block (an event key that came back, see
-    // EventCursor) is kept once.
+    // An event already in a block is kept once (the head, rebuilt from
+    // the log at open, may hold events sealed before the stop).
     events.erase(std::unique(events.begin(), events.end(),
                              [](const BlockEvent& a, const BlockEvent& b) {
                                return a.time_us == b.time_us && a.seq == b.seq;
@@ -291,10 +344,9 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
     // Whatever was left went into the tail.
     break;
   }
-  // Each event key is written once (its seq is its own), so SingleDelete
-  // applies: the deletion and the event vanish together as soon as a
-  // flush or compaction meets both, instead of a tombstone that lives
-  // until the bottom level and slows every seek over it.
+  // Each legacy event key was written once (its seq is its own), so
+  // SingleDelete applies: the deletion and the event vanish together as
+  // soon as a flush or compaction meets both.
   for (const std::string& key : single_keys) {
     batch.SingleDelete(events_cf_, ToSlice(key));
   }
@@ -305,6 +357,9 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
   // write-ahead log keeps this write whole or not at all.
   RETURN_IF_ERROR(
       FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal"));
+  // Reads from a RocksDB view that holds the new blocks no longer show
+  // these events from the head.
+  head_.MarkGone(prefix, sealed_seqs, db_->GetLatestSequenceNumber());
   absl::MutexLock l(&seal_listener_mu_);
   if (seal_listener_ != nullptr) {
     seal_listener_(stream_id, entity, singles.front().time_us);
@@ -314,6 +369,7 @@ absl::Status EventStore::SealEntity(absl::string_view prefix) {
 
 void EventStore::SealLoop() {
   uint64_t last_watermark = watermark();
+  absl::Time last_change = absl::Now();
   absl::Time last_full = absl::Now();
   absl::Duration wait = absl::Milliseconds(500);
   absl::MutexLock l(&seal_state_mu_);
@@ -321,15 +377,26 @@ void EventStore::SealLoop() {
     seal_cv_.WaitWithTimeout(&seal_state_mu_, wait);
     if (stop_sealer_) break;
     const uint64_t w = watermark();
-    // Everything is sealed when appends pause, and at least once a minute
-    // under a steady trickle (so a restart reads little of the log).
-    const bool full =
-        w == last_watermark || absl::Now() - last_full > absl::Minutes(1);
-    last_watermark = w;
-    if (unsealed_events_ == 0) continue;
+    const absl::Time now = absl::Now();
+    if (w != last_watermark) {
+      last_watermark = w;
+      last_change = now;
+    }
+    // Everything is sealed once appends paused for half a second, and at
+    // least once a minute under a steady trickle (so a restart reads
+    // little of the log); meanwhile the entities with seal_min_events.
+    const bool full = now - last_change >= absl::Milliseconds(500) ||
+                      now - last_full > absl::Minutes(1);
+    if (head_.live_events() == 0) {
+      head_.Purge();  // sealed events that long reads held
+      continue;
+    }
     if (full) last_full = absl::Now();
     seal_state_mu_.Unlock();
-    const absl::Status s = Seal(full ? 1 : options_.seal_min_events);
+    // A head past half its memory is sealed whole.
+    const bool pressed = head_.bytes() >= options_.head_max_bytes / 2;
+    const absl::Status s =
+        Seal(full || pressed ? 1 : options_.seal_min_events);
     seal_state_mu_.Lock();
     if (s.ok()) {
       wait = absl::Milliseconds(500);

@@ -22,8 +22,11 @@ inline constexpr char kLogColumnFamily[] = "log";
 inline constexpr char kMetaColumnFamily[] = "meta";
 inline constexpr char kTilesColumnFamily[] = "tiles";
 
-// events: be32(stream_id) | entity | 0x00 | be64(time_us ^ signbit) | be64(seq)
-// -> one event not sealed yet: its stored value (event_codec.h).
+// Event keys: be32(stream_id) | entity | 0x00 | be64(time_us ^ signbit) |
+// be64(seq). Stores before format 5 held one per event not sealed yet in
+// `events` (-> its stored value, event_codec.h); they are still read there
+// and deleted as those events are sealed. The head (event_head.h) orders
+// its events by the same key.
 // Sealed blocks (event_block.h) of the stream live under the stream id with
 // kBlockStreamBit set: BlockKey. Stream ids never have that bit.
 inline constexpr uint32_t kBlockStreamBit = 0x80000000u;
@@ -107,10 +110,14 @@ bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 //      keys not sealed yet.
 //   4: id records are short (IdRecord below; a format-3 server would take
 //      them for corrupt).
+//   5: no event keys: an event not sealed yet is only in the log, and in
+//      memory (event_head.h), rebuilt from the log at open (a format-4
+//      server would not see those events).
 // A store of an earlier format is read as it is and marked with this one
 // when opened: old log entries and id records stay readable, and its
-// events, if unsealed, are sealed in the background.
-inline constexpr uint32_t kStoreFormat = 4;
+// unsealed events (event keys) are loaded into the head from the log and
+// sealed, their keys deleted as they are.
+inline constexpr uint32_t kStoreFormat = 5;
 
 // meta keys.
 inline constexpr char kMetaFormatKey[] = "format";           // be32

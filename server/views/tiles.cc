@@ -74,7 +74,7 @@ absl::Status BuildTiles(EventStore* store, const CompiledView& view,
                         const std::vector<int64_t>& days) {
   return store->WriteTiles(
       TileScopeOf(view, entity), days,
-      [&](uint64_t, const ReadView* read_view,
+      [&](uint64_t watermark, const ReadView* read_view,
           std::vector<std::pair<int64_t, std::string>>* tiles) {
         // Each day's content at the build watermark.
         auto cursor =
@@ -83,6 +83,7 @@ absl::Status BuildTiles(EventStore* store, const CompiledView& view,
           auto states = NewStates(view);
           for (cursor->Seek(entity, day, day + kDayMicros); cursor->Valid();
                cursor->Next()) {
+            if (cursor->seq() > watermark) continue;  // not the tile's
             const EventValueReader* event = cursor->Decode(view.stream->types);
             if (event == nullptr) break;
             AddEvent(view, cursor->time_us(), cursor->seq(), event->fields(),

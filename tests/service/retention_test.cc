@@ -16,8 +16,10 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "server/common/coding.h"
 #include "server/common/hash.h"
 #include "server/common/time_util.h"
+#include "server/storage/event_block.h"
 #include "server/storage/event_store.h"
 #include "server/storage/keys.h"
 #include "server/storage/log_record.h"
@@ -281,7 +283,16 @@ TEST(RetentionTest, OldEventsLeaveEveryFamilyAndReadsBelowTheHorizonFail) {
   // What is left on disk: the recent events, their ids, a log that holds
   // them and still ends at seq 50, no tile.
   Families f = ReadFamilies(data);
-  EXPECT_EQ(f[kEventsColumnFamily].size(), 5u);
+  // CompactAll sealed them: the events family holds only blocks.
+  size_t sealed = 0;
+  for (const auto& [key, value] : f[kEventsColumnFamily]) {
+    ASSERT_GE(key.size(), 4u);
+    EXPECT_NE(DecodeBigEndian32(key.data()) & kBlockStreamBit, 0u);
+    std::vector<BlockEvent> block;
+    ASSERT_TRUE(DecodeBlock(value, &block));
+    sealed += block.size();
+  }
+  EXPECT_EQ(sealed, 5u);
   EXPECT_EQ(f[kIdsColumnFamily].size(), 5u);
   EXPECT_EQ(f[kTilesColumnFamily].size(), 0u);
   const LogContents log = ReadLogContents(f);

@@ -1,0 +1,271 @@
+#include "server/storage/event_head.h"
+
+#include <algorithm>
+#include <cstring>
+#include <iterator>
+#include <limits>
+
+namespace rawfeat {
+namespace {
+
+bool Before(const HeadEvent& a, const HeadEvent& b) {
+  return a.time_us != b.time_us ? a.time_us < b.time_us : a.seq < b.seq;
+}
+
+// Memory an entity's head holds, roughly.
+size_t BytesOf(const EntityHead& head) {
+  return sizeof(EntityHead) + head.events.capacity() * sizeof(HeadEvent) +
+         (head.values == nullptr ? 0 : head.values->bytes());
+}
+
+// A new head of `events` whose values are copied into a fresh arena.
+std::shared_ptr<EntityHead> Repack(const std::vector<HeadEvent>& events) {
+  auto head = std::make_shared<EntityHead>();
+  head->values = std::make_shared<ValueArena>();
+  head->events = events;
+  for (HeadEvent& e : head->events) {
+    e.value = head->values->Append(e.value);
+    if (e.gone_at != 0) continue;
+    ++head->live;
+    if (head->min_live_seq == 0 || e.seq < head->min_live_seq) {
+      head->min_live_seq = e.seq;
+    }
+  }
+  head->bytes = BytesOf(*head);
+  return head;
+}
+
+}  // namespace
+
+absl::string_view ValueArena::Append(absl::string_view value) {
+  if (value.empty()) return absl::string_view();
+  if (blocks_.empty() || size_ - used_ < value.size()) {
+    // Blocks grow with the arena (4 KiB to 64 KiB), or fit a big value.
+    const size_t want = std::min<size_t>(64 << 10, std::max<size_t>(
+                                                       4 << 10, bytes_ / 4));
+    size_ = std::max(want, value.size());
+    blocks_.emplace_back(new char[size_]);
+    used_ = 0;
+    bytes_ += size_;
+  }
+  char* at = blocks_.back().get() + used_;
+  std::memcpy(at, value.data(), value.size());
+  used_ += value.size();
+  return absl::string_view(at, value.size());
+}
+
+void EventHead::Install(absl::string_view prefix, EntityHeadRef next,
+                        std::vector<EntityHeadRef>* old) {
+  auto it = entities_.find(prefix);
+  if (it != entities_.end()) {
+    live_ -= it->second->live;
+    bytes_ -= it->second->bytes;
+  }
+  if (next == nullptr) {
+    if (it != entities_.end()) {
+      old->push_back(std::move(it->second));
+      entities_.erase(it);
+    }
+    dirty_.erase(prefix);
+    return;
+  }
+  live_ += next->live;
+  bytes_ += next->bytes;
+  if (next->live < next->events.size()) {
+    if (!dirty_.contains(prefix)) dirty_.insert(std::string(prefix));
+  } else {
+    dirty_.erase(prefix);
+  }
+  if (it != entities_.end()) {
+    old->push_back(std::move(it->second));
+    it->second = std::move(next);
+  } else {
+    entities_.emplace(std::string(prefix), std::move(next));
+  }
+}
+
+void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
+  if (events.empty()) return;
+  absl::MutexLock write_lock(&write_mu_);
+  // The entities' current versions, in one pass under the lock.
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (i == 0 || events[i].prefix != events[i - 1].prefix) starts.push_back(i);
+  }
+  std::vector<EntityHeadRef> current(starts.size());
+  {
+    absl::MutexLock l(&mu_);
+    for (size_t g = 0; g < starts.size(); ++g) {
+      auto it = entities_.find(events[starts[g]].prefix);
+      if (it != entities_.end()) current[g] = it->second;
+    }
+  }
+  std::vector<EntityHeadRef> built(starts.size());
+  for (size_t g = 0; g < starts.size(); ++g) {
+    const size_t begin = starts[g];
+    const size_t end = g + 1 < starts.size() ? starts[g + 1] : events.size();
+    const EntityHead* old = current[g].get();
+    auto next = std::make_shared<EntityHead>();
+    // The arena is shared with the old version: it only appends.
+    next->values =
+        old != nullptr ? old->values : std::make_shared<ValueArena>();
+    next->live = old != nullptr ? old->live : 0;
+    next->min_live_seq = old != nullptr ? old->min_live_seq : 0;
+    const size_t old_size = old != nullptr ? old->events.size() : 0;
+    next->events.reserve(old_size + (end - begin));
+    if (old != nullptr) next->events = old->events;
+    for (size_t k = begin; k < end; ++k) {
+      HeadEvent e;
+      e.time_us = events[k].time_us;
+      e.seq = events[k].seq;
+      e.born_at = born_at;
+      e.value = next->values->Append(events[k].value);
+      next->events.push_back(e);
+      ++next->live;
+      if (next->min_live_seq == 0 || e.seq < next->min_live_seq) {
+        next->min_live_seq = e.seq;
+      }
+    }
+    // Usually the new events come after the old ones; late ones are
+    // merged in.
+    if (old_size > 0 &&
+        Before(next->events[old_size], next->events[old_size - 1])) {
+      std::inplace_merge(next->events.begin(),
+                         next->events.begin() + old_size, next->events.end(),
+                         Before);
+    }
+    next->bytes = BytesOf(*next);
+    built[g] = std::move(next);
+  }
+  std::vector<EntityHeadRef> old;
+  old.reserve(built.size());
+  {
+    absl::MutexLock l(&mu_);
+    for (size_t g = 0; g < starts.size(); ++g) {
+      Install(events[starts[g]].prefix, std::move(built[g]), &old);
+    }
+  }
+  // `old` and `current` release the replaced versions here, unlocked.
+}
+
+EntityHeadRef EventHead::Find(absl::string_view prefix) const {
+  absl::MutexLock l(&mu_);
+  auto it = entities_.find(prefix);
+  return it == entities_.end() ? nullptr : it->second;
+}
+
+bool EventHead::Next(absl::string_view from, absl::string_view upper,
+                     std::string* prefix, EntityHeadRef* head) const {
+  absl::MutexLock l(&mu_);
+  auto it = entities_.lower_bound(from);
+  if (it == entities_.end()) return false;
+  if (!upper.empty() && absl::string_view(it->first) >= upper) return false;
+  *prefix = it->first;
+  *head = it->second;
+  return true;
+}
+
+std::vector<std::pair<std::string, EntityHeadRef>> EventHead::Pick(
+    size_t min_live) const {
+  std::vector<std::pair<std::string, EntityHeadRef>> picked;
+  absl::MutexLock l(&mu_);
+  for (const auto& [prefix, head] : entities_) {
+    if (head->live >= std::max<size_t>(min_live, 1)) {
+      picked.emplace_back(prefix, head);
+    }
+  }
+  return picked;
+}
+
+void EventHead::MarkGone(absl::string_view prefix,
+                         absl::Span<const uint64_t> seqs, uint64_t at) {
+  absl::MutexLock write_lock(&write_mu_);
+  const EntityHeadRef current = Find(prefix);
+  if (current == nullptr) return;
+  auto next = std::make_shared<EntityHead>(*current);
+  next->live = 0;
+  next->min_live_seq = 0;
+  for (HeadEvent& e : next->events) {
+    if (e.gone_at == 0 &&
+        (seqs.empty() || std::binary_search(seqs.begin(), seqs.end(), e.seq))) {
+      e.gone_at = at;
+    }
+    if (e.gone_at != 0) continue;
+    ++next->live;
+    if (next->min_live_seq == 0 || e.seq < next->min_live_seq) {
+      next->min_live_seq = e.seq;
+    }
+  }
+  next->bytes = BytesOf(*next);
+  std::vector<EntityHeadRef> old;
+  absl::MutexLock l(&mu_);
+  Install(prefix, std::move(next), &old);
+}
+
+void EventHead::Purge() {
+  absl::MutexLock write_lock(&write_mu_);
+  std::vector<std::string> dirty;
+  uint64_t oldest;
+  {
+    absl::MutexLock l(&mu_);
+    dirty.assign(dirty_.begin(), dirty_.end());
+    oldest = readers_.empty() ? std::numeric_limits<uint64_t>::max()
+                              : *readers_.begin();
+  }
+  std::vector<std::pair<std::string, EntityHeadRef>> next;
+  for (std::string& prefix : dirty) {
+    const EntityHeadRef current = Find(prefix);
+    if (current == nullptr) continue;
+    std::vector<HeadEvent> kept;
+    bool dropped = false;
+    for (const HeadEvent& e : current->events) {
+      if (e.gone_at != 0 && e.gone_at <= oldest) {
+        dropped = true;
+      } else {
+        kept.push_back(e);
+      }
+    }
+    if (!dropped) continue;
+    next.emplace_back(std::move(prefix),
+                      kept.empty() ? nullptr : Repack(kept));
+  }
+  std::vector<EntityHeadRef> old;
+  absl::MutexLock l(&mu_);
+  for (auto& [prefix, head] : next) Install(prefix, std::move(head), &old);
+}
+
+uint64_t EventHead::Register(const std::function<uint64_t()>& sequence) {
+  absl::MutexLock l(&mu_);
+  const uint64_t s = sequence();
+  readers_.insert(s);
+  return s;
+}
+
+void EventHead::Unregister(uint64_t read_seq) {
+  absl::MutexLock l(&mu_);
+  auto it = readers_.find(read_seq);
+  if (it != readers_.end()) readers_.erase(it);
+}
+
+uint64_t EventHead::live_events() const {
+  absl::MutexLock l(&mu_);
+  return live_;
+}
+
+uint64_t EventHead::min_live_seq() const {
+  absl::MutexLock l(&mu_);
+  uint64_t min = 0;
+  for (const auto& [prefix, head] : entities_) {
+    if (head->min_live_seq != 0 && (min == 0 || head->min_live_seq < min)) {
+      min = head->min_live_seq;
+    }
+  }
+  return min;
+}
+
+uint64_t EventHead::bytes() const {
+  absl::MutexLock l(&mu_);
+  return bytes_;
+}
+
+}  // namespace rawfeat

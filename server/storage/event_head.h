@@ -1,0 +1,156 @@
+#ifndef RAWFEAT_SERVER_STORAGE_EVENT_HEAD_H_
+#define RAWFEAT_SERVER_STORAGE_EVENT_HEAD_H_
+
+// EventHead: the events not sealed into blocks yet, in memory (storage
+// format 5). An append writes its events once, into the log (and their ids);
+// the head indexes them by entity so reads find them, and the sealer writes
+// them into the entity's blocks (event_block.h) from here, without reading
+// them back from RocksDB. The log is the head's durable copy: the store
+// rebuilds it from the log at open.
+//
+// Versions: each entity's head is an immutable EntityHead, replaced whole
+// (copy on write) by appends, sealing and erasure, so a reader holds one by
+// a shared pointer and reads it without locks. An event that leaves the
+// head (sealed into a block, or erased) is first marked gone at a RocksDB
+// sequence number S: a reader whose RocksDB view is at R shows it while
+// R < S (its view does not hold the block, or still holds the erased
+// data) and hides it from R >= S on. It is dropped from memory once every
+// registered reader is at or after S (Purge). Likewise an event is born
+// at the sequence its append's write made visible: a reader at an earlier
+// R does not show it, as RocksDB would not.
+//
+// Thread-safety: all methods are safe to call concurrently; writers
+// (Add, MarkGone, Purge) are serialized among themselves.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+
+namespace rawfeat {
+
+// One event in the head.
+struct HeadEvent {
+  int64_t time_us = 0;
+  uint64_t seq = 0;
+  // The RocksDB sequence from which reads show it (its append's write is
+  // visible there; event_store.h ReadView).
+  uint64_t born_at = 0;
+  // 0 while the event lives in the head only; else the RocksDB sequence
+  // from which reads no longer show it (EventHead above).
+  uint64_t gone_at = 0;
+  absl::string_view value;  // the stored value, in the EntityHead's buffers
+};
+
+// Where an entity's head values live: blocks that never move, so the
+// versions of one entity share it and the writer appends to it while
+// readers read what earlier versions point to. Only the head's writer
+// appends (EventHead serializes writers).
+class ValueArena {
+ public:
+  // Copies `value` in and returns where it now lives.
+  absl::string_view Append(absl::string_view value);
+  size_t bytes() const { return bytes_; }
+
+ private:
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  size_t used_ = 0;   // of the last block
+  size_t size_ = 0;   // of the last block
+  size_t bytes_ = 0;  // all blocks
+};
+
+// One entity's events in the head, by (time, seq). Immutable once shared.
+struct EntityHead {
+  std::vector<HeadEvent> events;
+  std::shared_ptr<ValueArena> values;  // holds every event's value
+  size_t live = 0;            // events with gone_at == 0
+  uint64_t min_live_seq = 0;  // lowest seq of those (0: none)
+  size_t bytes = 0;           // memory held, roughly
+  // True if `e` is shown to a reader at RocksDB sequence `read_seq`.
+  static bool Visible(const HeadEvent& e, uint64_t read_seq) {
+    return e.born_at <= read_seq && (e.gone_at == 0 || e.gone_at > read_seq);
+  }
+};
+using EntityHeadRef = std::shared_ptr<const EntityHead>;
+
+class EventHead {
+ public:
+  EventHead() = default;
+  EventHead(const EventHead&) = delete;
+  EventHead& operator=(const EventHead&) = delete;
+
+  // An event to add: its entity's prefix (keys.h EntityPrefix), time, seq
+  // and stored value (copied).
+  struct NewEvent {
+    absl::string_view prefix;
+    int64_t time_us = 0;
+    uint64_t seq = 0;
+    absl::string_view value;
+  };
+  // Adds committed events, visible from RocksDB sequence `born_at` on.
+  // REQUIRES: `events` sorted by (prefix, time, seq); seqs not in the head
+  // already.
+  void Add(absl::Span<const NewEvent> events, uint64_t born_at);
+
+  // The head of the entity with that prefix; nullptr if it has none.
+  EntityHeadRef Find(absl::string_view prefix) const;
+  // The first entity whose prefix is >= `from` and < `upper` (empty: no
+  // bound): its prefix and head. False if there is none.
+  bool Next(absl::string_view from, absl::string_view upper,
+            std::string* prefix, EntityHeadRef* head) const;
+  // Every entity with at least `min_live` live events (min_live >= 1), in
+  // prefix order.
+  std::vector<std::pair<std::string, EntityHeadRef>> Pick(
+      size_t min_live) const;
+
+  // Marks the live events of the entity whose seqs are in `seqs` (sorted;
+  // empty: every live event) gone at RocksDB sequence `at`.
+  void MarkGone(absl::string_view prefix, absl::Span<const uint64_t> seqs,
+                uint64_t at);
+  // Drops from memory the events gone at or before the oldest registered
+  // reader's sequence (all gone events if none is registered).
+  void Purge();
+
+  // Registers a reader: calls `sequence` (which returns the RocksDB
+  // sequence the reader reads at, e.g. by taking a snapshot) under the
+  // head's lock, so no Purge runs between the two, and returns it. Each
+  // registration must be matched by one Unregister of the same sequence.
+  uint64_t Register(const std::function<uint64_t()>& sequence);
+  void Unregister(uint64_t read_seq);
+
+  // Live events, the lowest live seq (0: none), and memory held.
+  uint64_t live_events() const;
+  uint64_t min_live_seq() const;
+  uint64_t bytes() const;
+
+ private:
+  // Installs `next` (nullptr: removes the entity), moving the version it
+  // replaces into `*old` (to be freed outside the lock).
+  void Install(absl::string_view prefix, EntityHeadRef next,
+               std::vector<EntityHeadRef>* old)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex write_mu_;  // serializes Add, MarkGone and Purge
+  mutable absl::Mutex mu_;
+  absl::btree_map<std::string, EntityHeadRef, std::less<>> entities_
+      ABSL_GUARDED_BY(mu_);
+  // Entities with gone events still in memory.
+  absl::flat_hash_set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
+  std::multiset<uint64_t> readers_ ABSL_GUARDED_BY(mu_);
+  uint64_t live_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace rawfeat
+
+#endif  // RAWFEAT_SERVER_STORAGE_EVENT_HEAD_H_
