@@ -145,6 +145,10 @@ class Metrics::Scraped : public prometheus::Collectable {
     gauge("rawfeat_unsealed_events",
           "Events not sealed into blocks yet (sealed in the background).",
           static_cast<double>(store.UnsealedEvents()));
+    gauge("rawfeat_head_bytes",
+          "Memory held by events not sealed yet (and by sealed ones that "
+          "reads in progress still see); appends wait above --head_max_mb.",
+          static_cast<double>(store.HeadBytes()));
     counter("rawfeat_tiles_invalidated_total",
             "Day tiles deleted by appends to their day.",
             static_cast<double>(s.tiles_invalidated));

@@ -253,6 +253,9 @@ class EventStore {
   absl::Status Seal(size_t min_events = 1);
   // Events appended (or found at open) and not sealed yet.
   uint64_t UnsealedEvents() const;
+  // Memory the head holds (event_head.h): unsealed events, and sealed ones
+  // that reads in progress still see.
+  uint64_t HeadBytes() const { return head_.bytes(); }
 
   // Told, by the thread that sealed them, that the events of one entity
   // of `stream_id` were sealed, the earliest at `earliest_us`: a hint that

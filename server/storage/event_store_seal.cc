@@ -113,6 +113,8 @@ absl::Status EventStore::LoadUnsealed() {
   std::vector<std::pair<std::string, std::string>> run;
   std::vector<std::pair<std::string, const std::string*>> puts;
   size_t run_bytes = 0;
+  const size_t run_limit = std::max<size_t>(
+      1, std::min<size_t>(16 << 20, options_.head_max_bytes / 4));
   auto flush = [&]() -> absl::Status {
     std::sort(run.begin(), run.end());
     puts.clear();
@@ -143,7 +145,7 @@ absl::Status EventStore::LoadUnsealed() {
                                                       e.time_us, e.seq),
                                              std::string(e.value));
                             run_bytes += e.value.size() + 64;
-                            if (run_bytes >= (16 << 20)) {
+                            if (run_bytes >= run_limit) {
                               inner = flush();
                               return inner.ok();
                             }

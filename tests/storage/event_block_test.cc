@@ -92,6 +92,7 @@ class SealedStoreTest : public ::testing::Test {
     store_.reset();
     EventStoreOptions options;
     options.seal_min_events = 0;  // the test seals
+    options.head_max_bytes = head_max_bytes_;
     auto s = EventStore::Open(dir_.Sub("db"), options);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
@@ -205,6 +206,7 @@ class SealedStoreTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  size_t head_max_bytes_ = size_t{256} << 20;
   std::unique_ptr<EventStore> store_;
   Model model_;
   int next_id_ = 0;
@@ -280,12 +282,20 @@ TEST_F(SealedStoreTest, RandomHistoriesReadTheSameSealedOrNot) {
   // cursor on it has the next entity's block read ahead.
   Append({{"aa", kT0 + 1}, {"aa", kT0 + 2}, {"aa", kT0 + kDay}});
   Check(model_, nullptr, edges, "unsealed entity between sealed ones");
-  // Erasing a sealed entity leaves the others as they were.
+  // Erasing an entity (sealed blocks and unsealed events) leaves the
+  // others as they were; a view taken before still reads it.
+  Append({{"heavy", kT0 + 7}, {"heavy", kT0 + kDay + 3}});
+  auto before = store_->NewReadView();
+  const Model before_model = model_;
   auto erased = store_->Erase(1, "heavy", v1::Erasure());
   ASSERT_TRUE(erased.ok()) << erased.status();
   EXPECT_EQ(erased->events, model_["heavy"].size());
   model_.erase("heavy");
   Check(model_, nullptr, edges, "after erasure");
+  Check(before_model, before.get(), edges, "a view from before the erasure");
+  before.reset();
+  ASSERT_TRUE(store_->Seal(1).ok());
+  Check(model_, nullptr, edges, "after erasure, sealed");
 }
 
 // A stream cursor on an entity with unsealed events only has the next
@@ -362,6 +372,63 @@ TEST_F(SealedStoreTest, RetentionTrimsBlocksAtTheCutoff) {
   EXPECT_EQ(Collect(c.get()), kept["r"]);
   Check(kept, nullptr, {kMinEventTime, cutoff, now - 28 * kDay, kMaxEventTime},
         "after retention");
+}
+
+// A full head: each append first seals (no background sealer here), so
+// memory stays near --head_max_mb while every event stays readable; a
+// view held meanwhile keeps reading its past (the head keeps what it may
+// still see); reopening with a small head seals while loading the log.
+TEST_F(SealedStoreTest, AFullHeadSealsBeforeAppendsAndEveryReadStays) {
+  head_max_bytes_ = 64 << 10;
+  Open();
+  std::mt19937_64 rng(20261203);
+  const std::vector<std::string> entities = {"a", "ab", "heavy", "z"};
+  const std::vector<int64_t> edges = {kMinEventTime, kT0 + kDay,
+                                      kMaxEventTime};
+  std::unique_ptr<ReadView> view;
+  Model at_view;
+  uint64_t most_unsealed = 0;
+  for (int round = 0; round < 60; ++round) {
+    std::vector<std::pair<std::string, int64_t>> batch;
+    for (int i = 0; i < 50; ++i) {
+      batch.emplace_back(entities[rng() % entities.size()],
+                         kT0 + static_cast<int64_t>(rng() % (2 * kDay)));
+    }
+    Append(batch);
+    most_unsealed = std::max(most_unsealed, store_->UnsealedEvents());
+    if (round == 20) {
+      view = store_->NewReadView();
+      at_view = model_;
+    }
+  }
+  // 3,000 events appended; the head never held more than a little over
+  // its 64 KiB (an event's value and bookkeeping are ~100 bytes).
+  EXPECT_LT(most_unsealed, 1200u);
+  EXPECT_GT(store_->HeadBytes(), 0u);
+  Check(model_, nullptr, edges, "latest");
+  Check(at_view, view.get(), edges, "a view held through the seals");
+  view.reset();
+  ASSERT_TRUE(store_->Seal(1).ok());
+  // Nothing reads the sealed events any more: they left memory.
+  EXPECT_EQ(store_->UnsealedEvents(), 0u);
+  EXPECT_LT(store_->HeadBytes(), 1024u);
+
+  // Unsealed events of a bigger head, then a reopen with a small one.
+  head_max_bytes_ = 256 << 20;
+  Open();
+  for (int round = 0; round < 30; ++round) {
+    std::vector<std::pair<std::string, int64_t>> batch;
+    for (int i = 0; i < 50; ++i) {
+      batch.emplace_back(entities[rng() % entities.size()],
+                         kT0 + static_cast<int64_t>(rng() % (2 * kDay)));
+    }
+    Append(batch);
+  }
+  EXPECT_EQ(store_->UnsealedEvents(), 1500u);
+  head_max_bytes_ = 32 << 10;
+  Open();
+  EXPECT_LT(store_->UnsealedEvents(), 1500u);
+  Check(model_, nullptr, edges, "reopened with a small head");
 }
 
 }  // namespace

@@ -1,0 +1,104 @@
+// EventHead alone: versions, visibility by RocksDB sequence, and what
+// Purge may drop while readers are registered.
+
+#include "server/storage/event_head.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace rawfeat {
+namespace {
+
+// (time, seq, value) of the events of `head` a reader at `read_seq` sees.
+std::vector<std::string> Seen(const EntityHeadRef& head, uint64_t read_seq) {
+  std::vector<std::string> out;
+  if (head == nullptr) return out;
+  for (const HeadEvent& e : head->events) {
+    if (!EntityHead::Visible(e, read_seq)) continue;
+    out.push_back(std::to_string(e.time_us) + "/" + std::to_string(e.seq) +
+                  "=" + std::string(e.value));
+  }
+  return out;
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(EventHeadTest, EventsAreOrderedAndVisibleFromTheirBirth) {
+  EventHead head;
+  const std::string a = "\x00\x00\x00\x01" "a" + std::string(1, '\0');
+  head.Add({{a, 20, 1, "x"}, {a, 30, 2, "y"}}, /*born_at=*/10);
+  // A late event and one at an equal time with a higher seq.
+  head.Add({{a, 10, 3, "late"}, {a, 30, 4, "tie"}}, /*born_at=*/12);
+  EntityHeadRef h = head.Find(a);
+  EXPECT_EQ(Seen(h, 9), Strings{});
+  EXPECT_EQ(Seen(h, 11), (Strings{"20/1=x", "30/2=y"}));
+  EXPECT_EQ(Seen(h, 12), (Strings{"10/3=late", "20/1=x", "30/2=y", "30/4=tie"}));
+  EXPECT_EQ(head.live_events(), 4u);
+  EXPECT_EQ(head.min_live_seq(), 1u);
+  EXPECT_GT(head.bytes(), 0u);
+  EXPECT_EQ(head.Find("nobody"), nullptr);
+}
+
+TEST(EventHeadTest, GoneEventsStayForOlderReadersUntilTheyLeave) {
+  EventHead head;
+  const std::string a = "\x00\x00\x00\x01" "a" + std::string(1, '\0');
+  head.Add({{a, 1, 1, "one"}, {a, 2, 2, "two"}}, 5);
+  const uint64_t old_reader = head.Register([] { return 6; });
+  // Seq 1 sealed at 20; seq 3 arrives meanwhile and stays live.
+  head.Add({{a, 3, 3, "three"}}, 15);
+  head.MarkGone(a, {1}, 20);
+  EXPECT_EQ(head.live_events(), 2u);
+  EXPECT_EQ(head.min_live_seq(), 2u);
+  head.Purge();  // the reader at 6 still needs seq 1
+  EXPECT_EQ(Seen(head.Find(a), 6), (Strings{"1/1=one", "2/2=two"}));
+  EXPECT_EQ(Seen(head.Find(a), 20), (Strings{"2/2=two", "3/3=three"}));
+  head.Unregister(old_reader);
+  head.Purge();
+  const EntityHeadRef h = head.Find(a);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->events.size(), 2u);  // seq 1 left memory
+  EXPECT_EQ(Seen(h, 20), (Strings{"2/2=two", "3/3=three"}));
+  // A version a reader holds outlives the purge that replaced it.
+  head.MarkGone(a, {}, 30);  // everything, e.g. an erasure
+  EXPECT_EQ(head.live_events(), 0u);
+  EXPECT_EQ(head.min_live_seq(), 0u);
+  head.Purge();
+  EXPECT_EQ(head.Find(a), nullptr);
+  EXPECT_EQ(Seen(h, 20), (Strings{"2/2=two", "3/3=three"}));
+}
+
+TEST(EventHeadTest, NextWalksEntitiesInByteOrderWithinBounds) {
+  EventHead head;
+  auto prefix = [](uint32_t stream, const std::string& entity) {
+    std::string p(4, '\0');
+    p[3] = static_cast<char>(stream);
+    return p + entity + std::string(1, '\0');
+  };
+  // Byte-prefix entities: "a" < "a\x01" < "ab".
+  const std::vector<std::string> order = {
+      prefix(1, "a"), prefix(1, std::string("a\x01")), prefix(1, "ab"),
+      prefix(1, "b")};
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    head.Add({{*it, 1, 1, "v"}}, 1);
+  }
+  head.Add({{prefix(2, "a"), 1, 9, "other stream"}}, 1);
+  std::string from = prefix(1, "");
+  from.pop_back();  // the stream prefix
+  const std::string upper = prefix(2, "").substr(0, 4);
+  std::vector<std::string> walked;
+  std::string p;
+  EntityHeadRef h;
+  while (head.Next(from, upper, &p, &h)) {
+    walked.push_back(p);
+    from = p;
+    from.back() = '\x01';  // the successor of the entity prefix
+  }
+  EXPECT_EQ(walked, order);
+  const auto picked = head.Pick(1);
+  EXPECT_EQ(picked.size(), 5u);
+}
+
+}  // namespace
+}  // namespace rawfeat
