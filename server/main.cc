@@ -49,9 +49,9 @@ ABSL_FLAG(bool, tile_sealed_days, true,
           "background once sealing is quiet, before any lookup asks");
 ABSL_FLAG(int, seal_min_events, 64,
           "seal an entity's new events into its blocks once it has this "
-          "many in memory (every entity's once ingest pauses, or when the "
-          "head is half full); 0 = only when the head is full (reads are "
-          "identical either way)");
+          "many in memory (every entity's once ingest pauses; the biggest "
+          "when the head is half full); 0 = only when the head is full "
+          "(reads are identical either way)");
 ABSL_FLAG(int64_t, head_max_mb, 256,
           "memory for events not sealed into blocks yet (the head); an "
           "append waits for sealing above it");

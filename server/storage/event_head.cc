@@ -40,9 +40,10 @@ std::shared_ptr<EntityHead> Repack(const std::vector<HeadEvent>& events) {
 absl::string_view ValueArena::Append(absl::string_view value) {
   if (value.empty()) return absl::string_view();
   if (blocks_.empty() || size_ - used_ < value.size()) {
-    // Blocks grow with the arena (4 KiB to 64 KiB), or fit a big value.
-    const size_t want = std::min<size_t>(64 << 10, std::max<size_t>(
-                                                       4 << 10, bytes_ / 4));
+    // Blocks double with the arena, from 256 bytes (most entities hold a
+    // few events) to 64 KiB, or fit a big value.
+    const size_t want =
+        std::min<size_t>(64 << 10, std::max<size_t>(256, bytes_));
     size_ = std::max(want, value.size());
     blocks_.emplace_back(new char[size_]);
     used_ = 0;

@@ -450,8 +450,9 @@ absl::Status EventStore::CheckFormat() {
     LogInfo(absl::StrCat(dir_, ": storage format ",
                          DecodeBigEndian32(stored.data()), " -> ",
                          kStoreFormat,
-                         " (its stored events are read as they are, and "
-                         "sealed into blocks in the background)"));
+                         " (its stored events are read as they are; those "
+                         "not sealed into blocks yet are loaded from the log "
+                         "and sealed)"));
   }
   std::string marker;
   PutBigEndian32(&marker, kStoreFormat);

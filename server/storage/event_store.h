@@ -33,6 +33,7 @@
 #include "server/storage/retention.h"
 
 namespace rocksdb {
+class WriteBatch;
 class ColumnFamilyHandle;
 class Env;
 class DB;
@@ -79,14 +80,15 @@ struct EventStoreOptions {
   bool statistics = false;
   // Sealing (event_block.h): a background thread writes an entity's
   // unsealed events (held in memory, event_head.h) into its blocks once it
-  // has at least this many, and every entity's once appends pause (or a
-  // minute passed). 0: no background sealing (only Seal() seals, and an
-  // append seals everything itself when the head is full). Default: 64.
+  // has at least this many, every entity's once appends pause (or a
+  // minute passed), and the biggest entities' when the head is half full.
+  // 0: no background sealing (only Seal() seals, and an append seals the
+  // biggest itself when the head is full). Default: 64.
   size_t seal_min_events = 64;
   // Memory the unsealed events may hold (event_head.h). Above it an
-  // append first waits for sealing (and seals everything when the 10 s it
-  // waits are up); reads that hold old views keep sealed events in memory
-  // until they end. Default: 256 MiB.
+  // append first waits for one sealing pass (seals everything itself if
+  // none ends within 10 s, or without a sealer); reads that hold old
+  // views keep sealed events in memory until they end. Default: 256 MiB.
   size_t head_max_bytes = size_t{256} << 20;
 };
 
@@ -522,15 +524,30 @@ class EventStore {
   // Rebuilds the head at open from the log after meta "unsealed_from",
   // sealing as it goes whenever it holds head_max_bytes.
   absl::Status LoadUnsealed();
-  // Seals `head` (the live events of the entity whose EntityPrefix is
-  // `prefix`) into its blocks, and marks them gone from the head.
-  absl::Status SealEntity(absl::string_view prefix, const EntityHead& head);
+  // What SealEntity sealed of one entity.
+  struct SealedEntity {
+    std::string prefix;  // EntityPrefix
+    uint32_t stream_id = 0;
+    std::vector<uint64_t> seqs;  // sorted; empty: nothing
+    int64_t earliest_us = 0;
+  };
+  // Adds to `batch` the writes that seal `head` (the live events of the
+  // entity whose EntityPrefix is `prefix`) into its blocks, read through
+  // `bit` (an events iterator that seeks within a prefix).
+  absl::Status SealEntity(absl::string_view prefix, const EntityHead& head,
+                          rocksdb::Iterator* bit, rocksdb::WriteBatch* batch,
+                          SealedEntity* sealed);
   // Persists meta "unsealed_from" (a seq at or below every live head
   // event's) if it moved.
   absl::Status SaveUnsealedFrom() ABSL_EXCLUSIVE_LOCKS_REQUIRED(seal_pass_mu_);
   // Before an append: if the head is full, waits for sealing to make room
   // (or seals itself). Errors: those of Seal.
   absl::Status MakeHeadRoom();
+  // Seal(min_events); with free_bytes > 0, only the entities holding the
+  // most, until they hold that many bytes.
+  absl::Status SealPass(size_t min_events, uint64_t free_bytes);
+  // Past half its memory, what the head holds above a quarter; else 0.
+  uint64_t HeadExcess() const;
   void SealLoop();
   absl::Mutex seal_pass_mu_;  // one Seal pass at a time
   // Held while one entity is sealed; Erase commits under it, so no
@@ -543,8 +560,10 @@ class EventStore {
   bool stop_sealer_ ABSL_GUARDED_BY(seal_state_mu_) = false;
   std::atomic<bool> stopping_{false};  // the store is closing
   absl::CondVar seal_cv_;
-  // Signalled after each sealing pass (appends wait on it for head room).
+  // Signalled after each sealing pass (appends wait on it for head room),
+  // which counts them.
   absl::CondVar sealed_cv_;
+  uint64_t seal_passes_ ABSL_GUARDED_BY(seal_state_mu_) = 0;
   std::thread sealer_;
   absl::Mutex seal_listener_mu_;  // held while the listener is called
   const void* seal_listener_owner_ ABSL_GUARDED_BY(seal_listener_mu_) =

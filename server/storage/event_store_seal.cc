@@ -64,7 +64,7 @@ void EventStore::AddToHead(
   // so the watermark published after this) is at this sequence or later.
   head_.Add(events, db_->GetLatestSequenceNumber());
   // The sealer runs every half second; a head past half its memory wakes
-  // it at once (it then seals everything).
+  // it at once (it then seals the entities holding the most).
   if (options_.seal_min_events > 0 &&
       head_.bytes() >= options_.head_max_bytes / 2) {
     absl::MutexLock l(&seal_state_mu_);
@@ -156,44 +156,116 @@ absl::Status EventStore::LoadUnsealed() {
 }
 
 absl::Status EventStore::MakeHeadRoom() {
-  if (head_.bytes() < options_.head_max_bytes) return absl::OkStatus();
-  if (options_.seal_min_events > 0 && read_only_.empty()) {
+  if (head_.bytes() < options_.head_max_bytes || !read_only_.empty()) {
+    return absl::OkStatus();
+  }
+  // The append waits for one sealing pass (which seals the head down to a
+  // quarter of its memory), then goes on even if the head is still
+  // full: what is left then is sealed events that reads in progress still
+  // see, which no waiting frees before they end.
+  if (options_.seal_min_events > 0) {
     absl::MutexLock l(&seal_state_mu_);
+    const uint64_t seen = seal_passes_;
     seal_cv_.Signal();
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (head_.bytes() >= options_.head_max_bytes &&
-           absl::Now() < deadline && !stop_sealer_) {
+    while (seal_passes_ == seen && !stop_sealer_ &&
+           absl::Now() < deadline) {
       sealed_cv_.WaitWithDeadline(&seal_state_mu_, deadline);
     }
-    if (head_.bytes() < options_.head_max_bytes) return absl::OkStatus();
+    if (seal_passes_ != seen) return absl::OkStatus();
   }
-  // No sealer, or it fell behind: seal here (Seal makes room unless a
-  // long read holds sealed events in memory; the append then goes on).
-  RETURN_IF_ERROR(Seal(1));
-  return absl::OkStatus();
+  // No sealer (or it is stuck): seal here.
+  return SealPass(1, HeadExcess());
 }
 
 absl::Status EventStore::Seal(size_t min_events) {
+  return SealPass(min_events, 0);
+}
+
+absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   absl::MutexLock pass_lock(&seal_pass_mu_);
-  const auto picked = head_.Pick(min_events);
+  auto picked = head_.Pick(min_events);
+  if (free_bytes > 0) {
+    // The entities holding the most first: sealing many events of one
+    // entity costs about what sealing one does (its tail block is
+    // rewritten either way).
+    std::sort(picked.begin(), picked.end(), [](const auto& a, const auto& b) {
+      return a.second->bytes > b.second->bytes;
+    });
+    size_t n = 0;
+    uint64_t sum = 0;
+    while (n < picked.size() && sum < free_bytes) {
+      sum += picked[n++].second->bytes;
+    }
+    picked.resize(n);
+    std::sort(picked.begin(), picked.end(), [](const auto& a, const auto& b) {
+      return a.first < b.first;
+    });
+  }
   absl::Status status;
-  for (const auto& [prefix, head] : picked) {
-    // A closing store stops between entities; the rest stays unsealed.
+  // Entities are sealed in chunks, one atomic write each (a crash leaves
+  // each chunk sealed or not), under seal_mu_: an erasure waits for one
+  // chunk at most.
+  constexpr size_t kChunkEntities = 512;
+  constexpr size_t kChunkBytes = 8 << 20;
+  size_t next = 0;
+  while (next < picked.size() && status.ok()) {
+    // A closing store stops between chunks; the rest stays unsealed.
     if (stopping_.load(std::memory_order_acquire)) break;
-    // One entity at a time under seal_mu_: an erasure waits for one
-    // entity's sealing at most.
+    if (DiskFreeBytes() < options_.min_free_bytes) {
+      status = absl::ResourceExhaustedError(
+          "disk space low: sealing waits for free space");
+      break;
+    }
     absl::MutexLock seal_lock(&seal_mu_);
-    status = SealEntity(prefix, *head);
-    if (!status.ok()) break;  // this entity and the rest stay unsealed
+    rocksdb::ReadOptions ro;
+    ro.prefix_same_as_start = true;
+    std::unique_ptr<rocksdb::Iterator> bit(db_->NewIterator(ro, events_cf_));
+    rocksdb::WriteBatch batch;
+    std::vector<SealedEntity> chunk;
+    while (next < picked.size() && chunk.size() < kChunkEntities &&
+           batch.GetDataSize() < kChunkBytes) {
+      chunk.emplace_back();
+      status = SealEntity(picked[next].first, *picked[next].second, bit.get(),
+                          &batch, &chunk.back());
+      if (!status.ok()) break;  // this chunk stays unsealed
+      ++next;
+    }
+    if (!status.ok()) break;
+    // Not synced: the events are durable in the log already, and the
+    // write-ahead log keeps this write whole or not at all.
+    status = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal");
+    if (!status.ok()) break;
+    // Reads from a RocksDB view that holds the new blocks no longer show
+    // these events from the head.
+    const uint64_t at = db_->GetLatestSequenceNumber();
+    absl::MutexLock l(&seal_listener_mu_);
+    for (const SealedEntity& e : chunk) {
+      if (e.seqs.empty()) continue;
+      head_.MarkGone(e.prefix, e.seqs, at);
+      if (seal_listener_ != nullptr) {
+        seal_listener_(e.stream_id,
+                       absl::string_view(e.prefix).substr(
+                           4, e.prefix.size() - 5),
+                       e.earliest_us);
+      }
+    }
   }
   head_.Purge();
   {
     absl::MutexLock l(&seal_state_mu_);
+    ++seal_passes_;
     sealed_cv_.SignalAll();
   }
   RETURN_IF_ERROR(status);
   return SaveUnsealedFrom();
+}
+
+uint64_t EventStore::HeadExcess() const {
+  const uint64_t bytes = head_.bytes();
+  if (bytes < options_.head_max_bytes / 2) return 0;
+  return bytes - options_.head_max_bytes / 4;
 }
 
 absl::Status EventStore::SaveUnsealedFrom() {
@@ -216,17 +288,18 @@ absl::Status EventStore::SaveUnsealedFrom() {
 }
 
 absl::Status EventStore::SealEntity(absl::string_view prefix,
-                                    const EntityHead& head) {
-  if (DiskFreeBytes() < options_.min_free_bytes) {
-    return absl::ResourceExhaustedError(
-        "disk space low: sealing waits for free space");
-  }
+                                    const EntityHead& head,
+                                    rocksdb::Iterator* bit,
+                                    rocksdb::WriteBatch* batch,
+                                    SealedEntity* sealed) {
   // An entity prefix: be32(stream) | entity | 0x00.
   const uint32_t stream_id = DecodeBigEndian32(prefix.data());
   const absl::string_view entity = prefix.substr(4, prefix.size() - 5);
+  sealed->prefix = std::string(prefix);
+  sealed->stream_id = stream_id;
   // The entity's live head events, by (time, seq).
   std::vector<BlockEvent> singles;
-  std::vector<uint64_t> sealed_seqs;
+  std::vector<uint64_t>& sealed_seqs = sealed->seqs;
   for (const HeadEvent& e : head.events) {
     if (e.gone_at != 0) continue;
     singles.push_back({e.time_us, e.seq, e.value});
@@ -266,15 +339,10 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
                   singles.end());
   }
   if (singles.empty()) return absl::OkStatus();
+  sealed->earliest_us = singles.front().time_us;
 
-  const std::string block_prefix = BlockPrefix(stream_id, entity);
-  const std::string block_upper = PrefixSuccessor(block_prefix);
-  const rocksdb::Slice block_upper_slice = ToSlice(block_upper);
-  ro.iterate_upper_bound = &block_upper_slice;
-  std::unique_ptr<rocksdb::Iterator> bit(db_->NewIterator(ro, events_cf_));
+  // `bit` seeks within the entity's block prefix (prefix_same_as_start).
   const std::string tail_key = TailBlockKey(stream_id, entity);
-
-  rocksdb::WriteBatch batch;
   // Deletions before puts: a re-cut block may take the key of one it
   // replaces.
   std::vector<std::pair<std::string, std::string>> puts;
@@ -331,7 +399,7 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
             "corrupt event block of entity '", Echo(entity), "' (key ",
             HexEncode(key), ")"));
       }
-      batch.Delete(events_cf_, ToSlice(key));
+      batch->Delete(events_cf_, ToSlice(key));
       tail = key == tail_key;
       if (!tail) {
         const BlockEvent& last = merged.back();
@@ -350,21 +418,10 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
   // SingleDelete applies: the deletion and the event vanish together as
   // soon as a flush or compaction meets both.
   for (const std::string& key : single_keys) {
-    batch.SingleDelete(events_cf_, ToSlice(key));
+    batch->SingleDelete(events_cf_, ToSlice(key));
   }
   for (const auto& [key, value] : puts) {
-    batch.Put(events_cf_, ToSlice(key), ToSlice(value));
-  }
-  // Not synced: the events it replaces are durable already, and the
-  // write-ahead log keeps this write whole or not at all.
-  RETURN_IF_ERROR(
-      FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal"));
-  // Reads from a RocksDB view that holds the new blocks no longer show
-  // these events from the head.
-  head_.MarkGone(prefix, sealed_seqs, db_->GetLatestSequenceNumber());
-  absl::MutexLock l(&seal_listener_mu_);
-  if (seal_listener_ != nullptr) {
-    seal_listener_(stream_id, entity, singles.front().time_us);
+    batch->Put(events_cf_, ToSlice(key), ToSlice(value));
   }
   return absl::OkStatus();
 }
@@ -395,10 +452,12 @@ void EventStore::SealLoop() {
     }
     if (full) last_full = absl::Now();
     seal_state_mu_.Unlock();
-    // A head past half its memory is sealed whole.
-    const bool pressed = head_.bytes() >= options_.head_max_bytes / 2;
+    // A head past half its memory is sealed down to a quarter, the
+    // entities holding the most first.
+    const uint64_t excess = full ? 0 : HeadExcess();
     const absl::Status s =
-        Seal(full || pressed ? 1 : options_.seal_min_events);
+        excess > 0 ? SealPass(1, excess)
+                   : Seal(full ? 1 : options_.seal_min_events);
     seal_state_mu_.Lock();
     if (s.ok()) {
       wait = absl::Milliseconds(500);
