@@ -1545,6 +1545,9 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
                        s.message()));
     }
   }
+  // Its unsealed events leave memory too, unless a read from before the
+  // erasure still sees them (they go when it ends).
+  head_.Purge();
   return EraseResult{seqs.size(), watermark};
 }
 

@@ -226,11 +226,16 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
     std::vector<SealedEntity> chunk;
     while (next < picked.size() && chunk.size() < kChunkEntities &&
            batch.GetDataSize() < kChunkBytes) {
+      // The entity's head as it is now, under seal_mu_: an erasure since
+      // the pick marked its events gone, and none may be written back.
+      const std::string& prefix = picked[next++].first;
+      const EntityHeadRef current = head_.Find(prefix);
+      if (current == nullptr && !legacy_event_keys_) continue;
+      const EntityHead none;
       chunk.emplace_back();
-      status = SealEntity(picked[next].first, *picked[next].second, bit.get(),
-                          &batch, &chunk.back());
+      status = SealEntity(prefix, current != nullptr ? *current : none,
+                          bit.get(), &batch, &chunk.back());
       if (!status.ok()) break;  // this chunk stays unsealed
-      ++next;
     }
     if (!status.ok()) break;
     // Not synced: the events are durable in the log already, and the

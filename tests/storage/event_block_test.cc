@@ -385,16 +385,20 @@ TEST_F(SealedStoreTest, AFullHeadSealsBeforeAppendsAndEveryReadStays) {
   const std::vector<std::string> entities = {"a", "ab", "heavy", "z"};
   const std::vector<int64_t> edges = {kMinEventTime, kT0 + kDay,
                                       kMaxEventTime};
-  std::unique_ptr<ReadView> view;
-  Model at_view;
-  uint64_t most_unsealed = 0;
-  for (int round = 0; round < 60; ++round) {
+  // 50 events of random entities at random times over two days.
+  auto append_random = [&] {
     std::vector<std::pair<std::string, int64_t>> batch;
     for (int i = 0; i < 50; ++i) {
       batch.emplace_back(entities[rng() % entities.size()],
                          kT0 + static_cast<int64_t>(rng() % (2 * kDay)));
     }
     Append(batch);
+  };
+  std::unique_ptr<ReadView> view;
+  Model at_view;
+  uint64_t most_unsealed = 0;
+  for (int round = 0; round < 60; ++round) {
+    append_random();
     most_unsealed = std::max(most_unsealed, store_->UnsealedEvents());
     if (round == 20) {
       view = store_->NewReadView();
@@ -416,14 +420,7 @@ TEST_F(SealedStoreTest, AFullHeadSealsBeforeAppendsAndEveryReadStays) {
   // Unsealed events of a bigger head, then a reopen with a small one.
   head_max_bytes_ = 256 << 20;
   Open();
-  for (int round = 0; round < 30; ++round) {
-    std::vector<std::pair<std::string, int64_t>> batch;
-    for (int i = 0; i < 50; ++i) {
-      batch.emplace_back(entities[rng() % entities.size()],
-                         kT0 + static_cast<int64_t>(rng() % (2 * kDay)));
-    }
-    Append(batch);
-  }
+  for (int round = 0; round < 30; ++round) append_random();
   EXPECT_EQ(store_->UnsealedEvents(), 1500u);
   head_max_bytes_ = 32 << 10;
   Open();
