@@ -530,6 +530,7 @@ class EventStore {
     uint32_t stream_id = 0;
     std::vector<uint64_t> seqs;  // sorted; empty: nothing
     int64_t earliest_us = 0;
+    size_t blocks_rewritten = 0;  // full blocks the seal re-cut
   };
   // Adds to `batch` the writes that seal `head` (the live events of the
   // entity whose EntityPrefix is `prefix`) into its blocks, read through
@@ -555,6 +556,11 @@ class EventStore {
   absl::Mutex seal_mu_;
   mutable absl::Mutex seal_state_mu_;
   uint64_t unsealed_from_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;  // as stored
+  // Entities whose last seal re-cut many full blocks for few events (late
+  // events scattered over their history): the head events they gather
+  // before the half-second passes seal them again (EntityPrefix -> count).
+  absl::flat_hash_map<std::string, size_t> seal_later_
+      ABSL_GUARDED_BY(seal_pass_mu_);
   // While LoadUnsealed seals: the first seq of the log not loaded yet.
   uint64_t load_limit_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;
   bool stop_sealer_ ABSL_GUARDED_BY(seal_state_mu_) = false;

@@ -42,6 +42,10 @@ namespace rawfeat {
 namespace {
 
 constexpr char kMetaUnsealedFromKey[] = "unsealed_from";  // be64 seq
+// Entities remembered as costly to seal (EventStore::seal_later_), at most.
+constexpr size_t kMaxSealLater = 1 << 16;
+// The most head events such an entity gathers before a regular pass.
+constexpr size_t kSealLaterEvents = 4096;
 
 }  // namespace
 
@@ -186,11 +190,26 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
   if (!read_only_.empty()) return absl::ResourceExhaustedError(read_only_);
   absl::MutexLock pass_lock(&seal_pass_mu_);
   auto picked = head_.Pick(min_events);
+  // An entity whose new events land all over its history costs a re-cut
+  // of most of its blocks per seal, however few they are: the regular
+  // passes leave it until it has gathered a fair share of what they
+  // rewrite, and a pass that makes room takes it last.
+  auto later = [&](const std::pair<std::string, EntityHeadRef>& e) {
+    auto it = seal_later_.find(e.first);
+    return it != seal_later_.end() && e.second->live < it->second;
+  };
+  if (min_events > 1 && free_bytes == 0) {
+    picked.erase(std::remove_if(picked.begin(), picked.end(), later),
+                 picked.end());
+  }
   if (free_bytes > 0) {
     // The entities holding the most first: sealing many events of one
     // entity costs about what sealing one does (its tail block is
     // rewritten either way).
-    std::sort(picked.begin(), picked.end(), [](const auto& a, const auto& b) {
+    std::sort(picked.begin(), picked.end(), [&](const auto& a,
+                                                const auto& b) {
+      const bool la = later(a), lb = later(b);
+      if (la != lb) return lb;
       return a.second->bytes > b.second->bytes;
     });
     size_t n = 0;
@@ -249,6 +268,15 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
     for (const SealedEntity& e : chunk) {
       if (e.seqs.empty()) continue;
       head_.MarkGone(e.prefix, e.seqs, at);
+      // More than 4 rewritten events per sealed one: wait for more (at
+      // most kSealLaterEvents: appends copy an entity's head events).
+      const size_t rewritten = e.blocks_rewritten * kBlockMaxEvents;
+      if (rewritten > 4 * e.seqs.size()) {
+        if (seal_later_.size() >= kMaxSealLater) seal_later_.clear();
+        seal_later_[e.prefix] = std::min(rewritten / 4, kSealLaterEvents);
+      } else {
+        seal_later_.erase(e.prefix);
+      }
       if (seal_listener_ != nullptr) {
         seal_listener_(e.stream_id,
                        absl::string_view(e.prefix).substr(
@@ -406,6 +434,7 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
       }
       batch->Delete(events_cf_, ToSlice(key));
       tail = key == tail_key;
+      if (!tail) ++sealed->blocks_rewritten;
       if (!tail) {
         const BlockEvent& last = merged.back();
         j = i;
