@@ -86,9 +86,10 @@ struct EventStoreOptions {
   // biggest itself when the head is full). Default: 64.
   size_t seal_min_events = 64;
   // Memory the unsealed events may hold (event_head.h). Above it an
-  // append first waits for one sealing pass (seals everything itself if
-  // none ends within 10 s, or without a sealer); reads that hold old
-  // views keep sealed events in memory until they end. Default: 256 MiB.
+  // append first waits for one sealing pass (seals the biggest entities
+  // itself if none ends within 10 s, or without a sealer); reads that hold
+  // old views keep sealed events in memory until they end. Default:
+  // 256 MiB.
   size_t head_max_bytes = size_t{256} << 20;
 };
 
