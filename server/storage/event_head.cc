@@ -12,6 +12,14 @@ bool Before(const HeadEvent& a, const HeadEvent& b) {
   return a.time_us != b.time_us ? a.time_us < b.time_us : a.seq < b.seq;
 }
 
+// Counts a live event of `head` (live and its lowest seq).
+void NoteLive(EntityHead* head, uint64_t seq) {
+  ++head->live;
+  if (head->min_live_seq == 0 || seq < head->min_live_seq) {
+    head->min_live_seq = seq;
+  }
+}
+
 // Memory an entity's head holds, roughly.
 size_t BytesOf(const EntityHead& head) {
   return sizeof(EntityHead) + head.events.capacity() * sizeof(HeadEvent) +
@@ -25,11 +33,7 @@ std::shared_ptr<EntityHead> Repack(const std::vector<HeadEvent>& events) {
   head->events = events;
   for (HeadEvent& e : head->events) {
     e.value = head->values->Append(e.value);
-    if (e.gone_at != 0) continue;
-    ++head->live;
-    if (head->min_live_seq == 0 || e.seq < head->min_live_seq) {
-      head->min_live_seq = e.seq;
-    }
+    if (e.gone_at == 0) NoteLive(head.get(), e.seq);
   }
   head->bytes = BytesOf(*head);
   return head;
@@ -122,10 +126,7 @@ void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
       e.born_at = born_at;
       e.value = next->values->Append(events[k].value);
       next->events.push_back(e);
-      ++next->live;
-      if (next->min_live_seq == 0 || e.seq < next->min_live_seq) {
-        next->min_live_seq = e.seq;
-      }
+      NoteLive(next.get(), e.seq);
     }
     // Usually the new events come after the old ones; late ones are
     // merged in.
@@ -191,11 +192,7 @@ void EventHead::MarkGone(absl::string_view prefix,
         (seqs.empty() || std::binary_search(seqs.begin(), seqs.end(), e.seq))) {
       e.gone_at = at;
     }
-    if (e.gone_at != 0) continue;
-    ++next->live;
-    if (next->min_live_seq == 0 || e.seq < next->min_live_seq) {
-      next->min_live_seq = e.seq;
-    }
+    if (e.gone_at == 0) NoteLive(next.get(), e.seq);
   }
   next->bytes = BytesOf(*next);
   std::vector<EntityHeadRef> old;
