@@ -123,8 +123,7 @@ struct EventCursor::Rep {
         }
         if (hpos < events.size()) {
           key.stream_id = stream_id;
-          key.entity =
-              absl::string_view(head_prefix).substr(4, head_prefix.size() - 5);
+          key.entity = EntityOfPrefix(head_prefix);
           key.time_us = events[hpos].time_us;
           key.seq = events[hpos].seq;
           if (key.time_us >= to_us) return false;

@@ -56,11 +56,12 @@ void EventStore::AddToHead(
   events.reserve(puts.size());
   for (const auto& [key, value] : puts) {
     // An event key: entity prefix | be64(time) | be64(seq).
+    ParsedEventKey k;
+    ParseEventKey(key, &k);  // made by EventKey
     EventHead::NewEvent e;
     e.prefix = absl::string_view(key.data(), key.size() - 16);
-    e.time_us = SignedFromOrdered(DecodeBigEndian64(key.data() + key.size() -
-                                                    16));
-    e.seq = DecodeBigEndian64(key.data() + key.size() - 8);
+    e.time_us = k.time_us;
+    e.seq = k.seq;
     e.value = *value;
     events.push_back(e);
   }
@@ -117,6 +118,7 @@ absl::Status EventStore::LoadUnsealed() {
   std::vector<std::pair<std::string, std::string>> run;
   std::vector<std::pair<std::string, const std::string*>> puts;
   size_t run_bytes = 0;
+  uint64_t loaded = 0;  // the last seq read (ScanLog goes in seq order)
   const size_t run_limit = std::max<size_t>(
       1, std::min<size_t>(16 << 20, options_.head_max_bytes / 4));
   auto flush = [&]() -> absl::Status {
@@ -124,16 +126,12 @@ absl::Status EventStore::LoadUnsealed() {
     puts.clear();
     for (const auto& [key, value] : run) puts.emplace_back(key, &value);
     AddToHead(puts);
-    const uint64_t next = run.empty()
-                              ? 0
-                              : DecodeBigEndian64(run.back().first.data() +
-                                                  run.back().first.size() - 8);
     run.clear();
     run_bytes = 0;
     if (head_.bytes() >= options_.head_max_bytes && read_only_.empty()) {
       {
         absl::MutexLock l(&seal_pass_mu_);
-        load_limit_ = next + 1;  // the log after it is not loaded yet
+        load_limit_ = loaded + 1;  // the log after it is not loaded yet
       }
       const absl::Status s = Seal(1);
       absl::MutexLock l(&seal_pass_mu_);
@@ -149,6 +147,7 @@ absl::Status EventStore::LoadUnsealed() {
                                                       e.time_us, e.seq),
                                              std::string(e.value));
                             run_bytes += e.value.size() + 64;
+                            loaded = e.seq;
                             if (run_bytes >= run_limit) {
                               inner = flush();
                               return inner.ok();
@@ -278,10 +277,7 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
         seal_later_.erase(e.prefix);
       }
       if (seal_listener_ != nullptr) {
-        seal_listener_(e.stream_id,
-                       absl::string_view(e.prefix).substr(
-                           4, e.prefix.size() - 5),
-                       e.earliest_us);
+        seal_listener_(e.stream_id, EntityOfPrefix(e.prefix), e.earliest_us);
       }
     }
   }
@@ -327,7 +323,7 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
                                     SealedEntity* sealed) {
   // An entity prefix: be32(stream) | entity | 0x00.
   const uint32_t stream_id = DecodeBigEndian32(prefix.data());
-  const absl::string_view entity = prefix.substr(4, prefix.size() - 5);
+  const absl::string_view entity = EntityOfPrefix(prefix);
   sealed->prefix = std::string(prefix);
   sealed->stream_id = stream_id;
   // The entity's live head events, by (time, seq).

@@ -64,6 +64,10 @@ std::string PrefixSuccessor(absl::string_view prefix) {
   return s;
 }
 
+absl::string_view EntityOfPrefix(absl::string_view prefix) {
+  return prefix.substr(4, prefix.size() - 5);
+}
+
 bool ParseEventKey(absl::string_view key, ParsedEventKey* out) {
   // 4 (stream) + entity + 1 (NUL) + 8 (time) + 8 (seq).
   if (key.size() < 4 + 1 + 16) return false;

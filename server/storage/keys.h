@@ -36,6 +36,9 @@ std::string EventKey(uint32_t stream_id, absl::string_view entity,
 std::string StreamPrefix(uint32_t stream_id);
 // be32(stream_id) | entity | 0x00: one entity's history.
 std::string EntityPrefix(uint32_t stream_id, absl::string_view entity);
+// The entity of an EntityPrefix (a view into it). REQUIRES: `prefix` is
+// one.
+absl::string_view EntityOfPrefix(absl::string_view prefix);
 // Appends be64(time_us ^ signbit) to an entity prefix: seek target for
 // "events of the entity at or after time_us".
 std::string EntityTimeKey(uint32_t stream_id, absl::string_view entity,
