@@ -47,6 +47,16 @@ constexpr size_t kMaxSealLater = 1 << 16;
 // The most head events such an entity gathers before a regular pass.
 constexpr size_t kSealLaterEvents = 4096;
 
+// Sorts `events` by (time, seq) and keeps one of each.
+void SortUnique(std::vector<BlockEvent>* events) {
+  std::sort(events->begin(), events->end());
+  events->erase(std::unique(events->begin(), events->end(),
+                            [](const BlockEvent& a, const BlockEvent& b) {
+                              return a.time_us == b.time_us && a.seq == b.seq;
+                            }),
+                events->end());
+}
+
 }  // namespace
 
 void EventStore::AddToHead(
@@ -359,13 +369,7 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
       }
       singles.push_back({k.time_us, k.seq, single_values[i]});
     }
-    std::sort(singles.begin(), singles.end());
-    singles.erase(std::unique(singles.begin(), singles.end(),
-                              [](const BlockEvent& a, const BlockEvent& b) {
-                                return a.time_us == b.time_us &&
-                                       a.seq == b.seq;
-                              }),
-                  singles.end());
+    SortUnique(&singles);
   }
   if (singles.empty()) return absl::OkStatus();
   sealed->earliest_us = singles.front().time_us;
@@ -376,14 +380,9 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
   // replaces.
   std::vector<std::pair<std::string, std::string>> puts;
   auto cut = [&](std::vector<BlockEvent>& events, bool keep_tail) {
-    std::sort(events.begin(), events.end());
     // An event already in a block is kept once (the head, rebuilt from
     // the log at open, may hold events sealed before the stop).
-    events.erase(std::unique(events.begin(), events.end(),
-                             [](const BlockEvent& a, const BlockEvent& b) {
-                               return a.time_us == b.time_us && a.seq == b.seq;
-                             }),
-                 events.end());
+    SortUnique(&events);
     // Blocks of kBlockMaxEvents (or kBlockMaxBytes) from the front; with
     // keep_tail, a last one that is not full becomes the tail.
     size_t begin = 0;
