@@ -79,7 +79,7 @@ struct EventCursor::Rep {
   // head_upper, while head_more.
   std::string head_prefix;
   EntityHeadRef hentity;
-  size_t hpos = 0;
+  HeadReader hreader;  // on hentity's events
   std::string head_next_from, head_upper;
   bool head_more = false;
   ParsedEventKey key;  // the head's current event, while key_ok
@@ -116,27 +116,27 @@ struct EventCursor::Rep {
     key_ok = false;
     while (true) {
       if (hentity != nullptr) {
-        const std::vector<HeadEvent>& events = hentity->events;
-        while (hpos < events.size() &&
-               !EntityHead::Visible(events[hpos], read_seq)) {
-          ++hpos;
+        while (hreader.Valid() &&
+               !EntityHead::Visible(hreader.event(), read_seq)) {
+          hreader.Next();
         }
-        if (hpos < events.size()) {
+        if (hreader.Valid()) {
           key.stream_id = stream_id;
           key.entity = EntityOfPrefix(head_prefix);
-          key.time_us = events[hpos].time_us;
-          key.seq = events[hpos].seq;
+          key.time_us = hreader.event().time_us;
+          key.seq = hreader.event().seq;
           if (key.time_us >= to_us) return false;
           return key_ok = true;
         }
         hentity = nullptr;
+        hreader.Reset(nullptr);
       }
       if (one_entity || !head_more) return false;
       if (!head->Next(head_next_from, head_upper, &head_prefix, &hentity)) {
         head_more = false;
         return false;
       }
-      hpos = 0;
+      hreader.Reset(hentity.get());
       head_next_from = PrefixSuccessor(head_prefix);
     }
   }
@@ -209,7 +209,7 @@ struct EventCursor::Rep {
     // from the log at open and holds events sealed before the stop.
     while (block_left && key_ok && key.entity == block_entity &&
            key.time_us == block[next].time_us && key.seq == block[next].seq) {
-      ++hpos;
+      hreader.Next();
       ReadKey();
     }
     if (block_left && BlockFirst()) {
@@ -230,15 +230,8 @@ struct EventCursor::Rep {
     status = absl::OkStatus();
     head_prefix = EntityPrefix(stream_id, entity);
     hentity = head->Find(head_prefix);
-    hpos = 0;
-    if (hentity != nullptr && from != kMinEventTime) {
-      const std::vector<HeadEvent>& events = hentity->events;
-      hpos = std::partition_point(events.begin(), events.end(),
-                                  [from](const HeadEvent& e) {
-                                    return e.time_us < from;
-                                  }) -
-             events.begin();
-    }
+    hreader.Reset(hentity.get());
+    if (from != kMinEventTime) hreader.Seek(from);
     key_read = false;
     target = from == kMinEventTime ? BlockPrefix(stream_id, entity)
                                    : BlockKey(stream_id, entity, from, 0);
@@ -283,6 +276,7 @@ void EventCursor::NextEntity() {
   if (rep_->hentity == nullptr ||
       absl::string_view(rep_->head_prefix) < rep_->target) {
     rep_->hentity = nullptr;
+    rep_->hreader.Reset(nullptr);
     rep_->head_next_from = rep_->target;
     rep_->head_more = true;
   }
@@ -300,7 +294,7 @@ void EventCursor::Next() {
   if (rep_->in_block) {
     ++rep_->next;
   } else {
-    ++rep_->hpos;
+    rep_->hreader.Next();
     rep_->key_read = false;
   }
   rep_->Settle();
@@ -317,7 +311,7 @@ uint64_t EventCursor::seq() const {
 }
 absl::string_view EventCursor::value() const {
   return rep_->in_block ? rep_->block[rep_->next].value
-                        : rep_->hentity->events[rep_->hpos].value;
+                        : rep_->hreader.event().value;
 }
 
 const EventValueReader* EventCursor::Decode(

@@ -20,23 +20,47 @@ void NoteLive(EntityHead* head, uint64_t seq) {
   }
 }
 
-// Memory an entity's head holds, roughly.
-size_t BytesOf(const EntityHead& head) {
-  return sizeof(EntityHead) + head.events.capacity() * sizeof(HeadEvent) +
-         (head.values == nullptr ? 0 : head.values->bytes());
+// Sets the counts of `head` that follow from its runs: events and memory.
+void Finish(EntityHead* head) {
+  head->events = 0;
+  size_t capacity = 0;
+  for (const HeadRunRef& run : head->runs) {
+    head->events += run->size();
+    capacity += run->capacity();
+  }
+  head->bytes = sizeof(EntityHead) + capacity * sizeof(HeadEvent) +
+                head->runs.capacity() * sizeof(HeadRunRef) +
+                (head->values == nullptr ? 0 : head->values->bytes());
 }
 
-// A new head of `events` whose values are copied into a fresh arena.
-std::shared_ptr<EntityHead> Repack(const std::vector<HeadEvent>& events) {
+// A new head of `events` (sorted) as one run, its values copied into a
+// fresh arena.
+std::shared_ptr<EntityHead> Repack(const HeadRun& events) {
   auto head = std::make_shared<EntityHead>();
   head->values = std::make_shared<ValueArena>();
-  head->events = events;
-  for (HeadEvent& e : head->events) {
+  auto run = std::make_shared<HeadRun>(events);
+  for (HeadEvent& e : *run) {
     e.value = head->values->Append(e.value);
     if (e.gone_at == 0) NoteLive(head.get(), e.seq);
   }
-  head->bytes = BytesOf(*head);
+  head->runs.push_back(std::move(run));
+  Finish(head.get());
   return head;
+}
+
+// Adds `run` (sorted) as the newest run of `runs`, merging it first with
+// the newest ones while they are at most twice its size.
+void PushRun(std::vector<HeadRunRef>* runs, HeadRunRef run) {
+  while (!runs->empty() && runs->back()->size() <= 2 * run->size()) {
+    const HeadRun& older = *runs->back();
+    auto merged = std::make_shared<HeadRun>();
+    merged->reserve(older.size() + run->size());
+    std::merge(older.begin(), older.end(), run->begin(), run->end(),
+               std::back_inserter(*merged), Before);
+    runs->pop_back();
+    run = std::move(merged);
+  }
+  runs->push_back(std::move(run));
 }
 
 }  // namespace
@@ -59,6 +83,46 @@ absl::string_view ValueArena::Append(absl::string_view value) {
   return absl::string_view(at, value.size());
 }
 
+void HeadReader::Reset(const EntityHead* head) {
+  runs_.clear();
+  pos_.clear();
+  if (head != nullptr) {
+    for (const HeadRunRef& run : head->runs) {
+      runs_.push_back(run.get());
+      pos_.push_back(0);
+    }
+  }
+  Choose();
+}
+
+void HeadReader::Seek(int64_t from_us) {
+  for (size_t r = 0; r < runs_.size(); ++r) {
+    const HeadRun& run = *runs_[r];
+    pos_[r] = std::partition_point(run.begin(), run.end(),
+                                   [from_us](const HeadEvent& e) {
+                                     return e.time_us < from_us;
+                                   }) -
+              run.begin();
+  }
+  Choose();
+}
+
+void HeadReader::Next() {
+  ++pos_[current_];
+  Choose();
+}
+
+void HeadReader::Choose() {
+  current_ = -1;
+  for (size_t r = 0; r < runs_.size(); ++r) {
+    if (pos_[r] == runs_[r]->size()) continue;
+    if (current_ < 0 ||
+        Before((*runs_[r])[pos_[r]], (*runs_[current_])[pos_[current_]])) {
+      current_ = static_cast<int>(r);
+    }
+  }
+}
+
 void EventHead::Install(absl::string_view prefix, EntityHeadRef next,
                         std::vector<EntityHeadRef>* old) {
   auto it = entities_.find(prefix);
@@ -76,7 +140,7 @@ void EventHead::Install(absl::string_view prefix, EntityHeadRef next,
   }
   live_ += next->live;
   bytes_ += next->bytes;
-  if (next->live < next->events.size()) {
+  if (next->live < next->events) {
     if (!dirty_.contains(prefix)) dirty_.insert(std::string(prefix));
   } else {
     dirty_.erase(prefix);
@@ -111,32 +175,26 @@ void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
     const size_t end = g + 1 < starts.size() ? starts[g + 1] : events.size();
     const EntityHead* old = current[g].get();
     auto next = std::make_shared<EntityHead>();
-    // The arena is shared with the old version: it only appends.
+    // The arena and the runs are shared with the old version: the arena
+    // only appends, and runs never change once shared.
     next->values =
         old != nullptr ? old->values : std::make_shared<ValueArena>();
     next->live = old != nullptr ? old->live : 0;
     next->min_live_seq = old != nullptr ? old->min_live_seq : 0;
-    const size_t old_size = old != nullptr ? old->events.size() : 0;
-    next->events.reserve(old_size + (end - begin));
-    if (old != nullptr) next->events = old->events;
+    if (old != nullptr) next->runs = old->runs;
+    auto run = std::make_shared<HeadRun>();
+    run->reserve(end - begin);
     for (size_t k = begin; k < end; ++k) {
       HeadEvent e;
       e.time_us = events[k].time_us;
       e.seq = events[k].seq;
       e.born_at = born_at;
       e.value = next->values->Append(events[k].value);
-      next->events.push_back(e);
+      run->push_back(e);
       NoteLive(next.get(), e.seq);
     }
-    // Usually the new events come after the old ones; late ones are
-    // merged in.
-    if (old_size > 0 &&
-        Before(next->events[old_size], next->events[old_size - 1])) {
-      std::inplace_merge(next->events.begin(),
-                         next->events.begin() + old_size, next->events.end(),
-                         Before);
-    }
-    next->bytes = BytesOf(*next);
+    PushRun(&next->runs, std::move(run));
+    Finish(next.get());
     built[g] = std::move(next);
   }
   std::vector<EntityHeadRef> old;
@@ -187,14 +245,24 @@ void EventHead::MarkGone(absl::string_view prefix,
   auto next = std::make_shared<EntityHead>(*current);
   next->live = 0;
   next->min_live_seq = 0;
-  for (HeadEvent& e : next->events) {
-    if (e.gone_at == 0 &&
-        (seqs.empty() || std::binary_search(seqs.begin(), seqs.end(), e.seq))) {
-      e.gone_at = at;
+  auto marked = [&](const HeadEvent& e) {
+    return e.gone_at == 0 &&
+           (seqs.empty() || std::binary_search(seqs.begin(), seqs.end(), e.seq));
+  };
+  // Runs without an event to mark stay shared.
+  for (HeadRunRef& run : next->runs) {
+    if (std::any_of(run->begin(), run->end(), marked)) {
+      auto copy = std::make_shared<HeadRun>(*run);
+      for (HeadEvent& e : *copy) {
+        if (marked(e)) e.gone_at = at;
+      }
+      run = std::move(copy);
     }
-    if (e.gone_at == 0) NoteLive(next.get(), e.seq);
+    for (const HeadEvent& e : *run) {
+      if (e.gone_at == 0) NoteLive(next.get(), e.seq);
+    }
   }
-  next->bytes = BytesOf(*next);
+  Finish(next.get());
   std::vector<EntityHeadRef> old;
   absl::MutexLock l(&mu_);
   Install(prefix, std::move(next), &old);
@@ -214,9 +282,11 @@ void EventHead::Purge() {
   for (std::string& prefix : dirty) {
     const EntityHeadRef current = Find(prefix);
     if (current == nullptr) continue;
-    std::vector<HeadEvent> kept;
+    HeadRun kept;
     bool dropped = false;
-    for (const HeadEvent& e : current->events) {
+    HeadReader reader;
+    for (reader.Reset(current.get()); reader.Valid(); reader.Next()) {
+      const HeadEvent& e = reader.event();
       if (e.gone_at != 0 && e.gone_at <= oldest) {
         dropped = true;
       } else {

@@ -8,9 +8,15 @@
 // them back from RocksDB. The log is the head's durable copy: the store
 // rebuilds it from the log at open.
 //
-// Versions: each entity's head is an immutable EntityHead, replaced whole
-// (copy on write) by appends, sealing and erasure, so a reader holds one by
-// a shared pointer and reads it without locks. An event that leaves the
+// Versions: each entity's head is an immutable EntityHead, replaced by
+// appends, sealing and erasure (copy on write), so a reader holds one by a
+// shared pointer and reads it without locks. A version is a few sorted
+// runs that versions share, like an LSM tree's levels: an append adds its
+// events as a new run and merges it into the runs before it only while
+// those are at most twice its size, so each event is copied O(log n)
+// times however late it lands, not once per append (a late event in one
+// sorted vector copied the entity's whole head), and an entity of n head
+// events has at most log2(n) + 1 runs. HeadReader merges them. An event that leaves the
 // head (sealed into a block, or erased) is first marked gone at a RocksDB
 // sequence number S: a reader whose RocksDB view is at R shows it while
 // R < S (its view does not hold the block, or still holds the erased
@@ -33,6 +39,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
@@ -69,10 +76,17 @@ class ValueArena {
   size_t bytes_ = 0;  // all blocks
 };
 
-// One entity's events in the head, by (time, seq). Immutable once shared.
+// A sorted run of head events, by (time, seq). Immutable once shared.
+using HeadRun = std::vector<HeadEvent>;
+using HeadRunRef = std::shared_ptr<const HeadRun>;
+
+// One entity's events in the head. Immutable once shared.
 struct EntityHead {
-  std::vector<HeadEvent> events;
+  // Each sorted by (time, seq), oldest first; each more than twice the
+  // size of the next. Seqs are unique across them.
+  std::vector<HeadRunRef> runs;
   std::shared_ptr<ValueArena> values;  // holds every event's value
+  size_t events = 0;          // in all runs, gone ones included
   size_t live = 0;            // events with gone_at == 0
   uint64_t min_live_seq = 0;  // lowest seq of those (0: none)
   size_t bytes = 0;           // memory held, roughly
@@ -82,6 +96,29 @@ struct EntityHead {
   }
 };
 using EntityHeadRef = std::shared_ptr<const EntityHead>;
+
+// Reads one EntityHead's events, gone ones included, in (time, seq) order
+// by merging its runs. The head must outlive the reader's use of it.
+// Not thread-safe; one reader per thread.
+class HeadReader {
+ public:
+  HeadReader() = default;
+  // Positions on the head's first event (`head` may be nullptr: nothing).
+  void Reset(const EntityHead* head);
+  // Positions on the first event with time >= `from_us`.
+  void Seek(int64_t from_us);
+  bool Valid() const { return current_ >= 0; }
+  // REQUIRES: Valid().
+  const HeadEvent& event() const { return (*runs_[current_])[pos_[current_]]; }
+  void Next();
+
+ private:
+  void Choose();  // sets current_ to the run with the smallest event
+
+  absl::InlinedVector<const HeadRun*, 8> runs_;
+  absl::InlinedVector<size_t, 8> pos_;
+  int current_ = -1;
+};
 
 class EventHead {
  public:

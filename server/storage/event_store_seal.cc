@@ -45,7 +45,7 @@ constexpr char kMetaUnsealedFromKey[] = "unsealed_from";  // be64 seq
 // Entities remembered as costly to seal (EventStore::seal_later_), at most.
 constexpr size_t kMaxSealLater = 1 << 16;
 // The most head events such an entity gathers before a regular pass.
-constexpr size_t kSealLaterEvents = 4096;
+constexpr size_t kSealLaterEvents = 65536;
 
 // Sorts `events` by (time, seq) and keeps one of each.
 void SortUnique(std::vector<BlockEvent>* events) {
@@ -278,7 +278,7 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
       if (e.seqs.empty()) continue;
       head_.MarkGone(e.prefix, e.seqs, at);
       // More than 4 rewritten events per sealed one: wait for more (at
-      // most kSealLaterEvents: appends copy an entity's head events).
+      // most kSealLaterEvents, so the head keeps room for the others).
       const size_t rewritten = e.blocks_rewritten * kBlockMaxEvents;
       if (rewritten > 4 * e.seqs.size()) {
         if (seal_later_.size() >= kMaxSealLater) seal_later_.clear();
@@ -339,7 +339,9 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
   // The entity's live head events, by (time, seq).
   std::vector<BlockEvent> singles;
   std::vector<uint64_t>& sealed_seqs = sealed->seqs;
-  for (const HeadEvent& e : head.events) {
+  HeadReader reader;
+  for (reader.Reset(&head); reader.Valid(); reader.Next()) {
+    const HeadEvent& e = reader.event();
     if (e.gone_at != 0) continue;
     singles.push_back({e.time_us, e.seq, e.value});
     sealed_seqs.push_back(e.seq);

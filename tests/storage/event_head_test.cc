@@ -3,7 +3,10 @@
 
 #include "server/storage/event_head.h"
 
+#include <algorithm>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -15,7 +18,9 @@ namespace {
 std::vector<std::string> Seen(const EntityHeadRef& head, uint64_t read_seq) {
   std::vector<std::string> out;
   if (head == nullptr) return out;
-  for (const HeadEvent& e : head->events) {
+  HeadReader reader;
+  for (reader.Reset(head.get()); reader.Valid(); reader.Next()) {
+    const HeadEvent& e = reader.event();
     if (!EntityHead::Visible(e, read_seq)) continue;
     out.push_back(std::to_string(e.time_us) + "/" + std::to_string(e.seq) +
                   "=" + std::string(e.value));
@@ -58,7 +63,7 @@ TEST(EventHeadTest, GoneEventsStayForOlderReadersUntilTheyLeave) {
   head.Purge();
   const EntityHeadRef h = head.Find(a);
   ASSERT_NE(h, nullptr);
-  EXPECT_EQ(h->events.size(), 2u);  // seq 1 left memory
+  EXPECT_EQ(h->events, 2u);  // seq 1 left memory
   EXPECT_EQ(Seen(h, 20), (Strings{"2/2=two", "3/3=three"}));
   // A version a reader holds outlives the purge that replaced it.
   head.MarkGone(a, {}, 30);  // everything, e.g. an erasure
@@ -98,6 +103,83 @@ TEST(EventHeadTest, NextWalksEntitiesInByteOrderWithinBounds) {
   EXPECT_EQ(walked, order);
   const auto picked = head.Pick(1);
   EXPECT_EQ(picked.size(), 5u);
+}
+
+TEST(EventHeadTest, AppendsInAnyOrderKeepFewRunsAndReadInOrder) {
+  EventHead head;
+  const std::string a = "\x00\x00\x00\x01" "a" + std::string(1, '\0');
+  // 2,000 appends of 1-3 events at scattered times (late ones, ties at
+  // equal times), each visible from its own sequence.
+  std::mt19937_64 rng(7);
+  std::vector<std::pair<int64_t, uint64_t>> model;  // (time, seq)
+  uint64_t seq = 0;
+  std::vector<EntityHeadRef> versions;
+  for (int call = 1; call <= 2000; ++call) {
+    std::vector<std::pair<int64_t, uint64_t>> batch;
+    const int n = 1 + static_cast<int>(rng() % 3);
+    for (int k = 0; k < n; ++k) {
+      batch.emplace_back(static_cast<int64_t>(rng() % 500), ++seq);
+    }
+    std::sort(batch.begin(), batch.end());
+    std::vector<EventHead::NewEvent> events;
+    std::vector<std::string> values;
+    values.reserve(batch.size());
+    for (const auto& [time, s] : batch) {
+      values.push_back("v" + std::to_string(s));
+      events.push_back({a, time, s, values.back()});
+    }
+    head.Add(events, /*born_at=*/call);
+    model.insert(model.end(), batch.begin(), batch.end());
+    if (call % 500 == 0) versions.push_back(head.Find(a));
+  }
+  std::sort(model.begin(), model.end());
+  const EntityHeadRef h = head.Find(a);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->events, model.size());
+  // Each run more than twice the next: at most log2(n) + 1 of them.
+  EXPECT_LE(h->runs.size(), 14u);
+  for (size_t r = 0; r + 1 < h->runs.size(); ++r) {
+    EXPECT_GT(h->runs[r]->size(), 2 * h->runs[r + 1]->size());
+  }
+  // Read in (time, seq) order, from the start and from a seek.
+  std::vector<std::pair<int64_t, uint64_t>> read;
+  HeadReader reader;
+  for (reader.Reset(h.get()); reader.Valid(); reader.Next()) {
+    read.emplace_back(reader.event().time_us, reader.event().seq);
+    EXPECT_EQ(reader.event().value,
+              "v" + std::to_string(reader.event().seq));
+  }
+  EXPECT_EQ(read, model);
+  reader.Reset(h.get());
+  reader.Seek(250);
+  ASSERT_TRUE(reader.Valid());
+  const auto first = std::lower_bound(
+      model.begin(), model.end(), std::make_pair(int64_t{250}, uint64_t{0}));
+  EXPECT_EQ(reader.event().time_us, first->first);
+  EXPECT_EQ(reader.event().seq, first->second);
+  // A reader at the sequence of call 1000 sees exactly the events of the
+  // first 1,000 calls, and an older version still reads the same.
+  size_t seen = 0;
+  for (reader.Reset(h.get()); reader.Valid(); reader.Next()) {
+    if (EntityHead::Visible(reader.event(), 1000)) ++seen;
+  }
+  size_t old_seen = 0;
+  for (reader.Reset(versions[1].get()); reader.Valid(); reader.Next()) {
+    ++old_seen;
+  }
+  EXPECT_EQ(seen, old_seen);
+  // Marking some gone copies only the runs that hold them.
+  const std::vector<HeadRunRef> before = h->runs;
+  head.MarkGone(a, {model.back().second}, 5000);
+  const EntityHeadRef marked = head.Find(a);
+  size_t shared = 0;
+  for (size_t r = 0; r < before.size(); ++r) {
+    if (marked->runs[r] == before[r]) ++shared;
+  }
+  EXPECT_EQ(shared, before.size() - 1);
+  EXPECT_EQ(head.live_events(), model.size() - 1);
+  head.Purge();
+  EXPECT_EQ(head.Find(a)->events, model.size() - 1);
 }
 
 }  // namespace
