@@ -51,6 +51,8 @@ ABSL_FLAG(int, metrics_rounds, 0,
           "pairs of runs without and with --metrics_listen per mode (0: "
           "none): the cost of recording metrics");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: a temp dir)");
+ABSL_FLAG(std::string, server_flags, "",
+          "extra rawfeatd flags, comma-separated (e.g. --seal_min_events=256)");
 ABSL_FLAG(int64_t, csv_rows, 0,
           "also time `rawfeat ingest` of a CSV of this many rows (RFC 3339 "
           "times, 9 columns) into a durable server, against db_bench "
@@ -190,6 +192,12 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
   { std::ofstream(dir + "/orders.textproto") << kSchema; }
   std::vector<std::string> flags = {"--schemas=" + dir,
                                     absl::StrCat("--sync=", sync)};
+  if (binary == absl::GetFlag(FLAGS_rawfeatd)) {
+    for (absl::string_view f : absl::StrSplit(
+             absl::GetFlag(FLAGS_server_flags), ',', absl::SkipEmpty())) {
+      flags.emplace_back(f);
+    }
+  }
   ClientOptions options;
   if (secure != nullptr) {
     flags.insert(flags.end(), secure->server_flags.begin(),
