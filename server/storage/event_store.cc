@@ -262,8 +262,14 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   }
   store->statistics_ = db_options.statistics;
   // Our own group commit makes each append one RocksDB write, so parallel
-  // memtable inserts never happen; the hash memtable of `ids` needs this.
+  // memtable inserts never happen (and memtable insert hints need this).
   db_options.allow_concurrent_memtable_write = false;
+  // A write-ahead log file can go once every family holding data from it
+  // has flushed, and `meta` (a counter per group commit) fills slowly: by
+  // default the logs could grow to 4x all memtables (several GiB) before
+  // RocksDB flushes it, on disk and replayed at every restart. Past this
+  // much log the families holding the oldest file flush.
+  db_options.max_total_wal_size = 4 * options.write_buffer_bytes;
 
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   enum class Bloom { kNone, kWholeKey, kPrefix };
