@@ -110,6 +110,8 @@ class Server {
 
   // The store, for tests and tools in this process (e.g. CompactAll).
   EventStore* store() const { return store_.get(); }
+  // The view engine, for tests in this process (e.g. tiles_used).
+  const ViewEngine& views() const { return *views_; }
 
   // The address /metrics is served on ("" without metrics).
   std::string metrics_address() const;

@@ -435,6 +435,17 @@ uint64_t TileCursor::watermark() const { return rep_->watermark; }
 absl::string_view TileCursor::payload() const { return rep_->payload; }
 absl::Status TileCursor::status() const { return rep_->status; }
 
+bool EventStore::MayHaveTiles(const TileScope& scope) const {
+  return MayHaveTiles(
+      TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version));
+}
+
+bool EventStore::MayHaveTiles(const std::string& prefix) const {
+  if (!tiles_readable_) return false;
+  absl::MutexLock l(&tiled_scopes_mu_);
+  return tiled_scopes_.contains(prefix);
+}
+
 std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
                                                   int64_t from_day,
                                                   int64_t to_day,
@@ -442,12 +453,7 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
   auto rep = std::make_unique<TileCursor::Rep>();
   const std::string prefix =
       TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
-  bool tiled;
-  {
-    absl::MutexLock l(&tiled_scopes_mu_);
-    tiled = tiled_scopes_.contains(prefix);
-  }
-  if (tiles_readable_ && tiled) {
+  if (MayHaveTiles(prefix)) {
     rep->prefix_size = prefix.size();
     rep->it = NewBoundedIterator(db_.get(), tiles_cf_, SnapshotOf(view),
                                  to_day == kMaxEventTime

@@ -226,6 +226,10 @@ class EventStore {
   std::unique_ptr<TileCursor> ScanTiles(const TileScope& scope,
                                         int64_t from_day, int64_t to_day,
                                         const ReadView* view) const;
+  // False if `scope` has had no tile since the store opened, so ScanTiles
+  // would find none (a hash lookup; true may still find none, e.g. at an
+  // older view). Thread-safe.
+  bool MayHaveTiles(const TileScope& scope) const;
 
   // Builds tiles of `scope` for the UTC days starting at `days`: pins the
   // latest watermark and a read view at it, runs `build` on that view while
@@ -473,6 +477,7 @@ class EventStore {
   mutable absl::Mutex tiled_scopes_mu_;
   absl::flat_hash_set<std::string> tiled_scopes_
       ABSL_GUARDED_BY(tiled_scopes_mu_);
+  bool MayHaveTiles(const std::string& prefix) const;  // a TilePrefix
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
   mutable absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(commit_mu_);

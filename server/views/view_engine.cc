@@ -106,7 +106,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                        const ReadView* read_view,
                                        EventCursor* cursor,
                                        v1::FeatureRow* row,
-                                       size_t* budget) const {
+                                       size_t* budget,
+                                       bool queue_tiles) const {
   const StreamSchema& stream = *view.stream;
   auto states = NewStates(view);
   std::vector<int64_t> starts;
@@ -228,7 +229,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     RETURN_IF_ERROR(TakeBytes(value->ByteSizeLong() + 6, budget, view,
                               static_cast<int>(i), entity));
   }
-  if (!heavy_days.empty()) {
+  if (queue_tiles && !heavy_days.empty()) {
     if (static_cast<int>(heavy_days.size()) > options_.max_tiles_per_lookup) {
       heavy_days.resize(options_.max_tiles_per_lookup);
     }

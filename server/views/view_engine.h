@@ -176,14 +176,16 @@ class ViewEngine {
   // cursor of the view's stream at `read_view` (EventStore::NewEventCursor;
   // re-seeked here, so one serves many calls). Uses the tiles valid at
   // `watermark` for whole days inside every window (or outside it), scans
-  // the rest, and may queue tiles of heavy days it scanned for the
-  // background builder (it never waits for them). `*budget` is the bytes
+  // the rest, and (with `queue_tiles`) may queue tiles of heavy days it
+  // scanned for the background builder (it never waits for them).
+  // `*budget` is the bytes
   // the row may still take; it is reduced by what the row takes, and a row
   // that would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,
                              int64_t as_of_us, uint64_t watermark,
                              const ReadView* read_view, EventCursor* cursor,
-                             v1::FeatureRow* row, size_t* budget) const;
+                             v1::FeatureRow* row, size_t* budget,
+                             bool queue_tiles = true) const;
 
   // Retention: the earliest as-of time `view` can answer, i.e. whose every
   // window starts at or above its stream's horizon now (the lowest int64
