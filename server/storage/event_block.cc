@@ -55,7 +55,8 @@ bool ReadBlockHeader(absl::string_view value, uint64_t* events, int64_t* first,
   return ReadHeader(&value, events, first, last);
 }
 
-bool DecodeBlock(absl::string_view value, std::vector<BlockEvent>* out) {
+bool DecodeBlockKeys(absl::string_view value, std::vector<BlockEvent>* out,
+                     absl::string_view* values) {
   uint64_t n;
   int64_t first, last;
   out->clear();
@@ -82,10 +83,22 @@ bool DecodeBlock(absl::string_view value, std::vector<BlockEvent>* out) {
     (*out)[i].seq = seq;
     if (!((*out)[i - 1] < (*out)[i])) return false;  // strictly increasing
   }
+  *values = value;
+  return true;
+}
+
+bool DecodeBlockValues(absl::string_view values,
+                       std::vector<BlockEvent>* out) {
   for (BlockEvent& e : *out) {
-    if (!GetLengthPrefixed(&value, &e.value) || e.value.empty()) return false;
+    if (!GetLengthPrefixed(&values, &e.value) || e.value.empty()) return false;
   }
-  return value.empty();
+  return values.empty();
+}
+
+bool DecodeBlock(absl::string_view value, std::vector<BlockEvent>* out) {
+  absl::string_view values;
+  return DecodeBlockKeys(value, out, &values) &&
+         DecodeBlockValues(values, out);
 }
 
 }  // namespace rawfeat

@@ -62,6 +62,14 @@ bool ReadBlockHeader(absl::string_view value, uint64_t* events, int64_t* first,
 // False if malformed (or not sorted by (time, seq)).
 bool DecodeBlock(absl::string_view value, std::vector<BlockEvent>* out);
 
+// DecodeBlock in two steps, for readers that may need no value: the times
+// and seqs into `out` (values left empty), with `*values` set to the
+// block's value column; then, when a value is needed, the values from that
+// column. Each is false if its part is malformed (DecodeBlock's checks).
+bool DecodeBlockKeys(absl::string_view value, std::vector<BlockEvent>* out,
+                     absl::string_view* values);
+bool DecodeBlockValues(absl::string_view values, std::vector<BlockEvent>* out);
+
 }  // namespace rawfeat
 
 #endif  // RAWFEAT_SERVER_STORAGE_EVENT_BLOCK_H_

@@ -43,6 +43,9 @@ std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
   return std::unique_ptr<rocksdb::Iterator>(db->NewIterator(ro, cf));
 }
 
+// NextEntity steps over at most this many blocks before it seeks.
+constexpr int kStepsBeforeSeek = 1;
+
 }  // namespace
 
 // ---------------------------------------------------------- EventCursor
@@ -91,6 +94,11 @@ struct EventCursor::Rep {
   bool block_pinned = false;
   std::string block_entity;
   std::vector<BlockEvent> block;
+  // The block's value column, decoded into `block` on the first value()
+  // (a scan that only looks at times and seqs, e.g. finding entities,
+  // never decodes it).
+  absl::string_view block_values;
+  bool values_decoded = false;
   size_t next = 0;
   bool blocks_done = false;  // the block source reached to_us
   EventValueReader reader;
@@ -107,6 +115,25 @@ struct EventCursor::Rep {
     block.clear();
     next = 0;
     block_pinned = false;
+    values_decoded = false;
+  }
+
+  // The value of the block's event `next`; empty if the block's value
+  // column is corrupt: then the cursor has failed, but the current event's
+  // entity, time and seq stay readable until it moves.
+  absl::string_view BlockValue() {
+    if (!values_decoded) {
+      if (!DecodeBlockValues(block_values, &block)) {
+        status = absl::DataLossError(
+            absl::StrCat("corrupt event block of entity '", Echo(block_entity),
+                         "' in stream ", stream_id));
+        valid = false;
+        key_ok = false;
+        return absl::string_view();
+      }
+      values_decoded = true;
+    }
+    return block[next].value;
   }
 
   // Reads the head source's position into `key`: false at the end of the
@@ -165,7 +192,7 @@ struct EventCursor::Rep {
     if (one_entity && bk.entity != entity) return;
     block_entity.assign(bk.entity.data(), bk.entity.size());
     block_pinned = true;
-    if (!DecodeBlock(ToView(bit->value()), &block)) {
+    if (!DecodeBlockKeys(ToView(bit->value()), &block, &block_values)) {
       Fail(absl::DataLossError(absl::StrCat(
           "corrupt event block of entity '", Echo(block_entity),
           "' in stream ", stream_id)));
@@ -282,9 +309,20 @@ void EventCursor::NextEntity() {
   }
   rep_->key_read = false;
   rep_->target = PrefixSuccessor(BlockPrefix(rep_->stream_id, e));
-  if (!keep_block && rep_->bit->Valid() &&
-      ToView(rep_->bit->key()) < rep_->target) {
-    rep_->bit->Seek(ToSlice(rep_->target));
+  if (!keep_block) {
+    // Most entities hold one block: stepping past it costs less than a
+    // seek (which searches every level's index). More steps do not pay:
+    // a heavy entity's blocks are read (and decompressed) to be stepped
+    // over, where a seek skips them by the index.
+    rocksdb::Iterator* bit = rep_->bit.get();
+    for (int step = 0; step < kStepsBeforeSeek && bit->Valid() &&
+                       ToView(bit->key()) < rep_->target;
+         ++step) {
+      bit->Next();
+    }
+    if (bit->Valid() && ToView(bit->key()) < rep_->target) {
+      bit->Seek(ToSlice(rep_->target));
+    }
   }
   rep_->Settle();
 }
@@ -310,13 +348,14 @@ uint64_t EventCursor::seq() const {
   return rep_->in_block ? rep_->block[rep_->next].seq : rep_->key.seq;
 }
 absl::string_view EventCursor::value() const {
-  return rep_->in_block ? rep_->block[rep_->next].value
-                        : rep_->hreader.event().value;
+  return rep_->in_block ? rep_->BlockValue() : rep_->hreader.event().value;
 }
 
 const EventValueReader* EventCursor::Decode(
     const std::vector<v1::FieldType>& types) {
-  if (rep_->reader.Parse(value(), types)) return &rep_->reader;
+  const absl::string_view stored = value();
+  if (!rep_->status.ok()) return nullptr;  // a corrupt block
+  if (rep_->reader.Parse(stored, types)) return &rep_->reader;
   rep_->Fail(absl::DataLossError(
       absl::StrCat("corrupt stored event of entity '", Echo(entity()),
                    "' (seq ", seq(), ") in stream ", rep_->stream_id)));

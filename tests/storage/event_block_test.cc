@@ -16,9 +16,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "server/common/time_util.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/event_store.h"
+#include "server/storage/keys.h"
 #include "server/storage/retention.h"
 #include "tests/test_util.h"
 
@@ -52,6 +54,17 @@ TEST(EventBlockTest, RoundTripsAndRefusesDamage) {
   EXPECT_FALSE(DecodeBlock(block + "x", &got));
   // Events out of (time, seq) order are malformed.
   EXPECT_FALSE(DecodeBlock(EncodeBlock({events[1], events[0]}), &got));
+  // In two steps: the keys alone, then the values, as DecodeBlock.
+  absl::string_view column;
+  ASSERT_TRUE(DecodeBlockKeys(block, &got, &column));
+  EXPECT_EQ(got[2].seq, 7u);
+  EXPECT_TRUE(got[2].value.empty());
+  ASSERT_TRUE(DecodeBlockValues(column, &got));
+  EXPECT_EQ(got[2].value, events[2].value);
+  // Damage in the value column passes the keys and fails the values.
+  const std::string damaged = block + "x";
+  ASSERT_TRUE(DecodeBlockKeys(damaged, &got, &column));
+  EXPECT_FALSE(DecodeBlockValues(column, &got));
   // A stored event value is not a block.
   EXPECT_FALSE(IsBlockValue("\x01rest"));
   // Extreme times and seqs.
@@ -426,6 +439,74 @@ TEST_F(SealedStoreTest, AFullHeadSealsBeforeAppendsAndEveryReadStays) {
   Open();
   EXPECT_LT(store_->UnsealedEvents(), 1500u);
   Check(model_, nullptr, edges, "reopened with a small head");
+}
+
+// A block whose value column is damaged: a scan that reads only times and
+// seqs (finding entities) passes it; reading a value fails with DATA_LOSS
+// naming the entity, while the event's time and seq stay readable.
+TEST_F(SealedStoreTest, ADamagedValueColumnFailsTheReadOfAValue) {
+  Append({{"u", kT0}, {"u", kT0 + 1}, {"v", kT0 + 2}});
+  ASSERT_TRUE(store_->Seal(1).ok());
+  store_.reset();
+  {
+    const std::string dir = dir_.Sub("db");
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names) {
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    const std::string prefix = BlockPrefix(1, "u");
+    int damaged = 0;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != kEventsColumnFamily) continue;
+      std::unique_ptr<rocksdb::Iterator> it(
+          db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        if (!it->key().starts_with(prefix)) continue;
+        ASSERT_TRUE(IsBlockValue(it->value().ToString()));
+        rocksdb::WriteOptions wo;
+        wo.sync = true;
+        ASSERT_TRUE(
+            db->Put(wo, handles[i], it->key(), it->value().ToString() + "x")
+                .ok());
+        ++damaged;
+      }
+    }
+    EXPECT_EQ(damaged, 1);
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  Open();
+  auto scan = store_->ScanStream(1, nullptr);
+  ASSERT_TRUE(scan->Valid());
+  EXPECT_EQ(scan->entity(), "u");
+  scan->NextEntity();
+  ASSERT_TRUE(scan->Valid());
+  EXPECT_EQ(scan->entity(), "v");
+  EXPECT_FALSE(scan->value().empty());
+  auto c = store_->NewEventCursor(1, nullptr);
+  c->Seek("u");
+  ASSERT_TRUE(c->Valid());
+  EXPECT_EQ(c->time_us(), kT0);
+  EXPECT_EQ(c->Decode({v1::STRING}), nullptr);
+  EXPECT_FALSE(c->Valid());
+  EXPECT_EQ(c->time_us(), kT0);
+  EXPECT_EQ(c->status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(c->status().message().find("corrupt event block of entity 'u'"),
+            std::string::npos)
+      << c->status();
+  c->Next();
+  EXPECT_FALSE(c->Valid());
+  // "v" is unharmed.
+  c->Seek("v");
+  ASSERT_TRUE(c->Valid());
+  EXPECT_NE(c->Decode({v1::STRING}), nullptr);
 }
 
 }  // namespace
