@@ -59,7 +59,7 @@ ABSL_FLAG(int64_t, join_run_rows, 1000000,
           "most label rows one JoinFeatures call holds in memory");
 ABSL_FLAG(int, analyst_threads, 0,
           "threads one Snapshot/JoinFeatures call uses (0 = one per CPU)");
-ABSL_FLAG(int64_t, block_cache_mb, 256, "RocksDB block cache in MiB");
+ABSL_FLAG(int64_t, block_cache_mb, 512, "RocksDB block cache in MiB");
 ABSL_FLAG(bool, accept_data_loss, false,
           "start even though acknowledged events are lost (a damaged "
           "write-ahead log): serve what precedes the damage, record the lost "

@@ -50,8 +50,9 @@ struct EventStoreOptions {
   bool sync = true;
   // Memtable size per column family. Default: 64 MiB.
   size_t write_buffer_bytes = 64 << 20;
-  // Shared block cache. Default: 256 MiB.
-  size_t block_cache_bytes = 256 << 20;
+  // Shared block cache. Default: 512 MiB (a snapshot of 10M events reads
+  // ~300 MiB of blocks: a smaller cache misses on every sequential pass).
+  size_t block_cache_bytes = 512 << 20;
   // Most events one group commit writes. Default: 200,000.
   size_t max_group_events = 200000;
   // The tile format this process reads and writes; tiles stored under
