@@ -50,7 +50,7 @@ std::shared_ptr<EntityHead> Repack(const HeadRun& events) {
 
 // Adds `run` (sorted) as the newest run of `runs`, merging it first with
 // the newest ones while they are at most twice its size.
-void PushRun(std::vector<HeadRunRef>* runs, HeadRunRef run) {
+void PushRun(HeadRuns* runs, HeadRunRef run) {
   while (!runs->empty() && runs->back()->size() <= 2 * run->size()) {
     const HeadRun& older = *runs->back();
     auto merged = std::make_shared<HeadRun>();
@@ -126,12 +126,14 @@ void HeadReader::Choose() {
 void EventHead::Install(absl::string_view prefix, EntityHeadRef next,
                         std::vector<EntityHeadRef>* old) {
   auto it = entities_.find(prefix);
-  if (it != entities_.end()) {
-    live_ -= it->second->live;
-    bytes_ -= it->second->bytes;
+  if (it != entities_.end() && next != nullptr) {
+    Replace(prefix, &it->second, std::move(next), old);
+    return;
   }
   if (next == nullptr) {
     if (it != entities_.end()) {
+      live_ -= it->second->live;
+      bytes_ -= it->second->bytes;
       old->push_back(std::move(it->second));
       entities_.erase(it);
     }
@@ -140,17 +142,25 @@ void EventHead::Install(absl::string_view prefix, EntityHeadRef next,
   }
   live_ += next->live;
   bytes_ += next->bytes;
-  if (next->live < next->events) {
-    if (!dirty_.contains(prefix)) dirty_.insert(std::string(prefix));
-  } else {
+  if (next->live < next->events) dirty_.insert(std::string(prefix));
+  entities_.emplace(std::string(prefix), std::move(next));
+}
+
+void EventHead::Replace(absl::string_view prefix, EntityHeadRef* slot,
+                        EntityHeadRef next, std::vector<EntityHeadRef>* old) {
+  const EntityHead& prev = **slot;
+  live_ += next->live - prev.live;
+  bytes_ += next->bytes - prev.bytes;
+  // dirty_ holds exactly the entities whose version has gone events.
+  const bool was_dirty = prev.live < prev.events;
+  const bool dirty = next->live < next->events;
+  if (dirty && !was_dirty) {
+    dirty_.insert(std::string(prefix));
+  } else if (was_dirty && !dirty) {
     dirty_.erase(prefix);
   }
-  if (it != entities_.end()) {
-    old->push_back(std::move(it->second));
-    it->second = std::move(next);
-  } else {
-    entities_.emplace(std::string(prefix), std::move(next));
-  }
+  old->push_back(std::move(*slot));
+  *slot = std::move(next);
 }
 
 void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
@@ -161,19 +171,22 @@ void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
   for (size_t i = 0; i < events.size(); ++i) {
     if (i == 0 || events[i].prefix != events[i - 1].prefix) starts.push_back(i);
   }
-  std::vector<EntityHeadRef> current(starts.size());
+  // Their entries in entities_ (nullptr: a new entity) stay where they
+  // are until this Add inserts the new ones: only writers change the map,
+  // and writers hold write_mu_. So do the versions they point to.
+  std::vector<EntityHeadRef*> slots(starts.size(), nullptr);
   {
     absl::MutexLock l(&mu_);
     for (size_t g = 0; g < starts.size(); ++g) {
       auto it = entities_.find(events[starts[g]].prefix);
-      if (it != entities_.end()) current[g] = it->second;
+      if (it != entities_.end()) slots[g] = &it->second;
     }
   }
   std::vector<EntityHeadRef> built(starts.size());
   for (size_t g = 0; g < starts.size(); ++g) {
     const size_t begin = starts[g];
     const size_t end = g + 1 < starts.size() ? starts[g + 1] : events.size();
-    const EntityHead* old = current[g].get();
+    const EntityHead* old = slots[g] != nullptr ? slots[g]->get() : nullptr;
     auto next = std::make_shared<EntityHead>();
     // The arena and the runs are shared with the old version: the arena
     // only appends, and runs never change once shared.
@@ -201,11 +214,19 @@ void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
   old.reserve(built.size());
   {
     absl::MutexLock l(&mu_);
+    // Replacements first: an insertion may move the map's entries.
     for (size_t g = 0; g < starts.size(); ++g) {
-      Install(events[starts[g]].prefix, std::move(built[g]), &old);
+      if (slots[g] != nullptr) {
+        Replace(events[starts[g]].prefix, slots[g], std::move(built[g]), &old);
+      }
+    }
+    for (size_t g = 0; g < starts.size(); ++g) {
+      if (slots[g] == nullptr) {
+        Install(events[starts[g]].prefix, std::move(built[g]), &old);
+      }
     }
   }
-  // `old` and `current` release the replaced versions here, unlocked.
+  // `old` releases the replaced versions here, unlocked.
 }
 
 EntityHeadRef EventHead::Find(absl::string_view prefix) const {

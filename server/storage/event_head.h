@@ -16,8 +16,10 @@
 // those are at most twice its size, so each event is copied O(log n)
 // times however late it lands, not once per append (a late event in one
 // sorted vector copied the entity's whole head), and an entity of n head
-// events has at most log2(n) + 1 runs. HeadReader merges them. An event that leaves the
-// head (sealed into a block, or erased) is first marked gone at a RocksDB
+// events has at most log2(n) + 1 runs. HeadReader merges them.
+//
+// An event that leaves the head (sealed into a block, or erased) is first
+// marked gone at a RocksDB
 // sequence number S: a reader whose RocksDB view is at R shows it while
 // R < S (its view does not hold the block, or still holds the erased
 // data) and hides it from R >= S on. It is dropped from memory once every
@@ -79,12 +81,14 @@ class ValueArena {
 // A sorted run of head events, by (time, seq). Immutable once shared.
 using HeadRun = std::vector<HeadEvent>;
 using HeadRunRef = std::shared_ptr<const HeadRun>;
+// Most entities hold a run or two: they live in the EntityHead itself.
+using HeadRuns = absl::InlinedVector<HeadRunRef, 4>;
 
 // One entity's events in the head. Immutable once shared.
 struct EntityHead {
   // Each sorted by (time, seq), oldest first; each more than twice the
   // size of the next. Seqs are unique across them.
-  std::vector<HeadRunRef> runs;
+  HeadRuns runs;
   std::shared_ptr<ValueArena> values;  // holds every event's value
   size_t events = 0;          // in all runs, gone ones included
   size_t live = 0;            // events with gone_at == 0
@@ -175,6 +179,12 @@ class EventHead {
   // replaces into `*old` (to be freed outside the lock).
   void Install(absl::string_view prefix, EntityHeadRef next,
                std::vector<EntityHeadRef>* old)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Install of `next` (not nullptr) over the version in `*slot`, the
+  // entity's entry in entities_ (found under the lock since the last
+  // change to the map's structure).
+  void Replace(absl::string_view prefix, EntityHeadRef* slot,
+               EntityHeadRef next, std::vector<EntityHeadRef>* old)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex write_mu_;  // serializes Add, MarkGone and Purge

@@ -169,7 +169,7 @@ TEST(EventHeadTest, AppendsInAnyOrderKeepFewRunsAndReadInOrder) {
   }
   EXPECT_EQ(seen, old_seen);
   // Marking some gone copies only the runs that hold them.
-  const std::vector<HeadRunRef> before = h->runs;
+  const HeadRuns before = h->runs;
   head.MarkGone(a, {model.back().second}, 5000);
   const EntityHeadRef marked = head.Find(a);
   size_t shared = 0;
