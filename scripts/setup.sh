@@ -9,7 +9,7 @@ PACKAGES=(
   librocksdb-dev rocksdb-tools
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libssl-dev libhiredis-dev libgmp-dev prometheus-cpp-dev
+  nlohmann-json3-dev libcli11-dev libssl-dev libhiredis-dev libgmp-dev libjemalloc-dev prometheus-cpp-dev
   python3 python3-grpcio python3-protobuf python3-pandas python3-numpy tzdata openssl
 )
 

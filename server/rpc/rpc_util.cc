@@ -1,5 +1,6 @@
 #include "server/rpc/rpc_util.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <string>
@@ -25,6 +26,19 @@ bool ParseMessage(const grpc::ByteBuffer& bytes,
   return message->ParseFromZeroCopyStream(&reader) && reader.status().ok();
 }
 
-void ReleaseFreedMemory() { malloc_trim(0); }
+void ReleaseFreedMemory() {
+  // rawfeatd runs on jemalloc (server/CMakeLists.txt), which keeps freed
+  // pages of its arenas until they decay; tests and tools in this process
+  // may run on glibc's malloc.
+  using MallctlFn = int (*)(const char*, void*, size_t*, void*, size_t);
+  static const auto mallctl =
+      reinterpret_cast<MallctlFn>(dlsym(RTLD_DEFAULT, "mallctl"));
+  if (mallctl != nullptr) {
+    // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena's unused dirty pages.
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    return;
+  }
+  malloc_trim(0);
+}
 
 }  // namespace rawfeat
