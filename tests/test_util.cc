@@ -19,6 +19,37 @@
 namespace rawfeat {
 namespace testing {
 
+RawStore::RawStore(const std::string& dir, bool read_only) {
+  rocksdb::Status s =
+      rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names_);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  if (!s.ok()) return;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : names_) {
+    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  }
+  rocksdb::DB* raw = nullptr;
+  s = read_only ? rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, cfs,
+                                               &handles_, &raw)
+                : rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles_,
+                                    &raw);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  db_.reset(raw);
+}
+
+RawStore::~RawStore() {
+  for (auto* h : handles_) {
+    if (db_ != nullptr) db_->DestroyColumnFamilyHandle(h);
+  }
+}
+
+rocksdb::ColumnFamilyHandle* RawStore::family(const std::string& name) const {
+  for (size_t i = 0; i < names_.size() && i < handles_.size(); ++i) {
+    if (names_[i] == name) return handles_[i];
+  }
+  return nullptr;
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::string tmpl =

@@ -14,6 +14,7 @@
 #include "client/client.h"
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
 #include "rawfeat/v1/rawfeat.pb.h"
+#include "rocksdb/db.h"
 #include "server/server.h"
 
 namespace rawfeat {
@@ -30,6 +31,25 @@ class TempDir {
 
  private:
   std::string path_;
+};
+
+// A stopped store's RocksDB opened directly, every column family with
+// default options, for tests that read or damage what the store wrote.
+// ok() says whether it opened (failures are test failures too).
+class RawStore {
+ public:
+  explicit RawStore(const std::string& dir, bool read_only = false);
+  ~RawStore();
+  bool ok() const { return db_ != nullptr; }
+  rocksdb::DB* db() { return db_.get(); }
+  const std::vector<std::string>& families() const { return names_; }
+  // The handle of the family called `name`; nullptr if there is none.
+  rocksdb::ColumnFamilyHandle* family(const std::string& name) const;
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<rocksdb::DB> db_;
 };
 
 // A tmpfs of `size` bytes ("1m", "160m") mounted on `dir` (created) until

@@ -63,30 +63,18 @@ v1::ApplyDefinitionsRequest Definitions(const std::string& retention,
 using Families =
     std::map<std::string, std::vector<std::pair<std::string, std::string>>>;
 Families ReadFamilies(const std::string& dir) {
-  std::vector<std::string> names;
-  EXPECT_TRUE(
-      rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const auto& n : names)
-    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
   Families out;
-  rocksdb::Status s = rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir,
-                                                   cfs, &handles, &raw);
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  if (!s.ok()) return out;
-  std::unique_ptr<rocksdb::DB> db(raw);
-  for (size_t i = 0; i < names.size(); ++i) {
-    auto& rows = out[names[i]];
+  testing::RawStore raw(dir, /*read_only=*/true);
+  if (!raw.ok()) return out;
+  for (const std::string& name : raw.families()) {
+    auto& rows = out[name];
     std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+        raw.db()->NewIterator(rocksdb::ReadOptions(), raw.family(name)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       rows.emplace_back(it->key().ToString(), it->value().ToString());
     }
     EXPECT_TRUE(it->status().ok());
   }
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   return out;
 }
 

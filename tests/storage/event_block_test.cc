@@ -449,38 +449,25 @@ TEST_F(SealedStoreTest, ADamagedValueColumnFailsTheReadOfAValue) {
   ASSERT_TRUE(store_->Seal(1).ok());
   store_.reset();
   {
-    const std::string dir = dir_.Sub("db");
-    std::vector<std::string> names;
-    ASSERT_TRUE(
-        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) {
-      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(
-        rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+    testing::RawStore raw(dir_.Sub("db"));
+    ASSERT_TRUE(raw.ok());
+    rocksdb::ColumnFamilyHandle* events = raw.family(kEventsColumnFamily);
+    ASSERT_NE(events, nullptr);
     const std::string prefix = BlockPrefix(1, "u");
     int damaged = 0;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] != kEventsColumnFamily) continue;
-      std::unique_ptr<rocksdb::Iterator> it(
-          db->NewIterator(rocksdb::ReadOptions(), handles[i]));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        if (!it->key().starts_with(prefix)) continue;
-        ASSERT_TRUE(IsBlockValue(it->value().ToString()));
-        rocksdb::WriteOptions wo;
-        wo.sync = true;
-        ASSERT_TRUE(
-            db->Put(wo, handles[i], it->key(), it->value().ToString() + "x")
-                .ok());
-        ++damaged;
-      }
+    std::unique_ptr<rocksdb::Iterator> it(
+        raw.db()->NewIterator(rocksdb::ReadOptions(), events));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (!it->key().starts_with(prefix)) continue;
+      ASSERT_TRUE(IsBlockValue(it->value().ToString()));
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      ASSERT_TRUE(raw.db()
+                      ->Put(wo, events, it->key(), it->value().ToString() + "x")
+                      .ok());
+      ++damaged;
     }
     EXPECT_EQ(damaged, 1);
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
   }
   Open();
   auto scan = store_->ScanStream(1, nullptr);

@@ -416,27 +416,14 @@ namespace {
 
 // Writes meta "format" of a stopped store with RocksDB itself.
 void SetStoredFormat(const std::string& dir, uint32_t format) {
-  std::vector<std::string> names;
+  testing::RawStore raw(dir);
+  ASSERT_TRUE(raw.ok());
+  std::string v;
+  PutBigEndian32(&v, format);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
   ASSERT_TRUE(
-      rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const auto& n : names) {
-    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  }
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
-  ASSERT_TRUE(
-      rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles, &raw).ok());
-  std::unique_ptr<rocksdb::DB> db(raw);
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] != kMetaColumnFamily) continue;
-    std::string v;
-    PutBigEndian32(&v, format);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    ASSERT_TRUE(db->Put(wo, handles[i], kMetaFormatKey, v).ok());
-  }
-  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+      raw.db()->Put(wo, raw.family(kMetaColumnFamily), kMetaFormatKey, v).ok());
 }
 
 TEST_F(EventStoreTest, AStoreOfAnotherStorageFormatIsRefusedUntouched) {
