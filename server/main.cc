@@ -14,6 +14,17 @@
 #include "server/common/log.h"
 #include "server/server.h"
 
+// rawfeatd allocates with jemalloc (server/CMakeLists.txt), which reads its
+// options from this symbol (MALLOC_CONF in the environment still overrides
+// them). By default it keeps freed pages for 10 s, and ingest frees much:
+// memtables as they flush, head events as they seal, blocks the cache drops.
+// Pages go back to the system after a second, from jemalloc's own threads.
+extern "C" {
+const char* malloc_conf =
+    "dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true,"
+    "max_background_threads:1";
+}
+
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070",
           "host:port to serve gRPC on (port 0 = any free port)");
 ABSL_FLAG(std::string, data_dir, "./data", "RocksDB data directory");

@@ -26,17 +26,15 @@ namespace {
 // skip every file and memtable without it).
 enum class SeekMode { kTotalOrder, kWithinPrefix };
 
-// An iterator of `cf` that ends before `upper`, which it reads from
-// `*upper_store` (kept by the caller as long as the iterator lives).
+// An iterator of `cf` reading with `ro` that ends before `upper`, which it
+// reads from `*upper_store` (kept by the caller as long as the iterator
+// lives).
 std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
-    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-    const rocksdb::Snapshot* snapshot, std::string upper,
-    std::string* upper_store, rocksdb::Slice* upper_slice,
+    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, rocksdb::ReadOptions ro,
+    std::string upper, std::string* upper_store, rocksdb::Slice* upper_slice,
     SeekMode mode = SeekMode::kTotalOrder) {
   *upper_store = std::move(upper);
   *upper_slice = ToSlice(*upper_store);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snapshot;
   ro.iterate_upper_bound = upper_slice;
   ro.total_order_seek = mode == SeekMode::kTotalOrder;
   ro.prefix_same_as_start = mode == SeekMode::kWithinPrefix;
@@ -383,8 +381,7 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
     uint32_t stream_id, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();
   StartCursor(rep.get(), stream_id, view);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
+  rocksdb::ReadOptions ro = ReadOptionsOf(view);
   // Within one entity a prefix seek suffices: the entity-prefix Bloom
   // filters skip files without it.
   ro.prefix_same_as_start = true;
@@ -401,7 +398,7 @@ std::unique_ptr<EventCursor> EventStore::ScanEntity(
   // of another entity) just to find where it ends. A block is keyed by its
   // last event, so the one holding the range's end may lie beyond to_us.
   rep->bit = NewBoundedIterator(
-      db_.get(), events_cf_, SnapshotOf(view),
+      db_.get(), events_cf_, ReadOptionsOf(view),
       PrefixSuccessor(BlockPrefix(stream_id, entity)), &rep->block_upper,
       &rep->block_upper_slice, SeekMode::kWithinPrefix);
   rep->one_entity = true;
@@ -417,7 +414,7 @@ std::unique_ptr<EventCursor> EventStore::ScanStream(
   StartCursor(rep.get(), stream_id, view);
   const std::string prefix = StreamPrefix(stream_id);
   const std::string block_prefix = StreamPrefix(stream_id | kBlockStreamBit);
-  rep->bit = NewBoundedIterator(db_.get(), events_cf_, SnapshotOf(view),
+  rep->bit = NewBoundedIterator(db_.get(), events_cf_, ReadOptionsOf(view),
                                 PrefixSuccessor(block_prefix),
                                 &rep->block_upper, &rep->block_upper_slice);
   rep->head_next_from = prefix;
@@ -494,7 +491,7 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
       TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
   if (MayHaveTiles(prefix)) {
     rep->prefix_size = prefix.size();
-    rep->it = NewBoundedIterator(db_.get(), tiles_cf_, SnapshotOf(view),
+    rep->it = NewBoundedIterator(db_.get(), tiles_cf_, ReadOptionsOf(view),
                                  to_day == kMaxEventTime
                                      ? PrefixSuccessor(prefix)
                                      : TileKey(prefix, to_day),

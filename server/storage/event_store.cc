@@ -177,8 +177,13 @@ ReadView::~ReadView() {
   head_->Unregister(read_seq_);
 }
 
-const rocksdb::Snapshot* EventStore::SnapshotOf(const ReadView* view) {
-  return view == nullptr ? nullptr : view->snapshot_;
+rocksdb::ReadOptions EventStore::ReadOptionsOf(const ReadView* view) {
+  rocksdb::ReadOptions ro;
+  if (view != nullptr) {
+    ro.snapshot = view->snapshot_;
+    ro.fill_cache = view->fill_cache_;
+  }
+  return ro;
 }
 
 // ----------------------------------------------------------- EventStore
@@ -872,8 +877,8 @@ absl::flat_hash_map<uint32_t, uint64_t> EventStore::StreamCounts() const {
   return counts_;
 }
 
-std::unique_ptr<ReadView> EventStore::NewReadView() const {
-  std::unique_ptr<ReadView> view(new ReadView(db_.get(), &head_));
+std::unique_ptr<ReadView> EventStore::NewReadView(bool fill_cache) const {
+  std::unique_ptr<ReadView> view(new ReadView(db_.get(), &head_, fill_cache));
   // Registered with the head at the snapshot's sequence: the head keeps
   // every event this view must show until the view is gone.
   view->read_seq_ = head_.Register([&] {
@@ -926,7 +931,8 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
     // the events up to the watermark.
     absl::MutexLock commit_lock(&commit_mu_);
     w = watermark();
-    view = NewReadView();
+    // A day is read once to be tiled; lookups then read the tile instead.
+    view = NewReadView(/*fill_cache=*/false);
     tile_builds_.push_back(&registered);
   }
   std::vector<std::pair<int64_t, std::string>> tiles;
@@ -1032,8 +1038,7 @@ absl::Status EventStore::ScanLog(
     uint64_t after_seq, uint64_t up_to_seq, const ReadView* view,
     const std::function<bool(const StoredEvent&)>& fn) const {
   if (up_to_seq <= after_seq) return absl::OkStatus();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
+  rocksdb::ReadOptions ro = ReadOptionsOf(view);
   // No upper bound: the entry holding up_to_seq may be keyed above it.
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, log_cf_));
   const PendingErasures pending = pending_erasures();
@@ -1104,8 +1109,7 @@ absl::Status EventStore::MultiGetEvents(
   for (size_t i = 0; i < n; ++i) slices[i] = ToSlice(keys[i]);
   std::vector<rocksdb::PinnableSlice> found(n);
   std::vector<rocksdb::Status> statuses(n);
-  rocksdb::ReadOptions ro;
-  ro.snapshot = SnapshotOf(view);
+  rocksdb::ReadOptions ro = ReadOptionsOf(view);
   db_->MultiGet(ro, events_cf_, n, slices.data(), found.data(),
                 statuses.data());
   for (size_t i = 0; i < n; ++i) {

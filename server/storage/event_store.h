@@ -40,6 +40,7 @@ class DB;
 class Iterator;
 class Snapshot;
 class Statistics;
+struct ReadOptions;
 }  // namespace rocksdb
 
 namespace rawfeat {
@@ -145,9 +146,11 @@ class ReadView {
 
  private:
   friend class EventStore;
-  ReadView(rocksdb::DB* db, EventHead* head) : db_(db), head_(head) {}
+  ReadView(rocksdb::DB* db, EventHead* head, bool fill_cache)
+      : db_(db), head_(head), fill_cache_(fill_cache) {}
   rocksdb::DB* db_;
   EventHead* head_;  // registered with it at read_seq_
+  const bool fill_cache_;
   const rocksdb::Snapshot* snapshot_ = nullptr;
   uint64_t read_seq_ = 0;
 };
@@ -192,7 +195,10 @@ class EventStore {
   // Events stored per stream id (as of the watermark).
   absl::flat_hash_map<uint32_t, uint64_t> StreamCounts() const;
 
-  std::unique_ptr<ReadView> NewReadView() const;
+  // A view of the latest state. Reads through it keep the blocks they load
+  // in the block cache unless `fill_cache` is false (background work that
+  // reads much once, e.g. building tiles, leaves the cache to lookups).
+  std::unique_ptr<ReadView> NewReadView(bool fill_cache = true) const;
 
   // A reproducible read: the watermark it uses (`requested`, or the latest
   // when 0) and a snapshot that holds every seq up to it.
@@ -235,12 +241,13 @@ class EventStore {
   // Builds tiles of `scope` for the UTC days starting at `days`: pins the
   // latest watermark and a read view at it, runs `build` on that view while
   // appends go on, then stores the (day start, payload) pairs it returns,
-  // built at that watermark. An append into one of the days (or an erasure
-  // of the entity) committed after the pin voids that day's tile: it is not
-  // stored. A stored tile stays valid until an event is appended to the
-  // (stream, entity, day) it covers: that append deletes it in the same
-  // atomic write. Tiles are a cache: they are not synced. Ingest waits only
-  // for the pin and the final write, never for `build`.
+  // built at that watermark (the view does not fill the block cache). An
+  // append into one of the days (or an erasure of the entity) committed
+  // after the pin voids that day's tile: it is not stored. A stored tile
+  // stays valid until an event is appended to the (stream, entity, day) it
+  // covers: that append deletes it in the same atomic write. Tiles are a
+  // cache: they are not synced. Ingest waits only for the pin and the final
+  // write, never for `build`.
   // Errors: those of `build`; INVALID_ARGUMENT (a tile for a day not in
   // `days`); RESOURCE_EXHAUSTED (read-only store), UNAVAILABLE (the write
   // failed). Thread-safe.
@@ -414,7 +421,8 @@ class EventStore {
   // Deletes every tile if the stored tile format is not options_.tile_format,
   // then records it.
   absl::Status DropTilesOfOtherFormats();
-  static const rocksdb::Snapshot* SnapshotOf(const ReadView* view);
+  // Options of a read as of `view` (nullptr: the latest, filling the cache).
+  static rocksdb::ReadOptions ReadOptionsOf(const ReadView* view);
   // Sets up a cursor's stream and head source: it reads at `view`'s
   // sequence, or (nullptr) registers the latest with the head.
   void StartCursor(EventCursor::Rep* rep, uint32_t stream_id,

@@ -249,6 +249,9 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
     absl::MutexLock seal_lock(&seal_mu_);
     rocksdb::ReadOptions ro;
     ro.prefix_same_as_start = true;
+    // The blocks read here are rewritten by this very pass (their keys
+    // deleted): cached they would only push out blocks reads still use.
+    ro.fill_cache = false;
     std::unique_ptr<rocksdb::Iterator> bit(db_->NewIterator(ro, events_cf_));
     rocksdb::WriteBatch batch;
     std::vector<SealedEntity> chunk;

@@ -179,7 +179,10 @@ void ViewEngine::TileSealed(const std::vector<SealedEntity>& entities) const {
     // The entity's heavy days, from one scan of its event times (from the
     // stream's retention horizon on: no window reads below it).
     std::vector<int64_t> heavy;
-    auto cursor = store_->NewEventCursor(stream_id, nullptr);
+    // A background read of the whole history: not kept in the block cache.
+    const std::unique_ptr<ReadView> scan_view =
+        store_->NewReadView(/*fill_cache=*/false);
+    auto cursor = store_->NewEventCursor(stream_id, scan_view.get());
     const int64_t kept = store_->Horizon(stream_id);  // kNoHorizon: all
     int64_t day = kMinEventTime;
     int64_t events = 0;

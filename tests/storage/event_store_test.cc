@@ -340,6 +340,39 @@ TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
       0u);
 }
 
+// Building a tile reads each day once, in the background: the blocks it
+// reads stay out of the block cache, which keeps what lookups read.
+TEST_F(EventStoreTest, TileBuildsLeaveTheBlockCacheAlone) {
+  AppendRequest req;
+  req.stream_id = 1;
+  for (int i = 0; i < 20000; ++i) {
+    req.events.push_back(Typed(i, absl::StrCat("e", i), "u", i, i));
+  }
+  ASSERT_TRUE(store_->Append(&req).ok());
+  ASSERT_TRUE(store_->CompactAll().ok());  // sealed blocks in table files
+  const uint64_t before = store_->Stats().block_cache_bytes;
+  auto read_all = [&](const ReadView* view) {
+    auto c = store_->NewEventCursor(1, view);
+    int n = 0;
+    for (c->Seek("u"); c->Valid(); c->Next()) ++n;
+    EXPECT_TRUE(c->status().ok()) << c->status();
+    return n;
+  };
+  ASSERT_TRUE(store_
+                  ->WriteTiles(TileScope{1, "u", "v", 1}, {0},
+                               [&](uint64_t, const ReadView* view, auto* tiles) {
+                                 EXPECT_EQ(read_all(view), 20000);
+                                 tiles->emplace_back(0, "p");
+                                 return absl::OkStatus();
+                               })
+                  .ok());
+  EXPECT_EQ(read_all(store_->NewReadView(/*fill_cache=*/false).get()), 20000);
+  EXPECT_EQ(store_->Stats().block_cache_bytes, before);
+  // A lookup's read keeps its blocks.
+  EXPECT_EQ(read_all(nullptr), 20000);
+  EXPECT_GT(store_->Stats().block_cache_bytes, before + 16 * 1024);
+}
+
 // A tile is built from a read pinned at its watermark while appends go on:
 // a day that gets an event (or whose entity is erased) before the tile is
 // written gets no tile, and the build sees none of the later events.
