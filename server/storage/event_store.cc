@@ -323,6 +323,11 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   rocksdb::ColumnFamilyOptions ids_cf = make_cf(Bloom::kWholeKey);
   ids_cf.memtable_insert_with_hint_prefix_extractor.reset(
       rocksdb::NewFixedPrefixTransform(4));
+  // Every appended event looks its id up, and new ids are absent: a whole
+  // key Bloom filter per memtable answers those without a skiplist search
+  // (which took 14% of the server's CPU in a CSV ingest).
+  ids_cf.memtable_prefix_bloom_size_ratio = 0.02;
+  ids_cf.memtable_whole_key_filtering = true;
   // events holds blocks (storage format 5 writes no key per event), a few
   // keys per sealed entity: the default skiplist memtable. Entity scans
   // (the read path) are prefix seeks; whole-stream scans ask for total
