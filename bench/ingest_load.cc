@@ -57,6 +57,8 @@ ABSL_FLAG(int64_t, csv_rows, 0,
           "also time `rawfeat ingest` of a CSV of this many rows (RFC 3339 "
           "times, 9 columns) into a durable server, against db_bench "
           "fillrandom (sync) with the same count and batch (0: skip)");
+ABSL_FLAG(int, csv_in_flight, 1,
+          "`rawfeat ingest --in-flight`: batches the CLI sends at once");
 ABSL_FLAG(std::string, rawfeat_cli, "build/client/rawfeat",
           "the rawfeat CLI binary (for --csv_rows)");
 ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
@@ -161,8 +163,9 @@ bool RunCsvIngest(const std::string& csv, int64_t rows, const std::string& work,
   }
   const std::string command = absl::StrCat(
       absl::GetFlag(FLAGS_rawfeat_cli), " --server ", server.address(),
-      " ingest --stream orders --batch-size ", absl::GetFlag(FLAGS_batch), " ",
-      csv, " > ", dir, "/cli.out 2>&1");
+      " ingest --stream orders --batch-size ", absl::GetFlag(FLAGS_batch),
+      " --in-flight ", absl::GetFlag(FLAGS_csv_in_flight), " ", csv, " > ",
+      dir, "/cli.out 2>&1");
   const auto start = std::chrono::steady_clock::now();
   const int rc = std::system(command.c_str());
   out->seconds =
@@ -365,9 +368,11 @@ int Main() {
                               : RunDbBench(rows, batch, true, work);
       std::printf(
           "csv     rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
-          "CSV) | db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
+          "CSV, %d in flight) | db_bench fillrandom %9.0f ops/s | ratio "
+          "%.2fx\n",
           c.events_per_sec, c.seconds, static_cast<long long>(rows),
-          std::filesystem::file_size(csv) / 1048576.0, cref,
+          std::filesystem::file_size(csv) / 1048576.0,
+          absl::GetFlag(FLAGS_csv_in_flight), cref,
           cref > 0 ? c.events_per_sec / cref : 0);
       std::fflush(stdout);
     }

@@ -122,12 +122,16 @@ struct IngestArgs {
   std::string reject_file;
   std::string time_unit = "none";
   int retries = 8;
+  int in_flight = 1;
 };
 
 int RunIngest(Client& client, const IngestArgs& args) {
   auto unit = ParseTimeUnit(args.time_unit);
   if (!unit.ok()) return Fail(unit.status());
   if (args.batch_size < 1) return Fail("--batch-size must be >= 1");
+  if (args.in_flight < 1 || args.in_flight > 64) {
+    return Fail("--in-flight must be between 1 and 64");
+  }
   if (!args.reject_file.empty() && !args.skip_invalid) {
     return Fail("--reject-file needs --skip-invalid");
   }
@@ -199,13 +203,14 @@ int RunIngest(Client& client, const IngestArgs& args) {
     return b;
   };
   Batch batch = new_batch();
-  // Counts: rows by this thread, the rest by the sender (read once it is
-  // joined).
+  // Counts: rows by this thread, the rest by the senders under count_mu
+  // (read once they are joined).
   int64_t rows = 0, accepted = 0, duplicates = 0, expired = 0;
   uint64_t watermark = 0;
+  std::mutex count_mu;
 
-  auto send = [&](const Batch& b) -> absl::Status {
-    auto r = SendWithRetries(client, b.request, args.retries, rng);
+  auto send = [&](const Batch& b, std::mt19937_64& sender_rng) -> absl::Status {
+    auto r = SendWithRetries(client, b.request, args.retries, sender_rng);
     if (!r.ok()) {
       // Who may write is not about the rows: no batch to point at.
       if (absl::IsPermissionDenied(r.status()) ||
@@ -218,10 +223,13 @@ int RunIngest(Client& client, const IngestArgs& args) {
                        " (row i is the i-th record of the batch): ",
                        r.status().message()));
     }
-    accepted += r->accepted();
-    duplicates += r->duplicates();
-    expired += r->expired();
-    watermark = r->watermark();
+    {
+      std::lock_guard<std::mutex> l(count_mu);
+      accepted += r->accepted();
+      duplicates += r->duplicates();
+      expired += r->expired();
+      watermark = std::max<uint64_t>(watermark, r->watermark());
+    }
     for (const auto& e : r->rejected()) {
       reject(absl::StrCat("line ", b.lines[e.row()], ": ",
                           e.field().empty() ? "" : "field ", e.field(),
@@ -230,43 +238,56 @@ int RunIngest(Client& client, const IngestArgs& args) {
     return absl::OkStatus();
   };
 
-  // One batch is sent while the next is read: the server stores batch k
-  // while this thread parses batch k + 1. Batches still go one at a time,
-  // in file order, so the file's order is the order of acceptance.
+  // Up to --in-flight batches are sent at once while this thread reads
+  // the next. With one (the default) the file's order is the order of
+  // acceptance: a replay gives the rows back in it, and a failed batch
+  // leaves those before it stored and none after. With more, the server
+  // commits concurrent batches together (one write, one sync) and accepts
+  // them in any order. After a failure no new batch is sent (those in
+  // flight finish).
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<Batch> queued;  // handed to the sender, not yet taken
+  std::optional<Batch> queued;  // handed to the senders, not yet taken
   bool input_done = false;
-  absl::Status send_failure;
-  std::thread sender([&] {
-    while (true) {
-      std::unique_lock<std::mutex> l(mu);
-      cv.wait(l, [&] { return queued.has_value() || input_done; });
-      if (!queued.has_value()) return;
-      Batch b = std::move(*queued);
-      queued.reset();
-      cv.notify_all();
-      l.unlock();
-      absl::Status s = send(b);
-      if (!s.ok()) {
-        l.lock();
-        send_failure = std::move(s);
+  absl::Status send_failure;  // the first one
+  std::vector<std::thread> senders;
+  for (int i = 0; i < args.in_flight; ++i) {
+    senders.emplace_back([&, seed = rng()] {
+      std::mt19937_64 sender_rng(seed);  // backoff jitter
+      while (true) {
+        std::unique_lock<std::mutex> l(mu);
+        cv.wait(l, [&] {
+          return queued.has_value() || input_done || !send_failure.ok();
+        });
+        if (!queued.has_value() || !send_failure.ok()) return;
+        Batch b = std::move(*queued);
+        queued.reset();
         cv.notify_all();
-        return;
+        l.unlock();
+        absl::Status s = send(b, sender_rng);
+        if (!s.ok()) {
+          l.lock();
+          if (send_failure.ok()) send_failure = std::move(s);
+          cv.notify_all();
+          return;
+        }
       }
-    }
-  });
-  // Waits for the sender to finish what it has; its failure, if any.
+    });
+  }
+  // Waits for the senders to finish what they have; the first failure, if
+  // any.
   auto finish_sending = [&]() {
     {
       std::lock_guard<std::mutex> l(mu);
       input_done = true;
     }
     cv.notify_all();
-    if (sender.joinable()) sender.join();
+    for (std::thread& sender : senders) {
+      if (sender.joinable()) sender.join();
+    }
     return send_failure;
   };
-  // Hands the batch over once the sender took the previous one.
+  // Hands the batch over once a sender took the previous one.
   auto flush = [&]() -> absl::Status {
     if (batch.request.events().empty()) return absl::OkStatus();
     std::unique_lock<std::mutex> l(mu);
@@ -860,6 +881,11 @@ int main(int argc, char** argv) {
   ingest_cmd
       ->add_option("--retries", ingest.retries,
                    "retries of a batch on UNAVAILABLE/DEADLINE_EXCEEDED")
+      ->capture_default_str();
+  ingest_cmd
+      ->add_option("--in-flight", ingest.in_flight,
+                   "batches sent at once (more than 1: faster, accepted in any "
+                   "order)")
       ->capture_default_str();
 
   ReplayArgs replay;

@@ -551,4 +551,19 @@ fi
 grep -q "batch of lines 6-7" "$WORK/mid.err" || fail "mid-file failure: $(cat "$WORK/mid.err")"
 [ "$("${CLI[@]}" replay --stream orders --entity mid --format jsonl --out - 2>/dev/null | wc -l)" = 4 ] \
   || fail "the batches before the failing one are not all stored, or later ones were"
+# Several batches in flight: every row is stored once, in some order.
+PAR="$WORK/par.csv"
+{
+  echo "event_id,user_id,order_time,amount,quantity,category"
+  for i in $(seq 1 300); do echo "p$i,par,2026-11-03T00:00:00.$(printf %06d "$i")Z,$i,1,a"; done
+} > "$PAR"
+"${CLI[@]}" ingest --stream orders "$PAR" --batch-size 16 --in-flight 4 > "$WORK/par.txt" \
+  || fail "ingest with 4 batches in flight"
+grep -q "300 rows read, 300 accepted, 0 duplicates" "$WORK/par.txt" || fail "in flight: $(cat "$WORK/par.txt")"
+"${CLI[@]}" replay --stream orders --entity par --out "$WORK/par_replay.csv" 2>/dev/null
+cut -d, -f1 "$WORK/par_replay.csv" | sort > "$WORK/par_ids_out.txt"
+cut -d, -f1 "$PAR" | sort > "$WORK/par_ids_in.txt"
+cmp -s "$WORK/par_ids_in.txt" "$WORK/par_ids_out.txt" || fail "rows in flight stored other than once each"
+"${CLI[@]}" ingest --stream orders "$PAR" --in-flight 0 2> "$WORK/par0.err" && fail "--in-flight 0 accepted"
+grep -q "in-flight must be between 1 and 64" "$WORK/par0.err" || fail "in-flight 0: $(cat "$WORK/par0.err")"
 echo "cli e2e: ok"
