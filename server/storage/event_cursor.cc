@@ -116,15 +116,20 @@ struct EventCursor::Rep {
     values_decoded = false;
   }
 
+  absl::Status CorruptBlock() const {
+    return absl::DataLossError(absl::StrCat("corrupt event block of entity '",
+                                            Echo(block_entity), "' in stream ",
+                                            stream_id));
+  }
+
   // The value of the block's event `next`; empty if the block's value
-  // column is corrupt: then the cursor has failed, but the current event's
-  // entity, time and seq stay readable until it moves.
+  // column is corrupt: then the cursor has failed as with Fail, except that
+  // the block stays, so the current event's entity, time and seq stay
+  // readable until it moves.
   absl::string_view BlockValue() {
     if (!values_decoded) {
       if (!DecodeBlockValues(block_values, &block)) {
-        status = absl::DataLossError(
-            absl::StrCat("corrupt event block of entity '", Echo(block_entity),
-                         "' in stream ", stream_id));
+        status = CorruptBlock();
         valid = false;
         key_ok = false;
         return absl::string_view();
@@ -191,9 +196,7 @@ struct EventCursor::Rep {
     block_entity.assign(bk.entity.data(), bk.entity.size());
     block_pinned = true;
     if (!DecodeBlockKeys(ToView(bit->value()), &block, &block_values)) {
-      Fail(absl::DataLossError(absl::StrCat(
-          "corrupt event block of entity '", Echo(block_entity),
-          "' in stream ", stream_id)));
+      Fail(CorruptBlock());
       return;
     }
     // Skip what lies before the range (one block can straddle its start).
