@@ -13,7 +13,10 @@
 // floor is measured too: bench/rawfeat_echo, built from the same libgrpc++,
 // answers the median scenarios' requests (1 and 100 entities) with real
 // answers of their size and computes nothing; every scenario is printed as
-// a ratio of the floor of its size (`x floor` columns).
+// a ratio of the floor of its size (`x floor` columns). Beside each
+// latency, `cpu us` is the server's CPU time per request (user + system,
+// from /proc; rawfeatd's background work included): it varies far less
+// between runs on a shared machine than latency does.
 // Every phase is bounded in request count and in time.
 //
 //   features_load --rawfeatd build/server/rawfeatd [--events 10000000]
@@ -88,7 +91,12 @@ using bench::kEnd;
 struct Stats {
   double p50 = 0, p99 = 0, p999 = 0, qps = 0;
   int64_t n = 0;
+  // The server's CPU time (user + system) per request, background work
+  // included (0: not measured).
+  double cpu_us = 0;
 };
+
+
 
 // Runs `call` from every client thread until the request or time bound,
 // or with `until` given, until it turns true (at most 10 times the time
@@ -139,6 +147,15 @@ Stats ClosedLoop(
   s.p999 = pct(0.999);
   s.n = static_cast<int64_t>(all.size());
   s.qps = all.size() / secs;
+  return s;
+}
+
+// ClosedLoop's stats with the CPU `server` spent meanwhile.
+template <typename... Args>
+Stats MeasuredLoop(const LocalServer& server, Args&&... args) {
+  const double cpu = server.CpuSeconds();
+  Stats s = ClosedLoop(std::forward<Args>(args)...);
+  if (s.n > 0 && cpu >= 0) s.cpu_us = (server.CpuSeconds() - cpu) * 1e6 / s.n;
   return s;
 }
 
@@ -388,7 +405,8 @@ int Main() {
     }
     if (!enabled(i)) continue;
     const Scenario& sc = scenarios[i];
-    ours[i] = ClosedLoop(Caller(server.address(), ClientOptions(), sc));
+    ours[i] =
+        MeasuredLoop(server, Caller(server.address(), ClientOptions(), sc));
   }
   const std::string echo = absl::GetFlag(FLAGS_echo);
   // The echo floor's canned answers: real responses for the median
@@ -480,8 +498,9 @@ int Main() {
       return 1;
     }
     // Requests like the median scenarios' (1 or 100 entities).
-    floor_of[n == 1 ? 0 : 1] = ClosedLoop(Caller(
-        echo_server.address(), ClientOptions(), scenarios[n == 1 ? 0 : 1]));
+    floor_of[n == 1 ? 0 : 1] =
+        MeasuredLoop(echo_server, Caller(echo_server.address(), ClientOptions(),
+                                         scenarios[n == 1 ? 0 : 1]));
     echo_server.Terminate();
   }
 
@@ -559,21 +578,21 @@ int Main() {
   }
 
   std::printf(
-      "\n%-30s %10s %10s %10s %9s | %9s %9s | %7s %7s | %9s %9s | %9s "
-      "%9s\n",
-      "scenario", "p50 us", "p99 us", "p99.9 us", "QPS", "redis p50",
-      "redis p99", "x p50", "x p99", "floor p50", "floor p99", "xfloor p50",
-      "xfloor p99");
+      "\n%-30s %10s %10s %10s %9s %8s | %9s %9s | %7s %7s | %9s %9s %9s | "
+      "%9s %9s\n",
+      "scenario", "p50 us", "p99 us", "p99.9 us", "QPS", "cpu us", "redis p50",
+      "redis p99", "x p50", "x p99", "floor p50", "floor p99", "floor cpu",
+      "xfloor p50", "xfloor p99");
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0; };
   for (size_t i = 0; i < scenarios.size(); ++i) {
     const Stats& o = ours[i];
     const Stats& r = redis[i];
     const Stats& f = floor_of[scenarios[i].batch == 1 ? 0 : 1];
     std::printf(
-        "%-30s %10.0f %10.0f %10.0f %9.0f | %9.0f %9.0f | %7.1f %7.1f | "
-        "%9.0f %9.0f | %9.1f %9.1f\n",
-        scenarios[i].name, o.p50, o.p99, o.p999, o.qps, r.p50, r.p99,
-        ratio(o.p50, r.p50), ratio(o.p99, r.p99), f.p50, f.p99,
+        "%-30s %10.0f %10.0f %10.0f %9.0f %8.0f | %9.0f %9.0f | %7.1f %7.1f | "
+        "%9.0f %9.0f %9.0f | %9.1f %9.1f\n",
+        scenarios[i].name, o.p50, o.p99, o.p999, o.qps, o.cpu_us, r.p50, r.p99,
+        ratio(o.p50, r.p50), ratio(o.p99, r.p99), f.p50, f.p99, f.cpu_us,
         ratio(o.p50, f.p50), ratio(o.p99, f.p99));
   }
   if (storm_events > 0) {

@@ -119,6 +119,8 @@ struct RunResult {
   double events_per_sec = 0;
   double seconds = 0;
   long long peak_rss = 0;
+  // The server's CPU time (user + system) while the load ran, per event.
+  double server_cpu_us = 0;
   int64_t accepted = 0;
   uint64_t disk_bytes = 0;
 };
@@ -166,11 +168,13 @@ bool RunCsvIngest(const std::string& csv, int64_t rows, const std::string& work,
       " ingest --stream orders --batch-size ", absl::GetFlag(FLAGS_batch),
       " --in-flight ", absl::GetFlag(FLAGS_csv_in_flight), " ", csv, " > ",
       dir, "/cli.out 2>&1");
+  const double cpu_start = server.CpuSeconds();
   const auto start = std::chrono::steady_clock::now();
   const int rc = std::system(command.c_str());
   out->seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
+  out->server_cpu_us = (server.CpuSeconds() - cpu_start) * 1e6 / rows;
   if (rc != 0) {
     std::fprintf(stderr, "%s failed (%d)\n", command.c_str(), rc);
     return false;
@@ -219,6 +223,7 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
   std::atomic<size_t> next{0};
   std::atomic<int64_t> accepted{0};
   std::atomic<bool> failed{false};
+  const double cpu_start = server.CpuSeconds();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
@@ -245,6 +250,8 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
           .count();
   out->accepted = accepted;
   out->events_per_sec = accepted / out->seconds;
+  out->server_cpu_us =
+      accepted > 0 ? (server.CpuSeconds() - cpu_start) * 1e6 / accepted : 0;
   out->peak_rss = server.PeakRssBytes();
   Client client(server.address(), options);
   auto st = client.GetStatus();
@@ -308,10 +315,12 @@ int Main() {
                            ? -1
                            : RunDbBench(n, batch, sync, work);
     std::printf(
-        "%-7s rawfeat %9.0f events/s (%.2f s, %lld accepted, peak RSS %.0f "
-        "MiB, disk %.0f MiB) | db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
+        "%-7s rawfeat %9.0f events/s (%.2f s, %lld accepted, server CPU %.1f "
+        "us/event, peak RSS %.0f MiB, disk %.0f MiB) | db_bench fillrandom "
+        "%9.0f ops/s | ratio %.2fx\n",
         sync ? "sync" : "nosync", r.events_per_sec, r.seconds,
-        static_cast<long long>(r.accepted), r.peak_rss / 1048576.0,
+        static_cast<long long>(r.accepted), r.server_cpu_us,
+        r.peak_rss / 1048576.0,
         r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
     std::fflush(stdout);
     if (!sync && !absl::GetFlag(FLAGS_echo).empty()) {
@@ -324,9 +333,9 @@ int Main() {
       }
       std::printf(
           "%-7s floor   %9.0f events/s (%.2f s: the same calls into "
-          "rawfeat_echo, parsed, nothing stored) | db_bench %9.0f ops/s | "
-          "ratio %.2fx | rawfeat / floor %.2fx\n",
-          "nosync", f.events_per_sec, f.seconds, ref,
+          "rawfeat_echo, parsed, nothing stored; server CPU %.1f us/event) | "
+          "db_bench %9.0f ops/s | ratio %.2fx | rawfeat / floor %.2fx\n",
+          "nosync", f.events_per_sec, f.seconds, f.server_cpu_us, ref,
           ref > 0 ? f.events_per_sec / ref : 0,
           f.events_per_sec > 0 ? r.events_per_sec / f.events_per_sec : 0);
       std::fflush(stdout);
@@ -368,11 +377,11 @@ int Main() {
                               : RunDbBench(rows, batch, true, work);
       std::printf(
           "csv     rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
-          "CSV, %d in flight) | db_bench fillrandom %9.0f ops/s | ratio "
-          "%.2fx\n",
+          "CSV, %d in flight, server CPU %.1f us/row) | db_bench fillrandom "
+          "%9.0f ops/s | ratio %.2fx\n",
           c.events_per_sec, c.seconds, static_cast<long long>(rows),
           std::filesystem::file_size(csv) / 1048576.0,
-          absl::GetFlag(FLAGS_csv_in_flight), cref,
+          absl::GetFlag(FLAGS_csv_in_flight), c.server_cpu_us, cref,
           cref > 0 ? c.events_per_sec / cref : 0);
       std::fflush(stdout);
     }

@@ -62,6 +62,7 @@ int Main() {
   for (int i = 0; i < lookups; ++i) {
     if (!lookup()) return 1;
   }
+  const uint64_t tiles_before = views.tiles_used();
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
   rocksdb::get_perf_context()->Reset();
   const auto start = std::chrono::steady_clock::now();
@@ -86,7 +87,8 @@ int Main() {
       "  block cache hits             %8.2f (index %.2f, filter %.2f)\n"
       "  prefix filter: skipped %.2f files, passed %.2f\n"
       "  keys compared                %8.1f (%.1f deleted keys skipped)\n"
-      "  seek CPU                     %8.1f us\n",
+      "  seek CPU                     %8.1f us\n"
+      "  tiles merged                 %8.2f\n",
       lookups, absl::GetFlag(FLAGS_batch), absl::GetFlag(FLAGS_first_rank),
       absl::GetFlag(FLAGS_first_rank) + absl::GetFlag(FLAGS_ranks) - 1,
       wall_us / n, p.new_table_iterator_nanos / n / 1000,
@@ -98,7 +100,8 @@ int Main() {
       p.block_cache_index_hit_count / n, p.block_cache_filter_hit_count / n,
       p.bloom_sst_miss_count / n, p.bloom_sst_hit_count / n,
       p.user_key_comparison_count / n, p.internal_delete_skipped_count / n,
-      p.iter_seek_cpu_nanos / n / 1000);
+      p.iter_seek_cpu_nanos / n / 1000,
+      (views.tiles_used() - tiles_before) / n);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 namespace rawfeat {
@@ -68,6 +69,25 @@ long long LocalServer::PeakRssBytes() const {
 }
 
 long long LocalServer::RssBytes() const { return StatusBytes(pid_, "VmRSS:"); }
+
+double LocalServer::CpuSeconds() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+  std::string stat;
+  if (pid_ <= 0 || !std::getline(in, stat)) return -1;
+  // Fields after the command name (which may hold spaces), from field 3
+  // (state) on: utime and stime are fields 14 and 15, in clock ticks.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close + 1));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  if (!fields) return -1;
+  return static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+}
 
 void LocalServer::Kill() {
   if (pid_ <= 0) return;

@@ -30,6 +30,11 @@ class LocalServer {
   long long PeakRssBytes() const;
   // Resident set size now, in bytes (VmRSS).
   long long RssBytes() const;
+  // CPU time the child has used so far, user + system, in seconds (from
+  // /proc/PID/stat); -1 if it cannot be read. A difference of two readings
+  // is the server's cost of what ran between them, which varies far less
+  // from run to run than a throughput does on a shared machine.
+  double CpuSeconds() const;
 
   void Kill();      // SIGKILL and reap
   int Terminate();  // SIGTERM, reap, return the wait status
