@@ -7,7 +7,7 @@
 // table files, filters and blocks it touched.
 //
 //   lookup_profile --data_dir /tmp/fl/data [--first_rank 49500 --ranks 1000]
-//                  [--batch 1] [--lookups 20000]
+//                  [--batch 1] [--lookups 20000] [--compact]
 
 #include <chrono>
 #include <cstdio>
@@ -28,6 +28,9 @@ ABSL_FLAG(int, first_rank, 49500, "first Zipf rank looked up (median: 49500)");
 ABSL_FLAG(int, ranks, 1000, "ranks looked up, from first_rank");
 ABSL_FLAG(int, batch, 1, "entities per lookup");
 ABSL_FLAG(int, lookups, 20000, "lookups measured (as many warm the cache)");
+ABSL_FLAG(bool, compact, false,
+          "first compact the whole store (every family to its last level), "
+          "then measure");
 
 namespace rawfeat {
 namespace {
@@ -39,6 +42,13 @@ int Main() {
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
     return 1;
+  }
+  if (absl::GetFlag(FLAGS_compact)) {
+    const absl::Status s = (*store)->CompactAll();
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 1;
+    }
   }
   Registry registry(store->get());
   if (!registry.Load().ok()) return 1;
