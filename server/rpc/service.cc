@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/arena.h"
 #include "server/aggregation/aggregation_spec.h"
 #include "server/common/echo.h"
 #include "server/common/hash.h"
@@ -167,41 +168,54 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     reactor->Finish(ToGrpcStatus(auth.status()));
     return reactor;
   }
-  v1::GetFeaturesRequest request;
-  if (!ParseMessage(*request_bytes, &request)) {
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        "GetFeatures: the request does not parse (malformed bytes, or a "
-        "string field that is not valid UTF-8)"));
-    return reactor;
-  }
-  absl::Status allowed = RequireReadFeatures(*auth, &request);
-  if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed));
-    return reactor;
-  }
-  if (metrics_ != nullptr) {
-    metrics_->RecordLookup(static_cast<size_t>(
-        std::max(request.entities_size(), request.key_rows_size())));
-  }
-  auto result = views_->GetFeatures(request);
-  if (!result.ok()) {
-    if (absl::IsResourceExhausted(result.status())) ReleaseFreedMemory();
-    reactor->Finish(ToGrpcStatus(result.status()));
-    return reactor;
-  }
-  auto* bytes = new std::string();
-  result->SerializeToString(bytes);
-  const bool large = bytes->size() > kLargeResponseBytes;
-  grpc::Slice slice(
-      bytes->data(), bytes->size(),
-      [](void* p) { delete static_cast<std::string*>(p); }, bytes);
-  *response_bytes = grpc::ByteBuffer(&slice, 1);
-  if (large) {
-    result = absl::CancelledError("");  // frees the message first
-    ReleaseFreedMemory();
-  }
-  reactor->Finish(grpc::Status::OK);
+  // Request and response on one arena: an answer of many rows is
+  // thousands of small messages, allocated one by one and freed at once.
+  // The first block is on the stack, enough for a small lookup.
+  alignas(8) char first_block[8192];
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.initial_block = first_block;
+  arena_options.initial_block_size = sizeof(first_block);
+  bool large = false;
+  grpc::Status status = grpc::Status::OK;
+  {
+    google::protobuf::Arena arena(arena_options);
+    auto* request =
+        google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(&arena);
+    if (!ParseMessage(*request_bytes, request)) {
+      reactor->Finish(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "GetFeatures: the request does not parse (malformed bytes, or a "
+          "string field that is not valid UTF-8)"));
+      return reactor;
+    }
+    absl::Status allowed = RequireReadFeatures(*auth, request);
+    if (!allowed.ok()) {
+      reactor->Finish(ToGrpcStatus(allowed));
+      return reactor;
+    }
+    if (metrics_ != nullptr) {
+      metrics_->RecordLookup(static_cast<size_t>(
+          std::max(request->entities_size(), request->key_rows_size())));
+    }
+    auto* response =
+        google::protobuf::Arena::CreateMessage<v1::GetFeaturesResponse>(
+            &arena);
+    const absl::Status s = views_->GetFeatures(*request, response);
+    if (s.ok()) {
+      auto* bytes = new std::string();
+      response->SerializeToString(bytes);
+      large = bytes->size() > kLargeResponseBytes;
+      grpc::Slice slice(
+          bytes->data(), bytes->size(),
+          [](void* p) { delete static_cast<std::string*>(p); }, bytes);
+      *response_bytes = grpc::ByteBuffer(&slice, 1);
+    } else {
+      large = absl::IsResourceExhausted(s);
+      status = ToGrpcStatus(s);
+    }
+  }  // the arena frees the messages here
+  if (large) ReleaseFreedMemory();
+  reactor->Finish(status);
   return reactor;
 }
 

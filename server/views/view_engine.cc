@@ -241,12 +241,19 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
 
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
     const v1::GetFeaturesRequest& request) const {
+  v1::GetFeaturesResponse response;
+  RETURN_IF_ERROR(GetFeatures(request, &response));
+  return response;
+}
+
+absl::Status ViewEngine::GetFeatures(const v1::GetFeaturesRequest& request,
+                                     v1::GetFeaturesResponse* out) const {
   if (!request.service().empty() || request.key_rows_size() > 0) {
     if (!request.view().empty() || request.entities_size() > 0) {
       return absl::InvalidArgumentError(
           "give a view with entities, or a service with key_rows, not both");
     }
-    return GetServiceFeatures(request);
+    return GetServiceFeatures(request, out);
   }
   auto view = Resolve(request.view(), request.version());
   if (!view.ok()) return view.status();
@@ -271,7 +278,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   if (!as_of_or.ok()) return as_of_or.status();
   const int64_t as_of = *as_of_or;
   RETURN_IF_ERROR(CheckAsOf(**view, as_of, EarliestAsOf(**view)));
-  v1::GetFeaturesResponse response;
+  v1::GetFeaturesResponse& response = *out;
   for (const auto& f : (*view)->features) response.add_feature_names(f.name);
   // Counted while rows are built, so an oversized answer is refused before
   // it is allocated whole.
@@ -300,7 +307,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
   response.set_watermark(pinned->watermark);
   response.set_version((*view)->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
-  return response;
+  return absl::OkStatus();
 }
 
 namespace {
@@ -377,8 +384,9 @@ absl::StatusOr<ResolvedService> ViewEngine::ResolveService(
   return service;
 }
 
-absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
-    const v1::GetFeaturesRequest& request) const {
+absl::Status ViewEngine::GetServiceFeatures(
+    const v1::GetFeaturesRequest& request,
+    v1::GetFeaturesResponse* out) const {
   auto service = ResolveService(request.service(), request.service_version());
   if (!service.ok()) return service.status();
   if (request.key_rows().empty()) {
@@ -389,7 +397,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
         request.key_rows_size(), " key rows requested; the limit is ",
         options_.max_entities, " per call"));
   }
-  v1::GetFeaturesResponse response;
+  v1::GetFeaturesResponse& response = *out;
   for (std::string& name : service->FeatureNames()) {
     response.add_feature_names(std::move(name));
   }
@@ -440,7 +448,7 @@ absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetServiceFeatures(
   response.set_watermark(pinned->watermark);
   response.set_version(service->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
-  return response;
+  return absl::OkStatus();
 }
 
 }  // namespace rawfeat

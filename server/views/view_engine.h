@@ -136,6 +136,11 @@ class ViewEngine {
   // RESOURCE_EXHAUSTED (the response would pass max_response_bytes).
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request) const;
+  // The same into `*response`, which must be empty and may live on an
+  // arena (the server's does: an answer of many rows is thousands of small
+  // messages, then freed at once). On an error `*response` holds a part.
+  absl::Status GetFeatures(const v1::GetFeaturesRequest& request,
+                           v1::GetFeaturesResponse* response) const;
 
   // Every entity of the view's stream with at least one event before
   // `as_of` (default: now) visible at `watermark` (default: latest), in
@@ -202,8 +207,8 @@ class ViewEngine {
   const Registry& registry() const { return *registry_; }
 
   // GetFeatures of a feature service (request.service set).
-  absl::StatusOr<v1::GetFeaturesResponse> GetServiceFeatures(
-      const v1::GetFeaturesRequest& request) const;
+  absl::Status GetServiceFeatures(const v1::GetFeaturesRequest& request,
+                                  v1::GetFeaturesResponse* response) const;
 
   // Resolves (name, version 0 = latest) and returns its compiled form,
   // cached until the view or its stream definition changes.
