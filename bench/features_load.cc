@@ -73,8 +73,12 @@ ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
           "(empty: skip)");
 ABSL_FLAG(std::string, secure_mode, "tls+token",
           "what --secure_rounds compares with plain text: tls+token, tls "
-          "(no --auth_file), token (an --auth_file, no TLS) or metrics "
-          "(--metrics_listen on: the cost of recording metrics)");
+          "(no --auth_file), token (an --auth_file, no TLS), metrics "
+          "(--metrics_listen on: the cost of recording metrics) or binary "
+          "(--compare_rawfeatd instead of --rawfeatd: another build)");
+ABSL_FLAG(std::string, compare_rawfeatd, "",
+          "with --secure_mode=binary: the other rawfeatd binary (e.g. the "
+          "build before a change)");
 ABSL_FLAG(int64_t, storm_events, 500000,
           "events ingested alone, then again while heavy entities are looked "
           "up, for new events of the last day and for late ones (0: skip)");
@@ -223,12 +227,18 @@ int CompareSecure(const std::string& work,
   const std::string mode = absl::GetFlag(FLAGS_secure_mode);
   if (mode == "metrics") {
     secure.server_flags = {"--metrics_listen=127.0.0.1:0"};
+  } else if (mode == "binary") {
+    secure.binary = absl::GetFlag(FLAGS_compare_rawfeatd);
+    if (secure.binary.empty()) {
+      std::fprintf(stderr, "--secure_mode=binary needs --compare_rawfeatd\n");
+      return 1;
+    }
   } else {
     const std::string tls_dir = work + "/tls";
     std::filesystem::create_directories(tls_dir);
     if (!bench::MakeSecureSetup(tls_dir, &secure)) return 1;
   }
-  if (mode != "tls+token" && mode != "metrics") {
+  if (mode != "tls+token" && mode != "metrics" && mode != "binary") {
     const bool keep_tls = mode == "tls";
     std::vector<std::string> flags;
     for (const std::string& f : secure.server_flags) {
@@ -257,7 +267,7 @@ int CompareSecure(const std::string& work,
   }
   // [scenario][tls] -> p50s and p99s over rounds.
   std::vector<std::array<std::vector<double>, 2>> p50(measured.size()),
-      p99(measured.size());
+      p99(measured.size()), cpu(measured.size());
   for (int round = 0; round < absl::GetFlag(FLAGS_secure_rounds); ++round) {
     for (const int tls : {0, 1}) {
       std::vector<std::string> flags = base;
@@ -272,8 +282,11 @@ int CompareSecure(const std::string& work,
           server_flags.push_back("--response_file=" + work +
                                  "/echo_response.bin");
         }
-        LocalServer server(is_echo ? echo : absl::GetFlag(FLAGS_rawfeatd),
-                           work + "/data", work, server_flags);
+        const std::string binary =
+            is_echo                         ? echo
+            : tls && !secure.binary.empty() ? secure.binary
+                                            : absl::GetFlag(FLAGS_rawfeatd);
+        LocalServer server(binary, work + "/data", work, server_flags);
         if (!server.ok()) {
           std::fprintf(stderr, "%s did not start\n",
                        is_echo ? "rawfeat_echo" : "rawfeatd");
@@ -285,15 +298,19 @@ int CompareSecure(const std::string& work,
         // is measured.
         for (int pass = 0; pass < 2; ++pass) {
           for (size_t i = first; i < end; ++i) {
-            const Stats st = ClosedLoop(Caller(
-                server.address(), tls ? secure.client : ClientOptions(),
-                measured[i]));
+            const Stats st = MeasuredLoop(
+                server, Caller(server.address(),
+                               tls ? secure.client : ClientOptions(),
+                               measured[i]));
             if (pass == 0) continue;
             p50[i][tls].push_back(st.p50);
             p99[i][tls].push_back(st.p99);
-            std::printf("round %d %-10s %-30s p50 %6.0f us p99 %6.0f us\n",
-                        round + 1, tls ? mode.c_str() : "plain",
-                        measured[i].name, st.p50, st.p99);
+            cpu[i][tls].push_back(st.cpu_us);
+            std::printf(
+                "round %d %-10s %-30s p50 %6.0f us p99 %6.0f us cpu %5.0f "
+                "us\n",
+                round + 1, tls ? mode.c_str() : "plain", measured[i].name,
+                st.p50, st.p99, st.cpu_us);
             std::fflush(stdout);
           }
         }
@@ -301,15 +318,20 @@ int CompareSecure(const std::string& work,
       }
     }
   }
-  std::printf("\n%-30s %10s %10s %9s | %10s %10s %9s\n", "medians of rounds",
-              "plain p50", "other p50", "overhead", "plain p99", "other p99",
-              "overhead");
+  std::printf(
+      "\n%-30s %10s %10s %9s | %10s %10s %9s | %9s %9s %9s\n",
+      "medians of rounds", "plain p50", "other p50", "overhead", "plain p99",
+      "other p99", "overhead", "plain cpu", "other cpu", "overhead");
+  auto over = [](double a, double b) { return a > 0 ? 100 * (b - a) / a : 0; };
   for (size_t i = 0; i < measured.size(); ++i) {
     const double a = Median(p50[i][0]), b = Median(p50[i][1]);
     const double c = Median(p99[i][0]), d = Median(p99[i][1]);
-    std::printf("%-30s %10.0f %10.0f %8.1f%% | %10.0f %10.0f %8.1f%%\n",
-                measured[i].name, a, b, 100 * (b - a) / a, c, d,
-                100 * (d - c) / c);
+    const double e = Median(cpu[i][0]), f = Median(cpu[i][1]);
+    std::printf(
+        "%-30s %10.0f %10.0f %8.1f%% | %10.0f %10.0f %8.1f%% | %9.0f %9.0f "
+        "%8.1f%%\n",
+        measured[i].name, a, b, over(a, b), c, d, over(c, d), e, f,
+        over(e, f));
   }
   return 0;
 }

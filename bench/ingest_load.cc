@@ -50,6 +50,11 @@ ABSL_FLAG(int, secure_rounds, 3, "with --secure: plain/secure pairs per mode");
 ABSL_FLAG(int, metrics_rounds, 0,
           "pairs of runs without and with --metrics_listen per mode (0: "
           "none): the cost of recording metrics");
+ABSL_FLAG(std::string, compare_rawfeatd, "",
+          "another rawfeatd binary (e.g. the build before a change): runs "
+          "of --rawfeatd and of it alternate, --compare_rounds pairs per "
+          "mode, and the medians are compared");
+ABSL_FLAG(int, compare_rounds, 3, "pairs of runs for --compare_rawfeatd");
 ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: a temp dir)");
 ABSL_FLAG(std::string, server_flags, "",
           "extra rawfeatd flags, comma-separated (e.g. --seal_min_events=256)");
@@ -199,7 +204,7 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
   { std::ofstream(dir + "/orders.textproto") << kSchema; }
   std::vector<std::string> flags = {"--schemas=" + dir,
                                     absl::StrCat("--sync=", sync)};
-  if (binary == absl::GetFlag(FLAGS_rawfeatd)) {
+  if (binary != absl::GetFlag(FLAGS_echo)) {
     for (absl::string_view f : absl::StrSplit(
              absl::GetFlag(FLAGS_server_flags), ',', absl::SkipEmpty())) {
       flags.emplace_back(f);
@@ -344,25 +349,32 @@ int Main() {
     // machine's speed hits both; the overhead is the ratio of the medians.
     auto compare = [&](const char* name, const bench::ServerVariant& variant,
                        int rounds) {
-      std::vector<double> plain, with;
+      std::vector<double> plain, with, plain_cpu, with_cpu;
       for (int round = 0; round < rounds; ++round) {
         for (const bool on : {false, true}) {
           RunResult x;
-          if (!RunRawfeat(batches, sync, work, on ? &variant : nullptr, &x)) {
+          const std::string binary = on && !variant.binary.empty()
+                                         ? variant.binary
+                                         : absl::GetFlag(FLAGS_rawfeatd);
+          if (!RunRawfeat(batches, sync, work, on ? &variant : nullptr, &x,
+                          binary)) {
             return false;
           }
           (on ? with : plain).push_back(x.events_per_sec);
-          std::printf("%-7s round %d %-10s %9.0f events/s\n",
-                      sync ? "sync" : "nosync", round + 1, on ? name : "plain",
-                      x.events_per_sec);
+          (on ? with_cpu : plain_cpu).push_back(x.server_cpu_us);
+          std::printf(
+              "%-7s round %d %-10s %9.0f events/s, server CPU %.1f us/event\n",
+              sync ? "sync" : "nosync", round + 1, on ? name : "plain",
+              x.events_per_sec, x.server_cpu_us);
           std::fflush(stdout);
         }
       }
       const double p = Median(plain), t = Median(with);
       std::printf(
-          "%-7s median plain %9.0f events/s | %s %9.0f events/s | "
-          "overhead %.1f%%\n",
-          sync ? "sync" : "nosync", p, name, t, 100.0 * (p - t) / p);
+          "%-7s median plain %9.0f events/s, %.1f us/event | %s %9.0f "
+          "events/s, %.1f us/event | overhead %.1f%%\n",
+          sync ? "sync" : "nosync", p, Median(plain_cpu), name, t,
+          Median(with_cpu), 100.0 * (p - t) / p);
       std::fflush(stdout);
       return true;
     };
@@ -388,6 +400,14 @@ int Main() {
     if (absl::GetFlag(FLAGS_secure) &&
         !compare("TLS+token", secure, absl::GetFlag(FLAGS_secure_rounds))) {
       return 1;
+    }
+    if (!absl::GetFlag(FLAGS_compare_rawfeatd).empty()) {
+      // "plain" is --rawfeatd; the overhead is the other build's.
+      bench::ServerVariant other;
+      other.binary = absl::GetFlag(FLAGS_compare_rawfeatd);
+      if (!compare("other", other, absl::GetFlag(FLAGS_compare_rounds))) {
+        return 1;
+      }
     }
     if (absl::GetFlag(FLAGS_metrics_rounds) > 0) {
       bench::ServerVariant metrics;

@@ -116,6 +116,9 @@ bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill);
 struct ServerVariant {
   std::vector<std::string> server_flags;
   ClientOptions client;
+  // Another rawfeatd binary (e.g. the build before a change); empty: the
+  // one under test.
+  std::string binary;
 };
 // The TLS + tokens variant: a CA and a server certificate for 127.0.0.1
 // (made with the openssl CLI), an auth file with one admin token, the
