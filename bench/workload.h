@@ -94,7 +94,7 @@ struct Workload {
 };
 
 // Waits (up to `max_seconds`) until the rawfeatd at `address` has been
-// settled for 2 s straight (one compaction's end may come just before the
+// settled for 3 s straight (one compaction's end may come just before the
 // next one is picked): no compaction running or pending, every event sealed
 // into blocks, every tile build asked for done. Returns the seconds waited.
 double WaitSettled(const std::string& address, double max_seconds);

@@ -63,6 +63,10 @@ ABSL_FLAG(int, seal_min_events, 64,
           "many in memory (every entity's once ingest pauses; the biggest "
           "when the head is half full); 0 = only when the head is full "
           "(reads are identical either way)");
+ABSL_FLAG(int64_t, compact_idle_seconds, 30,
+          "once appends have paused this long, merge level 0 of the data "
+          "lookups read into the level below (fewer sorted runs per "
+          "lookup); 0 = never");
 ABSL_FLAG(int64_t, head_max_mb, 256,
           "memory for events not sealed into blocks yet (the head); an "
           "append waits for sealing above it");
@@ -152,6 +156,12 @@ int main(int argc, char** argv) {
   }
   options.store.seal_min_events =
       static_cast<size_t>(absl::GetFlag(FLAGS_seal_min_events));
+  if (absl::GetFlag(FLAGS_compact_idle_seconds) < 0) {
+    std::fprintf(stderr, "rawfeatd: --compact_idle_seconds must be 0 or more\n");
+    return 2;
+  }
+  options.store.compact_idle_ms =
+      absl::GetFlag(FLAGS_compact_idle_seconds) * 1000;
   if (absl::GetFlag(FLAGS_join_run_rows) < 1) {
     std::fprintf(stderr, "rawfeatd: --join_run_rows must be at least 1\n");
     return 2;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -51,6 +52,10 @@ namespace {
 // rewrites little.
 constexpr size_t kLogEntryMaxEvents = 1024;
 constexpr size_t kLogEntryMaxBytes = 256 << 10;
+
+// Level-0 files that start a compaction into the level below while
+// appends run (EventStore::TuneForReads lowers it to 1 while they pause).
+constexpr int kLevel0CompactionTrigger = 8;
 
 absl::Status MalformedLogEntry(uint64_t key_seq) {
   return absl::DataLossError(
@@ -292,7 +297,7 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
     cf.compression = rocksdb::kLZ4Compression;
     // Ingest competes with compaction for 2 cores: fewer, larger
     // compactions and cheap compression keep the write path fed.
-    cf.level0_file_num_compaction_trigger = 8;
+    cf.level0_file_num_compaction_trigger = kLevel0CompactionTrigger;
     cf.level0_slowdown_writes_trigger = 40;
     cf.level0_stop_writes_trigger = 56;
     cf.max_bytes_for_level_base = 512 << 20;
@@ -1191,7 +1196,32 @@ EventStore::EngineStats EventStore::Stats() const {
     stats.stall_micros = statistics_->getTickerCount(rocksdb::STALL_MICROS);
   }
   stats.tiles_invalidated = tiles_invalidated_.load(std::memory_order_relaxed);
+  for (auto* cf : {events_cf_, tiles_cf_}) {
+    std::string files;  // a string property, not an int one
+    uint64_t count = 0;
+    if (db_->GetProperty(cf, "rocksdb.num-files-at-level0", &files) &&
+        absl::SimpleAtoi(files, &count)) {
+      stats.read_level0_files += count;
+    }
+  }
   return stats;
+}
+
+void EventStore::TuneForReads(bool idle) {
+  if (idle == tuned_for_reads_ || !read_only_.empty()) return;
+  const std::string trigger =
+      std::to_string(idle ? 1 : kLevel0CompactionTrigger);
+  for (auto* cf : {events_cf_, tiles_cf_}) {
+    const rocksdb::Status s =
+        db_->SetOptions(cf, {{"level0_file_num_compaction_trigger", trigger}});
+    if (!s.ok()) {
+      // Not retried until appends pause or resume again (no warning every
+      // half second while, say, the disk is full).
+      LogWarning(absl::StrCat("level-0 compaction trigger of ",
+                              cf->GetName(), " not set: ", s.ToString()));
+    }
+  }
+  tuned_for_reads_ = idle;
 }
 
 bool EventStore::Compacting() const {

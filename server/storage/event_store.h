@@ -93,6 +93,15 @@ struct EventStoreOptions {
   // old views keep sealed events in memory until they end. Default:
   // 256 MiB.
   size_t head_max_bytes = size_t{256} << 20;
+  // Once appends have paused this long (and the background sealer runs),
+  // the families lookups read (events, tiles) merge level 0 into the level
+  // below: RocksDB's own leveled compaction, with its level-0 trigger
+  // lowered to one file until appends resume. A lookup then seeks one
+  // sorted run per level instead of one per level-0 file as well (after a
+  // bulk load, 2 instead of 7, and a quarter less CPU per lookup). The
+  // cost is one L0 -> base-level compaction per pause. 0: never.
+  // Default: 30 s.
+  int64_t compact_idle_ms = 30000;
 };
 
 // Acknowledged events the store lost and an operator accepted losing.
@@ -390,6 +399,8 @@ class EventStore {
     bool write_stopped = false;       // now
     uint64_t delayed_write_rate = 0;  // bytes/s while writes are slowed
     uint64_t tiles_invalidated = 0;   // by appends, since open
+    // Table files in level 0 of the families lookups seek (events, tiles).
+    uint64_t read_level0_files = 0;
   };
   EngineStats Stats() const;
 
@@ -565,6 +576,11 @@ class EventStore {
   // Past half its memory, what the head holds above a quarter; else 0.
   uint64_t HeadExcess() const;
   void SealLoop();
+  // Sets the level-0 compaction trigger of the families lookups read: one
+  // file while appends pause (compact_idle_ms), the usual otherwise.
+  // Called by the sealer thread only.
+  void TuneForReads(bool idle);
+  bool tuned_for_reads_ = false;  // sealer thread only
   absl::Mutex seal_pass_mu_;  // one Seal pass at a time
   // Held while one entity is sealed; Erase commits under it, so no
   // sealing writes back events an erasure deleted.

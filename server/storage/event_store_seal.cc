@@ -480,6 +480,17 @@ void EventStore::SealLoop() {
     // little of the log); meanwhile the entities with seal_min_events.
     const bool full = now - last_change >= absl::Milliseconds(500) ||
                       now - last_full > absl::Minutes(1);
+    // A pause in appends: level 0 of what lookups read is merged down
+    // until they resume (EventStoreOptions::compact_idle_ms).
+    const bool idle =
+        options_.compact_idle_ms > 0 &&
+        now - last_change >= absl::Milliseconds(options_.compact_idle_ms);
+    if (idle != tuned_for_reads_) {
+      seal_state_mu_.Unlock();  // SetOptions writes an options file
+      TuneForReads(idle);
+      seal_state_mu_.Lock();
+      if (stop_sealer_) break;
+    }
     if (head_.live_events() == 0) {
       head_.Purge();  // sealed events that long reads held
       continue;

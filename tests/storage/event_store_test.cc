@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "server/common/coding.h"
@@ -457,6 +458,70 @@ void SetStoredFormat(const std::string& dir, uint32_t format) {
   wo.sync = true;
   ASSERT_TRUE(
       raw.db()->Put(wo, raw.family(kMetaColumnFamily), kMetaFormatKey, v).ok());
+}
+
+// (entity, time, seq) of every event of stream 1, in scan order.
+std::vector<std::tuple<std::string, int64_t, uint64_t>> AllEvents(
+    const EventStore& store) {
+  std::vector<std::tuple<std::string, int64_t, uint64_t>> out;
+  auto c = store.ScanStream(1, nullptr);
+  for (; c->Valid(); c->Next()) {
+    out.emplace_back(std::string(c->entity()), c->time_us(), c->seq());
+  }
+  EXPECT_TRUE(c->status().ok()) << c->status();
+  return out;
+}
+
+TEST_F(EventStoreTest, APauseInAppendsMergesLevelZeroOfWhatLookupsRead) {
+  // Three rounds of appends, each sealed and flushed (a checkpoint
+  // flushes), leave three files in level 0 of `events`: below the usual
+  // trigger of a compaction.
+  EventStoreOptions never;
+  never.compact_idle_ms = 0;
+  auto reopen = [&](const EventStoreOptions& options) {
+    store_.reset();
+    auto s = EventStore::Open(dir_.Sub("db"), options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = std::move(*s);
+  };
+  reopen(never);
+  for (int round = 0; round < 3; ++round) {
+    AppendRequest req;
+    req.stream_id = 1;
+    for (int i = 0; i < 300; ++i) {
+      req.events.push_back(Pending(i, absl::StrCat("r", round, "-", i),
+                                   absl::StrCat("u", i % 30),
+                                   1000 * round + i, 1 + i % 200));
+    }
+    ASSERT_TRUE(store_->Append(&req).ok());
+    ASSERT_TRUE(store_->Seal(1).ok());
+    ASSERT_TRUE(store_->Checkpoint(dir_.Sub(absl::StrCat("cp", round))).ok());
+  }
+  const uint64_t files = store_->Stats().read_level0_files;
+  ASSERT_GE(files, 2u);
+  const auto events = AllEvents(*store_);
+  ASSERT_EQ(events.size(), 900u);
+
+  // Idle after 100 ms: the sealer lowers the trigger, RocksDB merges
+  // level 0 down (bounded wait; a machine's speed only makes it later).
+  EventStoreOptions idle;
+  idle.compact_idle_ms = 100;
+  reopen(idle);
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  while (store_->Stats().read_level0_files > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(store_->Stats().read_level0_files, 0u) << "was " << files;
+  EXPECT_EQ(AllEvents(*store_), events);
+
+  // Appends resume: the trigger is back, reads and writes as before.
+  AppendRequest more;
+  more.stream_id = 1;
+  more.events = {Pending(0, "later", "u1", 5000, 7)};
+  auto r = store_->Append(&more);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->accepted, 1);
+  EXPECT_EQ(AllEvents(*store_).size(), 901u);
 }
 
 TEST_F(EventStoreTest, AStoreOfAnotherStorageFormatIsRefusedUntouched) {
