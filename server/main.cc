@@ -157,7 +157,8 @@ int main(int argc, char** argv) {
   options.store.seal_min_events =
       static_cast<size_t>(absl::GetFlag(FLAGS_seal_min_events));
   if (absl::GetFlag(FLAGS_compact_idle_seconds) < 0) {
-    std::fprintf(stderr, "rawfeatd: --compact_idle_seconds must be 0 or more\n");
+    std::fprintf(stderr,
+                 "rawfeatd: --compact_idle_seconds must be 0 or more\n");
     return 2;
   }
   options.store.compact_idle_ms =
