@@ -82,6 +82,10 @@ ABSL_FLAG(std::string, compare_rawfeatd, "",
 ABSL_FLAG(int64_t, storm_events, 500000,
           "events ingested alone, then again while heavy entities are looked "
           "up, for new events of the last day and for late ones (0: skip)");
+ABSL_FLAG(int, storm_rounds, 3,
+          "alone / with-lookups pairs per storm kind; the ratio printed is "
+          "the median of the pairs' (one pair moves by tens of percent on a "
+          "shared machine)");
 ABSL_FLAG(double, warmup_seconds, 120,
           "most seconds spent tiling the heavy entities before warm runs");
 
@@ -462,8 +466,8 @@ int Main() {
   struct StormRun {
     const char* what = "";
     int span_days = 0;
-    double alone = 0, with_lookups = 0;
-    Stats lookups;
+    double alone = 0, with_lookups = 0, ratio = 0;  // medians of rounds
+    Stats lookups;                                  // of the last round
   };
   StormRun storms[2];
   storms[0].what = "new events (last day)";
@@ -485,21 +489,33 @@ int Main() {
   auto settle = [&] { bench::WaitSettled(server.address(), 60); };
   for (StormRun& run : storms) {
     if (storm_events <= 0) break;
-    auto st = Client(server.address()).GetStatus();
-    const int64_t first =
-        std::max<int64_t>(absl::GetFlag(FLAGS_events),
-                          st.ok() ? static_cast<int64_t>(st->watermark()) : 0);
-    settle();
-    run.alone = ingest(first, run.span_days);
-    settle();
-    std::atomic<bool> done{false};
-    std::thread lookups([&] {
-      run.lookups = ClosedLoop(
-          Caller(server.address(), ClientOptions(), scenarios[3]), &done);
-    });
-    run.with_lookups = ingest(first + storm_events, run.span_days);
-    done = true;
-    lookups.join();
+    std::vector<double> alone, with, ratios;
+    for (int round = 0; round < absl::GetFlag(FLAGS_storm_rounds); ++round) {
+      auto st = Client(server.address()).GetStatus();
+      const int64_t first = std::max<int64_t>(
+          absl::GetFlag(FLAGS_events),
+          st.ok() ? static_cast<int64_t>(st->watermark()) : 0);
+      settle();
+      alone.push_back(ingest(first, run.span_days));
+      settle();
+      std::atomic<bool> done{false};
+      std::thread lookups([&] {
+        run.lookups = ClosedLoop(
+            Caller(server.address(), ClientOptions(), scenarios[3]), &done);
+      });
+      with.push_back(ingest(first + storm_events, run.span_days));
+      done = true;
+      lookups.join();
+      ratios.push_back(alone.back() > 0 ? with.back() / alone.back() : 0);
+      std::printf("storm %-22s round %d: alone %.0f ev/s, with lookups %.0f "
+                  "ev/s (%.0f%%)\n",
+                  run.what, round + 1, alone.back(), with.back(),
+                  100 * ratios.back());
+      std::fflush(stdout);
+    }
+    run.alone = Median(alone);
+    run.with_lookups = Median(with);
+    run.ratio = Median(ratios);
   }
 
   const long long rss = server.PeakRssBytes();
@@ -619,14 +635,16 @@ int Main() {
   }
   if (storm_events > 0) {
     std::printf(
-        "\n%-22s %12s | %14s %9s %8s %8s | %9s\n",
+        "\nstorms: medians of %d rounds (ev/s and the ratio of each round's "
+        "pair); lookups of the last round\n"
+        "%-22s %12s | %14s %9s %8s %8s | %9s\n",
+        absl::GetFlag(FLAGS_storm_rounds),
         ("ingest of " + std::to_string(storm_events)).c_str(), "alone ev/s",
         "with lookups", "lookups/s", "p50 us", "p99 us", "of alone");
     for (const StormRun& run : storms) {
       std::printf("%-22s %12.0f | %14.0f %9.0f %8.0f %8.0f | %8.0f%%\n",
                   run.what, run.alone, run.with_lookups, run.lookups.qps,
-                  run.lookups.p50, run.lookups.p99,
-                  run.alone > 0 ? 100 * run.with_lookups / run.alone : 0.0);
+                  run.lookups.p50, run.lookups.p99, 100 * run.ratio);
     }
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
