@@ -104,8 +104,6 @@ struct Stats {
   double cpu_us = 0;
 };
 
-
-
 // Runs `call` from every client thread until the request or time bound,
 // or with `until` given, until it turns true (at most 10 times the time
 // bound).
@@ -269,7 +267,7 @@ int CompareSecure(const std::string& work,
     measured.push_back(scenarios[0]);
     measured.back().name = "echo floor (1 entity answer)";
   }
-  // [scenario][tls] -> p50s and p99s over rounds.
+  // [scenario][variant] -> p50s, p99s and server CPU over rounds.
   std::vector<std::array<std::vector<double>, 2>> p50(measured.size()),
       p99(measured.size()), cpu(measured.size());
   for (int round = 0; round < absl::GetFlag(FLAGS_secure_rounds); ++round) {
