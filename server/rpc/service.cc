@@ -175,7 +175,8 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
   google::protobuf::ArenaOptions arena_options;
   arena_options.initial_block = first_block;
   arena_options.initial_block_size = sizeof(first_block);
-  bool large = false;
+  // A big answer (or one refused as too big) hands its freed pages back.
+  bool release_memory = false;
   grpc::Status status = grpc::Status::OK;
   {
     google::protobuf::Arena arena(arena_options);
@@ -204,17 +205,17 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     if (s.ok()) {
       auto* bytes = new std::string();
       response->SerializeToString(bytes);
-      large = bytes->size() > kLargeResponseBytes;
+      release_memory = bytes->size() > kLargeResponseBytes;
       grpc::Slice slice(
           bytes->data(), bytes->size(),
           [](void* p) { delete static_cast<std::string*>(p); }, bytes);
       *response_bytes = grpc::ByteBuffer(&slice, 1);
     } else {
-      large = absl::IsResourceExhausted(s);
+      release_memory = absl::IsResourceExhausted(s);
       status = ToGrpcStatus(s);
     }
   }  // the arena frees the messages here
-  if (large) ReleaseFreedMemory();
+  if (release_memory) ReleaseFreedMemory();
   reactor->Finish(status);
   return reactor;
 }

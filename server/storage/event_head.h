@@ -22,9 +22,9 @@
 // marked gone at a RocksDB sequence number S: a reader whose RocksDB view
 // is at R shows it while R < S (its view does not hold the block, or still
 // holds the erased data) and hides it from R >= S on. It is dropped from
-// memory once every registered reader is at or after S (Purge). Likewise an event is born
-// at the sequence its append's write made visible: a reader at an earlier
-// R does not show it, as RocksDB would not.
+// memory once every registered reader is at or after S (Purge). Likewise
+// an event is born at the sequence its append's write made visible: a
+// reader at an earlier R does not show it, as RocksDB would not.
 //
 // Thread-safety: all methods are safe to call concurrently; writers
 // (Add, MarkGone, Purge) are serialized among themselves.

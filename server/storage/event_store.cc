@@ -1208,7 +1208,7 @@ EventStore::EngineStats EventStore::Stats() const {
 }
 
 void EventStore::TuneForReads(bool idle) {
-  if (idle == tuned_for_reads_ || !read_only_.empty()) return;
+  if (idle == tuned_for_reads_) return;
   const std::string trigger =
       std::to_string(idle ? 1 : kLevel0CompactionTrigger);
   for (auto* cf : {events_cf_, tiles_cf_}) {

@@ -578,7 +578,7 @@ class EventStore {
   void SealLoop();
   // Sets the level-0 compaction trigger of the families lookups read: one
   // file while appends pause (compact_idle_ms), the usual otherwise.
-  // Called by the sealer thread only.
+  // Called by the sealer thread only (which runs on writable stores only).
   void TuneForReads(bool idle);
   bool tuned_for_reads_ = false;  // sealer thread only
   absl::Mutex seal_pass_mu_;  // one Seal pass at a time
