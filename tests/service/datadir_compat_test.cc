@@ -11,7 +11,12 @@
 //     --gtest_also_run_disabled_tests --gtest_filter='*WriteV1Fixture*'
 // (one command), then copy /tmp/fx/v1_datadir.{tar.gz,answers} here.
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -281,27 +286,46 @@ TEST(DataDirCompatTest, DISABLED_WriteV1Fixture) {
             0);
 }
 
-TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
+// The answers v1_datadir.answers records, and its two watermarks.
+struct FixtureAnswers {
+  uint64_t w_mid = 0, w_end = 0;
+  std::map<std::string, std::string> want;
+};
+
+void ReadFixtureAnswers(FixtureAnswers* out) {
   std::ifstream f(FixturePath("v1_datadir.answers"));
   ASSERT_TRUE(f.good());
   std::string line;
   ASSERT_TRUE(std::getline(f, line));
   std::vector<std::string> w = absl::StrSplit(line, ' ');
   ASSERT_EQ(w.size(), 3u);
-  const uint64_t w_mid = std::stoull(w[1]), w_end = std::stoull(w[2]);
-  std::map<std::string, std::string> want;
+  out->w_mid = std::stoull(w[1]);
+  out->w_end = std::stoull(w[2]);
   while (std::getline(f, line)) {
     std::vector<std::string> kv = absl::StrSplit(line, '\t');
     ASSERT_EQ(kv.size(), 2u) << line;
-    want[kv[0]] = kv[1];
+    out->want[kv[0]] = kv[1];
   }
-  ASSERT_GT(want.size(), 30u);
+  ASSERT_GT(out->want.size(), 30u);
+}
 
-  testing::TempDir dir;
-  ASSERT_EQ(std::system(absl::StrCat("tar -C '", dir.path(), "' -xzf '",
+// Unpacks the fixture's data dir as DIR/data.
+void ExtractFixture(const testing::TempDir& dir) {
+  ASSERT_EQ(std::system(absl::StrCat("rm -rf '", dir.Sub("data"), "' && tar -C '",
+                                     dir.path(), "' -xzf '",
                                      FixturePath("v1_datadir.tar.gz"), "'")
                             .c_str()),
             0);
+}
+
+TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
+  FixtureAnswers fixture;
+  ASSERT_NO_FATAL_FAILURE(ReadFixtureAnswers(&fixture));
+  const uint64_t w_mid = fixture.w_mid, w_end = fixture.w_end;
+  const std::map<std::string, std::string>& want = fixture.want;
+
+  testing::TempDir dir;
+  ASSERT_NO_FATAL_FAILURE(ExtractFixture(dir));
   TestServer s(dir.Sub("data"), false);
   auto status = s.client().GetStatus();
   ASSERT_TRUE(status.ok()) << status.status();
@@ -386,6 +410,54 @@ TEST(DataDirCompatTest, AV1DataDirOpensAndAnswersAsItDid) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->accepted(), 20);  // the erased half is new again
   EXPECT_EQ(again->duplicates(), 20);
+}
+
+// Converting a v1 data dir is crash-safe wherever it stops. Each round
+// unpacks the fixture afresh and starts rawfeatd on it as a child process
+// (sealing every entity on each pass), which marks the store with today's
+// format, loads the events v1 left unsealed from the log and seals them
+// into blocks (deleting their v1 keys in the same atomic writes); a SIGKILL
+// lands after a different delay each round: while RocksDB opens, while
+// the log loads, while serving, during or after the first sealing pass.
+// A server started on what is left answers every recorded question as the
+// v1 code did, and keeps what it converts across a further restart.
+TEST(DataDirCompatTest, AKillDuringConversionFromV1LosesNothing) {
+  FixtureAnswers fixture;
+  ASSERT_NO_FATAL_FAILURE(ReadFixtureAnswers(&fixture));
+  testing::TempDir dir;
+  for (const int delay_ms : {0, 3, 10, 30, 60, 120, 250, 450, 530, 800}) {
+    SCOPED_TRACE(absl::StrCat("killed after ", delay_ms, " ms"));
+    ASSERT_NO_FATAL_FAILURE(ExtractFixture(dir));
+    std::vector<std::string> args = {
+        RAWFEATD_PATH, "--listen=127.0.0.1:0", "--data_dir=" + dir.Sub("data"),
+        "--port_file=" + dir.Sub("port"), "--seal_min_events=1"};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    usleep(delay_ms * 1000);
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    // Killed, or (at no delay) not even started: never a failed start.
+    ASSERT_TRUE(WIFSIGNALED(status)) << "rawfeatd exited with " << status;
+
+    TestServer s(dir.Sub("data"), false);
+    auto st = s.client().GetStatus();
+    ASSERT_TRUE(st.ok()) << st.status();
+    // What the kill left to seal (this start loads it from the log).
+    std::printf("killed after %3d ms: %llu events left unsealed\n", delay_ms,
+                static_cast<unsigned long long>(st->unsealed_events()));
+    EXPECT_EQ(st->watermark(), fixture.w_end);
+    EXPECT_EQ(Answers(s, fixture.w_mid, fixture.w_end), fixture.want);
+    s.Restart();
+    EXPECT_EQ(Answers(s, fixture.w_mid, fixture.w_end), fixture.want);
+  }
 }
 
 }  // namespace

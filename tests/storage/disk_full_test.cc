@@ -16,6 +16,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
@@ -41,11 +43,15 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
   }
   void Disarm() { writes_left_ = -1; }
 
+  // Errors injected so far.
+  int injected() const { return injected_.load(); }
+
   // The injected error, or OK (counting one write while armed).
   rocksdb::IOStatus Check() {
     int left = writes_left_.load();
     while (left >= 0) {
       if (left == 0) {
+        ++injected_;
         return no_space_ ? rocksdb::IOStatus::NoSpace("injected ENOSPC")
                          : rocksdb::IOStatus::IOError("injected EIO");
       }
@@ -118,6 +124,7 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
 
   std::atomic<int> writes_left_{-1};
   std::atomic<bool> no_space_{true};
+  std::atomic<int> injected_{0};
 };
 
 // A FaultFs, the Env over it, and store options that use that Env with no
@@ -344,6 +351,64 @@ TEST_P(BackgroundWriteFaultTest, AFailedSealLeavesEveryEventReadable) {
   ASSERT_TRUE((*store)->Seal(1).ok());
   EXPECT_EQ((*store)->UnsealedEvents(), 0u);
   EXPECT_EQ(ReadEntities(store->get()), want);
+}
+
+// The idle merge of level 0 (EventStoreOptions::compact_idle_ms) meets a
+// disk that takes no writes: the options file SetOptions writes and the
+// compaction's output fail. Nothing is lost and nothing stops for good:
+// reads go on meanwhile, appends resume once writes work (after an I/O
+// error, at a restart, as after a failed append), and the next pause
+// merges level 0.
+TEST_P(BackgroundWriteFaultTest, AFailedIdleMergeLosesNothingAndMergesLater) {
+  // Three sealed rounds, each flushed by a checkpoint: level 0 files.
+  options_.compact_idle_ms = 0;
+  auto store = EventStore::Open(dir_.Sub("db"), options_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int b = 0; b < 3; ++b) {
+    AppendRequest req = Batch(b);
+    ASSERT_TRUE((*store)->Append(&req).ok());
+    ASSERT_TRUE((*store)->Seal(1).ok());
+    ASSERT_TRUE(
+        (*store)->Checkpoint(dir_.Sub(absl::StrCat("cp", b))).ok());
+  }
+  const std::vector<std::string> want = ReadEntities(store->get());
+  ASSERT_EQ(want.size(), 150u);
+  const uint64_t files = (*store)->Stats().read_level0_files;
+  ASSERT_GE(files, 2u);
+  store->reset();
+
+  // Reopened with a sealer that goes idle after 100 ms, on a disk that
+  // fails every write from now on.
+  options_.seal_min_events = 64;
+  options_.compact_idle_ms = 100;
+  store = EventStore::Open(dir_.Sub("db"), options_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  fs_->Arm(0, no_space_);
+  // Bounded: the sealer tries within a second on any machine.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (fs_->injected() == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GT(fs_->injected(), 0) << "the idle merge never wrote";
+  EXPECT_EQ(ReadEntities(store->get()), want);
+  fs_->Disarm();
+
+  // Appends resume: at once after a full disk, after a restart after EIO.
+  if (!no_space_) {
+    store->reset();
+    store = EventStore::Open(dir_.Sub("db"), options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+  }
+  auto r = AppendEventually(store->get(), 3);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->accepted, 50);
+  // The pause after it merges level 0 (bounded wait).
+  const absl::Time merged_by = absl::Now() + absl::Seconds(120);
+  while ((*store)->Stats().read_level0_files > 0 && absl::Now() < merged_by) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ((*store)->Stats().read_level0_files, 0u) << "was " << files;
+  EXPECT_EQ(ReadEntities(store->get()).size(), 200u);
 }
 
 // A tile write that fails stores nothing and changes no read. It stops
