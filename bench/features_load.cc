@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -102,6 +103,62 @@ struct Stats {
   // The server's CPU time (user + system) per request, background work
   // included (0: not measured).
   double cpu_us = 0;
+};
+
+// Where the machine's CPU went over an interval: all cores (from
+// /proc/stat), rawfeatd's and this tool's own (its load and lookup
+// clients), in cores busy on average.
+class CpuMeter {
+ public:
+  explicit CpuMeter(const LocalServer& server) : server_(server) { Reset(); }
+  void Reset() {
+    start_ = Clock::now();
+    MachineJiffies(&busy_, &total_);
+    server_cpu_ = server_.CpuSeconds();
+    self_cpu_ = SelfCpuSeconds();
+  }
+  struct Busy {
+    double machine = 0, server = 0, tool = 0;  // cores
+    double seconds = 0;
+  };
+  Busy Read() const {
+    Busy b;
+    b.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    if (b.seconds <= 0) return b;
+    uint64_t busy = 0, total = 0;
+    MachineJiffies(&busy, &total);
+    const double cores = std::thread::hardware_concurrency();
+    if (total > total_) {
+      b.machine = cores * static_cast<double>(busy - busy_) /
+                  static_cast<double>(total - total_);
+    }
+    b.server = (server_.CpuSeconds() - server_cpu_) / b.seconds;
+    b.tool = (SelfCpuSeconds() - self_cpu_) / b.seconds;
+    return b;
+  }
+
+ private:
+  // The "cpu" line of /proc/stat: busy = all but idle and iowait.
+  static void MachineJiffies(uint64_t* busy, uint64_t* total) {
+    std::ifstream in("/proc/stat");
+    std::string cpu;
+    uint64_t v[8] = {};
+    in >> cpu >> v[0] >> v[1] >> v[2] >> v[3] >> v[4] >> v[5] >> v[6] >> v[7];
+    *total = 0;
+    for (uint64_t x : v) *total += x;
+    *busy = *total - v[3] - v[4];
+  }
+  static double SelfCpuSeconds() {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  }
+
+  const LocalServer& server_;
+  Clock::time_point start_;
+  uint64_t busy_ = 0, total_ = 0;
+  double server_cpu_ = 0, self_cpu_ = 0;
 };
 
 // Runs `call` from every client thread until the request or time bound,
@@ -466,6 +523,9 @@ int Main() {
     int span_days = 0;
     double alone = 0, with_lookups = 0, ratio = 0;  // medians of rounds
     Stats lookups;                                  // of the last round
+    // Of the last round: where the CPU went, and rawfeatd's CPU per event.
+    CpuMeter::Busy cpu_alone, cpu_with;
+    double server_us_alone = 0, server_us_with = 0;
   };
   StormRun storms[2];
   storms[0].what = "new events (last day)";
@@ -494,16 +554,24 @@ int Main() {
           absl::GetFlag(FLAGS_events),
           st.ok() ? static_cast<int64_t>(st->watermark()) : 0);
       settle();
+      CpuMeter meter(server);
       alone.push_back(ingest(first, run.span_days));
+      run.cpu_alone = meter.Read();
       settle();
       std::atomic<bool> done{false};
+      meter.Reset();
       std::thread lookups([&] {
         run.lookups = ClosedLoop(
             Caller(server.address(), ClientOptions(), scenarios[3]), &done);
       });
       with.push_back(ingest(first + storm_events, run.span_days));
+      run.cpu_with = meter.Read();
       done = true;
       lookups.join();
+      run.server_us_alone = run.cpu_alone.server * run.cpu_alone.seconds /
+                            storm_events * 1e6;
+      run.server_us_with =
+          run.cpu_with.server * run.cpu_with.seconds / storm_events * 1e6;
       ratios.push_back(alone.back() > 0 ? with.back() / alone.back() : 0);
       std::printf("storm %-22s round %d: alone %.0f ev/s, with lookups %.0f "
                   "ev/s (%.0f%%)\n",
@@ -643,6 +711,26 @@ int Main() {
       std::printf("%-22s %12.0f | %14.0f %9.0f %8.0f %8.0f | %8.0f%%\n",
                   run.what, run.alone, run.with_lookups, run.lookups.qps,
                   run.lookups.p50, run.lookups.p99, 100 * run.ratio);
+    }
+    // Ingest alone already keeps the cores busy: what lookups take, it
+    // loses. The CPU the lookups cost is what the "with" phase spends
+    // beyond its events at the alone phase's CPU per event.
+    std::printf(
+        "\nstorm CPU, last round, in cores busy of %u (machine = rawfeatd + "
+        "this tool's clients + the rest)\n"
+        "%-22s %-6s %9s %8s %8s %6s %6s | %18s\n",
+        std::thread::hardware_concurrency(), "", "phase", "seconds",
+        "machine", "rawfeatd", "tool", "rest", "rawfeatd us/event");
+    for (const StormRun& run : storms) {
+      for (const bool with_lookups : {false, true}) {
+        const CpuMeter::Busy& b = with_lookups ? run.cpu_with : run.cpu_alone;
+        std::printf("%-22s %-6s %9.1f %8.2f %8.2f %6.2f %6.2f | %18.1f\n",
+                    with_lookups ? "" : run.what,
+                    with_lookups ? "with" : "alone", b.seconds, b.machine,
+                    b.server, b.tool,
+                    std::max(0.0, b.machine - b.server - b.tool),
+                    with_lookups ? run.server_us_with : run.server_us_alone);
+      }
     }
   }
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);

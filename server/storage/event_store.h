@@ -547,7 +547,7 @@ class EventStore {
   // Adds appended events (their sorted event keys and values) to the head.
   void AddToHead(
       const std::vector<std::pair<std::string, const std::string*>>& puts);
-  // Rebuilds the head at open from the log after meta "unsealed_from",
+  // Rebuilds the head at open from the log after "unsealed_from",
   // sealing as it goes whenever it holds head_max_bytes.
   absl::Status LoadUnsealed();
   // What SealEntity sealed of one entity.
@@ -564,8 +564,9 @@ class EventStore {
   absl::Status SealEntity(absl::string_view prefix, const EntityHead& head,
                           rocksdb::Iterator* bit, rocksdb::WriteBatch* batch,
                           SealedEntity* sealed);
-  // Persists meta "unsealed_from" (a seq at or below every live head
-  // event's) if it moved.
+  // Writes "unsealed_from" (kUnsealedFromKey: a seq at or below every
+  // live head event's) if it moved; like seals, without the write-ahead
+  // log.
   absl::Status SaveUnsealedFrom() ABSL_EXCLUSIVE_LOCKS_REQUIRED(seal_pass_mu_);
   // Before an append: if the head is full, waits for sealing to make room
   // (or seals itself). Errors: those of Seal.

@@ -11,9 +11,16 @@
 // from the head for reads that see the new blocks. Readers merge blocks
 // with the head (event_cursor.cc), so sealing never changes an answer.
 //
-// At open the head is rebuilt from the log after meta "unsealed_from", a
-// seq at or below every unsealed event's, which each sealing pass moves
-// forward.
+// Sealing writes skip RocksDB's write-ahead log: its blocks are derived
+// from the log, which holds every event durably. At open the head is
+// rebuilt from the log after "unsealed_from", a seq at or below every
+// unsealed event's, which each sealing pass moves forward. It is written
+// in the events family too, without the write-ahead log, after the
+// blocks it vouches for: a memtable flush keeps a prefix of one family's
+// writes, so after a crash it never stands ahead of the blocks that
+// survived, and a seal lost with the memtable is redone from the log.
+// (Writes that must outlive a crash -- an erasure -- delete ranges, which
+// also cover blocks such a lost seal had replaced.)
 
 #include <algorithm>
 #include <limits>
@@ -41,7 +48,16 @@
 namespace rawfeat {
 namespace {
 
-constexpr char kMetaUnsealedFromKey[] = "unsealed_from";  // be64 seq
+// Where format-5 stores before sealing skipped the write-ahead log kept
+// "unsealed_from" (be64 seq); still read.
+constexpr char kMetaUnsealedFromKey[] = "unsealed_from";
+
+// Seals are written without the write-ahead log (see above).
+rocksdb::WriteOptions SealWrite() {
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;
+  return wo;
+}
 // Entities remembered as costly to seal (EventStore::seal_later_), at most.
 constexpr size_t kMaxSealLater = 1 << 16;
 // The most head events such an entity gathers before a regular pass.
@@ -97,12 +113,22 @@ void EventStore::SetSealListener(const void* owner, SealListener listener) {
 uint64_t EventStore::UnsealedEvents() const { return head_.live_events(); }
 
 absl::Status EventStore::LoadUnsealed() {
+  // Either marker is a seq at or below every event not durably sealed
+  // (sealed events stay sealed), so the higher one is.
   uint64_t from = 1;
   auto stored = GetMeta(kMetaUnsealedFromKey);
   if (stored.ok() && stored->size() == 8) {
     from = DecodeBigEndian64(stored->data());
   } else if (!stored.ok() && !absl::IsNotFound(stored.status())) {
     return stored.status();
+  }
+  std::string marker;
+  const rocksdb::Status ms =
+      db_->Get(rocksdb::ReadOptions(), events_cf_, kUnsealedFromKey, &marker);
+  if (ms.ok() && marker.size() == 8) {
+    from = std::max(from, DecodeBigEndian64(marker.data()));
+  } else if (!ms.ok() && !ms.IsNotFound()) {
+    return FromRocks(ms, "read unsealed_from");
   }
   {
     absl::MutexLock l(&seal_pass_mu_);
@@ -269,9 +295,9 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
       if (!status.ok()) break;  // this chunk stays unsealed
     }
     if (!status.ok()) break;
-    // Not synced: the events are durable in the log already, and the
-    // write-ahead log keeps this write whole or not at all.
-    status = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "seal");
+    // Only the events family, so a memtable flush keeps it whole or not
+    // at all; a crash before that leaves the events to the log.
+    status = FromRocks(db_->Write(SealWrite(), &batch), "seal");
     if (!status.ok()) break;
     // Reads from a RocksDB view that holds the new blocks no longer show
     // these events from the head.
@@ -322,9 +348,9 @@ absl::Status EventStore::SaveUnsealedFrom() {
   if (from <= unsealed_from_) return absl::OkStatus();
   std::string v;
   PutBigEndian64(&v, from);
+  // After the blocks it vouches for, in their family (see above).
   RETURN_IF_ERROR(FromRocks(
-      db_->Put(rocksdb::WriteOptions(), meta_cf_, kMetaUnsealedFromKey, v),
-      "seal"));
+      db_->Put(SealWrite(), events_cf_, kUnsealedFromKey, v), "seal"));
   unsealed_from_ = from;
   return absl::OkStatus();
 }

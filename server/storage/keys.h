@@ -53,6 +53,11 @@ std::string BlockKey(uint32_t stream_id, absl::string_view entity,
 // The entity's tail block: after all its full blocks.
 std::string TailBlockKey(uint32_t stream_id, absl::string_view entity);
 
+// In `events`, after every block key (stream ids stay below 2^31 - 1):
+// be64(seq), a seq at or below every unsealed event's. Sealing writes it,
+// like its blocks, without the write-ahead log (event_store_seal.cc).
+inline constexpr char kUnsealedFromKey[] = "\xff\xff\xff\xffunsealed_from";
+
 // The smallest key greater than every key starting with `prefix`
 // (an exclusive upper bound); empty if none exists (all 0xff).
 std::string PrefixSuccessor(absl::string_view prefix);

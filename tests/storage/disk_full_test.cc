@@ -326,8 +326,13 @@ INSTANTIATE_TEST_SUITE_P(Faults, BackgroundWriteFaultTest, ::testing::Bool(),
                            return info.param ? "ENOSPC" : "EIO";
                          });
 
-// A seal whose write fails changes nothing: every event reads as before,
-// and what was not sealed is sealed once writes work.
+// Seals write no file themselves (they skip the write-ahead log), so the
+// disk fails them two ways, and neither changes a read:
+// - a store whose writes stopped (an append failed) refuses the seal: the
+//   events stay in the head;
+// - sealed blocks whose flush fails stay in the memtable, read as before,
+//   and a restart (the fault gone) finds their events unsealed in the log
+//   again and seals them anew.
 TEST_P(BackgroundWriteFaultTest, AFailedSealLeavesEveryEventReadable) {
   std::vector<std::string> want;
   {
@@ -340,14 +345,31 @@ TEST_P(BackgroundWriteFaultTest, AFailedSealLeavesEveryEventReadable) {
     want = ReadEntities(store->get());
     ASSERT_EQ(want.size(), 250u);
     fs_->Arm(0, no_space_);
+    AppendRequest more = Batch(5);
+    EXPECT_FALSE((*store)->Append(&more).ok());
     EXPECT_FALSE((*store)->Seal(1).ok());
     EXPECT_EQ((*store)->UnsealedEvents(), 250u);
     EXPECT_EQ(ReadEntities(store->get()), want);
     fs_->Disarm();
   }
+  {
+    auto store = EventStore::Open(dir_.Sub("db"), options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->UnsealedEvents(), 250u);
+    ASSERT_TRUE((*store)->Seal(1).ok());
+    EXPECT_EQ((*store)->UnsealedEvents(), 0u);
+    EXPECT_EQ(ReadEntities(store->get()), want);
+    // The blocks' flush (a checkpoint flushes first) fails, and so does
+    // the one at close: the disk is still failing when the store closes.
+    fs_->Arm(0, no_space_);
+    EXPECT_FALSE((*store)->Checkpoint(dir_.Sub("cp")).ok());
+    EXPECT_EQ(ReadEntities(store->get()), want);
+  }
+  fs_->Disarm();
   auto store = EventStore::Open(dir_.Sub("db"), options_);
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_EQ((*store)->UnsealedEvents(), 250u);
+  EXPECT_EQ(ReadEntities(store->get()), want);
   ASSERT_TRUE((*store)->Seal(1).ok());
   EXPECT_EQ((*store)->UnsealedEvents(), 0u);
   EXPECT_EQ(ReadEntities(store->get()), want);
