@@ -1,6 +1,7 @@
 #include "client/local_server.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,9 @@ LocalServer::LocalServer(const std::string& binary, const std::string& data_dir,
   argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
+    // Never outlives this process (a test that crashes, a load tool
+    // stopped with ^C): the kernel kills it when the forking thread ends.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execv(binary.c_str(), argv.data());
     _exit(127);
   }

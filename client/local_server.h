@@ -15,7 +15,8 @@ class LocalServer {
  public:
   // Starts `binary` with --listen=127.0.0.1:0, --data_dir, --port_file in
   // `work_dir`, plus `extra_flags`, and waits up to 30 s for it to serve.
-  // Check ok() afterwards.
+  // Check ok() afterwards. The child is killed when the calling thread
+  // ends, so construct it on a thread that outlives it.
   LocalServer(const std::string& binary, const std::string& data_dir,
               const std::string& work_dir,
               const std::vector<std::string>& extra_flags = {});

@@ -240,7 +240,9 @@ TEST(CrashTest, SealsLostInAKillAreRedoneFromTheLog) {
       ASSERT_EQ(r->accepted(), 600);
       ASSERT_EQ(WaitSealed(client), 0u);
     }
-    events = client.GetStatus()->watermark();
+    auto st = client.GetStatus();
+    ASSERT_TRUE(st.ok()) << st.status();
+    events = st->watermark();
     ASSERT_EQ(events, 1800u);
     before = AllEvents(client);
     child.Kill();
@@ -265,7 +267,9 @@ TEST(CrashTest, SealsLostInAKillAreRedoneFromTheLog) {
   ASSERT_TRUE(child.ok());
   Client client(child.address());
   // A clean stop flushed the seals: nothing is left to load.
-  EXPECT_EQ(client.GetStatus()->unsealed_events(), 0u);
+  auto st = client.GetStatus();
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->unsealed_events(), 0u);
   EXPECT_EQ(AllEvents(client), before);
 }
 

@@ -12,6 +12,7 @@
 // (one command), then copy /tmp/fx/v1_datadir.{tar.gz,answers} here.
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -437,6 +438,7 @@ TEST(DataDirCompatTest, AKillDuringConversionFromV1LosesNothing) {
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the test
       execv(argv[0], argv.data());
       _exit(127);
     }
