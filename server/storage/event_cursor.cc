@@ -90,6 +90,7 @@ struct EventCursor::Rep {
   // `bit` stays on while block_pinned); `next` is the first not yet
   // passed.
   bool block_pinned = false;
+  bool block_is_tail = false;  // the pinned block is its entity's last
   std::string block_entity;
   std::vector<BlockEvent> block;
   // The block's value column, decoded into `block` on the first value()
@@ -195,6 +196,7 @@ struct EventCursor::Rep {
     if (one_entity && bk.entity != entity) return;
     block_entity.assign(bk.entity.data(), bk.entity.size());
     block_pinned = true;
+    block_is_tail = IsTailBlockKey(k);
     if (!DecodeBlockKeys(ToView(bit->value()), &block, &block_values)) {
       Fail(CorruptBlock());
       return;
@@ -222,6 +224,13 @@ struct EventCursor::Rep {
     // The block source: a block of the range with events left, or none.
     while (next >= block.size() && !blocks_done && status.ok() &&
            bit->Valid()) {
+      // Past an entity's tail block only other entities' blocks follow:
+      // one entity's scan ends there without stepping the iterator (a
+      // median entity's whole history is its tail block).
+      if (one_entity && block_pinned && block_is_tail) {
+        blocks_done = true;
+        break;
+      }
       ReadBlock();
       if (block.empty()) blocks_done = true;  // past the entity
     }

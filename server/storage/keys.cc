@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 
@@ -49,6 +50,15 @@ std::string TailBlockKey(uint32_t stream_id, absl::string_view entity) {
   std::string k = BlockPrefix(stream_id, entity);
   k.append(16, '\xff');
   return k;
+}
+
+bool IsTailBlockKey(absl::string_view block_key) {
+  // A full block ending at time INT64_MAX and seq UINT64_MAX would have
+  // it, but no event has such a time (validation keeps times to years
+  // 1 to 9999).
+  constexpr absl::string_view kTail = "\xff\xff\xff\xff\xff\xff\xff\xff"
+                                      "\xff\xff\xff\xff\xff\xff\xff\xff";
+  return absl::EndsWith(block_key, kTail);
 }
 
 std::string PrefixSuccessor(absl::string_view prefix) {

@@ -52,6 +52,9 @@ std::string BlockKey(uint32_t stream_id, absl::string_view entity,
                      int64_t last_time_us, uint64_t last_seq);
 // The entity's tail block: after all its full blocks.
 std::string TailBlockKey(uint32_t stream_id, absl::string_view entity);
+// True if `block_key` (a key of a block) is its entity's tail block's: no
+// block of the entity follows it.
+bool IsTailBlockKey(absl::string_view block_key);
 
 // In `events`, after every block key (stream ids stay below 2^31 - 1):
 // be64(seq), a seq at or below every unsealed event's. Sealing writes it,

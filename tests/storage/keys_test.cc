@@ -54,6 +54,22 @@ TEST(KeysTest, EntityPrefixesDoNotOverlap) {
   EXPECT_LT(PrefixSuccessor(a), ab_key);
 }
 
+TEST(KeysTest, OnlyTheTailBlockKeyIsTheTails) {
+  EXPECT_TRUE(IsTailBlockKey(TailBlockKey(3, "u")));
+  EXPECT_TRUE(IsTailBlockKey(TailBlockKey(3, "")));
+  // Full blocks, even one ending at the latest time an event may have,
+  // sort before it.
+  for (const std::string& full :
+       {BlockKey(3, "u", 0, 0), BlockKey(3, "u", -1, 7),
+        BlockKey(3, "u", 253402300799LL * 1000000 + 999999,
+                 std::numeric_limits<uint64_t>::max())}) {
+    EXPECT_FALSE(IsTailBlockKey(full));
+    EXPECT_LT(full, TailBlockKey(3, "u"));
+  }
+  // An entity whose name ends in 0xff bytes is still read by its key's end.
+  EXPECT_FALSE(IsTailBlockKey(BlockKey(3, std::string(20, '\xff'), 5, 5)));
+}
+
 TEST(KeysTest, PrefixSuccessor) {
   EXPECT_EQ(PrefixSuccessor("ab"), "ac");
   EXPECT_EQ(PrefixSuccessor(std::string("a\xff", 2)), "b");
