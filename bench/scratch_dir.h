@@ -1,7 +1,8 @@
 #ifndef RAWFEAT_BENCH_SCRATCH_DIR_H_
 #define RAWFEAT_BENCH_SCRATCH_DIR_H_
 
-// The load tools' working directory: the one the user named (kept), or a
+// The load tools' working directory: the one the user named (kept, and
+// created if missing), or a
 // fresh /tmp/rawfeat-<name>-XXXXXX removed on every exit path.
 
 #include <stdlib.h>
@@ -16,6 +17,10 @@ class ScratchDir {
   ScratchDir(const std::string& given, const std::string& name) {
     if (!given.empty()) {
       path_ = given;
+      // Created if missing (the tools write files into it before the
+      // server starts, which would fail quietly).
+      std::error_code ec;
+      std::filesystem::create_directories(path_, ec);
       return;
     }
     std::string tmpl = "/tmp/rawfeat-" + name + "-XXXXXX";
