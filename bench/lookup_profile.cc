@@ -82,28 +82,25 @@ int Main() {
             &arena);
     return views.GetFeatures(*request, response).ok();
   };
-  for (int i = 0; i < lookups; ++i) {
-    if (!lookup()) return 1;
-  }
+  // Microseconds for `lookups` lookups; negative if one failed.
+  auto timed = [&]() -> double {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < lookups; ++i) {
+      if (!lookup()) return -1;
+    }
+    return std::chrono::duration<double, std::micro>(
+               std::chrono::steady_clock::now() - start)
+        .count();
+  };
+  if (timed() < 0) return 1;  // warms the cache
   const uint64_t tiles_before = views.tiles_used();
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
   rocksdb::get_perf_context()->Reset();
-  const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < lookups; ++i) {
-    if (!lookup()) return 1;
-  }
-  const double wall_us = std::chrono::duration<double, std::micro>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double wall_us = timed();
   rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
   const rocksdb::PerfContext p = *rocksdb::get_perf_context();
-  const auto plain_start = std::chrono::steady_clock::now();
-  for (int i = 0; i < lookups; ++i) {
-    if (!lookup()) return 1;
-  }
-  const double plain_us = std::chrono::duration<double, std::micro>(
-                              std::chrono::steady_clock::now() - plain_start)
-                              .count();
+  const double plain_us = timed();
+  if (wall_us < 0 || plain_us < 0) return 1;
   const double n = lookups;
   std::printf(
       "%d lookups of %d entities (ranks %d..%d), per lookup:\n"
