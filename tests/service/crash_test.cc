@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "client/local_server.h"
-#include "server/common/hash.h"
 #include "gtest/gtest.h"
+#include "server/common/hash.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
