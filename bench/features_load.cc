@@ -712,9 +712,9 @@ int Main() {
                   run.what, run.alone, run.with_lookups, run.lookups.qps,
                   run.lookups.p50, run.lookups.p99, 100 * run.ratio);
     }
-    // Ingest alone already keeps the cores busy: what lookups take, it
-    // loses. The CPU the lookups cost is what the "with" phase spends
-    // beyond its events at the alone phase's CPU per event.
+    // Where each phase's CPU went. rawfeatd's CPU per event in the "with"
+    // phase also pays for the lookups and the tiles they ask for: beyond
+    // the alone phase's, it is what the lookups cost the ingest.
     std::printf(
         "\nstorm CPU, last round, in cores busy of %u (machine = rawfeatd + "
         "this tool's clients + the rest)\n"

@@ -2,8 +2,8 @@
 #define RAWFEAT_BENCH_SCRATCH_DIR_H_
 
 // The load tools' working directory: the one the user named (kept, and
-// created if missing), or a
-// fresh /tmp/rawfeat-<name>-XXXXXX removed on every exit path.
+// created if missing), or a fresh /tmp/rawfeat-<name>-XXXXXX removed on
+// every exit path.
 
 #include <stdlib.h>
 
