@@ -20,7 +20,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -29,7 +28,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "bench/scratch_dir.h"
 #include "bench/workload.h"
 #include "bench/workload_flags.h"
@@ -112,21 +110,6 @@ Payment MakePayment(int64_t i, const bench::Zipf& merchants, int days) {
   return p;
 }
 
-// CPU seconds (user + system) process `pid` has used; 0 if unknown.
-double CpuSeconds(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  // Fields after the command name "(...)": utime and stime are the 12th
-  // and 13th.
-  const size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
-  if (fields.size() < 13) return 0;
-  return (std::stod(fields[11]) + std::stod(fields[12])) /
-         static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // Resets the peak RSS (VmHWM) of process `pid` to its current RSS.
 void ResetPeakRss(pid_t pid) {
   std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5";
@@ -157,7 +140,7 @@ bool TimedJoin(Client& client, LocalServer& server,
   int64_t sent = 0;
   *timing = JoinTiming();
   ResetPeakRss(server.pid());
-  const double cpu_before = CpuSeconds(server.pid());
+  const double cpu_before = server.CpuSeconds();
   const auto start = Clock::now();
   auto since = [&] {
     return std::chrono::duration<double>(Clock::now() - start).count();
@@ -178,7 +161,7 @@ bool TimedJoin(Client& client, LocalServer& server,
         return true;
       });
   timing->total = since();
-  timing->server_cpu = CpuSeconds(server.pid()) - cpu_before;
+  timing->server_cpu = server.CpuSeconds() - cpu_before;
   timing->peak_rss = server.PeakRssBytes();
   if (!s.ok() || timing->rows != n) {
     std::fprintf(stderr, "JoinFeatures of %s: %s (%lld of %lld rows)\n",

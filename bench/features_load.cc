@@ -149,10 +149,7 @@ class CpuMeter {
     *busy = *total - v[3] - v[4];
   }
   static double SelfCpuSeconds() {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
-           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    return bench::RusageCpuSeconds(RUSAGE_SELF);
   }
 
   const LocalServer& server_;

@@ -178,20 +178,15 @@ bool RunCsvIngest(const std::string& csv, int64_t rows, const std::string& work,
       dir, "/cli.out 2>&1");
   const double cpu_start = server.CpuSeconds();
   // The CLI (and its shell) are the only children reaped meanwhile.
-  auto children_cpu = [] {
-    struct rusage u;
-    getrusage(RUSAGE_CHILDREN, &u);
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
-           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-  };
-  const double cli_start = children_cpu();
+  const double cli_start = bench::RusageCpuSeconds(RUSAGE_CHILDREN);
   const auto start = std::chrono::steady_clock::now();
   const int rc = std::system(command.c_str());
   out->seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
   out->server_cpu_us = (server.CpuSeconds() - cpu_start) * 1e6 / rows;
-  out->cli_cpu_us = (children_cpu() - cli_start) * 1e6 / rows;
+  out->cli_cpu_us =
+      (bench::RusageCpuSeconds(RUSAGE_CHILDREN) - cli_start) * 1e6 / rows;
   if (rc != 0) {
     std::fprintf(stderr, "%s failed (%d)\n", command.c_str(), rc);
     return false;

@@ -1,5 +1,7 @@
 #include "bench/workload.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -122,6 +124,13 @@ double WaitSettled(const std::string& address, double max_seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   return since();
+}
+
+double RusageCpuSeconds(int who) {
+  struct rusage u;
+  if (getrusage(who, &u) != 0) return 0;
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 int RunTool(int argc, char** argv, int (*tool)()) {

@@ -99,6 +99,10 @@ struct Workload {
 // into blocks, every tile build asked for done. Returns the seconds waited.
 double WaitSettled(const std::string& address, double max_seconds);
 
+// CPU seconds (user + system) that getrusage(who) reports: RUSAGE_SELF
+// (this tool) or RUSAGE_CHILDREN (its children reaped so far).
+double RusageCpuSeconds(int who);
+
 // A load tool's main: parses the command line, turns off Abseil's
 // lock-order checks as rawfeatd does (server/main.cc; Debian's Abseil
 // keeps them on), and returns `tool()`.
