@@ -7,6 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/impl/client_unary_call.h"
+#include "grpcpp/impl/rpc_method.h"
+#include "grpcpp/support/byte_buffer.h"
 
 namespace rawfeat {
 
@@ -127,6 +130,25 @@ absl::StatusOr<v1::IngestResponse> Client::Ingest(
   return Unary<v1::IngestResponse>(
       [&](grpc::ClientContext* ctx, v1::IngestResponse* response) {
         return stub_->Ingest(ctx, request, response);
+      });
+}
+
+absl::StatusOr<v1::IngestResponse> Client::IngestEncoded(
+    absl::string_view request) {
+  // The method the generated stub calls, with the request's bytes as they
+  // are (gRPC's ByteBuffer serialization) instead of a message.
+  static const std::string kMethod =
+      absl::StrCat("/", v1::FeatureStore::service_full_name(), "/Ingest");
+  const grpc::internal::RpcMethod method(
+      kMethod.c_str(), grpc::internal::RpcMethod::NORMAL_RPC, channel_);
+  grpc::Slice slice(request.data(), request.size());
+  const grpc::ByteBuffer buffer(&slice, 1);
+  return Unary<v1::IngestResponse>(
+      [&](grpc::ClientContext* ctx, v1::IngestResponse* response) {
+        return grpc::internal::BlockingUnaryCall<
+            grpc::ByteBuffer, v1::IngestResponse, grpc::ByteBuffer,
+            grpc::protobuf::MessageLite>(channel_.get(), method, ctx, buffer,
+                                         response);
       });
 }
 

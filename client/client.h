@@ -47,6 +47,10 @@ class Client {
       const v1::ApplyDefinitionsRequest& request);
   absl::StatusOr<v1::ListDefinitionsResponse> ListDefinitions();
   absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& request);
+  // Ingest of a request already in protobuf wire format (an
+  // IngestRequest's bytes, e.g. from RecordMapper::AppendCsvToRequest),
+  // sent as it is. The server parses it as any IngestRequest.
+  absl::StatusOr<v1::IngestResponse> IngestEncoded(absl::string_view request);
   // Sends every batch produced by `next` (which fills its argument and
   // returns false when done) in one IngestStream call.
   absl::StatusOr<v1::IngestResponse> IngestStream(

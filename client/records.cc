@@ -5,11 +5,14 @@
 #include <streambuf>
 #include <string>
 
+#include "absl/base/casts.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/common/wire.h"
 
 namespace rawfeat {
 
@@ -168,47 +171,39 @@ absl::Status RecordMapper::SetHeader(const std::vector<std::string>& header) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Value> RecordMapper::ParseCell(
-    const v1::FieldDef& field, absl::string_view cell) const {
-  v1::Value v;
+absl::Status RecordMapper::ParseCell(const v1::FieldDef& field,
+                                     absl::string_view cell,
+                                     CsvValue* value) {
+  value->field = &field;
   switch (field.type()) {
-    case v1::INT64: {
-      int64_t i;
-      if (!absl::SimpleAtoi(cell, &i)) {
+    case v1::INT64:
+      if (!absl::SimpleAtoi(cell, &value->i)) {
         return absl::InvalidArgumentError(
             absl::StrCat("'", cell, "' is not an INT64"));
       }
-      v.set_int64_value(i);
-      break;
-    }
-    case v1::DOUBLE: {
-      double d;
-      if (!absl::SimpleAtod(cell, &d)) {
+      return absl::OkStatus();
+    case v1::DOUBLE:
+      if (!absl::SimpleAtod(cell, &value->d)) {
         return absl::InvalidArgumentError(
             absl::StrCat("'", cell, "' is not a DOUBLE"));
       }
-      v.set_double_value(d);
-      break;
-    }
+      return absl::OkStatus();
     case v1::STRING:
-      v.set_string_value(std::string(cell));
-      break;
-    case v1::BOOL: {
-      const std::string lower = absl::AsciiStrToLower(cell);
-      if (lower == "true" || lower == "1") {
-        v.set_bool_value(true);
-      } else if (lower == "false" || lower == "0") {
-        v.set_bool_value(false);
+      value->s = cell;
+      return absl::OkStatus();
+    case v1::BOOL:
+      if (absl::EqualsIgnoreCase(cell, "true") || cell == "1") {
+        value->b = true;
+      } else if (absl::EqualsIgnoreCase(cell, "false") || cell == "0") {
+        value->b = false;
       } else {
         return absl::InvalidArgumentError(
             absl::StrCat("'", cell, "' is not a BOOL (true/false/1/0)"));
       }
-      break;
-    }
+      return absl::OkStatus();
     default:
       return absl::InvalidArgumentError("field has no type");
   }
-  return v;
 }
 
 namespace {
@@ -254,15 +249,16 @@ bool IsValidUtf8(absl::string_view s) {
 
 }  // namespace
 
-absl::StatusOr<v1::Event> RecordMapper::FromCsv(
-    const std::vector<std::string>& cells, int64_t line,
-    const std::vector<bool>* quoted) const {
+absl::Status RecordMapper::ReadCsv(const std::vector<std::string>& cells,
+                                   int64_t line,
+                                   const std::vector<bool>* quoted,
+                                   CsvEvent* event) const {
   if (cells.size() != columns_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("line ", line, ": has ", cells.size(),
                      " columns, the header has ", columns_.size()));
   }
-  v1::Event e;
+  event->values.clear();
   for (size_t c = 0; c < cells.size(); ++c) {
     const std::string& cell = cells[c];
     const int col = columns_[c];
@@ -277,38 +273,111 @@ absl::StatusOr<v1::Event> RecordMapper::FromCsv(
           "not valid UTF-8 (convert the file, e.g. iconv -f latin1 -t utf-8)"));
     }
     if (col == kEntityColumn) {
-      e.set_entity(cell);
+      event->entity = cell;
     } else if (col == kIdColumn) {
-      e.set_event_id(cell);
+      event->event_id = cell;
     } else if (col == kTimeColumn) {
       auto t = ParseTime(cell, time_unit_);
       if (!t.ok()) {
         return absl::InvalidArgumentError(
             LineError(line, stream_.time_field(), t.status().message()));
       }
-      *e.mutable_event_time() = MicrosToTimestamp(*t);
+      event->time_us = *t;
     } else {
       const v1::FieldDef& f = stream_.fields(col);
+      CsvValue value;
       if (cell.empty()) {
         const bool empty_string =
             quoted != nullptr && c < quoted->size() && (*quoted)[c];
         if (!f.required() && !empty_string) continue;  // null
-        if (f.type() == v1::STRING) {
-          (*e.mutable_fields())[f.name()].set_string_value("");
-          continue;
+        if (f.type() != v1::STRING) {
+          return absl::InvalidArgumentError(
+              LineError(line, f.name(), "required field is empty"));
         }
-        return absl::InvalidArgumentError(
-            LineError(line, f.name(), "required field is empty"));
       }
-      auto v = ParseCell(f, cell);
-      if (!v.ok()) {
-        return absl::InvalidArgumentError(
-            LineError(line, f.name(), v.status().message()));
+      absl::Status s = ParseCell(f, cell, &value);
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(LineError(line, f.name(), s.message()));
       }
-      (*e.mutable_fields())[f.name()] = std::move(*v);
+      event->values.push_back(value);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Event> RecordMapper::FromCsv(
+    const std::vector<std::string>& cells, int64_t line,
+    const std::vector<bool>* quoted) const {
+  CsvEvent row;
+  absl::Status s = ReadCsv(cells, line, quoted, &row);
+  if (!s.ok()) return s;
+  v1::Event e;
+  e.set_event_id(std::string(row.event_id));
+  e.set_entity(std::string(row.entity));
+  *e.mutable_event_time() = MicrosToTimestamp(row.time_us);
+  for (const CsvValue& value : row.values) {
+    v1::Value& v = (*e.mutable_fields())[value.field->name()];
+    switch (value.field->type()) {
+      case v1::INT64:
+        v.set_int64_value(value.i);
+        break;
+      case v1::DOUBLE:
+        v.set_double_value(value.d);
+        break;
+      case v1::STRING:
+        v.set_string_value(std::string(value.s));
+        break;
+      default:  // BOOL (ParseCell refuses the rest)
+        v.set_bool_value(value.b);
     }
   }
   return e;
+}
+
+absl::Status RecordMapper::AppendCsvToRequest(
+    const std::vector<std::string>& cells, int64_t line,
+    const std::vector<bool>* quoted, std::string* out) const {
+  CsvEvent& row = scratch_row_;
+  std::string& event = scratch_event_;
+  std::string& entry = scratch_entry_;
+  std::string& value = scratch_value_;
+  absl::Status s = ReadCsv(cells, line, quoted, &row);
+  if (!s.ok()) return s;
+  event.clear();
+  if (!row.event_id.empty()) {
+    wire::PutBytesField(&event, v1::Event::kEventIdFieldNumber, row.event_id);
+  }
+  if (!row.entity.empty()) {
+    wire::PutBytesField(&event, v1::Event::kEntityFieldNumber, row.entity);
+  }
+  wire::PutTimestampField(&event, v1::Event::kEventTimeFieldNumber,
+                          row.time_us);
+  for (const CsvValue& v : row.values) {
+    // A map entry: key (1), value (2).
+    value.clear();
+    switch (v.field->type()) {
+      case v1::INT64:
+        wire::PutVarintField(&value, v1::Value::kInt64ValueFieldNumber,
+                             static_cast<uint64_t>(v.i));
+        break;
+      case v1::DOUBLE:
+        wire::PutFixed64Field(&value, v1::Value::kDoubleValueFieldNumber,
+                              absl::bit_cast<uint64_t>(v.d));
+        break;
+      case v1::STRING:
+        wire::PutBytesField(&value, v1::Value::kStringValueFieldNumber, v.s);
+        break;
+      default:  // BOOL
+        wire::PutVarintField(&value, v1::Value::kBoolValueFieldNumber,
+                             v.b ? 1 : 0);
+    }
+    entry.clear();
+    wire::PutBytesField(&entry, 1, v.field->name());
+    wire::PutBytesField(&entry, 2, value);
+    wire::PutBytesField(&event, v1::Event::kFieldsFieldNumber, entry);
+  }
+  wire::PutBytesField(out, v1::IngestRequest::kEventsFieldNumber, event);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Event> RecordMapper::FromJson(absl::string_view text,

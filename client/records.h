@@ -65,6 +65,18 @@ class RecordMapper {
       const std::vector<std::string>& cells, int64_t line,
       const std::vector<bool>* quoted = nullptr) const;
 
+  // FromCsv written straight as protobuf wire bytes: appends the event to
+  // `out` as one `events` entry of an IngestRequest, so a batch is these
+  // entries plus the request's other fields, with no message per row
+  // (building, sizing, serializing and freeing a map<string, Value> per row
+  // was two thirds of a CSV ingest's client CPU). The bytes parse as the
+  // event FromCsv returns. Same checks and errors; `out` is unchanged on
+  // error.
+  absl::Status AppendCsvToRequest(const std::vector<std::string>& cells,
+                                  int64_t line,
+                                  const std::vector<bool>* quoted,
+                                  std::string* out) const;
+
   // One JSON Lines object -> event (null = absent).
   // Errors: INVALID_ARGUMENT "line N: ...".
   absl::StatusOr<v1::Event> FromJson(absl::string_view text,
@@ -79,13 +91,35 @@ class RecordMapper {
   const v1::StreamDef& stream() const { return stream_; }
 
  private:
-  absl::StatusOr<v1::Value> ParseCell(const v1::FieldDef& field,
-                                      absl::string_view cell) const;
+  // One CSV record, checked and typed; views into the cells.
+  struct CsvValue {
+    const v1::FieldDef* field = nullptr;
+    int64_t i = 0;  // INT64
+    double d = 0;   // DOUBLE
+    bool b = false;  // BOOL
+    absl::string_view s;  // STRING
+  };
+  struct CsvEvent {
+    absl::string_view event_id, entity;
+    int64_t time_us = 0;
+    std::vector<CsvValue> values;  // present fields, in column order
+  };
+  // FromCsv's checks, into `*event`. Errors: FromCsv's.
+  absl::Status ReadCsv(const std::vector<std::string>& cells, int64_t line,
+                       const std::vector<bool>* quoted,
+                       CsvEvent* event) const;
+  // `cell` (not empty) as a value of `field`. Errors: INVALID_ARGUMENT
+  // saying what the cell is not.
+  static absl::Status ParseCell(const v1::FieldDef& field,
+                                absl::string_view cell, CsvValue* value);
 
   v1::StreamDef stream_;
   TimeUnit time_unit_;
   // For each CSV column: -1 entity, -2 time, -3 event_id, else field index.
   std::vector<int> columns_;
+  // AppendCsvToRequest's buffers, kept between rows.
+  mutable CsvEvent scratch_row_;
+  mutable std::string scratch_event_, scratch_entry_, scratch_value_;
 };
 
 // Shortest text that reads back as the same double.

@@ -52,6 +52,7 @@
 #include "client/cli/cli_util.h"
 #include "client/cli/replay_jobs.h"
 #include "client/client.h"
+#include "server/common/wire.h"
 #include "client/output_file.h"
 #include "client/progress.h"
 #include "client/records.h"
@@ -191,15 +192,20 @@ int RunIngest(Client& client, const IngestArgs& args) {
   }
 
   Progress progress("ingest", total_bytes);
+  // A batch is an IngestRequest in wire format: its stream and on_invalid
+  // fields, then one `events` entry per row, appended as rows are read.
   struct Batch {
-    v1::IngestRequest request;
+    std::string request;
     std::vector<int64_t> lines;  // line of each row
   };
   auto new_batch = [&]() {
     Batch b;
-    b.request.set_stream(args.stream);
-    b.request.set_on_invalid(args.skip_invalid ? v1::SKIP_ROW
-                                               : v1::REJECT_BATCH);
+    b.request.reserve(size_t{256} * args.batch_size);
+    wire::PutBytesField(&b.request, v1::IngestRequest::kStreamFieldNumber,
+                        args.stream);
+    wire::PutVarintField(
+        &b.request, v1::IngestRequest::kOnInvalidFieldNumber,
+        args.skip_invalid ? v1::SKIP_ROW : v1::REJECT_BATCH);
     return b;
   };
   Batch batch = new_batch();
@@ -210,7 +216,8 @@ int RunIngest(Client& client, const IngestArgs& args) {
   std::mutex count_mu;
 
   auto send = [&](const Batch& b, std::mt19937_64& sender_rng) -> absl::Status {
-    auto r = SendWithRetries(client, b.request, args.retries, sender_rng);
+    auto r = WithRetries(args.retries, sender_rng,
+                         [&] { return client.IngestEncoded(b.request); });
     if (!r.ok()) {
       // Who may write is not about the rows: no batch to point at.
       if (absl::IsPermissionDenied(r.status()) ||
@@ -289,7 +296,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
   };
   // Hands the batch over once a sender took the previous one.
   auto flush = [&]() -> absl::Status {
-    if (batch.request.events().empty()) return absl::OkStatus();
+    if (batch.lines.empty()) return absl::OkStatus();
     std::unique_lock<std::mutex> l(mu);
     cv.wait(l, [&] { return !queued.has_value() || !send_failure.ok(); });
     if (!send_failure.ok()) return send_failure;
@@ -306,8 +313,9 @@ int RunIngest(Client& client, const IngestArgs& args) {
 
   std::string text;
   int64_t line = 0;
+  std::string json_event;
   while (true) {
-    absl::StatusOr<v1::Event> event;
+    absl::Status row;
     if (*format == "csv") {
       if (!csv.Next(&cells)) {
         if (!csv.error().ok()) {
@@ -318,22 +326,30 @@ int RunIngest(Client& client, const IngestArgs& args) {
       }
       line = csv.record_line();
       if (cells.size() == 1 && cells[0].empty()) continue;  // blank line
-      event = mapper.FromCsv(cells, line, &csv.quoted());
+      row = mapper.AppendCsvToRequest(cells, line, &csv.quoted(),
+                                      &batch.request);
     } else {
       if (!std::getline(in, text)) break;
       ++line;
       if (text.empty() || text == "\r") continue;
-      event = mapper.FromJson(text, line);
+      auto event = mapper.FromJson(text, line);
+      if (event.ok()) {
+        json_event.clear();
+        event->AppendToString(&json_event);
+        wire::PutBytesField(&batch.request,
+                            v1::IngestRequest::kEventsFieldNumber, json_event);
+      } else {
+        row = event.status();
+      }
     }
     ++rows;
-    if (!event.ok()) {
-      if (!args.skip_invalid) return Fail(event.status());
-      reject(event.status().message());
+    if (!row.ok()) {
+      if (!args.skip_invalid) return Fail(row);
+      reject(row.message());
       continue;
     }
-    *batch.request.add_events() = std::move(*event);
     batch.lines.push_back(line);
-    if (batch.request.events_size() >= args.batch_size) {
+    if (static_cast<int64_t>(batch.lines.size()) >= args.batch_size) {
       absl::Status s = flush();
       if (!s.ok()) return Fail(s);
       const int64_t pos = in.tellg();

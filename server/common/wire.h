@@ -44,6 +44,14 @@ inline void PutBytesField(std::string* out, int field, absl::string_view v) {
   out->append(v.data(), v.size());
 }
 
+// A fixed64 field (a double's bits), little-endian as the wire wants.
+inline void PutFixed64Field(std::string* out, int field, uint64_t bits) {
+  out->push_back(static_cast<char>(Tag(field, kFixed64)));
+  for (int i = 0; i < 8; ++i) {
+    out->push_back(static_cast<char>(bits >> (8 * i)));
+  }
+}
+
 // google.protobuf.Timestamp of `micros`: seconds floor-divided, nanos in
 // [0, 1e9), zero fields omitted.
 struct TimestampParts {

@@ -1,9 +1,11 @@
 #include "client/records.h"
 
 #include <limits>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -93,6 +95,69 @@ TEST(RecordMapperTest, EmptyStringAndNullRoundTrip) {
   EXPECT_EQ(CsvCell(null), "");
   EXPECT_EQ(CsvCell(whole), "120.0");
   EXPECT_EQ(CsvCell(list), "[2.0]");
+}
+
+// The wire bytes a CSV row is sent as parse, by protobuf's own parser, to
+// exactly the event FromCsv builds (deterministic serialization compared,
+// so a double's sign and bits count), for rows with every kind of cell.
+TEST(RecordMapperTest, WireBytesParseAsTheEvent) {
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kMillis);
+  ASSERT_TRUE(m.SetHeader({"event_id", "user_id", "order_time", "amount",
+                           "quantity", "category", "coupon", "is_gift"})
+                  .ok());
+  std::mt19937_64 rng(7);
+  auto one_of = [&](std::vector<std::string> options) {
+    return options[rng() % options.size()];
+  };
+  const std::vector<std::string> doubles = {
+      "0", "-0.0", "1.5", "-2.25e-3", "1e300", "-1.7976931348623157e308",
+      "4.9e-324", "120", "0.1", "123456789.123456789", "ten"};
+  const std::vector<std::string> ints = {
+      "0", "-1", "1", "9223372036854775807", "-9223372036854775808", "300",
+      "-129"};
+  const std::vector<std::string> times = {
+      "2026-11-24T09:00:00Z",     "1969-12-31T23:59:59.9999995Z",
+      "0001-01-01T00:00:00Z",     "9999-12-31T23:59:59.999999Z",
+      "2026-11-24T09:00:00+09:00", "2026-11-24t09:00:00.5-03:30",
+      "1700000000123",            "-5ms",
+      "1700000000s"};
+  int rows = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<std::string> cells = {
+        one_of({"", "o-1", "id with spaces", absl::StrCat("o-", rng())}),
+        one_of({"u1", "caf\xc3\xa9", std::string(300, 'x'), "a,b"}),
+        one_of(times),
+        one_of(doubles),
+        one_of(ints),
+        one_of({"", "books", "\xf0\x9f\x99\x82 emoji", "quote\"d"}),
+        one_of({"", "CPN-1"}),
+        one_of({"", "true", "FALSE", "1", "0"})};
+    // Empty category and coupon cells quoted ("", the empty string) or not
+    // (null), at random.
+    std::vector<bool> quoted(cells.size(), false);
+    quoted[5] = rng() % 2 == 0;
+    quoted[6] = rng() % 2 == 0;
+    auto event = m.FromCsv(cells, i + 2, &quoted);
+    std::string request = "ignored prefix";
+    const std::string before = request;
+    absl::Status appended =
+        m.AppendCsvToRequest(cells, i + 2, &quoted, &request);
+    ASSERT_EQ(appended.ok(), event.ok()) << appended << " / " << event.status();
+    if (!event.ok()) {
+      EXPECT_EQ(appended.message(), event.status().message());
+      EXPECT_EQ(request, before);  // unchanged on error
+      continue;
+    }
+    v1::IngestRequest parsed;
+    ASSERT_TRUE(parsed.ParseFromString(request.substr(before.size())));
+    ASSERT_EQ(parsed.events_size(), 1);
+    ASSERT_EQ(testing::Canonical(parsed.events(0)), testing::Canonical(*event))
+        << parsed.events(0).DebugString() << " vs " << event->DebugString();
+    ++rows;
+  }
+  // Rows of both kinds were drawn (an amount of "ten" is refused).
+  EXPECT_GT(rows, 1000);
+  EXPECT_LT(rows, 3000);
 }
 
 TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
