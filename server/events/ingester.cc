@@ -32,44 +32,61 @@ std::string DescribeRowErrors(const std::vector<v1::RowError>& errors) {
 
 absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
     const v1::IngestRequest& request, int batch_index) const {
-  if (observer_ == nullptr) return IngestCounted(request, batch_index, nullptr);
-  IngestCounts counts;
-  auto response = IngestCounted(request, batch_index, &counts);
-  if (counts.rows < 0) return response;  // not a known stream
-  counts.bytes = static_cast<int64_t>(request.ByteSizeLong());
-  counts.failed = !response.ok();
-  observer_(request.stream(), counts);
+  Prepared prepared;
+  Prepare(request, batch_index, &prepared);
+  return Commit(&prepared);
+}
+
+void Ingester::Prepare(const v1::IngestRequest& request, int batch_index,
+                       Prepared* out) const {
+  out->stream = request.stream();
+  out->batch_index = batch_index;
+  auto schema = registry_->FindStream(request.stream());
+  if (schema == nullptr) {
+    out->status = absl::NotFoundError(
+        absl::StrCat("stream '", Echo(request.stream()),
+                     "' is not defined (apply its definition first)"));
+    return;
+  }
+  out->known_stream = true;
+  out->counts.rows = request.events_size();
+  if (observer_ != nullptr) {
+    out->counts.bytes = static_cast<int64_t>(request.ByteSizeLong());
+  }
+  if (request.events_size() > limits_.max_batch_rows) {
+    out->status = absl::ResourceExhaustedError(absl::StrCat(
+        "batch has ", request.events_size(), " rows; the limit is ",
+        limits_.max_batch_rows, " (split it)"));
+    return;
+  }
+  out->skip_rows = request.on_invalid() == v1::SKIP_ROW;
+  out->append.stream_id = schema->stream_id;
+  out->append.atomic = !out->skip_rows;
+  PrepareEvents(*schema, request.events(), limits_, &out->append.events,
+                &out->errors);
+  out->counts.invalid = static_cast<int64_t>(out->errors.size());
+  if (!out->skip_rows && !out->errors.empty()) {
+    out->status = absl::InvalidArgumentError(DescribeRowErrors(out->errors));
+  }
+}
+
+absl::StatusOr<v1::IngestResponse> Ingester::Commit(Prepared* prepared) const {
+  auto response = CommitPrepared(prepared);
+  if (observer_ != nullptr && prepared->known_stream) {
+    prepared->counts.failed = !response.ok();
+    observer_(prepared->stream, prepared->counts);
+  }
   return response;
 }
 
-absl::StatusOr<v1::IngestResponse> Ingester::IngestCounted(
-    const v1::IngestRequest& request, int batch_index,
-    IngestCounts* counts) const {
-  IngestCounts unused;
-  if (counts == nullptr) counts = &unused;
-  auto schema = registry_->FindStream(request.stream());
-  if (schema == nullptr) {
-    counts->rows = -1;
-    return absl::NotFoundError(
-        absl::StrCat("stream '", Echo(request.stream()),
-                     "' is not defined (apply its definition first)"));
-  }
-  counts->rows = request.events_size();
-  if (request.events_size() > limits_.max_batch_rows) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "batch has ", request.events_size(), " rows; the limit is ",
-        limits_.max_batch_rows, " (split it)"));
-  }
-  const bool skip_rows = request.on_invalid() == v1::SKIP_ROW;
-  AppendRequest append;
-  append.stream_id = schema->stream_id;
-  append.atomic = !skip_rows;
-  std::vector<v1::RowError> errors;
-  PrepareEvents(*schema, request.events(), limits_, &append.events, &errors);
-  counts->invalid = static_cast<int64_t>(errors.size());
-  if (!skip_rows && !errors.empty()) {
-    return absl::InvalidArgumentError(DescribeRowErrors(errors));
-  }
+absl::StatusOr<v1::IngestResponse> Ingester::CommitPrepared(
+    Prepared* prepared) const {
+  if (!prepared->status.ok()) return prepared->status;
+  IngestCounts* counts = &prepared->counts;
+  std::vector<v1::RowError>& errors = prepared->errors;
+  const bool skip_rows = prepared->skip_rows;
+  const int batch_index = prepared->batch_index;
+  AppendRequest& append = prepared->append;
   auto result = store_->Append(&append);
   if (!result.ok()) return result.status();
   counts->conflicts = static_cast<int64_t>(result->conflicts.size());

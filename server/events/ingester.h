@@ -54,13 +54,31 @@ class Ingester {
   absl::StatusOr<v1::IngestResponse> Ingest(const v1::IngestRequest& request,
                                             int batch_index) const;
 
+  // Ingest in two steps, so a caller may validate one batch while the one
+  // before it is written (IngestStream does): Prepare checks the batch
+  // against its stream and encodes its events, writing nothing and keeping
+  // nothing of `request`; Commit appends what Prepare made, answers as
+  // Ingest does, and reports the call to the observer. Prepared batches of
+  // one caller are committed in order, one at a time.
+  struct Prepared {
+    std::string stream;
+    int batch_index = 0;
+    bool skip_rows = false;
+    AppendRequest append;
+    std::vector<v1::RowError> errors;  // rows that failed validation
+    IngestCounts counts;
+    bool known_stream = false;
+    // Not OK: the batch fails with this and nothing is appended.
+    absl::Status status;
+  };
+  void Prepare(const v1::IngestRequest& request, int batch_index,
+               Prepared* out) const;
+  absl::StatusOr<v1::IngestResponse> Commit(Prepared* prepared) const;
+
   const IngestLimits& limits() const { return limits_; }
 
  private:
-  // Ingest, filling `counts` as it goes.
-  absl::StatusOr<v1::IngestResponse> IngestCounted(
-      const v1::IngestRequest& request, int batch_index,
-      IngestCounts* counts) const;
+  absl::StatusOr<v1::IngestResponse> CommitPrepared(Prepared* prepared) const;
 
   EventStore* const store_;
   Registry* const registry_;

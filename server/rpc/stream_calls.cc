@@ -1,5 +1,7 @@
 #include "server/rpc/stream_calls.h"
 
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <system_error>
@@ -195,14 +197,87 @@ class SnapshotReactor final
   Metrics* const metrics_;
 };
 
-// One IngestStream call: each message is read and ingested on the handler
-// thread (the next is not read before the previous is durable, so a fast
-// client waits for the disk instead of filling memory). A message that does
-// not parse, a batch the principal may not write, or a batch that fails
-// ends the call with that batch's index and the counts of the batches
-// before it (also in the status details, as a serialized IngestResponse);
-// the call never ends OK with fewer batches applied than the client sent.
-// With auth on, the call's summary is an audit line.
+// Commits an IngestStream's prepared batches on a thread of its own, one
+// at a time and in order, so the call's handler thread reads, parses and
+// validates the next batch meanwhile. Without a thread (none could be
+// started) Start commits at once.
+class BatchCommitter {
+ public:
+  using Result = absl::StatusOr<v1::IngestResponse>;
+
+  explicit BatchCommitter(const Ingester* ingester) : ingester_(ingester) {}
+  ~BatchCommitter() {
+    {
+      absl::MutexLock l(&mu_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Starts committing `batch`. REQUIRES: Wait() collected the one before.
+  void Start(std::unique_ptr<Ingester::Prepared> batch) {
+    if (!thread_.joinable() && !no_thread_) {
+      try {
+        thread_ = std::thread([this] { Loop(); });
+      } catch (const std::system_error&) {
+        no_thread_ = true;
+      }
+    }
+    absl::MutexLock l(&mu_);
+    if (no_thread_) {
+      result_ = ingester_->Commit(batch.get());
+      return;
+    }
+    batch_ = std::move(batch);
+  }
+
+  // The result of the batch started last, once committed; nullopt if
+  // none is pending.
+  std::optional<Result> Wait() {
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(
+        +[](BatchCommitter* c) { return c->batch_ == nullptr; }, this));
+    std::optional<Result> r = std::move(result_);
+    result_.reset();
+    return r;
+  }
+
+ private:
+  void Loop() {
+    absl::MutexLock l(&mu_);
+    while (true) {
+      mu_.Await(absl::Condition(
+          +[](BatchCommitter* c) { return c->batch_ != nullptr || c->stop_; },
+          this));
+      if (batch_ == nullptr) return;  // stopped
+      Ingester::Prepared* batch = batch_.get();
+      mu_.Unlock();
+      Result r = ingester_->Commit(batch);
+      mu_.Lock();
+      result_ = std::move(r);
+      batch_.reset();
+    }
+  }
+
+  const Ingester* const ingester_;
+  std::thread thread_;
+  bool no_thread_ = false;  // only the handler thread reads or writes it
+  absl::Mutex mu_;
+  std::unique_ptr<Ingester::Prepared> batch_ ABSL_GUARDED_BY(mu_);
+  std::optional<Result> result_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One IngestStream call: each message is read, parsed and validated on the
+// handler thread while the batch before it is written (BatchCommitter), and
+// the one after it is not read before that write is durable: a fast
+// client waits for the disk instead of filling memory (two batches per
+// call at most). A message that does not parse, a batch the principal may
+// not write, or a batch that fails ends the call with that batch's index
+// and the counts of the batches before it (also in the status details, as
+// a serialized IngestResponse); the call never ends OK with fewer batches
+// applied than the client sent, and a batch is never written after one
+// before it failed. With auth on, the call's summary is an audit line.
 class IngestStreamReactor final
     : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
@@ -277,25 +352,53 @@ class IngestStreamReactor final
                         total_.SerializeAsString());
   }
 
+  // Adds a committed batch's answer to the call's totals.
+  void Count(v1::IngestResponse* result) {
+    total_.set_accepted(total_.accepted() + result->accepted());
+    total_.set_duplicates(total_.duplicates() + result->duplicates());
+    total_.set_expired(total_.expired() + result->expired());
+    for (auto& r : *result->mutable_rejected()) {
+      *total_.add_rejected() = std::move(r);
+    }
+    total_.set_watermark(result->watermark());
+    total_.set_batches(total_.batches() + 1);
+  }
+
   grpc::Status Run() {
     total_.set_watermark(store_->watermark());
     // Each batch is parsed into an arena that is reset for the next: a
     // thousand events with field maps are thousands of allocations else.
+    // (A prepared batch keeps nothing of it.)
     google::protobuf::ArenaOptions arena_options;
     arena_options.start_block_size = 256 << 10;
     arena_options.max_block_size = 4 << 20;
     google::protobuf::Arena arena(arena_options);
-    std::string stream;
+    BatchCommitter committer(ingester_);
+    // Collects the batch being committed (index batch - 1): non-OK ends
+    // the call with its failure.
     int batch = 0;
+    auto collect = [&]() -> std::optional<grpc::Status> {
+      std::optional<BatchCommitter::Result> r = committer.Wait();
+      if (!r.has_value()) return std::nullopt;
+      if (!r->ok()) return Fail(r->status(), batch - 1);
+      Count(&**r);
+      return std::nullopt;
+    };
+    // A failure of this batch, after the one before it is durable (or
+    // that one's own failure).
+    auto fail_here = [&](const absl::Status& s) {
+      if (auto failed = collect()) return *failed;
+      return Fail(s, batch);
+    };
+    std::string stream;
     while (Read()) {
       arena.Reset();
       v1::IngestRequest& request =
           *google::protobuf::Arena::CreateMessage<v1::IngestRequest>(&arena);
       if (!ParseMessage(in_, &request)) {
-        return Fail(absl::InvalidArgumentError(
-                        "the message does not parse (malformed bytes, or a "
-                        "string that is not valid UTF-8)"),
-                    batch);
+        return fail_here(absl::InvalidArgumentError(
+            "the message does not parse (malformed bytes, or a string that "
+            "is not valid UTF-8)"));
       }
       // Later messages may leave the stream empty to mean "same as before".
       if (request.stream().empty()) {
@@ -304,25 +407,19 @@ class IngestStreamReactor final
         stream = request.stream();
         absl::Status allowed = auth_.Require(
             AuthAction::kIngest, ObjectKind::kStream, request.stream());
-        if (!allowed.ok()) return Fail(allowed, batch);
+        if (!allowed.ok()) return fail_here(allowed);
         if (streams_.size() < kMaxAuditedStreams) streams_.insert(stream);
       }
-      auto result = ingester_->Ingest(request, batch);
-      if (!result.ok()) return Fail(result.status(), batch);
-      total_.set_accepted(total_.accepted() + result->accepted());
-      total_.set_duplicates(total_.duplicates() + result->duplicates());
-      total_.set_expired(total_.expired() + result->expired());
-      for (auto& r : *result->mutable_rejected()) {
-        *total_.add_rejected() = std::move(r);
-      }
-      total_.set_watermark(result->watermark());
+      auto prepared = std::make_unique<Ingester::Prepared>();
+      ingester_->Prepare(request, batch, prepared.get());
+      if (auto failed = collect()) return *failed;
+      committer.Start(std::move(prepared));
       ++batch;
-      total_.set_batches(batch);
     }
+    if (auto failed = collect()) return *failed;
     if (context_->IsCancelled()) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     }
-    total_.set_batches(batch);
     std::string bytes = total_.SerializeAsString();
     grpc::Slice slice(bytes);
     *response_ = grpc::ByteBuffer(&slice, 1);

@@ -275,6 +275,52 @@ TEST(IngestTest, IngestStreamSummarizesBatches) {
   EXPECT_EQ(Count(ts.client()), 401u);
 }
 
+// The handler reads and validates a call's next batch while the one before
+// it is written: batches are still written in the order sent, and none
+// after one that fails when written (a conflict shows only then).
+TEST(IngestTest, IngestStreamWritesInOrderAndNothingAfterAFailedBatch) {
+  TestServer ts;
+  int sent = 0;
+  auto r = ts.client().IngestStream([&](v1::IngestRequest* req) {
+    if (sent == 20) return false;
+    req->set_stream("orders");
+    for (int i = 0; i < 50; ++i) {
+      const int id = sent * 50 + i;
+      *req->add_events() = Order("p" + std::to_string(id),
+                                 "u" + std::to_string(id % 7),
+                                 kT0 + (id * 7919) % 100000, id);
+    }
+    ++sent;
+    return true;
+  });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->batches(), 20);
+  EXPECT_EQ(r->accepted(), 1000);
+  const std::vector<v1::Event> replayed = ReadAll(ts.client());
+  ASSERT_EQ(replayed.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(replayed[i].event_id(), "p" + std::to_string(i));
+  }
+
+  sent = 0;
+  auto bad = ts.client().IngestStream([&](v1::IngestRequest* req) {
+    if (sent == 3) return false;
+    req->set_stream("orders");
+    // Batch 1: p0 again with another amount.
+    *req->add_events() =
+        sent == 1 ? Order("p0", "u0", kT0, 12345)
+                  : Order("q" + std::to_string(sent), "u", kT0, 1);
+    ++sent;
+    return true;
+  });
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(
+                "batch 1 (1 batches and 1 events accepted before it"),
+            std::string::npos)
+      << bad.status().message();
+  EXPECT_EQ(Count(ts.client()), 1001u);  // q0, not q2
+}
+
 // Replay filters against a model of what was accepted.
 TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
   TestServer ts;
