@@ -10,6 +10,7 @@
 #include "grpcpp/impl/client_unary_call.h"
 #include "grpcpp/impl/rpc_method.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/sync_stream.h"
 
 namespace rawfeat {
 
@@ -150,6 +151,38 @@ absl::StatusOr<v1::IngestResponse> Client::IngestEncoded(
             grpc::protobuf::MessageLite>(channel_.get(), method, ctx, buffer,
                                          response);
       });
+}
+
+absl::StatusOr<v1::IngestResponse> Client::IngestStreamEncoded(
+    const std::function<bool(std::string*)>& next,
+    v1::IngestResponse* applied) {
+  static const std::string kMethod = absl::StrCat(
+      "/", v1::FeatureStore::service_full_name(), "/IngestStream");
+  const grpc::internal::RpcMethod method(
+      kMethod.c_str(), grpc::internal::RpcMethod::CLIENT_STREAMING, channel_);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  v1::IngestResponse response;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+          channel_.get(), method, &ctx, &response));
+  std::string request;
+  while (next(&request)) {
+    grpc::Slice slice(request);
+    const grpc::ByteBuffer buffer(&slice, 1);
+    if (!writer->Write(buffer)) break;  // the server ended the call early
+    request.clear();
+  }
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  if (applied != nullptr) {
+    applied->Clear();
+    if (!s.ok() && !applied->ParseFromString(s.error_details())) {
+      applied->Clear();
+    }
+  }
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
+  return response;
 }
 
 absl::StatusOr<v1::IngestResponse> Client::IngestStream(

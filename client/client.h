@@ -51,6 +51,14 @@ class Client {
   // IngestRequest's bytes, e.g. from RecordMapper::AppendCsvToRequest),
   // sent as it is. The server parses it as any IngestRequest.
   absl::StatusOr<v1::IngestResponse> IngestEncoded(absl::string_view request);
+  // IngestStream of requests already in wire format (IngestEncoded's):
+  // `next` fills its argument and returns false when done. On failure
+  // `*applied` (if not null) gets the server's counts of the batches it
+  // wrote before the failing one (batches() of them; the call's status
+  // details), else is cleared.
+  absl::StatusOr<v1::IngestResponse> IngestStreamEncoded(
+      const std::function<bool(std::string*)>& next,
+      v1::IngestResponse* applied = nullptr);
   // Sends every batch produced by `next` (which fills its argument and
   // returns false when done) in one IngestStream call.
   absl::StatusOr<v1::IngestResponse> IngestStream(

@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -215,39 +216,106 @@ int RunIngest(Client& client, const IngestArgs& args) {
   uint64_t watermark = 0;
   std::mutex count_mu;
 
-  auto send = [&](const Batch& b, std::mt19937_64& sender_rng) -> absl::Status {
-    auto r = WithRetries(args.retries, sender_rng,
-                         [&] { return client.IngestEncoded(b.request); });
-    if (!r.ok()) {
-      // Who may write is not about the rows: no batch to point at.
-      if (absl::IsPermissionDenied(r.status()) ||
-          absl::IsUnauthenticated(r.status())) {
-        return r.status();
-      }
-      return absl::Status(
-          r.status().code(),
-          absl::StrCat("batch of lines ", b.lines.front(), "-", b.lines.back(),
-                       " (row i is the i-th record of the batch): ",
-                       r.status().message()));
-    }
+  // Adds a call's answer to the counts; the call's batch i is sent[i]
+  // (rejected rows name their batch and row).
+  auto count = [&](const v1::IngestResponse& r, const std::deque<Batch>& sent) {
     {
       std::lock_guard<std::mutex> l(count_mu);
-      accepted += r->accepted();
-      duplicates += r->duplicates();
-      expired += r->expired();
-      watermark = std::max<uint64_t>(watermark, r->watermark());
+      accepted += r.accepted();
+      duplicates += r.duplicates();
+      expired += r.expired();
+      watermark = std::max<uint64_t>(watermark, r.watermark());
     }
-    for (const auto& e : r->rejected()) {
-      reject(absl::StrCat("line ", b.lines[e.row()], ": ",
-                          e.field().empty() ? "" : "field ", e.field(),
-                          e.field().empty() ? "" : ": ", e.reason()));
+    for (const auto& e : r.rejected()) {
+      const size_t b = static_cast<size_t>(e.batch());
+      const size_t row = static_cast<size_t>(e.row());
+      const std::string where =
+          b < sent.size() && row < sent[b].lines.size()
+              ? absl::StrCat("line ", sent[b].lines[row])
+              : absl::StrCat("batch ", e.batch(), " row ", e.row());
+      reject(absl::StrCat(where, ": ", e.field().empty() ? "" : "field ",
+                          e.field(), e.field().empty() ? "" : ": ",
+                          e.reason()));
     }
+  };
+  // The failure of batch `b`, naming its lines.
+  auto failed = [](const absl::Status& s, const Batch& b) {
+    // Who may write is not about the rows: no batch to point at.
+    if (absl::IsPermissionDenied(s) || absl::IsUnauthenticated(s)) return s;
+    return absl::Status(
+        s.code(),
+        absl::StrCat("batch of lines ", b.lines.front(), "-", b.lines.back(),
+                     " (row i is the i-th record of the batch): ",
+                     s.message()));
+  };
+  // The file's first batch goes alone, as one Ingest call: its answer
+  // checks the stream and the principal's grant before the rest is
+  // streamed (and a file of one batch needs no more).
+  auto send_alone = [&](Batch b, std::mt19937_64& sender_rng) -> absl::Status {
+    auto r = WithRetries(args.retries, sender_rng,
+                         [&] { return client.IngestEncoded(b.request); });
+    if (!r.ok()) return failed(r.status(), b);
+    std::deque<Batch> sent;
+    sent.push_back(std::move(b));
+    count(*r, sent);
     return absl::OkStatus();
   };
+  // The rest goes on IngestStream calls of at most kCallBatches batches:
+  // the server checks a call's next batch while it writes one, and answers
+  // for all of them when the call ends, so the batches of a call are kept
+  // until then. A call that fails for a passing reason is made again from
+  // its first batch not written (ingest is idempotent by event id).
+  // `take` waits for the next batch; false when there is none.
+  constexpr size_t kCallBatches = 64;
+  auto send_streamed = [&](const std::function<bool(Batch*)>& take,
+                           std::mt19937_64& sender_rng) -> absl::Status {
+    std::deque<Batch> window;  // sent or to send on this call
+    bool more = true;
+    int attempt = 0;
+    while (true) {
+      if (window.empty()) {
+        Batch b;
+        if (!more || !take(&b)) return absl::OkStatus();
+        window.push_back(std::move(b));
+      }
+      size_t sent = 0;
+      auto next = [&](std::string* request) {
+        if (sent == window.size()) {
+          Batch b;
+          if (!more || window.size() >= kCallBatches) return false;
+          if (!take(&b)) {
+            more = false;
+            return false;
+          }
+          window.push_back(std::move(b));
+        }
+        *request = window[sent++].request;
+        return true;
+      };
+      v1::IngestResponse applied;  // of a failed call
+      auto r = client.IngestStreamEncoded(next, &applied);
+      if (r.ok()) {
+        count(*r, window);
+        window.clear();
+        attempt = 0;
+        continue;
+      }
+      const size_t done =
+          std::min<size_t>(static_cast<size_t>(applied.batches()),
+                           window.size());
+      count(applied, window);
+      window.erase(window.begin(), window.begin() + done);
+      if (done > 0) attempt = 0;
+      if (!Retryable(r.status()) || attempt >= args.retries) {
+        return window.empty() ? r.status() : failed(r.status(), window.front());
+      }
+      BackoffSleep(attempt++, sender_rng);
+    }
+  };
 
-  // Up to --in-flight batches are sent at once while this thread reads
-  // the next. With one (the default) the file's order is the order of
-  // acceptance: a replay gives the rows back in it, and a failed batch
+  // Up to --in-flight senders stream batches at once while this thread
+  // reads the next. With one (the default) the file's order is the order
+  // of acceptance: a replay gives the rows back in it, and a failed batch
   // leaves those before it stored and none after. With more, the server
   // commits concurrent batches together (one write, one sync) and accepts
   // them in any order. After a failure no new batch is sent (those in
@@ -261,23 +329,22 @@ int RunIngest(Client& client, const IngestArgs& args) {
   for (int i = 0; i < args.in_flight; ++i) {
     senders.emplace_back([&, seed = rng()] {
       std::mt19937_64 sender_rng(seed);  // backoff jitter
-      while (true) {
+      auto take = [&](Batch* b) {
         std::unique_lock<std::mutex> l(mu);
         cv.wait(l, [&] {
           return queued.has_value() || input_done || !send_failure.ok();
         });
-        if (!queued.has_value() || !send_failure.ok()) return;
-        Batch b = std::move(*queued);
+        if (!queued.has_value() || !send_failure.ok()) return false;
+        *b = std::move(*queued);
         queued.reset();
         cv.notify_all();
-        l.unlock();
-        absl::Status s = send(b, sender_rng);
-        if (!s.ok()) {
-          l.lock();
-          if (send_failure.ok()) send_failure = std::move(s);
-          cv.notify_all();
-          return;
-        }
+        return true;
+      };
+      absl::Status s = send_streamed(take, sender_rng);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> l(mu);
+        if (send_failure.ok()) send_failure = std::move(s);
+        cv.notify_all();
       }
     });
   }
@@ -294,9 +361,17 @@ int RunIngest(Client& client, const IngestArgs& args) {
     }
     return send_failure;
   };
-  // Hands the batch over once a sender took the previous one.
+  // Sends the first batch alone, then hands each over once a sender took
+  // the previous one.
+  bool first = true;
   auto flush = [&]() -> absl::Status {
     if (batch.lines.empty()) return absl::OkStatus();
+    if (first) {
+      first = false;
+      absl::Status s = send_alone(std::move(batch), rng);
+      batch = new_batch();
+      return s;
+    }
     std::unique_lock<std::mutex> l(mu);
     cv.wait(l, [&] { return !queued.has_value() || !send_failure.ok(); });
     if (!send_failure.ok()) return send_failure;
