@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
 
 namespace rawfeat {
