@@ -258,6 +258,11 @@ absl::Status RecordMapper::ReadCsv(const std::vector<std::string>& cells,
         absl::StrCat("line ", line, ": has ", cells.size(),
                      " columns, the header has ", columns_.size()));
   }
+  // Every part is set anew (the event may be reused, and a column that
+  // is not in the header is empty).
+  event->event_id = absl::string_view();
+  event->entity = absl::string_view();
+  event->time_us = 0;
   event->values.clear();
   for (size_t c = 0; c < cells.size(); ++c) {
     const std::string& cell = cells[c];

@@ -158,6 +158,26 @@ TEST(RecordMapperTest, WireBytesParseAsTheEvent) {
   // Rows of both kinds were drawn (an amount of "ten" is refused).
   EXPECT_GT(rows, 1000);
   EXPECT_LT(rows, 3000);
+
+  // The same mapper bound to a header without event ids writes none,
+  // whatever the rows before had.
+  std::string request;
+  ASSERT_TRUE(m.AppendCsvToRequest({"id-1", "u1", "2026-11-24T09:00:00Z", "1",
+                                    "2", "c", "", ""},
+                                   1, nullptr, &request)
+                  .ok());
+  request.clear();
+  ASSERT_TRUE(m.SetHeader({"user_id", "order_time", "amount", "quantity",
+                           "category"})
+                  .ok());
+  ASSERT_TRUE(m.AppendCsvToRequest({"u9", "5ms", "1", "2", "c"}, 2, nullptr,
+                                   &request)
+                  .ok());
+  v1::IngestRequest parsed;
+  ASSERT_TRUE(parsed.ParseFromString(request));
+  ASSERT_EQ(parsed.events_size(), 1);
+  EXPECT_EQ(parsed.events(0).event_id(), "");
+  EXPECT_EQ(parsed.events(0).entity(), "u9");
 }
 
 TEST(RecordMapperTest, CsvTypesAndEmptyCells) {
