@@ -53,12 +53,12 @@
 #include "client/cli/cli_util.h"
 #include "client/cli/replay_jobs.h"
 #include "client/client.h"
-#include "server/common/wire.h"
 #include "client/output_file.h"
 #include "client/progress.h"
 #include "client/records.h"
 #include "server/common/definitions_text.h"
 #include "server/common/time_util.h"
+#include "server/common/wire.h"
 
 namespace rawfeat {
 namespace {

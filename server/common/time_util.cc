@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -83,25 +84,6 @@ absl::StatusOr<int64_t> ScaleToMicros(int64_t v, int64_t factor,
   return us;
 }
 
-// Days from 1970-01-01 to the proleptic Gregorian date (y, m, d): the
-// era-based count of H. Hinnant's "chrono-compatible low-level date
-// algorithms".
-int64_t DaysFromCivil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;                               // [0, 399]
-  const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;  // [0, 365]
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;       // [0, 146096]
-  return era * 146097 + doe - 719468;
-}
-
-int DaysInMonth(int y, int m) {
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30,
-                                  31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return m == 2 && leap ? 29 : kDays[m - 1];
-}
-
 // The strict form files and rawfeat itself write,
 // "YYYY-MM-DDTHH:MM:SS[.digits](Z|+HH:MM|-HH:MM)", read without
 // absl::ParseTime (which took a tenth of a CSV ingest's client CPU).
@@ -127,11 +109,11 @@ bool ParseRfc3339Strict(absl::string_view t, int64_t* micros) {
       !digits(14, 2, &minute) || t[16] != ':' || !digits(17, 2, &second)) {
     return false;
   }
-  if (year < 1 || month < 1 || month > 12 || day < 1 ||
-      day > DaysInMonth(year, month) || hour > 23 || minute > 59 ||
-      second > 59) {
-    return false;
-  }
+  if (year < 1 || hour > 23 || minute > 59 || second > 59) return false;
+  // absl normalizes a date out of range (Feb 30 -> Mar 2): then it is not
+  // a date of this form.
+  const absl::CivilSecond civil(year, month, day, hour, minute, second);
+  if (civil.month() != month || civil.day() != day) return false;
   size_t at = 19;
   int64_t fraction_us = 0;
   if (t[at] == '.') {
@@ -159,8 +141,8 @@ bool ParseRfc3339Strict(absl::string_view t, int64_t* micros) {
     return false;
   }
   if (at != t.size()) return false;
-  const int64_t seconds = DaysFromCivil(year, month, day) * 86400 +
-                          hour * 3600 + minute * 60 + second - offset_s;
+  const int64_t seconds =
+      (civil - absl::CivilSecond(1970, 1, 1, 0, 0, 0)) - offset_s;
   *micros = seconds * 1000000 + fraction_us;
   return true;
 }
