@@ -129,6 +129,8 @@ struct RunResult {
   double server_cpu_us = 0;
   // The CLI's, per row (`rawfeat ingest` of a CSV only).
   double cli_cpu_us = 0;
+  // This tool's own (its client threads) while the load ran, per event.
+  double client_cpu_us = 0;
   int64_t accepted = 0;
   uint64_t disk_bytes = 0;
 };
@@ -229,22 +231,27 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
     return false;
   }
   const int clients = absl::GetFlag(FLAGS_clients);
-  // A private copy made before the clock starts; sending swaps batches out
-  // of it, so the load generator does not deep-copy events while timed.
-  std::vector<v1::IngestRequest> work_batches = batches;
+  // The batches' wire bytes, made before the clock starts: while timed the
+  // load generator only hands bytes to gRPC (serializing events with field
+  // maps cost it 2.7 us of CPU per event, on the cores the server needs).
+  std::vector<std::string> work_batches(batches.size());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    batches[i].SerializeToString(&work_batches[i]);
+  }
   std::atomic<size_t> next{0};
   std::atomic<int64_t> accepted{0};
   std::atomic<bool> failed{false};
   const double cpu_start = server.CpuSeconds();
+  const double client_cpu_start = bench::RusageCpuSeconds(RUSAGE_SELF);
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
       Client client(server.address(), options);
-      auto r = client.IngestStream([&](v1::IngestRequest* req) {
+      auto r = client.IngestStreamEncoded([&](std::string* req) {
         const size_t i = next++;
         if (i >= work_batches.size()) return false;
-        req->Swap(&work_batches[i]);
+        req->swap(work_batches[i]);
         return true;
       });
       if (!r.ok()) {
@@ -264,6 +271,10 @@ bool RunRawfeat(const std::vector<v1::IngestRequest>& batches, bool sync,
   out->events_per_sec = accepted / out->seconds;
   out->server_cpu_us =
       accepted > 0 ? (server.CpuSeconds() - cpu_start) * 1e6 / accepted : 0;
+  out->client_cpu_us =
+      accepted > 0 ? (bench::RusageCpuSeconds(RUSAGE_SELF) - client_cpu_start) *
+                         1e6 / accepted
+                   : 0;
   out->peak_rss = server.PeakRssBytes();
   Client client(server.address(), options);
   auto st = client.GetStatus();
@@ -277,18 +288,32 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// db_bench fillrandom; returns ops/s or -1.
-double RunDbBench(int64_t n, int batch, bool sync, const std::string& work) {
+// A db_bench fillrandom run: ops/s (-1: it did not run) and its CPU time
+// (user + system, background threads included) per op.
+struct DbBenchResult {
+  double ops_per_sec = -1;
+  double cpu_us = 0;
+};
+
+DbBenchResult RunDbBench(int64_t n, int batch, bool sync,
+                         const std::string& work) {
+  DbBenchResult r;
+  if (absl::GetFlag(FLAGS_db_bench).empty()) return r;
   const std::string dir =
       absl::StrCat(work, "/dbbench-", sync ? "sync" : "nosync");
   std::filesystem::remove_all(dir);
-  return bench::RunDbBench(
+  // Every child this tool started before is reaped by now (LocalServer
+  // waits for rawfeatd), so the children's CPU grows by db_bench's alone.
+  const double cpu_start = bench::RusageCpuSeconds(RUSAGE_CHILDREN);
+  r.ops_per_sec = bench::RunDbBench(
       absl::GetFlag(FLAGS_db_bench),
       absl::StrCat("--benchmarks=fillrandom --num=", n,
                    " --value_size=100 --batch_size=", batch,
                    " --sync=", sync ? 1 : 0,
                    " --threads=1 --compression_type=lz4 --db=", dir),
       "fillrandom");
+  r.cpu_us = (bench::RusageCpuSeconds(RUSAGE_CHILDREN) - cpu_start) * 1e6 / n;
+  return r;
 }
 
 int Main() {
@@ -316,6 +341,8 @@ int Main() {
     std::filesystem::create_directories(tls_dir);
     if (!bench::MakeSecureSetup(tls_dir, &secure)) return 1;
   }
+  // The floor's CPU per event (its server and clients), once measured.
+  double floor_cpu_us = 0;
   for (const bool sync : {false, true}) {
     if (std::find(modes.begin(), modes.end(), sync ? "sync" : "nosync") ==
         modes.end()) {
@@ -323,17 +350,16 @@ int Main() {
     }
     RunResult r;
     if (!RunRawfeat(batches, sync, work, nullptr, &r)) return 1;
-    const double ref = absl::GetFlag(FLAGS_db_bench).empty()
-                           ? -1
-                           : RunDbBench(n, batch, sync, work);
+    const DbBenchResult db = RunDbBench(n, batch, sync, work);
+    const double ref = db.ops_per_sec;
     std::printf(
         "%-7s rawfeat %9.0f events/s (%.2f s, %lld accepted, server CPU %.1f "
-        "us/event, peak RSS %.0f MiB, disk %.0f MiB) | db_bench fillrandom "
-        "%9.0f ops/s | ratio %.2fx\n",
+        "us/event, clients %.1f, peak RSS %.0f MiB, disk %.0f MiB) | "
+        "db_bench fillrandom %9.0f ops/s, CPU %.1f us/op | ratio %.2fx\n",
         sync ? "sync" : "nosync", r.events_per_sec, r.seconds,
-        static_cast<long long>(r.accepted), r.server_cpu_us,
-        r.peak_rss / 1048576.0,
-        r.disk_bytes / 1048576.0, ref, ref > 0 ? r.events_per_sec / ref : 0);
+        static_cast<long long>(r.accepted), r.server_cpu_us, r.client_cpu_us,
+        r.peak_rss / 1048576.0, r.disk_bytes / 1048576.0, ref, db.cpu_us,
+        ref > 0 ? r.events_per_sec / ref : 0);
     std::fflush(stdout);
     if (!sync && !absl::GetFlag(FLAGS_echo).empty()) {
       // What the client and gRPC alone reach on this machine: the ceiling
@@ -345,11 +371,29 @@ int Main() {
       }
       std::printf(
           "%-7s floor   %9.0f events/s (%.2f s: the same calls into "
-          "rawfeat_echo, parsed, nothing stored; server CPU %.1f us/event) | "
-          "db_bench %9.0f ops/s | ratio %.2fx | rawfeat / floor %.2fx\n",
-          "nosync", f.events_per_sec, f.seconds, f.server_cpu_us, ref,
-          ref > 0 ? f.events_per_sec / ref : 0,
+          "rawfeat_echo, parsed, nothing stored; server CPU %.1f us/event, "
+          "clients %.1f) | db_bench %9.0f ops/s | ratio %.2fx | rawfeat / "
+          "floor %.2fx\n",
+          "nosync", f.events_per_sec, f.seconds, f.server_cpu_us,
+          f.client_cpu_us, ref, ref > 0 ? f.events_per_sec / ref : 0,
           f.events_per_sec > 0 ? r.events_per_sec / f.events_per_sec : 0);
+      floor_cpu_us = f.server_cpu_us + f.client_cpu_us;
+      std::fflush(stdout);
+    }
+    if (floor_cpu_us > 0 && ref > 0) {
+      // A server that did nothing but what db_bench does for each event,
+      // behind these calls, would still need the transport's CPU (the
+      // floor's server and clients) plus db_bench's own; the machine's
+      // cores bound its rate. CPU-bound when that is below db_bench's.
+      const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+      const double cpu_us = floor_cpu_us + db.cpu_us;
+      const double bound = cores * 1e6 / cpu_us;
+      std::printf(
+          "%-7s bound   %9.0f events/s at most on %u cores for the floor's "
+          "calls plus one db_bench write per event (%.1f + %.1f us of CPU) | "
+          "ratio %.2fx; rawfeat uses %.1f us (server + clients)\n",
+          sync ? "sync" : "nosync", bound, cores, floor_cpu_us, db.cpu_us,
+          bound / ref, r.server_cpu_us + r.client_cpu_us);
       std::fflush(stdout);
     }
     // Plain runs and runs with `variant` alternate, so drift in the
@@ -391,9 +435,7 @@ int Main() {
       if (!WriteCsv(csv, rows, absl::GetFlag(FLAGS_entities))) return 1;
       RunResult c;
       if (!RunCsvIngest(csv, rows, work, &c)) return 1;
-      const double cref = absl::GetFlag(FLAGS_db_bench).empty()
-                              ? -1
-                              : RunDbBench(rows, batch, true, work);
+      const double cref = RunDbBench(rows, batch, true, work).ops_per_sec;
       std::printf(
           "csv     rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
           "CSV, %d in flight, server CPU %.1f us/row, CLI CPU %.1f us/row) | "
