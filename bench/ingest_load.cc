@@ -6,6 +6,10 @@
 // --sync=false and for the default durable mode, plus the server's peak RSS.
 // In the same run it runs RocksDB's db_bench fillrandom with the same count,
 // 100-byte values and batch size, and prints our rate as a ratio of its.
+// The clients send batches encoded before the clock starts. Beside each
+// mode it prints the CPU per event of the server and of the clients, and
+// the rate two cores allow for the floor's calls (rawfeat_echo: parsed,
+// nothing stored) plus db_bench's CPU for one write per event.
 //
 //   ingest_load --rawfeatd build/server/rawfeatd [--events 2000000]
 //               [--entities 10000] [--batch 1000] [--clients 2]
