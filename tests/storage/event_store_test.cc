@@ -4,10 +4,13 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "rocksdb/metadata.h"
+#include "rocksdb/table_properties.h"
 #include "server/common/coding.h"
 #include "server/storage/keys.h"
 #include "tests/test_util.h"
@@ -522,6 +525,62 @@ TEST_F(EventStoreTest, APauseInAppendsMergesLevelZeroOfWhatLookupsRead) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->accepted, 1);
   EXPECT_EQ(AllEvents(*store_).size(), 901u);
+}
+
+TEST_F(EventStoreTest, LevelZeroOfIdsAndEventsIsUncompressedAndTheLogIsLz4) {
+  // Flushed files stay in level 0 (no idle merge): blocks in `events`, ids,
+  // log entries.
+  EventStoreOptions never;
+  never.compact_idle_ms = 0;
+  store_.reset();
+  auto opened = EventStore::Open(dir_.Sub("db"), never);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  store_ = std::move(*opened);
+  AppendRequest req;
+  req.stream_id = 1;
+  for (int i = 0; i < 300; ++i) {
+    req.events.push_back(Pending(i, absl::StrCat("e", i),
+                                 absl::StrCat("u", i % 30), i, 1 + i % 200));
+  }
+  ASSERT_TRUE(store_->Append(&req).ok());
+  ASSERT_TRUE(store_->Seal(1).ok());
+  ASSERT_TRUE(store_->Checkpoint(dir_.Sub("cp")).ok());
+  store_.reset();
+
+  testing::RawStore raw(dir_.Sub("db"), /*read_only=*/true);
+  ASSERT_TRUE(raw.ok());
+  // Each family's table files: level and compression.
+  auto files = [&](const char* family) {
+    std::vector<std::pair<int, std::string>> out;
+    rocksdb::ColumnFamilyHandle* cf = raw.family(family);
+    rocksdb::TablePropertiesCollection props;
+    EXPECT_TRUE(raw.db()->GetPropertiesOfAllTables(cf, &props).ok());
+    rocksdb::ColumnFamilyMetaData meta;
+    raw.db()->GetColumnFamilyMetaData(cf, &meta);
+    for (const auto& level : meta.levels) {
+      for (const auto& file : level.files) {
+        for (const auto& [path, p] : props) {
+          if (absl::EndsWith(path, file.name)) {
+            out.emplace_back(level.level, p->compression_name);
+          }
+        }
+      }
+    }
+    return out;
+  };
+  for (const char* family : {kIdsColumnFamily, kEventsColumnFamily}) {
+    const auto found = files(family);
+    EXPECT_FALSE(found.empty()) << family;
+    for (const auto& [level, compression] : found) {
+      EXPECT_EQ(level, 0) << family;
+      EXPECT_EQ(compression, "NoCompression") << family;
+    }
+  }
+  const auto log = files(kLogColumnFamily);
+  EXPECT_FALSE(log.empty());
+  for (const auto& [level, compression] : log) {
+    EXPECT_EQ(compression, "LZ4") << "log file at level " << level;
+  }
 }
 
 TEST_F(EventStoreTest, AStoreOfAnotherStorageFormatIsRefusedUntouched) {
