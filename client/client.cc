@@ -187,19 +187,13 @@ absl::StatusOr<v1::IngestResponse> Client::IngestStreamEncoded(
 
 absl::StatusOr<v1::IngestResponse> Client::IngestStream(
     const std::function<bool(v1::IngestRequest*)>& next) {
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, true);
-  v1::IngestResponse response;
-  auto writer = stub_->IngestStream(&ctx, &response);
   v1::IngestRequest request;
-  while (next(&request)) {
-    if (!writer->Write(request)) break;  // the server ended the call early
+  return IngestStreamEncoded([&](std::string* bytes) {
     request.Clear();
-  }
-  writer->WritesDone();
-  grpc::Status s = writer->Finish();
-  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
-  return response;
+    if (!next(&request)) return false;
+    request.SerializeToString(bytes);
+    return true;
+  });
 }
 
 namespace {
