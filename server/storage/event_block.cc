@@ -29,12 +29,12 @@ bool ReadHeader(absl::string_view* in, uint64_t* n, int64_t* first,
 
 }  // namespace
 
-std::string EncodeBlock(const std::vector<BlockEvent>& events) {
+std::string EncodeBlock(const std::vector<BlockEvent>& events, char format) {
   std::string out;
   size_t bytes = 24;
   for (const BlockEvent& e : events) bytes += 8 + e.value.size();
   out.reserve(bytes);
-  out.push_back(kBlockFormat);
+  out.push_back(format);
   PutVarint64(&out, events.size());
   PutVarint64(&out, ZigZagEncode(events.front().time_us));
   PutVarint64(&out, Diff(events.back().time_us, events.front().time_us));

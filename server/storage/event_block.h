@@ -14,7 +14,10 @@
 // lands on the one block that can hold the first event at or after t.
 //
 // The value:
-//   byte   kBlockFormat
+//   byte   kBlockFormat, or for a tail block written since storage format
+//          6 whether its entity has other blocks: kSoleTailFormat (none:
+//          a reader that finds it has all of the entity's sealed events)
+//          or kTailFormat (full blocks precede it)
 //   varint n (>= 1)
 //   zigzag varint first time; varint last time - first time
 //   times  n - 1 varints time[i] - time[i-1]
@@ -31,9 +34,29 @@
 
 namespace rawfeat {
 
+// Full blocks, and tail blocks written before storage format 6 (which do
+// not say whether other blocks precede them).
 inline constexpr char kBlockFormat = 0x42;
+// A tail block that is its entity's only block.
+inline constexpr char kSoleTailFormat = 0x43;
+// A tail block after one or more full blocks.
+inline constexpr char kTailFormat = 0x44;
 inline bool IsBlockValue(absl::string_view value) {
-  return !value.empty() && value[0] == kBlockFormat;
+  return !value.empty() && value[0] >= kBlockFormat && value[0] <= kTailFormat;
+}
+// True if `value` is a tail block that says it is its entity's only block.
+inline bool IsSoleTail(absl::string_view value) {
+  return !value.empty() && value[0] == kSoleTailFormat;
+}
+// For a tail block's value: false if it does not say whether other blocks
+// precede it (a tail of an earlier format); else true, with `*alone` set.
+inline bool TailSaysAlone(absl::string_view value, bool* alone) {
+  if (value.empty() ||
+      (value[0] != kSoleTailFormat && value[0] != kTailFormat)) {
+    return false;
+  }
+  *alone = value[0] == kSoleTailFormat;
+  return true;
 }
 
 // Sealing cuts blocks of at most this many events or (about) bytes.
@@ -49,9 +72,11 @@ struct BlockEvent {
   }
 };
 
-// Encodes `events` (sorted by (time, seq)) as one block value.
+// Encodes `events` (sorted by (time, seq)) as one block value whose first
+// byte is `format` (one of the three above).
 // REQUIRES: !events.empty().
-std::string EncodeBlock(const std::vector<BlockEvent>& events);
+std::string EncodeBlock(const std::vector<BlockEvent>& events,
+                        char format = kBlockFormat);
 
 // Reads a block's header without decoding its events: how many it holds
 // and the first and last one's times. False if malformed.

@@ -62,7 +62,20 @@ struct EventCursor::Rep {
   EventHead* head = nullptr;
   uint64_t read_seq = 0;
   bool registered = false;  // with head (a cursor without a view)
-  std::unique_ptr<rocksdb::Iterator> bit;  // blocks
+  // Blocks. An entity cursor with a view makes it on its first seek that
+  // needs it (`db`, `cf` and `ro` make it), and first reads each entity's
+  // tail block by a point read (`point_reads`): a tail that says it is
+  // the entity's only block (event_block.h) is the whole block source,
+  // and RocksDB's row cache answers such reads without a seek into every
+  // level.
+  std::unique_ptr<rocksdb::Iterator> bit;
+  rocksdb::DB* db = nullptr;
+  rocksdb::ColumnFamilyHandle* cf = nullptr;
+  rocksdb::ReadOptions ro;
+  bool point_reads = false;
+  // The sole tail block of entity `sole_entity` (empty: none held).
+  rocksdb::PinnableSlice sole;
+  std::string sole_entity;
   // Iterator bound (kept alive as long as the iterator).
   std::string block_upper;
   rocksdb::Slice block_upper_slice;
@@ -223,7 +236,7 @@ struct EventCursor::Rep {
     if (!status.ok()) return;
     // The block source: a block of the range with events left, or none.
     while (next >= block.size() && !blocks_done && status.ok() &&
-           bit->Valid()) {
+           bit != nullptr && bit->Valid()) {
       // Past an entity's tail block only other entities' blocks follow:
       // one entity's scan ends there without stepping the iterator (a
       // median entity's whole history is its tail block).
@@ -270,10 +283,44 @@ struct EventCursor::Rep {
     hreader.Reset(hentity.get());
     if (from != kMinEventTime) hreader.Seek(from);
     key_read = false;
+    if (point_reads && ReadSoleTail()) {
+      if (!status.ok()) return;
+      // The entity's only block: as if a seek had landed on it.
+      block_entity = entity;
+      block_is_tail = true;
+      if (!DecodeBlockKeys(ToView(sole), &block, &block_values)) {
+        Fail(CorruptBlock());
+        return;
+      }
+      while (next < block.size() && block[next].time_us < from_us) ++next;
+      blocks_done = true;  // no other block to read
+      Settle();
+      return;
+    }
+    if (bit == nullptr) bit.reset(db->NewIterator(ro, cf));
     target = from == kMinEventTime ? BlockPrefix(stream_id, entity)
                                    : BlockKey(stream_id, entity, from, 0);
     bit->Seek(ToSlice(target));
     Settle();
+  }
+
+  // Reads `entity`'s tail block into `sole` (unless it holds it already)
+  // and returns true if that is the entity's only block, or if the read
+  // failed (then status says so).
+  bool ReadSoleTail() {
+    if (!sole_entity.empty() && sole_entity == entity) return true;
+    sole_entity.clear();
+    sole.Reset();
+    target = TailBlockKey(stream_id, entity);
+    const rocksdb::Status s = db->Get(ro, cf, ToSlice(target), &sole);
+    if (s.ok() && IsSoleTail(ToView(sole))) {
+      sole_entity = entity;
+      return true;
+    }
+    sole.Reset();
+    if (s.ok() || s.IsNotFound()) return false;
+    Fail(FromRocks(s, "read an event block"));
+    return true;
   }
 };
 
@@ -393,11 +440,19 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
     uint32_t stream_id, const ReadView* view) const {
   auto rep = std::make_unique<EventCursor::Rep>();
   StartCursor(rep.get(), stream_id, view);
-  rocksdb::ReadOptions ro = ReadOptionsOf(view);
+  rep->db = db_.get();
+  rep->cf = events_cf_;
+  rep->ro = ReadOptionsOf(view);
   // Within one entity a prefix seek suffices: the entity-prefix Bloom
   // filters skip files without it.
-  ro.prefix_same_as_start = true;
-  rep->bit.reset(db_->NewIterator(ro, events_cf_));
+  rep->ro.prefix_same_as_start = true;
+  // Point reads need the view's snapshot (the iterator, made later, reads
+  // at it too), and only reads that fill the caches use them: a
+  // background scan reads each entity once.
+  rep->point_reads = view != nullptr && view->fill_cache_;
+  if (!rep->point_reads) {
+    rep->bit.reset(db_->NewIterator(rep->ro, events_cf_));
+  }
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }
 

@@ -282,6 +282,11 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   db_options.max_total_wal_size = 4 * options.write_buffer_bytes;
 
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  // Lookups read an entity's tail block by a point read first
+  // (event_cursor.cc): the row cache answers a repeated one from a hash
+  // table instead of a filter, index and data block search in every level.
+  // Its entries share the block cache's memory (and LRU order).
+  db_options.row_cache = cache;
   enum class Bloom { kNone, kWholeKey, kPrefix };
   // With `pin`: every lookup seeks `events` and `tiles` in each level, so
   // their table files keep index and filter blocks pinned (held by the

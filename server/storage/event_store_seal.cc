@@ -410,6 +410,10 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
   // Deletions before puts: a re-cut block may take the key of one it
   // replaces.
   std::vector<std::pair<std::string, std::string>> puts;
+  // Whether the entity keeps blocks besides the tail this seal writes: a
+  // tail says so in its format byte (event_block.h), so a reader that
+  // finds a sole tail looks no further.
+  bool others = false;
   auto cut = [&](std::vector<BlockEvent>& events, bool keep_tail) {
     // An event already in a block is kept once (the head, rebuilt from
     // the log at open, may hold events sealed before the stop).
@@ -429,23 +433,44 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
       const std::vector<BlockEvent> chunk(events.begin() + begin,
                                           events.begin() + end);
       if (keep_tail && !full) {
-        puts.emplace_back(tail_key, EncodeBlock(chunk));
+        puts.emplace_back(tail_key,
+                          EncodeBlock(chunk, others ? kTailFormat
+                                                    : kSoleTailFormat));
       } else {
         puts.emplace_back(BlockKey(stream_id, entity, chunk.back().time_us,
                                    chunk.back().seq),
                           EncodeBlock(chunk));
+        others = true;
       }
       begin = end;
     }
   };
+  auto seek_block_of = [&](const BlockEvent& e) {
+    bit->Seek(ToSlice(BlockKey(stream_id, entity, e.time_us, e.seq)));
+    return FromRocks(bit->status(), "seal");
+  };
+  // Blocks before the first single: a full block where it lands says
+  // there are (it is re-cut below), a tail of format 6 says it, else
+  // (a tail of an earlier format, or no block at or after the single)
+  // the entity's first block tells.
+  RETURN_IF_ERROR(seek_block_of(singles.front()));
+  if (bit->Valid() && ToView(bit->key()) != tail_key) {
+    others = true;
+  } else if (bit->Valid() && TailSaysAlone(ToView(bit->value()), &others)) {
+    others = !others;
+  } else {
+    bit->Seek(ToSlice(BlockPrefix(stream_id, entity)));
+    RETURN_IF_ERROR(FromRocks(bit->status(), "seal"));
+    others = bit->Valid() && ToView(bit->key()) != tail_key;
+    RETURN_IF_ERROR(seek_block_of(singles.front()));
+  }
   std::vector<BlockEvent> merged;
   size_t i = 0;
   while (i < singles.size()) {
     // The first block whose last event is not before singles[i]: the
-    // singles up to its last event go into it.
-    bit->Seek(ToSlice(
-        BlockKey(stream_id, entity, singles[i].time_us, singles[i].seq)));
-    RETURN_IF_ERROR(FromRocks(bit->status(), "seal"));
+    // singles up to its last event go into it (`bit` is on the first
+    // single's already).
+    if (i > 0) RETURN_IF_ERROR(seek_block_of(singles[i]));
     merged.clear();
     bool tail = true;
     size_t j = singles.size();

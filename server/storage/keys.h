@@ -124,11 +124,14 @@ bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 //   5: no event keys: an event not sealed yet is only in the log, and in
 //      memory (event_head.h), rebuilt from the log at open (a format-4
 //      server would not see those events).
+//   6: a tail block says whether its entity has other blocks
+//      (event_block.h kSoleTailFormat, kTailFormat; a format-5 server
+//      would take those blocks for corrupt).
 // A store of an earlier format is read as it is and marked with this one
 // when opened: old log entries and id records stay readable, and its
 // unsealed events (event keys) are loaded into the head from the log and
 // sealed, their keys deleted as they are.
-inline constexpr uint32_t kStoreFormat = 5;
+inline constexpr uint32_t kStoreFormat = 6;
 
 // meta keys.
 inline constexpr char kMetaFormatKey[] = "format";           // be32

@@ -105,7 +105,10 @@ class RetentionFilter final : public rocksdb::CompactionFilter {
                                   [&](const BlockEvent& e) {
                                     return e.time_us >= cutoff;
                                   }));
-        *new_value = EncodeBlock(events);
+        // A tail keeps its format byte: a sole tail stays its entity's
+        // only block, and one after full blocks may outlive them (a
+        // reader then looks for blocks that are gone: slower, not wrong).
+        *new_value = EncodeBlock(events, v[0]);
         *value_changed = true;
         return false;
       }

@@ -67,6 +67,24 @@ TEST(EventBlockTest, RoundTripsAndRefusesDamage) {
   EXPECT_FALSE(DecodeBlockValues(column, &got));
   // A stored event value is not a block.
   EXPECT_FALSE(IsBlockValue("\x01rest"));
+  // Tail blocks say whether other blocks precede them; full blocks (and
+  // tails of format 5) do not.
+  bool alone = false;
+  EXPECT_FALSE(TailSaysAlone(block, &alone));
+  EXPECT_FALSE(IsSoleTail(block));
+  for (const char format : {kSoleTailFormat, kTailFormat}) {
+    const std::string tail = EncodeBlock(events, format);
+    EXPECT_TRUE(IsBlockValue(tail));
+    ASSERT_TRUE(DecodeBlock(tail, &got));
+    EXPECT_EQ(got[2].value, events[2].value);
+    ASSERT_TRUE(TailSaysAlone(tail, &alone));
+    EXPECT_EQ(alone, format == kSoleTailFormat);
+    EXPECT_EQ(IsSoleTail(tail), format == kSoleTailFormat);
+  }
+  std::string other = block;
+  other[0] = static_cast<char>(kTailFormat + 1);
+  EXPECT_FALSE(IsBlockValue(other));
+  EXPECT_FALSE(DecodeBlock(other, &got));
   // Extreme times and seqs.
   const std::vector<BlockEvent> extremes = {
       {kMinEventTime, UINT64_MAX, "\x01a"}, {kMaxEventTime, 1, "\x01b"}};
@@ -162,25 +180,39 @@ class SealedStoreTest : public ::testing::Test {
   void Check(const Model& model, const ReadView* view,
              const std::vector<int64_t>& edges, const std::string& where) {
     SCOPED_TRACE(where);
-    auto cursor = store_->NewEventCursor(1, view);
+    // An entity cursor with a view reads each entity's tail block by a
+    // point read first (a sole tail is all it reads); one without a view
+    // seeks. The latest state is read both ways.
+    std::unique_ptr<ReadView> latest;
+    if (view == nullptr) latest = store_->NewReadView();
+    std::vector<std::unique_ptr<EventCursor>> cursors;
+    cursors.push_back(store_->NewEventCursor(1, view));
+    if (latest != nullptr) {
+      cursors.push_back(store_->NewEventCursor(1, latest.get()));
+    }
     for (const auto& [entity, all] : model) {
       for (int64_t from : edges) {
         for (int64_t to : edges) {
           if (to < from) continue;
           const auto want = Range(all, from, to);
-          cursor->Seek(entity, from, to);
-          EXPECT_EQ(Describe(Collect(cursor.get())), Describe(want))
-              << entity << " [" << from << ", " << to << ")";
+          for (size_t c = 0; c < cursors.size(); ++c) {
+            cursors[c]->Seek(entity, from, to);
+            EXPECT_EQ(Describe(Collect(cursors[c].get())), Describe(want))
+                << entity << " [" << from << ", " << to << ") cursor " << c;
+          }
           auto range = store_->ScanEntity(1, entity, from, to, view);
           EXPECT_EQ(Collect(range.get()), want)
               << entity << " [" << from << ", " << to << ")";
         }
         // SeekTime forward from the entity's start.
-        cursor->Seek(entity);
-        if (cursor->Valid()) {
-          cursor->SeekTime(from);
-          EXPECT_EQ(Collect(cursor.get()), Range(all, from, kMaxEventTime))
-              << entity << " SeekTime " << from;
+        for (size_t c = 0; c < cursors.size(); ++c) {
+          cursors[c]->Seek(entity);
+          if (cursors[c]->Valid()) {
+            cursors[c]->SeekTime(from);
+            EXPECT_EQ(Collect(cursors[c].get()),
+                      Range(all, from, kMaxEventTime))
+                << entity << " SeekTime " << from << " cursor " << c;
+          }
         }
       }
     }
@@ -309,6 +341,105 @@ TEST_F(SealedStoreTest, RandomHistoriesReadTheSameSealedOrNot) {
   before.reset();
   ASSERT_TRUE(store_->Seal(1).ok());
   Check(model_, nullptr, edges, "after erasure, sealed");
+}
+
+// Each sealed tail block says whether its entity has other blocks, so a
+// lookup that finds a sole tail by a point read reads nothing more
+// (event_cursor.cc). Checked on the stored bytes through every kind of
+// seal: a first one, one that cuts full blocks, one after a block that
+// ended full (no tail), a late event, and tails of format 5 (which do not
+// say) sealed again. Every step is also read back through both kinds of
+// entity cursor (Check).
+TEST_F(SealedStoreTest, TailBlocksSayWhetherTheirEntityHasOtherBlocks) {
+  // The formats of an entity's blocks in key order, tails last ('T' sole
+  // tail, 't' tail after others, 'F' full block, '5' a tail of format 5).
+  auto formats = [&](const std::string& entity) {
+    store_.reset();
+    std::string out;
+    {
+      testing::RawStore raw(dir_.Sub("db"), /*read_only=*/true);
+      EXPECT_TRUE(raw.ok());
+      const std::string prefix = BlockPrefix(1, entity);
+      std::unique_ptr<rocksdb::Iterator> it(raw.db()->NewIterator(
+          rocksdb::ReadOptions(), raw.family(kEventsColumnFamily)));
+      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+           it->Next()) {
+        const std::string key = it->key().ToString();
+        const char f = it->value()[0];
+        if (!IsTailBlockKey(key)) {
+          out += f == kBlockFormat ? 'F' : '?';
+        } else {
+          out += f == kSoleTailFormat ? 'T' : f == kTailFormat ? 't'
+                 : f == kBlockFormat  ? '5'
+                                      : '?';
+        }
+      }
+    }
+    Open();
+    return out;
+  };
+  // Rewrites the entity's tail as a format-5 server wrote it.
+  auto make_format5_tail = [&](const std::string& entity) {
+    store_.reset();
+    {
+      testing::RawStore raw(dir_.Sub("db"));
+      ASSERT_TRUE(raw.ok());
+      rocksdb::ColumnFamilyHandle* events = raw.family(kEventsColumnFamily);
+      const std::string key = TailBlockKey(1, entity);
+      std::string value;
+      ASSERT_TRUE(
+          raw.db()->Get(rocksdb::ReadOptions(), events, key, &value).ok());
+      value[0] = kBlockFormat;
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      ASSERT_TRUE(raw.db()->Put(wo, events, key, value).ok());
+    }
+    Open();
+  };
+  auto many = [](const std::string& entity, int64_t start, int n) {
+    std::vector<std::pair<std::string, int64_t>> out;
+    for (int i = 0; i < n; ++i) out.emplace_back(entity, start + i * 1000);
+    return out;
+  };
+  const std::vector<int64_t> edges = {kMinEventTime, kT0, kT0 + 300 * 1000,
+                                      kT0 + kDay, kMaxEventTime};
+  auto seal_and_check = [&](const std::string& where) {
+    ASSERT_TRUE(store_->Seal(1).ok());
+    Check(model_, nullptr, edges, where);
+  };
+
+  Append(many("s", kT0, 3));
+  seal_and_check("a first seal");
+  EXPECT_EQ(formats("s"), "T");
+  Append({{"s", kT0 + 1500}});  // late, into the sole tail
+  seal_and_check("a late event into a sole tail");
+  EXPECT_EQ(formats("s"), "T");
+  Append(many("s", kT0 + kDay, 300));
+  seal_and_check("a seal that cuts a full block");
+  EXPECT_EQ(formats("s"), "Ft");
+  Append({{"s", kT0 + 2 * kDay}});
+  seal_and_check("a tail after a full block, again");
+  EXPECT_EQ(formats("s"), "Ft");
+
+  Append(many("x", kT0, 256));
+  seal_and_check("a block that ends full");
+  EXPECT_EQ(formats("x"), "F");
+  Append(many("x", kT0 + kDay, 2));
+  seal_and_check("a new tail after a full block");
+  EXPECT_EQ(formats("x"), "Ft");
+
+  Append(many("l", kT0, 3));
+  Append(many("m", kT0, 300));
+  seal_and_check("tails to turn into format 5");
+  make_format5_tail("l");
+  make_format5_tail("m");
+  EXPECT_EQ(formats("l"), "5");
+  EXPECT_EQ(formats("m"), "F5");
+  Check(model_, nullptr, edges, "tails of format 5");
+  Append({{"l", kT0 + kDay}, {"m", kT0 + kDay}});
+  seal_and_check("tails of format 5 sealed again");
+  EXPECT_EQ(formats("l"), "T");
+  EXPECT_EQ(formats("m"), "Ft");
 }
 
 // A stream cursor on an entity with unsealed events only has the next
@@ -494,6 +625,20 @@ TEST_F(SealedStoreTest, ADamagedValueColumnFailsTheReadOfAValue) {
   c->Seek("v");
   ASSERT_TRUE(c->Valid());
   EXPECT_NE(c->Decode({v1::STRING}), nullptr);
+  // The same through a cursor with a view, which reads "u"'s tail (its
+  // only block) by a point read.
+  auto view = store_->NewReadView();
+  auto p = store_->NewEventCursor(1, view.get());
+  p->Seek("u");
+  ASSERT_TRUE(p->Valid());
+  EXPECT_EQ(p->Decode({v1::STRING}), nullptr);
+  EXPECT_EQ(p->status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(p->status().message().find("corrupt event block of entity 'u'"),
+            std::string::npos)
+      << p->status();
+  p->Seek("v");
+  ASSERT_TRUE(p->Valid());
+  EXPECT_NE(p->Decode({v1::STRING}), nullptr);
 }
 
 }  // namespace
