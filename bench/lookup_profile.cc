@@ -10,6 +10,7 @@
 //
 //   lookup_profile --data_dir /tmp/fl/data [--first_rank 49500 --ranks 1000]
 //                  [--batch 1] [--lookups 20000] [--compact]
+//                  [--point_reads=false]
 
 #include <chrono>
 #include <cstdio>
@@ -31,6 +32,9 @@ ABSL_FLAG(int, first_rank, 49500, "first Zipf rank looked up (median: 49500)");
 ABSL_FLAG(int, ranks, 1000, "ranks looked up, from first_rank");
 ABSL_FLAG(int, batch, 1, "entities per lookup");
 ABSL_FLAG(int, lookups, 20000, "lookups measured (as many warm the cache)");
+ABSL_FLAG(bool, point_reads, true,
+          "read each entity's tail block by a point read first (false: "
+          "seek, as before storage format 6)");
 ABSL_FLAG(bool, compact, false,
           "first compact the whole store (every family to its last level), "
           "then measure");
@@ -41,6 +45,7 @@ namespace {
 int Main() {
   EventStoreOptions store_options;
   store_options.seal_min_events = 0;  // a read-only look: nothing moves
+  store_options.tail_point_reads = absl::GetFlag(FLAGS_point_reads);
   auto store = EventStore::Open(absl::GetFlag(FLAGS_data_dir), store_options);
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());

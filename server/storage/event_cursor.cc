@@ -449,7 +449,8 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
   // Point reads need the view's snapshot (the iterator, made later, reads
   // at it too), and only reads that fill the caches use them: a
   // background scan reads each entity once.
-  rep->point_reads = view != nullptr && view->fill_cache_;
+  rep->point_reads =
+      options_.tail_point_reads && view != nullptr && view->fill_cache_;
   if (!rep->point_reads) {
     rep->bit.reset(db_->NewIterator(rep->ro, events_cf_));
   }

@@ -54,6 +54,10 @@ struct EventStoreOptions {
   // Shared block cache. Default: 512 MiB (a snapshot of 10M events reads
   // ~300 MiB of blocks: a smaller cache misses on every sequential pass).
   size_t block_cache_bytes = 512 << 20;
+  // Entity cursors with a view read an entity's tail block by a point read
+  // first (event_cursor.cc); false: they seek, as before storage format 6
+  // (for measuring the difference). Default: true.
+  bool tail_point_reads = true;
   // Most events one group commit writes. Default: 200,000.
   size_t max_group_events = 200000;
   // The tile format this process reads and writes; tiles stored under
