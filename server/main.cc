@@ -75,6 +75,9 @@ ABSL_FLAG(int64_t, join_run_rows, 1000000,
 ABSL_FLAG(int, analyst_threads, 0,
           "threads one Snapshot/JoinFeatures call uses (0 = one per CPU)");
 ABSL_FLAG(int64_t, block_cache_mb, 512, "RocksDB block cache in MiB");
+ABSL_FLAG(bool, tail_point_reads, true,
+          "lookups read an entity's tail block by key first (false: they "
+          "seek its blocks, as before storage format 6; for measurements)");
 ABSL_FLAG(bool, accept_data_loss, false,
           "start even though acknowledged events are lost (a damaged "
           "write-ahead log): serve what precedes the damage, record the lost "
@@ -139,6 +142,7 @@ int main(int argc, char** argv) {
                                  << 20;
   options.store.block_cache_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_block_cache_mb)) << 20;
+  options.store.tail_point_reads = absl::GetFlag(FLAGS_tail_point_reads);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_entities = absl::GetFlag(FLAGS_max_entities);
   options.tiles = absl::GetFlag(FLAGS_tiles);

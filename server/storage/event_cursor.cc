@@ -73,6 +73,7 @@ struct EventCursor::Rep {
   rocksdb::ColumnFamilyHandle* cf = nullptr;
   rocksdb::ReadOptions ro;
   bool point_reads = false;
+  bool many_blocks = false;  // Seek's hint for the entity it is on
   // The sole tail block of entity `sole_entity` (empty: none held).
   rocksdb::PinnableSlice sole;
   std::string sole_entity;
@@ -283,7 +284,7 @@ struct EventCursor::Rep {
     hreader.Reset(hentity.get());
     if (from != kMinEventTime) hreader.Seek(from);
     key_read = false;
-    if (point_reads && ReadSoleTail()) {
+    if (point_reads && !many_blocks && ReadSoleTail()) {
       if (!status.ok()) return;
       // The entity's only block: as if a seek had landed on it.
       block_entity = entity;
@@ -328,7 +329,8 @@ EventCursor::EventCursor(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
 EventCursor::~EventCursor() = default;
 
 void EventCursor::Seek(absl::string_view entity, int64_t from_us,
-                       int64_t to_us) {
+                       int64_t to_us, bool many_blocks) {
+  rep_->many_blocks = many_blocks;
   rep_->one_entity = true;
   rep_->entity.assign(entity.data(), entity.size());
   rep_->to_us = to_us;
@@ -437,7 +439,7 @@ void EventStore::StartCursor(EventCursor::Rep* rep, uint32_t stream_id,
 }
 
 std::unique_ptr<EventCursor> EventStore::NewEventCursor(
-    uint32_t stream_id, const ReadView* view) const {
+    uint32_t stream_id, const ReadView* view, bool lookups) const {
   auto rep = std::make_unique<EventCursor::Rep>();
   StartCursor(rep.get(), stream_id, view);
   rep->db = db_.get();
@@ -447,10 +449,8 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
   // filters skip files without it.
   rep->ro.prefix_same_as_start = true;
   // Point reads need the view's snapshot (the iterator, made later, reads
-  // at it too), and only reads that fill the caches use them: a
-  // background scan reads each entity once.
-  rep->point_reads =
-      options_.tail_point_reads && view != nullptr && view->fill_cache_;
+  // at it too).
+  rep->point_reads = lookups && options_.tail_point_reads && view != nullptr;
   if (!rep->point_reads) {
     rep->bit.reset(db_->NewIterator(rep->ro, events_cf_));
   }

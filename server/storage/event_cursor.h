@@ -46,8 +46,11 @@ class EventCursor {
   // Positions at the first event of `entity` with event time >= from_us;
   // the cursor then ends before the first event with time >= to_us, or at
   // the entity's end. A stream cursor keeps to that entity from then on.
+  // `many_blocks` says the reader knows the entity is large (it has
+  // tiles): a lookup cursor then seeks its blocks at once instead of first
+  // reading its tail by key (EventStore::NewEventCursor).
   void Seek(absl::string_view entity, int64_t from_us = kMinEventTime,
-            int64_t to_us = kMaxEventTime);
+            int64_t to_us = kMaxEventTime, bool many_blocks = false);
   // Moves forward to the current entity's first event with time >= from_us
   // (same end). REQUIRES: the cursor was positioned by Seek or is valid.
   void SeekTime(int64_t from_us);

@@ -54,9 +54,9 @@ struct EventStoreOptions {
   // Shared block cache. Default: 512 MiB (a snapshot of 10M events reads
   // ~300 MiB of blocks: a smaller cache misses on every sequential pass).
   size_t block_cache_bytes = 512 << 20;
-  // Entity cursors with a view read an entity's tail block by a point read
-  // first (event_cursor.cc); false: they seek, as before storage format 6
-  // (for measuring the difference). Default: true.
+  // Lookup cursors (NewEventCursor) read an entity's tail block by a point
+  // read first; false: they seek, as before storage format 6 (for
+  // measuring the difference). Default: true.
   bool tail_point_reads = true;
   // Most events one group commit writes. Default: 200,000.
   size_t max_group_events = 200000;
@@ -226,9 +226,16 @@ class EventStore {
   // An unpositioned cursor over the events of `stream_id` as of `view`
   // (nullptr = latest): EventCursor::Seek puts it on one entity's time
   // range, and it can be re-seeked to others (one cursor serves many
-  // entities).
+  // entities). With `lookups` (and a view), each Seek reads the entity's
+  // tail block by key first: when that is its only block (storage format
+  // 6), that read is all, and RocksDB's row cache answers it again from
+  // memory without a seek into every sorted run. For online lookups of a
+  // few entities at a time; scans of many entities (snapshots, joins) seek
+  // and leave the cache to blocks (row cache entries copy what the block
+  // cache holds).
   std::unique_ptr<EventCursor> NewEventCursor(uint32_t stream_id,
-                                              const ReadView* view) const;
+                                              const ReadView* view,
+                                              bool lookups = false) const;
   // A cursor over one entity's events with from_us <= time < to_us, as of
   // `view`, positioned on the first: for one scan (it reads no further than
   // the range). SeekTime moves it forward within the range.

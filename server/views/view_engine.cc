@@ -159,7 +159,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
 
   // Events stamped exactly as_of are not part of the value as of it.
   EventCursor* const it = cursor;
-  it->Seek(entity, lo, as_of_us);
+  // An entity with tiles is a large one: its tail is not its only block.
+  it->Seek(entity, lo, as_of_us, /*many_blocks=*/!existing.empty());
   size_t next_covered = 0;
   int64_t day = std::numeric_limits<int64_t>::min();
   int64_t day_events = 0;
@@ -290,7 +291,8 @@ absl::Status ViewEngine::GetFeatures(const v1::GetFeaturesRequest& request,
   // order so each seek moves forward, often within the blocks the last one
   // read; rows stay in request order.
   auto cursor =
-      store_->NewEventCursor((*view)->stream->stream_id, pinned->view.get());
+      store_->NewEventCursor((*view)->stream->stream_id, pinned->view.get(),
+                             /*lookups=*/true);
   const int n = request.entities_size();
   std::vector<int> order(n);
   for (int i = 0; i < n; ++i) order[i] = i;
@@ -436,7 +438,7 @@ absl::Status ViewEngine::GetServiceFeatures(
           cursors[part.view->stream->stream_id];
       if (cursor == nullptr) {
         cursor = store_->NewEventCursor(part.view->stream->stream_id,
-                                        pinned->view.get());
+                                        pinned->view.get(), /*lookups=*/true);
       }
       absl::Status s = ComputeEntity(*part.view, it->second, as_of,
                                      pinned->watermark, pinned->view.get(),

@@ -180,23 +180,23 @@ class SealedStoreTest : public ::testing::Test {
   void Check(const Model& model, const ReadView* view,
              const std::vector<int64_t>& edges, const std::string& where) {
     SCOPED_TRACE(where);
-    // An entity cursor with a view reads each entity's tail block by a
-    // point read first (a sole tail is all it reads); one without a view
-    // seeks. The latest state is read both ways.
+    // A lookup cursor reads each entity's tail block by a point read
+    // first (a sole tail is all it reads), and seeks when told the entity
+    // is large; others seek. Every way, at `view` (the latest: a new one).
     std::unique_ptr<ReadView> latest;
     if (view == nullptr) latest = store_->NewReadView();
+    const ReadView* at = view != nullptr ? view : latest.get();
     std::vector<std::unique_ptr<EventCursor>> cursors;
     cursors.push_back(store_->NewEventCursor(1, view));
-    if (latest != nullptr) {
-      cursors.push_back(store_->NewEventCursor(1, latest.get()));
-    }
+    cursors.push_back(store_->NewEventCursor(1, at, /*lookups=*/true));
+    cursors.push_back(store_->NewEventCursor(1, at, /*lookups=*/true));
     for (const auto& [entity, all] : model) {
       for (int64_t from : edges) {
         for (int64_t to : edges) {
           if (to < from) continue;
           const auto want = Range(all, from, to);
           for (size_t c = 0; c < cursors.size(); ++c) {
-            cursors[c]->Seek(entity, from, to);
+            cursors[c]->Seek(entity, from, to, /*many_blocks=*/c == 2);
             EXPECT_EQ(Describe(Collect(cursors[c].get())), Describe(want))
                 << entity << " [" << from << ", " << to << ") cursor " << c;
           }
@@ -206,7 +206,8 @@ class SealedStoreTest : public ::testing::Test {
         }
         // SeekTime forward from the entity's start.
         for (size_t c = 0; c < cursors.size(); ++c) {
-          cursors[c]->Seek(entity);
+          cursors[c]->Seek(entity, kMinEventTime, kMaxEventTime,
+                           /*many_blocks=*/c == 2);
           if (cursors[c]->Valid()) {
             cursors[c]->SeekTime(from);
             EXPECT_EQ(Collect(cursors[c].get()),
@@ -628,7 +629,7 @@ TEST_F(SealedStoreTest, ADamagedValueColumnFailsTheReadOfAValue) {
   // The same through a cursor with a view, which reads "u"'s tail (its
   // only block) by a point read.
   auto view = store_->NewReadView();
-  auto p = store_->NewEventCursor(1, view.get());
+  auto p = store_->NewEventCursor(1, view.get(), /*lookups=*/true);
   p->Seek("u");
   ASSERT_TRUE(p->Valid());
   EXPECT_EQ(p->Decode({v1::STRING}), nullptr);
