@@ -1544,6 +1544,12 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
     const std::string blocks = BlockPrefix(stream_id, entity);
     batch.DeleteRange(events_cf_, ToSlice(blocks),
                       ToSlice(PrefixSuccessor(blocks)));
+    // And the tail block's key by itself: lookups read it by key, and
+    // RocksDB's row cache (this version's) replays an entry without the
+    // range deletions of the table file it came from, so a file holding
+    // both the tail (kept for an older view) and the range deletion would
+    // serve the tail again. A point deletion is part of that entry.
+    batch.Delete(events_cf_, ToSlice(TailBlockKey(stream_id, entity)));
     batch.DeleteRange(tiles_cf_, ToSlice(prefix), ToSlice(upper));
     {
       absl::MutexLock l(&mu_);
