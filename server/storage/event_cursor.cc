@@ -62,12 +62,11 @@ struct EventCursor::Rep {
   EventHead* head = nullptr;
   uint64_t read_seq = 0;
   bool registered = false;  // with head (a cursor without a view)
-  // Blocks. An entity cursor with a view makes it on its first seek that
-  // needs it (`db`, `cf` and `ro` make it), and first reads each entity's
-  // tail block by a point read (`point_reads`): a tail that says it is
-  // the entity's only block (event_block.h) is the whole block source,
-  // and RocksDB's row cache answers such reads without a seek into every
-  // level.
+  // Blocks. A lookup cursor (`point_reads`) first reads each entity's
+  // tail block by key: a tail that says it is the entity's only block
+  // (event_block.h) is the whole block source, and RocksDB's row cache
+  // answers such reads without a seek into every level; it makes the
+  // iterator (from `db`, `cf` and `ro`) on its first seek that needs one.
   std::unique_ptr<rocksdb::Iterator> bit;
   rocksdb::DB* db = nullptr;
   rocksdb::ColumnFamilyHandle* cf = nullptr;
