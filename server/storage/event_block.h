@@ -49,13 +49,13 @@ inline bool IsSoleTail(absl::string_view value) {
   return !value.empty() && value[0] == kSoleTailFormat;
 }
 // For a tail block's value: false if it does not say whether other blocks
-// precede it (a tail of an earlier format); else true, with `*alone` set.
-inline bool TailSaysAlone(absl::string_view value, bool* alone) {
+// precede it (a tail of an earlier format); else true, with `*others` set.
+inline bool TailSaysOthers(absl::string_view value, bool* others) {
   if (value.empty() ||
       (value[0] != kSoleTailFormat && value[0] != kTailFormat)) {
     return false;
   }
-  *alone = value[0] == kSoleTailFormat;
+  *others = value[0] == kTailFormat;
   return true;
 }
 

@@ -65,8 +65,9 @@ struct EventCursor::Rep {
   // Blocks. A lookup cursor (`point_reads`) first reads each entity's
   // tail block by key: a tail that says it is the entity's only block
   // (event_block.h) is the whole block source, and RocksDB's row cache
-  // answers such reads without a seek into every level; it makes the
-  // iterator (from `db`, `cf` and `ro`) on its first seek that needs one.
+  // answers such reads without a seek into every level. An entity cursor
+  // makes the iterator (from `db`, `cf` and `ro`) on its first seek that
+  // needs one; range and stream cursors are made with theirs.
   std::unique_ptr<rocksdb::Iterator> bit;
   rocksdb::DB* db = nullptr;
   rocksdb::ColumnFamilyHandle* cf = nullptr;
@@ -207,10 +208,17 @@ struct EventCursor::Rep {
       return;
     }
     if (one_entity && bk.entity != entity) return;
-    block_entity.assign(bk.entity.data(), bk.entity.size());
     block_pinned = true;
-    block_is_tail = IsTailBlockKey(k);
-    if (!DecodeBlockKeys(ToView(bit->value()), &block, &block_values)) {
+    LoadBlock(ToView(bit->value()), bk.entity, IsTailBlockKey(k));
+  }
+
+  // Makes `value`, a block of `of` (its tail block if `is_tail`), the block
+  // source's block, on its first event in the range; fails on a corrupt one.
+  void LoadBlock(absl::string_view value, absl::string_view of,
+                 bool is_tail) {
+    block_entity.assign(of.data(), of.size());
+    block_is_tail = is_tail;
+    if (!DecodeBlockKeys(value, &block, &block_values)) {
       Fail(CorruptBlock());
       return;
     }
@@ -286,13 +294,8 @@ struct EventCursor::Rep {
     if (point_reads && !many_blocks && ReadSoleTail()) {
       if (!status.ok()) return;
       // The entity's only block: as if a seek had landed on it.
-      block_entity = entity;
-      block_is_tail = true;
-      if (!DecodeBlockKeys(ToView(sole), &block, &block_values)) {
-        Fail(CorruptBlock());
-        return;
-      }
-      while (next < block.size() && block[next].time_us < from_us) ++next;
+      LoadBlock(ToView(sole), entity, /*is_tail=*/true);
+      if (!status.ok()) return;
       blocks_done = true;  // no other block to read
       Settle();
       return;
@@ -447,12 +450,9 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
   // Within one entity a prefix seek suffices: the entity-prefix Bloom
   // filters skip files without it.
   rep->ro.prefix_same_as_start = true;
-  // Point reads need the view's snapshot (the iterator, made later, reads
-  // at it too).
+  // Point reads need the view's snapshot (the iterator, made by the first
+  // seek that needs it, reads at it too).
   rep->point_reads = lookups && options_.tail_point_reads && view != nullptr;
-  if (!rep->point_reads) {
-    rep->bit.reset(db_->NewIterator(rep->ro, events_cf_));
-  }
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }
 

@@ -456,9 +456,8 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
   RETURN_IF_ERROR(seek_block_of(singles.front()));
   if (bit->Valid() && ToView(bit->key()) != tail_key) {
     others = true;
-  } else if (bit->Valid() && TailSaysAlone(ToView(bit->value()), &others)) {
-    others = !others;
-  } else {
+  } else if (!bit->Valid() ||
+             !TailSaysOthers(ToView(bit->value()), &others)) {
     bit->Seek(ToSlice(BlockPrefix(stream_id, entity)));
     RETURN_IF_ERROR(FromRocks(bit->status(), "seal"));
     others = bit->Valid() && ToView(bit->key()) != tail_key;

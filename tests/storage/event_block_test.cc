@@ -69,16 +69,16 @@ TEST(EventBlockTest, RoundTripsAndRefusesDamage) {
   EXPECT_FALSE(IsBlockValue("\x01rest"));
   // Tail blocks say whether other blocks precede them; full blocks (and
   // tails of format 5) do not.
-  bool alone = false;
-  EXPECT_FALSE(TailSaysAlone(block, &alone));
+  bool others = false;
+  EXPECT_FALSE(TailSaysOthers(block, &others));
   EXPECT_FALSE(IsSoleTail(block));
   for (const char format : {kSoleTailFormat, kTailFormat}) {
     const std::string tail = EncodeBlock(events, format);
     EXPECT_TRUE(IsBlockValue(tail));
     ASSERT_TRUE(DecodeBlock(tail, &got));
     EXPECT_EQ(got[2].value, events[2].value);
-    ASSERT_TRUE(TailSaysAlone(tail, &alone));
-    EXPECT_EQ(alone, format == kSoleTailFormat);
+    ASSERT_TRUE(TailSaysOthers(tail, &others));
+    EXPECT_EQ(others, format == kTailFormat);
     EXPECT_EQ(IsSoleTail(tail), format == kSoleTailFormat);
   }
   std::string other = block;
