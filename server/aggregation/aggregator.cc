@@ -41,12 +41,18 @@ void PutValue(std::string* out, const FieldValue& v) {
   PutFieldPayload(out, v);
 }
 
-bool GetValue(absl::string_view* in, OwnedValue* out) {
+// A STRING value points into *in.
+bool GetValue(absl::string_view* in, FieldValue* v) {
   if (in->empty()) return false;
-  FieldValue v;
-  v.type = static_cast<v1::FieldType>(static_cast<unsigned char>((*in)[0]));
+  *v = FieldValue();
+  v->type = static_cast<v1::FieldType>(static_cast<unsigned char>((*in)[0]));
   in->remove_prefix(1);
-  if (!GetFieldPayload(in, &v)) return false;
+  return GetFieldPayload(in, v);
+}
+
+bool GetValue(absl::string_view* in, OwnedValue* out) {
+  FieldValue v;
+  if (!GetValue(in, &v)) return false;
   out->Set(v);
   return true;
 }
@@ -98,6 +104,12 @@ class CountAggregator final : public Aggregator {
   void Serialize(std::string* out) const override { PutVarint64(out, n_); }
   bool Deserialize(absl::string_view in) override {
     return GetCount(&in, &n_) && in.empty();
+  }
+  bool MergeSerialized(absl::string_view in, Aggregator*) override {
+    int64_t n;
+    if (!GetCount(&in, &n) || !in.empty()) return false;
+    n_ += n;
+    return true;
   }
 
  private:
@@ -173,12 +185,20 @@ class SumAggregator final : public Aggregator {
     dsum_.Serialize(out);
   }
   bool Deserialize(absl::string_view in) override {
-    if (!GetCount(&in, &n_) || in.size() < 16) return false;
+    n_ = 0;
+    isum_ = 0;
+    dsum_ = ExactSum();
+    return MergeSerialized(in, nullptr);
+  }
+  bool MergeSerialized(absl::string_view in, Aggregator*) override {
+    int64_t n;
+    if (!GetCount(&in, &n) || in.size() < 16) return false;
     const unsigned __int128 hi = DecodeBigEndian64(in.data());
     const unsigned __int128 lo = DecodeBigEndian64(in.data() + 8);
-    isum_ = static_cast<__int128>((hi << 64) | lo);
+    n_ += n;
+    isum_ += static_cast<__int128>((hi << 64) | lo);
     in.remove_prefix(16);
-    return dsum_.Deserialize(&in) && in.empty();
+    return dsum_.MergeSerialized(&in) && in.empty();
   }
 
  private:
@@ -228,6 +248,19 @@ class PickAggregator final : public Aggregator {
       return false;
     }
     return in.empty();
+  }
+  bool MergeSerialized(absl::string_view in, Aggregator*) override {
+    if (in.empty()) return false;
+    const bool has = in[0] != 0;
+    in.remove_prefix(1);
+    if (!has) return in.empty();
+    FieldValue v;  // views into `in`; Offer copies what it keeps
+    Order order;
+    if (!GetValue(&in, &v) || !GetOrder(&in, &order) || !in.empty()) {
+      return false;
+    }
+    Offer(v, order);
+    return true;
   }
 
  private:
@@ -361,13 +394,22 @@ class CountDistinctAggregator final : public Aggregator {
     for (absl::string_view k : keys) PutLengthPrefixed(out, k);
   }
   bool Deserialize(absl::string_view in) override {
+    seen_.clear();
+    return MergeSerialized(in, nullptr);
+  }
+  // As Merge: each key of the other state counts one.
+  bool MergeSerialized(absl::string_view in, Aggregator*) override {
     int64_t n;
     if (!GetCount(&in, &n)) return false;
-    seen_.clear();
     for (int64_t i = 0; i < n; ++i) {
       absl::string_view k;
       if (!GetLengthPrefixed(&in, &k)) return false;
-      seen_.emplace(k, 1);
+      auto it = seen_.find(k);  // no allocation for a value already seen
+      if (it == seen_.end()) {
+        seen_.emplace(std::string(k), 1);
+      } else {
+        ++it->second;
+      }
     }
     return in.empty();
   }
@@ -440,6 +482,12 @@ class StddevAggregator final : public Aggregator {
   bool Deserialize(absl::string_view in) override {
     return GetCount(&in, &n_) && s1_.Deserialize(&in) && s2_.Deserialize(&in) &&
            in.empty();
+  }
+  bool MergeSerialized(absl::string_view in, Aggregator*) override {
+    int64_t n;
+    if (!GetCount(&in, &n)) return false;
+    n_ += n;
+    return s1_.MergeSerialized(&in) && s2_.MergeSerialized(&in) && in.empty();
   }
 
  private:

@@ -72,6 +72,17 @@ class Aggregator {
   // False on malformed input.
   virtual void Serialize(std::string* out) const = 0;
   virtual bool Deserialize(absl::string_view in) = 0;
+
+  // Merges a state Serialize wrote, with the result of Deserialize into a
+  // fresh state and Merge, but without building that state where the
+  // aggregation knows how (tiles merged by lookups). `scratch` is a state
+  // of the same factory, which the generic way overwrites. False on
+  // malformed input; this state is then undefined (callers drop it).
+  virtual bool MergeSerialized(absl::string_view in, Aggregator* scratch) {
+    if (!scratch->Deserialize(in)) return false;
+    Merge(*scratch);
+    return true;
+  }
 };
 
 // Makes an empty state for one feature. `field_type` is the source field's

@@ -281,21 +281,32 @@ void CarrySaveInt<kSlots>::Serialize(std::string* out) const {
 
 template <int kSlots>
 bool CarrySaveInt<kSlots>::Deserialize(absl::string_view* in) {
-  slots_.fill(0);
+  // Only [lo_, hi_) can be non-zero.
+  for (int i = lo_; i < hi_; ++i) slots_[i] = 0;
   pending_ = 0;
   lo_ = kSlots;
   hi_ = 0;
+  return MergeSerialized(in);
+}
+
+template <int kSlots>
+bool CarrySaveInt<kSlots>::MergeSerialized(absl::string_view* in) {
   uint64_t lo, count;
   if (!GetVarint64(in, &lo) || !GetVarint64(in, &count) || lo > kSlots ||
       count > kSlots - lo) {
     return false;
   }
+  // Serialize wrote normalized digits: adding them is one addition.
+  if (pending_ + 2 >= kNormalizeEvery) Normalize();
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t z;
     if (!GetVarint64(in, &z)) return false;
-    slots_[lo + i] = ZigZagDecode(z);
+    slots_[lo + i] += ZigZagDecode(z);
   }
-  if (count > 0) Touch(static_cast<int>(lo), static_cast<int>(lo + count));
+  if (count > 0) {
+    Touch(static_cast<int>(lo), static_cast<int>(lo + count));
+    ++pending_;
+  }
   return true;
 }
 

@@ -55,6 +55,10 @@ class CarrySaveInt {
   // malformed input).
   void Serialize(std::string* out) const;
   bool Deserialize(absl::string_view* in);
+  // Adds the value Serialize wrote at the front of *in (consumed), as
+  // Deserialize into another CarrySaveInt and Merge would. False on
+  // malformed input (this value may then be partly changed).
+  bool MergeSerialized(absl::string_view* in);
 
  private:
   void Normalize();
@@ -91,6 +95,9 @@ class ExactSum {
 
   void Serialize(std::string* out) const { v_.Serialize(out); }
   bool Deserialize(absl::string_view* in) { return v_.Deserialize(in); }
+  bool MergeSerialized(absl::string_view* in) {
+    return v_.MergeSerialized(in);
+  }
 
  private:
   friend absl::StatusOr<double> ExactSampleVariance(int64_t n,
@@ -113,6 +120,9 @@ class ExactSquareSum {
 
   void Serialize(std::string* out) const { v_.Serialize(out); }
   bool Deserialize(absl::string_view* in) { return v_.Deserialize(in); }
+  bool MergeSerialized(absl::string_view* in) {
+    return v_.MergeSerialized(in);
+  }
 
  private:
   friend absl::StatusOr<double> ExactSampleVariance(int64_t n,

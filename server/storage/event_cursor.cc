@@ -226,10 +226,17 @@ struct EventCursor::Rep {
     while (next < block.size() && block[next].time_us < from_us) ++next;
   }
 
+  // True if the head's event and the block are of one entity. A cursor
+  // kept to one entity reads no other's head events or blocks, so it
+  // skips the comparison (once per event of a heavy entity's scan).
+  bool SameEntity() const {
+    return one_entity || key.entity == block_entity;
+  }
+
   // True if the block's next event comes before `it`'s key.
   bool BlockFirst() const {
     if (!key_ok) return true;
-    if (key.entity != block_entity) return key.entity > block_entity;
+    if (!SameEntity()) return key.entity > block_entity;
     const BlockEvent& b = block[next];
     return b.time_us != key.time_us ? b.time_us < key.time_us
                                     : b.seq < key.seq;
@@ -265,7 +272,7 @@ struct EventCursor::Rep {
     // the block was sealed after this cursor's view was taken (the head
     // marks it gone from a later sequence on), or the head was rebuilt
     // from the log at open and holds events sealed before the stop.
-    while (block_left && key_ok && key.entity == block_entity &&
+    while (block_left && key_ok && SameEntity() &&
            key.time_us == block[next].time_us && key.seq == block[next].seq) {
       hreader.Next();
       ReadKey();

@@ -51,6 +51,9 @@ struct CompiledFeature {
     return as_of_us - window_us;
   }
 
+  // Whether Accepts reads the event's fields (a source field or a filter).
+  bool NeedsFields() const { return has_filter || field_position >= 0; }
+
   // The value an event contributes: false if the filter rejects it or it
   // lacks the source field; count without a field gets an empty value.
   bool Accepts(const std::vector<FieldValue>& fields, FieldValue* value) const {

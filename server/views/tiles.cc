@@ -16,15 +16,37 @@ AggregatorStates NewStates(const CompiledView& view) {
   return states;
 }
 
+namespace {
+
+// Whether feature i takes an event at `time_us` (AddEvent's arguments).
+bool Takes(size_t i, int64_t time_us, const std::vector<int64_t>* starts,
+           int64_t tiled_day) {
+  if (starts == nullptr) return true;
+  if (time_us < (*starts)[i]) return false;
+  return tiled_day == std::numeric_limits<int64_t>::min() ||
+         (*starts)[i] > tiled_day;
+}
+
+}  // namespace
+
+bool EventNeedsFields(const CompiledView& view, int64_t time_us,
+                      const std::vector<int64_t>* starts, int64_t tiled_day) {
+  for (size_t i = 0; i < view.features.size(); ++i) {
+    if (view.features[i].NeedsFields() &&
+        Takes(i, time_us, starts, tiled_day)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void AddEvent(const CompiledView& view, int64_t time_us, uint64_t seq,
               const std::vector<FieldValue>& fields,
               const std::vector<int64_t>* starts, AggregatorStates* states,
               int64_t tiled_day) {
   FieldValue value;
-  const bool in_tile = tiled_day != std::numeric_limits<int64_t>::min();
   for (size_t i = 0; i < view.features.size(); ++i) {
-    if (starts != nullptr && time_us < (*starts)[i]) continue;
-    if (in_tile && starts != nullptr && (*starts)[i] <= tiled_day) continue;
+    if (!Takes(i, time_us, starts, tiled_day)) continue;
     if (view.features[i].Accepts(fields, &value)) {
       (*states)[i]->Add(value, time_us, seq);
     }
@@ -55,12 +77,17 @@ absl::Status MergeTilePayload(const CompiledView& view,
   if (scratch->empty()) *scratch = NewStates(view);
   for (size_t i = 0; i < states->size(); ++i) {
     absl::string_view bytes;
-    if (!GetLengthPrefixed(&payload, &bytes) ||
-        !(*scratch)[i]->Deserialize(bytes)) {
+    if (!GetLengthPrefixed(&payload, &bytes)) {
+      return absl::DataLossError("malformed tile");
+    }
+    // A state the window does not take is skipped, not decoded: for a
+    // long history most tiles serve only the lifetime features.
+    if (day < starts[i]) continue;
+    if (!(*states)[i]->MergeSerialized(bytes, (*scratch)[i].get())) {
       return absl::DataLossError("malformed tile state");
     }
-    if (day >= starts[i]) (*states)[i]->Merge(*(*scratch)[i]);
   }
+  if (!payload.empty()) return absl::DataLossError("malformed tile");
   return absl::OkStatus();
 }
 

@@ -46,9 +46,18 @@ void AddEvent(const CompiledView& view, int64_t time_us, uint64_t seq,
 // The payload of a tile holding `states`.
 std::string EncodeTilePayload(const AggregatorStates& states);
 
+// True if a feature AddEvent would give the event to (same arguments)
+// reads a field or has a filter, so the event's fields must be decoded.
+// When false, AddEvent may be given no fields.
+bool EventNeedsFields(const CompiledView& view, int64_t time_us,
+                      const std::vector<int64_t>* starts,
+                      int64_t tiled_day = std::numeric_limits<int64_t>::min());
+
 // Merges the tile of `day` into `states` for every feature whose window
-// starts at or before the day (day >= starts[i]). `scratch` holds decoded
-// states between calls (made on first use). Errors: DATA_LOSS (malformed).
+// starts at or before the day (day >= starts[i]); the other features'
+// states in it are skipped undecoded. `scratch` is where aggregations
+// without their own MergeSerialized decode (made on first use). Errors:
+// DATA_LOSS (malformed).
 absl::Status MergeTilePayload(const CompiledView& view,
                               absl::string_view payload, int64_t day,
                               const std::vector<int64_t>& starts,

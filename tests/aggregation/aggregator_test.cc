@@ -108,10 +108,18 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
       std::shuffle(parts.begin(), parts.end(), rng);
       auto merged = entry->create(def, c.type);
       for (size_t pi = 0; pi < parts.size(); ++pi) {
-        // Half the parts travel through Serialize/Deserialize (as tiles
-        // do), half are cloned.
+        // A third of the parts travel through Serialize/Deserialize, a
+        // third are merged from their bytes (as lookups merge tiles), a
+        // third are cloned.
+        if (pi % 3 == 1) {
+          std::string bytes;
+          parts[pi]->Serialize(&bytes);
+          auto scratch = entry->create(def, c.type);
+          ASSERT_TRUE(merged->MergeSerialized(bytes, scratch.get())) << c.agg;
+          continue;
+        }
         std::unique_ptr<Aggregator> copy;
-        if (pi % 2 == 0) {
+        if (pi % 3 == 0) {
           std::string bytes;
           parts[pi]->Serialize(&bytes);
           copy = entry->create(def, c.type);

@@ -125,10 +125,22 @@ TEST(ExactSumTest, AddRemoveSerializeAndMergeKeepTheExactValue) {
         std::string bytes;
         sum.Serialize(&bytes);
         absl::string_view in(bytes);
-        ExactSum copy;
-        ASSERT_TRUE(copy.Deserialize(&in));
+        // Decoded into a state that held another value, or merged from
+        // its bytes into one that holds a value and then drops it.
+        const double other = std::ldexp(
+            (rng() % 2 ? 1.0 : -1.0), static_cast<int>(rng() % 900) - 450);
         ExactSum merged;
-        merged.Merge(copy);
+        merged.Add(other);
+        if (rng() % 2) {
+          ExactSum copy;
+          copy.Add(-other * 3);
+          ASSERT_TRUE(copy.Deserialize(&in));
+          merged.Merge(copy);
+        } else {
+          ASSERT_TRUE(merged.MergeSerialized(&in));
+        }
+        EXPECT_TRUE(in.empty());
+        merged.Add(-other);
         sum = merged;
       }
     }
