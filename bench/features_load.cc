@@ -67,7 +67,8 @@ ABSL_FLAG(std::string, server_flags, "",
 ABSL_FLAG(int, secure_rounds, 0,
           "after the scenarios, restart rawfeatd on the same data this many "
           "times in plain text and with TLS + a bearer token (alternating) "
-          "and compare the median-entity scenarios (0: skip)");
+          "and compare the median-entity and warm heavy-entity scenarios "
+          "(0: skip)");
 ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
           "the transport's floor (the floor columns and --secure_rounds): a "
           "gRPC server that answers GetFeatures with a canned response "
@@ -733,7 +734,8 @@ int Main() {
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
   std::fflush(stdout);
   if (absl::GetFlag(FLAGS_secure_rounds) > 0) {
-    return CompareSecure(work, {scenarios[0], scenarios[1], scenarios[5]});
+    return CompareSecure(work,
+                         {scenarios[0], scenarios[1], scenarios[3], scenarios[5]});
   }
   return 0;
 }

@@ -35,6 +35,9 @@ ABSL_FLAG(int, lookups, 20000, "lookups measured (as many warm the cache)");
 ABSL_FLAG(bool, point_reads, true,
           "read each entity's tail block by a point read first (false: "
           "seek, as before storage format 6)");
+ABSL_FLAG(int, tile_min_events, rawfeat::ViewEngine::Options().tile_min_events,
+          "the fewest events a day needs for the lookups to tile it "
+          "(rawfeatd --tile_min_events)");
 ABSL_FLAG(bool, compact, false,
           "first compact the whole store (every family to its last level), "
           "then measure");
@@ -62,6 +65,7 @@ int Main() {
   if (!registry.Load().ok()) return 1;
   ViewEngine::Options options;
   options.tile_sealed_days = false;
+  options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
   ViewEngine views(store->get(), &registry, options);
 
   const int lookups = absl::GetFlag(FLAGS_lookups);

@@ -347,12 +347,28 @@ void EventCursor::Seek(absl::string_view entity, int64_t from_us,
 }
 
 void EventCursor::SeekTime(int64_t from_us) {
-  if (!rep_->one_entity) {  // a stream cursor on its current entity
-    rep_->one_entity = true;
+  Rep& r = *rep_;
+  if (!r.one_entity) {  // a stream cursor on its current entity
+    r.one_entity = true;
     const absl::string_view e = entity();
-    rep_->entity.assign(e.data(), e.size());
+    r.entity.assign(e.data(), e.size());
+  } else if (r.status.ok() && r.next < r.block.size() &&
+             r.block[r.next].time_us < from_us &&
+             r.block.back().time_us >= from_us) {
+    // The block at hand holds the entity's first block event at or after
+    // from_us: earlier blocks end before its events, and everything the
+    // cursor passed lies before its next one, which is before from_us. So
+    // move within it instead of seeking again (a sparse entity's tiled
+    // days alternate with raw ones inside one block); the head seeks on
+    // its own (a head the cursor finished holds nothing after from_us).
+    r.from_us = from_us;
+    while (r.block[r.next].time_us < from_us) ++r.next;
+    if (r.hentity != nullptr) r.hreader.Seek(from_us);
+    r.key_read = false;
+    r.Settle();
+    return;
   }
-  rep_->SeekTo(from_us);
+  r.SeekTo(from_us);
 }
 
 void EventCursor::NextEntity() {

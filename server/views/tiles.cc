@@ -1,5 +1,6 @@
 #include "server/views/tiles.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "server/common/coding.h"
@@ -16,39 +17,47 @@ AggregatorStates NewStates(const CompiledView& view) {
   return states;
 }
 
-namespace {
+EventRouter::EventRouter(const CompiledView& view,
+                         const std::vector<int64_t>* starts,
+                         AggregatorStates* states)
+    : view_(view), starts_(starts), states_(states) {}
 
-// Whether feature i takes an event at `time_us` (AddEvent's arguments).
-bool Takes(size_t i, int64_t time_us, const std::vector<int64_t>* starts,
-           int64_t tiled_day) {
-  if (starts == nullptr) return true;
-  if (time_us < (*starts)[i]) return false;
-  return tiled_day == std::numeric_limits<int64_t>::min() ||
-         (*starts)[i] > tiled_day;
-}
-
-}  // namespace
-
-bool EventNeedsFields(const CompiledView& view, int64_t time_us,
-                      const std::vector<int64_t>* starts, int64_t tiled_day) {
-  for (size_t i = 0; i < view.features.size(); ++i) {
-    if (view.features[i].NeedsFields() &&
-        Takes(i, time_us, starts, tiled_day)) {
-      return true;
-    }
+bool EventRouter::At(int64_t time_us, int64_t tiled_day) {
+  if (time_us >= until_ || time_us < since_ || tiled_day != tiled_day_) {
+    Route(time_us, tiled_day);
   }
-  return false;
+  return needs_fields_;
 }
 
-void AddEvent(const CompiledView& view, int64_t time_us, uint64_t seq,
-              const std::vector<FieldValue>& fields,
-              const std::vector<int64_t>* starts, AggregatorStates* states,
-              int64_t tiled_day) {
+void EventRouter::Route(int64_t time_us, int64_t tiled_day) {
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::min();
+  takers_.clear();
+  needs_fields_ = false;
+  since_ = time_us;
+  until_ = std::numeric_limits<int64_t>::max();
+  tiled_day_ = tiled_day;
+  for (size_t i = 0; i < view_.features.size(); ++i) {
+    const int64_t start = starts_ == nullptr ? kNone : (*starts_)[i];
+    if (start > time_us) {
+      until_ = std::min(until_, start);  // the feature takes events from it
+      continue;
+    }
+    if (tiled_day != kNone && start <= tiled_day) continue;  // in the tile
+    takers_.push_back(static_cast<int>(i));
+    needs_fields_ = needs_fields_ || view_.features[i].NeedsFields();
+  }
+}
+
+void EventRouter::Add(const std::vector<FieldValue>& fields, int64_t time_us,
+                      uint64_t seq) {
+  if (!needs_fields_) {
+    for (int i : takers_) (*states_)[i]->Add(FieldValue(), time_us, seq);
+    return;
+  }
   FieldValue value;
-  for (size_t i = 0; i < view.features.size(); ++i) {
-    if (!Takes(i, time_us, starts, tiled_day)) continue;
-    if (view.features[i].Accepts(fields, &value)) {
-      (*states)[i]->Add(value, time_us, seq);
+  for (int i : takers_) {
+    if (view_.features[i].Accepts(fields, &value)) {
+      (*states_)[i]->Add(value, time_us, seq);
     }
   }
 }
@@ -108,13 +117,19 @@ absl::Status BuildTiles(EventStore* store, const CompiledView& view,
             store->NewEventCursor(view.stream->stream_id, read_view);
         for (int64_t day : days) {
           auto states = NewStates(view);
+          EventRouter router(view, nullptr, &states);
+          const std::vector<FieldValue> no_fields;
           for (cursor->Seek(entity, day, day + kDayMicros); cursor->Valid();
                cursor->Next()) {
             if (cursor->seq() > watermark) continue;  // not the tile's
-            const EventValueReader* event = cursor->Decode(view.stream->types);
-            if (event == nullptr) break;
-            AddEvent(view, cursor->time_us(), cursor->seq(), event->fields(),
-                     nullptr, &states);
+            const std::vector<FieldValue>* fields = &no_fields;
+            if (router.At(cursor->time_us())) {
+              const EventValueReader* event =
+                  cursor->Decode(view.stream->types);
+              if (event == nullptr) break;
+              fields = &event->fields();
+            }
+            router.Add(*fields, cursor->time_us(), cursor->seq());
           }
           if (!cursor->status().ok()) return cursor->status();
           tiles->emplace_back(day, EncodeTilePayload(states));

@@ -34,24 +34,46 @@ using AggregatorStates = std::vector<std::unique_ptr<Aggregator>>;
 // Fresh states, one per feature of `view`.
 AggregatorStates NewStates(const CompiledView& view);
 
-// Adds one event to every feature whose window [starts[i], as-of) holds
-// it; `starts` may be null, then windows are ignored (tiles hold whole
-// days). With `tiled_day` set, features whose window starts at or before
-// that day already have the day from its tile and are skipped.
-void AddEvent(const CompiledView& view, int64_t time_us, uint64_t seq,
-              const std::vector<FieldValue>& fields,
-              const std::vector<int64_t>* starts, AggregatorStates* states,
-              int64_t tiled_day = std::numeric_limits<int64_t>::min());
+// Hands one entity's events, in time order, to the features that take
+// them: a feature takes an event at t if its window start <= t and, in a
+// day its tile already gave it (`tiled_day`), only if its window starts
+// after that day began. Which features take an event is worked out again
+// only where a window starts or the tiled day changes, not per event.
+// Used by one thread.
+class EventRouter {
+ public:
+  // `starts`: each feature's window start, or null for "every feature
+  // takes every event" (a tile's whole day). `view`, `starts` and
+  // `states` outlive the router.
+  EventRouter(const CompiledView& view, const std::vector<int64_t>* starts,
+              AggregatorStates* states);
+
+  // Positions on an event at `time_us` in `tiled_day` (the lowest int64:
+  // none); true if a feature that takes it reads a field or has a filter,
+  // so the event must be decoded. Else Add may be given no fields (counts
+  // alone: a heavy entity's last hour next to tiles, read without
+  // decoding).
+  bool At(int64_t time_us,
+          int64_t tiled_day = std::numeric_limits<int64_t>::min());
+  // Adds the event At positioned on to the features that take it.
+  void Add(const std::vector<FieldValue>& fields, int64_t time_us,
+           uint64_t seq);
+
+ private:
+  void Route(int64_t time_us, int64_t tiled_day);
+
+  const CompiledView& view_;
+  const std::vector<int64_t>* starts_;
+  AggregatorStates* states_;
+  std::vector<int> takers_;  // features taking events in [since_, until_)
+  bool needs_fields_ = false;
+  int64_t since_ = 0;
+  int64_t until_ = std::numeric_limits<int64_t>::min();  // nothing routed
+  int64_t tiled_day_ = std::numeric_limits<int64_t>::min();
+};
 
 // The payload of a tile holding `states`.
 std::string EncodeTilePayload(const AggregatorStates& states);
-
-// True if a feature AddEvent would give the event to (same arguments)
-// reads a field or has a filter, so the event's fields must be decoded.
-// When false, AddEvent may be given no fields.
-bool EventNeedsFields(const CompiledView& view, int64_t time_us,
-                      const std::vector<int64_t>* starts,
-                      int64_t tiled_day = std::numeric_limits<int64_t>::min());
 
 // Merges the tile of `day` into `states` for every feature whose window
 // starts at or before the day (day >= starts[i]); the other features'

@@ -165,6 +165,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   int64_t day = std::numeric_limits<int64_t>::min();
   int64_t day_events = 0;
   std::vector<int64_t> heavy_days;  // scanned whole days worth a tile
+  EventRouter router(view, &starts, &states);
   const std::vector<FieldValue> no_fields;
   const int64_t tile_horizon = DayStart(NowMicros()) - kDayMicros;
   auto close_day = [&]() {
@@ -211,12 +212,12 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       // Counts alone do not decode the event (a heavy entity's last hour
       // under a 1h count, next to tiles for the rest).
       const std::vector<FieldValue>* fields = &no_fields;
-      if (EventNeedsFields(view, time_us, &starts, tiled_day)) {
+      if (router.At(time_us, tiled_day)) {
         const EventValueReader* event = it->Decode(stream.types);
         if (event == nullptr) break;
         fields = &event->fields();
       }
-      AddEvent(view, time_us, it->seq(), *fields, &starts, &states, tiled_day);
+      router.Add(*fields, time_us, it->seq());
     }
     it->Next();
   }
