@@ -53,7 +53,7 @@ ABSL_FLAG(int, max_entities, 1000, "most entities per GetFeatures call");
 ABSL_FLAG(bool, tiles, true,
           "keep per-day partial aggregates of heavy entities so long windows "
           "do not rescan history (values are identical either way)");
-ABSL_FLAG(int, tile_min_events, 32,
+ABSL_FLAG(int, tile_min_events, 8,
           "events a day needs before it is tiled");
 ABSL_FLAG(bool, tile_sealed_days, true,
           "tile heavy days of entities whose old events were sealed, in the "

@@ -69,7 +69,7 @@ struct ServerOptions {
   int max_entities = 1000;
   // Day tiles for heavy entities (see ViewEngine::Options). Default: on.
   bool tiles = true;
-  int tile_min_events = 32;
+  int tile_min_events = 8;
   // Tile heavy old days of what the sealer sealed, ahead of lookups
   // (ViewEngine::Options::tile_sealed_days). Default: on.
   bool tile_sealed_days = true;

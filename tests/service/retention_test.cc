@@ -377,7 +377,11 @@ TEST(ErasureTest, TheEntityLeavesEveryReadAndOthersStayBitIdentical) {
   }
   uint64_t n_erased = 0;
   {
-    TestServer ts(data, /*apply_orders=*/false);
+    // u1's days (about 100 events each) get tiles, the others' (about
+    // 17) do not: after the erasure no tile is left.
+    ServerOptions options;
+    options.tile_min_events = 32;
+    TestServer ts(data, /*apply_orders=*/false, options);
     ASSERT_TRUE(ts.client().ApplyDefinitions(Definitions("")).ok());
     for (size_t i = 0; i < events.size(); i += 100) {
       std::vector<v1::Event> batch(
