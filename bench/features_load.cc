@@ -734,8 +734,8 @@ int Main() {
   std::printf("rawfeatd peak RSS %.0f MiB\n", rss / 1048576.0);
   std::fflush(stdout);
   if (absl::GetFlag(FLAGS_secure_rounds) > 0) {
-    return CompareSecure(work,
-                         {scenarios[0], scenarios[1], scenarios[3], scenarios[5]});
+    return CompareSecure(
+        work, {scenarios[0], scenarios[1], scenarios[3], scenarios[5]});
   }
   return 0;
 }
