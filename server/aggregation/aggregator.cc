@@ -357,13 +357,7 @@ class CountDistinctAggregator final : public Aggregator {
  public:
   void Add(const FieldValue& v, int64_t, uint64_t) override {
     char buf[8];
-    const absl::string_view key = Key(v, buf);
-    auto it = seen_.find(key);  // no allocation for a value already seen
-    if (it == seen_.end()) {
-      seen_.emplace(std::string(key), 1);
-    } else {
-      ++it->second;
-    }
+    Count(Key(v, buf), 1);
   }
   bool Remove(const FieldValue& v, int64_t, uint64_t) override {
     char buf[8];
@@ -373,7 +367,7 @@ class CountDistinctAggregator final : public Aggregator {
   }
   void Merge(const Aggregator& o) override {
     for (const auto& [key, n] : Same<CountDistinctAggregator>(o).seen_) {
-      seen_[key] += n;
+      Count(key, n);
     }
   }
   absl::Status Finalize(v1::Value* out) const override {
@@ -404,17 +398,21 @@ class CountDistinctAggregator final : public Aggregator {
     for (int64_t i = 0; i < n; ++i) {
       absl::string_view k;
       if (!GetLengthPrefixed(&in, &k)) return false;
-      auto it = seen_.find(k);  // no allocation for a value already seen
-      if (it == seen_.end()) {
-        seen_.emplace(std::string(k), 1);
-      } else {
-        ++it->second;
-      }
+      Count(k, 1);
     }
     return in.empty();
   }
 
  private:
+  // Adds `n` events carrying the value whose identity is `key`.
+  void Count(absl::string_view key, int64_t n) {
+    auto it = seen_.find(key);  // no allocation for a value already seen
+    if (it == seen_.end()) {
+      seen_.emplace(std::string(key), n);
+    } else {
+      it->second += n;
+    }
+  }
   // The value's identity as bytes (numbers are written into `buf`).
   static absl::string_view Key(const FieldValue& v, char (&buf)[8]) {
     switch (v.type) {

@@ -48,18 +48,24 @@ void EventRouter::Route(int64_t time_us, int64_t tiled_day) {
   }
 }
 
-void EventRouter::Add(const std::vector<FieldValue>& fields, int64_t time_us,
-                      uint64_t seq) {
-  if (!needs_fields_) {
+bool EventRouter::Add(EventCursor* cursor,
+                      const std::vector<v1::FieldType>& types,
+                      int64_t tiled_day) {
+  const int64_t time_us = cursor->time_us();
+  const uint64_t seq = cursor->seq();
+  if (!At(time_us, tiled_day)) {
     for (int i : takers_) (*states_)[i]->Add(FieldValue(), time_us, seq);
-    return;
+    return true;
   }
+  const EventValueReader* event = cursor->Decode(types);
+  if (event == nullptr) return false;
   FieldValue value;
   for (int i : takers_) {
-    if (view_.features[i].Accepts(fields, &value)) {
+    if (view_.features[i].Accepts(event->fields(), &value)) {
       (*states_)[i]->Add(value, time_us, seq);
     }
   }
+  return true;
 }
 
 std::string EncodeTilePayload(const AggregatorStates& states) {
@@ -118,18 +124,10 @@ absl::Status BuildTiles(EventStore* store, const CompiledView& view,
         for (int64_t day : days) {
           auto states = NewStates(view);
           EventRouter router(view, nullptr, &states);
-          const std::vector<FieldValue> no_fields;
           for (cursor->Seek(entity, day, day + kDayMicros); cursor->Valid();
                cursor->Next()) {
             if (cursor->seq() > watermark) continue;  // not the tile's
-            const std::vector<FieldValue>* fields = &no_fields;
-            if (router.At(cursor->time_us())) {
-              const EventValueReader* event =
-                  cursor->Decode(view.stream->types);
-              if (event == nullptr) break;
-              fields = &event->fields();
-            }
-            router.Add(*fields, cursor->time_us(), cursor->seq());
+            if (!router.Add(cursor.get(), view.stream->types)) break;
           }
           if (!cursor->status().ok()) return cursor->status();
           tiles->emplace_back(day, EncodeTilePayload(states));

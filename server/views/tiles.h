@@ -48,18 +48,19 @@ class EventRouter {
   EventRouter(const CompiledView& view, const std::vector<int64_t>* starts,
               AggregatorStates* states);
 
-  // Positions on an event at `time_us` in `tiled_day` (the lowest int64:
-  // none); true if a feature that takes it reads a field or has a filter,
-  // so the event must be decoded. Else Add may be given no fields (counts
-  // alone: a heavy entity's last hour next to tiles, read without
-  // decoding).
-  bool At(int64_t time_us,
-          int64_t tiled_day = std::numeric_limits<int64_t>::min());
-  // Adds the event At positioned on to the features that take it.
-  void Add(const std::vector<FieldValue>& fields, int64_t time_us,
-           uint64_t seq);
+  // Adds the cursor's current event, in `tiled_day` (the lowest int64:
+  // none), to the features that take it. Its fields are decoded (against
+  // `types`, the stream's newest field list) only if one of those reads a
+  // field or has a filter: counts alone, as for a heavy entity's last hour
+  // next to tiles, read no values. False if the event is corrupt (the
+  // cursor then says so). REQUIRES: cursor->Valid().
+  bool Add(EventCursor* cursor, const std::vector<v1::FieldType>& types,
+           int64_t tiled_day = std::numeric_limits<int64_t>::min());
 
  private:
+  // Routes for an event at `time_us` in `tiled_day` if it lies outside
+  // what was routed last; true if a taker reads fields.
+  bool At(int64_t time_us, int64_t tiled_day);
   void Route(int64_t time_us, int64_t tiled_day);
 
   const CompiledView& view_;

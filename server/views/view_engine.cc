@@ -166,7 +166,6 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   int64_t day_events = 0;
   std::vector<int64_t> heavy_days;  // scanned whole days worth a tile
   EventRouter router(view, &starts, &states);
-  const std::vector<FieldValue> no_fields;
   const int64_t tile_horizon = DayStart(NowMicros()) - kDayMicros;
   auto close_day = [&]() {
     if (options_.tiles && day_events >= options_.tile_min_events &&
@@ -207,17 +206,11 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
     if (!tiled) ++day_events;
     if (it->seq() <= watermark) {
       // In a tiled day, only features whose window starts inside it.
-      const int64_t tiled_day =
-          tiled ? event_day : std::numeric_limits<int64_t>::min();
-      // Counts alone do not decode the event (a heavy entity's last hour
-      // under a 1h count, next to tiles for the rest).
-      const std::vector<FieldValue>* fields = &no_fields;
-      if (router.At(time_us, tiled_day)) {
-        const EventValueReader* event = it->Decode(stream.types);
-        if (event == nullptr) break;
-        fields = &event->fields();
+      if (!router.Add(it, stream.types,
+                      tiled ? event_day
+                            : std::numeric_limits<int64_t>::min())) {
+        break;
       }
-      router.Add(*fields, time_us, it->seq());
     }
     it->Next();
   }
