@@ -465,5 +465,85 @@ views {
   EXPECT_EQ(s.SettledTiles(), 1u) << "rebuilt on demand";
 }
 
+// A stored tile whose bytes are damaged (a state cut short, a payload
+// cut short, bytes after the last state) makes the lookup that reads it
+// fail with DATA_LOSS, never answer from part of it. The damaged states
+// belong to features that take the day, and to one that does not (a 1h
+// window: its state is skipped undecoded, but the payload's framing is
+// still checked).
+TEST(TileFormatTest, ADamagedTileFailsTheLookupWithDataLoss) {
+  constexpr char kView[] = R"(
+views {
+  name: "dv" version: 1 stream: "orders"
+  features { name: "sd" aggregation: "stddev" field: "amount" window: "lifetime" }
+  features { name: "n1" aggregation: "count" window: "1h" }
+}
+)";
+  v1::GetFeaturesRequest get;
+  get.set_view("dv");
+  get.add_entities("u");
+  *get.mutable_as_of() = MicrosToTimestamp(kStart + 3 * kDay);
+  ServerOptions options;
+  options.tile_min_events = 20;
+  options.tile_sealed_days = false;  // the lookup's tile only
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  std::string good;  // the tile as built
+  int64_t day = 0;
+  {
+    TestServer s(data, true, options);
+    auto defs = ParseDefinitionsText(kView, "dv");
+    ASSERT_TRUE(defs.ok());
+    v1::ApplyDefinitionsRequest apply;
+    *apply.mutable_definitions() = *defs;
+    ASSERT_TRUE(s.client().ApplyDefinitions(apply).ok());
+    v1::IngestRequest req;
+    req.set_stream("orders");
+    for (int i = 0; i < 50; ++i) {
+      *req.add_events() = testing::Order(absl::StrCat("e", i), "u",
+                                         kStart + i * kHour / 4, 1e9 + i % 3);
+    }
+    ASSERT_TRUE(s.client().Ingest(req).ok());
+    ASSERT_TRUE(s.client().GetFeatures(get).ok());  // asks for the tile
+    ASSERT_EQ(s.SettledTiles(), 1u);
+  }
+  const TileScope scope{1, "u", "dv", 1};
+  {
+    auto store = EventStore::Open(data, options.store);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto it = (*store)->ScanTiles(scope, kMinEventTime, kMaxEventTime, nullptr);
+    ASSERT_TRUE(it->Valid());
+    day = it->day();
+    good = std::string(it->payload());
+  }
+  ASSERT_GT(good.size(), 4u);
+  // The payload: 2 states, each length-prefixed (the stddev's first).
+  const std::string stddev_cut =
+      std::string("\x02\x01\x32", 3) + good.substr(good.size() - 2);
+  const std::vector<std::pair<std::string, std::string>> damaged = {
+      {"a state cut short", stddev_cut},
+      {"a payload cut short", good.substr(0, good.size() - 1)},
+      {"bytes after the last state", good + "x"},
+  };
+  for (const auto& [what, payload] : damaged) {
+    SCOPED_TRACE(what);
+    {
+      auto store = EventStore::Open(data, options.store);
+      ASSERT_TRUE(store.ok()) << store.status();
+      ASSERT_TRUE((*store)
+                      ->WriteTiles(scope, {day},
+                                   [&](uint64_t, const ReadView*, auto* tiles) {
+                                     tiles->emplace_back(day, payload);
+                                     return absl::OkStatus();
+                                   })
+                      .ok());
+    }
+    TestServer s(data, false, options);
+    auto got = s.client().GetFeatures(get);
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss)
+        << got.status();
+  }
+}
+
 }  // namespace
 }  // namespace rawfeat
