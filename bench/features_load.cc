@@ -512,9 +512,8 @@ int Main() {
   // from --clients closed-loop threads, twice: new events of the data's
   // last day (what a pipeline sends while lookups ask as of the end of the
   // data), then late events on random days of the history. Either kind
-  // deletes the tiles of the heavy days it reaches, so those lookups scan
-  // raw events again and ask for tiles while the sealer and the tile
-  // builder run. Ids follow every event stored.
+  // lands in tiled heavy days: lookups read those events beside the tiles
+  // until the sealer folds them in. Ids follow every event stored.
   const int64_t storm_events = absl::GetFlag(FLAGS_storm_events);
   struct StormRun {
     const char* what = "";

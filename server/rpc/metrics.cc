@@ -149,8 +149,12 @@ class Metrics::Scraped : public prometheus::Collectable {
           "Memory held by events not sealed yet (and by sealed ones that "
           "reads in progress still see); appends wait above --head_max_mb.",
           static_cast<double>(store.HeadBytes()));
+    counter("rawfeat_tiles_folded_total",
+            "Day tiles that sealing rewrote with their day's new events.",
+            static_cast<double>(s.tiles_folded));
     counter("rawfeat_tiles_invalidated_total",
-            "Day tiles deleted by appends to their day.",
+            "Day tiles that sealing deleted instead (their view version "
+            "gone, or no views loaded yet).",
             static_cast<double>(s.tiles_invalidated));
     if (const ViewEngine* views = metrics_->views_) {
       counter("rawfeat_tiles_used_total", "Day tiles read by lookups.",

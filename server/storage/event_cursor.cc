@@ -13,6 +13,7 @@
 #include "rocksdb/options.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
+#include "server/common/time_util.h"
 #include "server/storage/event_block.h"
 #include "server/storage/event_store.h"
 #include "server/storage/keys.h"
@@ -518,6 +519,8 @@ std::unique_ptr<EventCursor> EventStore::ScanStream(
 // ----------------------------------------------------------- TileCursor
 
 struct TileCursor::Rep {
+  // The view made when the caller gave none (it outlives the iterator).
+  std::unique_ptr<ReadView> own_view;
   std::unique_ptr<rocksdb::Iterator> it;  // null: no tiles are readable
   std::string upper;
   rocksdb::Slice upper_slice;
@@ -527,9 +530,23 @@ struct TileCursor::Rep {
   uint64_t watermark = 0;
   absl::string_view payload;
   absl::Status status;
+  // The events of the tile's day above its watermark: from the head (an
+  // event sealed into a block was folded into the tile first), as of
+  // read_seq, the sequence of the view the tiles are read at.
+  const EventHead* head = nullptr;
+  uint64_t read_seq = 0;
+  uint32_t stream_id = 0;
+  std::string entity;
+  std::string entity_prefix;  // EntityPrefix
+  bool head_found = false;
+  EntityHeadRef hentity;  // null: the entity has no head events
+  bool late_ready = false;
+  std::vector<StoredEvent> late;
 
   void Settle() {
     valid = false;
+    late_ready = false;
+    late.clear();
     if (it == nullptr) return;
     if (!it->Valid()) {
       status = FromRocks(it->status(), "scan tiles");
@@ -547,6 +564,25 @@ struct TileCursor::Rep {
     payload = v.substr(8);
     valid = true;
   }
+
+  void FindLate() {
+    late_ready = true;
+    if (!head_found) {
+      hentity = head->Find(entity_prefix);
+      head_found = true;
+    }
+    if (hentity == nullptr) return;
+    HeadReader reader;
+    reader.Reset(hentity.get());
+    reader.Seek(day);
+    const int64_t end = day + kDayMicros;
+    for (; reader.Valid() && reader.event().time_us < end; reader.Next()) {
+      const HeadEvent& e = reader.event();
+      if (e.seq <= watermark || !EntityHead::Visible(e, read_seq)) continue;
+      late.push_back(StoredEvent{e.seq, stream_id, entity, e.time_us,
+                                 e.value});
+    }
+  }
 };
 
 TileCursor::TileCursor(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
@@ -559,6 +595,10 @@ void TileCursor::Next() {
 int64_t TileCursor::day() const { return rep_->day; }
 uint64_t TileCursor::watermark() const { return rep_->watermark; }
 absl::string_view TileCursor::payload() const { return rep_->payload; }
+const std::vector<StoredEvent>& TileCursor::late() {
+  if (!rep_->late_ready) rep_->FindLate();
+  return rep_->late;
+}
 absl::Status TileCursor::status() const { return rep_->status; }
 
 bool EventStore::MayHaveTiles(const TileScope& scope) const {
@@ -580,6 +620,16 @@ std::unique_ptr<TileCursor> EventStore::ScanTiles(const TileScope& scope,
   const std::string prefix =
       TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
   if (MayHaveTiles(prefix)) {
+    if (view == nullptr) {
+      // The tiles and the head events beside them as of one moment.
+      rep->own_view = NewReadView();
+      view = rep->own_view.get();
+    }
+    rep->head = &head_;
+    rep->read_seq = view->read_seq_;
+    rep->stream_id = scope.stream_id;
+    rep->entity.assign(scope.entity.data(), scope.entity.size());
+    rep->entity_prefix = EntityPrefix(scope.stream_id, scope.entity);
     rep->prefix_size = prefix.size();
     rep->it = NewBoundedIterator(db_.get(), tiles_cf_, ReadOptionsOf(view),
                                  to_day == kMaxEventTime

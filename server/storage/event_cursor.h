@@ -102,7 +102,10 @@ struct StoredEvent {
 //   1: up to issue 11 (stddev from rounded sums; sums as slots from 0).
 //   2: exact stddev state (n, exact sum, exact sum of squares); sums as
 //      (first slot, count, slots).
-inline constexpr uint32_t kTileFormat = 2;
+//   3: a tile stays when events land in its day: they are read beside it
+//      (TileCursor::late) until sealing folds them in. A server of format
+//      2 would read such a tile without them, so it drops these.
+inline constexpr uint32_t kTileFormat = 3;
 
 // Which tiles: one view version's tiles of one entity of a stream.
 struct TileScope {
@@ -121,13 +124,20 @@ class TileCursor {
 
   bool Valid() const;
   void Next();
-  // REQUIRES: Valid(). The UTC day start the tile covers, the watermark
-  // it was built at (it holds every event of the day with seq <= it, and
-  // is deleted when a later event of the day is appended), and what the
+  // REQUIRES: Valid(). The UTC day start the tile covers, its watermark
+  // (it holds exactly the events of the day with seq <= it), and what the
   // builder stored (views/tiles.h).
   int64_t day() const;
   uint64_t watermark() const;
   absl::string_view payload() const;
+  // REQUIRES: Valid(). The events of the tile's day with seq above its
+  // watermark, as of the cursor's view, in (time, seq) order: appended
+  // after the tile was built and not folded into it yet (sealing folds an
+  // entity's new events into its tiles before it writes them into blocks:
+  // EventStore::SetTileFolder), so few. A reader adds those with seq <= its
+  // own watermark to what it merged from the tile. Views stay valid until
+  // the cursor moves.
+  const std::vector<StoredEvent>& late();
   // DATA_LOSS if a stored tile is malformed (the scan stops there).
   absl::Status status() const;
 

@@ -565,7 +565,8 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
     reserved_ = running.reserved;
   }
   {
-    absl::MutexLock tl(&commit_mu_);
+    absl::MutexLock cl(&commit_mu_);
+    absl::MutexLock tl(&tiles_mu_);
     RETURN_IF_ERROR(DropTilesOfOtherFormats());
     rocksdb::ReadOptions all;
     all.total_order_seek = true;
@@ -693,8 +694,6 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
 absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
   absl::MutexLock commit_lock(&commit_mu_);
   rocksdb::WriteBatch batch;
-  // Days whose tiles this commit deletes (an event landed in them).
-  std::vector<std::string> untiled;
   uint64_t seq = next_seq_;
   // Ids written by earlier writers of this group, with their content hash.
   absl::flat_hash_map<std::string, Sha256Digest> group_ids;
@@ -786,20 +785,6 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
         batch.Put(log_cf_, ToSlice(LogKey(s)), ToSlice(log.value()));
         log.Reset(seq);
       }
-      if (!tiled_.empty() || !tile_builds_.empty()) {
-        std::string day =
-            EntityTimeKey(req.stream_id, e.entity, DayStart(e.time_us));
-        for (TileBuild* build : tile_builds_) {
-          if (build->days.contains(day)) build->voided.insert(day);
-        }
-        auto tiles = tiled_.find(day);
-        if (tiles != tiled_.end()) {
-          for (const auto& tile : tiles->second) {
-            batch.Delete(tiles_cf_, ToSlice(tile));
-          }
-          untiled.push_back(std::move(day));
-        }
-      }
       if (!reclaiming.empty() && reclaiming[i] != nullptr) {
         reclaims.emplace_back(reclaiming[i], keys[i]);
       }
@@ -881,13 +866,6 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
   for (auto& [erasing, key] : reclaims) {
     erasing->reclaimed.insert(std::move(key));
   }
-  for (const auto& day : untiled) {
-    auto tiles = tiled_.find(day);
-    if (tiles == tiled_.end()) continue;
-    tiles_invalidated_.fetch_add(tiles->second.size(),
-                                 std::memory_order_relaxed);
-    tiled_.erase(tiles);
-  }
   const uint64_t watermark = seq - 1;
   {
     absl::MutexLock l(&mu_);
@@ -951,6 +929,13 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
     registered.days.insert(
         EntityTimeKey(scope.stream_id, scope.entity, DayStart(day)));
   }
+  {
+    // Registered before the pin: a seal written after the pin finds the
+    // build and voids the days it seals into (the build's view lacks
+    // them, and they leave the head, where reads of the tile look).
+    absl::MutexLock tiles_lock(&tiles_mu_);
+    tile_builds_.push_back(&registered);
+  }
   uint64_t w = 0;
   std::unique_ptr<ReadView> view;
   {
@@ -960,15 +945,31 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
     w = watermark();
     // A day is read once to be tiled; lookups then read the tile instead.
     view = NewReadView(/*fill_cache=*/false);
-    tile_builds_.push_back(&registered);
   }
   std::vector<std::pair<int64_t, std::string>> tiles;
   absl::Status s = build(w, view.get(), &tiles);
   view.reset();
-  absl::MutexLock commit_lock(&commit_mu_);
+  // Under the lock a seal holds from its folds to its write: a tile is
+  // stored either before a seal folds (and the seal folds it) or after it
+  // voided the build.
+  tiles_mu_.Lock();
   tile_builds_.erase(
       std::find(tile_builds_.begin(), tile_builds_.end(), &registered));
-  if (!s.ok()) return s;
+  if (s.ok()) s = StoreTiles(scope, w, registered, tiles);
+  tiles_mu_.Unlock();
+  if (s.ok() || s.code() == absl::StatusCode::kInvalidArgument) return s;
+  // RocksDB stopped writes: the next append resumes it first
+  // (CheckWritable) instead of failing on the stop.
+  absl::MutexLock commit_lock(&commit_mu_);
+  needs_resume_ = true;
+  last_write_failure_ = s;
+  LogWarning(absl::StrCat("tile write failed: ", s.message()));
+  return s;
+}
+
+absl::Status EventStore::StoreTiles(
+    const TileScope& scope, uint64_t w, const TileBuild& registered,
+    const std::vector<std::pair<int64_t, std::string>>& tiles) {
   const std::string prefix =
       TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version);
   std::vector<std::string> keys;
@@ -990,15 +991,8 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
     batch.Put(tiles_cf_, ToSlice(keys.back()), ToSlice(value));
   }
   if (keys.empty()) return absl::OkStatus();
-  s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles");
-  if (!s.ok()) {
-    // RocksDB stopped writes: the next append resumes it first
-    // (CheckWritable) instead of failing on the stop.
-    needs_resume_ = true;
-    last_write_failure_ = s;
-    LogWarning(absl::StrCat("tile write failed: ", s.message()));
-    return s;
-  }
+  RETURN_IF_ERROR(
+      FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "write tiles"));
   {
     absl::MutexLock sl(&tiled_scopes_mu_);
     tiled_scopes_.insert(prefix);
@@ -1037,8 +1031,15 @@ std::string EventStore::Identity() const {
   return identity;
 }
 
+void EventStore::SetTileFolder(const void* owner, TileFolder folder) {
+  absl::MutexLock l(&tiles_mu_);
+  if (folder == nullptr && tile_folder_owner_ != owner) return;
+  tile_folder_owner_ = folder == nullptr ? nullptr : owner;
+  tile_folder_ = std::move(folder);
+}
+
 size_t EventStore::TileCount() const {
-  absl::MutexLock l(&commit_mu_);
+  absl::MutexLock l(&tiles_mu_);
   // Tiles of days retention drops (or has dropped) are not counted, nor
   // remembered: no read or append can reach those days any more.
   const auto cutoffs = retention_.Cutoffs(absl::ToUnixMicros(absl::Now()));
@@ -1213,6 +1214,7 @@ EventStore::EngineStats EventStore::Stats() const {
     stats.stall_micros = statistics_->getTickerCount(rocksdb::STALL_MICROS);
   }
   stats.tiles_invalidated = tiles_invalidated_.load(std::memory_order_relaxed);
+  stats.tiles_folded = tiles_folded_.load(std::memory_order_relaxed);
   for (auto* cf : {events_cf_, tiles_cf_}) {
     std::string files;  // a string property, not an int one
     uint64_t count = 0;
@@ -1588,6 +1590,7 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
         pending_count_.store(pending_.size(), std::memory_order_release);
       }
     }
+    absl::MutexLock tiles_lock(&tiles_mu_);
     for (auto it = tiled_.begin(); it != tiled_.end();) {
       if (absl::StartsWith(it->first, prefix)) {
         tiled_.erase(it++);

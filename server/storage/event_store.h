@@ -261,13 +261,13 @@ class EventStore {
   // Builds tiles of `scope` for the UTC days starting at `days`: pins the
   // latest watermark and a read view at it, runs `build` on that view while
   // appends go on, then stores the (day start, payload) pairs it returns,
-  // built at that watermark (the view does not fill the block cache). An
-  // append into one of the days (or an erasure of the entity) committed
+  // built at that watermark (the view does not fill the block cache). A
+  // seal of events into one of the days (or an erasure of the entity)
   // after the pin voids that day's tile: it is not stored. A stored tile
-  // stays valid until an event is appended to the (stream, entity, day) it
-  // covers: that append deletes it in the same atomic write. Tiles are a
-  // cache: they are not synced. Ingest waits only for the pin and the final
-  // write, never for `build`.
+  // holds exactly its day's events up to its watermark; events appended
+  // to the day later are read beside it (TileCursor::late) until sealing
+  // folds them in (SetTileFolder). Tiles are a cache: they are not synced.
+  // Ingest never waits for a build.
   // Errors: those of `build`; INVALID_ARGUMENT (a tile for a day not in
   // `days`); RESOURCE_EXHAUSTED (read-only store), UNAVAILABLE (the write
   // failed). Thread-safe.
@@ -305,6 +305,21 @@ class EventStore {
   // has ended, so an owner may be destroyed once it removed its listener.
   // Thread-safe.
   void SetSealListener(const void* owner, SealListener listener);
+
+  // Folds sealed events into a stored tile: given the tile's scope and day,
+  // its payload and the events of the day above its watermark (in (time,
+  // seq) order), returns the payload of a tile holding them too. Any error
+  // (e.g. NOT_FOUND: the view version is gone) makes sealing delete the
+  // tile instead. Called by the sealing thread with sealing locks held: it
+  // must not call into the store.
+  using TileFolder = std::function<absl::StatusOr<std::string>(
+      const TileScope& scope, int64_t day, absl::string_view payload,
+      absl::Span<const StoredEvent> events)>;
+  // Installs `folder` for `owner` (replacing any other), or with nullptr
+  // removes it if `owner` installed it; returns after any fold in progress
+  // has ended. Without a folder, sealing events into a tiled day deletes
+  // the day's tiles. Thread-safe.
+  void SetTileFolder(const void* owner, TileFolder folder);
 
   // Number of tiles stored.
   size_t TileCount() const;
@@ -409,7 +424,8 @@ class EventStore {
     uint64_t stall_micros = 0;        // writes delayed or stopped, in total
     bool write_stopped = false;       // now
     uint64_t delayed_write_rate = 0;  // bytes/s while writes are slowed
-    uint64_t tiles_invalidated = 0;   // by appends, since open
+    uint64_t tiles_invalidated = 0;   // deleted by sealing, since open
+    uint64_t tiles_folded = 0;        // rewritten by sealing, since open
     // Table files in level 0 of the families lookups seek (events, tiles).
     uint64_t read_level0_files = 0;
   };
@@ -478,6 +494,7 @@ class EventStore {
   std::atomic<uint64_t> watermark_{0};
   std::shared_ptr<rocksdb::Statistics> statistics_;
   std::atomic<uint64_t> tiles_invalidated_{0};
+  std::atomic<uint64_t> tiles_folded_{0};
 
   mutable absl::Mutex mu_;
   std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
@@ -509,18 +526,30 @@ class EventStore {
   absl::flat_hash_set<std::string> tiled_scopes_
       ABSL_GUARDED_BY(tiled_scopes_mu_);
   bool MayHaveTiles(const std::string& prefix) const;  // a TilePrefix
+  // Tile writes (builds, folds, erasures) and what they track. Taken after
+  // seal_mu_ and commit_mu_, never before.
+  mutable absl::Mutex tiles_mu_;
   // Stored tiles by the day they cover (EntityTimeKey of the day start).
   mutable absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
-      ABSL_GUARDED_BY(commit_mu_);
-  // A WriteTiles between its pin and its write: the days it builds
-  // (EntityTimeKey of the day start) and those an append or erasure voided
+      ABSL_GUARDED_BY(tiles_mu_);
+  // A WriteTiles from before its pin to its write: the days it builds
+  // (EntityTimeKey of the day start) and those a seal or erasure voided
   // meanwhile.
   struct TileBuild {
     std::string entity_prefix;  // EntityPrefix of the scope
     absl::flat_hash_set<std::string> days;
     absl::flat_hash_set<std::string> voided;
   };
-  std::vector<TileBuild*> tile_builds_ ABSL_GUARDED_BY(commit_mu_);
+  std::vector<TileBuild*> tile_builds_ ABSL_GUARDED_BY(tiles_mu_);
+  // WriteTiles' write: the tiles of `tiles` whose days no seal or
+  // erasure voided, built at watermark `w`. Errors: INVALID_ARGUMENT (a
+  // day not being built), those of the write.
+  absl::Status StoreTiles(
+      const TileScope& scope, uint64_t w, const TileBuild& registered,
+      const std::vector<std::pair<int64_t, std::string>>& tiles)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(tiles_mu_);
+  const void* tile_folder_owner_ ABSL_GUARDED_BY(tiles_mu_) = nullptr;
+  TileFolder tile_folder_ ABSL_GUARDED_BY(tiles_mu_);
   // Erasures that took effect and whose log entries and ids are still
   // being emptied (EmptyErased): their seqs, sorted.
   struct PendingErase {
@@ -566,6 +595,10 @@ class EventStore {
     std::string prefix;  // EntityPrefix
     uint32_t stream_id = 0;
     std::vector<uint64_t> seqs;  // sorted; empty: nothing
+    // The head events sealed, by (time, seq), and the head version whose
+    // memory their values view.
+    EntityHeadRef head;
+    std::vector<StoredEvent> events;
     int64_t earliest_us = 0;
     size_t blocks_rewritten = 0;  // full blocks the seal re-cut
   };
@@ -575,6 +608,14 @@ class EventStore {
   absl::Status SealEntity(absl::string_view prefix, const EntityHead& head,
                           rocksdb::Iterator* bit, rocksdb::WriteBatch* batch,
                           SealedEntity* sealed);
+  // Before a chunk's seal is written: folds the sealed events of tiled days
+  // into those tiles (or deletes them) in one durable write of their own,
+  // so that a tile never lacks an event of its day that has left the head.
+  absl::Status FoldTiles(const std::vector<SealedEntity>& chunk)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(tiles_mu_);
+  // After it is written: voids the builds of the days it sealed into.
+  void VoidTileBuilds(const std::vector<SealedEntity>& chunk)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(tiles_mu_);
   // Writes "unsealed_from" (kUnsealedFromKey: a seq at or below every
   // live head event's) if it moved; like seals, without the write-ahead
   // log.

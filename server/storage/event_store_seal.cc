@@ -290,14 +290,24 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
       if (current == nullptr && !legacy_event_keys_) continue;
       const EntityHead none;
       chunk.emplace_back();
+      chunk.back().head = current;  // the events' values live there
       status = SealEntity(prefix, current != nullptr ? *current : none,
                           bit.get(), &batch, &chunk.back());
       if (!status.ok()) break;  // this chunk stays unsealed
     }
     if (!status.ok()) break;
-    // Only the events family, so a memtable flush keeps it whole or not
-    // at all; a crash before that leaves the events to the log.
-    status = FromRocks(db_->Write(SealWrite(), &batch), "seal");
+    {
+      // From the folds to the write, no tile is stored (WriteTiles): one
+      // stored before the folds is folded, a build still running is voided.
+      absl::MutexLock tiles_lock(&tiles_mu_);
+      status = FoldTiles(chunk);
+      // Only the events family, so a memtable flush keeps it whole or not
+      // at all; a crash before that leaves the events to the log.
+      if (status.ok()) {
+        status = FromRocks(db_->Write(SealWrite(), &batch), "seal");
+      }
+      if (status.ok()) VoidTileBuilds(chunk);
+    }
     if (!status.ok()) break;
     // Reads from a RocksDB view that holds the new blocks no longer show
     // these events from the head.
@@ -328,6 +338,113 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
   }
   RETURN_IF_ERROR(status);
   return SaveUnsealedFrom();
+}
+
+absl::Status EventStore::FoldTiles(const std::vector<SealedEntity>& chunk) {
+  if (tiled_.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  // Tiles the batch deletes (their day key and key), and how many it folds.
+  std::vector<std::pair<std::string, std::string>> deleted;
+  std::vector<std::pair<std::string, std::string>> gone;  // found missing
+  uint64_t folded = 0;
+  std::vector<StoredEvent> above;
+  std::string value;
+  for (const SealedEntity& sealed : chunk) {
+    const std::vector<StoredEvent>& events = sealed.events;
+    const absl::string_view entity = EntityOfPrefix(sealed.prefix);
+    // The events by day (they are in time order).
+    for (size_t i = 0, j = 0; i < events.size(); i = j) {
+      const int64_t day = DayStart(events[i].time_us);
+      j = i;
+      while (j < events.size() && events[j].time_us < day + kDayMicros) ++j;
+      std::string day_key = EntityTimeKey(sealed.stream_id, entity, day);
+      auto tiles = tiled_.find(day_key);
+      if (tiles == tiled_.end()) continue;
+      for (const std::string& key : tiles->second) {
+        const rocksdb::Status gs =
+            db_->Get(rocksdb::ReadOptions(), tiles_cf_, key, &value);
+        if (gs.IsNotFound()) {  // retention dropped it
+          gone.emplace_back(day_key, key);
+          continue;
+        }
+        RETURN_IF_ERROR(FromRocks(gs, "read tile"));
+        ParsedTileKey parsed;
+        absl::StatusOr<std::string> payload =
+            absl::DataLossError("malformed tile");
+        uint64_t watermark = 0;
+        above.clear();
+        if (value.size() >= 8 && ParseTileKey(key, &parsed)) {
+          // The tile holds its day up to its watermark: only the events
+          // above it are new to it.
+          const uint64_t w = DecodeBigEndian64(value.data());
+          for (size_t k = i; k < j; ++k) {
+            if (events[k].seq <= w) continue;
+            above.push_back(events[k]);
+            above.back().entity = entity;
+            watermark = std::max(watermark, events[k].seq);
+          }
+          if (above.empty()) continue;
+          payload = tile_folder_ == nullptr
+                        ? absl::NotFoundError("no tile folder")
+                        : tile_folder_(
+                              TileScope{parsed.stream_id, parsed.entity,
+                                        parsed.view, parsed.version},
+                              day, absl::string_view(value).substr(8), above);
+        }
+        if (!payload.ok()) {
+          if (payload.status().code() != absl::StatusCode::kNotFound) {
+            LogWarning(absl::StrCat("tile of entity '", Echo(entity),
+                                    "' dropped at sealing: ",
+                                    payload.status().message()));
+          }
+          batch.Delete(tiles_cf_, ToSlice(key));
+          deleted.emplace_back(day_key, key);
+          continue;
+        }
+        // Every event of the day up to the highest seq folded: the sealed
+        // head is a prefix of the commits, so none below it is missing.
+        std::string folded_value;
+        PutBigEndian64(&folded_value, watermark);
+        folded_value += *payload;
+        batch.Put(tiles_cf_, ToSlice(key), ToSlice(folded_value));
+        ++folded;
+      }
+    }
+  }
+  if (batch.Count() > 0) {
+    // Durable before the seal (which skips the write-ahead log) is: after
+    // a crash a tile never stands behind events that left the head.
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "fold tiles"));
+  }
+  tiles_folded_.fetch_add(folded, std::memory_order_relaxed);
+  tiles_invalidated_.fetch_add(deleted.size(), std::memory_order_relaxed);
+  deleted.insert(deleted.end(), gone.begin(), gone.end());
+  for (const auto& [day_key, key] : deleted) {
+    auto tiles = tiled_.find(day_key);
+    if (tiles == tiled_.end()) continue;
+    auto& keys = tiles->second;
+    keys.erase(std::remove(keys.begin(), keys.end(), key), keys.end());
+    if (keys.empty()) tiled_.erase(tiles);
+  }
+  return absl::OkStatus();
+}
+
+void EventStore::VoidTileBuilds(const std::vector<SealedEntity>& chunk) {
+  for (TileBuild* build : tile_builds_) {
+    for (const SealedEntity& sealed : chunk) {
+      if (sealed.prefix != build->entity_prefix) continue;
+      const absl::string_view entity = EntityOfPrefix(sealed.prefix);
+      for (const StoredEvent& e : sealed.events) {
+        std::string day_key =
+            EntityTimeKey(sealed.stream_id, entity, DayStart(e.time_us));
+        if (build->days.contains(day_key)) {
+          build->voided.insert(std::move(day_key));
+        }
+      }
+    }
+  }
 }
 
 uint64_t EventStore::HeadExcess() const {
@@ -374,6 +491,8 @@ absl::Status EventStore::SealEntity(absl::string_view prefix,
     if (e.gone_at != 0) continue;
     singles.push_back({e.time_us, e.seq, e.value});
     sealed_seqs.push_back(e.seq);
+    sealed->events.push_back(
+        StoredEvent{e.seq, stream_id, absl::string_view(), e.time_us, e.value});
   }
   std::sort(sealed_seqs.begin(), sealed_seqs.end());
   rocksdb::ReadOptions ro;

@@ -155,15 +155,25 @@ std::string TileKey(absl::string_view tile_prefix, int64_t day_start) {
   return k;
 }
 
-bool TileDayKey(absl::string_view key, std::string* day_key) {
+bool ParseTileKey(absl::string_view key, ParsedTileKey* out) {
   if (key.size() < 5) return false;
   const size_t nul = key.find('\0', 4);
   if (nul == absl::string_view::npos) return false;
   absl::string_view rest = key.substr(nul + 1);
   absl::string_view view;
   if (!GetLengthPrefixed(&rest, &view) || rest.size() != 12) return false;
-  day_key->assign(key.data(), nul + 1);
-  day_key->append(rest.data() + 4, 8);
+  out->stream_id = DecodeBigEndian32(key.data());
+  out->entity = key.substr(4, nul - 4);
+  out->view = view;
+  out->version = DecodeBigEndian32(rest.data());
+  out->day_start = SignedFromOrdered(DecodeBigEndian64(rest.data() + 4));
+  return true;
+}
+
+bool TileDayKey(absl::string_view key, std::string* day_key) {
+  ParsedTileKey parsed;
+  if (!ParseTileKey(key, &parsed)) return false;
+  *day_key = EntityTimeKey(parsed.stream_id, parsed.entity, parsed.day_start);
   return true;
 }
 

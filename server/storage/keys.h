@@ -107,9 +107,19 @@ uint64_t ParseLogKey(absl::string_view key);
 std::string TilePrefix(uint32_t stream_id, absl::string_view entity,
                        absl::string_view view, uint32_t version);
 std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
-// The (stream, entity, day) a tile key covers, as EntityTimeKey(stream,
-// entity, day_start): the key ingest uses to find tiles to invalidate.
+// What a tile key names (views into the key).
+struct ParsedTileKey {
+  uint32_t stream_id = 0;
+  absl::string_view entity;
+  absl::string_view view;
+  uint32_t version = 0;
+  int64_t day_start = 0;
+};
 // False if malformed.
+bool ParseTileKey(absl::string_view tile_key, ParsedTileKey* out);
+// The (stream, entity, day) a tile key covers, as EntityTimeKey(stream,
+// entity, day_start): the key sealing uses to find the tiles of the days
+// it seals events into. False if malformed.
 bool TileDayKey(absl::string_view tile_key, std::string* day_key);
 
 // The storage layout of the data dir (meta "format", be32), written when a

@@ -27,6 +27,21 @@ namespace rawfeat {
 ViewEngine::ViewEngine(EventStore* store, const Registry* registry,
                        Options options)
     : store_(store), registry_(registry), options_(options) {
+  if (options_.tiles) {
+    // Sealing folds a tiled day's new events into its tiles.
+    store_->SetTileFolder(
+        this, [this](const TileScope& scope, int64_t day,
+                     absl::string_view payload,
+                     absl::Span<const StoredEvent> events)
+                  -> absl::StatusOr<std::string> {
+          auto view = Resolve(std::string(scope.view), scope.version);
+          if (!view.ok()) return view.status();
+          if ((*view)->stream->stream_id != scope.stream_id) {
+            return absl::NotFoundError("the view reads another stream now");
+          }
+          return FoldTilePayload(**view, payload, day, events);
+        });
+  }
   if (options_.tiles && options_.tile_sealed_days) {
     store_->SetSealListener(
         this, [this](uint32_t stream_id, absl::string_view entity,
@@ -39,6 +54,7 @@ ViewEngine::ViewEngine(EventStore* store, const Registry* registry,
 ViewEngine::~ViewEngine() {
   // No sealer call is in progress or comes after this.
   store_->SetSealListener(this, nullptr);
+  store_->SetTileFolder(this, nullptr);
   std::thread thread;
   {
     absl::MutexLock l(&tile_mu_);
@@ -202,8 +218,8 @@ void ViewEngine::TileSealed(const std::vector<SealedEntity>& entities) const {
     if (events >= options_.tile_min_events && day >= kept) heavy.push_back(day);
     if (!cursor->status().ok() || heavy.empty()) continue;
     for (const auto& view : found->second) {
-      // Those without a tile (a stored tile is valid at the latest
-      // watermark: an append deletes it).
+      // Those without a tile (a stored tile serves every later watermark:
+      // its day's new events are read beside it).
       std::vector<int64_t> missing;
       auto tiles = store_->ScanTiles(TileScopeOf(*view, entity), heavy.front(),
                                      heavy.back() + kDayMicros, nullptr);

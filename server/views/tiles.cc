@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
+#include "server/common/echo.h"
+#include "server/common/status_macros.h"
 #include "server/common/time_util.h"
 
 namespace rawfeat {
@@ -104,6 +107,69 @@ absl::Status MergeTilePayload(const CompiledView& view,
   }
   if (!payload.empty()) return absl::DataLossError("malformed tile");
   return absl::OkStatus();
+}
+
+namespace {
+
+// Adds `events` of `day` to the features whose window covers the day
+// entirely (day >= starts[i]; every feature when `starts` is null), those
+// at or below `watermark`.
+absl::Status AddDayEvents(const CompiledView& view,
+                          absl::Span<const StoredEvent> events, int64_t day,
+                          const std::vector<int64_t>* starts,
+                          uint64_t watermark, AggregatorStates* states) {
+  if (events.empty()) return absl::OkStatus();
+  std::vector<int> takers;
+  bool needs_fields = false;
+  for (size_t i = 0; i < view.features.size(); ++i) {
+    if (starts != nullptr && day < (*starts)[i]) continue;
+    takers.push_back(static_cast<int>(i));
+    needs_fields = needs_fields || view.features[i].NeedsFields();
+  }
+  EventValueReader reader;
+  FieldValue value;
+  for (const StoredEvent& e : events) {
+    if (e.seq > watermark) continue;
+    if (!needs_fields) {
+      for (int i : takers) (*states)[i]->Add(FieldValue(), e.time_us, e.seq);
+      continue;
+    }
+    if (!reader.Parse(e.value, view.stream->types)) {
+      return absl::DataLossError(absl::StrCat(
+          "corrupt stored event of entity '", Echo(e.entity), "' (seq ",
+          e.seq, ") in stream ", e.stream_id));
+    }
+    for (int i : takers) {
+      if (view.features[i].Accepts(reader.fields(), &value)) {
+        (*states)[i]->Add(value, e.time_us, e.seq);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MergeTile(const CompiledView& view, TileCursor* tile,
+                       uint64_t watermark, const std::vector<int64_t>& starts,
+                       AggregatorStates* scratch, AggregatorStates* states) {
+  RETURN_IF_ERROR(MergeTilePayload(view, tile->payload(), tile->day(), starts,
+                                   scratch, states));
+  return AddDayEvents(view, tile->late(), tile->day(), &starts, watermark,
+                      states);
+}
+
+absl::StatusOr<std::string> FoldTilePayload(
+    const CompiledView& view, absl::string_view payload, int64_t day,
+    absl::Span<const StoredEvent> events) {
+  AggregatorStates states = NewStates(view);
+  AggregatorStates scratch;
+  const std::vector<int64_t> every(view.features.size(), kMinEventTime);
+  RETURN_IF_ERROR(
+      MergeTilePayload(view, payload, day, every, &scratch, &states));
+  RETURN_IF_ERROR(AddDayEvents(view, events, day, nullptr,
+                               std::numeric_limits<uint64_t>::max(), &states));
+  return EncodeTilePayload(states);
 }
 
 TileScope TileScopeOf(const CompiledView& view, absl::string_view entity) {

@@ -3,9 +3,9 @@
 
 // Day tiles: per (view version, entity, UTC day) partial aggregation
 // states, so long windows of heavy entities do not rescan history. The
-// store keeps them (EventStore::ScanTiles / WriteTiles: keys, build
-// watermark, invalidation by appends); this file owns their payload and
-// what goes into it:
+// store keeps them (EventStore::ScanTiles / WriteTiles: keys, watermark,
+// the day's events above it, folding at sealing); this file owns their
+// payload and what goes into it:
 //
 //   payload = varint n | n x length-prefixed Aggregator::Serialize state
 //
@@ -21,7 +21,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "server/aggregation/aggregator.h"
 #include "server/storage/event_cursor.h"
 #include "server/storage/event_store.h"
@@ -86,6 +88,21 @@ absl::Status MergeTilePayload(const CompiledView& view,
                               const std::vector<int64_t>& starts,
                               AggregatorStates* scratch,
                               AggregatorStates* states);
+
+// Merges the tile `tile` is on into `states` as MergeTilePayload does,
+// with the events of its day above its watermark (TileCursor::late) that
+// are at or below `watermark`, into the same features. Errors: DATA_LOSS
+// (a malformed tile or corrupt event).
+absl::Status MergeTile(const CompiledView& view, TileCursor* tile,
+                       uint64_t watermark, const std::vector<int64_t>& starts,
+                       AggregatorStates* scratch, AggregatorStates* states);
+
+// The payload of a tile of `day` holding what `payload` holds and
+// `events` (of that day, not in it yet): EventStore's TileFolder. Errors:
+// DATA_LOSS (a malformed tile or corrupt event).
+absl::StatusOr<std::string> FoldTilePayload(
+    const CompiledView& view, absl::string_view payload, int64_t day,
+    absl::Span<const StoredEvent> events);
 
 // The store's name for `view`'s tiles of `entity` (views into both).
 TileScope TileScopeOf(const CompiledView& view, absl::string_view entity);

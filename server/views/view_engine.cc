@@ -149,8 +149,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       if (day + kDayMicros > as_of_us || tiles->watermark() > watermark) {
         continue;
       }
-      RETURN_IF_ERROR(MergeTilePayload(view, tiles->payload(), day, starts,
-                                       &scratch, &states));
+      RETURN_IF_ERROR(
+          MergeTile(view, tiles.get(), watermark, starts, &scratch, &states));
       covered.push_back(Covered{day, raw_from_of(day)});
     }
     tiles_used_.fetch_add(covered.size(), std::memory_order_relaxed);

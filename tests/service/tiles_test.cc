@@ -251,20 +251,37 @@ TEST_F(TilesTest, TilesBuiltWhileLateEventsArriveAreNeverStale) {
   EXPECT_GT(Tiles(), 0u);
 }
 
-TEST_F(TilesTest, LateEventInvalidatesItsDay) {
+// A late event into a tiled day leaves the tile: lookups read the event
+// beside it until sealing folds it in.
+TEST_F(TilesTest, ALateEventIsReadBesideItsTileUntilSealingFoldsItIn) {
   Ingest(3000, kStart, 10 * kDay);
   Compare(kStart + 20 * kDay, 0);
   const uint64_t tiles = Tiles();
   ASSERT_GT(tiles, 0u);
-  // One late event for "heavy" into the first day drops that day's tile.
+  const uint64_t before = Watermark();
+  EventStore* store = tiled_->server().store();
+  ASSERT_TRUE(store->Seal().ok());
+  EXPECT_EQ(store->Stats().tiles_folded, 0u) << "nothing new in tiled days";
   v1::IngestRequest req;
   req.set_stream("orders");
   *req.add_events() = testing::Order("late", "heavy", kStart + kHour, 1e6);
   for (auto* s : {tiled_.get(), plain_.get()}) {
     ASSERT_TRUE(s->client().Ingest(req).ok());
   }
-  EXPECT_EQ(Tiles(), tiles - 1);
+  EXPECT_EQ(Tiles(), tiles);
+  const ViewEngine& views = tiled_->server().views();
+  uint64_t used = views.tiles_used();
   Compare(kStart + 20 * kDay, 0);
+  Compare(kStart + 20 * kDay, before);
+  EXPECT_GT(views.tiles_used(), used);
+  ASSERT_TRUE(store->Seal().ok());
+  EXPECT_EQ(store->Stats().tiles_folded, 1u);
+  EXPECT_EQ(store->Stats().tiles_invalidated, 0u);
+  EXPECT_EQ(Tiles(), tiles);
+  used = views.tiles_used();
+  Compare(kStart + 20 * kDay, 0);
+  Compare(kStart + 20 * kDay, before);
+  EXPECT_GT(views.tiles_used(), used);
 }
 
 TEST_F(TilesTest, WindowStartsInsideATiledDay) {
@@ -373,8 +390,12 @@ TEST_F(TilesTest, SealedHeavyDaysAreTiledBeforeAnyLookup) {
   for (auto* s : {tiled_.get(), plain_.get()}) {
     ASSERT_TRUE(s->client().Ingest(late).ok());
   }
-  EXPECT_EQ(tiled_->client().GetStatus()->tiles(), 5u);
-  tiles_reach(6);
+  // The tile stays (its day's new event is read beside it, then folded
+  // in by sealing).
+  EXPECT_EQ(tiled_->client().GetStatus()->tiles(), 6u);
+  Compare(kStart + 8 * kDay, 0, users);
+  ASSERT_TRUE(tiled_->server().store()->Seal().ok());
+  EXPECT_EQ(tiled_->server().store()->Stats().tiles_folded, 1u);
   ASSERT_EQ(Tiles(), 6u);
   Compare(kStart + 8 * kDay, 0, users);
   Compare(kStart + 3 * kDay, 0, users);

@@ -1,5 +1,6 @@
 #include "server/storage/event_store.h"
 
+#include <algorithm>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "rocksdb/metadata.h"
 #include "rocksdb/table_properties.h"
 #include "server/common/coding.h"
+#include "server/common/time_util.h"
 #include "server/storage/keys.h"
 #include "tests/test_util.h"
 
@@ -32,11 +34,17 @@ PendingEvent Pending(int row, const std::string& id, const std::string& entity,
 
 class EventStoreTest : public ::testing::Test {
  protected:
-  void Open() {
+  void Open(const EventStoreOptions& options = EventStoreOptions()) {
     store_.reset();
-    auto s = EventStore::Open(dir_.Sub("db"), EventStoreOptions());
+    auto s = EventStore::Open(dir_.Sub("db"), options);
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = std::move(*s);
+  }
+  // Sealing only when the test calls Seal().
+  void OpenWithoutSealer() {
+    EventStoreOptions options;
+    options.seal_min_events = 0;
+    Open(options);
   }
   void SetUp() override { Open(); }
   testing::TempDir dir_;
@@ -296,19 +304,40 @@ TEST_F(EventStoreTest, ACorruptStoredEventStopsTheCursorWithDataLoss) {
   EXPECT_TRUE(c->status().ok());
 }
 
-TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
+// Tiles are read by range; an event appended to a tiled day leaves the
+// tile and is read beside it (late) until sealing folds it in (through the
+// folder), or deletes the tile when there is no folder or it fails.
+TEST_F(EventStoreTest, TilesKeepTheirDaysNewEventsBesideThemUntilSealing) {
+  OpenWithoutSealer();
   AppendRequest req;
   req.stream_id = 1;
   req.events = {Typed(0, "1", "u", 5, 1)};
   ASSERT_TRUE(store_->Append(&req).ok());
   const TileScope scope{1, "u", "v", 1};
   const TileScope other{1, "u", "v", 2};
-  auto days = [&](const TileScope& sc, int64_t from, int64_t to) {
-    std::vector<std::pair<int64_t, uint64_t>> out;
-    auto t = store_->ScanTiles(sc, from, to, nullptr);
+  // (day, watermark, payload, late seqs) of each tile, as of `view`.
+  struct Seen {
+    int64_t day;
+    uint64_t watermark;
+    std::string payload;
+    std::vector<uint64_t> late;
+    bool operator==(const Seen& o) const {
+      return day == o.day && watermark == o.watermark &&
+             payload == o.payload && late == o.late;
+    }
+  };
+  auto tiles = [&](const TileScope& sc, int64_t from, int64_t to,
+                   const ReadView* view = nullptr) {
+    std::vector<Seen> out;
+    auto t = store_->ScanTiles(sc, from, to, view);
     for (; t->Valid(); t->Next()) {
-      out.emplace_back(t->day(), t->watermark());
-      EXPECT_EQ(t->payload(), absl::StrCat("p", t->day() / kDayMicros));
+      Seen seen{t->day(), t->watermark(), std::string(t->payload()), {}};
+      for (const StoredEvent& e : t->late()) {
+        EXPECT_EQ(e.entity, "u");
+        EXPECT_EQ(DayStart(e.time_us), t->day());
+        seen.late.push_back(e.seq);
+      }
+      out.push_back(std::move(seen));
     }
     EXPECT_TRUE(t->status().ok()) << t->status();
     return out;
@@ -327,21 +356,74 @@ TEST_F(EventStoreTest, TilesAreReadByRangeAndDroppedByAnAppendToTheirDay) {
                     .ok());
   }
   EXPECT_EQ(store_->TileCount(), 6u);
-  EXPECT_EQ(days(scope, kMinEventTime, kMaxEventTime),
-            (std::vector<std::pair<int64_t, uint64_t>>{
-                {0, 1}, {kDayMicros, 1}, {2 * kDayMicros, 1}}));
-  EXPECT_EQ(days(scope, kDayMicros, 2 * kDayMicros),
-            (std::vector<std::pair<int64_t, uint64_t>>{{kDayMicros, 1}}));
-  // An event in day 1 drops both versions' tiles of that day, only.
-  req.events = {Typed(0, "2", "u", kDayMicros + 7, 2)};
+  const int64_t d1 = kDayMicros, d2 = 2 * kDayMicros;
+  EXPECT_EQ(tiles(scope, kMinEventTime, kMaxEventTime),
+            (std::vector<Seen>{{0, 1, "p0", {}}, {d1, 1, "p1", {}},
+                               {d2, 1, "p2", {}}}));
+  EXPECT_EQ(tiles(scope, d1, d2), (std::vector<Seen>{{d1, 1, "p1", {}}}));
+  // Events in days 1 and 2 stay beside their tiles, in (time, seq) order.
+  req.events = {Typed(0, "2", "u", d1 + 7, 2), Typed(1, "3", "u", d2 + 9, 3),
+                Typed(2, "4", "u", d2 + 8, 4)};
   ASSERT_TRUE(store_->Append(&req).ok());
-  EXPECT_EQ(store_->TileCount(), 4u);
-  EXPECT_EQ(
-      days(scope, kMinEventTime, kMaxEventTime),
-      (std::vector<std::pair<int64_t, uint64_t>>{{0, 1}, {2 * kDayMicros, 1}}));
-  EXPECT_EQ(
-      days(TileScope{1, "u2", "v", 1}, kMinEventTime, kMaxEventTime).size(),
-      0u);
+  EXPECT_EQ(store_->TileCount(), 6u);
+  EXPECT_EQ(tiles(scope, kMinEventTime, kMaxEventTime),
+            (std::vector<Seen>{{0, 1, "p0", {}}, {d1, 1, "p1", {2}},
+                               {d2, 1, "p2", {4, 3}}}));
+
+  // Sealing folds them in: each tile of each day once, with the day's
+  // events above its watermark, in time order; the tile's watermark is
+  // then the highest seq folded. A folder that fails drops that tile.
+  std::vector<std::string> calls;
+  store_->SetTileFolder(
+      this, [&](const TileScope& sc, int64_t day, absl::string_view payload,
+                absl::Span<const StoredEvent> events)
+                -> absl::StatusOr<std::string> {
+        std::string folded(payload);
+        for (const StoredEvent& e : events) {
+          EXPECT_EQ(e.entity, sc.entity);
+          absl::StrAppend(&folded, "+", e.seq);
+        }
+        calls.push_back(absl::StrCat(sc.version, ":", folded));
+        if (sc.version == 2 && day == d1) {
+          return absl::DataLossError("cannot fold");
+        }
+        return folded;
+      });
+  std::unique_ptr<ReadView> before = store_->NewReadView();
+  ASSERT_TRUE(store_->Seal().ok());
+  std::sort(calls.begin(), calls.end());
+  EXPECT_EQ(calls, (std::vector<std::string>{"1:p1+2", "1:p2+4+3", "2:p1+2",
+                                             "2:p2+4+3"}));
+  EXPECT_EQ(store_->TileCount(), 5u);
+  EXPECT_EQ(tiles(scope, kMinEventTime, kMaxEventTime),
+            (std::vector<Seen>{{0, 1, "p0", {}}, {d1, 2, "p1+2", {}},
+                               {d2, 4, "p2+4+3", {}}}));
+  EXPECT_EQ(tiles(other, kMinEventTime, kMaxEventTime),
+            (std::vector<Seen>{{0, 1, "p0", {}}, {d2, 4, "p2+4+3", {}}}));
+  // A read from before the seal still sees the tiles it saw, and the
+  // events beside them.
+  EXPECT_EQ(tiles(scope, kMinEventTime, kMaxEventTime, before.get()),
+            (std::vector<Seen>{{0, 1, "p0", {}}, {d1, 1, "p1", {2}},
+                               {d2, 1, "p2", {4, 3}}}));
+  before.reset();
+  EXPECT_EQ(store_->Stats().tiles_folded, 3u);
+  EXPECT_EQ(store_->Stats().tiles_invalidated, 1u);
+
+  // Without a folder, sealing into a tiled day deletes its tiles.
+  store_->SetTileFolder(this, nullptr);
+  req.events = {Typed(0, "5", "u", 11, 5)};
+  ASSERT_TRUE(store_->Append(&req).ok());
+  ASSERT_TRUE(store_->Seal().ok());
+  EXPECT_EQ(store_->TileCount(), 3u);
+  EXPECT_EQ(tiles(scope, kMinEventTime, kMaxEventTime),
+            (std::vector<Seen>{{d1, 2, "p1+2", {}}, {d2, 4, "p2+4+3", {}}}));
+  EXPECT_TRUE(tiles(TileScope{1, "u2", "v", 1}, kMinEventTime, kMaxEventTime)
+                  .empty());
+  // Folded tiles survive a restart.
+  OpenWithoutSealer();
+  EXPECT_EQ(store_->TileCount(), 3u);
+  EXPECT_EQ(tiles(other, kMinEventTime, kMaxEventTime),
+            (std::vector<Seen>{{d2, 4, "p2+4+3", {}}}));
 }
 
 // Building a tile reads each day once, in the background: the blocks it
@@ -378,49 +460,61 @@ TEST_F(EventStoreTest, TileBuildsLeaveTheBlockCacheAlone) {
 }
 
 // A tile is built from a read pinned at its watermark while appends go on:
-// a day that gets an event (or whose entity is erased) before the tile is
-// written gets no tile, and the build sees none of the later events.
-TEST_F(EventStoreTest, TilesBuiltWhileAppendsGoOnSkipTheDaysTheyChanged) {
+// an append to a day being built leaves its tile valid (the event is read
+// beside it), while a seal of events into the day (or an erasure of the
+// entity) before the tile is written voids it; the build sees none of the
+// later events.
+TEST_F(EventStoreTest, TilesBuiltWhileSealsGoOnSkipTheDaysTheyChanged) {
+  OpenWithoutSealer();
   AppendRequest req;
   req.stream_id = 1;
   req.events = {Typed(0, "1", "u", 5, 1), Typed(1, "2", "u", kDayMicros + 5, 2),
-                Typed(2, "3", "u", 2 * kDayMicros + 5, 3)};
+                Typed(2, "3", "u", 2 * kDayMicros + 5, 3),
+                Typed(3, "4", "u", 3 * kDayMicros + 5, 4)};
   ASSERT_TRUE(store_->Append(&req).ok());
+  ASSERT_TRUE(store_->Seal().ok());
   const TileScope scope{1, "u", "v", 1};
-  auto stored_days = [&]() {
-    std::vector<int64_t> out;
+  // (day, watermark, late seqs) of each stored tile.
+  auto stored = [&]() {
+    std::vector<std::tuple<int64_t, uint64_t, std::vector<uint64_t>>> out;
     auto t = store_->ScanTiles(scope, kMinEventTime, kMaxEventTime, nullptr);
     for (; t->Valid(); t->Next()) {
-      EXPECT_EQ(t->watermark(), 3u);
-      out.push_back(t->day());
+      std::vector<uint64_t> late;
+      for (const StoredEvent& e : t->late()) late.push_back(e.seq);
+      out.emplace_back(t->day(), t->watermark(), late);
     }
     return out;
   };
+  using Tiles = decltype(stored());
   const std::vector<int64_t> all = {0, kDayMicros, 2 * kDayMicros};
   ASSERT_TRUE(
       store_
           ->WriteTiles(
               scope, all,
               [&](uint64_t w, const ReadView* view, auto* tiles) {
-                EXPECT_EQ(w, 3u);
-                // Appended while the build runs: a late event into day 1
-                // and another entity's event into day 2.
+                EXPECT_EQ(w, 4u);
+                // Appended while the build runs: a late event into day 0,
+                // one into day 1 and another entity's event into day 2;
+                // then the day-1 event (and x's) is sealed, not day 0's.
                 AppendRequest late;
                 late.stream_id = 1;
-                late.events = {Typed(0, "4", "u", kDayMicros + 9, 4),
-                               Typed(1, "5", "x", 2 * kDayMicros + 9, 5)};
+                late.events = {Typed(0, "5", "u", kDayMicros + 9, 5),
+                               Typed(1, "6", "x", 2 * kDayMicros + 9, 6)};
+                EXPECT_TRUE(store_->Append(&late).ok());
+                EXPECT_TRUE(store_->Seal().ok());
+                late.events = {Typed(0, "7", "u", 9, 7)};
                 EXPECT_TRUE(store_->Append(&late).ok());
                 // The pinned view holds only what the watermark covers.
                 auto c = store_->NewEventCursor(1, view);
                 c->Seek("u", kMinEventTime, kMaxEventTime);
                 int n = 0;
                 for (; c->Valid(); c->Next()) ++n;
-                EXPECT_EQ(n, 3);
+                EXPECT_EQ(n, 4);
                 for (int64_t day : all) tiles->emplace_back(day, "p");
                 return absl::OkStatus();
               })
           .ok());
-  EXPECT_EQ(stored_days(), (std::vector<int64_t>{0, 2 * kDayMicros}));
+  EXPECT_EQ(stored(), (Tiles{{0, 4, {7}}, {2 * kDayMicros, 4, {}}}));
   EXPECT_EQ(store_->TileCount(), 2u);
 
   // A tile for a day it was not asked to build is refused.
@@ -441,7 +535,7 @@ TEST_F(EventStoreTest, TilesBuiltWhileAppendsGoOnSkipTheDaysTheyChanged) {
                          return absl::OkStatus();
                        })
           .ok());
-  EXPECT_TRUE(stored_days().empty());
+  EXPECT_TRUE(stored().empty());
   EXPECT_EQ(store_->TileCount(), 0u);
 }
 
