@@ -613,9 +613,23 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
                               ? DecodeBigEndian32(stored.data())
                               : 0;
   if (format == options_.tile_format) return absl::OkStatus();
+  // Format 3 changed when a tile changes, not what it holds: a format-2
+  // server deleted a day's tiles with every append to the day, so each of
+  // its tiles holds exactly its day's events, none above its watermark --
+  // a valid format-3 tile. The marker alone is rewritten.
+  const bool valid = format == 2 && options_.tile_format == 3;
   if (!read_only_.empty()) {
-    tiles_readable_ = false;  // cannot drop them: do not read them
+    // Tiles it cannot drop are not read.
+    tiles_readable_ = valid;
     return absl::OkStatus();
+  }
+  std::string marker;
+  PutBigEndian32(&marker, options_.tile_format);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (valid) {
+    return FromRocks(db_->Put(wo, meta_cf_, kMetaTileFormatKey, marker),
+                     "write tile format");
   }
   rocksdb::WriteBatch batch;
   int64_t dropped = 0;
@@ -627,11 +641,7 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
     ++dropped;
   }
   if (!tiles->status().ok()) return FromRocks(tiles->status(), "read tiles");
-  std::string marker;
-  PutBigEndian32(&marker, options_.tile_format);
   batch.Put(meta_cf_, kMetaTileFormatKey, ToSlice(marker));
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
   RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "drop old tiles"));
   if (dropped > 0) {
     LogInfo(absl::StrCat("dropped ", dropped, " tiles of format ", format,

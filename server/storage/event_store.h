@@ -456,8 +456,8 @@ class EventStore {
   // Records a loss of seqs [first, last] in meta (synced).
   absl::Status RecordLoss(uint64_t first, uint64_t last,
                           const std::string& detail);
-  // Deletes every tile if the stored tile format is not options_.tile_format,
-  // then records it.
+  // Deletes every tile if the stored tile format is not options_.tile_format
+  // (tiles of format 2 are valid ones of format 3: kept), then records it.
   absl::Status DropTilesOfOtherFormats();
   // Options of a read as of `view` (nullptr: the latest, filling the cache).
   static rocksdb::ReadOptions ReadOptionsOf(const ReadView* view);

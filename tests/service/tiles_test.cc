@@ -46,6 +46,15 @@ views {
 }
 )";
 
+// Applies kView.
+void Apply(TestServer& s) {
+  auto defs = ParseDefinitionsText(kView, "tv");
+  ASSERT_TRUE(defs.ok());
+  v1::ApplyDefinitionsRequest req;
+  *req.mutable_definitions() = *defs;
+  ASSERT_TRUE(s.client().ApplyDefinitions(req).ok());
+}
+
 class TilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -59,14 +68,6 @@ class TilesTest : public ::testing::Test {
     without.tiles = false;
     plain_ = std::make_unique<TestServer>(dir_.Sub("plain"), true, without);
     for (auto* s : {tiled_.get(), plain_.get()}) Apply(*s);
-  }
-
-  static void Apply(TestServer& s) {
-    auto defs = ParseDefinitionsText(kView, "tv");
-    ASSERT_TRUE(defs.ok());
-    v1::ApplyDefinitionsRequest req;
-    *req.mutable_definitions() = *defs;
-    ASSERT_TRUE(s.client().ApplyDefinitions(req).ok());
   }
 
   // The same batch to both servers: n events of `users` (default: "heavy"
@@ -484,6 +485,66 @@ views {
   // The exact sample stddev of 50 values 1e9 + (i mod 3).
   EXPECT_EQ(got->rows(0).values(0).double_value(), 0.8204030865920703);
   EXPECT_EQ(s.SettledTiles(), 1u) << "rebuilt on demand";
+}
+
+// Format 3 changed when a tile changes (its day's new events are read
+// beside it and folded in by sealing, where format 2 deleted it), not what
+// it holds: an upgraded server keeps format-2 tiles and reads them right
+// with events that arrive afterwards. A format-2 server (a downgrade)
+// drops format-3 tiles, which it would read without those events.
+TEST(TileFormatTest, FormatTwoTilesAreKeptAndFormatThreeDroppedByFormatTwo) {
+  testing::TempDir dir;
+  const std::string data = dir.Sub("data");
+  ServerOptions format2;
+  format2.tile_min_events = 20;
+  format2.tile_sealed_days = false;  // the lookup's tile only
+  format2.store.tile_format = 2;
+  ServerOptions format3 = format2;
+  format3.store.tile_format = 3;
+  ServerOptions plain;
+  plain.tiles = false;
+  TestServer without(dir.Sub("plain"), true, plain);
+  v1::GetFeaturesRequest get;
+  get.set_view("tv");
+  get.add_entities("u");
+  *get.mutable_as_of() = MicrosToTimestamp(kStart + 3 * kDay);
+  auto ingest = [&](TestServer& s, int from, int n) {
+    v1::IngestRequest req;
+    req.set_stream("orders");
+    for (int i = from; i < from + n; ++i) {
+      *req.add_events() = testing::Order(absl::StrCat("e", i), "u",
+                                         kStart + i * 7919LL % kDay, i * 0.5);
+    }
+    ASSERT_TRUE(s.client().Ingest(req).ok());
+  };
+  auto same = [&](TestServer& s) {
+    auto a = s.client().GetFeatures(get);
+    auto b = without.client().GetFeatures(get);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(testing::Canonical(*a), testing::Canonical(*b));
+  };
+  Apply(without);
+  ingest(without, 0, 50);
+  {
+    TestServer s(data, true, format2);
+    Apply(s);
+    ingest(s, 0, 50);
+    same(s);  // asks for the tile
+    ASSERT_EQ(s.SettledTiles(), 1u);
+  }
+  {
+    TestServer s(data, false, format3);
+    EXPECT_EQ(s.client().GetStatus()->tiles(), 1u) << "kept";
+    ingest(s, 50, 10);
+    ingest(without, 50, 10);
+    const uint64_t used = s.server().views().tiles_used();
+    same(s);
+    EXPECT_GT(s.server().views().tiles_used(), used);
+    EXPECT_EQ(s.client().GetStatus()->tiles(), 1u);
+  }
+  TestServer s(data, false, format2);
+  EXPECT_EQ(s.client().GetStatus()->tiles(), 0u) << "dropped";
+  same(s);
 }
 
 // A stored tile whose bytes are damaged (a state cut short, a payload
