@@ -956,6 +956,13 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
     // A day is read once to be tiled; lookups then read the tile instead.
     view = NewReadView(/*fill_cache=*/false);
   }
+  {
+    // From now on a seal voids a day only if it seals an event the view
+    // lacks: those up to w are in it (and stay in the tile built from it).
+    absl::MutexLock tiles_lock(&tiles_mu_);
+    registered.pinned = true;
+    registered.watermark = w;
+  }
   std::vector<std::pair<int64_t, std::string>> tiles;
   absl::Status s = build(w, view.get(), &tiles);
   view.reset();

@@ -262,8 +262,9 @@ class EventStore {
   // latest watermark and a read view at it, runs `build` on that view while
   // appends go on, then stores the (day start, payload) pairs it returns,
   // built at that watermark (the view does not fill the block cache). A
-  // seal of events into one of the days (or an erasure of the entity)
-  // after the pin voids that day's tile: it is not stored. A stored tile
+  // seal of events above that watermark into one of the days (or an
+  // erasure of the entity) after the pin voids that day's tile: it is not
+  // stored. A stored tile
   // holds exactly its day's events up to its watermark; events appended
   // to the day later are read beside it (TileCursor::late) until sealing
   // folds them in (SetTileFolder). Tiles are a cache: they are not synced.
@@ -533,11 +534,13 @@ class EventStore {
   mutable absl::flat_hash_map<std::string, std::vector<std::string>> tiled_
       ABSL_GUARDED_BY(tiles_mu_);
   // A WriteTiles from before its pin to its write: the days it builds
-  // (EntityTimeKey of the day start) and those a seal or erasure voided
-  // meanwhile.
+  // (EntityTimeKey of the day start), the watermark it pinned, and the days
+  // a seal or erasure voided meanwhile.
   struct TileBuild {
     std::string entity_prefix;  // EntityPrefix of the scope
     absl::flat_hash_set<std::string> days;
+    bool pinned = false;  // until then every seal into a day voids it
+    uint64_t watermark = 0;
     absl::flat_hash_set<std::string> voided;
   };
   std::vector<TileBuild*> tile_builds_ ABSL_GUARDED_BY(tiles_mu_);
@@ -613,7 +616,8 @@ class EventStore {
   // so that a tile never lacks an event of its day that has left the head.
   absl::Status FoldTiles(const std::vector<SealedEntity>& chunk)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(tiles_mu_);
-  // After it is written: voids the builds of the days it sealed into.
+  // After it is written: voids the builds of the days it sealed events
+  // into that their pinned view lacks (or any, before the pin).
   void VoidTileBuilds(const std::vector<SealedEntity>& chunk)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(tiles_mu_);
   // Writes "unsealed_from" (kUnsealedFromKey: a seq at or below every

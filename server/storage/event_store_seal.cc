@@ -437,6 +437,7 @@ void EventStore::VoidTileBuilds(const std::vector<SealedEntity>& chunk) {
       if (sealed.prefix != build->entity_prefix) continue;
       const absl::string_view entity = EntityOfPrefix(sealed.prefix);
       for (const StoredEvent& e : sealed.events) {
+        if (build->pinned && e.seq <= build->watermark) continue;
         std::string day_key =
             EntityTimeKey(sealed.stream_id, entity, DayStart(e.time_us));
         if (build->days.contains(day_key)) {

@@ -139,7 +139,8 @@ TEST_F(TilesTest, BitIdenticalToPlainScans) {
   ASSERT_GT(Tiles(), 0u) << "lookups should have built tiles";
   const uint64_t before_late = Watermark();
 
-  // Late events into tiled days, and new ones: tiles must be invalidated.
+  // Late events into tiled days, and new ones: read beside the tiles, then
+  // folded into them by sealing.
   Ingest(600, kStart, 30 * kDay);
   for (int i = 0; i < 40; ++i) Compare(RandomAsOf(), 0);
   // Reads at the older watermark see neither the late events nor tiles
@@ -147,7 +148,7 @@ TEST_F(TilesTest, BitIdenticalToPlainScans) {
   for (int i = 0; i < 30; ++i) Compare(RandomAsOf(), before_late);
   for (int i = 0; i < 10; ++i) Compare(RandomAsOf(), 1 + rng_() % before_late);
 
-  // Tiles survive a restart and are still invalidated afterwards.
+  // Tiles survive a restart, and late events still reach them afterwards.
   const uint64_t tiles = Tiles();
   tiled_->Restart();
   EXPECT_EQ(Tiles(), tiles);

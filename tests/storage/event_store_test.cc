@@ -461,9 +461,10 @@ TEST_F(EventStoreTest, TileBuildsLeaveTheBlockCacheAlone) {
 
 // A tile is built from a read pinned at its watermark while appends go on:
 // an append to a day being built leaves its tile valid (the event is read
-// beside it), while a seal of events into the day (or an erasure of the
-// entity) before the tile is written voids it; the build sees none of the
-// later events.
+// beside it), and so does a seal of events the build's view holds, while
+// a seal of a later event into the day (or an erasure of the entity)
+// before the tile is written voids it; the build sees none of the later
+// events.
 TEST_F(EventStoreTest, TilesBuiltWhileSealsGoOnSkipTheDaysTheyChanged) {
   OpenWithoutSealer();
   AppendRequest req;
@@ -471,8 +472,7 @@ TEST_F(EventStoreTest, TilesBuiltWhileSealsGoOnSkipTheDaysTheyChanged) {
   req.events = {Typed(0, "1", "u", 5, 1), Typed(1, "2", "u", kDayMicros + 5, 2),
                 Typed(2, "3", "u", 2 * kDayMicros + 5, 3),
                 Typed(3, "4", "u", 3 * kDayMicros + 5, 4)};
-  ASSERT_TRUE(store_->Append(&req).ok());
-  ASSERT_TRUE(store_->Seal().ok());
+  ASSERT_TRUE(store_->Append(&req).ok());  // unsealed when the build pins
   const TileScope scope{1, "u", "v", 1};
   // (day, watermark, late seqs) of each stored tile.
   auto stored = [&]() {
@@ -493,9 +493,10 @@ TEST_F(EventStoreTest, TilesBuiltWhileSealsGoOnSkipTheDaysTheyChanged) {
               scope, all,
               [&](uint64_t w, const ReadView* view, auto* tiles) {
                 EXPECT_EQ(w, 4u);
-                // Appended while the build runs: a late event into day 0,
-                // one into day 1 and another entity's event into day 2;
-                // then the day-1 event (and x's) is sealed, not day 0's.
+                // Appended while the build runs: a late event into day 1
+                // and another entity's event into day 2, then sealed with
+                // the events the view holds (days 0 to 3, which stay
+                // valid); then a late event into day 0, not sealed.
                 AppendRequest late;
                 late.stream_id = 1;
                 late.events = {Typed(0, "5", "u", kDayMicros + 9, 5),

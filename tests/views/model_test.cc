@@ -361,8 +361,8 @@ TEST_P(ModelTest, EveryReadPathAgreesWithTheModelAtEveryWatermark) {
     if (pick(3) == 0) {
       ASSERT_TRUE(store_->Seal(pick(2) == 0 ? 1 : 8).ok());
     }
-    // A lookup of the heavy entity now and then builds day tiles, which
-    // later batches' late events must invalidate.
+    // A lookup of the heavy entity now and then builds day tiles, beside
+    // which later batches' late events are read until sealing folds them in.
     if (batch % 3 == 0) {
       v1::GetFeaturesRequest get;
       get.set_view("v");
