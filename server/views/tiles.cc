@@ -51,24 +51,42 @@ void EventRouter::Route(int64_t time_us, int64_t tiled_day) {
   }
 }
 
-bool EventRouter::Add(EventCursor* cursor,
-                      const std::vector<v1::FieldType>& types,
-                      int64_t tiled_day) {
-  const int64_t time_us = cursor->time_us();
-  const uint64_t seq = cursor->seq();
+template <typename Fields>
+bool EventRouter::Take(int64_t time_us, uint64_t seq, int64_t tiled_day,
+                       const Fields& fields) {
   if (!At(time_us, tiled_day)) {
     for (int i : takers_) (*states_)[i]->Add(FieldValue(), time_us, seq);
     return true;
   }
-  const EventValueReader* event = cursor->Decode(types);
-  if (event == nullptr) return false;
+  const std::vector<FieldValue>* decoded = fields();
+  if (decoded == nullptr) return false;
   FieldValue value;
   for (int i : takers_) {
-    if (view_.features[i].Accepts(event->fields(), &value)) {
+    if (view_.features[i].Accepts(*decoded, &value)) {
       (*states_)[i]->Add(value, time_us, seq);
     }
   }
   return true;
+}
+
+bool EventRouter::Add(EventCursor* cursor,
+                      const std::vector<v1::FieldType>& types,
+                      int64_t tiled_day) {
+  return Take(cursor->time_us(), cursor->seq(), tiled_day,
+              [&]() -> const std::vector<FieldValue>* {
+                const EventValueReader* event = cursor->Decode(types);
+                return event == nullptr ? nullptr : &event->fields();
+              });
+}
+
+bool EventRouter::Add(const StoredEvent& event,
+                      const std::vector<v1::FieldType>& types,
+                      EventValueReader* reader) {
+  return Take(event.time_us, event.seq, std::numeric_limits<int64_t>::min(),
+              [&]() -> const std::vector<FieldValue>* {
+                return reader->Parse(event.value, types) ? &reader->fields()
+                                                         : nullptr;
+              });
 }
 
 std::string EncodeTilePayload(const AggregatorStates& states) {
@@ -119,30 +137,22 @@ absl::Status AddDayEvents(const CompiledView& view,
                           const std::vector<int64_t>* starts,
                           uint64_t watermark, AggregatorStates* states) {
   if (events.empty()) return absl::OkStatus();
-  std::vector<int> takers;
-  bool needs_fields = false;
-  for (size_t i = 0; i < view.features.size(); ++i) {
-    if (starts != nullptr && day < (*starts)[i]) continue;
-    takers.push_back(static_cast<int>(i));
-    needs_fields = needs_fields || view.features[i].NeedsFields();
+  // For the router: a feature covering the day takes every event, the
+  // others none.
+  std::vector<int64_t> takes;
+  if (starts != nullptr) {
+    for (int64_t start : *starts) {
+      takes.push_back(day >= start ? kMinEventTime : kMaxEventTime);
+    }
   }
+  EventRouter router(view, starts != nullptr ? &takes : nullptr, states);
   EventValueReader reader;
-  FieldValue value;
   for (const StoredEvent& e : events) {
     if (e.seq > watermark) continue;
-    if (!needs_fields) {
-      for (int i : takers) (*states)[i]->Add(FieldValue(), e.time_us, e.seq);
-      continue;
-    }
-    if (!reader.Parse(e.value, view.stream->types)) {
+    if (!router.Add(e, view.stream->types, &reader)) {
       return absl::DataLossError(absl::StrCat(
           "corrupt stored event of entity '", Echo(e.entity), "' (seq ",
           e.seq, ") in stream ", e.stream_id));
-    }
-    for (int i : takers) {
-      if (view.features[i].Accepts(reader.fields(), &value)) {
-        (*states)[i]->Add(value, e.time_us, e.seq);
-      }
     }
   }
   return absl::OkStatus();

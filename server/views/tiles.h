@@ -58,8 +58,18 @@ class EventRouter {
   // cursor then says so). REQUIRES: cursor->Valid().
   bool Add(EventCursor* cursor, const std::vector<v1::FieldType>& types,
            int64_t tiled_day = std::numeric_limits<int64_t>::min());
+  // The same for an event handed out whole (e.g. TileCursor::late), in no
+  // tiled day, its value parsed into `reader` only if a taker reads
+  // fields. False if the value is corrupt.
+  bool Add(const StoredEvent& event, const std::vector<v1::FieldType>& types,
+           EventValueReader* reader);
 
  private:
+  // Adds the event at (time_us, seq) to its takers; `fields` returns its
+  // decoded fields (nullptr: corrupt), called only if a taker reads them.
+  template <typename Fields>
+  bool Take(int64_t time_us, uint64_t seq, int64_t tiled_day,
+            const Fields& fields);
   // Routes for an event at `time_us` in `tiled_day` if it lies outside
   // what was routed last; true if a taker reads fields.
   bool At(int64_t time_us, int64_t tiled_day);
