@@ -46,13 +46,26 @@ views {
 }
 )";
 
-// Applies kView.
-void Apply(TestServer& s) {
-  auto defs = ParseDefinitionsText(kView, "tv");
+// Applies the definitions `text` (kView by default), named `name` in
+// errors.
+void Apply(TestServer& s, const char* text = kView, const char* name = "tv") {
+  auto defs = ParseDefinitionsText(text, name);
   ASSERT_TRUE(defs.ok());
   v1::ApplyDefinitionsRequest req;
   *req.mutable_definitions() = *defs;
   ASSERT_TRUE(s.client().ApplyDefinitions(req).ok());
+}
+
+// One tileable day of "u": 50 events a quarter hour apart from kStart,
+// amounts 1e9 + (i mod 3).
+void IngestOneDayOfU(TestServer& s) {
+  v1::IngestRequest req;
+  req.set_stream("orders");
+  for (int i = 0; i < 50; ++i) {
+    *req.add_events() = testing::Order(absl::StrCat("e", i), "u",
+                                       kStart + i * kHour / 4, 1e9 + i % 3);
+  }
+  ASSERT_TRUE(s.client().Ingest(req).ok());
 }
 
 class TilesTest : public ::testing::Test {
@@ -427,18 +440,8 @@ views {
   old_format.store.tile_format = 1;
   {
     TestServer s(data, true, old_format);
-    auto defs = ParseDefinitionsText(kStddevView, "sv");
-    ASSERT_TRUE(defs.ok());
-    v1::ApplyDefinitionsRequest apply;
-    *apply.mutable_definitions() = *defs;
-    ASSERT_TRUE(s.client().ApplyDefinitions(apply).ok());
-    v1::IngestRequest req;
-    req.set_stream("orders");
-    for (int i = 0; i < 50; ++i) {
-      *req.add_events() = testing::Order(absl::StrCat("e", i), "u",
-                                         kStart + i * kHour / 4, 1e9 + i % 3);
-    }
-    ASSERT_TRUE(s.client().Ingest(req).ok());
+    Apply(s, kStddevView, "sv");
+    IngestOneDayOfU(s);
     auto first = s.client().GetFeatures(get);  // scans, asks for the tile
     ASSERT_TRUE(first.ok()) << first.status();
     want = testing::Canonical(*first);
@@ -575,18 +578,8 @@ views {
   int64_t day = 0;
   {
     TestServer s(data, true, options);
-    auto defs = ParseDefinitionsText(kView, "dv");
-    ASSERT_TRUE(defs.ok());
-    v1::ApplyDefinitionsRequest apply;
-    *apply.mutable_definitions() = *defs;
-    ASSERT_TRUE(s.client().ApplyDefinitions(apply).ok());
-    v1::IngestRequest req;
-    req.set_stream("orders");
-    for (int i = 0; i < 50; ++i) {
-      *req.add_events() = testing::Order(absl::StrCat("e", i), "u",
-                                         kStart + i * kHour / 4, 1e9 + i % 3);
-    }
-    ASSERT_TRUE(s.client().Ingest(req).ok());
+    Apply(s, kView, "dv");
+    IngestOneDayOfU(s);
     ASSERT_TRUE(s.client().GetFeatures(get).ok());  // asks for the tile
     ASSERT_EQ(s.SettledTiles(), 1u);
   }
