@@ -490,6 +490,74 @@ TEST_P(BackgroundWriteFaultTest, AFailedTileWriteStoresNothingAndTilesResume) {
   EXPECT_EQ(stored(), 1);
 }
 
+// Sealing folds a tiled day's new events into its tile in a write of its
+// own, before the blocks. When that write fails, nothing is sealed: the
+// tile is as it was, its day's events stay beside it, every event reads
+// the same, and a later seal folds them.
+TEST_P(BackgroundWriteFaultTest, AFailedFoldLeavesTheTileAndTheEventsBesideIt) {
+  auto store = EventStore::Open(dir_.Sub("db"), options_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  AppendRequest first = Batch(0);
+  ASSERT_TRUE((*store)->Append(&first).ok());
+  ASSERT_TRUE((*store)->Seal(1).ok());
+  const TileScope scope{1, "u1", "v", 1};
+  ASSERT_TRUE((*store)
+                  ->WriteTiles(scope, {0},
+                               [](uint64_t, const ReadView*, auto* tiles) {
+                                 tiles->emplace_back(0, "p");
+                                 return absl::OkStatus();
+                               })
+                  .ok());
+  auto fold = [](const TileScope&, int64_t, absl::string_view payload,
+                 absl::Span<const StoredEvent> events)
+      -> absl::StatusOr<std::string> {
+    std::string folded(payload);
+    for (const StoredEvent& e : events) absl::StrAppend(&folded, "+", e.seq);
+    return folded;
+  };
+  (*store)->SetTileFolder(this, fold);
+  AppendRequest late = Batch(1);  // the same day: beside the tile
+  ASSERT_TRUE((*store)->Append(&late).ok());
+  const std::vector<std::string> want = ReadEntities(store->get());
+  // (watermark, payload, the seqs beside it) of the one tile.
+  auto tile = [&] {
+    auto t =
+        (*store)->ScanTiles(scope, kMinEventTime, kMaxEventTime, nullptr);
+    std::string seen;
+    for (; t->Valid(); t->Next()) {
+      seen += absl::StrCat(t->watermark(), " ", t->payload(), " |");
+      for (const StoredEvent& e : t->late()) absl::StrAppend(&seen, " ", e.seq);
+    }
+    EXPECT_TRUE(t->status().ok()) << t->status();
+    return seen;
+  };
+  const std::string before = tile();
+  ASSERT_EQ(before, "50 p | 52 57 62 67 72 77 82 87 92 97");
+
+  fs_->Arm(0, no_space_);
+  EXPECT_FALSE((*store)->Seal(1).ok());
+  EXPECT_EQ((*store)->UnsealedEvents(), 50u);
+  EXPECT_EQ(tile(), before);
+  EXPECT_EQ((*store)->Stats().tiles_folded, 0u);
+  EXPECT_EQ(ReadEntities(store->get()), want);
+  fs_->Disarm();
+  if (!no_space_) {
+    // An I/O error stops RocksDB's writes for good: reopened.
+    store->reset();
+    store = EventStore::Open(dir_.Sub("db"), options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    (*store)->SetTileFolder(this, fold);
+    EXPECT_EQ(tile(), before);
+    EXPECT_EQ(ReadEntities(store->get()), want);
+  }
+  for (int i = 0; i < 100 && !(*store)->Seal(1).ok(); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));  // RocksDB resumes by itself
+  }
+  EXPECT_EQ((*store)->UnsealedEvents(), 0u);
+  EXPECT_EQ(tile(), "97 p+52+57+62+67+72+77+82+87+92+97 |");
+  EXPECT_EQ(ReadEntities(store->get()), want);
+}
+
 // The reserve: appends are refused before the disk is full, so RocksDB
 // never meets a full disk itself.
 TEST(DiskReserveTest, AppendsAreRefusedBelowTheReserve) {
