@@ -124,13 +124,15 @@ struct OwnedValue {
   explicit OwnedValue(const FieldValue& from) { Set(from); }
   OwnedValue(const OwnedValue& o) { *this = o; }
   OwnedValue& operator=(const OwnedValue& o) {
-    v = o.v;
-    s = o.s;
-    v.s = s;
+    if (this != &o) Set(o.v);
     return *this;
   }
   void Set(const FieldValue& from) {
     v = from;
+    if (from.type != v1::STRING) {
+      v.s = absl::string_view();  // only a string has bytes to own
+      return;
+    }
     s.assign(from.s.data(), from.s.size());
     v.s = s;
   }

@@ -53,28 +53,6 @@ void PutFieldPayload(std::string* out, const FieldValue& v) {
   }
 }
 
-bool GetFieldPayload(absl::string_view* in, FieldValue* f) {
-  switch (f->type) {
-    case v1::INT64: {
-      uint64_t z;
-      if (!GetVarint64(in, &z)) return false;
-      f->i = ZigZagDecode(z);
-      return true;
-    }
-    case v1::DOUBLE:
-      return GetFixedDouble(in, &f->d);
-    case v1::STRING:
-      return GetLengthPrefixed(in, &f->s);
-    case v1::BOOL:
-      if (in->empty()) return false;
-      f->b = (*in)[0] != 0;
-      in->remove_prefix(1);
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool EventValueReader::ParseHeader(absl::string_view* in) {
   if (in->empty() || (*in)[0] != kFormat) return false;
   in->remove_prefix(1);

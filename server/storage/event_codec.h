@@ -24,6 +24,7 @@
 
 #include "absl/strings/string_view.h"
 #include "rawfeat/v1/rawfeat.pb.h"
+#include "server/common/coding.h"
 #include "server/common/hash.h"
 
 namespace rawfeat {
@@ -44,8 +45,29 @@ struct FieldValue {
 // DOUBLE 8 bytes, STRING varint length + bytes, BOOL one byte.
 void PutFieldPayload(std::string* out, const FieldValue& v);
 // Reads a payload of type out->type from the front of *in (STRING points
-// into *in). False on truncation or an unknown type.
-bool GetFieldPayload(absl::string_view* in, FieldValue* out);
+// into *in). False on truncation or an unknown type. Inline: it runs for
+// every field of every event a read decodes.
+inline bool GetFieldPayload(absl::string_view* in, FieldValue* f) {
+  switch (f->type) {
+    case v1::INT64: {
+      uint64_t z;
+      if (!GetVarint64(in, &z)) return false;
+      f->i = ZigZagDecode(z);
+      return true;
+    }
+    case v1::DOUBLE:
+      return GetFixedDouble(in, &f->d);
+    case v1::STRING:
+      return GetLengthPrefixed(in, &f->s);
+    case v1::BOOL:
+      if (in->empty()) return false;
+      f->b = (*in)[0] != 0;
+      in->remove_prefix(1);
+      return true;
+    default:
+      return false;
+  }
+}
 
 // `id` is the writer's event id, or empty with `derived_id` set when the id
 // is the content hash. `values` are by position; absent ones have type

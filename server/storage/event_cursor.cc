@@ -294,7 +294,7 @@ struct EventCursor::Rep {
     ClearBlock();
     blocks_done = false;
     status = absl::OkStatus();
-    head_prefix = EntityPrefix(stream_id, entity);
+    SetEntityPrefix(stream_id, entity, &head_prefix);
     hentity = head->Find(head_prefix);
     hreader.Reset(hentity.get());
     if (from != kMinEventTime) hreader.Seek(from);
@@ -322,7 +322,7 @@ struct EventCursor::Rep {
     if (!sole_entity.empty() && sole_entity == entity) return true;
     sole_entity.clear();
     sole.Reset();
-    target = TailBlockKey(stream_id, entity);
+    SetTailBlockKey(stream_id, entity, &target);
     const rocksdb::Status s = db->Get(ro, cf, ToSlice(target), &sole);
     if (s.ok() && IsSoleTail(ToView(sole))) {
       sole_entity = entity;
@@ -602,8 +602,13 @@ const std::vector<StoredEvent>& TileCursor::late() {
 absl::Status TileCursor::status() const { return rep_->status; }
 
 bool EventStore::MayHaveTiles(const TileScope& scope) const {
-  return MayHaveTiles(
-      TilePrefix(scope.stream_id, scope.entity, scope.view, scope.version));
+  if (!tiles_readable_) return false;
+  // Asked for every entity a lookup reads, most of which have no tiles:
+  // the key is built where the thread built the last one.
+  thread_local std::string prefix;
+  SetTilePrefix(scope.stream_id, scope.entity, scope.view, scope.version,
+                &prefix);
+  return MayHaveTiles(prefix);
 }
 
 bool EventStore::MayHaveTiles(const std::string& prefix) const {

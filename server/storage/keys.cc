@@ -14,12 +14,18 @@ std::string StreamPrefix(uint32_t stream_id) {
   return k;
 }
 
+void SetEntityPrefix(uint32_t stream_id, absl::string_view entity,
+                     std::string* out) {
+  out->clear();
+  out->reserve(4 + entity.size() + 1 + 16);  // room for a time and seq
+  PutBigEndian32(out, stream_id);
+  out->append(entity.data(), entity.size());
+  out->push_back('\0');
+}
+
 std::string EntityPrefix(uint32_t stream_id, absl::string_view entity) {
   std::string k;
-  k.reserve(4 + entity.size() + 1 + 16);
-  PutBigEndian32(&k, stream_id);
-  k.append(entity.data(), entity.size());
-  k.push_back('\0');
+  SetEntityPrefix(stream_id, entity, &k);
   return k;
 }
 
@@ -46,9 +52,15 @@ std::string BlockKey(uint32_t stream_id, absl::string_view entity,
   return EventKey(stream_id | kBlockStreamBit, entity, last_time_us, last_seq);
 }
 
+void SetTailBlockKey(uint32_t stream_id, absl::string_view entity,
+                     std::string* out) {
+  SetEntityPrefix(stream_id | kBlockStreamBit, entity, out);
+  out->append(16, '\xff');
+}
+
 std::string TailBlockKey(uint32_t stream_id, absl::string_view entity) {
-  std::string k = BlockPrefix(stream_id, entity);
-  k.append(16, '\xff');
+  std::string k;
+  SetTailBlockKey(stream_id, entity, &k);
   return k;
 }
 
@@ -141,11 +153,17 @@ uint64_t ParseLogKey(absl::string_view key) {
   return DecodeBigEndian64(key.data());
 }
 
+void SetTilePrefix(uint32_t stream_id, absl::string_view entity,
+                   absl::string_view view, uint32_t version, std::string* out) {
+  SetEntityPrefix(stream_id, entity, out);
+  PutLengthPrefixed(out, view);
+  PutBigEndian32(out, version);
+}
+
 std::string TilePrefix(uint32_t stream_id, absl::string_view entity,
                        absl::string_view view, uint32_t version) {
-  std::string k = EntityPrefix(stream_id, entity);
-  PutLengthPrefixed(&k, view);
-  PutBigEndian32(&k, version);
+  std::string k;
+  SetTilePrefix(stream_id, entity, view, version, &k);
   return k;
 }
 

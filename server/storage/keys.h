@@ -36,6 +36,10 @@ std::string EventKey(uint32_t stream_id, absl::string_view entity,
 std::string StreamPrefix(uint32_t stream_id);
 // be32(stream_id) | entity | 0x00: one entity's history.
 std::string EntityPrefix(uint32_t stream_id, absl::string_view entity);
+// Replaces `*out` with EntityPrefix(stream_id, entity), reusing its memory
+// (a lookup makes one per entity).
+void SetEntityPrefix(uint32_t stream_id, absl::string_view entity,
+                     std::string* out);
 // The entity of an EntityPrefix (a view into it). REQUIRES: `prefix` is
 // one.
 absl::string_view EntityOfPrefix(absl::string_view prefix);
@@ -52,6 +56,9 @@ std::string BlockKey(uint32_t stream_id, absl::string_view entity,
                      int64_t last_time_us, uint64_t last_seq);
 // The entity's tail block: after all its full blocks.
 std::string TailBlockKey(uint32_t stream_id, absl::string_view entity);
+// Replaces `*out` with TailBlockKey(stream_id, entity), reusing its memory.
+void SetTailBlockKey(uint32_t stream_id, absl::string_view entity,
+                     std::string* out);
 // True if `block_key` (a key of a block) is its entity's tail block's: no
 // block of the entity follows it.
 bool IsTailBlockKey(absl::string_view block_key);
@@ -106,6 +113,9 @@ uint64_t ParseLogKey(absl::string_view key);
 // of one entity are contiguous and in day order.
 std::string TilePrefix(uint32_t stream_id, absl::string_view entity,
                        absl::string_view view, uint32_t version);
+// Replaces `*out` with TilePrefix(...), reusing its memory.
+void SetTilePrefix(uint32_t stream_id, absl::string_view entity,
+                   absl::string_view view, uint32_t version, std::string* out);
 std::string TileKey(absl::string_view tile_prefix, int64_t day_start);
 // What a tile key names (views into the key).
 struct ParsedTileKey {

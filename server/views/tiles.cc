@@ -23,7 +23,9 @@ AggregatorStates NewStates(const CompiledView& view) {
 EventRouter::EventRouter(const CompiledView& view,
                          const std::vector<int64_t>* starts,
                          AggregatorStates* states)
-    : view_(view), starts_(starts), states_(states) {}
+    : view_(view), starts_(starts), states_(states) {
+  takers_.reserve(view.features.size());
+}
 
 bool EventRouter::At(int64_t time_us, int64_t tiled_day) {
   if (time_us >= until_ || time_us < since_ || tiled_day != tiled_day_) {

@@ -100,17 +100,30 @@ absl::Status TakeBytes(size_t bytes, size_t* budget, const CompiledView& view,
 
 }  // namespace
 
+void EntityScratch::Prepare(const CompiledView& view) {
+  if (view_ != &view) {
+    states_ = NewStates(view);
+    tile_states_.clear();  // MergeTile makes them on first use
+    view_ = &view;
+    return;
+  }
+  for (auto& state : states_) state->Reset();
+}
+
 absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
                                        absl::string_view entity,
                                        int64_t as_of_us, uint64_t watermark,
                                        const ReadView* read_view,
-                                       EventCursor* cursor,
-                                       v1::FeatureRow* row,
-                                       size_t* budget,
-                                       bool queue_tiles) const {
+                                       EventCursor* cursor, v1::FeatureRow* row,
+                                       size_t* budget, bool queue_tiles,
+                                       EntityScratch* scratch) const {
   const StreamSchema& stream = *view.stream;
-  auto states = NewStates(view);
-  std::vector<int64_t> starts;
+  EntityScratch own;
+  EntityScratch& reused = scratch != nullptr ? *scratch : own;
+  reused.Prepare(view);
+  AggregatorStates& states = reused.states_;
+  std::vector<int64_t>& starts = reused.starts_;
+  starts.clear();
   for (const auto& f : view.features) {
     starts.push_back(f.WindowStart(as_of_us));
   }
@@ -135,12 +148,11 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
   };
   std::vector<Covered> covered;   // days served by tiles, ascending
   std::vector<int64_t> existing;  // every tiled day in range, ascending
-  if (options_.tiles) {
+  if (options_.tiles && store_->MayHaveTiles(TileScopeOf(view, entity))) {
     auto tiles =
         store_->ScanTiles(TileScopeOf(view, entity),
                           lo == kMinEventTime ? kMinEventTime : DayStart(lo),
                           as_of_day, read_view);
-    AggregatorStates scratch;  // made on first tile
     for (; tiles->Valid(); tiles->Next()) {
       const int64_t day = tiles->day();
       existing.push_back(day);
@@ -149,8 +161,8 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
       if (day + kDayMicros > as_of_us || tiles->watermark() > watermark) {
         continue;
       }
-      RETURN_IF_ERROR(
-          MergeTile(view, tiles.get(), watermark, starts, &scratch, &states));
+      RETURN_IF_ERROR(MergeTile(view, tiles.get(), watermark, starts,
+                                &reused.tile_states_, &states));
       covered.push_back(Covered{day, raw_from_of(day)});
     }
     tiles_used_.fetch_add(covered.size(), std::memory_order_relaxed);
@@ -219,6 +231,7 @@ absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
 
   row->set_entity(std::string(entity));
   RETURN_IF_ERROR(TakeBytes(row->ByteSizeLong(), budget, view, -1, entity));
+  row->mutable_values()->Reserve(static_cast<int>(states.size()));
   for (size_t i = 0; i < states.size(); ++i) {
     v1::Value* value = row->add_values();
     absl::Status s = states[i]->Finalize(value);
@@ -296,16 +309,18 @@ absl::Status ViewEngine::GetFeatures(const v1::GetFeaturesRequest& request,
       store_->NewEventCursor((*view)->stream->stream_id, pinned->view.get(),
                              /*lookups=*/true);
   const int n = request.entities_size();
-  std::vector<int> order(n);
-  for (int i = 0; i < n; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](int a, int b) {
-    return request.entities(a) < request.entities(b);
-  });
+  std::vector<std::pair<absl::string_view, int>> order;
+  order.reserve(n);
+  for (int i = 0; i < n; ++i) order.emplace_back(request.entities(i), i);
+  std::sort(order.begin(), order.end());
+  response.mutable_rows()->Reserve(n);
   for (int i = 0; i < n; ++i) response.add_rows();
-  for (int i : order) {
-    absl::Status s = ComputeEntity(
-        **view, request.entities(i), as_of, pinned->watermark,
-        pinned->view.get(), cursor.get(), response.mutable_rows(i), &budget);
+  EntityScratch scratch;
+  for (const auto& [entity, i] : order) {
+    absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
+                                   pinned->view.get(), cursor.get(),
+                                   response.mutable_rows(i), &budget,
+                                   /*queue_tiles=*/true, &scratch);
     if (!s.ok()) return s;
   }
   response.set_watermark(pinned->watermark);
@@ -424,11 +439,14 @@ absl::Status ViewEngine::GetServiceFeatures(
   }
   size_t budget = options_.max_response_bytes;
   v1::FeatureRow computed;
-  // One cursor per stream, re-seeked for each key.
+  // One cursor per stream, re-seeked for each key; one scratch per part.
   absl::flat_hash_map<uint32_t, std::unique_ptr<EventCursor>> cursors;
+  std::vector<EntityScratch> scratches(service->parts.size());
+  response.mutable_rows()->Reserve(request.key_rows_size());
   for (const v1::KeyRow& keys : request.key_rows()) {
     v1::FeatureRow* row = response.add_rows();
-    for (const ServicePartView& part : service->parts) {
+    for (size_t p = 0; p < service->parts.size(); ++p) {
+      const ServicePartView& part = service->parts[p];
       auto it = keys.keys().find(part.key);
       if (it == keys.keys().end() || it->second.empty()) {
         // No key for this part: its features are null.
@@ -442,9 +460,10 @@ absl::Status ViewEngine::GetServiceFeatures(
         cursor = store_->NewEventCursor(part.view->stream->stream_id,
                                         pinned->view.get(), /*lookups=*/true);
       }
-      absl::Status s = ComputeEntity(*part.view, it->second, as_of,
-                                     pinned->watermark, pinned->view.get(),
-                                     cursor.get(), &computed, &budget);
+      absl::Status s =
+          ComputeEntity(*part.view, it->second, as_of, pinned->watermark,
+                        pinned->view.get(), cursor.get(), &computed, &budget,
+                        /*queue_tiles=*/true, &scratches[p]);
       if (!s.ok()) return s;
       for (int i : part.take) *row->add_values() = computed.values(i);
     }

@@ -30,6 +30,7 @@
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
 #include "server/views/compiled_view.h"
+#include "server/views/tiles.h"
 
 namespace rawfeat {
 
@@ -75,6 +76,29 @@ absl::StatusOr<int64_t> RequestAsOf(const Request& request) {
   if (!request.has_as_of()) return NowMicros();
   return RequestTimeToMicros(request.as_of(), "as_of");
 }
+
+// What ComputeEntity reuses from one entity to the next of one call: the
+// aggregation states of the view it served last (reset between entities,
+// so e.g. a count_distinct table keeps its memory instead of being freed
+// and regrown), the states tiles are decoded into, and its vectors. One per
+// thread. It knows its view by address, so it must not outlive the views
+// it served.
+class EntityScratch {
+ public:
+  EntityScratch() = default;
+  EntityScratch(const EntityScratch&) = delete;
+  EntityScratch& operator=(const EntityScratch&) = delete;
+
+ private:
+  friend class ViewEngine;
+  // Makes the states those of `view`, each as new.
+  void Prepare(const CompiledView& view);
+
+  const CompiledView* view_ = nullptr;  // what the states were made for
+  AggregatorStates states_;
+  AggregatorStates tile_states_;  // MergeTile's scratch
+  std::vector<int64_t> starts_;
+};
 
 class ViewEngine {
  public:
@@ -186,11 +210,13 @@ class ViewEngine {
   // `*budget` is the bytes
   // the row may still take; it is reduced by what the row takes, and a row
   // that would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
+  // `scratch` (optional) is state reused between calls of one thread.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,
                              int64_t as_of_us, uint64_t watermark,
                              const ReadView* read_view, EventCursor* cursor,
                              v1::FeatureRow* row, size_t* budget,
-                             bool queue_tiles = true) const;
+                             bool queue_tiles = true,
+                             EntityScratch* scratch = nullptr) const;
 
   // Retention: the earliest as-of time `view` can answer, i.e. whose every
   // window starts at or above its stream's horizon now (the lowest int64

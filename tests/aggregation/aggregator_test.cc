@@ -137,6 +137,51 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
   }
 }
 
+// Lookups reuse one state per feature from entity to entity (Reset in
+// between): a reset state, whatever it held, is a new one.
+TEST_P(AggregatorPropertyTest, ResetStateIsANewState) {
+  const Case c = GetParam();
+  const auto* entry = BuiltinAggregators().Find(c.agg);
+  ASSERT_NE(entry, nullptr);
+  v1::FeatureDef def;
+  def.set_aggregation(c.agg);
+  def.set_k(3);
+  std::mt19937_64 rng(std::hash<std::string>()(c.agg) + 7 * c.type);
+  auto reused = entry->create(def, c.type);
+  for (int trial = 0; trial < 50; ++trial) {
+    // Before: anything (large sums, many distinct values, a merged part).
+    for (const auto& e :
+         RandomEvents(c.type, rng, static_cast<int>(rng() % 60))) {
+      reused->Add(e.v, e.t, e.seq);
+    }
+    if (trial % 3 == 0) {
+      auto part = entry->create(def, c.type);
+      for (const auto& e : RandomEvents(c.type, rng, 5))
+        part->Add(e.v, e.t, e.seq);
+      reused->Merge(*part);
+    }
+    reused->Reset();
+    auto fresh = entry->create(def, c.type);
+    std::string reset_bytes, fresh_bytes;
+    reused->Serialize(&reset_bytes);
+    fresh->Serialize(&fresh_bytes);
+    EXPECT_EQ(reset_bytes, fresh_bytes) << c.agg << " trial " << trial;
+    EXPECT_EQ(Final(*reused), Final(*fresh)) << c.agg << " trial " << trial;
+    // And after: both take the same events to the same bits.
+    for (const auto& e :
+         RandomEvents(c.type, rng, static_cast<int>(rng() % 20))) {
+      reused->Add(e.v, e.t, e.seq);
+      fresh->Add(e.v, e.t, e.seq);
+    }
+    reset_bytes.clear();
+    fresh_bytes.clear();
+    reused->Serialize(&reset_bytes);
+    fresh->Serialize(&fresh_bytes);
+    EXPECT_EQ(reset_bytes, fresh_bytes) << c.agg << " trial " << trial;
+    EXPECT_EQ(Final(*reused), Final(*fresh)) << c.agg << " trial " << trial;
+  }
+}
+
 // Sliding windows (joins) add events at one end and remove them at the
 // other: after any interleaving, the state finalizes to the same bits as
 // adding only the events still in it.

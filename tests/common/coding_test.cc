@@ -2,6 +2,8 @@
 
 #include <limits>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -60,6 +62,37 @@ TEST(CodingTest, VarintAndZigZag) {
   absl::string_view truncated("\x80", 1);
   uint64_t z;
   EXPECT_FALSE(GetVarint64(&truncated, &z));
+}
+
+TEST(CodingTest, VarintOfEveryLengthAndNoLonger) {
+  // Values of 1 to 10 bytes, each at both ends of its length.
+  std::vector<uint64_t> values;
+  for (int bits = 0; bits <= 63; bits += 7) {
+    values.push_back(bits == 0 ? 0 : uint64_t{1} << bits);
+    values.push_back(bits + 7 >= 64 ? std::numeric_limits<uint64_t>::max()
+                                    : (uint64_t{1} << (bits + 7)) - 1);
+  }
+  for (uint64_t v : values) {
+    std::string buf;
+    PutVarint64(&buf, v);
+    buf += "rest";
+    absl::string_view in(buf);
+    uint64_t got = 0;
+    ASSERT_TRUE(GetVarint64(&in, &got)) << v;
+    EXPECT_EQ(got, v);
+    EXPECT_EQ(in, "rest") << v;  // exactly its bytes consumed
+    // Every proper prefix of its bytes is truncated.
+    const size_t length = buf.size() - 4;
+    for (size_t cut = 0; cut < length; ++cut) {
+      absl::string_view part(buf.data(), cut);
+      EXPECT_FALSE(GetVarint64(&part, &got)) << v << " cut at " << cut;
+    }
+  }
+  // An 11th byte is never read: ten continuation bytes are malformed.
+  const std::string eleven = std::string(10, '\x80') + '\x01';
+  absl::string_view in(eleven);
+  uint64_t got;
+  EXPECT_FALSE(GetVarint64(&in, &got));
 }
 
 TEST(CodingTest, LengthPrefixedRejectsTruncation) {
