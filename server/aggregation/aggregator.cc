@@ -215,16 +215,21 @@ class PickAggregator final : public Aggregator {
  public:
   enum class Mode { kMin, kMax, kFirst, kLast };
   explicit PickAggregator(Mode mode) : mode_(mode) {}
+  PickAggregator(const PickAggregator& o)
+      : mode_(o.mode_), has_(o.has_), order_(o.order_) {
+    Keep(o.value_);
+  }
+  PickAggregator& operator=(const PickAggregator&) = delete;
   void Add(const FieldValue& v, int64_t t, uint64_t seq) override {
     Offer(v, {t, seq});
   }
   void Merge(const Aggregator& o) override {
     const auto& other = Same<PickAggregator>(o);
-    if (other.has_) Offer(other.value_.v, other.order_);
+    if (other.has_) Offer(other.value_, other.order_);
   }
   absl::Status Finalize(v1::Value* out) const override {
     if (has_) {
-      FieldValueToProto(value_.v, out);
+      FieldValueToProto(value_, out);
     } else {
       out->Clear();
     }
@@ -237,15 +242,17 @@ class PickAggregator final : public Aggregator {
   void Serialize(std::string* out) const override {
     out->push_back(has_ ? 1 : 0);
     if (!has_) return;
-    PutValue(out, value_.v);
+    PutValue(out, value_);
     PutOrder(out, order_);
   }
   bool Deserialize(absl::string_view in) override {
     if (in.empty()) return false;
     has_ = in[0] != 0;
     in.remove_prefix(1);
-    if (has_ && (!GetValue(&in, &value_) || !GetOrder(&in, &order_))) {
-      return false;
+    if (has_) {
+      FieldValue v;  // views into `in`
+      if (!GetValue(&in, &v) || !GetOrder(&in, &order_)) return false;
+      Keep(v);
     }
     return in.empty();
   }
@@ -272,7 +279,7 @@ class PickAggregator final : public Aggregator {
       case Mode::kLast:
         return order > order_;
       default: {
-        int c = CompareValues(v, value_.v);
+        int c = CompareValues(v, value_);
         if (mode_ == Mode::kMax) c = -c;
         return c < 0 || (c == 0 && order < order_);
       }
@@ -281,13 +288,33 @@ class PickAggregator final : public Aggregator {
   void Offer(const FieldValue& v, Order order) {
     if (has_ && !Better(v, order)) return;
     has_ = true;
-    value_.Set(v);
+    Keep(v);
     order_ = order;
+  }
+  // Makes `v` the kept value, copying a string's bytes into this state:
+  // a scan that keeps the latest of many short strings (a last category)
+  // copies a few bytes per event instead of calling into std::string.
+  void Keep(const FieldValue& v) {
+    value_ = v;
+    if (v.type != v1::STRING) {
+      value_.s = absl::string_view();
+      return;
+    }
+    char* to = short_;
+    if (v.s.size() > sizeof(short_)) {
+      // Grows to the longest string kept; never shrinks.
+      if (long_.size() < v.s.size()) long_.resize(v.s.size());
+      to = long_.data();
+    }
+    std::memmove(to, v.s.data(), v.s.size());  // v may be value_ itself
+    value_.s = absl::string_view(to, v.s.size());
   }
   Mode mode_;
   bool has_ = false;
-  OwnedValue value_;
   Order order_{};
+  FieldValue value_;  // a string's bytes are in short_ or long_
+  char short_[32];
+  std::string long_;
 };
 
 // last_k: up to k values, most recent first.

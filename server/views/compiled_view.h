@@ -54,20 +54,18 @@ struct CompiledFeature {
   // Whether Accepts reads the event's fields (a source field or a filter).
   bool NeedsFields() const { return has_filter || field_position >= 0; }
 
-  // The value an event contributes: false if the filter rejects it or it
-  // lacks the source field; count without a field gets an empty value.
-  bool Accepts(const std::vector<FieldValue>& fields, FieldValue* value) const {
-    if (has_filter && !filter.Matches(fields)) return false;
-    if (field_position < 0) {
-      *value = FieldValue();
-      return true;
-    }
+  // The value an event contributes (its field in `fields`; an empty value
+  // for a count without a field), or null if the filter rejects it or it
+  // lacks the source field. Not copied: it runs per feature and event.
+  const FieldValue* Accepts(const std::vector<FieldValue>& fields) const {
+    static constexpr FieldValue kNoField{};
+    if (has_filter && !filter.Matches(fields)) return nullptr;
+    if (field_position < 0) return &kNoField;
     if (field_position >= static_cast<int>(fields.size()) ||
         !fields[field_position].present()) {
-      return false;  // optional field missing: skipped
+      return nullptr;  // optional field missing: skipped
     }
-    *value = fields[field_position];
-    return true;
+    return &fields[field_position];
   }
 };
 

@@ -136,7 +136,6 @@ absl::Status SweepEntity(const CompiledView& view, EventCursor* it,
   it->Seek(entity, view.ScanStart(as_of.front()));
   std::vector<int64_t>& starts = scratch->starts_;
   starts.resize(nf);
-  FieldValue value;
   google::protobuf::RepeatedPtrField<v1::Value>& values = scratch->values_;
   for (size_t i = 0; i < as_of.size(); ++i) {
     const int64_t t = as_of[i];
@@ -157,9 +156,10 @@ absl::Status SweepEntity(const CompiledView& view, EventCursor* it,
       const EventValueReader* event = it->Decode(stream.types);
       if (event == nullptr) break;
       for (size_t f = 0; f < nf; ++f) {
-        if (time_us >= starts[f] &&
-            view.features[f].Accepts(event->fields(), &value)) {
-          windows[f].Offer(value, time_us, seq, final);
+        if (time_us < starts[f]) continue;
+        if (const FieldValue* value =
+                view.features[f].Accepts(event->fields())) {
+          windows[f].Offer(*value, time_us, seq, final);
         }
       }
     }

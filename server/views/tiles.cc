@@ -62,10 +62,9 @@ bool EventRouter::Take(int64_t time_us, uint64_t seq, int64_t tiled_day,
   }
   const std::vector<FieldValue>* decoded = fields();
   if (decoded == nullptr) return false;
-  FieldValue value;
   for (int i : takers_) {
-    if (view_.features[i].Accepts(*decoded, &value)) {
-      (*states_)[i]->Add(value, time_us, seq);
+    if (const FieldValue* value = view_.features[i].Accepts(*decoded)) {
+      (*states_)[i]->Add(*value, time_us, seq);
     }
   }
   return true;

@@ -38,7 +38,9 @@ std::vector<Ev> RandomEvents(v1::FieldType type, std::mt19937_64& rng, int n) {
         break;
       }
       case v1::STRING:
-        e.s = std::string(1 + rng() % 3, static_cast<char>('a' + rng() % 4));
+        // Mostly short; some longer than a state keeps inline (32 bytes).
+        e.s = std::string(rng() % 8 == 0 ? 30 + rng() % 40 : 1 + rng() % 3,
+                          static_cast<char>('a' + rng() % 4));
         break;
       case v1::BOOL:
         e.v.b = rng() % 2;
@@ -306,6 +308,67 @@ TEST(AggregatorTest, IntSumOverflowIsOutOfRange) {
   a->Add(big, 3, 3);
   ASSERT_TRUE(a->Finalize(&v).ok());
   EXPECT_EQ(v.int64_value(), std::numeric_limits<int64_t>::max());
+}
+
+// first/last/min/max keep a copy of the winning string, whatever its
+// length (short ones inline in the state, long ones beside it); the copy
+// outlives the event's bytes and travels through Clone and Serialize.
+TEST(AggregatorTest, PicksKeepWholeStringsOfAnyLength) {
+  const std::vector<size_t> lengths = {0, 1, 31, 32, 33, 100, 1000, 2};
+  for (const char* name : {"first", "last", "min", "max"}) {
+    v1::FeatureDef def;
+    def.set_aggregation(name);
+    auto a = BuiltinAggregators().Find(name)->create(def, v1::STRING);
+    std::vector<std::string> offered;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      // Distinct bytes per string, so a mixed-up copy shows.
+      std::string bytes(lengths[i], static_cast<char>('a' + i));
+      for (size_t j = 0; j < bytes.size(); j += 7) bytes[j] = 'A' + j % 26;
+      FieldValue v;
+      v.type = v1::STRING;
+      v.s = bytes;
+      a->Add(v, static_cast<int64_t>(i), i + 1);
+      offered.push_back(bytes);
+      bytes.assign(bytes.size(), '#');  // the event's bytes go away
+      // The definition, from the strings offered so far (times ascending).
+      std::string want;
+      if (std::string(name) == "first") want = offered.front();
+      if (std::string(name) == "last") want = offered.back();
+      if (std::string(name) == "min") {
+        want = *std::min_element(offered.begin(), offered.end());
+      }
+      if (std::string(name) == "max") {
+        want = *std::max_element(offered.begin(), offered.end());
+      }
+      v1::Value out;
+      ASSERT_TRUE(a->Finalize(&out).ok());
+      EXPECT_EQ(out.string_value(), want) << name << " after " << i;
+      // Through Serialize/Deserialize, and a clone of that: each owns its
+      // copy (the state cloned from moves on and goes away).
+      std::string bytes_of_state;
+      a->Serialize(&bytes_of_state);
+      auto copy = BuiltinAggregators().Find(name)->create(def, v1::STRING);
+      ASSERT_TRUE(copy->Deserialize(bytes_of_state));
+      bytes_of_state.assign(bytes_of_state.size(), '#');
+      ASSERT_TRUE(copy->Finalize(&out).ok());
+      EXPECT_EQ(out.string_value(), want) << name << " after " << i;
+      auto clone = copy->Clone();
+      // Lowest and highest bytes, earliest and latest: each pick changes.
+      for (const char c : {'\x01', 'z'}) {
+        for (const size_t n : {size_t{5}, size_t{50}}) {
+          const std::string other(n, c);
+          FieldValue z;
+          z.type = v1::STRING;
+          z.s = other;
+          copy->Add(z, 1000 + c, 1000 + n);
+          copy->Add(z, -1000 - c, 1);
+        }
+      }
+      copy.reset();
+      ASSERT_TRUE(clone->Finalize(&out).ok());
+      EXPECT_EQ(out.string_value(), want) << name << " after " << i;
+    }
+  }
 }
 
 TEST(AggregatorTest, TiesAndOrder) {
