@@ -1,6 +1,7 @@
 #include "server/aggregation/aggregator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -281,6 +282,16 @@ TEST(AggregatorTest, EmptyWindowValues) {
     } else if (e.spec.name == "sum") {
       EXPECT_EQ(v.kind_case(), v1::Value::kDoubleValue);
       EXPECT_EQ(v.double_value(), 0.0);
+      EXPECT_FALSE(std::signbit(v.double_value()));  // +0.0
+      // A window whose events all left it again is empty too.
+      FieldValue x;
+      x.type = v1::DOUBLE;
+      x.d = -0.1;
+      a->Add(x, 1, 1);
+      ASSERT_TRUE(a->Remove(x, 1, 1));
+      ASSERT_TRUE(a->Finalize(&v).ok());
+      EXPECT_EQ(v.double_value(), 0.0);
+      EXPECT_FALSE(std::signbit(v.double_value()));
     } else {
       EXPECT_EQ(v.kind_case(), v1::Value::KIND_NOT_SET) << e.spec.name;
     }
