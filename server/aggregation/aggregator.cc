@@ -184,7 +184,11 @@ class SumAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<SumAggregator>(*this);
   }
-  void Reset() override { *this = SumAggregator(type_, average_); }
+  void Reset() override {
+    n_ = 0;
+    isum_ = 0;
+    dsum_.Clear();
+  }
   void Serialize(std::string* out) const override {
     PutVarint64(out, n_);
     PutBigEndian64(out, static_cast<uint64_t>(isum_ >> 64));
@@ -501,7 +505,11 @@ class StddevAggregator final : public Aggregator {
   std::unique_ptr<Aggregator> Clone() const override {
     return std::make_unique<StddevAggregator>(*this);
   }
-  void Reset() override { *this = StddevAggregator(type_); }
+  void Reset() override {
+    n_ = 0;
+    s1_.Clear();
+    s2_.Clear();
+  }
   void Serialize(std::string* out) const override {
     PutVarint64(out, n_);
     s1_.Serialize(out);

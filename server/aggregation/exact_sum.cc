@@ -281,11 +281,7 @@ void CarrySaveInt<kSlots>::Serialize(std::string* out) const {
 
 template <int kSlots>
 bool CarrySaveInt<kSlots>::Deserialize(absl::string_view* in) {
-  // Only [lo_, hi_) can be non-zero.
-  for (int i = lo_; i < hi_; ++i) slots_[i] = 0;
-  pending_ = 0;
-  lo_ = kSlots;
-  hi_ = 0;
+  Clear();
   return MergeSerialized(in);
 }
 
@@ -298,14 +294,15 @@ bool CarrySaveInt<kSlots>::MergeSerialized(absl::string_view* in) {
   }
   // Serialize wrote normalized digits: adding them is one addition.
   if (pending_ + 2 >= kNormalizeEvery) Normalize();
+  if (count == 0) return true;
+  // Marked before written: a malformed input that stops midway leaves the
+  // slots it changed inside [lo_, hi_), so Clear still clears them.
+  Touch(static_cast<int>(lo), static_cast<int>(lo + count));
+  ++pending_;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t z;
     if (!GetVarint64(in, &z)) return false;
     slots_[lo + i] += ZigZagDecode(z);
-  }
-  if (count > 0) {
-    Touch(static_cast<int>(lo), static_cast<int>(lo + count));
-    ++pending_;
   }
   return true;
 }

@@ -39,6 +39,14 @@ class CarrySaveInt {
   void Add(bool negative, uint64_t magnitude, int bit);
   void AddWide(bool negative, unsigned __int128 magnitude, int bit);
   void Merge(const CarrySaveInt& other);
+  // Makes the value 0, in the time of the width of what was added (not
+  // kSlots).
+  void Clear() {
+    for (int i = lo_; i < hi_; ++i) slots_[i] = 0;
+    pending_ = 0;
+    lo_ = kSlots;
+    hi_ = 0;
+  }
 
   // Writes the exact value as z * 2^(returned scale) with z a GMP integer
   // (`mpz` is an `mpz_t`, kept opaque so that this header does not need
@@ -89,6 +97,8 @@ class ExactSum {
   void AddInt(int64_t i, bool negate = false);
   // Adds `other`'s exact value to this one.
   void Merge(const ExactSum& other) { v_.Merge(other.v_); }
+  // Makes the sum 0 (an aggregation state reused for another entity).
+  void Clear() { v_.Clear(); }
   // The exact sum rounded to the nearest double (ties to even).
   // Errors: OUT_OF_RANGE if its magnitude exceeds the largest double.
   absl::StatusOr<double> Round() const;
@@ -117,6 +127,7 @@ class ExactSquareSum {
   void AddSquare(double d, bool negate = false);
   void AddSquareInt(int64_t i, bool negate = false);
   void Merge(const ExactSquareSum& other) { v_.Merge(other.v_); }
+  void Clear() { v_.Clear(); }
 
   void Serialize(std::string* out) const { v_.Serialize(out); }
   bool Deserialize(absl::string_view* in) { return v_.Deserialize(in); }

@@ -100,6 +100,39 @@ TEST(ExactSumTest, OrderAndGroupingIndependent) {
 // Merge (as tiles do). The exact sum is an integer of units 2^-20 formed in
 // 128 bits; only the values' widths are read, so this checks that none is
 // missed whatever was added before.
+// A state reused for another entity is cleared, not re-made: Clear leaves
+// exactly zero, also after an input that failed to merge halfway.
+TEST(ExactSumTest, ClearLeavesZeroEvenAfterAMalformedMerge) {
+  std::string empty;
+  ExactSum().Serialize(&empty);
+  std::mt19937_64 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    ExactSum sum;
+    for (int i = 0; i < 1 + static_cast<int>(rng() % 50); ++i) {
+      sum.Add(std::ldexp(static_cast<double>(rng() % 1000) - 500,
+                         static_cast<int>(rng() % 2000) - 1000));
+    }
+    if (trial % 2 == 0) {
+      // Another sum's bytes, cut short: the merge fails midway.
+      ExactSum other;
+      other.Add(std::ldexp(1.0, static_cast<int>(rng() % 2000) - 1000) * 3);
+      other.Add(1e300);
+      std::string bytes;
+      other.Serialize(&bytes);
+      absl::string_view cut(bytes.data(), bytes.size() - 1 - rng() % 3);
+      EXPECT_FALSE(sum.MergeSerialized(&cut));
+    }
+    sum.Clear();
+    std::string cleared;
+    sum.Serialize(&cleared);
+    EXPECT_EQ(cleared, empty) << trial;
+    ASSERT_TRUE(sum.Round().ok());
+    EXPECT_EQ(*sum.Round(), 0.0);
+    sum.Add(0.5);
+    EXPECT_EQ(*sum.Round(), 0.5);
+  }
+}
+
 TEST(ExactSumTest, AddRemoveSerializeAndMergeKeepTheExactValue) {
   std::mt19937_64 rng(17);
   for (int trial = 0; trial < 300; ++trial) {
