@@ -79,19 +79,29 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
          v1::FieldType_Name(info.param.type);
 }
 
-class AggregatorPropertyTest : public ::testing::TestWithParam<Case> {};
+class AggregatorPropertyTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    entry_ = BuiltinAggregators().Find(GetParam().agg);
+    ASSERT_NE(entry_, nullptr);
+    def_.set_aggregation(GetParam().agg);
+    def_.set_k(3);
+  }
+  // A new state of the parameter's aggregation (last_k with k = 3).
+  std::unique_ptr<Aggregator> Make() const {
+    return entry_->create(def_, GetParam().type);
+  }
+
+  const AggregatorRegistry::Entry* entry_ = nullptr;
+  v1::FeatureDef def_;
+};
 
 TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
   const Case c = GetParam();
-  const auto* entry = BuiltinAggregators().Find(c.agg);
-  ASSERT_NE(entry, nullptr);
-  v1::FeatureDef def;
-  def.set_aggregation(c.agg);
-  def.set_k(3);
   std::mt19937_64 rng(std::hash<std::string>()(c.agg) + c.type);
   for (int trial = 0; trial < 30; ++trial) {
     auto evs = RandomEvents(c.type, rng, static_cast<int>(rng() % 40));
-    auto all = entry->create(def, c.type);
+    auto all = Make();
     for (const auto& e : evs) all->Add(e.v, e.t, e.seq);
     const std::string want = Final(*all);
     for (int order = 0; order < 20; ++order) {
@@ -104,12 +114,12 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
       std::vector<std::unique_ptr<Aggregator>> parts;
       for (const auto& e : evs) {
         if (parts.empty() || rng() % 4 == 0) {
-          parts.push_back(entry->create(def, c.type));
+          parts.push_back(Make());
         }
         parts[rng() % parts.size()]->Add(e.v, e.t, e.seq);
       }
       std::shuffle(parts.begin(), parts.end(), rng);
-      auto merged = entry->create(def, c.type);
+      auto merged = Make();
       for (size_t pi = 0; pi < parts.size(); ++pi) {
         // A third of the parts travel through Serialize/Deserialize, a
         // third are merged from their bytes (as lookups merge tiles), a
@@ -117,7 +127,7 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
         if (pi % 3 == 1) {
           std::string bytes;
           parts[pi]->Serialize(&bytes);
-          auto scratch = entry->create(def, c.type);
+          auto scratch = Make();
           ASSERT_TRUE(merged->MergeSerialized(bytes, scratch.get())) << c.agg;
           continue;
         }
@@ -125,7 +135,7 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
         if (pi % 3 == 0) {
           std::string bytes;
           parts[pi]->Serialize(&bytes);
-          copy = entry->create(def, c.type);
+          copy = Make();
           ASSERT_TRUE(copy->Deserialize(bytes)) << c.agg;
           std::string again;
           copy->Serialize(&again);
@@ -144,13 +154,8 @@ TEST_P(AggregatorPropertyTest, MergeOfPartsEqualsAddingAllInAnyOrder) {
 // between): a reset state, whatever it held, is a new one.
 TEST_P(AggregatorPropertyTest, ResetStateIsANewState) {
   const Case c = GetParam();
-  const auto* entry = BuiltinAggregators().Find(c.agg);
-  ASSERT_NE(entry, nullptr);
-  v1::FeatureDef def;
-  def.set_aggregation(c.agg);
-  def.set_k(3);
   std::mt19937_64 rng(std::hash<std::string>()(c.agg) + 7 * c.type);
-  auto reused = entry->create(def, c.type);
+  auto reused = Make();
   for (int trial = 0; trial < 50; ++trial) {
     // Before: anything (large sums, many distinct values, a merged part).
     for (const auto& e :
@@ -158,13 +163,13 @@ TEST_P(AggregatorPropertyTest, ResetStateIsANewState) {
       reused->Add(e.v, e.t, e.seq);
     }
     if (trial % 3 == 0) {
-      auto part = entry->create(def, c.type);
+      auto part = Make();
       for (const auto& e : RandomEvents(c.type, rng, 5))
         part->Add(e.v, e.t, e.seq);
       reused->Merge(*part);
     }
     reused->Reset();
-    auto fresh = entry->create(def, c.type);
+    auto fresh = Make();
     std::string reset_bytes, fresh_bytes;
     reused->Serialize(&reset_bytes);
     fresh->Serialize(&fresh_bytes);
