@@ -314,6 +314,13 @@ std::vector<std::string> ReadEntities(EventStore* store) {
 class BackgroundWriteFaultTest : public ::testing::TestWithParam<bool> {
  protected:
   BackgroundWriteFaultTest() { options_.seal_min_events = 0; }
+  // Closes `*store` and opens its directory again: an I/O error stops
+  // RocksDB's writes until a restart.
+  void Reopen(absl::StatusOr<std::unique_ptr<EventStore>>* store) {
+    store->value().reset();
+    *store = EventStore::Open(dir_.Sub("db"), options_);
+    ASSERT_TRUE(store->ok()) << store->status();
+  }
   const bool no_space_ = GetParam();
   testing::TempDir dir_;
   FaultyDisk disk_;
@@ -417,9 +424,7 @@ TEST_P(BackgroundWriteFaultTest, AFailedIdleMergeLosesNothingAndMergesLater) {
 
   // Appends resume: at once after a full disk, after a restart after EIO.
   if (!no_space_) {
-    store->reset();
-    store = EventStore::Open(dir_.Sub("db"), options_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_NO_FATAL_FAILURE(Reopen(&store));
   }
   auto r = AppendEventually(store->get(), 3);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -479,9 +484,7 @@ TEST_P(BackgroundWriteFaultTest, AFailedTileWriteStoresNothingAndTilesResume) {
     EXPECT_TRUE(absl::StrContains(r.status().message(), "restart"))
         << r.status();
     EXPECT_EQ(ReadEntities(store->get()), want);
-    store->reset();
-    store = EventStore::Open(dir_.Sub("db"), options_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_NO_FATAL_FAILURE(Reopen(&store));
     EXPECT_EQ(ReadEntities(store->get()), want);
   }
   ASSERT_TRUE(AppendEventually(store->get(), 3).ok());
@@ -543,9 +546,7 @@ TEST_P(BackgroundWriteFaultTest, AFailedFoldLeavesTheTileAndTheEventsBesideIt) {
   fs_->Disarm();
   if (!no_space_) {
     // An I/O error stops RocksDB's writes for good: reopened.
-    store->reset();
-    store = EventStore::Open(dir_.Sub("db"), options_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_NO_FATAL_FAILURE(Reopen(&store));
     (*store)->SetTileFolder(this, fold);
     EXPECT_EQ(tile(), before);
     EXPECT_EQ(ReadEntities(store->get()), want);
