@@ -1050,9 +1050,7 @@ std::string EventStore::Identity() const {
 
 void EventStore::SetTileFolder(const void* owner, TileFolder folder) {
   absl::MutexLock l(&tiles_mu_);
-  if (folder == nullptr && tile_folder_owner_ != owner) return;
-  tile_folder_owner_ = folder == nullptr ? nullptr : owner;
-  tile_folder_ = std::move(folder);
+  SetOwned(owner, std::move(folder), &tile_folder_owner_, &tile_folder_);
 }
 
 size_t EventStore::TileCount() const {

@@ -445,6 +445,16 @@ class EventStore {
  private:
   struct Writer;
   EventStore(std::string dir, EventStoreOptions options);
+  // Sets a callback slot that one owner fills (replacing any other) and
+  // only the owner that filled it empties (`callback` null): the seal
+  // listener and the tile folder. REQUIRES: the slot's mutex held.
+  template <typename Callback>
+  static void SetOwned(const void* owner, Callback callback,
+                       const void** slot_owner, Callback* slot) {
+    if (callback == nullptr && owner != *slot_owner) return;
+    *slot_owner = callback == nullptr ? nullptr : owner;
+    *slot = std::move(callback);
+  }
   // OK if the data dir's storage format is kStoreFormat (recording it on
   // a store that has no marker yet); FAILED_PRECONDITION naming both
   // formats otherwise.

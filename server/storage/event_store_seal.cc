@@ -105,9 +105,7 @@ void EventStore::AddToHead(
 
 void EventStore::SetSealListener(const void* owner, SealListener listener) {
   absl::MutexLock l(&seal_listener_mu_);
-  if (listener == nullptr && owner != seal_listener_owner_) return;
-  seal_listener_owner_ = listener == nullptr ? nullptr : owner;
-  seal_listener_ = std::move(listener);
+  SetOwned(owner, std::move(listener), &seal_listener_owner_, &seal_listener_);
 }
 
 uint64_t EventStore::UnsealedEvents() const { return head_.live_events(); }
