@@ -169,6 +169,32 @@ void BM_ParseIngestRequest(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseIngestRequest);
 
+// What the server does instead for a batch in the serializers' form: reads
+// its events from the bytes (no message built), then prepares them.
+void BM_ReadIngestBatch(benchmark::State& state) {
+  const StreamSchema schema = Schema();
+  v1::IngestRequest request;
+  request.set_stream("orders");
+  *request.mutable_events() = Events(1000, true);
+  const std::string bytes = request.SerializeAsString();
+  const bool prepare = state.range(0) != 0;
+  IngestBatch batch;
+  for (auto _ : state) {
+    if (!ReadIngestBatch(bytes, &batch)) {
+      state.SkipWithError("not read");
+      break;
+    }
+    if (prepare) {
+      std::vector<PendingEvent> out;
+      std::vector<v1::RowError> errors;
+      PrepareEvents(schema, batch, IngestLimits(), &out, &errors);
+      benchmark::DoNotOptimize(out.data());
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * 1000);
+}
+BENCHMARK(BM_ReadIngestBatch)->Arg(0)->Arg(1)->ArgName("and_prepare");
+
 void BM_DecodeEventValue(benchmark::State& state) {
   const StreamSchema schema = Schema();
   const auto events = Events(1, true);

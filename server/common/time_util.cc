@@ -14,17 +14,21 @@ namespace rawfeat {
 
 absl::StatusOr<int64_t> TimestampToMicros(
     const google::protobuf::Timestamp& ts) {
-  if (ts.nanos() < 0 || ts.nanos() >= 1000000000) {
+  return TimestampToMicros(ts.seconds(), ts.nanos());
+}
+
+absl::StatusOr<int64_t> TimestampToMicros(int64_t seconds, int32_t nanos) {
+  if (nanos < 0 || nanos >= 1000000000) {
     return absl::InvalidArgumentError(
-        absl::StrCat("timestamp nanos ", ts.nanos(), " out of [0, 1e9)"));
+        absl::StrCat("timestamp nanos ", nanos, " out of [0, 1e9)"));
   }
   const int64_t min_s = kMinMicros / 1000000;
   const int64_t max_s = kMaxMicros / 1000000;
-  if (ts.seconds() < min_s || ts.seconds() > max_s) {
+  if (seconds < min_s || seconds > max_s) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "timestamp ", ts.seconds(), "s is outside 0001-01-01..9999-12-31"));
+        "timestamp ", seconds, "s is outside 0001-01-01..9999-12-31"));
   }
-  return ts.seconds() * 1000000 + ts.nanos() / 1000;
+  return seconds * 1000000 + nanos / 1000;
 }
 
 absl::StatusOr<int64_t> RequestTimeToMicros(

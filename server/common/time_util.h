@@ -32,6 +32,8 @@ inline int64_t DayStart(int64_t time_us) {
 // nanos is not in [0, 1e9).
 absl::StatusOr<int64_t> TimestampToMicros(
     const google::protobuf::Timestamp& ts);
+// The same for a timestamp's two fields.
+absl::StatusOr<int64_t> TimestampToMicros(int64_t seconds, int32_t nanos);
 
 // TimestampToMicros for a request field: errors name the field
 // ("as_of: timestamp ... is outside ...").

@@ -39,31 +39,38 @@ absl::StatusOr<v1::IngestResponse> Ingester::Ingest(
 
 void Ingester::Prepare(const v1::IngestRequest& request, int batch_index,
                        Prepared* out) const {
-  out->stream = request.stream();
+  IngestBatch batch;
+  IngestBatchOf(request, &batch);
+  // The wire size, for the observer's metrics only.
+  Prepare(batch, observer_ != nullptr ? request.ByteSizeLong() : 0, batch_index,
+          out);
+}
+
+void Ingester::Prepare(const IngestBatch& batch, size_t wire_bytes,
+                       int batch_index, Prepared* out) const {
+  out->stream = std::string(batch.stream);
   out->batch_index = batch_index;
-  auto schema = registry_->FindStream(request.stream());
+  auto schema = registry_->FindStream(out->stream);
   if (schema == nullptr) {
     out->status = absl::NotFoundError(
-        absl::StrCat("stream '", Echo(request.stream()),
+        absl::StrCat("stream '", Echo(batch.stream),
                      "' is not defined (apply its definition first)"));
     return;
   }
   out->known_stream = true;
-  out->counts.rows = request.events_size();
-  if (observer_ != nullptr) {
-    out->counts.bytes = static_cast<int64_t>(request.ByteSizeLong());
-  }
-  if (request.events_size() > limits_.max_batch_rows) {
-    out->status = absl::ResourceExhaustedError(absl::StrCat(
-        "batch has ", request.events_size(), " rows; the limit is ",
-        limits_.max_batch_rows, " (split it)"));
+  const size_t rows = batch.events.size();
+  out->counts.rows = static_cast<int64_t>(rows);
+  out->counts.bytes = static_cast<int64_t>(wire_bytes);
+  if (rows > static_cast<size_t>(limits_.max_batch_rows)) {
+    out->status = absl::ResourceExhaustedError(
+        absl::StrCat("batch has ", rows, " rows; the limit is ",
+                     limits_.max_batch_rows, " (split it)"));
     return;
   }
-  out->skip_rows = request.on_invalid() == v1::SKIP_ROW;
+  out->skip_rows = batch.on_invalid == v1::SKIP_ROW;
   out->append.stream_id = schema->stream_id;
   out->append.atomic = !out->skip_rows;
-  PrepareEvents(*schema, request.events(), limits_, &out->append.events,
-                &out->errors);
+  PrepareEvents(*schema, batch, limits_, &out->append.events, &out->errors);
   out->counts.invalid = static_cast<int64_t>(out->errors.size());
   if (!out->skip_rows && !out->errors.empty()) {
     out->status = absl::InvalidArgumentError(DescribeRowErrors(out->errors));

@@ -73,6 +73,10 @@ class Ingester {
   };
   void Prepare(const v1::IngestRequest& request, int batch_index,
                Prepared* out) const;
+  // The same for a request read by ReadIngestBatch (schema/ingest_batch.h)
+  // from `wire_bytes` bytes.
+  void Prepare(const IngestBatch& batch, size_t wire_bytes, int batch_index,
+               Prepared* out) const;
   absl::StatusOr<v1::IngestResponse> Commit(Prepared* prepared) const;
 
   const IngestLimits& limits() const { return limits_; }

@@ -26,6 +26,17 @@ bool ParseMessage(const grpc::ByteBuffer& bytes,
   return message->ParseFromZeroCopyStream(&reader) && reader.status().ok();
 }
 
+bool FlattenBytes(const grpc::ByteBuffer& bytes, std::string* out) {
+  out->clear();
+  std::vector<grpc::Slice> slices;
+  if (!bytes.Dump(&slices).ok()) return false;
+  out->reserve(bytes.Length());
+  for (const grpc::Slice& slice : slices) {
+    out->append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return true;
+}
+
 void ReleaseFreedMemory() {
   // rawfeatd runs on jemalloc (server/CMakeLists.txt), which keeps freed
   // pages of its arenas until they decay; tests and tools in this process

@@ -4,6 +4,7 @@
 // Small helpers of the raw (ByteBuffer) RPC handlers. Thread-safe.
 
 #include <cstddef>
+#include <string>
 
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -13,6 +14,10 @@ namespace rawfeat {
 // Parses a request message from its raw bytes; false if it does not parse.
 bool ParseMessage(const grpc::ByteBuffer& bytes,
                   google::protobuf::MessageLite* message);
+
+// Copies the raw bytes of a message into `*out` (replacing what it held;
+// its capacity is reused). False if the buffer cannot be read.
+bool FlattenBytes(const grpc::ByteBuffer& bytes, std::string* out);
 
 // Snapshots and joins allocate and free hundreds of MB from several
 // threads' malloc arenas, and the allocator (jemalloc in rawfeatd, glibc's

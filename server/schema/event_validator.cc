@@ -12,22 +12,47 @@ namespace {
 
 constexpr char kHashDomain[] = "rawfeat.event.v1";
 
-const char* KindName(const v1::Value& v) {
-  switch (v.kind_case()) {
-    case v1::Value::kInt64Value:
+const char* KindName(const IngestValue& v) {
+  switch (v.kind) {
+    case IngestValue::kInt64:
       return "INT64";
-    case v1::Value::kDoubleValue:
+    case IngestValue::kDouble:
       return "DOUBLE";
-    case v1::Value::kStringValue:
+    case IngestValue::kString:
       return "STRING";
-    case v1::Value::kBoolValue:
+    case IngestValue::kBool:
       return "BOOL";
-    case v1::Value::kListValue:
+    case IngestValue::kList:
       return "a list";
     default:
       return "null";
   }
 }
+
+// Resolves the field names of a batch's events to schema positions. Events
+// of one batch usually name their fields in one order, so the k-th name is
+// first compared with the name at the position the k-th name of the event
+// before had; a hash lookup only where that misses.
+class FieldResolver {
+ public:
+  explicit FieldResolver(const StreamSchema& schema) : schema_(schema) {}
+
+  // The position of the `k`-th name of an event; -1 if the stream has no
+  // such field.
+  int Resolve(size_t k, absl::string_view name) {
+    if (k >= hints_.size()) hints_.resize(k + 1, -1);
+    const int hint = hints_[k];
+    if (hint >= 0 && schema_.def().fields(hint).name() == name) return hint;
+    auto it = schema_.position.find(name);
+    const int pos = it == schema_.position.end() ? -1 : it->second;
+    hints_[k] = pos;
+    return pos;
+  }
+
+ private:
+  const StreamSchema& schema_;
+  std::vector<int> hints_;
+};
 
 }  // namespace
 
@@ -66,61 +91,83 @@ Sha256Digest ContentHash(const StreamSchema& schema, absl::string_view entity,
   return Sha256(buf);
 }
 
-void PrepareEvents(const StreamSchema& schema,
-                   const google::protobuf::RepeatedPtrField<v1::Event>& events,
+void PrepareEvents(const StreamSchema& schema, const IngestBatch& batch,
                    const IngestLimits& limits, std::vector<PendingEvent>* out,
                    std::vector<v1::RowError>* errors) {
   const v1::StreamDef& def = schema.def();
   const size_t nfields = schema.types.size();
   std::vector<FieldValue> values(nfields);
-  out->reserve(out->size() + events.size());
-  for (int row = 0; row < events.size(); ++row) {
-    const v1::Event& e = events[row];
+  // Per position, the index + 1 of the event's last entry naming it (0:
+  // not named, so absent; named with a null value is absent too, but a
+  // required field then is "null", not "missing").
+  std::vector<size_t> named(nfields);
+  std::vector<int> positions;  // of the event's entries (-1: unknown)
+  FieldResolver resolver(schema);
+  out->reserve(out->size() + batch.events.size());
+  for (int row = 0; row < static_cast<int>(batch.events.size()); ++row) {
+    const IngestEvent& e = batch.events[row];
     bool ok = true;
     auto fail = [&](absl::string_view field, std::string reason) {
       v1::RowError err;
       err.set_row(row);
-      err.set_event_id(e.event_id());
+      err.set_event_id(std::string(e.event_id));
       err.set_field(std::string(field));
       err.set_reason(std::move(reason));
       errors->push_back(std::move(err));
       ok = false;
     };
-    if (e.event_id().size() > limits.max_event_id_bytes) {
+    if (e.event_id.size() > limits.max_event_id_bytes) {
       fail("event_id",
-           absl::StrCat("event_id is ", e.event_id().size(),
+           absl::StrCat("event_id is ", e.event_id.size(),
                         " bytes; the limit is ", limits.max_event_id_bytes));
     }
-    if (e.entity().empty()) {
+    if (e.entity.empty()) {
       fail(def.entity_field(), "entity is empty");
-    } else if (e.entity().size() > limits.max_entity_bytes) {
+    } else if (e.entity.size() > limits.max_entity_bytes) {
       fail(def.entity_field(),
-           absl::StrCat("entity is ", e.entity().size(),
-                        " bytes; the limit is ", limits.max_entity_bytes));
-    } else if (e.entity().find('\0') != std::string::npos) {
+           absl::StrCat("entity is ", e.entity.size(), " bytes; the limit is ",
+                        limits.max_entity_bytes));
+    } else if (e.entity.find('\0') != absl::string_view::npos) {
       fail(def.entity_field(), "entity contains a NUL byte");
     }
     int64_t time_us = 0;
-    if (!e.has_event_time()) {
+    if (!e.has_time) {
       fail(def.time_field(), "event time is missing");
-    } else if (auto t = TimestampToMicros(e.event_time()); !t.ok()) {
+    } else if (auto t = TimestampToMicros(e.seconds, e.nanos); !t.ok()) {
       fail(def.time_field(), std::string(t.status().message()));
     } else {
       time_us = *t;
     }
     std::fill(values.begin(), values.end(), FieldValue());
-    for (const auto& [name, value] : e.fields()) {
-      auto it = schema.position.find(name);
-      if (it == schema.position.end()) {
-        fail(name, absl::StrCat("unknown field '", Echo(name), "' in stream '",
-                                schema.name, "'"));
+    std::fill(named.begin(), named.end(), 0);
+    const absl::Span<const IngestEntry> entries = batch.fields(e);
+    positions.resize(entries.size());
+    for (size_t k = 0; k < entries.size(); ++k) {
+      positions[k] = resolver.Resolve(k, entries[k].name);
+      if (positions[k] >= 0) named[positions[k]] = k + 1;
+    }
+    for (size_t k = 0; k < entries.size(); ++k) {
+      const absl::string_view name = entries[k].name;
+      const IngestValue& value = entries[k].value;
+      const int pos = positions[k];
+      if (pos < 0) {
+        // Named again later: the last entry of a name counts (protobuf
+        // map semantics; only hand-read wire bytes repeat a name).
+        bool again = false;
+        for (size_t later = k + 1; later < entries.size() && !again; ++later) {
+          again = positions[later] < 0 && entries[later].name == name;
+        }
+        if (!again) {
+          fail(name, absl::StrCat("unknown field '", Echo(name),
+                                  "' in stream '", schema.name, "'"));
+        }
         continue;
       }
-      const int pos = it->second;
+      if (named[pos] != k + 1) continue;  // named again later
       const v1::FieldType type = schema.types[pos];
       FieldValue& fv = values[pos];
-      const auto kind = value.kind_case();
-      if (kind == v1::Value::KIND_NOT_SET) continue;  // null = absent
+      const auto kind = value.kind;
+      if (kind == IngestValue::kNull) continue;  // null = absent
       auto wrong_type = [&]() {
         fail(name,
              absl::StrCat("field '", name, "' is ", v1::FieldType_Name(type),
@@ -128,19 +175,19 @@ void PrepareEvents(const StreamSchema& schema,
       };
       switch (type) {
         case v1::INT64:
-          if (kind != v1::Value::kInt64Value) {
+          if (kind != IngestValue::kInt64) {
             wrong_type();
             break;
           }
           fv.type = type;
-          fv.i = value.int64_value();
+          fv.i = value.i;
           break;
         case v1::DOUBLE: {
           double d;
-          if (kind == v1::Value::kDoubleValue) {
-            d = value.double_value();
-          } else if (kind == v1::Value::kInt64Value) {
-            d = static_cast<double>(value.int64_value());
+          if (kind == IngestValue::kDouble) {
+            d = value.d;
+          } else if (kind == IngestValue::kInt64) {
+            d = static_cast<double>(value.i);
           } else {
             wrong_type();
             break;
@@ -156,27 +203,26 @@ void PrepareEvents(const StreamSchema& schema,
           break;
         }
         case v1::STRING:
-          if (kind != v1::Value::kStringValue) {
+          if (kind != IngestValue::kString) {
             wrong_type();
             break;
           }
-          if (value.string_value().size() > limits.max_string_bytes) {
-            fail(name, absl::StrCat("field '", name, "' is ",
-                                    value.string_value().size(),
+          if (value.s.size() > limits.max_string_bytes) {
+            fail(name, absl::StrCat("field '", name, "' is ", value.s.size(),
                                     " bytes; the limit is ",
                                     limits.max_string_bytes));
             break;
           }
           fv.type = type;
-          fv.s = value.string_value();
+          fv.s = value.s;
           break;
         case v1::BOOL:
-          if (kind != v1::Value::kBoolValue) {
+          if (kind != IngestValue::kBool) {
             wrong_type();
             break;
           }
           fv.type = type;
-          fv.b = value.bool_value();
+          fv.b = value.b;
           break;
         default:
           wrong_type();
@@ -184,33 +230,40 @@ void PrepareEvents(const StreamSchema& schema,
     }
     for (size_t pos = 0; pos < nfields; ++pos) {
       const v1::FieldDef& f = def.fields(static_cast<int>(pos));
-      if (f.required() && !values[pos].present() &&
-          !e.fields().contains(f.name())) {
+      if (!f.required() || values[pos].present()) continue;
+      if (named[pos] == 0) {
         fail(f.name(),
              absl::StrCat("required field '", f.name(), "' is missing"));
-      } else if (f.required() && !values[pos].present() &&
-                 e.fields().at(f.name()).kind_case() ==
-                     v1::Value::KIND_NOT_SET) {
+      } else if (entries[named[pos] - 1].value.kind == IngestValue::kNull) {
         fail(f.name(), absl::StrCat("required field '", f.name(), "' is null"));
       }
     }
     if (!ok) continue;
     PendingEvent p;
     p.row = row;
-    p.entity = e.entity();
+    p.entity = std::string(e.entity);
     p.time_us = time_us;
     p.content_hash = ContentHash(schema, p.entity, time_us, values);
-    if (e.event_id().empty()) {
+    if (e.event_id.empty()) {
       p.event_id = DigestHex(p.content_hash);
       EncodeEventValue(schema.schema_version(), "", &p.content_hash, values,
                        &p.value);
     } else {
-      p.event_id = e.event_id();
+      p.event_id = std::string(e.event_id);
       EncodeEventValue(schema.schema_version(), p.event_id, nullptr, values,
                        &p.value);
     }
     out->push_back(std::move(p));
   }
+}
+
+void PrepareEvents(const StreamSchema& schema,
+                   const google::protobuf::RepeatedPtrField<v1::Event>& events,
+                   const IngestLimits& limits, std::vector<PendingEvent>* out,
+                   std::vector<v1::RowError>* errors) {
+  IngestBatch batch;
+  IngestBatchOf(events, &batch);
+  PrepareEvents(schema, batch, limits, out, errors);
 }
 
 }  // namespace rawfeat

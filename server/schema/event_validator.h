@@ -10,6 +10,7 @@
 
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/hash.h"
+#include "server/schema/ingest_batch.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/event_store.h"
@@ -36,11 +37,18 @@ Sha256Digest ContentHash(const StreamSchema& schema, absl::string_view entity,
                          int64_t time_us,
                          const std::vector<FieldValue>& values);
 
-// Validates each event of `events` against `schema`. Valid rows are appended
+// Validates each event of `batch` against `schema`. Valid rows are appended
 // to `out` (encoded under the newest schema version, INT64 widened to DOUBLE
 // where the field is DOUBLE, ids derived from content where absent); every
 // problem becomes a RowError (row index, event_id, field, reason) in
-// `errors`. A row can have several errors.
+// `errors`. A row can have several errors: those of its event id, entity and
+// time first, then those of its fields in the order the fields were sent,
+// then missing required fields in schema order. A field named twice in one
+// event counts once, with its last value (a protobuf map's rule).
+void PrepareEvents(const StreamSchema& schema, const IngestBatch& batch,
+                   const IngestLimits& limits, std::vector<PendingEvent>* out,
+                   std::vector<v1::RowError>* errors);
+// The same for parsed events (tests and tools).
 void PrepareEvents(const StreamSchema& schema,
                    const google::protobuf::RepeatedPtrField<v1::Event>& events,
                    const IngestLimits& limits, std::vector<PendingEvent>* out,

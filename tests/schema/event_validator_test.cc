@@ -41,6 +41,31 @@ class EventValidatorTest : public ::testing::Test {
     *events.Add() = e;
     std::vector<v1::RowError> errors;
     PrepareEvents(schema, events, limits, out, &errors);
+    // The server reads a batch from its bytes where it can: the same
+    // events and errors from there (a list value is not read that way).
+    v1::IngestRequest request;
+    *request.mutable_events() = events;
+    const std::string bytes = request.SerializeAsString();
+    IngestBatch read;
+    if (ReadIngestBatch(bytes, &read)) {
+      std::vector<PendingEvent> from_bytes;
+      std::vector<v1::RowError> errors_from_bytes;
+      PrepareEvents(schema, read, limits, &from_bytes, &errors_from_bytes);
+      EXPECT_EQ(from_bytes.size(), out->size());
+      for (size_t i = 0; i < from_bytes.size() && i < out->size(); ++i) {
+        EXPECT_EQ(from_bytes[i].event_id, (*out)[i].event_id);
+        EXPECT_EQ(from_bytes[i].value, (*out)[i].value);
+      }
+      EXPECT_EQ(errors_from_bytes.size(), errors.size());
+      for (size_t i = 0; i < errors.size() && i < errors_from_bytes.size();
+           ++i) {
+        EXPECT_EQ(testing::Canonical(errors_from_bytes[i]),
+                  testing::Canonical(errors[i]));
+      }
+    } else {
+      EXPECT_TRUE(e.fields().count("coupon") != 0 &&
+                  e.fields().at("coupon").has_list_value());
+    }
     return errors;
   }
 
