@@ -1,5 +1,6 @@
 #include "server/schema/event_validator.h"
 
+#include <array>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -29,29 +30,83 @@ const char* KindName(const IngestValue& v) {
   }
 }
 
-// Resolves the field names of a batch's events to schema positions. Events
-// of one batch usually name their fields in one order, so the k-th name is
-// first compared with the name at the position the k-th name of the event
-// before had; a hash lookup only where that misses.
+// Resolves the field names of a batch's events to schema positions. Every
+// event names the same few fields, though not in one order (a serialized
+// map's order is its hash table's), so a small table keyed by a name's
+// length and end bytes remembers the position it last resolved to; a full
+// hash lookup only where that misses.
 class FieldResolver {
  public:
-  explicit FieldResolver(const StreamSchema& schema) : schema_(schema) {}
+  explicit FieldResolver(const StreamSchema& schema) : schema_(schema) {
+    recent_.fill(-1);
+  }
 
-  // The position of the `k`-th name of an event; -1 if the stream has no
-  // such field.
-  int Resolve(size_t k, absl::string_view name) {
-    if (k >= hints_.size()) hints_.resize(k + 1, -1);
-    const int hint = hints_[k];
+  // The position of field `name`; -1 if the stream has no such field.
+  int Resolve(absl::string_view name) {
+    const size_t slot =
+        name.empty()
+            ? 0
+            : (name.size() * 31 + static_cast<unsigned char>(name.front()) * 7 +
+               static_cast<unsigned char>(name.back())) %
+                  recent_.size();
+    const int hint = recent_[slot];
     if (hint >= 0 && schema_.def().fields(hint).name() == name) return hint;
     auto it = schema_.position.find(name);
-    const int pos = it == schema_.position.end() ? -1 : it->second;
-    hints_[k] = pos;
-    return pos;
+    if (it == schema_.position.end()) return -1;
+    recent_[slot] = it->second;
+    return it->second;
   }
 
  private:
   const StreamSchema& schema_;
-  std::vector<int> hints_;
+  std::array<int, 64> recent_;
+};
+
+// Hashes the canonical content of a stream's events, keeping the bytes
+// every event begins with (domain and stream) and the buffer between them.
+class ContentHasher {
+ public:
+  explicit ContentHasher(const StreamSchema& schema) : schema_(schema) {
+    PutLengthPrefixed(&buf_, kHashDomain);
+    PutLengthPrefixed(&buf_, schema.name);
+    prefix_ = buf_.size();
+  }
+
+  Sha256Digest Hash(absl::string_view entity, int64_t time_us,
+                    const std::vector<FieldValue>& values) {
+    buf_.resize(prefix_);
+    PutLengthPrefixed(&buf_, entity);
+    PutBigEndian64(&buf_, OrderedFromSigned(time_us));
+    const v1::StreamDef& def = schema_.def();
+    for (int pos : schema_.by_name) {
+      const FieldValue& v = values[pos];
+      if (!v.present()) continue;
+      PutLengthPrefixed(&buf_, def.fields(pos).name());
+      buf_.push_back(static_cast<char>(v.type));
+      switch (v.type) {
+        case v1::INT64:
+          PutBigEndian64(&buf_, static_cast<uint64_t>(v.i));
+          break;
+        case v1::DOUBLE:
+          PutFixedDouble(&buf_, v.d);
+          break;
+        case v1::STRING:
+          PutLengthPrefixed(&buf_, v.s);
+          break;
+        case v1::BOOL:
+          buf_.push_back(v.b ? 1 : 0);
+          break;
+        default:
+          break;
+      }
+    }
+    return Sha256(buf_);
+  }
+
+ private:
+  const StreamSchema& schema_;
+  std::string buf_;
+  size_t prefix_ = 0;
 };
 
 }  // namespace
@@ -59,36 +114,7 @@ class FieldResolver {
 Sha256Digest ContentHash(const StreamSchema& schema, absl::string_view entity,
                          int64_t time_us,
                          const std::vector<FieldValue>& values) {
-  std::string buf;
-  buf.reserve(64 + entity.size() + values.size() * 16);
-  PutLengthPrefixed(&buf, kHashDomain);
-  PutLengthPrefixed(&buf, schema.name);
-  PutLengthPrefixed(&buf, entity);
-  PutBigEndian64(&buf, OrderedFromSigned(time_us));
-  const v1::StreamDef& def = schema.def();
-  for (int pos : schema.by_name) {
-    const FieldValue& v = values[pos];
-    if (!v.present()) continue;
-    PutLengthPrefixed(&buf, def.fields(pos).name());
-    buf.push_back(static_cast<char>(v.type));
-    switch (v.type) {
-      case v1::INT64:
-        PutBigEndian64(&buf, static_cast<uint64_t>(v.i));
-        break;
-      case v1::DOUBLE:
-        PutFixedDouble(&buf, v.d);
-        break;
-      case v1::STRING:
-        PutLengthPrefixed(&buf, v.s);
-        break;
-      case v1::BOOL:
-        buf.push_back(v.b ? 1 : 0);
-        break;
-      default:
-        break;
-    }
-  }
-  return Sha256(buf);
+  return ContentHasher(schema).Hash(entity, time_us, values);
 }
 
 void PrepareEvents(const StreamSchema& schema, const IngestBatch& batch,
@@ -103,6 +129,7 @@ void PrepareEvents(const StreamSchema& schema, const IngestBatch& batch,
   std::vector<size_t> named(nfields);
   std::vector<int> positions;  // of the event's entries (-1: unknown)
   FieldResolver resolver(schema);
+  ContentHasher hasher(schema);
   out->reserve(out->size() + batch.events.size());
   for (int row = 0; row < static_cast<int>(batch.events.size()); ++row) {
     const IngestEvent& e = batch.events[row];
@@ -143,7 +170,7 @@ void PrepareEvents(const StreamSchema& schema, const IngestBatch& batch,
     const absl::Span<const IngestEntry> entries = batch.fields(e);
     positions.resize(entries.size());
     for (size_t k = 0; k < entries.size(); ++k) {
-      positions[k] = resolver.Resolve(k, entries[k].name);
+      positions[k] = resolver.Resolve(entries[k].name);
       if (positions[k] >= 0) named[positions[k]] = k + 1;
     }
     for (size_t k = 0; k < entries.size(); ++k) {
@@ -243,7 +270,7 @@ void PrepareEvents(const StreamSchema& schema, const IngestBatch& batch,
     p.row = row;
     p.entity = std::string(e.entity);
     p.time_us = time_us;
-    p.content_hash = ContentHash(schema, p.entity, time_us, values);
+    p.content_hash = hasher.Hash(p.entity, time_us, values);
     if (e.event_id.empty()) {
       p.event_id = DigestHex(p.content_hash);
       EncodeEventValue(schema.schema_version(), "", &p.content_hash, values,
