@@ -20,17 +20,40 @@ void NoteLive(EntityHead* head, uint64_t seq) {
   }
 }
 
-// Sets the counts of `head` that follow from its runs: events and memory.
+// Sets the counts of `head` that follow from its runs: events and memory
+// (a run's whole storage, though versions share it).
 void Finish(EntityHead* head) {
   head->events = 0;
   size_t capacity = 0;
   for (const HeadRunRef& run : head->runs) {
-    head->events += run->size();
-    capacity += run->capacity();
+    head->events += run.size;
+    capacity += run.data->capacity;
   }
   head->bytes = sizeof(EntityHead) + capacity * sizeof(HeadEvent) +
                 head->runs.capacity() * sizeof(HeadRunRef) +
                 (head->values == nullptr ? 0 : head->values->bytes());
+}
+
+// A run of room for `capacity` events holding copies of [begin, end).
+HeadRunRef NewRun(const HeadEvent* begin, const HeadEvent* end,
+                  size_t capacity) {
+  HeadRunRef run;
+  run.size = static_cast<size_t>(end - begin);
+  run.data = std::make_shared<HeadRunData>(std::max(capacity, run.size));
+  std::copy(begin, end, run.data->events.get());
+  run.data->filled = run.size;
+  return run;
+}
+
+// The merge of two runs, with room for `spare` more events.
+HeadRunRef Merge(const HeadRunRef& a, const HeadRunRef& b, size_t spare) {
+  HeadRunRef run;
+  run.size = a.size + b.size;
+  run.data = std::make_shared<HeadRunData>(run.size + spare);
+  std::merge(a.begin(), a.end(), b.begin(), b.end(), run.data->events.get(),
+             Before);
+  run.data->filled = run.size;
+  return run;
 }
 
 // A new head of `events` (sorted) as one run, its values copied into a
@@ -38,8 +61,10 @@ void Finish(EntityHead* head) {
 std::shared_ptr<EntityHead> Repack(const HeadRun& events) {
   auto head = std::make_shared<EntityHead>();
   head->values = std::make_shared<ValueArena>();
-  auto run = std::make_shared<HeadRun>(events);
-  for (HeadEvent& e : *run) {
+  HeadRunRef run =
+      NewRun(events.data(), events.data() + events.size(), events.size());
+  for (size_t i = 0; i < run.size; ++i) {
+    HeadEvent& e = run.data->events[i];
     e.value = head->values->Append(e.value);
     if (e.gone_at == 0) NoteLive(head.get(), e.seq);
   }
@@ -51,16 +76,35 @@ std::shared_ptr<EntityHead> Repack(const HeadRun& events) {
 // Adds `run` (sorted) as the newest run of `runs`, merging it first with
 // the newest ones while they are at most twice its size.
 void PushRun(HeadRuns* runs, HeadRunRef run) {
-  while (!runs->empty() && runs->back()->size() <= 2 * run->size()) {
-    const HeadRun& older = *runs->back();
-    auto merged = std::make_shared<HeadRun>();
-    merged->reserve(older.size() + run->size());
-    std::merge(older.begin(), older.end(), run->begin(), run->end(),
-               std::back_inserter(*merged), Before);
+  while (!runs->empty() && runs->back().size <= 2 * run.size) {
+    run = Merge(runs->back(), run, 0);
     runs->pop_back();
-    run = std::move(merged);
   }
   runs->push_back(std::move(run));
+}
+
+// Appends `events` (sorted, all after the newest run's last event) to the
+// newest run of `runs` in place: into its storage's spare room if it has
+// room for them and no version has appended past this one's view, else
+// into a copy with twice the room. Then merges the newest runs while the
+// one before the newest is at most twice its size.
+void AppendInOrder(HeadRuns* runs, const HeadEvent* begin,
+                   const HeadEvent* end) {
+  HeadRunRef& last = runs->back();
+  const size_t n = static_cast<size_t>(end - begin);
+  if (last.size != last.data->filled || last.data->capacity - last.size < n) {
+    last = NewRun(last.begin(), last.end(), 2 * (last.size + n));
+  }
+  std::copy(begin, end, last.data->events.get() + last.size);
+  last.size += n;
+  last.data->filled = last.size;
+  while (runs->size() >= 2 &&
+         (*runs)[runs->size() - 2].size <= 2 * runs->back().size) {
+    HeadRunRef merged =
+        Merge((*runs)[runs->size() - 2], runs->back(), runs->back().size / 2);
+    runs->pop_back();
+    runs->back() = std::move(merged);
+  }
 }
 
 }  // namespace
@@ -88,7 +132,7 @@ void HeadReader::Reset(const EntityHead* head) {
   pos_.clear();
   if (head != nullptr) {
     for (const HeadRunRef& run : head->runs) {
-      runs_.push_back(run.get());
+      runs_.push_back(absl::MakeConstSpan(run.begin(), run.size));
       pos_.push_back(0);
     }
   }
@@ -97,7 +141,7 @@ void HeadReader::Reset(const EntityHead* head) {
 
 void HeadReader::Seek(int64_t from_us) {
   for (size_t r = 0; r < runs_.size(); ++r) {
-    const HeadRun& run = *runs_[r];
+    const absl::Span<const HeadEvent> run = runs_[r];
     pos_[r] = std::partition_point(run.begin(), run.end(),
                                    [from_us](const HeadEvent& e) {
                                      return e.time_us < from_us;
@@ -115,9 +159,9 @@ void HeadReader::Next() {
 void HeadReader::Choose() {
   current_ = -1;
   for (size_t r = 0; r < runs_.size(); ++r) {
-    if (pos_[r] == runs_[r]->size()) continue;
+    if (pos_[r] == runs_[r].size()) continue;
     if (current_ < 0 ||
-        Before((*runs_[r])[pos_[r]], (*runs_[current_])[pos_[current_]])) {
+        Before(runs_[r][pos_[r]], runs_[current_][pos_[current_]])) {
       current_ = static_cast<int>(r);
     }
   }
@@ -183,30 +227,38 @@ void EventHead::Add(absl::Span<const NewEvent> events, uint64_t born_at) {
     }
   }
   std::vector<EntityHeadRef> built(starts.size());
+  HeadRun fresh;  // a group's events
   for (size_t g = 0; g < starts.size(); ++g) {
     const size_t begin = starts[g];
     const size_t end = g + 1 < starts.size() ? starts[g + 1] : events.size();
     const EntityHead* old = slots[g] != nullptr ? slots[g]->get() : nullptr;
     auto next = std::make_shared<EntityHead>();
     // The arena and the runs are shared with the old version: the arena
-    // only appends, and runs never change once shared.
+    // only appends, and a run's storage only past what versions see.
     next->values =
         old != nullptr ? old->values : std::make_shared<ValueArena>();
     next->live = old != nullptr ? old->live : 0;
     next->min_live_seq = old != nullptr ? old->min_live_seq : 0;
     if (old != nullptr) next->runs = old->runs;
-    auto run = std::make_shared<HeadRun>();
-    run->reserve(end - begin);
+    fresh.clear();
     for (size_t k = begin; k < end; ++k) {
       HeadEvent e;
       e.time_us = events[k].time_us;
       e.seq = events[k].seq;
       e.born_at = born_at;
       e.value = next->values->Append(events[k].value);
-      run->push_back(e);
+      fresh.push_back(e);
       NoteLive(next.get(), e.seq);
     }
-    PushRun(&next->runs, std::move(run));
+    const HeadEvent* first = fresh.data();
+    const HeadEvent* last = first + fresh.size();
+    if (!next->runs.empty() && Before(next->runs.back().back(), *first)) {
+      AppendInOrder(&next->runs, first, last);
+    } else {
+      // A new entity starts with room for a few more events.
+      PushRun(&next->runs,
+              NewRun(first, last, old == nullptr ? fresh.size() + 3 : 0));
+    }
     Finish(next.get());
     built[g] = std::move(next);
   }
@@ -272,14 +324,15 @@ void EventHead::MarkGone(absl::string_view prefix,
   };
   // Runs without an event to mark stay shared.
   for (HeadRunRef& run : next->runs) {
-    if (std::any_of(run->begin(), run->end(), marked)) {
-      auto copy = std::make_shared<HeadRun>(*run);
-      for (HeadEvent& e : *copy) {
+    if (std::any_of(run.begin(), run.end(), marked)) {
+      HeadRunRef copy = NewRun(run.begin(), run.end(), run.size);
+      for (size_t i = 0; i < copy.size; ++i) {
+        HeadEvent& e = copy.data->events[i];
         if (marked(e)) e.gone_at = at;
       }
       run = std::move(copy);
     }
-    for (const HeadEvent& e : *run) {
+    for (const HeadEvent& e : run) {
       if (e.gone_at == 0) NoteLive(next.get(), e.seq);
     }
   }

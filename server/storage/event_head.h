@@ -16,7 +16,10 @@
 // those are at most twice its size, so each event is copied O(log n)
 // times however late it lands, not once per append (a late event in one
 // sorted vector copied the entity's whole head), and an entity of n head
-// events has at most log2(n) + 1 runs. HeadReader merges them.
+// events has at most log2(n) + 1 runs. HeadReader merges them. Events that
+// come after the newest run's last event (the common case: an entity's
+// events arrive in time order) are appended to that run in place, in
+// spare room that no version sees yet (HeadRunData).
 //
 // An event that leaves the head (sealed into a block, or erased) is first
 // marked gone at a RocksDB sequence number S: a reader whose RocksDB view
@@ -77,9 +80,31 @@ class ValueArena {
   size_t bytes_ = 0;  // all blocks
 };
 
-// A sorted run of head events, by (time, seq). Immutable once shared.
+// Head events being gathered (sorted or not).
 using HeadRun = std::vector<HeadEvent>;
-using HeadRunRef = std::shared_ptr<const HeadRun>;
+
+// The storage of a sorted run of head events, by (time, seq), shared by
+// the versions of an entity: each version sees a prefix of it
+// (HeadRunRef::size). Only the writer appends, after every prefix a
+// version sees, so what a reader reads never changes under it. An event in
+// order after the run's last is appended so, without copying the run.
+struct HeadRunData {
+  explicit HeadRunData(size_t cap)
+      : events(new HeadEvent[cap]), capacity(cap) {}
+  std::unique_ptr<HeadEvent[]> events;
+  const size_t capacity;
+  size_t filled = 0;  // slots written; the writer's alone (EventHead)
+};
+
+// One version's view of a run: its first `size` events.
+struct HeadRunRef {
+  std::shared_ptr<HeadRunData> data;
+  size_t size = 0;
+  const HeadEvent* begin() const { return data->events.get(); }
+  const HeadEvent* end() const { return begin() + size; }
+  const HeadEvent& operator[](size_t i) const { return begin()[i]; }
+  const HeadEvent& back() const { return begin()[size - 1]; }
+};
 // Most entities hold a run or two: they live in the EntityHead itself.
 using HeadRuns = absl::InlinedVector<HeadRunRef, 4>;
 
@@ -112,13 +137,13 @@ class HeadReader {
   void Seek(int64_t from_us);
   bool Valid() const { return current_ >= 0; }
   // REQUIRES: Valid().
-  const HeadEvent& event() const { return (*runs_[current_])[pos_[current_]]; }
+  const HeadEvent& event() const { return runs_[current_][pos_[current_]]; }
   void Next();
 
  private:
   void Choose();  // sets current_ to the run with the smallest event
 
-  absl::InlinedVector<const HeadRun*, 8> runs_;
+  absl::InlinedVector<absl::Span<const HeadEvent>, 8> runs_;
   absl::InlinedVector<size_t, 8> pos_;
   int current_ = -1;
 };
