@@ -565,7 +565,7 @@ absl::Status EventStore::Recover(const std::string& wal_damage) {
     reserved_ = running.reserved;
   }
   {
-    absl::MutexLock cl(&commit_mu_);
+    ExclusiveLock cl(this);
     absl::MutexLock tl(&tiles_mu_);
     RETURN_IF_ERROR(DropTilesOfOtherFormats());
     rocksdb::ReadOptions all;
@@ -667,7 +667,10 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
   }
   mu_.Lock();
   writers_.push_back(&w);
-  while (!w.done && writers_.front() != &w) w.cv.Wait(&mu_);
+  // A writer of a group being published is off the queue but not done.
+  while (!w.done && (writers_.empty() || writers_.front() != &w)) {
+    w.cv.Wait(&mu_);
+  }
   if (w.done) {
     mu_.Unlock();
     if (!w.status.ok()) return w.status;
@@ -684,24 +687,43 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
   }
   mu_.Unlock();
 
-  const absl::Status status = CommitGroup(group);
+  Publication publication;
+  const absl::Status status = CommitGroup(group, &publication);
 
+  // The next group may be decided and written while this one publishes.
   mu_.Lock();
   for (Writer* done : group) {
     writers_.pop_front();
     if (!status.ok()) done->status = status;
+  }
+  if (!writers_.empty()) writers_.front()->cv.Signal();
+  mu_.Unlock();
+  if (status.ok()) Publish(group, publication);
+  mu_.Lock();
+  for (Writer* done : group) {
     if (done != &w) {
       done->done = true;
       done->cv.Signal();
     }
   }
-  if (!writers_.empty()) writers_.front()->cv.Signal();
   mu_.Unlock();
   if (!status.ok()) return status;
   return std::move(w.result);
 }
 
-absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
+void EventStore::Publish(const std::vector<Writer*>& group,
+                         const Publication& publication) {
+  AddToHead(publication.head_puts);
+  {
+    absl::MutexLock l(&mu_);
+    watermark_.store(publication.watermark, std::memory_order_release);
+  }
+  for (Writer* w : group) w->result.watermark = publication.watermark;
+  publish_mu_.Unlock();
+}
+
+absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
+                                     Publication* publication) {
   absl::MutexLock commit_lock(&commit_mu_);
   rocksdb::WriteBatch batch;
   uint64_t seq = next_seq_;
@@ -872,18 +894,17 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group) {
     }
   }
   next_seq_ = seq;
-  AddToHead(event_puts);
   for (auto& [erasing, key] : reclaims) {
     erasing->reclaimed.insert(std::move(key));
   }
-  const uint64_t watermark = seq - 1;
   {
     absl::MutexLock l(&mu_);
     for (const auto& [stream, total] : new_counts) counts_[stream] = total;
-    watermark_.store(watermark, std::memory_order_release);
     write_error_.clear();
   }
-  for (Writer* w : group) w->result.watermark = watermark;
+  publication->head_puts = std::move(event_puts);
+  publication->watermark = seq - 1;
+  publish_mu_.Lock();  // before commit_mu_ is released: groups publish in order
   return absl::OkStatus();
 }
 
@@ -951,7 +972,7 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
   {
     // No group is half committed under the lock: the view holds exactly
     // the events up to the watermark.
-    absl::MutexLock commit_lock(&commit_mu_);
+    ExclusiveLock commit_lock(this);
     w = watermark();
     // A day is read once to be tiled; lookups then read the tile instead.
     view = NewReadView(/*fill_cache=*/false);
@@ -977,7 +998,7 @@ absl::Status EventStore::WriteTiles(const TileScope& scope,
   if (s.ok() || s.code() == absl::StatusCode::kInvalidArgument) return s;
   // RocksDB stopped writes: the next append resumes it first
   // (CheckWritable) instead of failing on the stop.
-  absl::MutexLock commit_lock(&commit_mu_);
+  ExclusiveLock commit_lock(this);
   needs_resume_ = true;
   last_write_failure_ = s;
   LogWarning(absl::StrCat("tile write failed: ", s.message()));
@@ -1034,7 +1055,7 @@ absl::StatusOr<uint64_t> EventStore::Checkpoint(const std::string& dir) {
   flush.allow_write_stall = true;
   RETURN_IF_ERROR(FromRocks(db_->Flush(flush, handles_), "flush"));
   // No group commits meanwhile: the log holds whole groups up to W.
-  absl::MutexLock commit_lock(&commit_mu_);
+  ExclusiveLock commit_lock(this);
   const uint64_t w = watermark();
   RETURN_IF_ERROR(FromRocks(
       checkpoint->CreateCheckpoint(dir, std::numeric_limits<uint64_t>::max()),
@@ -1539,7 +1560,7 @@ absl::StatusOr<EventStore::EraseResult> EventStore::Erase(
   {
     // No sealing writes the entity's events back after the deletion.
     absl::MutexLock seal_lock(&seal_mu_);
-    absl::MutexLock commit_lock(&commit_mu_);
+    ExclusiveLock commit_lock(this);
     // Events appended since the snapshot: the log names them.
     watermark = this->watermark();
     absl::Status inner;
@@ -1675,7 +1696,7 @@ absl::Status EventStore::EmptyErased(
       // Under the commit lock: an id re-ingested since the erasure (a new
       // event) keeps its new record.
       rocksdb::WriteBatch id_batch;
-      absl::MutexLock commit_lock(&commit_mu_);
+      ExclusiveLock commit_lock(this);
       for (size_t i = begin; i < std::min(ids.size(), begin + kChunk); ++i) {
         if (!erasing->reclaimed.contains(ids[i].second)) {
           id_batch.Delete(ids_cf_, ToSlice(ids[i].second));
@@ -1719,7 +1740,7 @@ absl::Status EventStore::EmptyErased(
     RETURN_IF_ERROR(
         FromRocks(db_->Write(rocksdb::WriteOptions(), &log), "erase"));
   }
-  absl::MutexLock commit_lock(&commit_mu_);
+  ExclusiveLock commit_lock(this);
   rocksdb::WriteBatch done;
   done.Delete(meta_cf_, ToSlice(erasing->key));
   rocksdb::WriteOptions wo;

@@ -488,8 +488,26 @@ class EventStore {
   absl::Status MultiGetEvents(const std::vector<std::string>& keys,
                               const ReadView* view,
                               std::vector<std::string>* values) const;
-  // Leader-only: decides and writes one group. Returns the result status.
-  absl::Status CommitGroup(const std::vector<Writer*>& group);
+  // What a group written by CommitGroup still has to publish: its events
+  // for the head (sorted event keys; the values stay in the writers'
+  // requests) and the watermark they raise it to.
+  struct Publication {
+    std::vector<std::pair<std::string, const std::string*>> head_puts;
+    uint64_t watermark = 0;
+  };
+  // Leader-only: decides and writes one group under commit_mu_. On OK it
+  // returns holding publish_mu_, taken before commit_mu_ is released, so
+  // groups publish in the order they were written; `*publication` is what
+  // Publish must do. Returns the result status.
+  absl::Status CommitGroup(const std::vector<Writer*>& group,
+                           Publication* publication)
+      ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true, publish_mu_);
+  // Adds a written group's events to the head, then publishes its
+  // watermark, while the next group is decided and written; releases
+  // publish_mu_.
+  void Publish(const std::vector<Writer*>& group,
+               const Publication& publication)
+      ABSL_UNLOCK_FUNCTION(publish_mu_);
   const std::string dir_;
   const EventStoreOptions options_;
   // Before db_: its compaction filters use it until the database closes.
@@ -526,8 +544,26 @@ class EventStore {
   std::string write_error_ ABSL_GUARDED_BY(mu_);
   std::vector<DataLoss> losses_;  // set by Recover, then immutable
   absl::Mutex meta_mu_;           // serializes PutMeta
-  // Held while a group commits or an exclusive section runs.
+  // Held while a group is decided and written, or an exclusive section
+  // runs.
   mutable absl::Mutex commit_mu_;
+  // Held while a written group's events enter the head and its watermark
+  // is published (the next group meanwhile holds commit_mu_). Taken after
+  // commit_mu_: an exclusive section takes both, and so sees no group half
+  // published. (ExclusiveLock)
+  mutable absl::Mutex publish_mu_ ABSL_ACQUIRED_AFTER(commit_mu_);
+  // commit_mu_ and publish_mu_: no group is being written or published.
+  class ABSL_SCOPED_LOCKABLE ExclusiveLock {
+   public:
+    explicit ExclusiveLock(const EventStore* store)
+        ABSL_EXCLUSIVE_LOCK_FUNCTION(store->commit_mu_, store->publish_mu_)
+        : commit_(&store->commit_mu_), publish_(&store->publish_mu_) {}
+    ~ExclusiveLock() ABSL_UNLOCK_FUNCTION() {}
+
+   private:
+    absl::MutexLock commit_;
+    absl::MutexLock publish_;
+  };
   // The scopes (TilePrefix) that have had a tile since open: ScanTiles of
   // any other finds nothing without asking RocksDB (most entities have no
   // tiles). Only grows; a hint, never the truth (a scope whose tiles went

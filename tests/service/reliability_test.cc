@@ -31,6 +31,22 @@ void Deadline(grpc::ClientContext* ctx, int seconds = 60) {
                     std::chrono::seconds(seconds));
 }
 
+// Sends `batches` over one IngestStream call (until a write fails); the
+// call's status, and its answer in `*response`.
+grpc::Status StreamBatches(const std::string& address,
+                           const std::vector<v1::IngestRequest>& batches,
+                           v1::IngestResponse* response) {
+  auto stub = testing::SmallWindowStub(address);
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto writer = stub->IngestStream(&ctx, response);
+  for (const v1::IngestRequest& req : batches) {
+    if (!writer->Write(req)) break;
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
 // Resident memory of this process (the server runs in it), in bytes.
 int64_t Rss() {
   std::ifstream status("/proc/self/status");
@@ -89,13 +105,9 @@ TEST(ReliabilityTest, ASecondServerOnAUsedPortFailsToStart) {
 // 4. IngestStream never ends OK with fewer batches applied than sent.
 TEST(ReliabilityTest, IngestStreamEndsAtABatchThatDoesNotParse) {
   TestServer ts;
-  auto stub = testing::SmallWindowStub(ts.address());
-  grpc::ClientContext ctx;
-  Deadline(&ctx);
-  v1::IngestResponse response;
-  auto writer = stub->IngestStream(&ctx, &response);
+  std::vector<v1::IngestRequest> batches(3);
   for (int b = 0; b < 3; ++b) {
-    v1::IngestRequest req;
+    v1::IngestRequest& req = batches[b];
     req.set_stream("orders");
     for (int i = 0; i < 5; ++i) {
       // Batch 1 holds a category that is not UTF-8 (a Latin-1 byte).
@@ -103,10 +115,9 @@ TEST(ReliabilityTest, IngestStreamEndsAtABatchThatDoesNotParse) {
           Order(absl::StrCat("b", b, "-", i), "u", kT0 + b * 10 + i, 1.0, 1,
                 b == 1 && i == 2 ? "caf\xe9" : "books");
     }
-    if (!writer->Write(req)) break;
   }
-  writer->WritesDone();
-  const grpc::Status s = writer->Finish();
+  v1::IngestResponse response;
+  const grpc::Status s = StreamBatches(ts.address(), batches, &response);
   ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
       << s.error_message();
   EXPECT_TRUE(absl::StrContains(s.error_message(), "batch 1"))
@@ -124,13 +135,9 @@ TEST(ReliabilityTest, IngestStreamEndsAtABatchThatDoesNotParse) {
 // are stored all the same, and equal to those of a plain batch.
 TEST(ReliabilityTest, IngestStreamTakesBatchesWithFieldsItDoesNotKnow) {
   TestServer ts;
-  auto stub = testing::SmallWindowStub(ts.address());
-  grpc::ClientContext ctx;
-  Deadline(&ctx);
-  v1::IngestResponse response;
-  auto writer = stub->IngestStream(&ctx, &response);
+  std::vector<v1::IngestRequest> batches(2);
   for (int b = 0; b < 2; ++b) {
-    v1::IngestRequest req;
+    v1::IngestRequest& req = batches[b];
     req.set_stream("orders");
     for (int i = 0; i < 3; ++i) {
       *req.add_events() = Order(absl::StrCat("n", b, "-", i), "u", kT0 + i,
@@ -142,10 +149,9 @@ TEST(ReliabilityTest, IngestStreamTakesBatchesWithFieldsItDoesNotKnow) {
       req.GetReflection()->MutableUnknownFields(&req)->AddLengthDelimited(
           98, "newer");
     }
-    ASSERT_TRUE(writer->Write(req));
   }
-  writer->WritesDone();
-  const grpc::Status s = writer->Finish();
+  v1::IngestResponse response;
+  const grpc::Status s = StreamBatches(ts.address(), batches, &response);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(response.accepted(), 6);
   EXPECT_EQ(response.batches(), 2);
