@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "server/schema/ingest_batch.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
@@ -153,6 +154,15 @@ TEST(RecordMapperTest, WireBytesParseAsTheEvent) {
     ASSERT_EQ(parsed.events_size(), 1);
     ASSERT_EQ(testing::Canonical(parsed.events(0)), testing::Canonical(*event))
         << parsed.events(0).DebugString() << " vs " << event->DebugString();
+    // The server reads these bytes by hand, not through protobuf's parser
+    // (schema/ingest_batch.h): they are in the form it reads.
+    IngestBatch read;
+    const std::string bytes = request.substr(before.size());
+    ASSERT_TRUE(ReadIngestBatch(bytes, &read));
+    ASSERT_EQ(read.events.size(), 1u);
+    EXPECT_EQ(read.events[0].entity, parsed.events(0).entity());
+    EXPECT_EQ(read.events[0].entries,
+              static_cast<size_t>(parsed.events(0).fields_size()));
     ++rows;
   }
   // Rows of both kinds were drawn (an amount of "ten" is refused).
