@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "google/protobuf/stubs/common.h"
+#include "server/common/wire.h"
 
 namespace rawfeat {
 namespace {
@@ -13,7 +14,9 @@ using Ev = v1::Event;
 using Val = v1::Value;
 using Ts = google::protobuf::Timestamp;
 
-enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLen = 2 };
+using wire::kFixed64;
+using wire::kLen;
+using wire::kVarint;
 
 bool ValidUtf8(absl::string_view s) {
   // ASCII, the common case, without the general check.
