@@ -41,7 +41,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/string_view.h"
@@ -72,6 +73,10 @@ class ValueArena {
   // Copies `value` in and returns where it now lives.
   absl::string_view Append(absl::string_view value);
   size_t bytes() const { return bytes_; }
+  // Asks the CPU to fetch where the next Append writes: link 0 the
+  // pointer to the last block, link 1 (once that is fetched) the place in
+  // it. A hint only; safe wherever Append is.
+  void PrefetchTail(int link) const;
 
  private:
   std::vector<std::unique_ptr<char[]>> blocks_;
@@ -213,8 +218,13 @@ class EventHead {
 
   absl::Mutex write_mu_;  // serializes Add, MarkGone and Purge
   mutable absl::Mutex mu_;
-  absl::btree_map<std::string, EntityHeadRef, std::less<>> entities_
+  // By prefix, hashed: an append finds each of its entities with a probe
+  // or two (in a B-tree of entities, a cache miss per level). Writers
+  // hold write_mu_, so a found entry stays put until their inserts.
+  absl::flat_hash_map<std::string, EntityHeadRef> entities_
       ABSL_GUARDED_BY(mu_);
+  // The same prefixes in order, for Next.
+  absl::btree_set<std::string, std::less<>> order_ ABSL_GUARDED_BY(mu_);
   // Entities with gone events still in memory.
   absl::flat_hash_set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
   std::multiset<uint64_t> readers_ ABSL_GUARDED_BY(mu_);
