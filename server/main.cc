@@ -58,7 +58,7 @@ ABSL_FLAG(int, tile_min_events, 8,
 ABSL_FLAG(bool, tile_sealed_days, true,
           "tile heavy days of entities whose old events were sealed, in the "
           "background once sealing is quiet, before any lookup asks");
-ABSL_FLAG(int, seal_min_events, 64,
+ABSL_FLAG(int, seal_min_events, 128,
           "seal an entity's new events into its blocks once it has this "
           "many in memory (every entity's once ingest pauses; the biggest "
           "when the head is half full); 0 = only when the head is full "

@@ -89,8 +89,10 @@ struct EventStoreOptions {
   // has at least this many, every entity's once appends pause (or a
   // minute passed), and the biggest entities' when the head is half full.
   // 0: no background sealing (only Seal() seals, and an append seals the
-  // biggest itself when the head is full). Default: 64.
-  size_t seal_min_events = 64;
+  // biggest itself when the head is full). Each seal rewrites the entity's
+  // tail block with the new events, so a 256-event block is written
+  // 256 / n times over: at 128 twice, at 64 four times. Default: 128.
+  size_t seal_min_events = 128;
   // Memory the unsealed events may hold (event_head.h). Above it an
   // append first waits for one sealing pass (seals the biggest entities
   // itself if none ends within 10 s, or without a sealer); reads that hold
