@@ -102,7 +102,25 @@ TEST(EventHeadTest, NextWalksEntitiesInByteOrderWithinBounds) {
   }
   EXPECT_EQ(walked, order);
   const auto picked = head.Pick(1);
-  EXPECT_EQ(picked.size(), 5u);
+  ASSERT_EQ(picked.size(), 5u);
+  for (size_t i = 0; i < order.size(); ++i)
+    EXPECT_EQ(picked[i].first, order[i]);
+  EXPECT_EQ(picked[4].first, prefix(2, "a"));
+
+  // An entity whose events all leave the head leaves the walk too.
+  head.MarkGone(order[1], {}, 5);
+  head.Purge();
+  EXPECT_EQ(head.Find(order[1]), nullptr);
+  walked.clear();
+  from = prefix(1, "");
+  from.pop_back();
+  while (head.Next(from, upper, &p, &h)) {
+    walked.push_back(p);
+    from = p;
+    from.back() = '\x01';
+  }
+  EXPECT_EQ(walked, std::vector<std::string>({order[0], order[2], order[3]}));
+  EXPECT_EQ(head.Pick(1).size(), 4u);
 }
 
 TEST(EventHeadTest, AppendsInAnyOrderKeepFewRunsAndReadInOrder) {
