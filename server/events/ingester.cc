@@ -88,7 +88,14 @@ absl::StatusOr<v1::IngestResponse> Ingester::Commit(Prepared* prepared) const {
 
 absl::StatusOr<v1::IngestResponse> Ingester::CommitPrepared(
     Prepared* prepared) const {
-  if (!prepared->status.ok()) return prepared->status;
+  if (!prepared->status.ok()) {
+    if (AppendChain* chain = prepared->append.chain; chain != nullptr) {
+      // Before the next batch of the chain may queue.
+      chain->Break(prepared->append.chain_position);
+      chain->MarkQueued();
+    }
+    return prepared->status;
+  }
   IngestCounts* counts = &prepared->counts;
   std::vector<v1::RowError>& errors = prepared->errors;
   const bool skip_rows = prepared->skip_rows;

@@ -1,5 +1,6 @@
 #include "server/rpc/stream_calls.h"
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
@@ -7,6 +8,7 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -201,83 +203,135 @@ class SnapshotReactor final
 // at a time and in order, so the call's handler thread reads, parses and
 // validates the next batch meanwhile. Without a thread (none could be
 // started) Start commits at once.
+// Commits one call's batches in order, up to two at once: the second
+// takes its place in the store's commit queue behind the first
+// (AppendChain), so one group commit may write both (one WAL sync for two
+// batches), and it is not written if the first fails. Each batch in flight
+// has a thread of its own (two per call at most).
 class BatchCommitter {
  public:
   using Result = absl::StatusOr<v1::IngestResponse>;
+  static constexpr size_t kMaxInFlight = 2;
 
   explicit BatchCommitter(const Ingester* ingester) : ingester_(ingester) {}
+  // Waits for the batches in flight.
   ~BatchCommitter() {
     {
       absl::MutexLock l(&mu_);
       stop_ = true;
+      work_cv_.SignalAll();
     }
-    if (thread_.joinable()) thread_.join();
+    for (std::thread& t : threads_) t.join();
   }
 
-  // Starts committing `batch`. REQUIRES: Wait() collected the one before.
+  // Batches started and not collected by Wait().
+  size_t in_flight() const {
+    absl::MutexLock l(&mu_);
+    return jobs_.size();
+  }
+
+  // Starts committing `batch` after every batch started before it, and
+  // returns once it has its place in the commit order.
+  // REQUIRES: in_flight() < kMaxInFlight.
   void Start(std::unique_ptr<Ingester::Prepared> batch) {
-    if (!thread_.joinable() && !no_thread_) {
-      try {
-        thread_ = std::thread([this] { Loop(); });
-      } catch (const std::system_error&) {
-        no_thread_ = true;
+    batch->append.chain = &chain_;
+    batch->append.chain_position = ++started_;
+    Job* job = nullptr;
+    bool threaded = false;
+    {
+      absl::MutexLock l(&mu_);
+      jobs_.push_back(std::make_unique<Job>());
+      job = jobs_.back().get();
+      job->batch = std::move(batch);
+      if (threads_.size() < jobs_.size() && !no_thread_) {
+        try {
+          threads_.emplace_back([this] { Loop(); });
+        } catch (const std::system_error&) {
+          no_thread_ = true;
+        }
+      }
+      threaded = !no_thread_;
+      if (threaded) {
+        job->pending = true;
+        work_cv_.Signal();
       }
     }
-    absl::MutexLock l(&mu_);
-    if (no_thread_) {
-      result_ = ingester_->Commit(batch.get());
+    if (threaded) {
+      chain_.AwaitQueued(started_);
       return;
     }
-    batch_ = std::move(batch);
+    Result r = ingester_->Commit(job->batch.get());  // no thread: here
+    absl::MutexLock l(&mu_);
+    job->result = std::move(r);
   }
 
-  // The result of the batch started last, once committed; nullopt if
-  // none is pending.
+  // The result of the oldest batch not collected yet, once it is
+  // committed; nullopt if none is in flight.
   std::optional<Result> Wait() {
     absl::MutexLock l(&mu_);
-    mu_.Await(absl::Condition(
-        +[](BatchCommitter* c) { return c->batch_ == nullptr; }, this));
-    std::optional<Result> r = std::move(result_);
-    result_.reset();
+    if (jobs_.empty()) return std::nullopt;
+    Job* job = jobs_.front().get();
+    while (!job->result.has_value()) done_cv_.Wait(&mu_);
+    std::optional<Result> r = std::move(job->result);
+    jobs_.pop_front();
     return r;
   }
 
  private:
+  struct Job {
+    std::unique_ptr<Ingester::Prepared> batch;
+    bool pending = false;  // waiting for a thread
+    std::optional<Result> result;
+  };
+
   void Loop() {
     absl::MutexLock l(&mu_);
     while (true) {
-      mu_.Await(absl::Condition(
-          +[](BatchCommitter* c) { return c->batch_ != nullptr || c->stop_; },
-          this));
-      if (batch_ == nullptr) return;  // stopped
-      Ingester::Prepared* batch = batch_.get();
+      Job* job = nullptr;
+      for (const auto& j : jobs_) {
+        if (j->pending) {
+          job = j.get();
+          break;
+        }
+      }
+      if (job == nullptr) {
+        if (stop_) return;
+        work_cv_.Wait(&mu_);
+        continue;
+      }
+      job->pending = false;
       mu_.Unlock();
-      Result r = ingester_->Commit(batch);
+      Result r = ingester_->Commit(job->batch.get());
       mu_.Lock();
-      result_ = std::move(r);
-      batch_.reset();
+      job->result = std::move(r);
+      done_cv_.SignalAll();
     }
   }
 
   const Ingester* const ingester_;
-  std::thread thread_;
-  bool no_thread_ = false;  // only the handler thread reads or writes it
-  absl::Mutex mu_;
-  std::unique_ptr<Ingester::Prepared> batch_ ABSL_GUARDED_BY(mu_);
-  std::optional<Result> result_ ABSL_GUARDED_BY(mu_);
+  AppendChain chain_;
+  uint64_t started_ = 0;  // only the handler thread reads or writes it
+  mutable absl::Mutex mu_;
+  absl::CondVar work_cv_;
+  absl::CondVar done_cv_;
+  // Oldest first; a job's Prepared stays put while a thread commits it.
+  std::deque<std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  bool no_thread_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;  // joined before chain_ goes
 };
 
 // One IngestStream call: each message is read, parsed and validated on the
-// handler thread while the batch before it is written (BatchCommitter), and
-// the one after it is not read before that write is durable: a fast
-// client waits for the disk instead of filling memory (two batches per
-// call at most). A message that does not parse, a batch the principal may
-// not write, or a batch that fails ends the call with that batch's index
-// and the counts of the batches before it (also in the status details, as
-// a serialized IngestResponse); the call never ends OK with fewer batches
-// applied than the client sent, and a batch is never written after one
-// before it failed. With auth on, the call's summary is an audit line.
+// handler thread while the two batches before it are written in order
+// (BatchCommitter), and the one after it is not read before the older of
+// those is durable: a fast client waits for the disk instead of filling
+// memory (three batches per call at most). A message that does not parse, a
+// batch the principal may not write, or a batch that fails ends the call with
+// that batch's index and the counts of the batches before it (also in the
+// status details, as a serialized IngestResponse); the call never ends OK with
+// fewer batches applied than the client sent, and a batch is never written
+// after one before it failed. With auth on, the call's summary is an audit
+// line.
 class IngestStreamReactor final
     : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
@@ -378,20 +432,24 @@ class IngestStreamReactor final
     std::string bytes;
     IngestBatch read;
     BatchCommitter committer(ingester_);
-    // Collects the batch being committed (index batch - 1): non-OK ends
-    // the call with its failure.
+    // Collects the oldest batch in flight (index `collected`): non-OK
+    // ends the call with its failure.
     int batch = 0;
+    int collected = 0;
     auto collect = [&]() -> std::optional<grpc::Status> {
       std::optional<BatchCommitter::Result> r = committer.Wait();
       if (!r.has_value()) return std::nullopt;
-      if (!r->ok()) return Fail(r->status(), batch - 1);
+      const int index = collected++;
+      if (!r->ok()) return Fail(r->status(), index);
       Count(&**r);
       return std::nullopt;
     };
-    // A failure of this batch, after the one before it is durable (or
-    // that one's own failure).
+    // A failure of this batch, after the ones before it are durable (or
+    // the first failure among them).
     auto fail_here = [&](const absl::Status& s) {
-      if (auto failed = collect()) return *failed;
+      while (committer.in_flight() > 0) {
+        if (auto failed = collect()) return *failed;
+      }
       return Fail(s, batch);
     };
     std::string stream;
@@ -421,11 +479,15 @@ class IngestStreamReactor final
       }
       auto prepared = std::make_unique<Ingester::Prepared>();
       ingester_->Prepare(read, bytes.size(), batch, prepared.get());
-      if (auto failed = collect()) return *failed;
+      if (committer.in_flight() == BatchCommitter::kMaxInFlight) {
+        if (auto failed = collect()) return *failed;
+      }
       committer.Start(std::move(prepared));
       ++batch;
     }
-    if (auto failed = collect()) return *failed;
+    while (committer.in_flight() > 0) {
+      if (auto failed = collect()) return *failed;
+    }
     if (context_->IsCancelled()) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     }

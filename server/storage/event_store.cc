@@ -57,6 +57,12 @@ constexpr size_t kLogEntryMaxBytes = 256 << 10;
 // appends run (EventStore::TuneForReads lowers it to 1 while they pause).
 constexpr int kLevel0CompactionTrigger = 8;
 
+// What a chained request (AppendChain) gets when one before it failed.
+absl::Status ChainBroken() {
+  return absl::AbortedError(
+      "not written: a batch before it in the same call failed");
+}
+
 absl::Status MalformedLogEntry(uint64_t key_seq) {
   return absl::DataLossError(
       absl::StrCat("malformed log entry at seq ", key_seq));
@@ -652,7 +658,23 @@ absl::Status EventStore::DropTilesOfOtherFormats() {
 }
 
 absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
-  RETURN_IF_ERROR(MakeHeadRoom());
+  AppendChain* const chain = request->chain;
+  const uint64_t position = request->chain_position;
+  // Marks the request queued if it fails before it is.
+  struct QueuedOnExit {
+    AppendChain* chain;
+    ~QueuedOnExit() {
+      if (chain != nullptr) chain->MarkQueued();
+    }
+  } queued_on_exit{chain};
+  // A chained request that fails breaks its chain before the next one of
+  // the chain can be committed.
+  auto failed = [chain, position](absl::Status s) {
+    if (chain != nullptr) chain->Break(position);
+    return s;
+  };
+  if (chain != nullptr && chain->Stops(position)) return ChainBroken();
+  if (absl::Status s = MakeHeadRoom(); !s.ok()) return failed(s);
   Writer w(request);
   const int64_t horizon = Horizon(request->stream_id);
   if (horizon != kNoHorizon) {
@@ -667,13 +689,19 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
   }
   mu_.Lock();
   writers_.push_back(&w);
+  if (chain != nullptr) {
+    // Its place in the commit order is taken: the next of its chain may
+    // queue behind it.
+    queued_on_exit.chain = nullptr;
+    chain->MarkQueued();
+  }
   // A writer of a group being published is off the queue but not done.
   while (!w.done && (writers_.empty() || writers_.front() != &w)) {
     w.cv.Wait(&mu_);
   }
   if (w.done) {
     mu_.Unlock();
-    if (!w.status.ok()) return w.status;
+    if (!w.status.ok()) return failed(w.status);
     return std::move(w.result);
   }
   // This writer leads: take a group from the front of the queue.
@@ -694,7 +722,13 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
   mu_.Lock();
   for (Writer* done : group) {
     writers_.pop_front();
-    if (!status.ok()) done->status = status;
+    if (!status.ok()) {
+      done->status = status;
+      // Before the next group: no later request of the chain is written.
+      if (done->request->chain != nullptr) {
+        done->request->chain->Break(done->request->chain_position);
+      }
+    }
   }
   if (!writers_.empty()) writers_.front()->cv.Signal();
   mu_.Unlock();
@@ -708,6 +742,7 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest* request) {
   }
   mu_.Unlock();
   if (!status.ok()) return status;
+  if (!w.status.ok()) return w.status;  // its chain broke before its turn
   return std::move(w.result);
 }
 
@@ -742,6 +777,10 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
   for (Writer* w : group) {
     AppendRequest& req = *w->request;
     AppendResult& res = w->result;
+    if (req.chain != nullptr && req.chain->Stops(req.chain_position)) {
+      w->status = ChainBroken();  // a request before it failed
+      continue;
+    }
     const size_t n = req.events.size();
     std::vector<std::string> keys(n);
     std::vector<rocksdb::Slice> slices(n);
@@ -804,7 +843,11 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
                           ") with different content; the original is kept")});
       }
     }
-    if (req.atomic && !res.conflicts.empty()) continue;  // write nothing
+    if (req.atomic && !res.conflicts.empty()) {
+      // Nothing written; nor any later request of its chain.
+      if (req.chain != nullptr) req.chain->Break(req.chain_position);
+      continue;
+    }
     res.duplicates = duplicates;
     res.accepted = static_cast<int64_t>(to_write.size());
     for (size_t i : to_write) {

@@ -128,11 +128,58 @@ struct PendingEvent {
   std::string value;  // EncodeEventValue output
 };
 
+// The requests of one ordered sequence (an IngestStream call's batches),
+// numbered 1, 2, ... (AppendRequest::chain_position): each takes its place
+// in the commit order after the one before it, so their seqs follow the
+// sequence, and none is written once one before it failed. The caller
+// starts a request's Append only after the one before it is queued
+// (AwaitQueued); the store does the rest. Thread-safe.
+class AppendChain {
+ public:
+  // The request at `position` failed: none after it is written.
+  void Break(uint64_t position) {
+    uint64_t at = broken_at_.load(std::memory_order_acquire);
+    while (position < at && !broken_at_.compare_exchange_weak(
+                                at, position, std::memory_order_acq_rel)) {
+    }
+  }
+  // Whether the request at `position` follows a failed one.
+  bool Stops(uint64_t position) const {
+    return position > broken_at_.load(std::memory_order_acquire);
+  }
+  bool broken() const { return Stops(kNone); }
+
+  // Called once per request by EventStore::Append, when the request has
+  // its place in the commit order or has failed without one.
+  void MarkQueued() {
+    absl::MutexLock l(&mu_);
+    ++queued_;
+    queued_cv_.SignalAll();
+  }
+  // Waits until `n` requests of the chain were marked queued.
+  void AwaitQueued(uint64_t n) {
+    absl::MutexLock l(&mu_);
+    while (queued_ < n) queued_cv_.Wait(&mu_);
+  }
+
+ private:
+  static constexpr uint64_t kNone = ~uint64_t{0};
+  std::atomic<uint64_t> broken_at_{kNone};
+  absl::Mutex mu_;
+  absl::CondVar queued_cv_;
+  uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 struct AppendRequest {
   uint32_t stream_id = 0;
   std::vector<PendingEvent> events;
   // All-or-nothing: if any event conflicts, nothing is written.
   bool atomic = true;
+  // If set, the sequence this request belongs to (AppendChain) and its
+  // place in it: it is not written if one before it failed, and if it
+  // fails (an error, or atomic and conflicting) none after it is.
+  AppendChain* chain = nullptr;
+  uint64_t chain_position = 0;
 };
 
 struct AppendConflict {
@@ -199,7 +246,8 @@ class EventStore {
   // callers are grouped into one WriteBatch and one WAL sync (group commit).
   // Each written event gets the next seq; the watermark moves past it only
   // after the write is durable (with options.sync) and visible.
-  // Errors: UNAVAILABLE if the write failed (nothing of the request written).
+  // Errors: UNAVAILABLE if the write failed (nothing of the request written);
+  // ABORTED if the request's chain broke before its turn (nothing written).
   absl::StatusOr<AppendResult> Append(AppendRequest* request);
 
   // Highest seq a read may see. Monotonic.

@@ -321,6 +321,58 @@ TEST(IngestTest, IngestStreamWritesInOrderAndNothingAfterAFailedBatch) {
   EXPECT_EQ(Count(ts.client()), 1001u);  // q0, not q2
 }
 
+// With two batches of a call in flight, the order and the stop still hold
+// wherever the failing batch is and however it fails: a conflict (found
+// when written) or a row error (found when read).
+TEST(IngestTest, IngestStreamStopsAtTheFailedBatchWithBatchesInFlight) {
+  TestServer ts;
+  ASSERT_TRUE(ts.client().Ingest(OrdersBatch({Order("x", "u", kT0, 1)})).ok());
+  uint64_t stored = 1;
+  constexpr int kBatches = 12, kRows = 40;
+  for (int round = 0; round < 2 * kBatches; ++round) {
+    const int bad = round % kBatches;
+    const bool conflict = round < kBatches;
+    int sent = 0;
+    auto r = ts.client().IngestStream([&](v1::IngestRequest* req) {
+      if (sent == kBatches) return false;
+      req->set_stream("orders");
+      for (int i = 0; i < kRows; ++i) {
+        *req->add_events() =
+            Order(absl::StrCat("s", round, "-", sent, "-", i),
+                  absl::StrCat("r", round), kT0 + sent * kRows + i, i);
+      }
+      if (sent == bad) {
+        *req->add_events() =
+            conflict ? Order("x", "u", kT0, 2) : Order("y", "", kT0, 1);
+      }
+      ++sent;
+      return true;
+    });
+    ASSERT_FALSE(r.ok()) << round;
+    EXPECT_NE(r.status().message().find(
+                  absl::StrCat("batch ", bad, " (", bad, " batches and ",
+                               bad * kRows, " events accepted before it")),
+              std::string::npos)
+        << r.status().message();
+    stored += static_cast<uint64_t>(bad * kRows);
+    ASSERT_EQ(Count(ts.client()), stored) << round;
+  }
+  // In the order sent.
+  const std::vector<v1::Event> all = ReadAll(ts.client());
+  int64_t last = 0;
+  std::string entity;
+  for (const v1::Event& e : all) {
+    if (e.entity() != entity) {
+      entity = e.entity();
+      last = 0;
+    }
+    EXPECT_GT(
+        e.event_time().seconds() * 1000000 + e.event_time().nanos() / 1000,
+        last);
+    last = e.event_time().seconds() * 1000000 + e.event_time().nanos() / 1000;
+  }
+}
+
 // Replay filters against a model of what was accepted.
 TEST(ReplayTest, ReturnsExactlyWhatWasAcceptedForEveryFilter) {
   TestServer ts;

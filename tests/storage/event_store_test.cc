@@ -112,6 +112,107 @@ TEST_F(EventStoreTest, ConflictIsAllOrNothingWhenAtomic) {
   EXPECT_EQ(store_->watermark(), 2u);
 }
 
+// The requests of one chain (an IngestStream call's batches, several in
+// flight) get seqs in the chain's order whatever threads run them and
+// whatever else commits beside them, and once one fails (atomic and
+// conflicting, or refused before it was queued) none after it is written,
+// and none before it is affected.
+TEST_F(EventStoreTest, ChainedAppendsCommitInOrderAndNothingAfterAFailure) {
+  AppendRequest stored;
+  stored.stream_id = 1;
+  stored.events = {Pending(0, "taken", "u", 1, 1)};
+  ASSERT_TRUE(store_->Append(&stored).ok());
+  constexpr int kRequests = 12, kEvents = 20;
+  for (int round = 0; round < 3 * kRequests + 2; ++round) {
+    // Then none fails.
+    const int bad = round < 3 * kRequests ? round % kRequests : -1;
+    // A request refused before it reached the store (as a batch with a
+    // row error): the chain breaks at its place, before any is queued.
+    const bool refused = round >= kRequests && round < 2 * kRequests;
+    AppendChain chain;
+    if (refused) chain.Break(bad + 1);
+    std::vector<AppendRequest> reqs(kRequests);
+    std::vector<absl::StatusOr<AppendResult>> results(
+        kRequests, absl::UnknownError("not run"));
+    std::vector<std::thread> threads;
+    // Unchained appends beside the chain, so groups mix.
+    std::thread other([&] {
+      for (int i = 0; i < 6; ++i) {
+        AppendRequest req;
+        req.stream_id = 2;
+        req.events = {Pending(0, absl::StrCat("o", round, "-", i), "x", 1, 3)};
+        EXPECT_TRUE(store_->Append(&req).ok());
+      }
+    });
+    for (int i = 0; i < kRequests; ++i) {
+      reqs[i].stream_id = 1;
+      reqs[i].chain = &chain;
+      reqs[i].chain_position = i + 1;
+      for (int k = 0; k < kEvents; ++k) {
+        // The entity and time say which request and event it is.
+        reqs[i].events.push_back(
+            Pending(k, absl::StrCat("r", round, "-", i, "-", k),
+                    absl::StrCat("r", round, "-", i), 100 + k, 2));
+      }
+      if (i == bad && !refused) {
+        reqs[i].events.push_back(Pending(kEvents, "taken", "u", 1, 9));
+      }
+      if (i == bad && refused) {
+        results[i] = absl::InvalidArgumentError("refused");
+        chain.MarkQueued();
+        continue;
+      }
+      threads.emplace_back([&, i] { results[i] = store_->Append(&reqs[i]); });
+      chain.AwaitQueued(i + 1);  // as BatchCommitter starts the next
+    }
+    for (std::thread& t : threads) t.join();
+    other.join();
+    for (int i = 0; i < kRequests; ++i) {
+      if (bad < 0 || i < bad) {
+        ASSERT_TRUE(results[i].ok())
+            << round << " " << i << results[i].status();
+        EXPECT_EQ(results[i]->accepted, kEvents);
+      } else if (i == bad && refused) {
+        EXPECT_EQ(results[i].status().code(),
+                  absl::StatusCode::kInvalidArgument);
+      } else if (i == bad) {
+        ASSERT_TRUE(results[i].ok()) << results[i].status();
+        EXPECT_EQ(results[i]->accepted, 0);
+        EXPECT_EQ(results[i]->conflicts.size(), 1u);
+      } else {
+        EXPECT_EQ(results[i].status().code(), absl::StatusCode::kAborted)
+            << round << " " << i << results[i].status();
+      }
+    }
+    EXPECT_TRUE(chain.broken() == (bad >= 0));
+    // In seq order: exactly the requests before the failed one, in order.
+    std::vector<std::string> ids;
+    const std::string mine = absl::StrCat("r", round, "-");
+    ASSERT_TRUE(store_
+                    ->ScanLog(0, store_->watermark(), nullptr,
+                              [&](const StoredEvent& e) {
+                                if (e.stream_id == 1) {
+                                  ids.push_back(
+                                      absl::StrCat(e.entity, "@", e.time_us));
+                                }
+                                return true;
+                              })
+                    .ok());
+    ids.erase(std::remove_if(ids.begin(), ids.end(),
+                             [&](const std::string& id) {
+                               return !absl::StartsWith(id, mine);
+                             }),
+              ids.end());
+    std::vector<std::string> want;
+    for (int i = 0; i < (bad < 0 ? kRequests : bad); ++i) {
+      for (int k = 0; k < kEvents; ++k) {
+        want.push_back(absl::StrCat(mine, i, "@", 100 + k));
+      }
+    }
+    EXPECT_EQ(ids, want) << "round " << round;
+  }
+}
+
 TEST_F(EventStoreTest, SameIdInOtherStreamIsIndependent) {
   AppendRequest a;
   a.stream_id = 1;
