@@ -199,15 +199,14 @@ class SnapshotReactor final
   Metrics* const metrics_;
 };
 
-// Commits an IngestStream's prepared batches on a thread of its own, one
-// at a time and in order, so the call's handler thread reads, parses and
-// validates the next batch meanwhile. Without a thread (none could be
-// started) Start commits at once.
-// Commits one call's batches in order, up to two at once: the second
-// takes its place in the store's commit queue behind the first
-// (AppendChain), so one group commit may write both (one WAL sync for two
+// Commits an IngestStream's prepared batches in order, up to two at once,
+// while the call's handler thread reads, parses and validates the next:
+// the second takes its place in the store's commit queue behind the first
+// (AppendChain), so one group commit may write both (one log sync for two
 // batches), and it is not written if the first fails. Each batch in flight
-// has a thread of its own (two per call at most).
+// has a thread of its own (two per call at most); without one (none could
+// be started) Start commits at once.
+// Thread-compatible: one handler thread calls Start, Wait and in_flight.
 class BatchCommitter {
  public:
   using Result = absl::StatusOr<v1::IngestResponse>;
