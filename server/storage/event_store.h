@@ -149,8 +149,10 @@ class AppendChain {
   }
   bool broken() const { return Stops(kNone); }
 
-  // Called once per request by EventStore::Append, when the request has
-  // its place in the commit order or has failed without one.
+  // Called once per request: by EventStore::Append when the request has
+  // its place in the commit order or has failed without one, or, for a
+  // request refused before it reaches the store, by whoever refused it
+  // (after Break at its position).
   void MarkQueued() {
     absl::MutexLock l(&mu_);
     ++queued_;
