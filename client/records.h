@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/time_util.h"
 
@@ -22,10 +23,16 @@ namespace rawfeat {
 // escapes, embedded commas and newlines, LF or CRLF line ends.
 class CsvReader {
  public:
-  explicit CsvReader(std::istream* in) : in_(in) {}
-  // Reads the next record into `fields`. Returns false at end of input.
-  // On a malformed record (unterminated quote, text after a closing quote)
-  // sets error() and returns false.
+  // Reads `in` `chunk_bytes` at a time (tests pass small ones).
+  explicit CsvReader(std::istream* in, size_t chunk_bytes = size_t{1} << 18)
+      : in_(in), chunk_(chunk_bytes < 1 ? 1 : chunk_bytes) {}
+  // Reads the next record into `cells`: views into the reader's buffer,
+  // valid until the next call (quoted cells unescaped in place). Returns
+  // false at end of input. On a malformed record (unterminated quote, text
+  // after a closing quote) sets error() and returns false. The stream is
+  // read ahead in large chunks: its position is past the records returned.
+  bool Next(std::vector<absl::string_view>* cells);
+  // The same, copied into strings.
   bool Next(std::vector<std::string>* fields);
   // Line number (1-based) where the last record returned started.
   int64_t record_line() const { return record_line_; }
@@ -35,10 +42,23 @@ class CsvReader {
   const absl::Status& error() const { return error_; }
 
  private:
+  // Makes buf_[*base + at] readable, reading more of the stream if needed:
+  // first moves the record being read (from *base) to the buffer's front,
+  // doubling the buffer when that record fills it. Offsets relative to
+  // *base stay valid. False at end of input.
+  bool Have(size_t* base, size_t at);
+
   std::istream* in_;
+  size_t chunk_;
+  std::string buf_;  // read ahead; [pos_, end_) not yet parsed
+  size_t pos_ = 0;
+  size_t end_ = 0;
+  bool eof_ = false;
   int64_t line_ = 1;
   int64_t record_line_ = 0;
   std::vector<bool> quoted_;
+  std::vector<std::pair<size_t, size_t>> spans_;  // the record's cells
+  std::vector<absl::string_view> views_;  // for Next(std::vector<string>*)
   absl::Status error_;
 };
 
@@ -72,9 +92,8 @@ class RecordMapper {
   // was two thirds of a CSV ingest's client CPU). The bytes parse as the
   // event FromCsv returns. Same checks and errors; `out` is unchanged on
   // error.
-  absl::Status AppendCsvToRequest(const std::vector<std::string>& cells,
-                                  int64_t line,
-                                  const std::vector<bool>* quoted,
+  absl::Status AppendCsvToRequest(absl::Span<const absl::string_view> cells,
+                                  int64_t line, const std::vector<bool>* quoted,
                                   std::string* out) const;
 
   // One JSON Lines object -> event (null = absent).
@@ -105,9 +124,8 @@ class RecordMapper {
     std::vector<CsvValue> values;  // present fields, in column order
   };
   // FromCsv's checks, into `*event`. Errors: FromCsv's.
-  absl::Status ReadCsv(const std::vector<std::string>& cells, int64_t line,
-                       const std::vector<bool>* quoted,
-                       CsvEvent* event) const;
+  absl::Status ReadCsv(absl::Span<const absl::string_view> cells, int64_t line,
+                       const std::vector<bool>* quoted, CsvEvent* event) const;
   // `cell` (not empty) as a value of `field`. Errors: INVALID_ARGUMENT
   // saying what the cell is not.
   static absl::Status ParseCell(const v1::FieldDef& field,
@@ -117,9 +135,8 @@ class RecordMapper {
   TimeUnit time_unit_;
   // For each CSV column: -1 entity, -2 time, -3 event_id, else field index.
   std::vector<int> columns_;
-  // AppendCsvToRequest's buffers, kept between rows.
+  // AppendCsvToRequest's row, kept between rows.
   mutable CsvEvent scratch_row_;
-  mutable std::string scratch_event_, scratch_entry_, scratch_value_;
 };
 
 // Shortest text that reads back as the same double.

@@ -182,13 +182,14 @@ int RunIngest(Client& client, const IngestArgs& args) {
   };
 
   CsvReader csv(&in);
-  std::vector<std::string> cells;
+  std::vector<absl::string_view> cells;  // a row, into csv's buffer
   if (*format == "csv") {
-    if (!csv.Next(&cells)) {
+    std::vector<std::string> header;
+    if (!csv.Next(&header)) {
       return Fail(csv.error().ok() ? absl::StrCat(args.file, ": empty file")
                                    : std::string(csv.error().message()));
     }
-    absl::Status s = mapper.SetHeader(cells);
+    absl::Status s = mapper.SetHeader(header);
     if (!s.ok()) return Fail(s);
   }
 

@@ -158,7 +158,8 @@ absl::StatusOr<int64_t> ParseTime(absl::string_view text, TimeUnit bare_unit) {
   if (t.empty()) return absl::InvalidArgumentError("empty time");
   // Integer forms.
   const bool numeric_start = absl::ascii_isdigit(t[0]) || t[0] == '-';
-  if (numeric_start && t.find_first_of("T:") == absl::string_view::npos) {
+  if (numeric_start && t.find(':') == absl::string_view::npos &&
+      t.find('T') == absl::string_view::npos) {
     absl::string_view digits = t;
     int64_t factor = 0;
     if (absl::ConsumeSuffix(&digits, "us")) {

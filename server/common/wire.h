@@ -7,6 +7,7 @@
 // Pure functions; thread-safe.
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -80,6 +81,50 @@ inline void PutTimestampField(std::string* out, int field, int64_t micros) {
   if (t.seconds != 0) PutVarintField(out, 1, static_cast<uint64_t>(t.seconds));
   if (t.nanos != 0) PutVarintField(out, 2, t.nanos);
 }
+
+// Writes fields into memory already sized for them (by the *Size
+// functions above), without a capacity check per byte: sum the sizes,
+// resize the output once, then write.
+class SizedWriter {
+ public:
+  explicit SizedWriter(char* at) : p_(at) {}
+
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      *p_++ = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    *p_++ = static_cast<char>(v);
+  }
+  void VarintField(int field, uint64_t v) {
+    *p_++ = static_cast<char>(Tag(field, kVarint));
+    Varint(v);
+  }
+  // A length-delimited field's tag and length; `len` bytes must follow.
+  void LenHeader(int field, size_t len) {
+    *p_++ = static_cast<char>(Tag(field, kLen));
+    Varint(len);
+  }
+  void BytesField(int field, absl::string_view v) {
+    LenHeader(field, v.size());
+    if (!v.empty()) std::memcpy(p_, v.data(), v.size());
+    p_ += v.size();
+  }
+  void Fixed64Field(int field, uint64_t bits) {
+    *p_++ = static_cast<char>(Tag(field, kFixed64));
+    for (int i = 0; i < 8; ++i) *p_++ = static_cast<char>(bits >> (8 * i));
+  }
+  // As PutTimestampField; LenFieldSize(t.BodySize()) bytes.
+  void TimestampField(int field, const TimestampParts& t) {
+    LenHeader(field, t.BodySize());
+    if (t.seconds != 0) VarintField(1, static_cast<uint64_t>(t.seconds));
+    if (t.nanos != 0) VarintField(2, t.nanos);
+  }
+  char* position() const { return p_; }
+
+ private:
+  char* p_;
+};
 
 }  // namespace wire
 }  // namespace rawfeat
