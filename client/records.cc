@@ -2,6 +2,8 @@
 
 #include <cassert>
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <streambuf>
@@ -404,6 +406,12 @@ absl::Status RecordMapper::AppendCsvToRequest(
   CsvEvent& row = scratch_row_;
   absl::Status s = ReadCsv(cells, line, quoted, &row);
   if (!s.ok()) return s;
+  row.has_time = true;
+  AppendEvent(row, out);
+  return absl::OkStatus();
+}
+
+void RecordMapper::AppendEvent(const CsvEvent& row, std::string* out) {
   // Sized first, then written in place: an `events` entry holding the
   // event; each field a map entry (key 1, value 2) holding a Value.
   auto value_size = [](const CsvValue& v) -> size_t {
@@ -423,7 +431,7 @@ absl::Status RecordMapper::AppendCsvToRequest(
            wire::LenFieldSize(value_size(v));
   };
   const wire::TimestampParts time(row.time_us);
-  size_t body = wire::LenFieldSize(time.BodySize());
+  size_t body = row.has_time ? wire::LenFieldSize(time.BodySize()) : 0;
   if (!row.event_id.empty()) body += wire::LenFieldSize(row.event_id.size());
   if (!row.entity.empty()) body += wire::LenFieldSize(row.entity.size());
   for (const CsvValue& v : row.values) {
@@ -439,7 +447,7 @@ absl::Status RecordMapper::AppendCsvToRequest(
   if (!row.entity.empty()) {
     w.BytesField(v1::Event::kEntityFieldNumber, row.entity);
   }
-  w.TimestampField(v1::Event::kEventTimeFieldNumber, time);
+  if (row.has_time) w.TimestampField(v1::Event::kEventTimeFieldNumber, time);
   for (const CsvValue& v : row.values) {
     w.LenHeader(v1::Event::kFieldsFieldNumber, entry_size(v));
     w.BytesField(1, v.field->name());
@@ -461,6 +469,256 @@ absl::Status RecordMapper::AppendCsvToRequest(
     }
   }
   assert(w.position() == out->data() + out->size());
+}
+
+namespace {
+
+// JSON's insignificant whitespace.
+bool IsJsonSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// A JSON number's text at `*at` (RFC 8259's grammar, strictly); sets
+// `integer` when it has neither fraction nor exponent.
+bool ScanJsonNumber(absl::string_view text, size_t* at,
+                    absl::string_view* number, bool* integer) {
+  const size_t begin = *at;
+  size_t i = begin;
+  auto digit = [&](size_t k) {
+    return k < text.size() && text[k] >= '0' && text[k] <= '9';
+  };
+  if (i < text.size() && text[i] == '-') ++i;
+  if (!digit(i)) return false;
+  if (text[i] == '0') {
+    ++i;
+  } else {
+    while (digit(i)) ++i;
+  }
+  *integer = true;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+    *integer = false;
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+    *integer = false;
+  }
+  *number = text.substr(begin, i - begin);
+  *at = i;
+  return true;
+}
+
+}  // namespace
+
+bool RecordMapper::ReadSimpleJson(absl::string_view text, CsvEvent* row) const {
+  row->event_id = absl::string_view();
+  row->entity = absl::string_view();
+  row->time_us = 0;
+  row->has_time = false;
+  row->values.clear();
+  // Unescaped strings go here; sized for the whole line up front, so the
+  // views into it stay put.
+  std::string& unescaped = scratch_text_;
+  unescaped.clear();
+  unescaped.reserve(text.size());
+  std::vector<bool>& seen = scratch_seen_;
+  seen.assign(stream_.fields_size(), false);
+  bool seen_entity = false, seen_id = false, seen_seq = false;
+  size_t i = 0;
+  auto skip_space = [&]() {
+    while (i < text.size() && IsJsonSpace(text[i])) ++i;
+  };
+  // A string at text[i] == '"': its bytes, unescaped (short escapes only).
+  auto read_string = [&](absl::string_view* out) {
+    ++i;  // the opening quote
+    const size_t begin = i;
+    while (i < text.size() && text[i] != '"' && text[i] != '\\' &&
+           static_cast<unsigned char>(text[i]) >= 0x20) {
+      ++i;
+    }
+    if (i < text.size() && text[i] == '"') {
+      *out = text.substr(begin, i - begin);
+      ++i;
+      return IsValidUtf8(*out);
+    }
+    // Escapes: copied out, unescaped.
+    const size_t start = unescaped.size();
+    unescaped.append(text.data() + begin, i - begin);
+    while (i < text.size() && text[i] != '"') {
+      const char c = text[i];
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+      if (c != '\\') {
+        unescaped.push_back(c);
+        ++i;
+        continue;
+      }
+      if (i + 1 >= text.size()) return false;
+      const char e = text[i + 1];
+      static constexpr absl::string_view kFrom = "\"\\/bfnrt";
+      static constexpr absl::string_view kTo = "\"\\/\b\f\n\r\t";
+      const size_t k = kFrom.find(e);
+      if (k == absl::string_view::npos) return false;  // \u and bad ones
+      unescaped.push_back(kTo[k]);
+      i += 2;
+    }
+    if (i >= text.size()) return false;
+    ++i;  // the closing quote
+    *out = absl::string_view(unescaped).substr(start);
+    return IsValidUtf8(*out);
+  };
+  auto literal = [&](absl::string_view word) {
+    if (text.substr(i, word.size()) != word) return false;
+    i += word.size();
+    return true;
+  };
+  skip_space();
+  if (i >= text.size() || text[i] != '{') return false;
+  ++i;
+  skip_space();
+  if (i < text.size() && text[i] == '}') {
+    ++i;
+  } else {
+    while (true) {
+      absl::string_view key;
+      if (i >= text.size() || text[i] != '"' || !read_string(&key)) {
+        return false;
+      }
+      skip_space();
+      if (i >= text.size() || text[i] != ':') return false;
+      ++i;
+      skip_space();
+      if (i >= text.size()) return false;
+      // The value: a string, a number, or a literal.
+      const char c = text[i];
+      absl::string_view str, number;
+      bool is_string = false, is_number = false, integer = false;
+      bool is_null = false, boolean = false, is_bool = false;
+      if (c == '"') {
+        if (!read_string(&str)) return false;
+        is_string = true;
+      } else if (c == '-' || (c >= '0' && c <= '9')) {
+        if (!ScanJsonNumber(text, &i, &number, &integer)) return false;
+        is_number = true;
+      } else if (literal("null")) {
+        is_null = true;
+      } else if (literal("true")) {
+        is_bool = boolean = true;
+      } else if (literal("false")) {
+        is_bool = true;
+      } else {
+        return false;  // nested, or not JSON
+      }
+      int64_t whole = 0;
+      double real = 0;
+      if (is_number && integer && !absl::SimpleAtoi(number, &whole)) {
+        return false;  // beyond int64: FromJson's rules
+      }
+      if (is_number && !integer) {
+        // strtod, as nlohmann reads it (so the same double, rounding and
+        // underflow alike); beyond double FromJson refuses the line.
+        char digits[64];
+        if (number.size() >= sizeof(digits)) return false;
+        number.copy(digits, number.size());
+        digits[number.size()] = '\0';
+        real = std::strtod(digits, nullptr);
+        if (!std::isfinite(real)) return false;
+      }
+      if (key == stream_.entity_field()) {
+        if (!is_string || seen_entity) return false;
+        seen_entity = true;
+        row->entity = str;
+      } else if (key == stream_.time_field()) {
+        if (row->has_time) return false;
+        absl::StatusOr<int64_t> t;
+        if (is_string) {
+          t = ParseTime(str, time_unit_);
+        } else if (is_number && integer) {
+          t = ParseTime(absl::StrCat(whole), time_unit_);  // as FromJson
+        } else {
+          return false;
+        }
+        if (!t.ok()) return false;
+        row->time_us = *t;
+        row->has_time = true;
+      } else if (key == "event_id") {
+        if (!is_string || seen_id) return false;
+        seen_id = true;
+        row->event_id = str;
+      } else if (key == "seq") {
+        if (seen_seq) return false;
+        seen_seq = true;  // written by `replay`; the server assigns its own
+      } else {
+        int f = -1;
+        for (int k = 0; k < stream_.fields_size(); ++k) {
+          if (stream_.fields(k).name() == key) {
+            f = k;
+            break;
+          }
+        }
+        if (f < 0 || seen[f]) return false;
+        seen[f] = true;
+        if (!is_null) {
+          const v1::FieldDef& field = stream_.fields(f);
+          CsvValue v;
+          v.field = &field;
+          switch (field.type()) {
+            case v1::INT64:
+              if (!is_number || !integer) return false;
+              v.i = whole;
+              break;
+            case v1::DOUBLE:
+              if (!is_number) return false;
+              // An integer as FromJson converts it: -0 is 0.
+              v.d = integer ? static_cast<double>(whole) : real;
+              break;
+            case v1::STRING:
+              if (!is_string) return false;
+              v.s = str;
+              break;
+            case v1::BOOL:
+              if (!is_bool) return false;
+              v.b = boolean;
+              break;
+            default:
+              return false;
+          }
+          row->values.push_back(v);
+        }
+      }
+      skip_space();
+      if (i < text.size() && text[i] == ',') {
+        ++i;
+        skip_space();
+        continue;
+      }
+      if (i < text.size() && text[i] == '}') {
+        ++i;
+        break;
+      }
+      return false;
+    }
+  }
+  skip_space();
+  return i == text.size();
+}
+
+absl::Status RecordMapper::AppendJsonToRequest(absl::string_view text,
+                                               int64_t line,
+                                               std::string* out) const {
+  if (ReadSimpleJson(text, &scratch_row_)) {
+    ++simple_json_lines_;
+    AppendEvent(scratch_row_, out);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<v1::Event> event = FromJson(text, line);
+  if (!event.ok()) return event.status();
+  wire::PutBytesField(out, v1::IngestRequest::kEventsFieldNumber,
+                      event->SerializeAsString());
   return absl::OkStatus();
 }
 
@@ -476,6 +734,14 @@ absl::StatusOr<v1::Event> RecordMapper::FromJson(absl::string_view text,
     const size_t at = what.find(": ", what.find("column"));
     return absl::InvalidArgumentError(
         absl::StrCat("line ", line, ", column ", e.byte, ": invalid JSON: ",
+                     at == std::string::npos ? what : what.substr(at + 2)));
+  } catch (const nlohmann::json::exception& e) {
+    // E.g. out_of_range.406 "number overflow parsing '1e400'": the text
+    // after the "[json.exception.kind.id] " tag.
+    const std::string what = e.what();
+    const size_t at = what.find("] ");
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", line, ": invalid JSON: ",
                      at == std::string::npos ? what : what.substr(at + 2)));
   }
   if (!j.is_object()) {

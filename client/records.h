@@ -101,6 +101,17 @@ class RecordMapper {
   absl::StatusOr<v1::Event> FromJson(absl::string_view text,
                                      int64_t line) const;
 
+  // FromJson written straight as wire bytes, as AppendCsvToRequest does:
+  // a flat object of strings, numbers, booleans and nulls is read in one
+  // pass; anything else (escapes other than the short ones, \u, nested
+  // values, duplicate keys, numbers outside int64 or double, errors of any
+  // kind) goes through FromJson, so the event and every error are
+  // FromJson's. `out` is unchanged on error.
+  absl::Status AppendJsonToRequest(absl::string_view text, int64_t line,
+                                   std::string* out) const;
+  // Lines AppendJsonToRequest read in one pass, not through FromJson.
+  int64_t simple_json_lines() const { return simple_json_lines_; }
+
   // Column names of CsvRow: event_id, entity, time, then the fields.
   std::vector<std::string> CsvHeader() const;
   std::string CsvRow(const v1::Event& e) const;
@@ -121,8 +132,14 @@ class RecordMapper {
   struct CsvEvent {
     absl::string_view event_id, entity;
     int64_t time_us = 0;
+    bool has_time = true;  // a JSON line may lack it (the server says so)
     std::vector<CsvValue> values;  // present fields, in column order
   };
+  // Appends `row` as one `events` entry of an IngestRequest.
+  static void AppendEvent(const CsvEvent& row, std::string* out);
+  // AppendJsonToRequest's one pass: false if the line is not the simple
+  // case it reads (then FromJson decides), with `*row` unspecified.
+  bool ReadSimpleJson(absl::string_view text, CsvEvent* row) const;
   // FromCsv's checks, into `*event`. Errors: FromCsv's.
   absl::Status ReadCsv(absl::Span<const absl::string_view> cells, int64_t line,
                        const std::vector<bool>* quoted, CsvEvent* event) const;
@@ -135,8 +152,12 @@ class RecordMapper {
   TimeUnit time_unit_;
   // For each CSV column: -1 entity, -2 time, -3 event_id, else field index.
   std::vector<int> columns_;
-  // AppendCsvToRequest's row, kept between rows.
+  // AppendCsvToRequest's and AppendJsonToRequest's row, kept between rows;
+  // a JSON line's unescaped strings.
   mutable CsvEvent scratch_row_;
+  mutable std::string scratch_text_;
+  mutable std::vector<bool> scratch_seen_;
+  mutable int64_t simple_json_lines_ = 0;
 };
 
 // Shortest text that reads back as the same double.

@@ -389,7 +389,6 @@ int RunIngest(Client& client, const IngestArgs& args) {
 
   std::string text;
   int64_t line = 0;
-  std::string json_event;
   while (true) {
     absl::Status row;
     if (*format == "csv") {
@@ -408,15 +407,7 @@ int RunIngest(Client& client, const IngestArgs& args) {
       if (!std::getline(in, text)) break;
       ++line;
       if (text.empty() || text == "\r") continue;
-      auto event = mapper.FromJson(text, line);
-      if (event.ok()) {
-        json_event.clear();
-        event->AppendToString(&json_event);
-        wire::PutBytesField(&batch.request,
-                            v1::IngestRequest::kEventsFieldNumber, json_event);
-      } else {
-        row = event.status();
-      }
+      row = mapper.AppendJsonToRequest(text, line, &batch.request);
     }
     ++rows;
     if (!row.ok()) {

@@ -395,11 +395,120 @@ TEST(RecordMapperTest, JsonLinesRoundTrip) {
   EXPECT_EQ(testing::Canonical(*back), testing::Canonical(*e));
   EXPECT_NE(m.FromJson("{not json", 5).status().message().find("line 5"),
             std::string::npos);
+  // A number no double holds is a row error (it once threw out of the CLI).
+  EXPECT_EQ(m.FromJson(R"({"amount":1e400})", 7).status().message(),
+            "line 7: invalid JSON: number overflow parsing '1e400'");
   EXPECT_NE(m.FromJson(R"({"quantity":"1"})", 6)
                 .status()
                 .message()
                 .find("want INT64"),
             std::string::npos);
+}
+
+// JSON lines, simple and not (escapes, \u, nested values, duplicate and
+// escaped keys, numbers at and past int64 and double, bad UTF-8, a BOM,
+// broken syntax): the bytes AppendJsonToRequest appends parse, by
+// protobuf's parser and the server's, to exactly the event FromJson
+// builds, and where FromJson refuses a line it refuses it with the same
+// message, appending nothing.
+TEST(RecordMapperTest, JsonWireBytesAreFromJsonsEvent) {
+  std::mt19937_64 rng(23);
+  auto pick = [&](const std::vector<std::string>& options) {
+    return options[rng() % options.size()];
+  };
+  const std::vector<std::string> strings = {
+      R"("u1")",           R"("")",           R"("caf\u00e9")",
+      "\"caf\xc3\xa9\"",   R"("a\"b\\c\/d")", R"("tab\there\nnl")",
+      R"("\ud83d\ude00")", "\"bad \xff\"",    "\"ctl \x01\"",
+      R"("unterminated)",  R"("bad \x esc")", R"("\b\f\r")"};
+  const std::vector<std::string> numbers = {"0",
+                                            "-0",
+                                            "7",
+                                            "-12",
+                                            "1.5",
+                                            "-2.25e-3",
+                                            "1E+2",
+                                            "1e400",
+                                            "9223372036854775807",
+                                            "9223372036854775808",
+                                            "-9223372036854775808",
+                                            "-9223372036854775809",
+                                            "4.9e-324",
+                                            "01",
+                                            "1.",
+                                            ".5",
+                                            "+1",
+                                            "1e",
+                                            "-",
+                                            "123456789012345678901234567890"};
+  const std::vector<std::string> times = {R"("2026-11-24T09:00:00Z")",
+                                          R"("2026-11-24T09:00:00.5+09:00")",
+                                          R"("1700000000s")",
+                                          R"("5ms")",
+                                          "1700000000",
+                                          "-5",
+                                          "1.7e9",
+                                          R"("not a time")",
+                                          "null",
+                                          R"(" 2026-11-24T09:00:00Z ")"};
+  const std::vector<std::string> literals = {
+      "true", "false", "null", "nul", "True", "[1,2]", R"({"a":1})"};
+  auto value_for = [&](const std::string& key) {
+    // Mostly the right kind for the key, sometimes any kind.
+    if (rng() % 5 == 0) {
+      return pick({pick(strings), pick(numbers), pick(literals)});
+    }
+    if (key == "order_time") return pick(times);
+    if (key == "amount" || key == "quantity") return pick(numbers);
+    if (key == "is_gift") return pick(literals);
+    return pick(strings);
+  };
+  const std::vector<std::string> keys = {
+      "event_id", "user_id", "order_time", "amount", "quantity",
+      "category", "coupon",  "is_gift",    "seq",    "unknown"};
+  const std::vector<std::string> spaces = {"", "", "", " ", "\t", " \r"};
+  RecordMapper m(testing::OrdersStream(), TimeUnit::kSeconds);
+  int ok_lines = 0;
+  for (int n = 0; n < 20000; ++n) {
+    std::string line = rng() % 200 == 0 ? "\xef\xbb\xbf" : "";
+    line += pick(spaces) + "{";
+    const int fields = static_cast<int>(rng() % 9);
+    for (int f = 0; f < fields; ++f) {
+      std::string key = pick(keys);
+      std::string value = value_for(key);
+      if (rng() % 50 == 0) key = "user\\u005fid";  // "user_id", escaped
+      if (f > 0) line += pick(spaces) + "," + pick(spaces);
+      line += "\"" + key + "\"" + pick(spaces) + ":" + pick(spaces) + value;
+    }
+    if (rng() % 100 == 0) line += ",";
+    line += pick(spaces) + "}" + pick(spaces);
+    if (rng() % 100 == 0) line += " x";
+    auto event = m.FromJson(line, n + 1);
+    std::string request = "prefix";
+    absl::Status appended = m.AppendJsonToRequest(line, n + 1, &request);
+    ASSERT_EQ(appended.ok(), event.ok()) << line << "\n"
+                                         << appended << " / " << event.status();
+    if (!event.ok()) {
+      EXPECT_EQ(appended.message(), event.status().message()) << line;
+      EXPECT_EQ(request, "prefix") << line;
+      continue;
+    }
+    const std::string bytes = request.substr(6);
+    v1::IngestRequest parsed;
+    ASSERT_TRUE(parsed.ParseFromString(bytes)) << line;
+    ASSERT_EQ(parsed.events_size(), 1) << line;
+    ASSERT_EQ(testing::Canonical(parsed.events(0)), testing::Canonical(*event))
+        << line << "\n"
+        << parsed.events(0).DebugString() << " vs " << event->DebugString();
+    IngestBatch read;
+    ASSERT_TRUE(ReadIngestBatch(bytes, &read)) << line;
+    ++ok_lines;
+  }
+  // Both paths ran: most accepted lines in one pass, the rest (and every
+  // refused one) through FromJson.
+  EXPECT_GT(ok_lines, 1000);
+  EXPECT_GT(m.simple_json_lines(), ok_lines / 2);
+  EXPECT_LT(m.simple_json_lines(), ok_lines);
 }
 
 TEST(FormatDoubleTest, ShortestRoundTrip) {
