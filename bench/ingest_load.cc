@@ -13,7 +13,8 @@
 //
 //   ingest_load --rawfeatd build/server/rawfeatd [--events 2000000]
 //               [--entities 10000] [--batch 1000] [--clients 2]
-//               [--csv_rows 1000000 --rawfeat_cli build/client/rawfeat]
+//               [--csv_rows 1000000 [--jsonl] --rawfeat_cli
+//               build/client/rawfeat]
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -67,6 +68,9 @@ ABSL_FLAG(int64_t, csv_rows, 0,
           "also time `rawfeat ingest` of a CSV of this many rows (RFC 3339 "
           "times, 9 columns) into a durable server, against db_bench "
           "fillrandom (sync) with the same count and batch (0: skip)");
+ABSL_FLAG(bool, jsonl, false,
+          "with --csv_rows, also time `rawfeat ingest` of the same rows as "
+          "JSON Lines");
 ABSL_FLAG(int, csv_in_flight, 1,
           "`rawfeat ingest --in-flight`: batches the CLI sends at once");
 ABSL_FLAG(std::string, rawfeat_cli, "build/client/rawfeat",
@@ -139,32 +143,51 @@ struct RunResult {
   uint64_t disk_bytes = 0;
 };
 
-// Writes `n` orders rows as `rawfeat ingest` reads them: a header, then
-// event_id, user_id, an RFC 3339 order_time and six fields per row.
-bool WriteCsv(const std::string& path, int64_t n, int entities) {
+// Writes `n` orders rows as `rawfeat ingest` reads them: CSV (a header,
+// then event_id, user_id, an RFC 3339 order_time and six fields per row),
+// or the same rows as JSON Lines objects.
+bool WriteOrders(const std::string& path, int64_t n, int entities, bool jsonl) {
   std::ofstream out(path);
-  out << "event_id,user_id,order_time,amount,quantity,category,coupon,note,"
-         "is_gift\n";
+  if (!jsonl) {
+    out << "event_id,user_id,order_time,amount,quantity,category,coupon,"
+           "note,is_gift\n";
+  }
   std::mt19937_64 rng(7);
   const int64_t t0 = 1795478400LL * 1000000;
   static const char* kCategories[] = {"books",  "toys",        "food",
                                       "garden", "electronics", "fashion"};
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = t0 - static_cast<int64_t>(rng() % (90LL * 86400000000LL));
-    out << "ev-" << i << ",user-" << rng() % entities << "," << FormatMicros(t)
-        << "," << static_cast<double>(rng() % 100000) / 100 << "," << rng() % 10
-        << "," << kCategories[rng() % 6] << ","
-        << absl::StrFormat("CPN-%012d", rng() % 1000000) << ","
-        << absl::StrFormat("gift wrap %08x leave at door %08x %010d",
-                           static_cast<unsigned>(rng()),
-                           static_cast<unsigned>(rng()),
-                           static_cast<int>(rng() % 1000000000))
-        << "," << (rng() % 2 ? "true" : "false") << "\n";
+    const std::string user = absl::StrCat("user-", rng() % entities);
+    const double amount = static_cast<double>(rng() % 100000) / 100;
+    const uint64_t quantity = rng() % 10;
+    const char* category = kCategories[rng() % 6];
+    const std::string coupon =
+        absl::StrFormat("CPN-%012d", static_cast<int>(rng() % 1000000));
+    const unsigned a = static_cast<unsigned>(rng());
+    const unsigned b = static_cast<unsigned>(rng());
+    const std::string note =
+        absl::StrFormat("gift wrap %08x leave at door %08x %010d", a, b,
+                        static_cast<int>(rng() % 1000000000));
+    const bool gift = rng() % 2 != 0;
+    if (jsonl) {
+      out << "{\"event_id\":\"ev-" << i << "\",\"user_id\":\"" << user
+          << "\",\"order_time\":\"" << FormatMicros(t)
+          << "\",\"amount\":" << amount << ",\"quantity\":" << quantity
+          << ",\"category\":\"" << category << "\",\"coupon\":\"" << coupon
+          << "\",\"note\":\"" << note
+          << "\",\"is_gift\":" << (gift ? "true" : "false") << "}\n";
+    } else {
+      out << "ev-" << i << "," << user << "," << FormatMicros(t) << ","
+          << amount << "," << quantity << "," << category << "," << coupon
+          << "," << note << "," << (gift ? "true" : "false") << "\n";
+    }
   }
   return static_cast<bool>(out);
 }
 
-// `rawfeat ingest` of `csv` into a fresh durable server; rows/s.
+// `rawfeat ingest` of `csv` (CSV or JSON Lines, by its extension) into a
+// fresh durable server; rows/s.
 bool RunCsvIngest(const std::string& csv, int64_t rows, const std::string& work,
                   RunResult* out) {
   const std::string dir = work + "/rawfeat-csv";
@@ -435,21 +458,29 @@ int Main() {
     };
     if (sync && absl::GetFlag(FLAGS_csv_rows) > 0) {
       const int64_t rows = absl::GetFlag(FLAGS_csv_rows);
-      const std::string csv = work + "/orders.csv";
-      if (!WriteCsv(csv, rows, absl::GetFlag(FLAGS_entities))) return 1;
-      RunResult c;
-      if (!RunCsvIngest(csv, rows, work, &c)) return 1;
-      const double cref = RunDbBench(rows, batch, true, work).ops_per_sec;
-      std::printf(
-          "csv     rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
-          "CSV, %d in flight, server CPU %.1f us/row, CLI CPU %.1f us/row) | "
-          "db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
-          c.events_per_sec, c.seconds, static_cast<long long>(rows),
-          std::filesystem::file_size(csv) / 1048576.0,
-          absl::GetFlag(FLAGS_csv_in_flight), c.server_cpu_us, c.cli_cpu_us,
-          cref,
-          cref > 0 ? c.events_per_sec / cref : 0);
-      std::fflush(stdout);
+      for (const bool jsonl : {false, true}) {
+        if (jsonl && !absl::GetFlag(FLAGS_jsonl)) break;
+        const std::string file =
+            work + (jsonl ? "/orders.jsonl" : "/orders.csv");
+        if (!WriteOrders(file, rows, absl::GetFlag(FLAGS_entities), jsonl)) {
+          return 1;
+        }
+        RunResult c;
+        if (!RunCsvIngest(file, rows, work, &c)) return 1;
+        const double cref = RunDbBench(rows, batch, true, work).ops_per_sec;
+        std::printf(
+            "%s rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
+            "%s, %d in flight, server CPU %.1f us/row, CLI CPU %.1f us/row) "
+            "| db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
+            jsonl ? "jsonl  " : "csv    ", c.events_per_sec, c.seconds,
+            static_cast<long long>(rows),
+            std::filesystem::file_size(file) / 1048576.0,
+            jsonl ? "JSON Lines" : "CSV", absl::GetFlag(FLAGS_csv_in_flight),
+            c.server_cpu_us, c.cli_cpu_us, cref,
+            cref > 0 ? c.events_per_sec / cref : 0);
+        std::fflush(stdout);
+        std::filesystem::remove(file);
+      }
     }
     if (absl::GetFlag(FLAGS_secure) &&
         !compare("TLS+token", secure, absl::GetFlag(FLAGS_secure_rounds))) {
