@@ -82,13 +82,14 @@ inline void PutTimestampField(std::string* out, int field, int64_t micros) {
   if (t.nanos != 0) PutVarintField(out, 2, t.nanos);
 }
 
-// Writes fields into memory already sized for them (by the *Size
+// Writes into memory already sized for what it writes (by the *Size
 // functions above), without a capacity check per byte: sum the sizes,
 // resize the output once, then write.
 class SizedWriter {
  public:
   explicit SizedWriter(char* at) : p_(at) {}
 
+  void Byte(uint8_t b) { *p_++ = static_cast<char>(b); }
   void Varint(uint64_t v) {
     while (v >= 0x80) {
       *p_++ = static_cast<char>(v | 0x80);
@@ -96,23 +97,39 @@ class SizedWriter {
     }
     *p_++ = static_cast<char>(v);
   }
+  void Bytes(absl::string_view s) {
+    if (!s.empty()) std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  // Little-endian, as the wire wants a fixed64 (a double's bits).
+  void Fixed64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) *p_++ = static_cast<char>(v >> (8 * i));
+  }
+  // `raw` as lowercase hex: 2 * raw.size() bytes.
+  void Hex(absl::string_view raw) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    for (unsigned char c : raw) {
+      *p_++ = kDigits[c >> 4];
+      *p_++ = kDigits[c & 15];
+    }
+  }
+
   void VarintField(int field, uint64_t v) {
-    *p_++ = static_cast<char>(Tag(field, kVarint));
+    Byte(Tag(field, kVarint));
     Varint(v);
   }
   // A length-delimited field's tag and length; `len` bytes must follow.
   void LenHeader(int field, size_t len) {
-    *p_++ = static_cast<char>(Tag(field, kLen));
+    Byte(Tag(field, kLen));
     Varint(len);
   }
   void BytesField(int field, absl::string_view v) {
     LenHeader(field, v.size());
-    if (!v.empty()) std::memcpy(p_, v.data(), v.size());
-    p_ += v.size();
+    Bytes(v);
   }
   void Fixed64Field(int field, uint64_t bits) {
-    *p_++ = static_cast<char>(Tag(field, kFixed64));
-    for (int i = 0; i < 8; ++i) *p_++ = static_cast<char>(bits >> (8 * i));
+    Byte(Tag(field, kFixed64));
+    Fixed64(bits);
   }
   // As PutTimestampField; LenFieldSize(t.BodySize()) bytes.
   void TimestampField(int field, const TimestampParts& t) {

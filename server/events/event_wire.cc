@@ -16,37 +16,7 @@ using wire::LenFieldSize;
 using wire::Tag;
 using wire::VarintSize;
 
-// Writes into a buffer already sized by the size functions above.
-class Writer {
- public:
-  explicit Writer(char* p) : p_(p) {}
-  void Byte(uint8_t b) { *p_++ = static_cast<char>(b); }
-  void Varint(uint64_t v) {
-    while (v >= 0x80) {
-      *p_++ = static_cast<char>(v | 0x80);
-      v >>= 7;
-    }
-    *p_++ = static_cast<char>(v);
-  }
-  void Bytes(absl::string_view s) {
-    std::memcpy(p_, s.data(), s.size());
-    p_ += s.size();
-  }
-  void Fixed64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) *p_++ = static_cast<char>(v >> (8 * i));
-  }
-  void Hex(absl::string_view raw) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    for (unsigned char c : raw) {
-      *p_++ = kDigits[c >> 4];
-      *p_++ = kDigits[c & 15];
-    }
-  }
-  char* position() const { return p_; }
-
- private:
-  char* p_;
-};
+using Writer = wire::SizedWriter;  // into buffers sized beforehand
 
 // v1::Value body of one present field.
 size_t ValueBodySize(const FieldValue& v) {
