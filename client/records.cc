@@ -323,6 +323,7 @@ absl::Status RecordMapper::ReadCsv(absl::Span<const absl::string_view> cells,
   event->event_id = absl::string_view();
   event->entity = absl::string_view();
   event->time_us = 0;
+  event->has_time = true;  // SetHeader requires the time column
   event->values.clear();
   for (size_t c = 0; c < cells.size(); ++c) {
     const absl::string_view cell = cells[c];
@@ -406,7 +407,6 @@ absl::Status RecordMapper::AppendCsvToRequest(
   CsvEvent& row = scratch_row_;
   absl::Status s = ReadCsv(cells, line, quoted, &row);
   if (!s.ok()) return s;
-  row.has_time = true;
   AppendEvent(row, out);
   return absl::OkStatus();
 }
