@@ -1,12 +1,16 @@
 // End-to-end benchmark of replay jobs on the features_load workload:
-//   (a) ReadEvents of the whole stream (events/s at the client), against
-//       db_bench fillseq+readseq on the same number of keys, same run;
+//   (a) ReadEvents of the whole stream (events/s at the client), read
+//       into v1::Event messages and as views (Client::ReadEventViews),
+//       alternating, against db_bench fillseq+readseq on the same number of
+//       keys, same run; with the server's and the client's CPU per event;
 //   (b) `rawfeat copy` of a slice of the stream into a second rawfeatd;
 //   (c) a 30-day daily `rawfeat backfill` with one shared pass and with
 //       one Snapshot per day (--separate-passes), same watermark; the two
 //       output folders must be identical.
 //
 //   replay_load --rawfeatd build/server/rawfeatd --rawfeat build/client/rawfeat
+
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -31,6 +35,9 @@ ABSL_FLAG(int64_t, copy_events, 1000000, "events copied to a second server");
 ABSL_FLAG(int, backfill_days, 30, "daily as-of times of the backfill");
 ABSL_FLAG(bool, replay_only, false,
           "measure only the ReadEvents replay (no copy, backfill, db_bench)");
+ABSL_FLAG(int, replay_rounds, 3,
+          "replays of each kind (messages, views), alternating; the best "
+          "counts");
 
 namespace rawfeat {
 namespace {
@@ -69,27 +76,84 @@ int Main() {
   if (!status.ok()) return 1;
   const uint64_t watermark = status->watermark();
 
-  // (a) Replay of the whole stream in seq order.
+  // (a) Replay of the whole stream in seq order, read into messages and
+  // as views, alternating; each kind's fastest round counts (this
+  // machine's noise slows runs, never speeds them).
   v1::ReadEventsRequest read;
   read.set_stream("orders");
   read.set_watermark(watermark);
+  struct Replay {
+    const char* name;
+    double rate = 0, server_us = 0, client_us = 0;
+  };
+  Replay kinds[2] = {{"v1::Event messages"}, {"event views"}};
   int64_t replayed = 0;
-  auto start = Clock::now();
-  absl::Status s = client.ReadEvents(read, [&](const v1::ReadEventsResponse& c) {
-    replayed += c.events_size();
-    return true;
-  });
-  const double replay_secs = Since(start);
-  if (!s.ok()) {
-    std::fprintf(stderr, "ReadEvents: %s\n", s.ToString().c_str());
-    return 1;
+  for (int round = 0; round < absl::GetFlag(FLAGS_replay_rounds); ++round) {
+    for (int kind = 0; kind < 2; ++kind) {
+      int64_t n = 0;
+      double checksum = 0;  // every value read, so none is skipped
+      const double server_cpu = server.CpuSeconds();
+      const double client_cpu = bench::RusageCpuSeconds(RUSAGE_SELF);
+      const auto start = Clock::now();
+      absl::Status s =
+          kind == 0
+              ? client.ReadEvents(read,
+                                  [&](const v1::ReadEventsResponse& c) {
+                                    for (const v1::Event& e : c.events()) {
+                                      for (const auto& [name, v] : e.fields()) {
+                                        checksum += v.double_value();
+                                      }
+                                    }
+                                    n += c.events_size();
+                                    return true;
+                                  })
+              : client.ReadEventViews(
+                    read, [&](const IngestBatch& events, uint64_t) {
+                      for (const IngestEntry& entry : events.entries) {
+                        checksum += entry.value.d;
+                      }
+                      n += static_cast<int64_t>(events.events.size());
+                      return true;
+                    });
+      const double secs = Since(start);
+      if (!s.ok()) {
+        std::fprintf(stderr, "ReadEvents: %s\n", s.ToString().c_str());
+        return 1;
+      }
+      if (replayed != 0 && n != replayed) {
+        std::fprintf(stderr, "replays disagree: %lld vs %lld events\n",
+                     static_cast<long long>(n),
+                     static_cast<long long>(replayed));
+        return 1;
+      }
+      replayed = n;
+      Replay& r = kinds[kind];
+      std::printf("replay as %-18s %lld events in %.2f s (sum %.6g)\n", r.name,
+                  static_cast<long long>(n), secs, checksum);
+      if (n / secs > r.rate) {
+        r.rate = n / secs;
+        r.server_us = (server.CpuSeconds() - server_cpu) * 1e6 / n;
+        r.client_us =
+            (bench::RusageCpuSeconds(RUSAGE_SELF) - client_cpu) * 1e6 / n;
+      }
+    }
   }
-  const double replay_rate = replayed / replay_secs;
-  std::printf("replay: %lld events in %.2f s\n",
-              static_cast<long long>(replayed), replay_secs);
   std::fflush(stdout);
+  const auto print_replays = [&](double readseq) {
+    for (const Replay& r : kinds) {
+      std::printf(
+          "ReadEvents replay, %-18s %10.0f events/s | rawfeatd %.2f us, "
+          "client %.2f us CPU per event",
+          r.name, r.rate, r.server_us, r.client_us);
+      if (readseq > 0) {
+        std::printf(" | db_bench readseq %10.0f ops/s | ratio %.2fx", readseq,
+                    r.rate / readseq);
+      }
+      std::printf("\n");
+    }
+  };
   if (absl::GetFlag(FLAGS_replay_only)) {
-    std::printf("ReadEvents replay  %10.0f events/s\n", replay_rate);
+    print_replays(-1);
     return 0;
   }
 
@@ -140,9 +204,7 @@ int Main() {
 
   const int n_days = absl::GetFlag(FLAGS_backfill_days);
   std::printf("\n");
-  std::printf("ReadEvents replay  %10.0f events/s | db_bench readseq %10.0f ops/s"
-              " | ratio %.2fx\n",
-              replay_rate, readseq, readseq > 0 ? replay_rate / readseq : 0.0);
+  print_replays(readseq);
   std::printf("copy (%lld events) %10.0f events/s (%.1f s)\n",
               static_cast<long long>(copy_n),
               copy_secs > 0 ? copy_n / copy_secs : 0.0, copy_secs);

@@ -198,6 +198,30 @@ absl::StatusOr<v1::IngestResponse> Client::IngestStream(
 
 namespace {
 
+// Reads a server stream to its end: `read_one(reader)` reads the next
+// message (false at the end), `handle()` takes it (false stops: the call
+// is cancelled, which is success unless `*failed` was set).
+template <typename Reader, typename ReadOne, typename Handle>
+absl::Status DrainStream(grpc::ClientContext* ctx, Reader* reader,
+                         ReadOne read_one, Handle handle,
+                         const absl::Status* failed, bool tls,
+                         const std::string& address) {
+  bool stopped = false;
+  while (read_one(reader)) {
+    if (!handle()) {
+      stopped = true;
+      ctx->TryCancel();
+      break;
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (!failed->ok()) return *failed;
+  if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
+    return absl::OkStatus();
+  }
+  return FromGrpcStatus(s, tls, address);
+}
+
 // Hands every message of a server stream to `on_chunk`; cancels the call
 // (and reports success) if it returns false. Each message is parsed into an
 // arena that is reset after it: a chunk of a thousand events with field
@@ -211,26 +235,39 @@ absl::Status ReadAll(grpc::ClientContext* ctx,
   arena_options.start_block_size = 64 << 10;
   arena_options.max_block_size = 1 << 20;
   google::protobuf::Arena arena(arena_options);
-  bool stopped = false;
-  while (true) {
-    auto* chunk = google::protobuf::Arena::CreateMessage<Chunk>(&arena);
-    if (!reader->Read(chunk)) break;
-    const bool more = on_chunk(*chunk);
-    arena.Reset();
-    if (!more) {
-      stopped = true;
-      ctx->TryCancel();
-      break;
-    }
-  }
-  grpc::Status s = reader->Finish();
-  if (stopped && s.error_code() == grpc::StatusCode::CANCELLED) {
-    return absl::OkStatus();
-  }
-  return FromGrpcStatus(s, tls, address);
+  Chunk* chunk = nullptr;
+  const absl::Status ok;
+  return DrainStream(
+      ctx, reader,
+      [&](grpc::ClientReader<Chunk>* r) {
+        arena.Reset();
+        chunk = google::protobuf::Arena::CreateMessage<Chunk>(&arena);
+        return r->Read(chunk);
+      },
+      [&] { return on_chunk(*chunk); }, &ok, tls, address);
 }
 
 }  // namespace
+
+absl::Status EventChunkReader::Read(absl::string_view bytes) {
+  if (ReadEventsChunk(bytes, &batch_, &watermark_)) return absl::OkStatus();
+  ++parsed_chunks_;
+  if (!parsed_.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    batch_.Clear();
+    watermark_ = 0;
+    return absl::DataLossError(
+        absl::StrCat("a ReadEvents response of ", bytes.size(),
+                     " bytes is not a ReadEventsResponse message"));
+  }
+  IngestBatchOf(parsed_.events(), &batch_);
+  watermark_ = parsed_.watermark();
+  parsed_bytes_.resize(batch_.events.size());
+  for (size_t i = 0; i < batch_.events.size(); ++i) {
+    parsed_.events(static_cast<int>(i)).SerializeToString(&parsed_bytes_[i]);
+    batch_.events[i].bytes = parsed_bytes_[i];
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Client::ReadEvents(
     const v1::ReadEventsRequest& request,
@@ -239,6 +276,41 @@ absl::Status Client::ReadEvents(
   SetDeadline(&ctx, true);
   auto reader = stub_->ReadEvents(&ctx, request);
   return ReadAll(&ctx, reader.get(), on_chunk, options_.tls, address_);
+}
+
+absl::Status Client::ReadEventViews(
+    const v1::ReadEventsRequest& request,
+    const std::function<bool(const IngestBatch&, uint64_t)>& on_chunk) {
+  // The generated stub's call, with the responses as they arrive
+  // (gRPC's ByteBuffer) instead of parsed messages.
+  static const std::string kMethod =
+      absl::StrCat("/", v1::FeatureStore::service_full_name(), "/ReadEvents");
+  const grpc::internal::RpcMethod method(
+      kMethod.c_str(), grpc::internal::RpcMethod::SERVER_STREAMING, channel_);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, true);
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+          channel_.get(), method, &ctx, request));
+  grpc::ByteBuffer buffer;
+  grpc::Slice slice;
+  EventChunkReader chunk;
+  absl::Status failed;
+  return DrainStream(
+      &ctx, reader.get(),
+      [&](grpc::ClientReader<grpc::ByteBuffer>* r) { return r->Read(&buffer); },
+      [&] {
+        // A message may arrive in pieces; one slice holds it whole.
+        if (!buffer.TrySingleSlice(&slice).ok() &&
+            !buffer.DumpToSingleSlice(&slice).ok()) {
+          failed = absl::DataLossError("a ReadEvents response is unreadable");
+          return false;
+        }
+        failed = chunk.Read(absl::string_view(
+            reinterpret_cast<const char*>(slice.begin()), slice.size()));
+        return failed.ok() && on_chunk(chunk.events(), chunk.watermark());
+      },
+      &failed, options_.tls, address_);
 }
 
 absl::Status Client::Snapshot(

@@ -6,13 +6,16 @@
 // Thread-safe: one Client may be shared by many threads.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "rawfeat/v1/rawfeat.grpc.pb.h"
+#include "server/common/ingest_batch.h"
 
 namespace rawfeat {
 
@@ -37,6 +40,31 @@ struct ClientOptions {
   // The name the server's certificate must carry when it differs from the
   // address's host (an IP address, a test certificate). Empty = the host.
   std::string tls_server_name;
+};
+
+// Reads the bytes of one ReadEventsResponse as views
+// (server/common/ingest_batch.h): by hand when they are in the form
+// rawfeatd writes, else (a server of another version: a field this client
+// does not know, a list value) through protobuf's parser. Every event's
+// `bytes` is its serialized v1::Event, seq included (which ingest ignores),
+// so a copy can forward it as it is. Not thread-safe.
+class EventChunkReader {
+ public:
+  // Reads `bytes`; the views point into them (or into this reader) until
+  // the next Read. Errors: DATA_LOSS if protobuf cannot parse them either.
+  absl::Status Read(absl::string_view bytes);
+
+  const IngestBatch& events() const { return batch_; }
+  uint64_t watermark() const { return watermark_; }
+  // Chunks read through protobuf's parser so far.
+  int64_t parsed_chunks() const { return parsed_chunks_; }
+
+ private:
+  IngestBatch batch_;
+  uint64_t watermark_ = 0;
+  int64_t parsed_chunks_ = 0;
+  v1::ReadEventsResponse parsed_;
+  std::vector<std::string> parsed_bytes_;  // per event of parsed_
 };
 
 class Client {
@@ -70,6 +98,16 @@ class Client {
   absl::Status ReadEvents(
       const v1::ReadEventsRequest& request,
       const std::function<bool(const v1::ReadEventsResponse&)>& on_chunk);
+  // ReadEvents with each chunk read as views into its wire bytes
+  // (EventChunkReader) instead of v1::Event messages, whose maps cost a
+  // replay client more than the server's whole read. `on_chunk(events,
+  // watermark)` per chunk, valid only during the call; stops early if it
+  // returns false. Errors: ReadEvents', and DATA_LOSS for a chunk that is
+  // not a ReadEventsResponse.
+  absl::Status ReadEventViews(
+      const v1::ReadEventsRequest& request,
+      const std::function<bool(const IngestBatch& events, uint64_t watermark)>&
+          on_chunk);
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request);
   // Calls `on_chunk` per received chunk; stops early if it returns false.

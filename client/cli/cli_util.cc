@@ -28,13 +28,6 @@ void BackoffSleep(int attempt, std::mt19937_64& rng) {
   std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
 }
 
-absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
-                                                   const v1::IngestRequest& req,
-                                                   int retries,
-                                                   std::mt19937_64& rng) {
-  return WithRetries(retries, rng, [&] { return client.Ingest(req); });
-}
-
 absl::StatusOr<int64_t> ParseTimeFlag(const char* flag,
                                       const std::string& text) {
   // A bare date: midnight UTC.

@@ -64,13 +64,6 @@ auto WithRetries(int retries, std::mt19937_64& rng, const Call& call) {
   }
 }
 
-// Sends one batch with WithRetries. Safe because ingest is idempotent by
-// event id.
-absl::StatusOr<v1::IngestResponse> SendWithRetries(Client& client,
-                                                   const v1::IngestRequest& req,
-                                                   int retries,
-                                                   std::mt19937_64& rng);
-
 // A time given to a flag: RFC 3339 ("2026-11-24T09:00:00Z", any offset), a
 // date ("2026-11-24": midnight UTC), or epoch with a unit suffix
 // ("1700000000s", "...ms", "...us"). Errors: INVALID_ARGUMENT starting

@@ -27,6 +27,7 @@
 #include "client/records.h"
 #include "nlohmann/json.hpp"
 #include "server/common/time_util.h"
+#include "server/common/wire.h"
 
 namespace rawfeat {
 
@@ -137,13 +138,19 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
   for (const std::string& stream : streams) {
     read.set_stream(stream);
     read.set_watermark(watermark);  // all streams at the first one's
-    v1::IngestRequest batch;
-    batch.set_stream(stream);
+    // The batch as IngestRequest wire bytes: the stream, then each event's
+    // bytes as the source sent them (their seq is ignored on ingest).
+    std::string batch;
+    wire::PutBytesField(&batch, v1::IngestRequest::kStreamFieldNumber, stream);
+    const size_t header = batch.size();
+    int64_t batch_events = 0;
     uint64_t batch_last_seq = last_seq;
     absl::Status failed;
     auto flush = [&]() {
-      if (batch.events().empty()) return true;
-      auto r = SendWithRetries(target, batch, args.retries, rng);
+      if (batch_events == 0) return true;
+      // Retrying is safe: ingest is idempotent by event id.
+      auto r = WithRetries(args.retries, rng,
+                           [&] { return target.IngestEncoded(batch); });
       if (!r.ok()) {
         failed = r.status();
         return false;
@@ -157,26 +164,27 @@ int RunCopy(const CopyArgs& args, const ClientOptions& options) {
       }
       accepted += r->accepted();
       duplicates += r->duplicates();
-      copied += batch.events_size();
+      copied += batch_events;
       last_seq = batch_last_seq;
-      batch.clear_events();
+      batch.resize(header);
+      batch_events = 0;
       progress.Update(0, copied);
       return true;
     };
     bool limit_hit = false;
-    absl::Status s = source.ReadEvents(read, [&](const auto& chunk) {
-      watermark = chunk.watermark();
-      for (const auto& e : chunk.events()) {
-        if (args.max_events > 0 &&
-            copied + batch.events_size() >= args.max_events) {
+    absl::Status s = source.ReadEventViews(read, [&](const IngestBatch& chunk,
+                                                     uint64_t chunk_watermark) {
+      watermark = chunk_watermark;
+      for (const IngestEvent& e : chunk.events) {
+        if (args.max_events > 0 && copied + batch_events >= args.max_events) {
           limit_hit = true;
           return false;
         }
-        v1::Event* out = batch.add_events();
-        *out = e;
-        out->clear_seq();
-        batch_last_seq = e.seq();
-        if (batch.events_size() >= args.batch_size && !flush()) return false;
+        wire::PutBytesField(&batch, v1::IngestRequest::kEventsFieldNumber,
+                            e.bytes);
+        ++batch_events;
+        batch_last_seq = e.seq;
+        if (batch_events >= args.batch_size && !flush()) return false;
       }
       return true;
     });

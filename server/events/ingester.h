@@ -73,7 +73,7 @@ class Ingester {
   };
   void Prepare(const v1::IngestRequest& request, int batch_index,
                Prepared* out) const;
-  // The same for a request read by ReadIngestBatch (schema/ingest_batch.h)
+  // The same for a request read by ReadIngestBatch (common/ingest_batch.h)
   // from `wire_bytes` bytes.
   void Prepare(const IngestBatch& batch, size_t wire_bytes, int batch_index,
                Prepared* out) const;

@@ -420,7 +420,7 @@ class IngestStreamReactor final
   grpc::Status Run() {
     total_.set_watermark(store_->watermark());
     // A batch in the form serializers write is read from its bytes in one
-    // piece (schema/ingest_batch.h); any other is parsed into an arena that
+    // piece (common/ingest_batch.h); any other is parsed into an arena that
     // is reset for the next: a thousand events with field maps are
     // thousands of allocations else. (A prepared batch keeps nothing of
     // either.)

@@ -10,7 +10,7 @@
 
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/hash.h"
-#include "server/schema/ingest_batch.h"
+#include "server/common/ingest_batch.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/event_store.h"

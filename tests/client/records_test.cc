@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
-#include "server/schema/ingest_batch.h"
+#include "server/common/ingest_batch.h"
 #include "tests/test_util.h"
 
 namespace rawfeat {
@@ -271,7 +271,7 @@ TEST(RecordMapperTest, WireBytesParseAsTheEvent) {
     ASSERT_EQ(testing::Canonical(parsed.events(0)), testing::Canonical(*event))
         << parsed.events(0).DebugString() << " vs " << event->DebugString();
     // The server reads these bytes by hand, not through protobuf's parser
-    // (schema/ingest_batch.h): they are in the form it reads.
+    // (common/ingest_batch.h): they are in the form it reads.
     IngestBatch read;
     const std::string bytes = request.substr(before.size());
     ASSERT_TRUE(ReadIngestBatch(bytes, &read));

@@ -23,14 +23,45 @@ using testing::TestServer;
 constexpr int64_t kDay = 86400LL * 1000000;
 constexpr int64_t kT0 = 1795478400LL * 1000000;  // 2026-11-24T00:00:00Z
 
+// Reads `req` as messages (ReadEvents) and as views (ReadEventViews):
+// both must see the same events, each view's bytes parsing to its event.
 std::vector<v1::Event> ReadAll(Client& client, v1::ReadEventsRequest req) {
   req.set_stream(req.stream().empty() ? "orders" : req.stream());
   std::vector<v1::Event> out;
+  std::vector<uint64_t> watermarks;
   absl::Status s = client.ReadEvents(req, [&](const auto& chunk) {
     for (const auto& e : chunk.events()) out.push_back(e);
+    watermarks.push_back(chunk.watermark());
     return true;
   });
   EXPECT_TRUE(s.ok()) << s;
+  size_t i = 0, chunks = 0;
+  s = client.ReadEventViews(
+      req, [&](const IngestBatch& chunk, uint64_t watermark) {
+        EXPECT_LT(chunks, watermarks.size());
+        if (chunks < watermarks.size())
+          EXPECT_EQ(watermark, watermarks[chunks]);
+        ++chunks;
+        for (const IngestEvent& e : chunk.events) {
+          EXPECT_LT(i, out.size());
+          if (i >= out.size()) return false;
+          const v1::Event& want = out[i++];
+          EXPECT_EQ(e.seq, want.seq());
+          EXPECT_EQ(e.event_id, want.event_id());
+          EXPECT_EQ(e.entity, want.entity());
+          EXPECT_EQ(e.seconds, want.event_time().seconds());
+          EXPECT_EQ(e.nanos, want.event_time().nanos());
+          EXPECT_EQ(e.entries, static_cast<size_t>(want.fields().size()));
+          v1::Event parsed;
+          EXPECT_TRUE(parsed.ParseFromArray(e.bytes.data(),
+                                            static_cast<int>(e.bytes.size())));
+          EXPECT_EQ(testing::Canonical(parsed), testing::Canonical(want));
+        }
+        return true;
+      });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(i, out.size());
+  EXPECT_EQ(chunks, watermarks.size());
   return out;
 }
 
@@ -501,6 +532,10 @@ TEST(ReplayTest, BadRequests) {
   req.set_stream("nope");
   auto s = ts.client().ReadEvents(req, [](const auto&) { return true; });
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  s = ts.client().ReadEventViews(
+      req, [](const IngestBatch&, uint64_t) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("nope"), std::string::npos) << s;
   req.set_stream("orders");
   req.set_watermark(5);
   s = ts.client().ReadEvents(req, [](const auto&) { return true; });
@@ -528,6 +563,14 @@ TEST(ReplayTest, EarlyStopsAndConcurrentSlowReadersAreServed) {
   int chunks = 0;
   absl::Status s = ts.client().ReadEvents(req, [&](const auto& chunk) {
     EXPECT_GT(chunk.events_size(), 0);
+    ++chunks;
+    return false;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(chunks, 1);
+  chunks = 0;
+  s = ts.client().ReadEventViews(req, [&](const IngestBatch& chunk, uint64_t) {
+    EXPECT_FALSE(chunk.events.empty());
     ++chunks;
     return false;
   });

@@ -131,7 +131,7 @@ TEST(ReliabilityTest, IngestStreamEndsAtABatchThatDoesNotParse) {
 }
 
 // A batch from a client with a newer API (fields this server does not
-// know) is not read by hand (schema/ingest_batch.h) but parsed: its events
+// know) is not read by hand (common/ingest_batch.h) but parsed: its events
 // are stored all the same, and equal to those of a plain batch.
 TEST(ReliabilityTest, IngestStreamTakesBatchesWithFieldsItDoesNotKnow) {
   TestServer ts;

@@ -1,4 +1,4 @@
-#include "server/schema/ingest_batch.h"
+#include "server/common/ingest_batch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "client/client.h"
 #include "gtest/gtest.h"
 #include "server/common/wire.h"
 #include "server/schema/event_validator.h"
@@ -39,7 +40,7 @@ struct Flat {
   std::string stream;
   int on_invalid = 0;
   std::vector<std::tuple<std::string, std::string, bool, int64_t, int32_t,
-                         std::vector<EntryKey>>>
+                         uint64_t, std::vector<EntryKey>>>
       events;
   bool operator==(const Flat& o) const {
     return stream == o.stream && on_invalid == o.on_invalid &&
@@ -59,7 +60,8 @@ Flat Flatten(const IngestBatch& b) {
     std::vector<EntryKey> entries;
     for (const auto& [name, key] : last) entries.push_back(key);
     f.events.emplace_back(std::string(e.event_id), std::string(e.entity),
-                          e.has_time, e.seconds, e.nanos, std::move(entries));
+                          e.has_time, e.seconds, e.nanos, e.seq,
+                          std::move(entries));
   }
   return f;
 }
@@ -86,6 +88,19 @@ class RandomRequests {
     }
     const int n = static_cast<int>(rng_() % 6);
     for (int i = 0; i < n; ++i) *r.add_events() = Event();
+    return r;
+  }
+
+  // A replay chunk: events with seqs, and mostly a watermark.
+  v1::ReadEventsResponse NextChunk() {
+    v1::ReadEventsResponse r;
+    const int n = static_cast<int>(rng_() % 6);
+    for (int i = 0; i < n; ++i) {
+      v1::Event* e = r.add_events();
+      *e = Event();
+      e->set_seq(Pick<uint64_t>({1, 127, 128, ~uint64_t{0}, rng_()}));
+    }
+    if (Chance(0.9)) r.set_watermark(rng_() >> (rng_() % 64));
     return r;
   }
 
@@ -170,6 +185,35 @@ TEST(IngestBatchTest, ReadsWhatProtobufWritesAsProtobufParsesIt) {
   }
 }
 
+// One to three random edits: bit flips, cuts, inserted bytes, a piece
+// again (repeated fields and entries), overwritten bytes.
+void Damage(std::string* bytes_out, std::mt19937_64& rng) {
+  std::string& bytes = *bytes_out;
+  const int edits = 1 + static_cast<int>(rng() % 3);
+  for (int k = 0; k < edits; ++k) {
+    const size_t at = rng() % bytes.size();
+    switch (rng() % 5) {
+      case 0:
+        bytes[at] = static_cast<char>(bytes[at] ^ (1 << (rng() % 8)));
+        break;
+      case 1:
+        bytes.resize(at);
+        break;
+      case 2:
+        bytes.insert(at, 1, static_cast<char>(rng()));
+        break;
+      case 3: {  // a piece again: repeated fields and entries
+        const size_t len = 1 + rng() % std::min<size_t>(40, bytes.size() - at);
+        bytes.insert(rng() % bytes.size(), bytes.substr(at, len));
+        break;
+      }
+      default:
+        bytes[at] = static_cast<char>(rng());
+    }
+    if (bytes.empty()) break;
+  }
+}
+
 // Damaged and unusual bytes: read or not, never read otherwise than
 // protobuf does. Some of them must be read (else this tests nothing).
 TEST(IngestBatchTest, AcceptsOnlyWhatProtobufAcceptsAndMeansTheSame) {
@@ -180,30 +224,7 @@ TEST(IngestBatchTest, AcceptsOnlyWhatProtobufAcceptsAndMeansTheSame) {
   for (int i = 0; i < 20000; ++i) {
     std::string bytes = random.Next().SerializeAsString();
     if (bytes.empty()) continue;
-    const int edits = 1 + static_cast<int>(rng() % 3);
-    for (int k = 0; k < edits; ++k) {
-      const size_t at = rng() % bytes.size();
-      switch (rng() % 5) {
-        case 0:
-          bytes[at] = static_cast<char>(bytes[at] ^ (1 << (rng() % 8)));
-          break;
-        case 1:
-          bytes.resize(at);
-          break;
-        case 2:
-          bytes.insert(at, 1, static_cast<char>(rng()));
-          break;
-        case 3: {  // a piece again: repeated fields and entries
-          const size_t len =
-              1 + rng() % std::min<size_t>(40, bytes.size() - at);
-          bytes.insert(rng() % bytes.size(), bytes.substr(at, len));
-          break;
-        }
-        default:
-          bytes[at] = static_cast<char>(rng());
-      }
-      if (bytes.empty()) break;
-    }
+    Damage(&bytes, rng);
     Flat expected;
     const bool protobuf = ProtobufReads(bytes, &expected);
     if (ReadIngestBatch(bytes, &read)) {
@@ -218,6 +239,132 @@ TEST(IngestBatchTest, AcceptsOnlyWhatProtobufAcceptsAndMeansTheSame) {
   EXPECT_GT(accepted, 1000);
   EXPECT_GT(refused, 1000);
   EXPECT_GT(refused_by_both, 100);
+}
+
+// What protobuf makes of a ReadEventsResponse's bytes; false if they do
+// not parse.
+bool ProtobufReadsChunk(const std::string& bytes, Flat* out,
+                        uint64_t* watermark) {
+  v1::ReadEventsResponse response;
+  if (!response.ParseFromString(bytes)) return false;
+  IngestBatch batch;
+  IngestBatchOf(response.events(), &batch);
+  *out = Flatten(batch);
+  *watermark = response.watermark();
+  return true;
+}
+
+// Checks a chunk ReadEventsChunk read against protobuf's reading, and
+// that each event's `bytes` parse to that same event.
+void ExpectReadsAsProtobuf(const std::string& bytes, const IngestBatch& read,
+                           uint64_t watermark, int i) {
+  Flat expected;
+  uint64_t expected_watermark = 0;
+  ASSERT_TRUE(ProtobufReadsChunk(bytes, &expected, &expected_watermark))
+      << "read bytes protobuf refuses, case " << i;
+  ASSERT_TRUE(Flatten(read) == expected) << "case " << i;
+  EXPECT_EQ(watermark, expected_watermark) << "case " << i;
+  google::protobuf::RepeatedPtrField<v1::Event> own;
+  for (const IngestEvent& e : read.events) {
+    ASSERT_TRUE(own.Add()->ParseFromArray(e.bytes.data(),
+                                          static_cast<int>(e.bytes.size())))
+        << "case " << i;
+  }
+  IngestBatch from_own;
+  IngestBatchOf(own, &from_own);
+  ASSERT_TRUE(Flatten(from_own) == expected) << "case " << i;
+}
+
+TEST(ReadEventsChunkTest, ReadsWhatProtobufWritesAsProtobufParsesIt) {
+  RandomRequests random(4);
+  IngestBatch read;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string bytes = random.NextChunk().SerializeAsString();
+    uint64_t watermark = 1;
+    ASSERT_TRUE(ReadEventsChunk(bytes, &read, &watermark)) << i;
+    ExpectReadsAsProtobuf(bytes, read, watermark, i);
+  }
+}
+
+TEST(ReadEventsChunkTest, AcceptsOnlyWhatProtobufAcceptsAndMeansTheSame) {
+  RandomRequests random(5);
+  std::mt19937_64 rng(6);
+  IngestBatch read;
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes = random.NextChunk().SerializeAsString();
+    if (bytes.empty()) continue;
+    Damage(&bytes, rng);
+    uint64_t watermark;
+    if (ReadEventsChunk(bytes, &read, &watermark)) {
+      ++accepted;
+      ExpectReadsAsProtobuf(bytes, read, watermark, i);
+    } else {
+      ++refused;
+    }
+  }
+  EXPECT_GT(accepted, 1000);
+  EXPECT_GT(refused, 1000);
+}
+
+// What a server of another version may send is left to protobuf: a field
+// this reader does not know, a list value, the watermark twice.
+TEST(ReadEventsChunkTest, HandsUncommonFormsToProtobuf) {
+  IngestBatch read;
+  uint64_t watermark;
+  v1::ReadEventsResponse plain;
+  v1::Event* e = plain.add_events();
+  e->set_event_id("o-1");
+  e->set_seq(7);
+  plain.set_watermark(9);
+  const std::string bytes = plain.SerializeAsString();
+  ASSERT_TRUE(ReadEventsChunk(bytes, &read, &watermark));
+  ASSERT_EQ(read.events.size(), 1u);
+  EXPECT_EQ(read.events[0].seq, 7u);
+  EXPECT_EQ(watermark, 9u);
+
+  std::string unknown = bytes;
+  wire::PutVarintField(&unknown, 3, 1);
+  std::string twice = bytes;
+  wire::PutVarintField(&twice, v1::ReadEventsResponse::kWatermarkFieldNumber,
+                       10);
+  v1::ReadEventsResponse listed = plain;
+  (*listed.mutable_events(0)->mutable_fields())["tags"].mutable_list_value();
+  for (const std::string& b : {unknown, twice, listed.SerializeAsString()}) {
+    EXPECT_FALSE(ReadEventsChunk(b, &read, &watermark));
+    v1::ReadEventsResponse parsed;
+    EXPECT_TRUE(parsed.ParseFromString(b));
+  }
+}
+
+// The client's reader: the server's form by hand; another server's form
+// (here a list value) through protobuf, with the same views and each
+// event's bytes; what is no ReadEventsResponse at all is DATA_LOSS.
+TEST(EventChunkReaderTest, ReadsOtherFormsThroughProtobuf) {
+  RandomRequests random(7);
+  EventChunkReader reader;
+  for (int i = 0; i < 200; ++i) {
+    v1::ReadEventsResponse chunk = random.NextChunk();
+    if (i % 2 == 1 && chunk.events_size() > 0) {
+      (*chunk.mutable_events(0)->mutable_fields())["tags"]
+          .mutable_list_value()
+          ->add_values()
+          ->set_int64_value(i);
+    }
+    const std::string bytes = chunk.SerializeAsString();
+    const int64_t parsed_before = reader.parsed_chunks();
+    ASSERT_TRUE(reader.Read(bytes).ok()) << i;
+    EXPECT_EQ(reader.parsed_chunks() - parsed_before,
+              i % 2 == 1 && chunk.events_size() > 0 ? 1 : 0)
+        << i;
+    ExpectReadsAsProtobuf(bytes, reader.events(), reader.watermark(), i);
+  }
+  EXPECT_GT(reader.parsed_chunks(), 50);
+  const absl::Status s = reader.Read(
+      "\x0a\x05"
+      "ab");  // cut short
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_TRUE(reader.events().events.empty());
 }
 
 // Bytes of one event: `body` inside an IngestRequest's events field.

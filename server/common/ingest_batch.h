@@ -1,10 +1,12 @@
-#ifndef RAWFEAT_SERVER_SCHEMA_INGEST_BATCH_H_
-#define RAWFEAT_SERVER_SCHEMA_INGEST_BATCH_H_
+#ifndef RAWFEAT_SERVER_COMMON_INGEST_BATCH_H_
+#define RAWFEAT_SERVER_COMMON_INGEST_BATCH_H_
 
-// The events of one IngestRequest as PrepareEvents reads them: views into
-// the request's wire bytes, or into a parsed v1::IngestRequest. Reading the
-// wire bytes directly skips building a message with a map per event, which
-// cost more than all of validation, hashing and encoding together.
+// The events of one IngestRequest as PrepareEvents reads them, or of one
+// ReadEventsResponse as a replay client reads them: views into the
+// message's wire bytes, or into a parsed message. Reading the wire bytes
+// directly skips building a message with a map per event, which cost the
+// server more than all of validation, hashing and encoding together, and a
+// replay client more than the server's whole read.
 // Pure functions; a batch is not thread-safe, the functions are.
 
 #include <cstddef>
@@ -44,6 +46,11 @@ struct IngestEvent {
   // bytes): as in a protobuf map, the last entry of a name counts.
   size_t first_entry = 0;
   size_t entries = 0;
+  // Set by the server on reads (ReadEventsChunk); ignored on ingest.
+  uint64_t seq = 0;
+  // The event's own serialized v1::Event, when read from wire bytes (empty
+  // from a parsed message): what a copy forwards as it is.
+  absl::string_view bytes;
 };
 
 struct IngestBatch {
@@ -68,6 +75,12 @@ struct IngestBatch {
 // (IngestBatchOf); `out` is then unspecified.
 bool ReadIngestBatch(absl::string_view bytes, IngestBatch* out);
 
+// Reads a serialized v1::ReadEventsResponse: its events into `out` (stream
+// and on_invalid left empty) and its watermark. True and false as for
+// ReadIngestBatch (false: hand the bytes to protobuf's parser).
+bool ReadEventsChunk(absl::string_view bytes, IngestBatch* out,
+                     uint64_t* watermark);
+
 // Views of a parsed request (valid while `request` is unchanged), or of
 // parsed events alone (stream and on_invalid left empty).
 void IngestBatchOf(const v1::IngestRequest& request, IngestBatch* out);
@@ -76,4 +89,4 @@ void IngestBatchOf(const google::protobuf::RepeatedPtrField<v1::Event>& events,
 
 }  // namespace rawfeat
 
-#endif  // RAWFEAT_SERVER_SCHEMA_INGEST_BATCH_H_
+#endif  // RAWFEAT_SERVER_COMMON_INGEST_BATCH_H_

@@ -1,4 +1,4 @@
-#include "server/schema/ingest_batch.h"
+#include "server/common/ingest_batch.h"
 
 #include <cstring>
 
@@ -192,6 +192,7 @@ bool ReadEvent(absl::string_view bytes, IngestBatch* batch) {
   WireReader r(bytes);
   IngestEvent& e = batch->events.emplace_back();
   e.first_entry = batch->entries.size();
+  e.bytes = bytes;
   uint32_t seen = 0;
   while (!r.done()) {
     int field;
@@ -199,7 +200,6 @@ bool ReadEvent(absl::string_view bytes, IngestBatch* batch) {
     if (!r.Tag(&field, &type)) return false;
     if (field != Ev::kFieldsFieldNumber && !Once(&seen, field)) return false;
     absl::string_view body;
-    uint64_t ignored;
     switch (field) {
       case Ev::kEventIdFieldNumber:
         if (type != kLen || !r.String(&e.event_id)) return false;
@@ -221,7 +221,7 @@ bool ReadEvent(absl::string_view bytes, IngestBatch* batch) {
         ++e.entries;
         break;
       case Ev::kSeqFieldNumber:  // set by the server; ignored on ingest
-        if (type != kVarint || !r.Varint(&ignored)) return false;
+        if (type != kVarint || !r.Varint(&e.seq)) return false;
         break;
       default:
         return false;
@@ -238,6 +238,7 @@ void AppendEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
     e.event_id = pe.event_id();
     e.entity = pe.entity();
     e.has_time = pe.has_event_time();
+    e.seq = pe.seq();
     e.seconds = pe.event_time().seconds();
     e.nanos = pe.event_time().nanos();
     e.first_entry = out->entries.size();
@@ -306,6 +307,37 @@ bool ReadIngestBatch(absl::string_view bytes, IngestBatch* out) {
         if (type != kVarint || !r.Varint(&v)) return false;
         // An open enum: any int32 is kept.
         out->on_invalid = static_cast<v1::OnInvalid>(static_cast<int32_t>(v));
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+bool ReadEventsChunk(absl::string_view bytes, IngestBatch* out,
+                     uint64_t* watermark) {
+  using Resp = v1::ReadEventsResponse;
+  out->Clear();
+  *watermark = 0;
+  WireReader r(bytes);
+  bool watermark_seen = false;
+  while (!r.done()) {
+    int field;
+    uint32_t type;
+    if (!r.Tag(&field, &type)) return false;
+    absl::string_view body;
+    switch (field) {
+      case Resp::kEventsFieldNumber:
+        if (type != kLen || !r.Bytes(&body) || !ReadEvent(body, out)) {
+          return false;
+        }
+        break;
+      case Resp::kWatermarkFieldNumber:
+        if (watermark_seen || type != kVarint || !r.Varint(watermark)) {
+          return false;
+        }
+        watermark_seen = true;
         break;
       default:
         return false;
