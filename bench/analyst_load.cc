@@ -342,9 +342,9 @@ int Main() {
   const double join_secs = join.total;
   std::printf(
       "join: %lld rows in %.2f s (labels sent after %.2f s, first row back "
-      "after %.2f s; peak RSS %.0f MiB)\n",
+      "after %.2f s; rawfeatd CPU %.2f s, peak RSS %.0f MiB)\n",
       static_cast<long long>(join.rows), join.total, join.sent, join.first_row,
-      join.peak_rss / 1048576.0);
+      join.server_cpu, join.peak_rss / 1048576.0);
   peak_rss = std::max(peak_rss, join.peak_rss);
   std::fflush(stdout);
 
