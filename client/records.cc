@@ -9,7 +9,6 @@
 #include <streambuf>
 #include <string>
 
-#include "absl/base/casts.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -228,6 +227,7 @@ absl::Status RecordMapper::ParseCell(const v1::FieldDef& field,
                                      absl::string_view cell,
                                      CsvValue* value) {
   value->field = &field;
+  value->type = field.type();
   switch (field.type()) {
     case v1::INT64:
       if (!absl::SimpleAtoi(cell, &value->i)) {
@@ -414,21 +414,9 @@ absl::Status RecordMapper::AppendCsvToRequest(
 void RecordMapper::AppendEvent(const CsvEvent& row, std::string* out) {
   // Sized first, then written in place: an `events` entry holding the
   // event; each field a map entry (key 1, value 2) holding a Value.
-  auto value_size = [](const CsvValue& v) -> size_t {
-    switch (v.field->type()) {
-      case v1::INT64:
-        return 1 + wire::VarintSize(static_cast<uint64_t>(v.i));
-      case v1::DOUBLE:
-        return 9;
-      case v1::STRING:
-        return wire::LenFieldSize(v.s.size());
-      default:  // BOOL
-        return 2;
-    }
-  };
   auto entry_size = [&](const CsvValue& v) {
     return wire::LenFieldSize(v.field->name().size()) +
-           wire::LenFieldSize(value_size(v));
+           wire::LenFieldSize(wire::ValueBodySize(v));
   };
   const wire::TimestampParts time(row.time_us);
   size_t body = row.has_time ? wire::LenFieldSize(time.BodySize()) : 0;
@@ -451,22 +439,8 @@ void RecordMapper::AppendEvent(const CsvEvent& row, std::string* out) {
   for (const CsvValue& v : row.values) {
     w.LenHeader(v1::Event::kFieldsFieldNumber, entry_size(v));
     w.BytesField(1, v.field->name());
-    w.LenHeader(2, value_size(v));
-    switch (v.field->type()) {
-      case v1::INT64:
-        w.VarintField(v1::Value::kInt64ValueFieldNumber,
-                      static_cast<uint64_t>(v.i));
-        break;
-      case v1::DOUBLE:
-        w.Fixed64Field(v1::Value::kDoubleValueFieldNumber,
-                       absl::bit_cast<uint64_t>(v.d));
-        break;
-      case v1::STRING:
-        w.BytesField(v1::Value::kStringValueFieldNumber, v.s);
-        break;
-      default:  // BOOL
-        w.VarintField(v1::Value::kBoolValueFieldNumber, v.b ? 1 : 0);
-    }
+    w.LenHeader(2, wire::ValueBodySize(v));
+    wire::WriteValueBody(v, &w);
   }
   assert(w.position() == out->data() + out->size());
 }
@@ -666,6 +640,7 @@ bool RecordMapper::ReadSimpleJson(absl::string_view text, CsvEvent* row) const {
           const v1::FieldDef& field = stream_.fields(f);
           CsvValue v;
           v.field = &field;
+          v.type = field.type();
           switch (field.type()) {
             case v1::INT64:
               if (!is_number || !integer) return false;

@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "rawfeat/v1/rawfeat.pb.h"
+#include "server/common/field_value.h"
 #include "server/common/time_util.h"
 
 namespace rawfeat {
@@ -121,13 +122,10 @@ class RecordMapper {
   const v1::StreamDef& stream() const { return stream_; }
 
  private:
-  // One CSV record, checked and typed; views into the cells.
-  struct CsvValue {
+  // One CSV record, checked and typed; views into the cells. A value's
+  // type is its field's.
+  struct CsvValue : FieldValue {
     const v1::FieldDef* field = nullptr;
-    int64_t i = 0;  // INT64
-    double d = 0;   // DOUBLE
-    bool b = false;  // BOOL
-    absl::string_view s;  // STRING
   };
   struct CsvEvent {
     absl::string_view event_id, entity;

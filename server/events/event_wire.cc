@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
+#include "server/common/field_value.h"
 #include "server/common/hash.h"
 #include "server/common/wire.h"
 
@@ -17,49 +18,6 @@ using wire::Tag;
 using wire::VarintSize;
 
 using Writer = wire::SizedWriter;  // into buffers sized beforehand
-
-// v1::Value body of one present field.
-size_t ValueBodySize(const FieldValue& v) {
-  switch (v.type) {
-    case v1::INT64:
-      return 1 + VarintSize(static_cast<uint64_t>(v.i));
-    case v1::DOUBLE:
-      return 1 + 8;
-    case v1::STRING:
-      return LenFieldSize(v.s.size());
-    case v1::BOOL:
-      return 2;
-    default:
-      return 0;
-  }
-}
-
-void WriteValueBody(const FieldValue& v, Writer* w) {
-  switch (v.type) {
-    case v1::INT64:
-      w->Byte(Tag(v1::Value::kInt64ValueFieldNumber, wire::kVarint));
-      w->Varint(static_cast<uint64_t>(v.i));
-      break;
-    case v1::DOUBLE: {
-      w->Byte(Tag(v1::Value::kDoubleValueFieldNumber, wire::kFixed64));
-      uint64_t bits;
-      std::memcpy(&bits, &v.d, 8);
-      w->Fixed64(bits);
-      break;
-    }
-    case v1::STRING:
-      w->Byte(Tag(v1::Value::kStringValueFieldNumber, kLen));
-      w->Varint(v.s.size());
-      w->Bytes(v.s);
-      break;
-    case v1::BOOL:
-      w->Byte(Tag(v1::Value::kBoolValueFieldNumber, wire::kVarint));
-      w->Byte(v.b ? 1 : 0);
-      break;
-    default:
-      break;
-  }
-}
 
 }  // namespace
 
@@ -96,7 +54,7 @@ absl::Status EventChunkEncoder::AppendEvent(const StoredEvent& k,
   value_sizes_.resize(fields.size());
   for (size_t i = 0; i < fields.size(); ++i) {
     if (!fields[i].present()) continue;
-    value_sizes_[i] = static_cast<uint32_t>(ValueBodySize(fields[i]));
+    value_sizes_[i] = static_cast<uint32_t>(wire::ValueBodySize(fields[i]));
     body += LenFieldSize(entry_keys_[i].size() + LenFieldSize(value_sizes_[i]));
   }
 
@@ -137,7 +95,7 @@ absl::Status EventChunkEncoder::AppendEvent(const StoredEvent& k,
     w.Bytes(entry_key);
     w.Byte(Tag(2, kLen));
     w.Varint(value_sizes_[i]);
-    WriteValueBody(fields[i], &w);
+    wire::WriteValueBody(fields[i], &w);
   }
   if (k.seq != 0) {
     w.Byte(Tag(v1::Event::kSeqFieldNumber, wire::kVarint));

@@ -25,21 +25,10 @@
 #include "absl/strings/string_view.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/common/coding.h"
+#include "server/common/field_value.h"
 #include "server/common/hash.h"
 
 namespace rawfeat {
-
-// One typed field value without protobuf overhead. For STRING, `s` points
-// into memory owned elsewhere (the encoded value, or the request).
-struct FieldValue {
-  v1::FieldType type = v1::FIELD_TYPE_UNSPECIFIED;  // UNSPECIFIED = absent
-  int64_t i = 0;
-  double d = 0;
-  bool b = false;
-  absl::string_view s;
-
-  bool present() const { return type != v1::FIELD_TYPE_UNSPECIFIED; }
-};
 
 // One value's payload for its (known) type, no tag: INT64 zigzag varint,
 // DOUBLE 8 bytes, STRING varint length + bytes, BOOL one byte.
