@@ -10,6 +10,7 @@ namespace {
 
 // Field numbers, as generated.
 using Req = v1::IngestRequest;
+using Resp = v1::ReadEventsResponse;
 using Ev = v1::Event;
 using Val = v1::Value;
 using Ts = google::protobuf::Timestamp;
@@ -317,15 +318,15 @@ bool ReadIngestBatch(absl::string_view bytes, IngestBatch* out) {
 
 bool ReadEventsChunk(absl::string_view bytes, IngestBatch* out,
                      uint64_t* watermark) {
-  using Resp = v1::ReadEventsResponse;
   out->Clear();
   *watermark = 0;
   WireReader r(bytes);
-  bool watermark_seen = false;
+  uint32_t seen = 0;
   while (!r.done()) {
     int field;
     uint32_t type;
     if (!r.Tag(&field, &type)) return false;
+    if (field != Resp::kEventsFieldNumber && !Once(&seen, field)) return false;
     absl::string_view body;
     switch (field) {
       case Resp::kEventsFieldNumber:
@@ -334,10 +335,7 @@ bool ReadEventsChunk(absl::string_view bytes, IngestBatch* out,
         }
         break;
       case Resp::kWatermarkFieldNumber:
-        if (watermark_seen || type != kVarint || !r.Varint(watermark)) {
-          return false;
-        }
-        watermark_seen = true;
+        if (type != kVarint || !r.Varint(watermark)) return false;
         break;
       default:
         return false;
