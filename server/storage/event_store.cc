@@ -760,7 +760,20 @@ void EventStore::Publish(const std::vector<Writer*>& group,
 absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
                                      Publication* publication) {
   absl::MutexLock commit_lock(&commit_mu_);
-  rocksdb::WriteBatch batch;
+  if (commit_batch_ == nullptr) {
+    commit_batch_ = std::make_unique<rocksdb::WriteBatch>();
+  }
+  rocksdb::WriteBatch& batch = *commit_batch_;
+  batch.Clear();
+  // A batch that grew past this is freed after its write (a burst's
+  // groups do not keep their memory).
+  constexpr size_t kKeptCommitBatchBytes = 16 << 20;
+  struct FreeLarge {
+    std::unique_ptr<rocksdb::WriteBatch>* batch;
+    ~FreeLarge() {
+      if ((*batch)->GetDataSize() > kKeptCommitBatchBytes) batch->reset();
+    }
+  } free_large{&commit_batch_};
   uint64_t seq = next_seq_;
   // Ids written by earlier writers of this group, with their content hash.
   absl::flat_hash_map<std::string, Sha256Digest> group_ids;

@@ -599,6 +599,11 @@ class EventStore {
   // Held while a group is decided and written, or an exclusive section
   // runs.
   mutable absl::Mutex commit_mu_;
+  // CommitGroup's write batch, cleared and reused from group to group so
+  // its buffer is not grown by doubling into fresh pages each time; a
+  // batch that grew past 16 MiB is freed after its write.
+  std::unique_ptr<rocksdb::WriteBatch> commit_batch_
+      ABSL_GUARDED_BY(commit_mu_);
   // Held while a written group's events enter the head and its watermark
   // is published (the next group meanwhile holds commit_mu_). Taken after
   // commit_mu_: an exclusive section takes both, and so sees no group half
