@@ -53,6 +53,7 @@
 #include "bench/workload_flags.h"
 #include "client/client.h"
 #include "client/local_server.h"
+#include "google/protobuf/arena.h"
 #include "server/common/time_util.h"
 
 ABSL_FLAG(std::string, redis_server, "/usr/bin/redis-server",
@@ -104,6 +105,11 @@ struct Stats {
   // The server's CPU time (user + system) per request, background work
   // included (0: not measured).
   double cpu_us = 0;
+  // This tool's CPU time per request (its clients: building requests,
+  // gRPC, parsing answers), and the machine's cores busy on average (all
+  // processes) while the scenario ran.
+  double client_us = 0;
+  double busy = 0;
 };
 
 // Where the machine's CPU went over an interval: all cores (from
@@ -211,12 +217,18 @@ Stats ClosedLoop(
   return s;
 }
 
-// ClosedLoop's stats with the CPU `server` spent meanwhile.
+// ClosedLoop's stats with the CPU `server` and this tool's clients spent
+// meanwhile, and how busy the machine was.
 template <typename... Args>
 Stats MeasuredLoop(const LocalServer& server, Args&&... args) {
-  const double cpu = server.CpuSeconds();
+  const CpuMeter meter(server);
   Stats s = ClosedLoop(std::forward<Args>(args)...);
-  if (s.n > 0 && cpu >= 0) s.cpu_us = (server.CpuSeconds() - cpu) * 1e6 / s.n;
+  const CpuMeter::Busy b = meter.Read();
+  if (s.n > 0) {
+    s.cpu_us = b.server * b.seconds * 1e6 / s.n;
+    s.client_us = b.tool * b.seconds * 1e6 / s.n;
+    s.busy = b.machine;
+  }
   return s;
 }
 
@@ -251,19 +263,28 @@ std::function<std::function<bool(std::mt19937_64&)>()> Caller(
   return [address, options, sc] {
     auto client = std::make_shared<Client>(address, options);
     return [client, sc](std::mt19937_64& rng) {
-      v1::GetFeaturesRequest req;
-      req.set_view(sc.floor ? "no_such_view" : "bench");
-      *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+      // As a serving loop would call: request and answer on one arena
+      // per call, its first block on the stack.
+      alignas(8) char first_block[16384];
+      google::protobuf::ArenaOptions arena_options;
+      arena_options.initial_block = first_block;
+      arena_options.initial_block_size = sizeof(first_block);
+      google::protobuf::Arena arena(arena_options);
+      auto* req =
+          google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(
+              &arena);
+      req->set_view(sc.floor ? "no_such_view" : "bench");
+      *req->mutable_as_of() = MicrosToTimestamp(kEnd);
       for (int i = 0; i < sc.batch; ++i) {
-        req.add_entities(Entity(sc.first_rank + rng() % sc.ranks));
+        req->add_entities(Entity(sc.first_rank + rng() % sc.ranks));
       }
-      auto r = client->GetFeatures(req);
-      if (sc.floor && r.status().code() == absl::StatusCode::kNotFound) {
-        return true;
-      }
-      if (!r.ok()) {
-        std::fprintf(stderr, "GetFeatures: %s\n",
-                     r.status().ToString().c_str());
+      auto* response =
+          google::protobuf::Arena::CreateMessage<v1::GetFeaturesResponse>(
+              &arena);
+      const absl::Status s = client->GetFeatures(*req, response);
+      if (sc.floor && s.code() == absl::StatusCode::kNotFound) return true;
+      if (!s.ok()) {
+        std::fprintf(stderr, "GetFeatures: %s\n", s.ToString().c_str());
         return false;
       }
       return true;
@@ -678,23 +699,27 @@ int Main() {
     waitpid(pid, nullptr, 0);
   }
 
+  // cpu us: rawfeatd's CPU per call; client us: this tool's; busy: cores
+  // of the machine in use (of hardware_concurrency) while the scenario ran.
   std::printf(
-      "\n%-30s %10s %10s %10s %9s %8s | %9s %9s | %7s %7s | %9s %9s %9s | "
-      "%9s %9s\n",
-      "scenario", "p50 us", "p99 us", "p99.9 us", "QPS", "cpu us", "redis p50",
-      "redis p99", "x p50", "x p99", "floor p50", "floor p99", "floor cpu",
-      "xfloor p50", "xfloor p99");
+      "\n%-30s %10s %10s %10s %9s %8s %9s %5s | %9s %9s | %7s %7s | %9s %9s "
+      "%9s %9s %5s | %9s %9s\n",
+      "scenario", "p50 us", "p99 us", "p99.9 us", "QPS", "cpu us", "client us",
+      "busy", "redis p50", "redis p99", "x p50", "x p99", "floor p50",
+      "floor p99", "floor cpu", "fl client", "busy", "xfloor p50",
+      "xfloor p99");
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0; };
   for (size_t i = 0; i < scenarios.size(); ++i) {
     const Stats& o = ours[i];
     const Stats& r = redis[i];
     const Stats& f = floor_of[scenarios[i].batch == 1 ? 0 : 1];
     std::printf(
-        "%-30s %10.0f %10.0f %10.0f %9.0f %8.0f | %9.0f %9.0f | %7.1f %7.1f | "
-        "%9.0f %9.0f %9.0f | %9.1f %9.1f\n",
-        scenarios[i].name, o.p50, o.p99, o.p999, o.qps, o.cpu_us, r.p50, r.p99,
-        ratio(o.p50, r.p50), ratio(o.p99, r.p99), f.p50, f.p99, f.cpu_us,
-        ratio(o.p50, f.p50), ratio(o.p99, f.p99));
+        "%-30s %10.0f %10.0f %10.0f %9.0f %8.0f %9.0f %5.2f | %9.0f %9.0f | "
+        "%7.1f %7.1f | %9.0f %9.0f %9.0f %9.0f %5.2f | %9.1f %9.1f\n",
+        scenarios[i].name, o.p50, o.p99, o.p999, o.qps, o.cpu_us, o.client_us,
+        o.busy, r.p50, r.p99, ratio(o.p50, r.p50), ratio(o.p99, r.p99), f.p50,
+        f.p99, f.cpu_us, f.client_us, f.busy, ratio(o.p50, f.p50),
+        ratio(o.p99, f.p99));
   }
   if (storm_events > 0) {
     std::printf(

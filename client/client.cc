@@ -367,10 +367,20 @@ absl::Status Client::JoinFeatures(
 
 absl::StatusOr<v1::GetFeaturesResponse> Client::GetFeatures(
     const v1::GetFeaturesRequest& request) {
-  return Unary<v1::GetFeaturesResponse>(
-      [&](grpc::ClientContext* ctx, v1::GetFeaturesResponse* response) {
-        return stub_->GetFeatures(ctx, request, response);
-      });
+  v1::GetFeaturesResponse response;
+  absl::Status s = GetFeatures(request, &response);
+  if (!s.ok()) return s;
+  return response;
+}
+
+absl::Status Client::GetFeatures(const v1::GetFeaturesRequest& request,
+                                 v1::GetFeaturesResponse* response) {
+  response->Clear();
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, false);
+  grpc::Status s = stub_->GetFeatures(&ctx, request, response);
+  if (!s.ok()) return FromGrpcStatus(s, options_.tls, address_);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::GetStatusResponse> Client::GetStatus() {

@@ -110,6 +110,13 @@ class Client {
           on_chunk);
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request);
+  // The same call into `*response` (cleared first), which may live on the
+  // caller's protobuf Arena: a 100-row answer is ~900 small messages, and
+  // on an arena they are made and freed in a few blocks (a serving loop
+  // keeps one arena per call, its first block on the stack). On error
+  // `*response` holds nothing useful. Thread-safe as the other calls.
+  absl::Status GetFeatures(const v1::GetFeaturesRequest& request,
+                           v1::GetFeaturesResponse* response);
   // Calls `on_chunk` per received chunk; stops early if it returns false.
   // A chunk is valid only during its call.
   absl::Status Snapshot(

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "google/protobuf/arena.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/common/time_util.h"
@@ -259,6 +260,47 @@ TEST(FeaturesTest, Errors) {
   EXPECT_EQ(r->rows(1).entity(), "b");
   EXPECT_EQ(r->rows(1).values(0).int64_value(), 1);
   EXPECT_EQ(r->rows(2).entity(), "c");
+}
+
+TEST(FeaturesTest, ClientFillsAResponseOnAnArena) {
+  TestServer ts;
+  ApplyView(ts, {Feature("n", "count", "", "1h"),
+                 Feature("s", "sum", "amount", "lifetime"),
+                 Feature("c", "last", "category", "lifetime")});
+  std::vector<v1::Event> events;
+  for (int i = 0; i < 60; ++i) {
+    events.push_back(Order("id" + std::to_string(i),
+                           "u" + std::to_string(i % 7),
+                           kT - (i + 1) * kHour / 10, 1.5 * i + 1, i % 4 + 1,
+                           "c" + std::to_string(i % 3)));
+  }
+  Ingest(ts, std::move(events));
+  v1::GetFeaturesRequest req;
+  req.set_view("v");
+  *req.mutable_as_of() = MicrosToTimestamp(kT);
+  for (int i = 6; i >= 0; --i) req.add_entities("u" + std::to_string(i));
+  req.add_entities("nobody");
+  auto plain = ts.client().GetFeatures(req);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_EQ(plain->rows_size(), 8);
+
+  google::protobuf::Arena arena;
+  auto* on_arena =
+      google::protobuf::Arena::CreateMessage<v1::GetFeaturesResponse>(&arena);
+  // Filled twice: the second answer replaces the first, nothing is kept.
+  ASSERT_TRUE(ts.client().GetFeatures(req, on_arena).ok());
+  ASSERT_TRUE(ts.client().GetFeatures(req, on_arena).ok());
+  EXPECT_EQ(on_arena->GetArena(), &arena);
+  EXPECT_EQ(on_arena->SerializeAsString(), plain->SerializeAsString());
+  EXPECT_EQ(on_arena->rows(0).entity(), "u6");
+  EXPECT_GT(on_arena->rows(0).values(1).double_value(), 0);
+
+  // An error leaves a status, not a stale answer to trust.
+  v1::GetFeaturesRequest bad = req;
+  bad.set_view("nope");
+  const absl::Status s = ts.client().GetFeatures(bad, on_arena);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("view 'nope'"), std::string::npos);
 }
 
 }  // namespace
