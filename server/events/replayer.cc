@@ -70,8 +70,7 @@ absl::Status Replayer::ReadEvents(
   bool stopped = false;
   // `emit` takes the chunk's buffer, so each chunk starts with the room
   // the largest one so far needed: grown by doubling instead, a chunk of
-  // ~150 KiB was copied a dozen times into fresh pages (a sixth of a
-  // replay's server CPU).
+  // ~150 KiB was copied a dozen times into fresh pages.
   size_t room = 0;
   // Every chunk carries the watermark; an empty result is one empty chunk.
   auto flush = [&]() {
