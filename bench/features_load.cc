@@ -54,6 +54,7 @@
 #include "client/client.h"
 #include "client/local_server.h"
 #include "google/protobuf/arena.h"
+#include "server/common/stack_arena.h"
 #include "server/common/time_util.h"
 
 ABSL_FLAG(std::string, redis_server, "/usr/bin/redis-server",
@@ -265,14 +266,10 @@ std::function<std::function<bool(std::mt19937_64&)>()> Caller(
     return [client, sc](std::mt19937_64& rng) {
       // As a serving loop would call: request and answer on one arena
       // per call, its first block on the stack.
-      alignas(8) char first_block[16384];
-      google::protobuf::ArenaOptions arena_options;
-      arena_options.initial_block = first_block;
-      arena_options.initial_block_size = sizeof(first_block);
-      google::protobuf::Arena arena(arena_options);
+      StackArena<16384> arena;
       auto* req =
           google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(
-              &arena);
+              arena.get());
       req->set_view(sc.floor ? "no_such_view" : "bench");
       *req->mutable_as_of() = MicrosToTimestamp(kEnd);
       for (int i = 0; i < sc.batch; ++i) {
@@ -280,7 +277,7 @@ std::function<std::function<bool(std::mt19937_64&)>()> Caller(
       }
       auto* response =
           google::protobuf::Arena::CreateMessage<v1::GetFeaturesResponse>(
-              &arena);
+              arena.get());
       const absl::Status s = client->GetFeatures(*req, response);
       if (sc.floor && s.code() == absl::StatusCode::kNotFound) return true;
       if (!s.ok()) {

@@ -22,6 +22,7 @@
 #include "google/protobuf/arena.h"
 #include "rocksdb/perf_context.h"
 #include "rocksdb/perf_level.h"
+#include "server/common/stack_arena.h"
 #include "server/common/time_util.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
@@ -72,13 +73,10 @@ int Main() {
   std::mt19937_64 rng(7);
   auto lookup = [&] {
     // As FeatureStoreService::GetFeatures does it (server/rpc/service.cc).
-    alignas(8) char first_block[8192];
-    google::protobuf::ArenaOptions arena_options;
-    arena_options.initial_block = first_block;
-    arena_options.initial_block_size = sizeof(first_block);
-    google::protobuf::Arena arena(arena_options);
+    StackArena<8192> arena;
     auto* request =
-        google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(&arena);
+        google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(
+            arena.get());
     request->set_view("bench");
     *request->mutable_as_of() = MicrosToTimestamp(bench::kEnd);
     for (int i = 0; i < absl::GetFlag(FLAGS_batch); ++i) {
@@ -88,7 +86,7 @@ int Main() {
     }
     auto* response =
         google::protobuf::Arena::CreateMessage<v1::GetFeaturesResponse>(
-            &arena);
+            arena.get());
     return views.GetFeatures(*request, response).ok();
   };
   // Microseconds for `lookups` lookups; negative if one failed.

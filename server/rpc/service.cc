@@ -12,6 +12,7 @@
 #include "server/aggregation/aggregation_spec.h"
 #include "server/common/echo.h"
 #include "server/common/hash.h"
+#include "server/common/stack_arena.h"
 #include "server/common/status_macros.h"
 #include "server/rpc/metrics.h"
 #include "server/rpc/rpc_util.h"
@@ -168,20 +169,16 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     reactor->Finish(ToGrpcStatus(auth.status()));
     return reactor;
   }
-  // Request and response on one arena: an answer of many rows is
-  // thousands of small messages, allocated one by one and freed at once.
-  // The first block is on the stack, enough for a small lookup.
-  alignas(8) char first_block[8192];
-  google::protobuf::ArenaOptions arena_options;
-  arena_options.initial_block = first_block;
-  arena_options.initial_block_size = sizeof(first_block);
   // A big answer (or one refused as too big) hands its freed pages back.
   bool release_memory = false;
   grpc::Status status = grpc::Status::OK;
   {
-    google::protobuf::Arena arena(arena_options);
+    // Request and response on one arena, its first block (enough for a
+    // small lookup) on the stack.
+    StackArena<8192> arena;
     auto* request =
-        google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(&arena);
+        google::protobuf::Arena::CreateMessage<v1::GetFeaturesRequest>(
+            arena.get());
     if (!ParseMessage(*request_bytes, request)) {
       reactor->Finish(grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
@@ -200,7 +197,7 @@ grpc::ServerUnaryReactor* FeatureStoreService::GetFeatures(
     }
     auto* response =
         google::protobuf::Arena::CreateMessage<v1::GetFeaturesResponse>(
-            &arena);
+            arena.get());
     const absl::Status s = views_->GetFeatures(*request, response);
     if (s.ok()) {
       auto* bytes = new std::string();
