@@ -1,12 +1,9 @@
 #include "server/events/event_wire.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "server/common/coding.h"
 #include "server/common/echo.h"
 #include "server/common/field_value.h"
-#include "server/common/hash.h"
 #include "server/common/wire.h"
 
 namespace rawfeat {
