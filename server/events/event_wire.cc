@@ -31,7 +31,7 @@ EventChunkEncoder::EventChunkEncoder(const StreamSchema& schema)
 }
 
 absl::Status EventChunkEncoder::AppendEvent(const StoredEvent& k,
-                                            std::string* chunk) {
+                                            ChunkBuffer* chunk) {
   if (!reader_.Parse(k.value, schema_.types) ||
       reader_.fields().size() > entry_keys_.size()) {
     return absl::DataLossError(absl::StrCat(
@@ -56,8 +56,9 @@ absl::Status EventChunkEncoder::AppendEvent(const StoredEvent& k,
   }
 
   const size_t at = chunk->size();
-  chunk->resize(at + LenFieldSize(body));
-  Writer w(chunk->data() + at);
+  const size_t size = LenFieldSize(body);
+  char* const start = chunk->Extend(size);
+  Writer w(start);
   w.Byte(Tag(v1::ReadEventsResponse::kEventsFieldNumber, kLen));
   w.Varint(body);
   if (id_size != 0) {
@@ -98,18 +99,18 @@ absl::Status EventChunkEncoder::AppendEvent(const StoredEvent& k,
     w.Byte(Tag(v1::Event::kSeqFieldNumber, wire::kVarint));
     w.Varint(k.seq);
   }
-  if (w.position() != chunk->data() + chunk->size()) {
-    chunk->resize(at);
+  if (w.position() != start + size) {
+    chunk->Truncate(at);
     return absl::InternalError("event wire size mismatch");
   }
   return absl::OkStatus();
 }
 
 void EventChunkEncoder::AppendWatermark(uint64_t watermark,
-                                        std::string* chunk) {
+                                        ChunkBuffer* chunk) {
   if (watermark == 0) return;
-  wire::PutVarintField(chunk, v1::ReadEventsResponse::kWatermarkFieldNumber,
-                       watermark);
+  Writer w(chunk->Extend(1 + VarintSize(watermark)));
+  w.VarintField(v1::ReadEventsResponse::kWatermarkFieldNumber, watermark);
 }
 
 }  // namespace rawfeat

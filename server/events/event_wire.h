@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "server/common/chunk_buffer.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/event_cursor.h"
@@ -28,10 +29,10 @@ class EventChunkEncoder {
   // Appends the event to `chunk` as one `events` entry (field 1) of a
   // ReadEventsResponse. Errors: DATA_LOSS (a corrupt value); `chunk` is
   // unchanged then.
-  absl::Status AppendEvent(const StoredEvent& event, std::string* chunk);
+  absl::Status AppendEvent(const StoredEvent& event, ChunkBuffer* chunk);
 
   // Appends the response's `watermark` field (field 2).
-  static void AppendWatermark(uint64_t watermark, std::string* chunk);
+  static void AppendWatermark(uint64_t watermark, ChunkBuffer* chunk);
 
  private:
   const StreamSchema& schema_;

@@ -17,7 +17,7 @@ namespace rawfeat {
 
 absl::Status Replayer::ReadEvents(
     const v1::ReadEventsRequest& request,
-    const std::function<bool(std::string* chunk)>& emit) const {
+    const std::function<bool(ChunkBuffer* chunk)>& emit) const {
   auto schema = registry_->FindStream(request.stream());
   if (schema == nullptr) {
     return absl::NotFoundError(
@@ -64,7 +64,7 @@ absl::Status Replayer::ReadEvents(
                              ? std::numeric_limits<uint64_t>::max()
                              : request.limit();
   EventChunkEncoder encoder(*schema);
-  std::string chunk;
+  ChunkBuffer chunk;
   size_t chunk_events = 0;
   uint64_t emitted = 0;
   bool stopped = false;
@@ -77,13 +77,13 @@ absl::Status Replayer::ReadEvents(
     EventChunkEncoder::AppendWatermark(watermark, &chunk);
     room = std::max(room, chunk.size());
     if (!emit(&chunk)) stopped = true;
-    chunk.clear();
+    chunk.Clear();
     chunk_events = 0;
   };
   // Encodes an event into the chunk, flushing as it fills.
   auto add = [&](const StoredEvent& event) {
     if (chunk.empty()) {
-      chunk.reserve(std::min(room, options_.chunk_bytes + (64 << 10)));
+      chunk.Reserve(std::min(room, options_.chunk_bytes + (64 << 10)));
     }
     RETURN_IF_ERROR(encoder.AppendEvent(event, &chunk));
     ++chunk_events;

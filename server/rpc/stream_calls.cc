@@ -45,7 +45,7 @@ class ReadEventsReactor final
  private:
   grpc::Status Run() override {
     return EndStatus(replayer_->ReadEvents(
-        request_, [this](std::string* chunk) { return Emit(chunk); }));
+        request_, [this](ChunkBuffer* chunk) { return Emit(chunk); }));
   }
 
   const Replayer* const replayer_;

@@ -5,6 +5,7 @@
 // bounded buffering, stall detection and cancellation. Internal to
 // server/rpc.
 
+#include <cstdlib>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "server/common/chunk_buffer.h"
 #include "server/common/log.h"
 #include "server/rpc/call_limits.h"
 #include "server/rpc/status_convert.h"
@@ -117,32 +119,21 @@ class ThreadedStream : public Base {
 
   // Queues one serialized response (taking its bytes); blocks while
   // another one waits. False once the call is broken (cancelled, or a
-  // write failed).
+  // write failed); the message is then left as it was.
   bool Emit(std::string* message) {
-    Action action;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!mu_.AwaitWithTimeout(absl::Condition(
-                                    +[](ThreadedStream* r) {
-                                      return r->broken_ || !r->has_queued_;
-                                    },
-                                    this),
-                                stall_)) {
-        // The client stopped reading: end the call rather than hold its
-        // thread and memory.
-        Stalled();
-      }
-      if (broken_) return false;
+    return Enqueue([message] {
       auto* owned = new std::string(std::move(*message));
-      grpc::Slice slice(
+      return grpc::Slice(
           owned->data(), owned->size(),
           [](void* p) { delete static_cast<std::string*>(p); }, owned);
-      queued_ = grpc::ByteBuffer(&slice, 1);
-      has_queued_ = true;
-      action = NextLocked();
-    }
-    RunAction(action);
-    return true;
+    });
+  }
+  bool Emit(ChunkBuffer* message) {
+    return Enqueue([message] {
+      if (message->empty()) return grpc::Slice();
+      const size_t size = message->size();
+      return grpc::Slice(message->Release(), size, std::free);
+    });
   }
 
   bool broken() {
@@ -186,6 +177,33 @@ class ThreadedStream : public Base {
 
  private:
   enum class Action { kNone, kWrite, kFinish };
+
+  // Emit's wait, then the response `take()` makes (taking the caller's
+  // bytes) is queued; `take` is not called once the call is broken.
+  template <typename Take>
+  bool Enqueue(Take take) {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](ThreadedStream* r) {
+                                      return r->broken_ || !r->has_queued_;
+                                    },
+                                    this),
+                                stall_)) {
+        // The client stopped reading: end the call rather than hold its
+        // thread and memory.
+        Stalled();
+      }
+      if (broken_) return false;
+      grpc::Slice slice = take();
+      queued_ = grpc::ByteBuffer(&slice, 1);
+      has_queued_ = true;
+      action = NextLocked();
+    }
+    RunAction(action);
+    return true;
+  }
 
   // What to start next; decided under mu_, done by RunAction without it.
   Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -127,7 +127,7 @@ TEST(EventWireTest, ChunksParseAsTheReferenceEvents) {
   EventChunkEncoder encoder(schema);
   std::mt19937_64 rng(42);
   for (int round = 0; round < 200; ++round) {
-    std::string chunk;
+    ChunkBuffer chunk;
     v1::ReadEventsResponse expected;
     const int n = static_cast<int>(rng() % 20);
     for (int i = 0; i < n; ++i) {
@@ -140,7 +140,8 @@ TEST(EventWireTest, ChunksParseAsTheReferenceEvents) {
     EventChunkEncoder::AppendWatermark(watermark, &chunk);
     expected.set_watermark(watermark);
     v1::ReadEventsResponse parsed;
-    ASSERT_TRUE(parsed.ParseFromString(chunk)) << "round " << round;
+    ASSERT_TRUE(parsed.ParseFromArray(chunk.data(), chunk.size()))
+        << "round " << round;
     EXPECT_TRUE(
         google::protobuf::util::MessageDifferencer::Equals(parsed, expected))
         << "round " << round << "\nparsed: " << parsed.DebugString()
@@ -153,9 +154,9 @@ TEST(EventWireTest, CorruptValueIsDataLossAndLeavesTheChunk) {
   EventChunkEncoder encoder(schema);
   std::mt19937_64 rng(1);
   const Stored good = RandomEvent(rng, 5);
-  std::string chunk;
+  ChunkBuffer chunk;
   ASSERT_TRUE(encoder.AppendEvent(good.ref(), &chunk).ok());
-  const std::string before = chunk;
+  const std::string before(chunk.view());
   Stored bad = good;
   bad.value = good.value.substr(0, good.value.size() / 2) + "\xff";
   absl::Status s = encoder.AppendEvent(bad.ref(), &chunk);
@@ -164,7 +165,7 @@ TEST(EventWireTest, CorruptValueIsDataLossAndLeavesTheChunk) {
   bad.value.clear();
   s = encoder.AppendEvent(bad.ref(), &chunk);
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(chunk, before);
+  EXPECT_EQ(chunk.view(), before);
 }
 
 }  // namespace

@@ -39,8 +39,9 @@ std::vector<v1::Event> ReadAll(Client& client, v1::ReadEventsRequest req) {
   s = client.ReadEventViews(
       req, [&](const IngestBatch& chunk, uint64_t watermark) {
         EXPECT_LT(chunks, watermarks.size());
-        if (chunks < watermarks.size())
+        if (chunks < watermarks.size()) {
           EXPECT_EQ(watermark, watermarks[chunks]);
+        }
         ++chunks;
         for (const IngestEvent& e : chunk.events) {
           EXPECT_LT(i, out.size());

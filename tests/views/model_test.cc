@@ -240,9 +240,9 @@ class ModelTest : public ::testing::TestWithParam<uint64_t> {
     req.set_watermark(watermark);
     req.set_entity(entity);
     std::vector<v1::Event> out;
-    absl::Status s = replayer_->ReadEvents(req, [&](std::string* chunk) {
+    absl::Status s = replayer_->ReadEvents(req, [&](ChunkBuffer* chunk) {
       v1::ReadEventsResponse r;
-      EXPECT_TRUE(r.ParseFromString(*chunk));
+      EXPECT_TRUE(r.ParseFromArray(chunk->data(), chunk->size()));
       EXPECT_EQ(r.watermark(), watermark);
       for (const auto& e : r.events()) out.push_back(e);
       return true;
