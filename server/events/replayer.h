@@ -33,12 +33,12 @@ class Replayer {
   // Streams the matching events in seq order to `emit`, one chunk at a
   // time: each chunk is a serialized v1::ReadEventsResponse (events encoded
   // straight from storage, see event_wire.h) carrying the watermark used;
-  // `emit` may take the buffer's bytes (ChunkBuffer::Release). Stops early if
-  // `emit` returns false (client gone). Reads one consistent snapshot. A stream
-  // with a retention horizon replays from it (events below are not returned); a
-  // from_time below it is FAILED_PRECONDITION. Errors: NOT_FOUND (unknown
-  // stream), INVALID_ARGUMENT (watermark above the latest, bad time range, bad
-  // partition), DATA_LOSS (corrupt event).
+  // `emit` may take the buffer's bytes (ChunkBuffer::Release). Stops early
+  // if `emit` returns false (client gone). Reads one consistent snapshot.
+  // A stream with a retention horizon replays from it (events below are
+  // not returned); a from_time below it is FAILED_PRECONDITION.
+  // Errors: NOT_FOUND (unknown stream), INVALID_ARGUMENT (watermark above
+  // the latest, bad time range, bad partition), DATA_LOSS (corrupt event).
   absl::Status ReadEvents(
       const v1::ReadEventsRequest& request,
       const std::function<bool(ChunkBuffer* chunk)>& emit) const;
