@@ -12,8 +12,10 @@
 // view (NOT_FOUND after one lookup) against Redis PING. The transport's
 // floor is measured too: bench/rawfeat_echo, built from the same libgrpc++,
 // answers the median scenarios' requests (1 and 100 entities) with real
-// answers of their size and computes nothing; every scenario is printed as
-// a ratio of the floor of its size (`x floor` columns). Beside each
+// answers of their size and computes nothing, measured in turns with those
+// scenarios (--floor_rounds rounds each, so both see the same minutes of a
+// noisy machine); every scenario is printed as a ratio of the floor of its
+// size (`x floor` columns). Beside each
 // latency, `cpu us` is the server's CPU time per request (user + system,
 // from /proc; rawfeatd's background work included): it varies far less
 // between runs on a shared machine than latency does.
@@ -38,9 +40,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -75,6 +80,10 @@ ABSL_FLAG(std::string, echo, "build/bench/rawfeat_echo",
           "the transport's floor (the floor columns and --secure_rounds): a "
           "gRPC server that answers GetFeatures with a canned response "
           "(empty: skip)");
+ABSL_FLAG(int, floor_rounds, 5,
+          "the median scenarios (1 and 100 entities) and the echo floor of "
+          "their answers are measured in turns, this many rounds each, "
+          "within the --seconds and --requests bounds");
 ABSL_FLAG(std::string, secure_mode, "tls+token",
           "what --secure_rounds compares with plain text: tls+token, tls "
           "(no --auth_file), token (an --auth_file, no TLS), metrics "
@@ -166,21 +175,26 @@ class CpuMeter {
   double server_cpu_ = 0, self_cpu_ = 0;
 };
 
-// Runs `call` from every client thread until the request or time bound,
-// or with `until` given, until it turns true (at most 10 times the time
-// bound).
-Stats ClosedLoop(
-    const std::function<std::function<bool(std::mt19937_64&)>()>& make_caller,
-    const std::atomic<bool>* until = nullptr) {
+using MakeCaller = std::function<std::function<bool(std::mt19937_64&)>()>;
+
+// One closed-loop run: every call's latency (us) and how long it took.
+struct Samples {
+  std::vector<double> latencies;
+  double seconds = 0;
+};
+
+// Runs a caller from every client thread until `max_requests` or `seconds`
+// have gone by, or with `until` given, until it turns true (at most 10
+// times `seconds`).
+Samples ClosedLoopSamples(const MakeCaller& make_caller,
+                          const std::atomic<bool>* until, double seconds,
+                          int64_t max_requests) {
   const int clients = absl::GetFlag(FLAGS_clients);
-  const int64_t max_requests = until != nullptr
-                                   ? std::numeric_limits<int64_t>::max()
-                                   : absl::GetFlag(FLAGS_requests);
+  if (until != nullptr) max_requests = std::numeric_limits<int64_t>::max();
   const auto deadline =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(
-                             absl::GetFlag(FLAGS_seconds) *
-                             (until != nullptr ? 10 : 1)));
+      Clock::now() +
+      std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(seconds * (until != nullptr ? 10 : 1)));
   std::atomic<int64_t> issued{0};
   std::vector<std::vector<double>> lat(clients);
   std::vector<std::thread> threads;
@@ -200,12 +214,19 @@ Stats ClosedLoop(
     });
   }
   for (auto& th : threads) th.join();
-  const double secs =
-      std::chrono::duration<double>(Clock::now() - start).count();
-  std::vector<double> all;
-  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  Samples out;
+  out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto& v : lat) {
+    out.latencies.insert(out.latencies.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+// Percentiles and rate of `samples` (the CPU fields left 0).
+Stats Summarize(Samples samples) {
+  std::vector<double>& all = samples.latencies;
   Stats s;
-  if (all.empty()) return s;
+  if (all.empty() || samples.seconds <= 0) return s;
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) {
     return all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))];
@@ -214,16 +235,24 @@ Stats ClosedLoop(
   s.p99 = pct(0.99);
   s.p999 = pct(0.999);
   s.n = static_cast<int64_t>(all.size());
-  s.qps = all.size() / secs;
+  s.qps = all.size() / samples.seconds;
   return s;
+}
+
+// A closed loop within the --requests and --seconds bounds (see
+// ClosedLoopSamples).
+Stats ClosedLoop(const MakeCaller& make_caller,
+                 const std::atomic<bool>* until = nullptr) {
+  return Summarize(ClosedLoopSamples(make_caller, until,
+                                     absl::GetFlag(FLAGS_seconds),
+                                     absl::GetFlag(FLAGS_requests)));
 }
 
 // ClosedLoop's stats with the CPU `server` and this tool's clients spent
 // meanwhile, and how busy the machine was.
-template <typename... Args>
-Stats MeasuredLoop(const LocalServer& server, Args&&... args) {
+Stats MeasuredLoop(const LocalServer& server, const MakeCaller& make_caller) {
   const CpuMeter meter(server);
-  Stats s = ClosedLoop(std::forward<Args>(args)...);
+  Stats s = ClosedLoop(make_caller);
   const CpuMeter::Busy b = meter.Read();
   if (s.n > 0) {
     s.cpu_us = b.server * b.seconds * 1e6 / s.n;
@@ -231,6 +260,51 @@ Stats MeasuredLoop(const LocalServer& server, Args&&... args) {
     s.busy = b.machine;
   }
   return s;
+}
+
+// Two servers measured in turns within the --requests and --seconds bounds:
+// `rounds` alternations of a closed loop on `a` and one on `b`, each a
+// `rounds`-th of the bounds, so that both sides see the same minutes of a
+// noisy machine. Each side's percentiles are over all its calls, its CPU
+// per call over all its rounds.
+std::pair<Stats, Stats> InterleavedLoops(const LocalServer& a,
+                                         const MakeCaller& caller_a,
+                                         const LocalServer& b,
+                                         const MakeCaller& caller_b,
+                                         int rounds) {
+  rounds = std::max(1, rounds);
+  const double seconds = absl::GetFlag(FLAGS_seconds) / rounds;
+  const int64_t requests =
+      std::max<int64_t>(1, absl::GetFlag(FLAGS_requests) / rounds);
+  Samples samples[2];
+  double server_s[2] = {}, tool_s[2] = {}, machine_s[2] = {};
+  for (int round = 0; round < rounds; ++round) {
+    for (int side = 0; side < 2; ++side) {
+      const LocalServer& server = side == 0 ? a : b;
+      const CpuMeter meter(server);
+      Samples run = ClosedLoopSamples(side == 0 ? caller_a : caller_b, nullptr,
+                                      seconds, requests);
+      const CpuMeter::Busy busy = meter.Read();
+      server_s[side] += busy.server * busy.seconds;
+      tool_s[side] += busy.tool * busy.seconds;
+      machine_s[side] += busy.machine * busy.seconds;
+      Samples& all = samples[side];
+      all.latencies.insert(all.latencies.end(), run.latencies.begin(),
+                           run.latencies.end());
+      all.seconds += run.seconds;
+    }
+  }
+  Stats out[2];
+  for (int side = 0; side < 2; ++side) {
+    const double seconds_run = samples[side].seconds;
+    out[side] = Summarize(std::move(samples[side]));
+    if (out[side].n > 0) {
+      out[side].cpu_us = server_s[side] * 1e6 / out[side].n;
+      out[side].client_us = tool_s[side] * 1e6 / out[side].n;
+      out[side].busy = machine_s[side] / seconds_run;
+    }
+  }
+  return {out[0], out[1]};
 }
 
 int FreePort() {
@@ -258,9 +332,8 @@ struct Scenario {
 
 // A closed-loop caller of GetFeatures for scenario `sc` (one client per
 // thread).
-std::function<std::function<bool(std::mt19937_64&)>()> Caller(
-    const std::string& address, const ClientOptions& options,
-    const Scenario& sc) {
+MakeCaller Caller(const std::string& address, const ClientOptions& options,
+                  const Scenario& sc) {
   return [address, options, sc] {
     auto client = std::make_shared<Client>(address, options);
     return [client, sc](std::mt19937_64& rng) {
@@ -462,6 +535,48 @@ int Main() {
       (void)client.GetFeatures(req);
     }
   }
+  const std::string echo = absl::GetFlag(FLAGS_echo);
+  // The echo floor's canned answers: real responses for the median
+  // entities, one of 1 entity and one of 100.
+  for (const int n : {1, 100}) {
+    if (echo.empty()) break;
+    v1::GetFeaturesRequest req;
+    req.set_view("bench");
+    *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+    for (int i = 0; i < n; ++i) req.add_entities(Entity(median_rank + i));
+    auto r = Client(server.address()).GetFeatures(req);
+    if (!r.ok()) {
+      std::fprintf(stderr, "GetFeatures: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    std::ofstream(
+        n == 1 ? work + "/echo_response.bin" : work + "/echo_response_100.bin",
+        std::ios::binary)
+        << r->SerializeAsString();
+    std::printf("echo response of %d entities: %zu bytes\n", n,
+                r->ByteSizeLong());
+  }
+  // The transport's floor in the same run: rawfeat_echo answers each call
+  // with a real answer of the median scenarios' size (1 or 100 entities),
+  // with the same clients, threads and channels; nothing is computed. Each
+  // is measured in turns with its scenario (InterleavedLoops).
+  std::unique_ptr<LocalServer> echo_servers[2];  // answers of 1 entity, 100
+  Stats floor_of[2];
+  for (const int n : {1, 100}) {
+    if (echo.empty()) break;
+    const std::string dir = work + (n == 1 ? "/echo1" : "/echo100");
+    std::filesystem::create_directories(dir);
+    auto echo_server = std::make_unique<LocalServer>(
+        echo, work + "/data", dir,
+        std::vector<std::string>{
+            "--response_file=" + work +
+            (n == 1 ? "/echo_response.bin" : "/echo_response_100.bin")});
+    if (!echo_server->ok()) {
+      std::fprintf(stderr, "rawfeat_echo did not start\n");
+      return 1;
+    }
+    echo_servers[n == 1 ? 0 : 1] = std::move(echo_server);
+  }
   for (size_t i = 0; i < scenarios.size(); ++i) {
     if (i == 3) {
       // Warm-up: look every heavy entity up a few times (each lookup asks
@@ -502,29 +617,28 @@ int Main() {
     }
     if (!enabled(i)) continue;
     const Scenario& sc = scenarios[i];
-    ours[i] =
-        MeasuredLoop(server, Caller(server.address(), ClientOptions(), sc));
-  }
-  const std::string echo = absl::GetFlag(FLAGS_echo);
-  // The echo floor's canned answers: real responses for the median
-  // entities, one of 1 entity and one of 100.
-  for (const int n : {1, 100}) {
-    if (echo.empty()) break;
-    v1::GetFeaturesRequest req;
-    req.set_view("bench");
-    *req.mutable_as_of() = MicrosToTimestamp(kEnd);
-    for (int i = 0; i < n; ++i) req.add_entities(Entity(median_rank + i));
-    auto r = Client(server.address()).GetFeatures(req);
-    if (!r.ok()) {
-      std::fprintf(stderr, "GetFeatures: %s\n", r.status().ToString().c_str());
-      return 1;
+    const LocalServer* echo_server =
+        i < 2 ? echo_servers[i].get() : nullptr;  // the median scenarios
+    if (echo_server != nullptr) {
+      std::tie(ours[i], floor_of[i]) = InterleavedLoops(
+          server, Caller(server.address(), ClientOptions(), sc), *echo_server,
+          Caller(echo_server->address(), ClientOptions(), sc),
+          absl::GetFlag(FLAGS_floor_rounds));
+    } else {
+      ours[i] =
+          MeasuredLoop(server, Caller(server.address(), ClientOptions(), sc));
     }
-    std::ofstream(n == 1 ? work + "/echo_response.bin"
-                         : work + "/echo_response_100.bin",
-                  std::ios::binary)
-        << r->SerializeAsString();
-    std::printf("echo response of %d entities: %zu bytes\n", n,
-                r->ByteSizeLong());
+  }
+  // A floor whose scenario did not run is measured on its own.
+  for (int k = 0; k < 2; ++k) {
+    if (echo_servers[k] == nullptr) continue;
+    if (floor_of[k].n == 0) {
+      floor_of[k] = MeasuredLoop(
+          *echo_servers[k],
+          Caller(echo_servers[k]->address(), ClientOptions(), scenarios[k]));
+    }
+    echo_servers[k]->Terminate();
+    echo_servers[k].reset();
   }
   // Ingest alone, then as much again while the heaviest 1% are looked up
   // from --clients closed-loop threads, twice: new events of the data's
@@ -601,27 +715,6 @@ int Main() {
 
   const long long rss = server.PeakRssBytes();
   server.Terminate();
-
-  // The transport's floor in the same run: rawfeat_echo answers each
-  // scenario's call with a real answer of its size (1 or 100 entities), with
-  // the same clients, threads and channels; nothing is computed.
-  Stats floor_of[2];  // answers of 1 entity, of 100
-  for (const int n : {1, 100}) {
-    if (echo.empty()) break;
-    LocalServer echo_server(
-        echo, work + "/data", work,
-        {"--response_file=" + work +
-         (n == 1 ? "/echo_response.bin" : "/echo_response_100.bin")});
-    if (!echo_server.ok()) {
-      std::fprintf(stderr, "rawfeat_echo did not start\n");
-      return 1;
-    }
-    // Requests like the median scenarios' (1 or 100 entities).
-    floor_of[n == 1 ? 0 : 1] =
-        MeasuredLoop(echo_server, Caller(echo_server.address(), ClientOptions(),
-                                         scenarios[n == 1 ? 0 : 1]));
-    echo_server.Terminate();
-  }
 
   std::vector<Stats> redis(scenarios.size());
   const std::string redis_bin = absl::GetFlag(FLAGS_redis_server);
