@@ -139,7 +139,13 @@ class JoinReactor final
     } count_rows{metrics_, session->get()};
     do {
       absl::Status s = (*session)->Add(&message, emit);
-      if (!s.ok()) return EndStatus(s);
+      if (!s.ok()) {
+        // A refused answer may have grown large first: its pages go back.
+        count_rows.Record();
+        session->reset();
+        ReleaseFreedMemory();
+        return EndStatus(s);
+      }
       message.Clear();
     } while (Read(&message, &status));
     if (!status.ok()) return status;
