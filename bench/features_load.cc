@@ -15,10 +15,10 @@
 // answers of their size and computes nothing, measured in turns with those
 // scenarios (--floor_rounds rounds each, so both see the same minutes of a
 // noisy machine); every scenario is printed as a ratio of the floor of its
-// size (`x floor` columns). Beside each
-// latency, `cpu us` is the server's CPU time per request (user + system,
-// from /proc; rawfeatd's background work included): it varies far less
-// between runs on a shared machine than latency does.
+// size (`x floor` columns). Beside each latency, `cpu us` is the server's
+// CPU time per request (user + system, from /proc; rawfeatd's background
+// work included): it varies far less between runs on a shared machine
+// than latency does.
 // Every phase is bounded in request count and in time.
 //
 //   features_load --rawfeatd build/server/rawfeatd [--events 10000000]
