@@ -2,10 +2,10 @@
 #define RAWFEAT_SERVER_COMMON_CHUNK_BUFFER_H_
 
 // A growable byte buffer for response chunks written in place. Extend()
-// hands out room without writing it first: std::string::resize zero-fills
-// every byte it adds, which was 8% of a replay's server CPU (each chunk's
-// ~200 KiB written twice). Release() gives the bytes to a transport that
-// frees them with std::free. Not thread-safe.
+// hands out room without writing it first (std::string::resize zero-fills
+// every byte it adds: each ~200 KiB replay chunk was written twice), and
+// Release() gives the bytes to a transport that frees them with std::free.
+// Not thread-safe.
 
 #include <algorithm>
 #include <cstddef>
