@@ -248,17 +248,34 @@ Stats ClosedLoop(const MakeCaller& make_caller,
                                      absl::GetFlag(FLAGS_requests)));
 }
 
+// CPU spent over one or more measured runs: rawfeatd's (or the floor's),
+// this tool's and the machine's, in core-seconds, and the runs' seconds.
+struct CpuTotals {
+  double server = 0, tool = 0, machine = 0, seconds = 0;
+
+  void Add(const CpuMeter::Busy& b) {
+    server += b.server * b.seconds;
+    tool += b.tool * b.seconds;
+    machine += b.machine * b.seconds;
+    seconds += b.seconds;
+  }
+  // Sets the per-call CPU and busy cores of `s`, whose calls ran meanwhile.
+  void ApplyTo(Stats* s) const {
+    if (s->n == 0 || seconds <= 0) return;
+    s->cpu_us = server * 1e6 / s->n;
+    s->client_us = tool * 1e6 / s->n;
+    s->busy = machine / seconds;
+  }
+};
+
 // ClosedLoop's stats with the CPU `server` and this tool's clients spent
 // meanwhile, and how busy the machine was.
 Stats MeasuredLoop(const LocalServer& server, const MakeCaller& make_caller) {
   const CpuMeter meter(server);
   Stats s = ClosedLoop(make_caller);
-  const CpuMeter::Busy b = meter.Read();
-  if (s.n > 0) {
-    s.cpu_us = b.server * b.seconds * 1e6 / s.n;
-    s.client_us = b.tool * b.seconds * 1e6 / s.n;
-    s.busy = b.machine;
-  }
+  CpuTotals cpu;
+  cpu.Add(meter.Read());
+  cpu.ApplyTo(&s);
   return s;
 }
 
@@ -277,17 +294,13 @@ std::pair<Stats, Stats> InterleavedLoops(const LocalServer& a,
   const int64_t requests =
       std::max<int64_t>(1, absl::GetFlag(FLAGS_requests) / rounds);
   Samples samples[2];
-  double server_s[2] = {}, tool_s[2] = {}, machine_s[2] = {};
+  CpuTotals cpu[2];
   for (int round = 0; round < rounds; ++round) {
     for (int side = 0; side < 2; ++side) {
-      const LocalServer& server = side == 0 ? a : b;
-      const CpuMeter meter(server);
+      const CpuMeter meter(side == 0 ? a : b);
       Samples run = ClosedLoopSamples(side == 0 ? caller_a : caller_b, nullptr,
                                       seconds, requests);
-      const CpuMeter::Busy busy = meter.Read();
-      server_s[side] += busy.server * busy.seconds;
-      tool_s[side] += busy.tool * busy.seconds;
-      machine_s[side] += busy.machine * busy.seconds;
+      cpu[side].Add(meter.Read());
       Samples& all = samples[side];
       all.latencies.insert(all.latencies.end(), run.latencies.begin(),
                            run.latencies.end());
@@ -296,13 +309,8 @@ std::pair<Stats, Stats> InterleavedLoops(const LocalServer& a,
   }
   Stats out[2];
   for (int side = 0; side < 2; ++side) {
-    const double seconds_run = samples[side].seconds;
     out[side] = Summarize(std::move(samples[side]));
-    if (out[side].n > 0) {
-      out[side].cpu_us = server_s[side] * 1e6 / out[side].n;
-      out[side].client_us = tool_s[side] * 1e6 / out[side].n;
-      out[side].busy = machine_s[side] / seconds_run;
-    }
+    cpu[side].ApplyTo(&out[side]);
   }
   return {out[0], out[1]};
 }
