@@ -39,6 +39,9 @@ ABSL_FLAG(bool, point_reads, true,
 ABSL_FLAG(int, tile_min_events, rawfeat::ViewEngine::Options().tile_min_events,
           "the fewest events a day needs for the lookups to tile it "
           "(rawfeatd --tile_min_events)");
+ABSL_FLAG(int, lookup_threads, 1,
+          "threads computing one lookup's entities (the server's "
+          "--lookup_threads)");
 ABSL_FLAG(bool, compact, false,
           "first compact the whole store (every family to its last level), "
           "then measure");
@@ -67,6 +70,7 @@ int Main() {
   ViewEngine::Options options;
   options.tile_sealed_days = false;
   options.tile_min_events = absl::GetFlag(FLAGS_tile_min_events);
+  options.lookup_threads = absl::GetFlag(FLAGS_lookup_threads);
   ViewEngine views(store->get(), &registry, options);
 
   const int lookups = absl::GetFlag(FLAGS_lookups);

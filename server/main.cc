@@ -74,6 +74,10 @@ ABSL_FLAG(int64_t, join_run_rows, 1000000,
           "most label rows one JoinFeatures call holds in memory");
 ABSL_FLAG(int, analyst_threads, 0,
           "threads one Snapshot/JoinFeatures call uses (0 = one per CPU)");
+ABSL_FLAG(int, lookup_threads, 0,
+          "threads that compute one GetFeatures call's entities: its handler "
+          "and helpers that take groups of 16 entities while idle (0 = one "
+          "per CPU, at most 4; 1 = the handler alone)");
 ABSL_FLAG(int64_t, block_cache_mb, 512, "RocksDB block cache in MiB");
 ABSL_FLAG(bool, tail_point_reads, true,
           "lookups read an entity's tail block by key first (false: they "
@@ -174,6 +178,7 @@ int main(int argc, char** argv) {
   options.join_run_rows =
       static_cast<size_t>(absl::GetFlag(FLAGS_join_run_rows));
   options.analyst_threads = absl::GetFlag(FLAGS_analyst_threads);
+  options.lookup_threads = absl::GetFlag(FLAGS_lookup_threads);
   options.streams.max_read_events = absl::GetFlag(FLAGS_max_read_events);
   options.streams.max_snapshots = absl::GetFlag(FLAGS_max_snapshots);
   options.streams.max_joins = absl::GetFlag(FLAGS_max_joins);

@@ -194,6 +194,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   ViewEngine::Options view_options;
   view_options.analyst_threads = analyst_threads;
+  view_options.lookup_threads =
+      options.lookup_threads > 0
+          ? options.lookup_threads
+          : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1,
+                       4);
   view_options.max_entities = options.max_entities;
   view_options.tiles = options.tiles;
   view_options.tile_min_events = options.tile_min_events;

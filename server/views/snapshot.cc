@@ -2,6 +2,7 @@
 // pass over its streams.
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <limits>
 #include <memory>
@@ -269,7 +270,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
           store_->MayHaveTiles(TileScopeOf(*group.view, f.entity))) {
         v1::FeatureRow& row = (*tiled_rows)[g];
         row.Clear();
-        size_t unlimited = std::numeric_limits<size_t>::max();
+        std::atomic<size_t> unlimited{std::numeric_limits<size_t>::max()};
         RETURN_IF_ERROR(ComputeEntity(*group.view, f.entity, entity_times[0],
                                       watermark, read_view, cursor.get(), &row,
                                       &unlimited, /*queue_tiles=*/false));

@@ -27,6 +27,9 @@ namespace rawfeat {
 ViewEngine::ViewEngine(EventStore* store, const Registry* registry,
                        Options options)
     : store_(store), registry_(registry), options_(options) {
+  if (options_.lookup_threads > 1) {
+    lookup_pool_ = std::make_unique<HelperPool>(options_.lookup_threads - 1);
+  }
   if (options_.tiles) {
     // Sealing folds a tiled day's new events into its tiles.
     store_->SetTileFolder(

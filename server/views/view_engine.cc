@@ -1,6 +1,7 @@
 #include "server/views/view_engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "absl/container/flat_hash_map.h"
@@ -82,11 +83,16 @@ namespace {
 
 // Takes `bytes` from `*budget` for feature `feature` (-1: the row itself)
 // of `entity`; RESOURCE_EXHAUSTED naming them once the budget is spent.
-absl::Status TakeBytes(size_t bytes, size_t* budget, const CompiledView& view,
-                       int feature, absl::string_view entity) {
-  if (bytes <= *budget) {
-    *budget -= bytes;
-    return absl::OkStatus();
+// Threads building one answer take from its budget at once.
+absl::Status TakeBytes(size_t bytes, std::atomic<size_t>* budget,
+                       const CompiledView& view, int feature,
+                       absl::string_view entity) {
+  size_t left = budget->load(std::memory_order_relaxed);
+  while (bytes <= left) {
+    if (budget->compare_exchange_weak(left, left - bytes,
+                                      std::memory_order_relaxed)) {
+      return absl::OkStatus();
+    }
   }
   return absl::ResourceExhaustedError(absl::StrCat(
       "the answer would exceed the largest message (--max_message_bytes) at ",
@@ -110,13 +116,11 @@ void EntityScratch::Prepare(const CompiledView& view) {
   for (auto& state : states_) state->Reset();
 }
 
-absl::Status ViewEngine::ComputeEntity(const CompiledView& view,
-                                       absl::string_view entity,
-                                       int64_t as_of_us, uint64_t watermark,
-                                       const ReadView* read_view,
-                                       EventCursor* cursor, v1::FeatureRow* row,
-                                       size_t* budget, bool queue_tiles,
-                                       EntityScratch* scratch) const {
+absl::Status ViewEngine::ComputeEntity(
+    const CompiledView& view, absl::string_view entity, int64_t as_of_us,
+    uint64_t watermark, const ReadView* read_view, EventCursor* cursor,
+    v1::FeatureRow* row, std::atomic<size_t>* budget, bool queue_tiles,
+    EntityScratch* scratch) const {
   const StreamSchema& stream = *view.stream;
   EntityScratch own;
   EntityScratch& reused = scratch != nullptr ? *scratch : own;
@@ -298,16 +302,11 @@ absl::Status ViewEngine::GetFeatures(const v1::GetFeaturesRequest& request,
   for (const auto& f : (*view)->features) response.add_feature_names(f.name);
   // Counted while rows are built, so an oversized answer is refused before
   // it is allocated whole.
-  size_t budget = options_.max_response_bytes;
+  std::atomic<size_t> budget{options_.max_response_bytes};
   RETURN_IF_ERROR(
       TakeBytes(response.ByteSizeLong() + 64, &budget, **view, -1, ""));
-  // One cursor re-seeked for each entity (a RocksDB iterator costs about
-  // as much to make as a median entity's whole scan), entities in key
-  // order so each seek moves forward, often within the blocks the last one
-  // read; rows stay in request order.
-  auto cursor =
-      store_->NewEventCursor((*view)->stream->stream_id, pinned->view.get(),
-                             /*lookups=*/true);
+  // Entities in key order, so each worker's seeks move forward, often
+  // within the blocks its last one read; rows stay in request order.
   const int n = request.entities_size();
   std::vector<std::pair<absl::string_view, int>> order;
   order.reserve(n);
@@ -315,12 +314,48 @@ absl::Status ViewEngine::GetFeatures(const v1::GetFeaturesRequest& request,
   std::sort(order.begin(), order.end());
   response.mutable_rows()->Reserve(n);
   for (int i = 0; i < n; ++i) response.add_rows();
-  EntityScratch scratch;
-  for (const auto& [entity, i] : order) {
-    absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
-                                   pinned->view.get(), cursor.get(),
-                                   response.mutable_rows(i), &budget,
-                                   /*queue_tiles=*/true, &scratch);
+  // Groups of kLookupGroup entities go to the lookup threads. Each worker
+  // re-seeks one cursor for all its entities (a RocksDB iterator costs
+  // about as much to make as a median entity's whole scan).
+  const int groups = (n + kLookupGroup - 1) / kLookupGroup;
+  const int workers =
+      lookup_pool_ == nullptr || groups < 2 ? 1 : lookup_pool_->workers();
+  struct Worker {
+    std::unique_ptr<EventCursor> cursor;
+    EntityScratch scratch;
+  };
+  std::vector<Worker> per_worker(workers);
+  std::vector<absl::Status> group_error(groups);
+  std::atomic<bool> failed{false};
+  auto compute_group = [&](size_t g, int w) {
+    if (failed.load(std::memory_order_relaxed)) return;
+    Worker& worker = per_worker[w];
+    if (worker.cursor == nullptr) {
+      worker.cursor = store_->NewEventCursor(
+          (*view)->stream->stream_id, pinned->view.get(), /*lookups=*/true);
+    }
+    const int end = std::min<int>(n, (g + 1) * kLookupGroup);
+    for (int k = g * kLookupGroup; k < end; ++k) {
+      const auto& [entity, i] = order[k];
+      absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
+                                     pinned->view.get(), worker.cursor.get(),
+                                     response.mutable_rows(i), &budget,
+                                     /*queue_tiles=*/true, &worker.scratch);
+      if (!s.ok()) {
+        group_error[g] = std::move(s);
+        failed = true;
+        return;
+      }
+    }
+  };
+  if (workers == 1) {
+    for (int g = 0; g < groups; ++g) compute_group(g, 0);
+  } else {
+    lookup_pool_->Run(groups, compute_group);
+  }
+  // After an error no group starts; of the entities that failed, the
+  // first in key order.
+  for (const absl::Status& s : group_error) {
     if (!s.ok()) return s;
   }
   response.set_watermark(pinned->watermark);
@@ -437,7 +472,7 @@ absl::Status ViewEngine::GetServiceFeatures(
   for (const ServicePartView& part : service->parts) {
     RETURN_IF_ERROR(CheckAsOf(*part.view, as_of, EarliestAsOf(*part.view)));
   }
-  size_t budget = options_.max_response_bytes;
+  std::atomic<size_t> budget{options_.max_response_bytes};
   v1::FeatureRow computed;
   // One cursor per stream, re-seeked for each key; one scratch per part.
   absl::flat_hash_map<uint32_t, std::unique_ptr<EventCursor>> cursors;

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "rawfeat/v1/rawfeat.pb.h"
 #include "server/aggregation/aggregator.h"
+#include "server/common/helper_pool.h"
 #include "server/common/time_util.h"
 #include "server/schema/registry.h"
 #include "server/storage/event_store.h"
@@ -127,6 +128,11 @@ class ViewEngine {
     int sealed_quiet_ms = 1000;
     // Threads computing one Snapshot's entities. Default: 1.
     int analyst_threads = 1;
+    // Threads computing one GetFeatures call's entities: its handler and
+    // up to lookup_threads - 1 helpers shared by all calls, which take a
+    // call's entities in groups of kLookupGroup only while idle (a call of
+    // fewer than two groups is its handler's alone). Default: 1.
+    int lookup_threads = 1;
     // Largest GetFeatures response, Snapshot chunk or snapshot row in
     // bytes (the gRPC message limit). Sizes are counted while values are
     // computed: an answer that would pass it is refused with
@@ -160,6 +166,8 @@ class ViewEngine {
   // RESOURCE_EXHAUSTED (the response would pass max_response_bytes).
   absl::StatusOr<v1::GetFeaturesResponse> GetFeatures(
       const v1::GetFeaturesRequest& request) const;
+  // Entities one lookup thread takes at a time (Options::lookup_threads).
+  static constexpr int kLookupGroup = 16;
   // The same into `*response`, which must be empty and may live on an
   // arena (the server's does: an answer of many rows is thousands of small
   // messages, then freed at once). On an error `*response` holds a part.
@@ -207,14 +215,14 @@ class ViewEngine {
   // `watermark` for whole days inside every window (or outside it), scans
   // the rest, and (with `queue_tiles`) may queue tiles of heavy days it
   // scanned for the background builder (it never waits for them).
-  // `*budget` is the bytes
-  // the row may still take; it is reduced by what the row takes, and a row
-  // that would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
+  // `*budget` is the bytes the answer may still take (threads building one
+  // answer share it); it is reduced by what the row takes, and a row that
+  // would pass it is RESOURCE_EXHAUSTED naming the feature and entity.
   // `scratch` (optional) is state reused between calls of one thread.
   absl::Status ComputeEntity(const CompiledView& view, absl::string_view entity,
                              int64_t as_of_us, uint64_t watermark,
                              const ReadView* read_view, EventCursor* cursor,
-                             v1::FeatureRow* row, size_t* budget,
+                             v1::FeatureRow* row, std::atomic<size_t>* budget,
                              bool queue_tiles = true,
                              EntityScratch* scratch = nullptr) const;
 
@@ -267,6 +275,8 @@ class ViewEngine {
                    std::shared_ptr<const CompiledView>>
       cache_ ABSL_GUARDED_BY(cache_mu_);
   mutable std::atomic<uint64_t> tiles_used_{0};
+  // The lookups' helpers (null: lookup_threads 1).
+  std::unique_ptr<HelperPool> lookup_pool_;
   mutable std::atomic<uint64_t> tiles_built_{0};
 
   // Tiles of heavy days a lookup scanned are built by one background

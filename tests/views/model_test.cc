@@ -216,6 +216,8 @@ class ModelTest : public ::testing::TestWithParam<uint64_t> {
     ViewEngine::Options options;
     options.tile_min_events = 3;
     options.analyst_threads = 2;
+    // Lookups of 32 or more entities are computed by three threads.
+    options.lookup_threads = 3;
     // Snapshot batches of one or two entities: several are in flight at
     // once, and chunks are cut small.
     options.snapshot_chunk_bytes = 512;
@@ -449,10 +451,20 @@ TEST_P(ModelTest, EveryReadPathAgreesWithTheModelAtEveryWatermark) {
       get.set_view("v");
       get.set_watermark(w);
       *get.mutable_as_of() = MicrosToTimestamp(t);
-      for (const std::string& entity : entities) get.add_entities(entity);
+      // Each entity asked for several times, shuffled: groups of entities
+      // computed on several threads; rows in request order.
+      std::vector<std::string> asked;
+      for (int copy = 0; copy < 6; ++copy) {
+        asked.insert(asked.end(), entities.begin(), entities.end());
+      }
+      std::shuffle(asked.begin(), asked.end(), rng);
+      for (const std::string& entity : asked) get.add_entities(entity);
       auto got = engine_->GetFeatures(get);
       ASSERT_TRUE(got.ok()) << got.status();
-      ASSERT_EQ(got->rows_size(), static_cast<int>(entities.size()));
+      ASSERT_EQ(got->rows_size(), static_cast<int>(asked.size()));
+      for (size_t i = 0; i < asked.size(); ++i) {
+        ASSERT_EQ(got->rows(static_cast<int>(i)).entity(), asked[i]);
+      }
       for (const auto& row : got->rows()) {
         EXPECT_EQ(testing::Canonical(row), want.at({row.entity(), t}))
             << "GetFeatures " << row.entity() << " as of " << FormatMicros(t)
