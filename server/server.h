@@ -79,10 +79,10 @@ struct ServerOptions {
   // Threads one Snapshot or JoinFeatures call computes with; 0 = one per
   // CPU. Default: 0.
   int analyst_threads = 0;
-  // Threads that compute one GetFeatures call's entities (the handler and
-  // helpers shared by all calls, which help only while idle; calls of
-  // fewer than 32 entities are their handler's alone); 0 = one per CPU,
-  // at most 4. Default: 0.
+  // Threads that compute one GetFeatures call's entities: its handler and
+  // helpers shared by all calls, which help only while idle (a call of 16
+  // entities or fewer is its handler's alone); 0 = one per CPU, at most 4.
+  // Default: 0.
   int lookup_threads = 0;
   // Largest request/response message in bytes. Default: 64 MiB.
   int max_message_bytes = 64 << 20;

@@ -259,6 +259,34 @@ absl::Status ViewEngine::ComputeEntity(
   return absl::OkStatus();
 }
 
+int ViewEngine::LookupWorkers(int n) const {
+  return lookup_pool_ == nullptr || n <= kLookupGroup ? 1
+                                                      : lookup_pool_->workers();
+}
+
+absl::Status ViewEngine::ForEachLookupGroup(
+    int n, absl::FunctionRef<absl::Status(int, int, int)> fn) const {
+  const int groups = (n + kLookupGroup - 1) / kLookupGroup;
+  std::vector<absl::Status> errors(groups);
+  std::atomic<bool> failed{false};
+  auto run = [&](size_t g, int worker) {
+    if (failed.load(std::memory_order_relaxed)) return;
+    const int begin = static_cast<int>(g) * kLookupGroup;
+    errors[g] = fn(begin, std::min(n, begin + kLookupGroup), worker);
+    if (!errors[g].ok()) failed = true;
+  };
+  if (LookupWorkers(n) == 1) {
+    for (int g = 0; g < groups; ++g) run(g, 0);
+  } else {
+    lookup_pool_->Run(groups, run);
+  }
+  // No group starts after an error; of the groups that failed, the first.
+  for (absl::Status& s : errors) {
+    if (!s.ok()) return std::move(s);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::GetFeaturesResponse> ViewEngine::GetFeatures(
     const v1::GetFeaturesRequest& request) const {
   v1::GetFeaturesResponse response;
@@ -314,50 +342,28 @@ absl::Status ViewEngine::GetFeatures(const v1::GetFeaturesRequest& request,
   std::sort(order.begin(), order.end());
   response.mutable_rows()->Reserve(n);
   for (int i = 0; i < n; ++i) response.add_rows();
-  // Groups of kLookupGroup entities go to the lookup threads. Each worker
-  // re-seeks one cursor for all its entities (a RocksDB iterator costs
-  // about as much to make as a median entity's whole scan).
-  const int groups = (n + kLookupGroup - 1) / kLookupGroup;
-  const int workers =
-      lookup_pool_ == nullptr || groups < 2 ? 1 : lookup_pool_->workers();
+  // Each lookup thread re-seeks one cursor for all its entities (a RocksDB
+  // iterator costs about as much to make as a median entity's whole scan).
   struct Worker {
     std::unique_ptr<EventCursor> cursor;
     EntityScratch scratch;
   };
-  std::vector<Worker> per_worker(workers);
-  std::vector<absl::Status> group_error(groups);
-  std::atomic<bool> failed{false};
-  auto compute_group = [&](size_t g, int w) {
-    if (failed.load(std::memory_order_relaxed)) return;
-    Worker& worker = per_worker[w];
+  std::vector<Worker> workers(LookupWorkers(n));
+  RETURN_IF_ERROR(ForEachLookupGroup(n, [&](int begin, int end, int w) {
+    Worker& worker = workers[w];
     if (worker.cursor == nullptr) {
       worker.cursor = store_->NewEventCursor(
           (*view)->stream->stream_id, pinned->view.get(), /*lookups=*/true);
     }
-    const int end = std::min<int>(n, (g + 1) * kLookupGroup);
-    for (int k = g * kLookupGroup; k < end; ++k) {
+    for (int k = begin; k < end; ++k) {
       const auto& [entity, i] = order[k];
-      absl::Status s = ComputeEntity(**view, entity, as_of, pinned->watermark,
-                                     pinned->view.get(), worker.cursor.get(),
-                                     response.mutable_rows(i), &budget,
-                                     /*queue_tiles=*/true, &worker.scratch);
-      if (!s.ok()) {
-        group_error[g] = std::move(s);
-        failed = true;
-        return;
-      }
+      RETURN_IF_ERROR(ComputeEntity(**view, entity, as_of, pinned->watermark,
+                                    pinned->view.get(), worker.cursor.get(),
+                                    response.mutable_rows(i), &budget,
+                                    /*queue_tiles=*/true, &worker.scratch));
     }
-  };
-  if (workers == 1) {
-    for (int g = 0; g < groups; ++g) compute_group(g, 0);
-  } else {
-    lookup_pool_->Run(groups, compute_group);
-  }
-  // After an error no group starts; of the entities that failed, the
-  // first in key order.
-  for (const absl::Status& s : group_error) {
-    if (!s.ok()) return s;
-  }
+    return absl::OkStatus();
+  }));
   response.set_watermark(pinned->watermark);
   response.set_version((*view)->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);
@@ -473,36 +479,50 @@ absl::Status ViewEngine::GetServiceFeatures(
     RETURN_IF_ERROR(CheckAsOf(*part.view, as_of, EarliestAsOf(*part.view)));
   }
   std::atomic<size_t> budget{options_.max_response_bytes};
-  v1::FeatureRow computed;
-  // One cursor per stream, re-seeked for each key; one scratch per part.
-  absl::flat_hash_map<uint32_t, std::unique_ptr<EventCursor>> cursors;
-  std::vector<EntityScratch> scratches(service->parts.size());
-  response.mutable_rows()->Reserve(request.key_rows_size());
-  for (const v1::KeyRow& keys : request.key_rows()) {
-    v1::FeatureRow* row = response.add_rows();
-    for (size_t p = 0; p < service->parts.size(); ++p) {
-      const ServicePartView& part = service->parts[p];
-      auto it = keys.keys().find(part.key);
-      if (it == keys.keys().end() || it->second.empty()) {
-        // No key for this part: its features are null.
-        for (size_t i = 0; i < part.take.size(); ++i) row->add_values();
-        continue;
-      }
-      computed.Clear();
-      std::unique_ptr<EventCursor>& cursor =
-          cursors[part.view->stream->stream_id];
-      if (cursor == nullptr) {
-        cursor = store_->NewEventCursor(part.view->stream->stream_id,
-                                        pinned->view.get(), /*lookups=*/true);
-      }
-      absl::Status s =
-          ComputeEntity(*part.view, it->second, as_of, pinned->watermark,
-                        pinned->view.get(), cursor.get(), &computed, &budget,
-                        /*queue_tiles=*/true, &scratches[p]);
-      if (!s.ok()) return s;
-      for (int i : part.take) *row->add_values() = computed.values(i);
-    }
+  // Per lookup thread: one cursor per stream, re-seeked for each key; one
+  // scratch per part.
+  struct Worker {
+    absl::flat_hash_map<uint32_t, std::unique_ptr<EventCursor>> cursors;
+    std::vector<EntityScratch> scratches;
+    v1::FeatureRow computed;
+  };
+  const int n = request.key_rows_size();
+  std::vector<Worker> workers(LookupWorkers(n));
+  for (Worker& worker : workers) {
+    worker.scratches = std::vector<EntityScratch>(service->parts.size());
   }
+  response.mutable_rows()->Reserve(n);
+  for (int r = 0; r < n; ++r) response.add_rows();
+  RETURN_IF_ERROR(ForEachLookupGroup(n, [&](int begin, int end, int w) {
+    Worker& worker = workers[w];
+    for (int r = begin; r < end; ++r) {
+      const v1::KeyRow& keys = request.key_rows(r);
+      v1::FeatureRow* row = response.mutable_rows(r);
+      for (size_t p = 0; p < service->parts.size(); ++p) {
+        const ServicePartView& part = service->parts[p];
+        auto it = keys.keys().find(part.key);
+        if (it == keys.keys().end() || it->second.empty()) {
+          // No key for this part: its features are null.
+          for (size_t i = 0; i < part.take.size(); ++i) row->add_values();
+          continue;
+        }
+        worker.computed.Clear();
+        std::unique_ptr<EventCursor>& cursor =
+            worker.cursors[part.view->stream->stream_id];
+        if (cursor == nullptr) {
+          cursor = store_->NewEventCursor(part.view->stream->stream_id,
+                                          pinned->view.get(),
+                                          /*lookups=*/true);
+        }
+        RETURN_IF_ERROR(ComputeEntity(
+            *part.view, it->second, as_of, pinned->watermark,
+            pinned->view.get(), cursor.get(), &worker.computed, &budget,
+            /*queue_tiles=*/true, &worker.scratches[p]));
+        for (int i : part.take) *row->add_values() = worker.computed.values(i);
+      }
+    }
+    return absl::OkStatus();
+  }));
   response.set_watermark(pinned->watermark);
   response.set_version(service->def->version());
   *response.mutable_as_of() = MicrosToTimestamp(as_of);

@@ -21,6 +21,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -277,6 +278,15 @@ class ViewEngine {
   mutable std::atomic<uint64_t> tiles_used_{0};
   // The lookups' helpers (null: lookup_threads 1).
   std::unique_ptr<HelperPool> lookup_pool_;
+  // The threads ForEachLookupGroup(n, ...) may call with: worker numbers
+  // are below it.
+  int LookupWorkers(int n) const;
+  // Calls fn(begin, end, worker) for the groups [begin, end) of
+  // kLookupGroup of [0, n), on the lookup threads when there are two groups
+  // or more (no two calls in flight share a worker number). No group
+  // starts after one failed; returns the error of the first failed group.
+  absl::Status ForEachLookupGroup(
+      int n, absl::FunctionRef<absl::Status(int, int, int)> fn) const;
   mutable std::atomic<uint64_t> tiles_built_{0};
 
   // Tiles of heavy days a lookup scanned are built by one background

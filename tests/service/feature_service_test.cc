@@ -98,17 +98,32 @@ class FeatureServiceTest : public ::testing::Test {
     return r.ok() ? *r : v1::GetFeaturesResponse();
   }
 
-  TestServer ts_;
+  static ServerOptions Options() {
+    ServerOptions options;
+    options.lookup_threads = 3;  // a lookup of 17 rows or more: 3 threads
+    return options;
+  }
+
+  TestServer ts_{"", true, Options()};
   std::vector<uint64_t> watermarks_;
 };
 
 TEST_F(FeatureServiceTest, PartsEqualTheirViewsAtOneWatermark) {
-  const std::vector<std::vector<std::pair<std::string, std::string>>> rows = {
+  std::vector<std::vector<std::pair<std::string, std::string>>> rows = {
       {{"buyer_id", "k1"}, {"seller_id", "k2"}, {"merchant_id", "k3"}},
       {{"buyer_id", "k4"}, {"merchant_id", "nobody"}},  // no seller
       {{"seller_id", "k5"}, {"merchant_id", "k5"}},     // no buyer
       {{"buyer_id", "k6"}, {"seller_id", "k6"}, {"merchant_id", "k0"}},
   };
+  // And 36 random rows: the call's rows are computed by several threads.
+  std::mt19937_64 rng(16);
+  for (int r = 0; r < 36; ++r) {
+    std::vector<std::pair<std::string, std::string>> row;
+    for (const char* key : {"buyer_id", "seller_id", "merchant_id"}) {
+      if (rng() % 4 != 0) row.emplace_back(key, absl::StrCat("k", rng() % 13));
+    }
+    rows.push_back(std::move(row));
+  }
   // At the first stream's watermark the payments are not visible yet.
   for (const uint64_t watermark : {watermarks_[0], watermarks_[1]}) {
     for (const int64_t as_of : {kT, kT - 3 * kDay, kT - 7 * kDay}) {
