@@ -138,7 +138,7 @@ class ViewEngine {
     // bytes (the gRPC message limit). Sizes are counted while values are
     // computed: an answer that would pass it is refused with
     // RESOURCE_EXHAUSTED naming the entity and feature, holding at most this
-    // much plus one feature value. Default: 64 MiB.
+    // much plus one feature value per lookup thread. Default: 64 MiB.
     size_t max_response_bytes = 64 << 20;
     // Snapshot chunks are cut at this many bytes (or chunk_rows rows).
     // Default: 4 MiB.
