@@ -613,7 +613,7 @@ bool EventStore::MayHaveTiles(const TileScope& scope) const {
 
 bool EventStore::MayHaveTiles(const std::string& prefix) const {
   if (!tiles_readable_) return false;
-  absl::MutexLock l(&tiled_scopes_mu_);
+  absl::ReaderMutexLock l(&tiled_scopes_mu_);  // lookup threads at once
   return tiled_scopes_.contains(prefix);
 }
 

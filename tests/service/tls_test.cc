@@ -536,6 +536,9 @@ TEST_F(AuthTest, PerPrincipalCapsOnStreamingCalls) {
   auto stub = v1::FeatureStore::NewStub(channel);
   grpc::ClientContext held;
   held.AddMetadata("authorization", "Bearer job-token");
+  // Waits out a connection attempt instead of failing fast, so the held call
+  // is open on the server however slowly a loaded machine connects.
+  held.set_wait_for_ready(true);
   auto open = stub->JoinFeatures(&held);
 
   v1::ReadEventsRequest read;
