@@ -441,9 +441,10 @@ int Main() {
           (on ? with : plain).push_back(x.events_per_sec);
           (on ? with_cpu : plain_cpu).push_back(x.server_cpu_us);
           std::printf(
-              "%-7s round %d %-10s %9.0f events/s, server CPU %.1f us/event\n",
+              "%-7s round %d %-10s %9.0f events/s, server CPU %.1f "
+              "us/event, peak RSS %.0f MiB\n",
               sync ? "sync" : "nosync", round + 1, on ? name : "plain",
-              x.events_per_sec, x.server_cpu_us);
+              x.events_per_sec, x.server_cpu_us, x.peak_rss / 1048576.0);
           std::fflush(stdout);
         }
       }
