@@ -343,6 +343,17 @@ DbBenchResult RunDbBench(int64_t n, int batch, bool sync,
   return r;
 }
 
+// "db_bench fillrandom N ops/s, CPU C us/op | ratio R" for a rate against
+// `db`, or a word that it did not run.
+std::string AgainstDbBench(double events_per_sec, const DbBenchResult& db) {
+  if (db.ops_per_sec <= 0) {
+    return "db_bench not run (--db_bench empty or failed): no ratio";
+  }
+  return absl::StrFormat(
+      "db_bench fillrandom %9.0f ops/s, CPU %.1f us/op | ratio %.2fx",
+      db.ops_per_sec, db.cpu_us, events_per_sec / db.ops_per_sec);
+}
+
 int Main() {
   const int64_t n = absl::GetFlag(FLAGS_events);
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -381,12 +392,11 @@ int Main() {
     const double ref = db.ops_per_sec;
     std::printf(
         "%-7s rawfeat %9.0f events/s (%.2f s, %lld accepted, server CPU %.1f "
-        "us/event, clients %.1f, peak RSS %.0f MiB, disk %.0f MiB) | "
-        "db_bench fillrandom %9.0f ops/s, CPU %.1f us/op | ratio %.2fx\n",
+        "us/event, clients %.1f, peak RSS %.0f MiB, disk %.0f MiB) | %s\n",
         sync ? "sync" : "nosync", r.events_per_sec, r.seconds,
         static_cast<long long>(r.accepted), r.server_cpu_us, r.client_cpu_us,
-        r.peak_rss / 1048576.0, r.disk_bytes / 1048576.0, ref, db.cpu_us,
-        ref > 0 ? r.events_per_sec / ref : 0);
+        r.peak_rss / 1048576.0, r.disk_bytes / 1048576.0,
+        AgainstDbBench(r.events_per_sec, db).c_str());
     std::fflush(stdout);
     if (!sync && !absl::GetFlag(FLAGS_echo).empty()) {
       // What the client and gRPC alone reach on this machine: the ceiling
@@ -399,10 +409,9 @@ int Main() {
       std::printf(
           "%-7s floor   %9.0f events/s (%.2f s: the same calls into "
           "rawfeat_echo, parsed, nothing stored; server CPU %.1f us/event, "
-          "clients %.1f) | db_bench %9.0f ops/s | ratio %.2fx | rawfeat / "
-          "floor %.2fx\n",
+          "clients %.1f) | %s | rawfeat / floor %.2fx\n",
           "nosync", f.events_per_sec, f.seconds, f.server_cpu_us,
-          f.client_cpu_us, ref, ref > 0 ? f.events_per_sec / ref : 0,
+          f.client_cpu_us, AgainstDbBench(f.events_per_sec, db).c_str(),
           f.events_per_sec > 0 ? r.events_per_sec / f.events_per_sec : 0);
       floor_cpu_us = f.server_cpu_us + f.client_cpu_us;
       std::fflush(stdout);
@@ -468,17 +477,17 @@ int Main() {
         }
         RunResult c;
         if (!RunCsvIngest(file, rows, work, &c)) return 1;
-        const double cref = RunDbBench(rows, batch, true, work).ops_per_sec;
+        const DbBenchResult cdb = RunDbBench(rows, batch, true, work);
         std::printf(
             "%s rawfeat ingest %9.0f rows/s (%.2f s, %lld rows, %.0f MiB "
             "%s, %d in flight, server CPU %.1f us/row, CLI CPU %.1f us/row) "
-            "| db_bench fillrandom %9.0f ops/s | ratio %.2fx\n",
+            "| %s\n",
             jsonl ? "jsonl  " : "csv    ", c.events_per_sec, c.seconds,
             static_cast<long long>(rows),
             std::filesystem::file_size(file) / 1048576.0,
             jsonl ? "JSON Lines" : "CSV", absl::GetFlag(FLAGS_csv_in_flight),
-            c.server_cpu_us, c.cli_cpu_us, cref,
-            cref > 0 ? c.events_per_sec / cref : 0);
+            c.server_cpu_us, c.cli_cpu_us,
+            AgainstDbBench(c.events_per_sec, cdb).c_str());
         std::fflush(stdout);
         std::filesystem::remove(file);
       }
