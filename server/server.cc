@@ -17,6 +17,7 @@
 #include "grpcpp/server_builder.h"
 #include "server/common/log.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_name.h"
 #include "server/events/ingester.h"
 #include "server/events/replayer.h"
 #include "server/rpc/service.h"
@@ -258,6 +259,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     server->insecure_every_ = options.insecure_warning_every;
     server->WarnInsecure();
     server->warner_ = std::thread([s = server.get()] {
+      NameThisThread("rf-warn");
       absl::MutexLock lock(&s->warner_mu_);
       while (!s->warner_mu_.AwaitWithTimeout(absl::Condition(&s->stopping_),
                                              s->insecure_every_)) {

@@ -2,12 +2,17 @@
 
 #include <algorithm>
 
+#include "server/common/thread_name.h"
+
 namespace rawfeat {
 
 HelperPool::HelperPool(int helpers) {
   threads_.reserve(std::max(helpers, 0));
   for (int t = 0; t < helpers; ++t) {
-    threads_.emplace_back([this, t] { Help(t + 1); });
+    threads_.emplace_back([this, t] {
+      NameThisThread("rf-lookup");
+      Help(t + 1);
+    });
   }
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "server/common/thread_name.h"
 
 namespace rawfeat {
 
@@ -30,7 +31,10 @@ absl::Status ParallelFor(size_t n, int threads,
   std::vector<std::thread> pool;
   pool.reserve(helpers);
   for (size_t t = 0; t < helpers; ++t) {
-    pool.emplace_back(work, static_cast<int>(t + 1));
+    pool.emplace_back([&work, t] {
+      NameThisThread("rf-worker");
+      work(static_cast<int>(t + 1));
+    });
   }
   work(0);
   for (auto& t : pool) t.join();

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/log.h"
+#include "server/common/thread_name.h"
 #include "server/rpc/metrics.h"
 #include "server/rpc/rpc_util.h"
 #include "server/rpc/status_convert.h"
@@ -250,7 +251,10 @@ class BatchCommitter {
       job->batch = std::move(batch);
       if (threads_.size() < jobs_.size() && !no_thread_) {
         try {
-          threads_.emplace_back([this] { Loop(); });
+          threads_.emplace_back([this] {
+            NameThisThread("rf-commit");
+            Loop();
+          });
         } catch (const std::system_error&) {
           no_thread_ = true;
         }
@@ -352,6 +356,7 @@ class IngestStreamReactor final
         lease_(std::move(call.lease)) {
     try {
       thread_ = std::thread([this] {
+        NameThisThread("rf-ingest");
         const grpc::Status status = Run();
         auth_.Audit(absl::StrCat("stream:", absl::StrJoin(streams_, ",")),
                     IngestSummary(status, total_));

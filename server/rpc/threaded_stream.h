@@ -18,6 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/common/chunk_buffer.h"
 #include "server/common/log.h"
+#include "server/common/thread_name.h"
 #include "server/rpc/call_limits.h"
 #include "server/rpc/status_convert.h"
 
@@ -94,6 +95,7 @@ class ThreadedStream : public Base {
     lease_ = std::move(call.lease);
     try {
       thread_ = std::thread([this] {
+        NameThisThread("rf-stream");
         const grpc::Status status = Run();
         Action action;
         {

@@ -35,6 +35,7 @@
 #include "server/common/echo.h"
 #include "server/common/log.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_name.h"
 #include "server/common/time_util.h"
 #include "server/storage/event_codec.h"
 #include "server/storage/keys.h"
@@ -458,7 +459,10 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   if (store->read_only_.empty()) {
     if (options.seal_min_events > 0) {
       EventStore* raw_store = store.get();
-      store->sealer_ = std::thread([raw_store] { raw_store->SealLoop(); });
+      store->sealer_ = std::thread([raw_store] {
+        NameThisThread("rf-seal");
+        raw_store->SealLoop();
+      });
     }
   }
   return store;

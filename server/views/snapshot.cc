@@ -15,6 +15,7 @@
 #include "server/common/echo.h"
 #include "server/common/hash.h"
 #include "server/common/status_macros.h"
+#include "server/common/thread_name.h"
 #include "server/common/time_util.h"
 #include "server/views/columns.h"
 #include "server/views/sweep.h"
@@ -362,7 +363,12 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     }
     for (std::thread& t : workers) t.join();
   });
-  for (int w = 0; w < n_workers; ++w) workers.emplace_back(work);
+  for (int w = 0; w < n_workers; ++w) {
+    workers.emplace_back([&work] {
+      NameThisThread("rf-snapshot");
+      work();
+    });
+  }
 
   // Entities per batch: a batch holds up to (entities x times) rows, and
   // about one chunk's bytes: its size follows the rows seen so far,

@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/common/thread_name.h"
 #include "server/common/time_util.h"
 #include "server/views/tiles.h"
 #include "server/views/view_engine.h"
@@ -96,7 +97,10 @@ void ViewEngine::QueueTiles(const CompiledView& view, absl::string_view entity,
 
 void ViewEngine::StartTileThread() const {
   if (!tile_thread_.joinable()) {
-    tile_thread_ = std::thread([this] { BuildQueuedTiles(); });
+    tile_thread_ = std::thread([this] {
+      NameThisThread("rf-tiles");
+      BuildQueuedTiles();
+    });
   }
 }
 
