@@ -139,21 +139,21 @@ int RunTool(int argc, char** argv, int (*tool)()) {
   return tool();
 }
 
-bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill) {
-  constexpr int kThreads = 2;
-  constexpr int kBatch = 1000;
-  std::atomic<int64_t> next{0};
+namespace {
+
+constexpr int kLoadClients = 2;
+constexpr int kLoadBatch = 1000;
+
+// Sends the requests `next(request_bytes)` hands out (false: no more) over
+// kLoadClients IngestStream calls at once. `next` is called concurrently.
+bool SendBatches(const std::string& address,
+                 const std::function<bool(std::string*)>& next) {
   std::atomic<bool> ok{true};
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (int t = 0; t < kLoadClients; ++t) {
     threads.emplace_back([&] {
       Client client(address);
-      auto r = client.IngestStream([&](v1::IngestRequest* req) {
-        const int64_t start = next.fetch_add(kBatch);
-        if (start >= count) return false;
-        fill(start, std::min(count, start + kBatch), req);
-        return true;
-      });
+      auto r = client.IngestStreamEncoded(next);
       if (!r.ok()) {
         std::fprintf(stderr, "load failed: %s\n",
                      r.status().ToString().c_str());
@@ -163,6 +163,43 @@ bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill) {
   }
   for (auto& th : threads) th.join();
   return ok;
+}
+
+}  // namespace
+
+bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill) {
+  std::atomic<int64_t> next{0};
+  return SendBatches(address, [&](std::string* bytes) {
+    const int64_t start = next.fetch_add(kLoadBatch);
+    if (start >= count) return false;
+    v1::IngestRequest request;
+    fill(start, std::min(count, start + kLoadBatch), &request);
+    request.SerializeToString(bytes);
+    return true;
+  });
+}
+
+std::vector<std::string> EncodeEvents(int64_t count, const FillFn& fill) {
+  std::vector<std::string> batches;
+  batches.reserve(static_cast<size_t>((count + kLoadBatch - 1) / kLoadBatch));
+  v1::IngestRequest request;
+  for (int64_t start = 0; start < count; start += kLoadBatch) {
+    request.Clear();
+    fill(start, std::min(count, start + kLoadBatch), &request);
+    request.SerializeToString(&batches.emplace_back());
+  }
+  return batches;
+}
+
+bool LoadEncoded(const std::string& address,
+                 std::vector<std::string>* batches) {
+  std::atomic<size_t> next{0};
+  return SendBatches(address, [&](std::string* bytes) {
+    const size_t i = next++;
+    if (i >= batches->size()) return false;
+    bytes->swap((*batches)[i]);
+    return true;
+  });
 }
 
 std::unique_ptr<LocalServer> Workload::StartLoaded(

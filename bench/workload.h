@@ -115,6 +115,13 @@ using FillFn =
     std::function<void(int64_t begin, int64_t end, v1::IngestRequest*)>;
 bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill);
 
+// The wire bytes of the requests LoadEvents would send for `count` events
+// made by `fill`, for a timed load that spends no CPU encoding: a load
+// tool shares the server's cores.
+std::vector<std::string> EncodeEvents(int64_t count, const FillFn& fill);
+// Sends `batches` (EncodeEvents' output, consumed) as LoadEvents does.
+bool LoadEncoded(const std::string& address, std::vector<std::string>* batches);
+
 // A server configuration a load tool compares with plain runs: the
 // rawfeatd flags it adds and the client options it needs.
 struct ServerVariant {
