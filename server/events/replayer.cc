@@ -23,7 +23,7 @@ absl::Status Replayer::ReadEvents(
     return absl::NotFoundError(
         absl::StrCat("stream '", Echo(request.stream()), "' is not defined"));
   }
-  auto pinned = store_->PinRead(request.watermark());
+  auto pinned = store_->PinRead(request.watermark(), /*fill_cache=*/false);
   if (!pinned.ok()) return pinned.status();
   const uint64_t watermark = pinned->watermark;
   const ReadView* view = pinned->view.get();

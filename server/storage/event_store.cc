@@ -985,7 +985,7 @@ std::unique_ptr<ReadView> EventStore::NewReadView(bool fill_cache) const {
 }
 
 absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
-    uint64_t requested) const {
+    uint64_t requested, bool fill_cache) const {
   for (const DataLoss& loss : losses_) {
     if (requested >= loss.first_seq && requested <= loss.last_seq) {
       return absl::DataLossError(absl::StrCat(
@@ -1006,7 +1006,7 @@ absl::StatusOr<EventStore::PinnedRead> EventStore::PinRead(
   }
   PinnedRead pinned;
   pinned.watermark = requested == 0 ? latest : requested;
-  pinned.view = NewReadView();
+  pinned.view = NewReadView(fill_cache);
   return pinned;
 }
 

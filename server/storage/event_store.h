@@ -266,14 +266,18 @@ class EventStore {
   std::unique_ptr<ReadView> NewReadView(bool fill_cache = true) const;
 
   // A reproducible read: the watermark it uses (`requested`, or the latest
-  // when 0) and a snapshot that holds every seq up to it.
+  // when 0) and a snapshot that holds every seq up to it. A scan of many
+  // entities (snapshot, join, replay) passes `fill_cache` false, so the
+  // blocks it reads once do not push online lookups' blocks out of the
+  // block cache.
   // Errors: INVALID_ARGUMENT if `requested` is above the latest; DATA_LOSS
   // if it lies inside a lost range (its answers cannot be reproduced).
   struct PinnedRead {
     uint64_t watermark = 0;
     std::unique_ptr<ReadView> view;
   };
-  absl::StatusOr<PinnedRead> PinRead(uint64_t requested) const;
+  absl::StatusOr<PinnedRead> PinRead(uint64_t requested,
+                                     bool fill_cache = true) const;
 
   // An unpositioned cursor over the events of `stream_id` as of `view`
   // (nullptr = latest): EventCursor::Seek puts it on one entity's time

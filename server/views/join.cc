@@ -163,7 +163,8 @@ absl::StatusOr<std::unique_ptr<JoinSession>> JoinSession::Start(
     if (!resolved.ok()) return resolved.status();
     view = *std::move(resolved);
   }
-  auto pinned = engine->store().PinRead(first.watermark());
+  auto pinned =
+      engine->store().PinRead(first.watermark(), /*fill_cache=*/false);
   if (!pinned.ok()) return pinned.status();
   options.max_run_rows = std::max<size_t>(options.max_run_rows, 1);
   options.chunk_rows = std::max(options.chunk_rows, 1);

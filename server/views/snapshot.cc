@@ -112,7 +112,7 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     RETURN_IF_ERROR(
         CheckAsOf(*part.view, times.front(), EarliestAsOf(*part.view)));
   }
-  auto pinned = store_->PinRead(request.watermark());
+  auto pinned = store_->PinRead(request.watermark(), /*fill_cache=*/false);
   if (!pinned.ok()) return pinned.status();
   const uint64_t watermark = pinned->watermark;
   const ReadView* read_view = pinned->view.get();

@@ -549,6 +549,79 @@ TEST_P(ModelTest, EveryReadPathAgreesWithTheModelAtEveryWatermark) {
   }
 }
 
+// Snapshots, joins and replays read every entity once: the blocks they
+// load stay out of the block cache, which keeps what lookups read.
+TEST_P(ModelTest, BulkReadsLeaveTheBlockCacheToLookups) {
+  std::mt19937_64 rng(GetParam());
+  std::vector<std::string> entities;
+  for (int i = 0; i < 200; ++i) entities.push_back(absl::StrCat("u", i));
+  for (int batch = 0; batch < 20; ++batch) {
+    v1::IngestRequest req;
+    req.set_stream("s1");
+    for (int i = 0; i < 1000; ++i) {
+      ModelEvent e;
+      e.stream = 1;
+      e.id = absl::StrCat("b", batch, "-", i);
+      e.entity = entities[rng() % entities.size()];
+      e.time_us = kT0 + static_cast<int64_t>(rng() % (20 * kDay));
+      e.d = static_cast<double>(rng() % 1000);
+      e.c = "x";
+      *req.add_events() = e.ToProto();
+    }
+    auto got = ingester_->Ingest(req, 0);
+    ASSERT_TRUE(got.ok()) << got.status();
+  }
+  ASSERT_TRUE(store_->Seal(1).ok());
+  ASSERT_TRUE(store_->CompactAll().ok());  // sealed blocks in table files
+  const uint64_t before = store_->Stats().block_cache_bytes;
+
+  EXPECT_EQ(Replay("s1", store_->watermark()).size(), 20000u);
+  EXPECT_EQ(store_->Stats().block_cache_bytes, before) << "after a replay";
+
+  v1::SnapshotRequest snap;
+  snap.set_view("v");
+  *snap.add_as_of_times() = MicrosToTimestamp(kT0 + 21 * kDay);
+  size_t rows = 0;
+  ASSERT_TRUE(engine_
+                  ->Snapshot(snap,
+                             [&](v1::SnapshotChunk* chunk) {
+                               rows += chunk->rows_size();
+                               return absl::OkStatus();
+                             })
+                  .ok());
+  EXPECT_EQ(rows, entities.size());
+  EXPECT_EQ(store_->Stats().block_cache_bytes, before) << "after a snapshot";
+
+  v1::JoinFeaturesRequest first;
+  first.set_view("v");
+  for (const std::string& entity : entities) {
+    auto* row = first.add_rows();
+    row->set_entity(entity);
+    *row->mutable_time() = MicrosToTimestamp(kT0 + 10 * kDay);
+  }
+  auto session =
+      JoinSession::Start(engine_.get(), first, JoinSession::Options());
+  ASSERT_TRUE(session.ok()) << session.status();
+  size_t answered = 0;
+  auto emit = [&](std::string* bytes) {
+    v1::JoinFeaturesResponse r;
+    EXPECT_TRUE(r.ParseFromString(*bytes));
+    answered += r.rows_size();
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE((*session)->Add(&first, emit).ok());
+  ASSERT_TRUE((*session)->Finish(emit).ok());
+  EXPECT_EQ(answered, entities.size());
+  EXPECT_EQ(store_->Stats().block_cache_bytes, before) << "after a join";
+
+  // A lookup's reads stay in the cache.
+  v1::GetFeaturesRequest get;
+  get.set_view("v");
+  for (const std::string& entity : entities) get.add_entities(entity);
+  ASSERT_TRUE(engine_->GetFeatures(get).ok());
+  EXPECT_GT(store_->Stats().block_cache_bytes, before + 16 * 1024);
+}
+
 INSTANTIATE_TEST_SUITE_P(Seeds, ModelTest,
                          ::testing::Values(20261202u, 7u, 4242u));
 
