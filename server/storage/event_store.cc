@@ -28,6 +28,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
+#include "rocksdb/transaction_log.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/utilities/table_properties_collectors.h"
 #include "rocksdb/write_batch.h"
@@ -452,6 +453,16 @@ absl::StatusOr<std::unique_ptr<EventStore>> EventStore::Open(
   store->log_cf_ = store->handles_[3];
   store->meta_cf_ = store->handles_[4];
   store->tiles_cf_ = store->handles_[5];
+  std::unique_ptr<rocksdb::LogFile> live_log;
+  if (store->read_only_.empty() && raw->GetCurrentWalFile(&live_log).ok() &&
+      live_log != nullptr) {
+    const int removed = RemoveEmptyWals(dir, live_log->LogNumber());
+    if (removed > 0) {
+      LogInfo(absl::StrCat(dir, ": deleted ", removed,
+                           " empty write-ahead log file(s) left by earlier "
+                           "starts"));
+    }
+  }
   absl::Status rs = store->Recover(wal_damage);
   if (!rs.ok()) return rs;
   rs = store->LoadUnsealed();

@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 
 namespace rawfeat {
 namespace {
@@ -102,31 +103,55 @@ uint32_t Crc32c(uint32_t crc, const char* data, size_t n) {
   return ~crc;
 }
 
-std::vector<WalDamage> FindWalDamage(const std::string& dir) {
-  std::vector<std::string> logs;
+namespace {
+
+// The WAL files of `dir`, oldest first.
+std::vector<std::filesystem::path> ListWals(const std::string& dir) {
+  std::vector<std::filesystem::path> logs;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (entry.is_regular_file() && absl::EndsWith(name, ".log") &&
         name != "LOG") {
-      logs.push_back(entry.path().string());
+      logs.push_back(entry.path());
     }
   }
   // Log numbers are zero-padded: name order is age order.
   std::sort(logs.begin(), logs.end());
+  return logs;
+}
+
+}  // namespace
+
+std::vector<WalDamage> FindWalDamage(const std::string& dir) {
   std::vector<WalDamage> found;
-  for (const auto& path : logs) {
+  for (const auto& path : ListWals(dir)) {
     std::ifstream in(path, std::ios::binary);
     const std::string data((std::istreambuf_iterator<char>(in)),
                            std::istreambuf_iterator<char>());
     WalDamage damage;
     if (CheckLog(data, &damage)) {
-      damage.file = path;
+      damage.file = path.string();
       damage.size = data.size();
       found.push_back(std::move(damage));
     }
   }
   return found;
+}
+
+int RemoveEmptyWals(const std::string& dir, uint64_t live_log) {
+  int removed = 0;
+  for (const auto& path : ListWals(dir)) {
+    uint64_t number = 0;
+    if (!absl::SimpleAtoi(path.stem().string(), &number) ||
+        number >= live_log) {
+      continue;
+    }
+    std::error_code ec;
+    if (std::filesystem::file_size(path, ec) != 0 || ec) continue;
+    if (std::filesystem::remove(path, ec)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace rawfeat
