@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <regex>
@@ -212,6 +213,15 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
   std::ofstream(work + "/defs.textproto") << kDefinitions;
+  if (!reuse) {
+    // A fresh load means an empty store: the events of an earlier run
+    // would be taken as duplicates, and its storms and tiles would stay.
+    std::error_code ec;
+    if (std::filesystem::remove_all(work + "/data", ec) > 0) {
+      std::printf("removed the data dir an earlier run left in %s/data\n",
+                  work.c_str());
+    }
+  }
   // Level 0 merged down a second after the load (what a server idle for
   // --compact_idle_seconds gets), within the settling that follows.
   std::vector<std::string> flags = {"--schemas=" + work, "--sync=false",

@@ -65,7 +65,8 @@ struct Workload {
   int days;
   Zipf zipf;
   // StartLoaded starts on the data dir already in `work` (a run of the same
-  // workload left it) instead of loading again.
+  // workload left it) instead of loading again. Without it, StartLoaded
+  // removes a data dir it finds there and loads into an empty store.
   bool reuse = false;
 
   // Event i: its entity by the Zipf law, its time uniform over the last

@@ -11,7 +11,8 @@ ABSL_FLAG(std::string, work_dir, "", "scratch directory (default: temp)");
 ABSL_FLAG(bool, reuse_data, false,
           "with --work_dir holding the data dir of an earlier run with the "
           "same workload flags: start on it instead of loading again (for "
-          "profiling)");
+          "profiling); without it, a data dir an earlier run left in "
+          "--work_dir is removed and the load starts on an empty store");
 ABSL_FLAG(int, settle_seconds, 180,
           "most seconds to wait for compactions after loading");
 
