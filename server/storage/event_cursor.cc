@@ -75,6 +75,12 @@ struct EventCursor::Rep {
   rocksdb::ReadOptions ro;
   bool point_reads = false;
   bool many_blocks = false;  // Seek's hint for the entity it is on
+  // An ascending cursor (EventStore::NewAscendingCursor): `bit` reads in
+  // total order, and a seek to an entity after `walked` (the entity of its
+  // last seek, while `has_walked`) may step forward instead.
+  bool ascending = false;
+  bool has_walked = false;
+  std::string walked;
   // The sole tail block of entity `sole_entity` (empty: none held).
   rocksdb::PinnableSlice sole;
   std::string sole_entity;
@@ -311,8 +317,29 @@ struct EventCursor::Rep {
     if (bit == nullptr) bit.reset(db->NewIterator(ro, cf));
     target = from == kMinEventTime ? BlockPrefix(stream_id, entity)
                                    : BlockKey(stream_id, entity, from, 0);
-    bit->Seek(ToSlice(target));
+    if (!StepTo()) bit->Seek(ToSlice(target));
+    if (ascending) {
+      walked = entity;
+      has_walked = true;
+    }
     Settle();
+  }
+
+  // For an ascending cursor moving on to a later entity: steps `bit` to
+  // `target` and returns true if that takes at most kStepsBeforeSeek
+  // steps; else false (the caller seeks). Every key before `bit`'s
+  // position belongs to `walked` or an earlier entity (the cursor only
+  // ever seeks to `walked`'s range and steps forward from there), so all
+  // of them lie before any key of a later entity: the first key at or
+  // after `target` that stepping meets is where a seek would land.
+  bool StepTo() {
+    if (!ascending || !has_walked || !(walked < entity)) return false;
+    for (int step = 0;; ++step) {
+      if (!bit->Valid()) return false;  // seek: it says why it is invalid
+      if (ToView(bit->key()) >= absl::string_view(target)) return true;
+      if (step == kStepsBeforeSeek) return false;
+      bit->Next();
+    }
   }
 
   // Reads `entity`'s tail block into `sole` (unless it holds it already)
@@ -477,6 +504,22 @@ std::unique_ptr<EventCursor> EventStore::NewEventCursor(
   // Point reads need the view's snapshot (the iterator, made by the first
   // seek that needs it, reads at it too).
   rep->point_reads = lookups && options_.tail_point_reads && view != nullptr;
+  return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
+}
+
+std::unique_ptr<EventCursor> EventStore::NewAscendingCursor(
+    uint32_t stream_id, const ReadView* view) const {
+  auto rep = std::make_unique<EventCursor::Rep>();
+  StartCursor(rep.get(), stream_id, view);
+  rep->db = db_.get();
+  rep->cf = events_cf_;
+  // In total order, so that stepping from one entity's blocks to the
+  // next's meets every key between them (a prefix iterator need not).
+  rep->bit = NewBoundedIterator(
+      db_.get(), events_cf_, ReadOptionsOf(view),
+      PrefixSuccessor(StreamPrefix(stream_id | kBlockStreamBit)),
+      &rep->block_upper, &rep->block_upper_slice);
+  rep->ascending = true;
   return std::unique_ptr<EventCursor>(new EventCursor(std::move(rep)));
 }
 

@@ -29,7 +29,9 @@ inline constexpr int64_t kMaxEventTime = std::numeric_limits<int64_t>::max();
 //
 // An entity cursor (EventStore::NewEventCursor) starts unpositioned: Seek
 // puts it on one entity's events in a time range, and it may be re-seeked
-// to any other entity, so one cursor serves many lookups. A range cursor
+// to any other entity, so one cursor serves many lookups (an ascending
+// one, EventStore::NewAscendingCursor, reads a seek to a later entity by
+// stepping forward when it can). A range cursor
 // (EventStore::ScanEntity) is made for one entity's range and reads no
 // further than it. A stream cursor
 // (EventStore::ScanStream) starts on the stream's first event and walks

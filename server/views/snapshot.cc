@@ -241,8 +241,10 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
       const FusedParts& group = groups[g];
       auto& cursor = (*cursors)[g];
       if (cursor == nullptr) {
-        cursor =
-            store_->NewEventCursor(group.view->stream->stream_id, read_view);
+        // A worker sweeps runs of consecutive entities: from one to the
+        // next the cursor steps instead of seeking.
+        cursor = store_->NewAscendingCursor(group.view->stream->stream_id,
+                                            read_view);
       }
       // Moves the values of time j (aligned with the group's features)
       // into their places in the entity's row.
@@ -296,6 +298,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     return absl::OkStatus();
   };
   constexpr size_t kBatchesInFlight = 3;
+  // Most consecutive entities of a batch a worker takes at once.
+  constexpr size_t kRunMax = 16;
   absl::Mutex mu;
   absl::CondVar changed;  // a batch queued or swept, or an error
   std::deque<std::unique_ptr<Batch>> queue;  // in entity order; guarded by mu
@@ -324,27 +328,44 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
         changed.Wait(&mu);
       }
       if (b == nullptr) return;  // stopped, or nothing is left
-      Found& f = b->found[b->handed++];
+      // A run of consecutive entities (its cursors step from one to the
+      // next), shorter towards the batch's end so the workers finish it
+      // together. A heavy entity still holds one worker: the others take
+      // the runs after it.
+      const size_t left = b->found.size() - b->handed;
+      const size_t run = std::clamp<size_t>(
+          left / (2 * static_cast<size_t>(n_workers)), 1, kRunMax);
+      const size_t begin = b->handed;
+      b->handed += run;
+      const size_t before = b->bytes;  // the batch's rows done before
       size_t bytes = 0;
       absl::Status s;
       mu.Unlock();
-      if (cancelled()) {
-        s = absl::CancelledError("snapshot cancelled");
-      } else {
-        s = sweep(f, &cursors, &scratches, &tiled_rows, &bytes);
+      // A batch is sized to about a chunk from the rows seen before; should
+      // its rows weigh far more, memory stays bounded: a message's bytes
+      // per worker (checked after every row).
+      auto too_big = [&](size_t done, size_t total, absl::string_view last) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "snapshot rows of ", what, " computed at once (", done,
+            " entities up to '", Echo(last), "') are ", total,
+            " bytes, more than ", batch_max_bytes, " (--max_message_bytes ",
+            options_.max_response_bytes, " per worker)"));
+      };
+      for (size_t i = begin; i < begin + run && s.ok(); ++i) {
+        if (cancelled()) {
+          s = absl::CancelledError("snapshot cancelled");
+          break;
+        }
+        s = sweep(b->found[i], &cursors, &scratches, &tiled_rows, &bytes);
+        if (s.ok() && before + bytes > batch_max_bytes) {
+          s = too_big(i + 1, before + bytes, b->found[i].entity);
+        }
       }
       mu.Lock();
       b->bytes += bytes;
-      ++b->swept;
-      // A batch is sized to about a chunk from the rows seen before; should
-      // its rows weigh far more, memory stays bounded: a message's bytes
-      // per worker.
+      b->swept += run;
       if (s.ok() && b->bytes > batch_max_bytes) {
-        s = absl::ResourceExhaustedError(absl::StrCat(
-            "snapshot rows of ", what, " computed at once (", b->swept,
-            " entities up to '", Echo(f.entity), "') are ", b->bytes,
-            " bytes, more than ", batch_max_bytes, " (--max_message_bytes ",
-            options_.max_response_bytes, " per worker)"));
+        s = too_big(b->swept, b->bytes, b->found[begin + run - 1].entity);
       }
       if (!s.ok() && failed.ok()) {
         failed = std::move(s);
