@@ -91,20 +91,6 @@ bool CheckLog(const std::string& data, WalDamage* damage) {
   return false;
 }
 
-}  // namespace
-
-uint32_t Crc32c(uint32_t crc, const char* data, size_t n) {
-  static const std::array<uint32_t, 256> table = MakeTable();
-  crc = ~crc;
-  for (size_t i = 0; i < n; ++i) {
-    crc =
-        table[(crc ^ static_cast<unsigned char>(data[i])) & 0xff] ^ (crc >> 8);
-  }
-  return ~crc;
-}
-
-namespace {
-
 // The WAL files of `dir`, oldest first.
 std::vector<std::filesystem::path> ListWals(const std::string& dir) {
   std::vector<std::filesystem::path> logs;
@@ -122,6 +108,16 @@ std::vector<std::filesystem::path> ListWals(const std::string& dir) {
 }
 
 }  // namespace
+
+uint32_t Crc32c(uint32_t crc, const char* data, size_t n) {
+  static const std::array<uint32_t, 256> table = MakeTable();
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) {
+    crc =
+        table[(crc ^ static_cast<unsigned char>(data[i])) & 0xff] ^ (crc >> 8);
+  }
+  return ~crc;
+}
 
 std::vector<WalDamage> FindWalDamage(const std::string& dir) {
   std::vector<WalDamage> found;
