@@ -77,9 +77,8 @@ struct EventCursor::Rep {
   bool many_blocks = false;  // Seek's hint for the entity it is on
   // An ascending cursor (EventStore::NewAscendingCursor): `bit` reads in
   // total order, and a seek to an entity after `walked` (the entity of its
-  // last seek, while `has_walked`) may step forward instead.
+  // last seek) may step forward instead.
   bool ascending = false;
-  bool has_walked = false;
   std::string walked;
   // The sole tail block of entity `sole_entity` (empty: none held).
   rocksdb::PinnableSlice sole;
@@ -318,10 +317,7 @@ struct EventCursor::Rep {
     target = from == kMinEventTime ? BlockPrefix(stream_id, entity)
                                    : BlockKey(stream_id, entity, from, 0);
     if (!StepTo()) bit->Seek(ToSlice(target));
-    if (ascending) {
-      walked = entity;
-      has_walked = true;
-    }
+    if (ascending) walked = entity;
     Settle();
   }
 
@@ -331,9 +327,10 @@ struct EventCursor::Rep {
   // position belongs to `walked` or an earlier entity (the cursor only
   // ever seeks to `walked`'s range and steps forward from there), so all
   // of them lie before any key of a later entity: the first key at or
-  // after `target` that stepping meets is where a seek would land.
+  // after `target` that stepping meets is where a seek would land. (Before
+  // the first seek `bit` is not valid, so that one seeks.)
   bool StepTo() {
-    if (!ascending || !has_walked || !(walked < entity)) return false;
+    if (!ascending || !(walked < entity)) return false;
     for (int step = 0;; ++step) {
       if (!bit->Valid()) return false;  // seek: it says why it is invalid
       if (ToView(bit->key()) >= absl::string_view(target)) return true;
