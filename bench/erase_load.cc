@@ -106,13 +106,7 @@ int Main() {
   ScratchDir scratch(absl::GetFlag(FLAGS_work_dir), "erase_load");
   const std::string work = scratch.path();
   { std::ofstream(work + "/bench.textproto") << bench::kDefinitions; }
-  // An empty store every run: a data dir an earlier run left in --work_dir
-  // would take the loads as duplicates (and hold its erasure).
-  std::error_code ec;
-  if (std::filesystem::remove_all(work + "/data", ec) > 0) {
-    std::printf("removed the data dir an earlier run left in %s/data\n",
-                work.c_str());
-  }
+  bench::RemoveEarlierData(work);  // an empty store every run
   LocalServer server(absl::GetFlag(FLAGS_rawfeatd), work + "/data", work,
                      {"--schemas=" + work});
   if (!server.ok()) {

@@ -203,6 +203,14 @@ bool LoadEncoded(const std::string& address,
   });
 }
 
+void RemoveEarlierData(const std::string& work) {
+  std::error_code ec;
+  if (std::filesystem::remove_all(work + "/data", ec) > 0) {
+    std::printf("removed the data dir an earlier run left in %s/data\n",
+                work.c_str());
+  }
+}
+
 std::unique_ptr<LocalServer> Workload::StartLoaded(
     const std::string& rawfeatd, const std::string& work,
     const std::string& extra_flags, int settle_seconds,
@@ -213,15 +221,7 @@ std::unique_ptr<LocalServer> Workload::StartLoaded(
     return std::chrono::duration<double>(Clock::now() - t).count();
   };
   std::ofstream(work + "/defs.textproto") << kDefinitions;
-  if (!reuse) {
-    // A fresh load means an empty store: the events of an earlier run
-    // would be taken as duplicates, and its storms and tiles would stay.
-    std::error_code ec;
-    if (std::filesystem::remove_all(work + "/data", ec) > 0) {
-      std::printf("removed the data dir an earlier run left in %s/data\n",
-                  work.c_str());
-    }
-  }
+  if (!reuse) RemoveEarlierData(work);
   // Level 0 merged down a second after the load (what a server idle for
   // --compact_idle_seconds gets), within the settling that follows.
   std::vector<std::string> flags = {"--schemas=" + work, "--sync=false",

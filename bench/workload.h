@@ -116,6 +116,11 @@ using FillFn =
     std::function<void(int64_t begin, int64_t end, v1::IngestRequest*)>;
 bool LoadEvents(const std::string& address, int64_t count, const FillFn& fill);
 
+// Removes the data dir an earlier run left in `work` (saying so), so the
+// next load starts on an empty store: into a kept one its events would come
+// back as duplicates, beside what that run stored (storms, tiles, erasures).
+void RemoveEarlierData(const std::string& work);
+
 // The wire bytes of the requests LoadEvents would send for `count` events
 // made by `fill`, for a timed load that spends no CPU encoding: a load
 // tool shares the server's cores.
