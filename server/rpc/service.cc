@@ -311,8 +311,10 @@ grpc::Status FeatureStoreService::GetStatus(grpc::ServerContext* context,
   absl::Status allowed =
       auth->Require(AuthAction::kStatus, ObjectKind::kNone, "");
   if (!allowed.ok()) return ToGrpcStatus(allowed);
-  FillStatus(store_, registry_, auth_, response);
+  // Pending builds before the tile count: a client that reads 0 pending
+  // then finds every tile those builds stored in the count.
   response->set_tile_builds_pending(views_->TileBuildsPending());
+  FillStatus(store_, registry_, auth_, response);
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_));
   if (metrics_ != nullptr) response->set_metrics_address(metrics_->address());
   for (const CallSlots* slots : {&read_events_slots_, &snapshot_slots_,

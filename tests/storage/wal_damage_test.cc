@@ -241,7 +241,9 @@ TEST_F(WalDamageTest, RestartsLeaveNoEmptyLogsBehind) {
     // start (round 7), or is flushed before the store closes (round 3).
     if (round % 4 == 3) {
       Append(store->get(), absl::StrCat("r", round, "-"), 100);
-      if (round == 3) ASSERT_TRUE((*store)->CompactAll().ok());
+      if (round == 3) {
+        ASSERT_TRUE((*store)->CompactAll().ok());
+      }
     }
   }
   // The live log, and after round 7 the one holding its appends until the
