@@ -80,12 +80,31 @@ absl::Status Replayer::ReadEvents(
     chunk.Clear();
     chunk_events = 0;
   };
-  // Encodes an event into the chunk, flushing as it fills.
-  auto add = [&](const StoredEvent& event) {
+  // Room for the watermark a flush appends.
+  constexpr size_t kWatermarkBytes = 16;
+  auto append = [&](const StoredEvent& event) {
     if (chunk.empty()) {
       chunk.Reserve(std::min(room, options_.chunk_bytes + (64 << 10)));
     }
-    RETURN_IF_ERROR(encoder.AppendEvent(event, &chunk));
+    return encoder.AppendEvent(event, &chunk);
+  };
+  // Encodes an event into the chunk, flushing as it fills.
+  auto add = [&](const StoredEvent& event) {
+    const size_t before = chunk.size();
+    RETURN_IF_ERROR(append(event));
+    if (chunk.size() + kWatermarkBytes > options_.max_chunk_bytes) {
+      if (chunk_events == 0) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "event seq ", event.seq, " takes ", chunk.size() - before,
+            " bytes in a ReadEvents answer, more than the largest message (",
+            options_.max_chunk_bytes, " bytes; rawfeatd --max_message_bytes)"));
+      }
+      // It does not fit beside the chunk's others: they go first.
+      chunk.Truncate(before);
+      flush();
+      if (stopped) return absl::OkStatus();
+      RETURN_IF_ERROR(append(event));
+    }
     ++chunk_events;
     ++emitted;
     if (chunk_events >= options_.chunk_events ||

@@ -24,6 +24,10 @@ class Replayer {
     size_t chunk_events = 1000;
     // Approximate bytes per emitted chunk. Default: 1 MiB.
     size_t chunk_bytes = 1 << 20;
+    // No chunk is larger than this (the largest message the transport
+    // sends, less its framing): an event that would take a chunk past it
+    // starts the next one. Default: 64 MiB less 4 KiB.
+    size_t max_chunk_bytes = (64 << 20) - 4096;
   };
 
   // REQUIRES: `store` and `registry` outlive the replayer.
@@ -38,7 +42,9 @@ class Replayer {
   // A stream with a retention horizon replays from it (events below are
   // not returned); a from_time below it is FAILED_PRECONDITION.
   // Errors: NOT_FOUND (unknown stream), INVALID_ARGUMENT (watermark above
-  // the latest, bad time range, bad partition), DATA_LOSS (corrupt event).
+  // the latest, bad time range, bad partition), DATA_LOSS (corrupt event),
+  // RESOURCE_EXHAUSTED (one event larger than max_chunk_bytes), and the
+  // store's read errors (UNAVAILABLE, DATA_LOSS), after the chunks before.
   absl::Status ReadEvents(
       const v1::ReadEventsRequest& request,
       const std::function<bool(ChunkBuffer* chunk)>& emit) const;

@@ -42,6 +42,7 @@ namespace {
 constexpr int64_t kT0 = 1767225600LL * 1000000;  // 2026-01-01T00:00:00Z
 constexpr int64_t kHour = 3600LL * 1000000;
 constexpr int64_t kDay = 24 * kHour;
+constexpr size_t kMaxReplayChunk = 450;
 
 constexpr char kDefinitions[] = R"(
 streams {
@@ -223,8 +224,10 @@ class ModelTest : public ::testing::TestWithParam<uint64_t> {
     options.snapshot_chunk_bytes = 512;
     engine_ =
         std::make_unique<ViewEngine>(store_.get(), registry_.get(), options);
-    replayer_ = std::make_unique<Replayer>(store_.get(), registry_.get(),
-                                           Replayer::Options{7, 1 << 20});
+    // Chunks of up to 7 events, cut short by bytes now and then.
+    replayer_ = std::make_unique<Replayer>(
+        store_.get(), registry_.get(),
+        Replayer::Options{7, 1 << 20, kMaxReplayChunk});
   }
 
   void Apply(const char* text) {
@@ -243,6 +246,7 @@ class ModelTest : public ::testing::TestWithParam<uint64_t> {
     req.set_entity(entity);
     std::vector<v1::Event> out;
     absl::Status s = replayer_->ReadEvents(req, [&](ChunkBuffer* chunk) {
+      EXPECT_LE(chunk->size(), kMaxReplayChunk);
       v1::ReadEventsResponse r;
       EXPECT_TRUE(r.ParseFromArray(chunk->data(), chunk->size()));
       EXPECT_EQ(r.watermark(), watermark);
