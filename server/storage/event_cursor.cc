@@ -269,6 +269,16 @@ struct EventCursor::Rep {
       if (block.empty()) blocks_done = true;  // past the entity
     }
     if (!status.ok()) return;
+    if (next >= block.size() && !blocks_done && bit != nullptr &&
+        !bit->Valid()) {
+      // A seek or step that failed leaves the iterator invalid, like the
+      // end of the data: only its status tells them apart.
+      absl::Status s = FromRocks(bit->status(), "scan event blocks");
+      if (!s.ok()) {
+        Fail(std::move(s));
+        return;
+      }
+    }
     if (next < block.size() && block[next].time_us >= to_us) {
       ClearBlock();  // sorted: nothing later is in range either
       blocks_done = true;
