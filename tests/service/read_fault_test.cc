@@ -367,5 +367,61 @@ TEST_P(ReadFaultTest, ReadsFailWithAClearStatusAndAnswerAgainAfterwards) {
   EXPECT_EQ(ts_->client().GetStatus()->watermark(), watermark_ + 1);
 }
 
+// Ingest looks every event id up (in table files, here): a lookup that
+// fails must fail the batch, never let a stored id pass for a new one.
+TEST_P(ReadFaultTest, IngestNeverTakesAStoredIdForANewOneWhileReadsFail) {
+  const bool io_error = GetParam() == ReadFaultFs::Fault::kIoError;
+  // Ids stored long ago, and one that is new.
+  v1::IngestRequest again;
+  again.set_stream("orders");
+  for (int n = 0; n < 100; ++n) {
+    *again.add_events() =
+        Order(absl::StrCat("e", n), absl::StrCat("u", n % kEntities),
+              kT0 + (n * 7919LL) % (10 * kDay), 1e9 + n % 7, 1 + n % 3,
+              n % 5 == 0 ? "games" : "books");
+  }
+  *again.add_events() = Order("fresh", "u7", kT0 + kDay, 2.0);
+  int failed = 0;
+  int64_t accepted = 0;  // "fresh", once
+  for (int reads_left : {0, 1, 2}) {
+    SCOPED_TRACE(absl::StrCat("fault after ", reads_left, " reads"));
+    ts_->Restart();
+    const int injected = fs_->injected();
+    fs_->Arm(GetParam(), reads_left);
+    auto r = ts_->client().Ingest(again);
+    fs_->Disarm();
+    if (r.ok()) {
+      EXPECT_EQ(fs_->injected(), injected) << "a fault the ingest hid";
+      EXPECT_EQ(r->accepted() + r->duplicates(), 101);
+      EXPECT_GE(r->duplicates(), 100);
+      accepted += r->accepted();
+      continue;
+    }
+    ++failed;
+    EXPECT_GT(fs_->injected(), injected);
+    EXPECT_EQ(r.status().code(), io_error ? absl::StatusCode::kUnavailable
+                                          : absl::StatusCode::kDataLoss)
+        << r.status();
+    // Nothing of the batch is stored.
+    EXPECT_EQ(ts_->client().GetStatus()->watermark(), watermark_ + accepted);
+  }
+  EXPECT_GT(failed, 0);
+  // Once reads are right: the stored ids are duplicates.
+  auto r = ts_->client().Ingest(again);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->accepted() + r->duplicates(), 101);
+  accepted += r->accepted();
+  EXPECT_EQ(accepted, 1);
+  EXPECT_EQ(ts_->client().GetStatus()->watermark(), watermark_ + 1);
+  int64_t events = 0;
+  v1::ReadEventsRequest all;
+  all.set_stream("orders");
+  ASSERT_TRUE(testing::ForEachEvent(ts_->client(), all, [&](const v1::Event&) {
+                ++events;
+                return true;
+              }).ok());
+  EXPECT_EQ(events, 10001);
+}
+
 }  // namespace
 }  // namespace rawfeat
