@@ -187,10 +187,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->ingester_ =
       std::make_unique<Ingester>(server->store_.get(), server->registry_.get(),
                                  options.limits, std::move(ingest_observer));
-  // The largest answer message, with room for its own framing under
-  // gRPC's limit.
-  const size_t max_response_bytes =
-      static_cast<size_t>(std::max(options.max_message_bytes - 4096, 4096));
   Replayer::Options replay_options;
   replay_options.max_chunk_bytes =
       static_cast<size_t>(options.max_message_bytes);
@@ -213,7 +209,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   view_options.tiles = options.tiles;
   view_options.tile_min_events = options.tile_min_events;
   view_options.tile_sealed_days = options.tile_sealed_days;
-  view_options.max_response_bytes = max_response_bytes;
+  // Room for the message's own framing under gRPC's limit.
+  view_options.max_response_bytes =
+      static_cast<size_t>(std::max(options.max_message_bytes - 4096, 4096));
   view_options.snapshot_chunk_bytes = std::min<size_t>(
       view_options.snapshot_chunk_bytes, view_options.max_response_bytes);
   server->views_ = std::make_unique<ViewEngine>(

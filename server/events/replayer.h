@@ -25,9 +25,9 @@ class Replayer {
     // Approximate bytes per emitted chunk. Default: 1 MiB.
     size_t chunk_bytes = 1 << 20;
     // No chunk is larger than this (the largest message the transport
-    // sends, less its framing): an event that would take a chunk past it
-    // starts the next one. Default: 64 MiB less 4 KiB.
-    size_t max_chunk_bytes = (64 << 20) - 4096;
+    // sends): an event that would take a chunk past it starts the next
+    // one. Default: 64 MiB.
+    size_t max_chunk_bytes = 64 << 20;
   };
 
   // REQUIRES: `store` and `registry` outlive the replayer.
