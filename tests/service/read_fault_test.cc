@@ -137,6 +137,13 @@ views {
 }
 )";
 
+// Event n of the 10,000 the tests load: 1,500 entities over 10 days.
+v1::Event Loaded(int n) {
+  return Order(absl::StrCat("e", n), absl::StrCat("u", n % kEntities),
+               kT0 + (n * 7919LL) % (10 * kDay), 1e9 + n % 7, 1 + n % 3,
+               n % 5 == 0 ? "games" : "books");
+}
+
 // What one read call answered: its status and what it sent, as canonical
 // bytes per message, row or event.
 struct Answer {
@@ -179,13 +186,7 @@ class ReadFaultTest : public ::testing::TestWithParam<ReadFaultFs::Fault> {
     for (int b = 0; b < 20; ++b) {
       v1::IngestRequest req;
       req.set_stream("orders");
-      for (int i = 0; i < 500; ++i) {
-        const int n = b * 500 + i;
-        *req.add_events() =
-            Order(absl::StrCat("e", n), absl::StrCat("u", n % kEntities),
-                  kT0 + (n * 7919LL) % (10 * kDay), 1e9 + n % 7, 1 + n % 3,
-                  n % 5 == 0 ? "games" : "books");
-      }
+      for (int i = 0; i < 500; ++i) *req.add_events() = Loaded(b * 500 + i);
       auto r = ts_->client().Ingest(req);
       ASSERT_TRUE(r.ok()) << r.status();
     }
@@ -358,8 +359,7 @@ TEST_P(ReadFaultTest, ReadsFailWithAClearStatusAndAnswerAgainAfterwards) {
   v1::IngestRequest req;
   req.set_stream("orders");
   *req.add_events() = Order("new", "u1", kT0 + kDay, 1.0);
-  *req.add_events() =
-      Order("e1", "u1", kT0 + 7919LL % (10 * kDay), 1e9 + 1, 2, "books");
+  *req.add_events() = Loaded(1);  // stored: a duplicate
   auto r = ts_->client().Ingest(req);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->accepted(), 1);
@@ -374,12 +374,7 @@ TEST_P(ReadFaultTest, IngestNeverTakesAStoredIdForANewOneWhileReadsFail) {
   // Ids stored long ago, and one that is new.
   v1::IngestRequest again;
   again.set_stream("orders");
-  for (int n = 0; n < 100; ++n) {
-    *again.add_events() =
-        Order(absl::StrCat("e", n), absl::StrCat("u", n % kEntities),
-              kT0 + (n * 7919LL) % (10 * kDay), 1e9 + n % 7, 1 + n % 3,
-              n % 5 == 0 ? "games" : "books");
-  }
+  for (int n = 0; n < 100; ++n) *again.add_events() = Loaded(n);
   *again.add_events() = Order("fresh", "u7", kT0 + kDay, 2.0);
   int failed = 0;
   int64_t accepted = 0;  // "fresh", once
