@@ -469,8 +469,9 @@ absl::Status JoinSession::SweepBy(const CompiledView& view, const KeyOf& key_of,
     constexpr size_t kAhead = 8;
     std::vector<std::pair<int64_t, uint32_t>> by_time(rows.size());
     for (size_t j = 0; j < rows.size(); ++j) {
-      if (j + kAhead < rows.size())
+      if (j + kAhead < rows.size()) {
         __builtin_prefetch(&buffer_[rows[j + kAhead]]);
+      }
       by_time[j] = {buffer_[rows[j]].time_us, rows[j]};
     }
     std::sort(by_time.begin(), by_time.end());

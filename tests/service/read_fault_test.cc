@@ -39,7 +39,8 @@ constexpr int64_t kT0 = 1795478400LL * 1000000;  // a UTC midnight
 constexpr int kEntities = 1500;
 
 // Reads of table files (*.sst) fail once armed, after `reads_left` more
-// reads that succeed: with an I/O error, or with every byte read flipped.
+// reads that succeed: with an I/O error, or with every byte read changed
+// (XOR 0x5a), which the blocks' checksums catch.
 class ReadFaultFs final : public rocksdb::FileSystemWrapper {
  public:
   enum class Fault { kIoError, kDamage };
@@ -307,7 +308,7 @@ TEST_P(ReadFaultTest, ReadsFailWithAClearStatusAndAnswerAgainAfterwards) {
     SCOPED_TRACE(CallName(call));
     const Answer& want = baseline_[call];
     // How many table file reads the call makes (each restart empties the
-    // caches, so every run of it reads the same).
+    // caches, so every run of it reads about as much).
     ts_->Restart();
     const int before = fs_->reads();
     ASSERT_TRUE(Read(call).status.ok());
