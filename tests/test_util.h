@@ -4,6 +4,7 @@
 // Shared test helpers: private temp dirs, an in-process server on
 // 127.0.0.1:0, and event builders.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -56,6 +57,32 @@ class RawStore {
 // destruction, for tests of a real full disk. Mounting needs the right to
 // (root in a container that allows it): mounted() says whether it worked,
 // why() why not.
+// When an injected disk fault strikes: once armed with `left`, the
+// operations it counts pass `left` times, then every one fails until
+// Disarm. Thread-safe.
+class FaultCountdown {
+ public:
+  void Arm(int left) { left_ = left; }
+  void Disarm() { left_ = -1; }
+  // Counts one operation; true if it is to fail (then counted as injected).
+  bool Strike() {
+    int left = left_.load();
+    while (left > 0 && !left_.compare_exchange_weak(left, left - 1)) {
+    }
+    if (left != 0) return false;  // disarmed, or one of those that pass
+    ++injected_;
+    return true;
+  }
+  // True once every operation fails.
+  bool striking() const { return left_.load() == 0; }
+  // Operations failed so far.
+  int injected() const { return injected_.load(); }
+
+ private:
+  std::atomic<int> left_{-1};
+  std::atomic<int> injected_{0};
+};
+
 class Tmpfs {
  public:
   Tmpfs(const std::string& dir, const std::string& size);

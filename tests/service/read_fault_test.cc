@@ -52,11 +52,11 @@ class ReadFaultFs final : public rocksdb::FileSystemWrapper {
 
   void Arm(Fault fault, int reads_left) {
     fault_ = fault;
-    reads_left_ = reads_left;
+    countdown_.Arm(reads_left);
   }
-  void Disarm() { reads_left_ = -1; }
+  void Disarm() { countdown_.Disarm(); }
   // Reads failed or damaged so far.
-  int injected() const { return injected_.load(); }
+  int injected() const { return countdown_.injected(); }
   // Reads of table files so far, faults included.
   int reads() const { return reads_.load(); }
 
@@ -78,11 +78,7 @@ class ReadFaultFs final : public rocksdb::FileSystemWrapper {
                           char* scratch) {
     if (!s.ok()) return s;
     ++reads_;
-    int left = reads_left_.load();
-    while (left > 0 && !reads_left_.compare_exchange_weak(left, left - 1)) {
-    }
-    if (left != 0) return s;  // disarmed, or one of the reads left
-    ++injected_;
+    if (!countdown_.Strike()) return s;
     if (fault_ == Fault::kIoError) {
       return rocksdb::IOStatus::IOError("injected EIO");
     }
@@ -123,8 +119,7 @@ class ReadFaultFs final : public rocksdb::FileSystemWrapper {
   };
 
   std::atomic<Fault> fault_{Fault::kIoError};
-  std::atomic<int> reads_left_{-1};
-  std::atomic<int> injected_{0};
+  testing::FaultCountdown countdown_;
   std::atomic<int> reads_{0};
 };
 

@@ -39,25 +39,18 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
 
   void Arm(int writes_left, bool no_space) {
     no_space_ = no_space;
-    writes_left_ = writes_left;
+    countdown_.Arm(writes_left);
   }
-  void Disarm() { writes_left_ = -1; }
+  void Disarm() { countdown_.Disarm(); }
 
   // Errors injected so far.
-  int injected() const { return injected_.load(); }
+  int injected() const { return countdown_.injected(); }
 
   // The injected error, or OK (counting one write while armed).
   rocksdb::IOStatus Check() {
-    int left = writes_left_.load();
-    while (left >= 0) {
-      if (left == 0) {
-        ++injected_;
-        return no_space_ ? rocksdb::IOStatus::NoSpace("injected ENOSPC")
-                         : rocksdb::IOStatus::IOError("injected EIO");
-      }
-      if (writes_left_.compare_exchange_weak(left, left - 1)) break;
-    }
-    return rocksdb::IOStatus::OK();
+    if (!countdown_.Strike()) return rocksdb::IOStatus::OK();
+    return no_space_ ? rocksdb::IOStatus::NoSpace("injected ENOSPC")
+                     : rocksdb::IOStatus::IOError("injected EIO");
   }
 
   // A full disk says so: RocksDB's own recovery waits for free space.
@@ -65,7 +58,7 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
                                  const rocksdb::IOOptions& options,
                                  uint64_t* free,
                                  rocksdb::IODebugContext* dbg) override {
-    if (no_space_ && writes_left_.load() == 0) {
+    if (no_space_ && countdown_.striking()) {
       *free = 0;
       return rocksdb::IOStatus::OK();
     }
@@ -122,9 +115,8 @@ class FaultFs final : public rocksdb::FileSystemWrapper {
     FaultFs* const fs_;
   };
 
-  std::atomic<int> writes_left_{-1};
+  testing::FaultCountdown countdown_;
   std::atomic<bool> no_space_{true};
-  std::atomic<int> injected_{0};
 };
 
 // A FaultFs, the Env over it, and store options that use that Env with no
