@@ -83,6 +83,10 @@ struct EventCursor::Rep {
   // The sole tail block of entity `sole_entity` (empty: none held).
   rocksdb::PinnableSlice sole;
   std::string sole_entity;
+  // Prime's block of `primed_entity`, while `primed`.
+  bool primed = false;
+  std::string primed_entity;
+  absl::string_view primed_block;
   // Iterator bound (kept alive as long as the iterator).
   std::string block_upper;
   rocksdb::Slice block_upper_slice;
@@ -112,6 +116,7 @@ struct EventCursor::Rep {
   bool block_pinned = false;
   bool block_is_tail = false;  // the pinned block is its entity's last
   std::string block_entity;
+  absl::string_view block_value;  // its stored bytes, while block_pinned
   std::vector<BlockEvent> block;
   // The block's value column, decoded into `block` on the first value()
   // (a scan that only looks at times and seqs, e.g. finding entities,
@@ -215,7 +220,8 @@ struct EventCursor::Rep {
     }
     if (one_entity && bk.entity != entity) return;
     block_pinned = true;
-    LoadBlock(ToView(bit->value()), bk.entity, IsTailBlockKey(k));
+    block_value = ToView(bit->value());
+    LoadBlock(block_value, bk.entity, IsTailBlockKey(k));
   }
 
   // Makes `value`, a block of `of` (its tail block if `is_tail`), the block
@@ -314,10 +320,12 @@ struct EventCursor::Rep {
     hreader.Reset(hentity.get());
     if (from != kMinEventTime) hreader.Seek(from);
     key_read = false;
-    if (point_reads && !many_blocks && ReadSoleTail()) {
+    if (primed && primed_entity != entity) primed = false;
+    if (primed || (point_reads && !many_blocks && ReadSoleTail())) {
       if (!status.ok()) return;
       // The entity's only block: as if a seek had landed on it.
-      LoadBlock(ToView(sole), entity, /*is_tail=*/true);
+      LoadBlock(primed ? primed_block : ToView(sole), entity,
+                /*is_tail=*/true);
       if (!status.ok()) return;
       blocks_done = true;  // no other block to read
       Settle();
@@ -444,6 +452,21 @@ void EventCursor::NextEntity() {
     }
   }
   rep_->Settle();
+}
+
+absl::string_view EventCursor::SoleBlock() const {
+  const Rep& r = *rep_;
+  if (!r.valid || !r.block_pinned || !r.block_is_tail ||
+      r.block_entity != entity() || !IsSoleTail(r.block_value)) {
+    return absl::string_view();
+  }
+  return r.block_value;
+}
+
+void EventCursor::Prime(absl::string_view entity, absl::string_view block) {
+  rep_->primed = true;
+  rep_->primed_entity.assign(entity.data(), entity.size());
+  rep_->primed_block = block;
 }
 
 bool EventCursor::Valid() const { return rep_->valid; }

@@ -60,6 +60,17 @@ class EventCursor {
   // REQUIRES: Valid().
   void NextEntity();
 
+  // Stream cursors: if every sealed event of the current event's entity
+  // lies in one block (its sole tail block, event_block.h) and the cursor
+  // holds that block, the block's stored bytes; else empty. Valid until
+  // the cursor moves. REQUIRES: Valid().
+  absl::string_view SoleBlock() const;
+  // Entity cursors: the next seeks to `entity` read `block` (what
+  // SoleBlock gave for it on a cursor of the same stream and read view)
+  // instead of the store's blocks, so one read serves both cursors. Seeks
+  // to any other entity drop it. `block` must stay valid until then.
+  void Prime(absl::string_view entity, absl::string_view block);
+
   bool Valid() const;
   void Next();
   // The current event. REQUIRES: Valid(). Views stay valid until the

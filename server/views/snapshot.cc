@@ -179,6 +179,9 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     std::string entity;
     size_t first_time = 0;  // index of the first as-of time it is part of
     std::vector<v1::FeatureRow*> rows;  // one per time from first_time on
+    // Per group (stream), the entity's sole block as the finder read it:
+    // (offset, size) in its batch's `blocks`; size 0: not copied.
+    std::vector<std::pair<size_t, size_t>> sole;
   };
   const int64_t last_time = times.back();
   std::vector<std::unique_ptr<EventCursor>> scans;
@@ -225,6 +228,11 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   // sent, in entity order, as soon as all of its entities are swept.
   struct Batch {
     std::vector<Found> found;
+    // Copies of the sole blocks the finder read (Found::sole): most
+    // entities have one block, and a worker that sweeps one from the copy
+    // reads nothing from the store, where it would read and decompress the
+    // table block the finder just read once more.
+    std::string blocks;
     std::vector<v1::SnapshotChunk> chunks;  // its rows, one chunk per time
     size_t handed = 0;  // entities given to workers
     size_t swept = 0;   // entities done
@@ -232,7 +240,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
   };
   // Computes the rows of one entity with one worker's cursors; adds their
   // bytes to *bytes.
-  auto sweep = [&](Found& f, std::vector<std::unique_ptr<EventCursor>>* cursors,
+  auto sweep = [&](Found& f, absl::string_view blocks,
+                   std::vector<std::unique_ptr<EventCursor>>* cursors,
                    std::vector<SweepScratch>* scratches,
                    std::vector<v1::FeatureRow>* tiled_rows,
                    size_t* bytes) -> absl::Status {
@@ -245,6 +254,10 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
         // next the cursor steps instead of seeking.
         cursor = store_->NewAscendingCursor(group.view->stream->stream_id,
                                             read_view);
+      }
+      if (g < f.sole.size() && f.sole[g].second > 0) {
+        cursor->Prime(f.entity,
+                      blocks.substr(f.sole[g].first, f.sole[g].second));
       }
       // Moves the values of time j (aligned with the group's features)
       // into their places in the entity's row.
@@ -298,6 +311,9 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
     return absl::OkStatus();
   };
   constexpr size_t kBatchesInFlight = 3;
+  // Most bytes of blocks a batch copies (Batch::blocks), and of one block.
+  constexpr size_t kCopiedBlockBytes = 8 << 20;
+  constexpr size_t kMaxCopiedBlock = 256 << 10;
   // Most consecutive entities of a batch a worker takes at once.
   constexpr size_t kRunMax = 16;
   absl::Mutex mu;
@@ -356,7 +372,8 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
           s = absl::CancelledError("snapshot cancelled");
           break;
         }
-        s = sweep(b->found[i], &cursors, &scratches, &tiled_rows, &bytes);
+        s = sweep(b->found[i], b->blocks, &cursors, &scratches, &tiled_rows,
+                  &bytes);
         if (s.ok() && before + bytes > batch_max_bytes) {
           s = too_big(i + 1, before + bytes, b->found[i].entity);
         }
@@ -420,22 +437,37 @@ absl::Status ViewEngine::Snapshot(const v1::SnapshotRequest& request,
         spare.pop_back();
       }
       b->found.clear();
+      b->blocks.clear();
       b->handed = b->swept = b->bytes = 0;
+      std::vector<std::pair<size_t, size_t>> sole(scans.size());
       while (b->found.size() < batch_limit) {
         RETURN_IF_ERROR(next_entity(&more));
         if (!more) break;
         const bool in_partition = InPartition(entity, pindex, pcount);
         size_t first = nt;
-        for (const auto& scan : scans) {
-          if (!scan->Valid() || scan->entity() != entity) continue;
-          if (in_partition) {
-            RETURN_IF_ERROR(first_visible(*scan, &first));
-          } else {
-            scan->NextEntity();
+        const size_t blocks_before = b->blocks.size();
+        for (size_t g = 0; g < scans.size(); ++g) {
+          EventCursor& scan = *scans[g];
+          sole[g] = {0, 0};
+          if (!scan.Valid() || scan.entity() != entity) continue;
+          if (!in_partition) {
+            scan.NextEntity();
+            continue;
           }
+          const absl::string_view block = scan.SoleBlock();
+          if (!block.empty() && block.size() <= kMaxCopiedBlock &&
+              b->blocks.size() + block.size() <= kCopiedBlockBytes) {
+            sole[g] = {b->blocks.size(), block.size()};
+            b->blocks.append(block.data(), block.size());
+          }
+          RETURN_IF_ERROR(first_visible(scan, &first));
         }
         // Part of every as-of time after its first event.
-        if (first < nt) b->found.push_back(Found{entity, first, {}});
+        if (first < nt) {
+          b->found.push_back(Found{entity, first, {}, sole});
+        } else {
+          b->blocks.resize(blocks_before);
+        }
       }
       for (Found& f : b->found) {
         f.rows.clear();

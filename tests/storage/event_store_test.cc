@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -441,6 +442,8 @@ TEST_F(EventStoreTest, EntityCursorsKeepToTheirEntityAndTimeRange) {
 // one another, several blocks per entity, events sealed and not, late
 // events into sealed ranges, another stream's blocks beside them, partial
 // reads, re-seeks of one entity to earlier and later times, jumps back.
+// So does one primed with the sole blocks a stream cursor handed out (as
+// a snapshot's workers are), and primed with another entity's block.
 TEST_F(EventStoreTest, AnAscendingCursorReadsWhatAnEntityCursorReads) {
   OpenWithoutSealer();
   std::mt19937_64 rng(20261206);
@@ -468,8 +471,24 @@ TEST_F(EventStoreTest, AnAscendingCursorReadsWhatAnEntityCursorReads) {
   append(2, 150, 2000000);  // unsealed: the head, late ones among them
   append(3, 50, 2000000);
 
-  auto plain = store_->NewEventCursor(2, nullptr);
-  auto ascending = store_->NewAscendingCursor(2, nullptr);
+  const std::unique_ptr<ReadView> view = store_->NewReadView();
+  // Each entity's sole block, where it has one.
+  std::map<std::string, std::string> sole;
+  size_t several = 0;  // entities with sealed events in more blocks
+  for (auto scan = store_->ScanStream(2, view.get()); scan->Valid();
+       scan->NextEntity()) {
+    const std::string entity(scan->entity());
+    if (!scan->SoleBlock().empty()) {
+      sole[entity] = std::string(scan->SoleBlock());
+    } else if (entity.size() <= 2 && entity[0] == 'a') {
+      ++several;  // the heavy ones
+    }
+  }
+  EXPECT_GE(sole.size(), 10u);
+  EXPECT_EQ(several, 3u);
+  auto plain = store_->NewEventCursor(2, view.get());
+  auto ascending = store_->NewAscendingCursor(2, view.get());
+  auto primed = store_->NewAscendingCursor(2, view.get());
   size_t at = 0;
   size_t nonempty = 0;
   for (int op = 0; op < 3000; ++op) {
@@ -486,16 +505,26 @@ TEST_F(EventStoreTest, AnAscendingCursorReadsWhatAnEntityCursorReads) {
     if (rng() % 4 == 0) to = from + static_cast<int64_t>(rng() % 500000);
     plain->Seek(entity, from, to);
     ascending->Seek(entity, from, to);
+    if (auto it = sole.find(entity); it != sole.end()) {
+      primed->Prime(entity, it->second);
+    } else if (rng() % 2 == 0) {
+      primed->Prime(sole.begin()->first, sole.begin()->second);  // not it
+    }
+    primed->Seek(entity, from, to);
     const size_t most = rng() % 4 == 0 ? rng() % 50 : SIZE_MAX;
     const auto expected = Drain(plain.get(), most);
     ASSERT_EQ(Drain(ascending.get(), most), expected);
+    ASSERT_EQ(Drain(primed.get(), most), expected);
     nonempty += !expected.empty();
     if (rng() % 4 == 0 && plain->Valid()) {
       const int64_t later =
           plain->time_us() + static_cast<int64_t>(rng() % 300000);
       plain->SeekTime(later);
       ascending->SeekTime(later);
-      ASSERT_EQ(Drain(ascending.get()), Drain(plain.get()));
+      primed->SeekTime(later);
+      const auto rest = Drain(plain.get());
+      ASSERT_EQ(Drain(ascending.get()), rest);
+      ASSERT_EQ(Drain(primed.get()), rest);
     }
     if (rng() % 8 == 0) at = 0;  // start over, as a new batch might
   }
