@@ -186,9 +186,12 @@ struct Samples {
 // Runs a caller from every client thread until `max_requests` or `seconds`
 // have gone by, or with `until` given, until it turns true (at most 10
 // times `seconds`).
+// With `rate` > 0 the clients together call `rate` times a second: each
+// waits for its turn, and turns missed (a late wake-up, a slow call) are
+// made up at once, up to 50 of them (a slower server sets its own pace).
 Samples ClosedLoopSamples(const MakeCaller& make_caller,
                           const std::atomic<bool>* until, double seconds,
-                          int64_t max_requests) {
+                          int64_t max_requests, double rate = 0) {
   const int clients = absl::GetFlag(FLAGS_clients);
   if (until != nullptr) max_requests = std::numeric_limits<int64_t>::max();
   const auto deadline =
@@ -203,8 +206,15 @@ Samples ClosedLoopSamples(const MakeCaller& make_caller,
     threads.emplace_back([&, c] {
       auto call = make_caller();
       std::mt19937_64 rng(c + 7);
+      const auto interval = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(rate > 0 ? clients / rate : 0));
+      auto turn = Clock::now();
       while (issued++ < max_requests && Clock::now() < deadline &&
              (until == nullptr || !until->load())) {
+        if (rate > 0) {
+          turn = std::max(turn + interval, Clock::now() - 50 * interval);
+          std::this_thread::sleep_until(turn);
+        }
         const auto t0 = Clock::now();
         if (!call(rng)) return;
         lat[c].push_back(
@@ -242,10 +252,10 @@ Stats Summarize(Samples samples) {
 // A closed loop within the --requests and --seconds bounds (see
 // ClosedLoopSamples).
 Stats ClosedLoop(const MakeCaller& make_caller,
-                 const std::atomic<bool>* until = nullptr) {
+                 const std::atomic<bool>* until = nullptr, double rate = 0) {
   return Summarize(ClosedLoopSamples(make_caller, until,
                                      absl::GetFlag(FLAGS_seconds),
-                                     absl::GetFlag(FLAGS_requests)));
+                                     absl::GetFlag(FLAGS_requests), rate));
 }
 
 // CPU spent over one or more measured runs: rawfeatd's (or the floor's),
@@ -663,6 +673,13 @@ int Main() {
     // Of the last round: where the CPU went, and rawfeatd's CPU per event.
     CpuMeter::Busy cpu_alone, cpu_with;
     double server_us_alone = 0, server_us_with = 0;
+    // The storm's floor: ingest while the same clients call rawfeat_echo
+    // (a heavy entity's answer, nothing computed) at the rate the lookups
+    // ran in the same round. Medians of rounds; lookups and CPU of the
+    // last round.
+    double floor_with = 0, floor_ratio = 0;
+    Stats floor_lookups;
+    CpuMeter::Busy cpu_floor;
   };
   StormRun storms[2];
   storms[0].what = "new events (last day)";
@@ -687,9 +704,31 @@ int Main() {
   };
   // The sealer and tile builder done, so each phase starts alike.
   auto settle = [&] { bench::WaitSettled(server.address(), 60); };
+  std::unique_ptr<LocalServer> storm_echo;
+  if (storm_events > 0 && !echo.empty()) {
+    v1::GetFeaturesRequest req;
+    req.set_view("bench");
+    *req.mutable_as_of() = MicrosToTimestamp(kEnd);
+    req.add_entities(Entity(heavy / 2));
+    auto r = Client(server.address()).GetFeatures(req);
+    const std::string dir = work + "/echo_heavy";
+    std::filesystem::create_directories(dir);
+    if (r.ok()) {
+      std::ofstream(work + "/echo_response_heavy.bin", std::ios::binary)
+          << r->SerializeAsString();
+      storm_echo = std::make_unique<LocalServer>(
+          echo, work + "/data", dir,
+          std::vector<std::string>{"--response_file=" + work +
+                                   "/echo_response_heavy.bin"});
+    }
+    if (storm_echo == nullptr || !storm_echo->ok()) {
+      std::fprintf(stderr, "rawfeat_echo for the storms did not start\n");
+      return 1;
+    }
+  }
   for (StormRun& run : storms) {
     if (storm_events <= 0) break;
-    std::vector<double> alone, with, ratios;
+    std::vector<double> alone, with, ratios, floor_with, floor_ratios;
     for (int round = 0; round < absl::GetFlag(FLAGS_storm_rounds); ++round) {
       auto st = Client(server.address()).GetStatus();
       const int64_t first = std::max<int64_t>(
@@ -717,16 +756,41 @@ int Main() {
       run.server_us_with =
           run.cpu_with.server * run.cpu_with.seconds / storm_events * 1e6;
       ratios.push_back(alone.back() > 0 ? with.back() / alone.back() : 0);
-      std::printf("storm %-22s round %d: alone %.0f ev/s, with lookups %.0f "
-                  "ev/s (%.0f%%)\n",
-                  run.what, round + 1, alone.back(), with.back(),
-                  100 * ratios.back());
+      if (storm_echo != nullptr) {
+        batches = encode(first + 2 * storm_events, run.span_days);
+        settle();
+        done = false;
+        meter.Reset();
+        std::thread floor_lookups([&] {
+          run.floor_lookups = ClosedLoop(
+              Caller(storm_echo->address(), ClientOptions(), scenarios[3]),
+              &done, run.lookups.qps);
+        });
+        floor_with.push_back(ingest(std::move(batches)));
+        run.cpu_floor = meter.Read();
+        done = true;
+        floor_lookups.join();
+        floor_ratios.push_back(
+            alone.back() > 0 ? floor_with.back() / alone.back() : 0);
+      }
+      std::printf(
+          "storm %-22s round %d: alone %.0f ev/s, with lookups %.0f "
+          "ev/s (%.0f%%)",
+          run.what, round + 1, alone.back(), with.back(), 100 * ratios.back());
+      if (storm_echo != nullptr) {
+        std::printf(", with the floor's %.0f ev/s (%.0f%%)", floor_with.back(),
+                    100 * floor_ratios.back());
+      }
+      std::printf("\n");
       std::fflush(stdout);
     }
     run.alone = Median(alone);
     run.with_lookups = Median(with);
     run.ratio = Median(ratios);
+    run.floor_with = Median(floor_with);
+    run.floor_ratio = Median(floor_ratios);
   }
+  if (storm_echo != nullptr) storm_echo->Terminate();
 
   const long long rss = server.PeakRssBytes();
   server.Terminate();
@@ -829,15 +893,21 @@ int Main() {
   if (storm_events > 0) {
     std::printf(
         "\nstorms: medians of %d rounds (ev/s and the ratio of each round's "
-        "pair); lookups of the last round\n"
-        "%-22s %12s | %14s %9s %8s %8s | %9s\n",
+        "pair); lookups of the last round. The floor: the same clients "
+        "call rawfeat_echo (a heavy entity's answer, nothing computed) at "
+        "the lookups' rate\n"
+        "%-22s %12s | %14s %9s %8s %8s | %9s | %14s %9s %9s\n",
         absl::GetFlag(FLAGS_storm_rounds),
         ("ingest of " + std::to_string(storm_events)).c_str(), "alone ev/s",
-        "with lookups", "lookups/s", "p50 us", "p99 us", "of alone");
+        "with lookups", "lookups/s", "p50 us", "p99 us", "of alone",
+        "with the floor", "calls/s", "of alone");
     for (const StormRun& run : storms) {
-      std::printf("%-22s %12.0f | %14.0f %9.0f %8.0f %8.0f | %8.0f%%\n",
-                  run.what, run.alone, run.with_lookups, run.lookups.qps,
-                  run.lookups.p50, run.lookups.p99, 100 * run.ratio);
+      std::printf(
+          "%-22s %12.0f | %14.0f %9.0f %8.0f %8.0f | %8.0f%% | %14.0f %9.0f "
+          "%8.0f%%\n",
+          run.what, run.alone, run.with_lookups, run.lookups.qps,
+          run.lookups.p50, run.lookups.p99, 100 * run.ratio, run.floor_with,
+          run.floor_lookups.qps, 100 * run.floor_ratio);
     }
     // Where each phase's CPU went. rawfeatd's CPU per event in the "with"
     // phase also pays for the lookups and the tiles they ask for: beyond
@@ -849,14 +919,22 @@ int Main() {
         std::thread::hardware_concurrency(), "", "phase", "seconds",
         "machine", "rawfeatd", "tool", "rest", "rawfeatd us/event");
     for (const StormRun& run : storms) {
-      for (const bool with_lookups : {false, true}) {
-        const CpuMeter::Busy& b = with_lookups ? run.cpu_with : run.cpu_alone;
+      for (const int phase : {0, 1, 2}) {
+        if (phase == 2 && storm_echo == nullptr) break;
+        const CpuMeter::Busy& b = phase == 0   ? run.cpu_alone
+                                  : phase == 1 ? run.cpu_with
+                                               : run.cpu_floor;
+        // The floor's server is the rest's; rawfeatd only ingests.
         std::printf("%-22s %-6s %9.1f %8.2f %8.2f %6.2f %6.2f | %18.1f\n",
-                    with_lookups ? "" : run.what,
-                    with_lookups ? "with" : "alone", b.seconds, b.machine,
-                    b.server, b.tool,
+                    phase == 0 ? run.what : "",
+                    phase == 0   ? "alone"
+                    : phase == 1 ? "with"
+                                 : "floor",
+                    b.seconds, b.machine, b.server, b.tool,
                     std::max(0.0, b.machine - b.server - b.tool),
-                    with_lookups ? run.server_us_with : run.server_us_alone);
+                    phase == 0   ? run.server_us_alone
+                    : phase == 1 ? run.server_us_with
+                                 : b.server * b.seconds / storm_events * 1e6);
       }
     }
   }
