@@ -45,6 +45,9 @@ std::unique_ptr<rocksdb::Iterator> NewBoundedIterator(
 // NextEntity steps over at most this many blocks before it seeks.
 constexpr int kStepsBeforeSeek = 1;
 
+// What a stream cursor reads from a table file at once (ScanStream).
+constexpr size_t kStreamScanReadahead = 1 << 20;
+
 }  // namespace
 
 // ---------------------------------------------------------- EventCursor
@@ -578,7 +581,15 @@ std::unique_ptr<EventCursor> EventStore::ScanStream(
   StartCursor(rep.get(), stream_id, view);
   const std::string prefix = StreamPrefix(stream_id);
   const std::string block_prefix = StreamPrefix(stream_id | kBlockStreamBit);
-  rep->bit = NewBoundedIterator(db_.get(), events_cf_, ReadOptionsOf(view),
+  rocksdb::ReadOptions ro = ReadOptionsOf(view);
+  // A stream scan reads its table files from start to end: in reads of
+  // kStreamScanReadahead, not a block at a time. Table files are opened
+  // for random access (no readahead by the kernel), so a scan of files
+  // the page cache no longer holds waited on one small read after another
+  // (the first snapshot of a 10M-event store after dropping the page cache:
+  // 0.72 s, 0.55 s with 1 MiB reads; no change once cached).
+  ro.readahead_size = kStreamScanReadahead;
+  rep->bit = NewBoundedIterator(db_.get(), events_cf_, ro,
                                 PrefixSuccessor(block_prefix),
                                 &rep->block_upper, &rep->block_upper_slice);
   rep->head_next_from = prefix;
