@@ -108,6 +108,14 @@ struct EventStoreOptions {
   // cost is one L0 -> base-level compaction per pause. 0: never.
   // Default: 30 s.
   int64_t compact_idle_ms = 30000;
+  // A stream scan (ScanStream: a snapshot's pass over every entity) reads
+  // its table files this many bytes at a time. Table files are opened for
+  // random access, so the kernel reads nothing ahead, and a scan of files
+  // the page cache no longer holds would wait on one 16 KiB read after
+  // another (the first snapshot of a 10M-event store after dropping the
+  // page cache: 0.72 s, 0.52 s with 1 MiB reads; no change once cached).
+  // 0: a block at a time. Default: 1 MiB.
+  size_t scan_readahead_bytes = 1 << 20;
 };
 
 // Acknowledged events the store lost and an operator accepted losing.
