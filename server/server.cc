@@ -184,9 +184,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   for (const auto& p : server->registry_->problems()) {
     LogWarning(absl::StrCat("definition not loaded: ", p));
   }
+  IngestLimits ingest_limits = options.limits;
+  ingest_limits.max_replay_message_bytes =
+      static_cast<size_t>(options.max_message_bytes);
   server->ingester_ =
       std::make_unique<Ingester>(server->store_.get(), server->registry_.get(),
-                                 options.limits, std::move(ingest_observer));
+                                 ingest_limits, std::move(ingest_observer));
   Replayer::Options replay_options;
   replay_options.max_chunk_bytes =
       static_cast<size_t>(options.max_message_bytes);

@@ -21,6 +21,10 @@
 
 namespace rawfeat {
 
+// The most bytes AppendWatermark adds to a chunk: a chunk of events takes
+// at most the largest message less this.
+inline constexpr size_t kChunkWatermarkBytes = 16;
+
 class EventChunkEncoder {
  public:
   // REQUIRES: `schema` outlives the encoder.

@@ -1,9 +1,13 @@
 #include "server/events/ingester.h"
 
 #include <algorithm>
+#include <limits>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/chunk_buffer.h"
 #include "server/common/echo.h"
+#include "server/events/event_wire.h"
 
 namespace rawfeat {
 namespace {
@@ -71,10 +75,59 @@ void Ingester::Prepare(const IngestBatch& batch, size_t wire_bytes,
   out->append.stream_id = schema->stream_id;
   out->append.atomic = !out->skip_rows;
   PrepareEvents(*schema, batch, limits_, &out->append.events, &out->errors);
+  if (limits_.max_replay_message_bytes > 0) RejectUnreadable(*schema, out);
   out->counts.invalid = static_cast<int64_t>(out->errors.size());
   if (!out->skip_rows && !out->errors.empty()) {
     out->status = absl::InvalidArgumentError(DescribeRowErrors(out->errors));
   }
+}
+
+void Ingester::RejectUnreadable(const StreamSchema& schema,
+                                Prepared* out) const {
+  const size_t limit = limits_.max_replay_message_bytes;
+  // A bound on an event's ReadEvents size that needs no encoding, for the
+  // events far below the limit (all but a few): its stored value, entity
+  // and id, and for every field of the stream its name and room for the
+  // tags, lengths and value wider on the wire than stored.
+  size_t fixed = 128;  // the event's own tags and lengths, time, seq
+  for (const auto& f : schema.def().fields()) fixed += f.name().size() + 32;
+  std::unique_ptr<EventChunkEncoder> encoder;  // for the others
+  ChunkBuffer encoded;
+  std::vector<PendingEvent>& events = out->append.events;
+  size_t kept = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    PendingEvent& e = events[i];
+    const size_t bound = fixed + e.value.size() + e.entity.size() +
+                         2 * std::max<size_t>(e.event_id.size(), 64);
+    if (bound + kChunkWatermarkBytes > limit) {
+      if (encoder == nullptr) {
+        encoder = std::make_unique<EventChunkEncoder>(schema);
+      }
+      encoded.Clear();
+      // The widest seq it could be given.
+      const StoredEvent stored{std::numeric_limits<uint64_t>::max(),
+                               schema.stream_id, e.entity, e.time_us, e.value};
+      if (encoder->AppendEvent(stored, &encoded).ok() &&
+          encoded.size() + kChunkWatermarkBytes > limit) {
+        v1::RowError err;
+        err.set_row(e.row);
+        err.set_event_id(e.event_id);
+        err.set_reason(absl::StrCat(
+            "the event takes ", encoded.size(),
+            " bytes in a ReadEvents answer, more than the largest message "
+            "allows (",
+            limit - kChunkWatermarkBytes,
+            " bytes and the answer's watermark; rawfeatd --max_message_bytes "
+            "is ",
+            limit, "): stored, it could not be read back"));
+        out->errors.push_back(std::move(err));
+        continue;
+      }
+    }
+    if (kept != i) events[kept] = std::move(e);
+    ++kept;
+  }
+  events.resize(kept);
 }
 
 absl::StatusOr<v1::IngestResponse> Ingester::Commit(Prepared* prepared) const {

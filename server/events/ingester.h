@@ -83,6 +83,10 @@ class Ingester {
 
  private:
   absl::StatusOr<v1::IngestResponse> CommitPrepared(Prepared* prepared) const;
+  // Moves the events of `out` that could not be read back (larger than
+  // limits_.max_replay_message_bytes in a ReadEvents answer) to its row
+  // errors.
+  void RejectUnreadable(const StreamSchema& schema, Prepared* out) const;
 
   EventStore* const store_;
   Registry* const registry_;

@@ -80,8 +80,6 @@ absl::Status Replayer::ReadEvents(
     chunk.Clear();
     chunk_events = 0;
   };
-  // Room for the watermark a flush appends.
-  constexpr size_t kWatermarkBytes = 16;
   auto append = [&](const StoredEvent& event) {
     if (chunk.empty()) {
       chunk.Reserve(std::min(room, options_.chunk_bytes + (64 << 10)));
@@ -92,7 +90,7 @@ absl::Status Replayer::ReadEvents(
   auto add = [&](const StoredEvent& event) {
     const size_t before = chunk.size();
     RETURN_IF_ERROR(append(event));
-    if (chunk.size() + kWatermarkBytes > options_.max_chunk_bytes) {
+    if (chunk.size() + kChunkWatermarkBytes > options_.max_chunk_bytes) {
       if (chunk_events == 0) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "event seq ", event.seq, " takes ", chunk.size() - before,

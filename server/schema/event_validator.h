@@ -26,6 +26,11 @@ struct IngestLimits {
   size_t max_event_id_bytes = 512;
   // STRING field value length in bytes. Default: 65,536.
   size_t max_string_bytes = 64 << 10;
+  // The largest message a ReadEvents answer may be (the server's
+  // --max_message_bytes). An event that would not fit one alone, with its
+  // seq and the answer's watermark, is a row error (the Ingester checks):
+  // stored, it could not be read back. 0: not checked. Default: 0.
+  size_t max_replay_message_bytes = 0;
 };
 
 // The SHA-256 of an event's canonical content: stream name, entity, event

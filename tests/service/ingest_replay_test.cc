@@ -271,6 +271,58 @@ TEST(IngestTest, SkipRowWritesValidRowsAndListsTheRest) {
   EXPECT_EQ(Count(ts.client()), 1u);
 }
 
+// An event is stored only if it can be read back: one that would not fit a
+// ReadEvents answer alone (with its seq, its derived id and the answer's
+// watermark) within --max_message_bytes is a row error, though its ingest
+// request fit. Sizes swept across the edge: every event accepted replays.
+TEST(IngestTest, AnEventThatCouldNotBeReadBackIsRefused) {
+  ServerOptions opts;
+  opts.max_message_bytes = 64 << 10;
+  TestServer ts("", true, opts);
+  int accepted = 0, refused = 0;
+  std::vector<std::string> stored;  // the coupons accepted, in seq order
+  for (int margin = 112; margin <= 400; margin += 8) {
+    SCOPED_TRACE(absl::StrCat("margin ", margin));
+    // No event_id: the replay carries the 64-character derived one.
+    v1::Event e = Order("", "u1", kT0 + margin, 1, 1, "c",
+                        std::string((64 << 10) - margin, 'x'));
+    e.clear_event_id();
+    v1::IngestRequest req = OrdersBatch({e}, v1::SKIP_ROW);
+    ASSERT_LE(req.ByteSizeLong(), size_t{64} << 10);
+    auto r = ts.client().Ingest(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->accepted() == 1) {
+      ++accepted;
+      stored.push_back(e.fields().at("coupon").string_value());
+    } else {
+      ++refused;
+      ASSERT_EQ(r->rejected_size(), 1);
+      EXPECT_EQ(r->rejected(0).row(), 0);
+      EXPECT_NE(r->rejected(0).reason().find("could not be read back"),
+                std::string::npos)
+          << r->rejected(0).reason();
+    }
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(refused, 0);
+  // Every accepted event replays (one answer each, within the limit).
+  const auto events = ReadAll(ts.client());
+  ASSERT_EQ(events.size(), stored.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].fields().at("coupon").string_value(), stored[i]);
+  }
+  // With REJECT_BATCH the batch fails and names the row.
+  v1::Event big =
+      Order("", "u2", kT0, 1, 1, "c", std::string((64 << 10) - 112, 'y'));
+  big.clear_event_id();
+  auto r = ts.client().Ingest(OrdersBatch({big}));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("row 0: the event takes"),
+            absl::string_view::npos)
+      << r.status();
+  EXPECT_EQ(Count(ts.client()), static_cast<uint64_t>(accepted));
+}
+
 TEST(IngestTest, IngestStreamSummarizesBatches) {
   TestServer ts;
   int sent = 0;
