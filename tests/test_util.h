@@ -53,10 +53,6 @@ class RawStore {
   std::unique_ptr<rocksdb::DB> db_;
 };
 
-// A tmpfs of `size` bytes ("1m", "160m") mounted on `dir` (created) until
-// destruction, for tests of a real full disk. Mounting needs the right to
-// (root in a container that allows it): mounted() says whether it worked,
-// why() why not.
 // When an injected disk fault strikes: once armed with `left`, the
 // operations it counts pass `left` times, then every one fails until
 // Disarm. Thread-safe.
@@ -83,6 +79,10 @@ class FaultCountdown {
   std::atomic<int> injected_{0};
 };
 
+// A tmpfs of `size` bytes ("1m", "160m") mounted on `dir` (created) until
+// destruction, for tests of a real full disk. Mounting needs the right to
+// (root in a container that allows it): mounted() says whether it worked,
+// why() why not.
 class Tmpfs {
  public:
   Tmpfs(const std::string& dir, const std::string& size);
