@@ -12,6 +12,7 @@
 #include <limits>
 #include <system_error>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -161,6 +162,47 @@ absl::string_view IdHash(const Sha256Digest& hash) {
                            kIdHashBytes);
 }
 
+// Id keys of one group or one request, for duplicates within it: open
+// addressing (linear probing) over `entries_`. Reset keeps the memory, so
+// an index reused from group to group allocates nothing once grown.
+template <typename Value>
+class IdIndex {
+ public:
+  // Empties the index, with room for `n` ids.
+  void Reset(size_t n) {
+    size_t slots = 16;
+    while (slots < 2 * n) slots <<= 1;
+    slots_.assign(slots, 0);
+    mask_ = slots - 1;
+    entries_.clear();
+    entries_.reserve(n);
+  }
+  // The value inserted for `key`, or nullptr.
+  const Value* Find(absl::string_view key) const {
+    for (size_t i = Home(key);; i = (i + 1) & mask_) {
+      const uint32_t e = slots_[i];
+      if (e == 0) return nullptr;
+      if (entries_[e - 1].first == key) return &entries_[e - 1].second;
+    }
+  }
+  // REQUIRES: `key` is not in the index, fewer than `n` ids (of the last
+  // Reset) are, and `key`'s bytes outlive its use here.
+  void Insert(absl::string_view key, Value value) {
+    size_t i = Home(key);
+    while (slots_[i] != 0) i = (i + 1) & mask_;
+    entries_.emplace_back(key, value);
+    slots_[i] = static_cast<uint32_t>(entries_.size());
+  }
+
+ private:
+  size_t Home(absl::string_view key) const {
+    return absl::Hash<absl::string_view>()(key) & mask_;
+  }
+  std::vector<uint32_t> slots_;  // index in entries_ + 1; 0 = empty
+  size_t mask_ = 0;
+  std::vector<std::pair<absl::string_view, Value>> entries_;
+};
+
 // The entity prefix of an events key: be32(stream_id) | entity | 0x00.
 // Entities hold no NUL, so the first NUL after the stream id ends it.
 class EntityPrefixTransform final : public rocksdb::SliceTransform {
@@ -182,6 +224,21 @@ class EntityPrefixTransform final : public rocksdb::SliceTransform {
 };
 
 }  // namespace
+
+struct EventStore::CommitScratch {
+  // The group's id keys, end to end (reserved for all of them first, so
+  // the views below stay put), and their id records.
+  std::string key_bytes;
+  std::string record_bytes;
+  // One request's id keys, looked up MultiGet by MultiGet.
+  std::vector<absl::string_view> keys;
+  std::vector<rocksdb::PinnableSlice> found;
+  std::vector<rocksdb::Status> statuses;
+  // Ids first seen in this request -> the event's index in it, and ids
+  // the group writes -> the event's content hash.
+  IdIndex<size_t> local;
+  IdIndex<const Sha256Digest*> group;
+};
 
 // ------------------------------------------------------------- ReadView
 
@@ -775,26 +832,45 @@ void EventStore::Publish(const std::vector<Writer*>& group,
 absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
                                      Publication* publication) {
   absl::MutexLock commit_lock(&commit_mu_);
-  if (commit_batch_ == nullptr) {
-    commit_batch_ = std::make_unique<rocksdb::WriteBatch>();
-  }
-  rocksdb::WriteBatch& batch = *commit_batch_;
-  batch.Clear();
-  // A batch that grew past this is freed after its write (a burst's
-  // groups do not keep their memory).
-  constexpr size_t kKeptCommitBatchBytes = 16 << 20;
-  struct FreeLarge {
-    std::unique_ptr<rocksdb::WriteBatch>* batch;
-    ~FreeLarge() {
-      if ((*batch)->GetDataSize() > kKeptCommitBatchBytes) batch->reset();
-    }
-  } free_large{&commit_batch_};
+  // A group's batch keeps its buffer for the next group unless it grew
+  // past 16 MiB (a burst's groups do not keep their memory).
+  ReusedWriteBatch reused(&commit_batch_, 0, size_t{16} << 20);
+  rocksdb::WriteBatch& batch = *reused;
   uint64_t seq = next_seq_;
-  // Ids written by earlier writers of this group, with their content hash.
-  absl::flat_hash_map<std::string, Sha256Digest> group_ids;
+  size_t group_events = 0;
+  size_t group_key_bytes = 0;
+  for (const Writer* w : group) {
+    group_events += w->request->events.size();
+    for (const PendingEvent& e : w->request->events) {
+      group_key_bytes += 4 + e.event_id.size();
+    }
+  }
+  if (commit_scratch_ == nullptr) {
+    commit_scratch_ = std::make_unique<CommitScratch>();
+  }
+  CommitScratch& scratch = *commit_scratch_;
+  // Like the batch: what a burst's large group grew is not kept (about
+  // 200 bytes an event).
+  struct FreeLarge {
+    std::unique_ptr<CommitScratch>* scratch;
+    bool large;
+    ~FreeLarge() {
+      if (large) scratch->reset();
+    }
+  } free_large{&commit_scratch_, group_events > 32768};
+  scratch.key_bytes.clear();
+  scratch.key_bytes.reserve(group_key_bytes);
+  // Reserved for the most the group's records can take: the views of
+  // id_puts stay put too.
+  scratch.record_bytes.clear();
+  scratch.record_bytes.reserve(group_events * kMaxIdRecordBytes);
+  scratch.group.Reset(group_events);
   absl::flat_hash_map<uint32_t, uint64_t> added;
   std::vector<std::pair<std::string, const std::string*>> event_puts;
-  std::vector<std::pair<std::string, std::string>> id_puts;
+  event_puts.reserve(group_events);
+  // (id key, id record)
+  std::vector<std::pair<absl::string_view, absl::string_view>> id_puts;
+  id_puts.reserve(group_events);
   // Ids of erased events written again (by new events): once written,
   // the emptying of the erasure must leave their new records.
   std::vector<std::pair<PendingErase*, std::string>> reclaims;
@@ -810,23 +886,41 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
       continue;
     }
     const size_t n = req.events.size();
-    std::vector<std::string> keys(n);
-    std::vector<rocksdb::Slice> slices(n);
+    std::vector<absl::string_view>& keys = scratch.keys;
+    keys.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      keys[i] = IdKey(req.stream_id, req.events[i].event_id);
-      slices[i] = ToSlice(keys[i]);
+      const size_t at = scratch.key_bytes.size();
+      AppendIdKey(req.stream_id, req.events[i].event_id, &scratch.key_bytes);
+      keys[i] = absl::string_view(scratch.key_bytes).substr(at);
     }
-    std::vector<rocksdb::PinnableSlice> found(n);
-    std::vector<rocksdb::Status> statuses(n);
-    if (n > 0) {
-      db_->MultiGet(rocksdb::ReadOptions(), ids_cf_, n, slices.data(),
-                    found.data(), statuses.data());
+    std::vector<rocksdb::PinnableSlice>& found = scratch.found;
+    std::vector<rocksdb::Status>& statuses = scratch.statuses;
+    found.resize(n);
+    statuses.resize(n);
+    // Values read from table blocks pin them: unpinned before the next
+    // request, so no block stays held after the group (nor at close).
+    struct Unpin {
+      std::vector<rocksdb::PinnableSlice>* found;
+      ~Unpin() {
+        for (rocksdb::PinnableSlice& f : *found) f.Reset();
+      }
+    } unpin{&found};
+    // At most 32 keys a call: RocksDB keeps that many lookups on the stack
+    // (MultiGetContext::MAX_BATCH_SIZE) and grows a vector for more.
+    constexpr size_t kMultiGetKeys = 32;
+    for (size_t from = 0; from < n; from += kMultiGetKeys) {
+      const size_t count = std::min(kMultiGetKeys, n - from);
+      rocksdb::Slice slices[kMultiGetKeys];
+      for (size_t i = 0; i < count; ++i) slices[i] = ToSlice(keys[from + i]);
+      db_->MultiGet(rocksdb::ReadOptions(), ids_cf_, count, slices,
+                    &found[from], &statuses[from]);
     }
     // An id whose event was erased (its record not yet emptied) is free.
     const PendingErasures pending = pending_erasures();
     std::vector<PendingErase*> reclaiming(pending.empty() ? 0 : n, nullptr);
     // Ids first seen in this request, by key -> index of the event.
-    absl::flat_hash_map<absl::string_view, size_t> local;
+    IdIndex<size_t>& local = scratch.local;
+    local.Reset(n);
     std::vector<size_t> to_write;
     int64_t duplicates = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -835,12 +929,14 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
       absl::string_view existing;
       IdRecord stored;
       std::string where;
-      if (auto it = local.find(keys[i]); it != local.end()) {
-        existing = IdHash(req.events[it->second].content_hash);
+      if (const size_t* earlier = local.Find(keys[i]); earlier != nullptr) {
+        existing = IdHash(req.events[*earlier].content_hash);
         where =
-            absl::StrCat("row ", req.events[it->second].row, " of this batch");
-      } else if (auto git = group_ids.find(keys[i]); git != group_ids.end()) {
-        existing = IdHash(git->second);
+            absl::StrCat("row ", req.events[*earlier].row, " of this batch");
+      } else if (const Sha256Digest* const* written =
+                     scratch.group.Find(keys[i]);
+                 written != nullptr) {
+        existing = IdHash(**written);
         where = "a concurrent batch";
       } else if (statuses[i].ok()) {
         if (!DecodeIdRecord(ToView(found[i]), &stored)) {
@@ -859,7 +955,7 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
         return FromRocks(statuses[i], "id lookup");
       }
       if (existing.empty()) {
-        local.emplace(keys[i], i);
+        local.Insert(keys[i], i);
         to_write.push_back(i);
       } else if (existing == IdHash(e.content_hash)) {
         ++duplicates;
@@ -889,12 +985,15 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
         log.Reset(seq);
       }
       if (!reclaiming.empty() && reclaiming[i] != nullptr) {
-        reclaims.emplace_back(reclaiming[i], keys[i]);
+        reclaims.emplace_back(reclaiming[i], std::string(keys[i]));
       }
       event_puts.push_back({std::move(event_key), &e.value});
-      id_puts.push_back(
-          {keys[i], EncodeIdRecord(s, IdHash(e.content_hash), e.time_us)});
-      group_ids.emplace(std::move(keys[i]), e.content_hash);
+      const size_t record_at = scratch.record_bytes.size();
+      AppendIdRecord(s, IdHash(e.content_hash), e.time_us,
+                     &scratch.record_bytes);
+      id_puts.emplace_back(
+          keys[i], absl::string_view(scratch.record_bytes).substr(record_at));
+      scratch.group.Insert(keys[i], &e.content_hash);
     }
     added[req.stream_id] += to_write.size();
   }
@@ -909,8 +1008,8 @@ absl::Status EventStore::CommitGroup(const std::vector<Writer*>& group,
   std::sort(id_puts.begin(), id_puts.end());
   // The events themselves are written once, in the log entries above;
   // the head (event_head.h) indexes them by entity until they are sealed.
-  for (const auto& [key, value] : id_puts) {
-    batch.Put(ids_cf_, ToSlice(key), ToSlice(value));
+  for (const auto& [key, record] : id_puts) {
+    batch.Put(ids_cf_, ToSlice(key), ToSlice(record));
   }
 
   absl::flat_hash_map<uint32_t, uint64_t> new_counts;

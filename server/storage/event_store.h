@@ -621,10 +621,16 @@ class EventStore {
   // runs.
   mutable absl::Mutex commit_mu_;
   // CommitGroup's write batch, cleared and reused from group to group so
-  // its buffer is not grown by doubling into fresh pages each time; a
-  // batch that grew past 16 MiB is freed after its write.
+  // its buffer is not grown by doubling into fresh pages each time (freed
+  // memory goes back to the system within seconds, and every fresh page
+  // is zeroed by the kernel on first touch); a batch that grew past 16 MiB
+  // is freed after its write.
   std::unique_ptr<rocksdb::WriteBatch> commit_batch_
       ABSL_GUARDED_BY(commit_mu_);
+  // The rest of what CommitGroup reuses from group to group (its id
+  // lookups and duplicate checks; event_store.cc), for the same reason.
+  struct CommitScratch;
+  std::unique_ptr<CommitScratch> commit_scratch_ ABSL_GUARDED_BY(commit_mu_);
   // Held while a written group's events enter the head and its watermark
   // is published (the next group meanwhile holds commit_mu_). Taken after
   // commit_mu_: an exclusive section takes both, and so sees no group half
@@ -766,6 +772,11 @@ class EventStore {
   // Held while one entity is sealed; Erase commits under it, so no
   // sealing writes back events an erasure deleted.
   absl::Mutex seal_mu_;
+  // A seal chunk's write, kept from chunk to chunk: it grows to about
+  // 8 MiB, a size jemalloc hands back to the system as soon as it is freed
+  // (its oversize arena), so a fresh one per chunk faulted 8-16 MiB of
+  // zeroed pages in every time.
+  std::unique_ptr<rocksdb::WriteBatch> seal_batch_ ABSL_GUARDED_BY(seal_mu_);
   mutable absl::Mutex seal_state_mu_;
   uint64_t unsealed_from_ ABSL_GUARDED_BY(seal_pass_mu_) = 0;  // as stored
   // Entities whose last seal re-cut many full blocks for few events (late

@@ -277,7 +277,9 @@ absl::Status EventStore::SealPass(size_t min_events, uint64_t free_bytes) {
     // deleted): cached they would only push out blocks reads still use.
     ro.fill_cache = false;
     std::unique_ptr<rocksdb::Iterator> bit(db_->NewIterator(ro, events_cf_));
-    rocksdb::WriteBatch batch;
+    // Kept unless an entity with a long history grew it further.
+    ReusedWriteBatch reused(&seal_batch_, kChunkBytes * 2, kChunkBytes * 4);
+    rocksdb::WriteBatch& batch = *reused;
     std::vector<SealedEntity> chunk;
     while (next < picked.size() && chunk.size() < kChunkEntities &&
            batch.GetDataSize() < kChunkBytes) {

@@ -106,20 +106,30 @@ bool ParseEventKey(absl::string_view key, ParsedEventKey* out) {
 std::string IdKey(uint32_t stream_id, absl::string_view event_id) {
   std::string k;
   k.reserve(4 + event_id.size());
-  PutBigEndian32(&k, stream_id);
-  k.append(event_id.data(), event_id.size());
+  AppendIdKey(stream_id, event_id, &k);
   return k;
+}
+
+void AppendIdKey(uint32_t stream_id, absl::string_view event_id,
+                 std::string* out) {
+  PutBigEndian32(out, stream_id);
+  out->append(event_id.data(), event_id.size());
 }
 
 std::string EncodeIdRecord(uint64_t seq, absl::string_view hash,
                            int64_t time_us) {
   std::string v;
   v.reserve(20 + kIdHashBytes);
-  PutVarint64(&v, seq);
-  PutVarint64(&v, ZigZagEncode(time_us));
-  v.append(hash.data(), std::min(hash.size(), kIdHashBytes));
-  v.resize(v.size() + kIdHashBytes - std::min(hash.size(), kIdHashBytes));
+  AppendIdRecord(seq, hash, time_us, &v);
   return v;
+}
+
+void AppendIdRecord(uint64_t seq, absl::string_view hash, int64_t time_us,
+                    std::string* out) {
+  PutVarint64(out, seq);
+  PutVarint64(out, ZigZagEncode(time_us));
+  out->append(hash.data(), std::min(hash.size(), kIdHashBytes));
+  out->resize(out->size() + kIdHashBytes - std::min(hash.size(), kIdHashBytes));
 }
 
 bool DecodeIdRecord(absl::string_view value, IdRecord* out) {

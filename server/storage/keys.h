@@ -83,6 +83,9 @@ bool ParseEventKey(absl::string_view key, ParsedEventKey* out);
 
 // ids: be32(stream_id) | event_id  ->  id record
 std::string IdKey(uint32_t stream_id, absl::string_view event_id);
+// The same, appended to `*out`.
+void AppendIdKey(uint32_t stream_id, absl::string_view event_id,
+                 std::string* out);
 
 // An id record: the event's seq, its time (for retention) and the first
 // kIdHashBytes bytes of its content hash (SHA-256), which decide duplicate
@@ -99,6 +102,10 @@ struct IdRecord {
 };
 std::string EncodeIdRecord(uint64_t seq, absl::string_view hash,
                            int64_t time_us);
+// The same, appended to `*out` (at most kMaxIdRecordBytes).
+void AppendIdRecord(uint64_t seq, absl::string_view hash, int64_t time_us,
+                    std::string* out);
+inline constexpr size_t kMaxIdRecordBytes = 20 + kIdHashBytes;
 // False if `value` is none of the forms above.
 bool DecodeIdRecord(absl::string_view value, IdRecord* out);
 

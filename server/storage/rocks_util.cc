@@ -21,4 +21,17 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::InternalError(msg);
 }
 
+ReusedWriteBatch::ReusedWriteBatch(std::unique_ptr<rocksdb::WriteBatch>* slot,
+                                   size_t reserve, size_t keep)
+    : slot_(slot), keep_(keep) {
+  if (*slot_ == nullptr) {
+    *slot_ = std::make_unique<rocksdb::WriteBatch>(reserve);
+  }
+  (*slot_)->Clear();
+}
+
+ReusedWriteBatch::~ReusedWriteBatch() {
+  if ((*slot_)->GetDataSize() > keep_) slot_->reset();
+}
+
 }  // namespace rawfeat
