@@ -119,7 +119,7 @@ void AppendIdKey(uint32_t stream_id, absl::string_view event_id,
 std::string EncodeIdRecord(uint64_t seq, absl::string_view hash,
                            int64_t time_us) {
   std::string v;
-  v.reserve(20 + kIdHashBytes);
+  v.reserve(kMaxIdRecordBytes);
   AppendIdRecord(seq, hash, time_us, &v);
   return v;
 }
